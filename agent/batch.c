@@ -1,0 +1,83 @@
+/* batch.c — BatchWriteLogsRequest assembly (see batch.h). */
+#include "batch.h"
+
+#include "pbwire.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+batch *batch_new(uint64_t id)
+{
+    batch *b = calloc(1, sizeof *b);
+    if (b)
+        b->id = id;
+    return b;
+}
+
+void batch_free(batch *b)
+{
+    if (!b)
+        return;
+    free(b->buf);
+    free(b->off);
+    free(b->elen);
+    free(b->state);
+    free(b->calls);
+    free(b);
+}
+
+size_t batch_size_with(const batch *b, size_t len) { return b->len + pbw_len_field_size(len); }
+
+int batch_add(batch *b, const void *rec, size_t len)
+{
+    size_t need = b->len + pbw_len_field_size(len);
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 64 * 1024;
+        while (cap < need)
+            cap *= 2;
+        uint8_t *p = realloc(b->buf, cap);
+        if (!p)
+            return -ENOMEM;
+        b->buf = p;
+        b->cap = cap;
+    }
+    if (b->n == b->ncap) {
+        size_t ncap = b->ncap ? b->ncap * 2 : 256;
+        uint32_t *o = realloc(b->off, ncap * sizeof *o);
+        if (!o)
+            return -ENOMEM;
+        b->off = o;
+        uint32_t *l = realloc(b->elen, ncap * sizeof *l);
+        if (!l)
+            return -ENOMEM;
+        b->elen = l;
+        b->ncap = ncap;
+    }
+    uint8_t *p = pbw_put_tag(b->buf + b->len, 1, PBW_LEN);
+    p = pbw_put_varint(p, len);
+    b->off[b->n] = (uint32_t)(p - b->buf);
+    b->elen[b->n] = (uint32_t)len;
+    memcpy(p, rec, len);
+    b->len = (size_t)(p - b->buf) + len;
+    b->n++;
+    return 0;
+}
+
+uint8_t *batch_payload(const batch *b, const char *agent_id, size_t *len)
+{
+    size_t alen = strlen(agent_id);
+    size_t total = b->len + (alen ? pbw_len_field_size(alen) : 0) + (b->id ? pbw_varint_field_size(b->id) : 0);
+    uint8_t *out = malloc(total ? total : 1);
+    if (!out)
+        return NULL;
+    if (b->len)
+        memcpy(out, b->buf, b->len);
+    uint8_t *p = out + b->len;
+    if (alen)
+        p = pbw_put_bytes(p, 2, agent_id, alen);
+    if (b->id)
+        p = pbw_put_uint(p, 3, b->id);
+    *len = (size_t)(p - out);
+    return out;
+}

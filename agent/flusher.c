@@ -1,0 +1,570 @@
+/* flusher.c — ring -> batches -> upstream calls, with retry (see flusher.h).
+ *
+ * DESIGN
+ * Two threads meet here. The flusher thread is the ring's only consumer: it moves records into `cur`
+ * (the batch being built) and decides what to send next. The upstream reaper thread runs on_done for each
+ * finished call and decides the batch's fate: acknowledged, retried (queued with a backoff time), or dropped
+ * with a reason. They share `mu`, which guards the accounting, the retry queue and the in-flight count; it
+ * is taken a few times per batch, never per record, and never on the ingest path.
+ *
+ * Order: a batch waiting to retry blocks new batches (they wait behind the backoff instead of hammering a
+ * failing service, and with --max-inflight 1 records leave in the order they came). The retry queue is
+ * kept sorted by batch id.
+ *
+ * Wake-ups: the flusher arms its doorbell at the top of every turn, so a ring from ingest (new records) or
+ * from the reaper (a slot or a retry freed) between its decision and its wait is never lost. */
+#include "flusher.h"
+
+#include "batch.h"
+#include "doorbell.h"
+#include "log.h"
+#include "retry.h"
+#include "upstream.h"
+
+#include <errno.h>
+#include <logagent/v1/log_service.pb-c.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { M_BATCH = 0, M_UNARY = 1 };
+enum { STATUS_UNIMPLEMENTED = 12 };
+
+static const double LAT_BOUNDS[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000};
+#define N_LAT (sizeof LAT_BOUNDS / sizeof LAT_BOUNDS[0])
+
+struct flusher {
+    config cfg;
+    ring *ring;
+    upstream *up;
+    doorbell bell;
+    pthread_t thread;
+    int started;
+    flusher_space_fn on_space;
+    void *space_arg;
+    _Atomic int want_space;
+    size_t low_water;
+    char agent_id[160];
+
+    /* flusher thread only */
+    batch *cur;
+    int cur_full;
+    uint64_t next_id;
+
+    pthread_mutex_t mu; /* everything below */
+    pthread_cond_t cv;  /* in-flight count went down */
+    unsigned inflight;
+    batch *retry_head;
+    int unary;
+    int stopping, abandon;
+    int64_t deadline_ms;
+    uint64_t rng;
+    uint64_t lat_hist[N_LAT + 1];
+    log_limit fail_log;
+    flusher_snapshot acct; /* the counters (latency and text filled at snapshot time) */
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- reaper side: call outcomes -------------------------------------------------------------------- */
+
+/* Queues b for retry at its retry_at_ms, sorted by id. Caller holds mu. */
+static void retry_enqueue_locked(flusher *f, batch *b)
+{
+    batch **pp = &f->retry_head;
+    while (*pp && (*pp)->id <= b->id)
+        pp = &(*pp)->next;
+    b->next = *pp;
+    *pp = b;
+    f->acct.retry_wait += b->n;
+}
+
+static void note_failure_locked(flusher *f, int status, const char *details)
+{
+    f->acct.failing = 1;
+    snprintf(f->acct.last_error, sizeof f->acct.last_error, "%s: %s", upstream_status_name(status), details);
+    int64_t suppressed = log_limit_check(&f->fail_log, 10000);
+    if (suppressed >= 0)
+        log_write(LOG_WARN, "\"upstream call failed\" status=%s details=\"%.120s\" suppressed=%lld",
+                  upstream_status_name(status), details, (long long)suppressed);
+}
+
+static void record_latency_locked(flusher *f, const batch *b)
+{
+    double ms = (double)(now_ns() - b->sent_ns) / 1e6;
+    size_t i = 0;
+    while (i < N_LAT && ms > LAT_BOUNDS[i])
+        i++;
+    f->lat_hist[i]++;
+}
+
+/* A finished call leaves the in-flight set. Caller holds mu. */
+static void leave_flight_locked(flusher *f, const batch *b)
+{
+    f->inflight--;
+    f->acct.in_flight -= b->n;
+    pthread_cond_broadcast(&f->cv);
+}
+
+/* Splits b's entries by state: ENTRY_OK flushed, ENTRY_DROP dropped, ENTRY_RETRY into a retry batch.
+ * Caller holds mu (allocation under it is rare: only on partial failure). */
+static void settle_entries_locked(flusher *f, batch *b, const uint8_t *state)
+{
+    batch *rb = NULL;
+    for (size_t i = 0; i < b->n; i++) {
+        size_t len;
+        const uint8_t *e = batch_entry(b, i, &len);
+        if (state[i] == ENTRY_OK) {
+            f->acct.flushed++;
+        } else if (state[i] == ENTRY_RETRY && !f->abandon) {
+            if (!rb && (rb = batch_new(b->id)) != NULL)
+                rb->attempt = b->attempt;
+            if (rb && batch_add(rb, e, len) == 0)
+                continue;
+            f->acct.dropped_upstream++; /* out of memory: counted, never silent */
+        } else if (state[i] == ENTRY_RETRY) {
+            f->acct.dropped_shutdown++;
+        } else {
+            f->acct.dropped_upstream++;
+        }
+    }
+    if (rb) {
+        rb->retry_at_ms = now_ms() + retry_backoff_ms(rb->attempt, (int64_t)f->cfg.retry_initial_ms,
+                                                       (int64_t)f->cfg.retry_max_ms, &f->rng);
+        retry_enqueue_locked(f, rb);
+    }
+}
+
+/* Reads BatchWriteLogsResponse.rejected into per-entry states. Returns the number rejected. */
+static size_t parse_rejects(const upstream_reply *r, uint8_t *state, size_t n)
+{
+    Logagent__V1__BatchWriteLogsResponse *resp =
+        r->body ? logagent__v1__batch_write_logs_response__unpack(NULL, r->body_len, r->body) : NULL;
+    size_t rejected = 0;
+    if (!resp)
+        return 0; /* empty or unreadable body: the status said OK, so all were accepted */
+    for (size_t i = 0; i < resp->n_rejected; i++) {
+        uint32_t idx = resp->rejected[i]->index;
+        if (idx < n && state[idx] == ENTRY_OK) {
+            state[idx] = resp->rejected[i]->retryable ? ENTRY_RETRY : ENTRY_DROP;
+            rejected++;
+        }
+    }
+    logagent__v1__batch_write_logs_response__free_unpacked(resp, NULL);
+    return rejected;
+}
+
+static void batch_done(flusher *f, batch *b, const upstream_reply *r)
+{
+    int retryable = retry_status_retryable(r->status);
+    uint8_t *state = NULL;
+    if (r->status == 0 && (state = calloc(b->n ? b->n : 1, 1)) != NULL && parse_rejects(r, state, b->n) > 0) {
+        pthread_mutex_lock(&f->mu);
+        record_latency_locked(f, b);
+        leave_flight_locked(f, b);
+        f->acct.batches_sent++;
+        settle_entries_locked(f, b, state);
+        pthread_mutex_unlock(&f->mu);
+        free(state);
+        batch_free(b);
+        return;
+    }
+    free(state);
+    pthread_mutex_lock(&f->mu);
+    record_latency_locked(f, b);
+    leave_flight_locked(f, b);
+    if (r->status == 0) {
+        f->acct.batches_sent++;
+        f->acct.flushed += b->n;
+        f->acct.failing = 0;
+    } else if (r->status == STATUS_UNIMPLEMENTED && f->cfg.upstream_rpc == RPC_AUTO) {
+        if (!f->unary)
+            log_write(LOG_WARN, "\"log service has no BatchWriteLogs (UNIMPLEMENTED): switching to unary WriteLog "
+                                "for good\" method=%s",
+                      f->cfg.batch_method);
+        f->unary = 1;
+        b->attempt = 0;
+        b->retry_at_ms = 0;
+        retry_enqueue_locked(f, b);
+        b = NULL;
+    } else if (retryable && !f->abandon) {
+        f->acct.batches_failed++;
+        note_failure_locked(f, r->status, r->details);
+        b->retry_at_ms = now_ms() + retry_backoff_ms(b->attempt, (int64_t)f->cfg.retry_initial_ms,
+                                                     (int64_t)f->cfg.retry_max_ms, &f->rng);
+        retry_enqueue_locked(f, b);
+        b = NULL;
+    } else {
+        f->acct.batches_failed++;
+        note_failure_locked(f, r->status, r->details);
+        if (f->abandon)
+            f->acct.dropped_shutdown += b->n;
+        else
+            f->acct.dropped_upstream += b->n;
+    }
+    pthread_mutex_unlock(&f->mu);
+    batch_free(b);
+}
+
+static void unary_done(flusher *f, batch_call *c, const upstream_reply *r)
+{
+    batch *b = c->b;
+    b->state[c->index] = r->status == 0 ? ENTRY_OK : retry_status_retryable(r->status) ? ENTRY_RETRY : ENTRY_DROP;
+    pthread_mutex_lock(&f->mu);
+    f->acct.unary_calls++;
+    if (r->status == 0)
+        f->acct.failing = 0;
+    else
+        note_failure_locked(f, r->status, r->details);
+    int last = --b->pending == 0;
+    if (last) {
+        record_latency_locked(f, b);
+        leave_flight_locked(f, b);
+        f->acct.batches_sent++;
+        settle_entries_locked(f, b, b->state);
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (last)
+        batch_free(b);
+}
+
+static void on_done(void *ctx, void *arg, const upstream_reply *r)
+{
+    flusher *f = ctx;
+    batch_call *c = arg;
+    if (c->index == BATCH_WHOLE)
+        batch_done(f, c->b, r);
+    else
+        unary_done(f, c, r);
+    doorbell_ring(&f->bell);
+}
+
+/* ---- flusher thread: building and sending ------------------------------------------------------------ */
+
+static void call_failed_to_start(flusher *f, batch_call *c)
+{
+    upstream_reply r = {.status = 14, .details = "could not start the call"};
+    on_done(f, c, &r);
+}
+
+/* Sends b (already counted in flight) as one BatchWriteLogs call, or as one WriteLog per entry. */
+static void send_batch(flusher *f, batch *b, int unary)
+{
+    b->attempt++;
+    b->sent_ns = now_ns();
+    b->unary = unary;
+    if (!unary) {
+        size_t len;
+        uint8_t *payload = batch_payload(b, f->agent_id, &len);
+        b->whole = (batch_call){b, BATCH_WHOLE};
+        if (!payload || upstream_call(f->up, M_BATCH, payload, len, (int64_t)f->cfg.rpc_timeout_ms, &b->whole) < 0)
+            call_failed_to_start(f, &b->whole);
+        free(payload);
+        return;
+    }
+    free(b->state);
+    free(b->calls);
+    b->state = calloc(b->n, 1);
+    b->calls = calloc(b->n, sizeof *b->calls);
+    if (!b->state || !b->calls) { /* try again later as a whole */
+        b->whole = (batch_call){b, BATCH_WHOLE};
+        call_failed_to_start(f, &b->whole);
+        return;
+    }
+    pthread_mutex_lock(&f->mu);
+    b->pending = (unsigned)b->n + 1; /* +1: the guard released below, so completions can't finish b early */
+    pthread_mutex_unlock(&f->mu);
+    for (size_t i = 0; i < b->n; i++) {
+        size_t len;
+        const uint8_t *e = batch_entry(b, i, &len);
+        b->calls[i] = (batch_call){b, (uint32_t)i};
+        if (upstream_call(f->up, M_UNARY, e, len, (int64_t)f->cfg.rpc_timeout_ms, &b->calls[i]) < 0)
+            call_failed_to_start(f, &b->calls[i]);
+    }
+    pthread_mutex_lock(&f->mu);
+    int last = --b->pending == 0;
+    if (last) {
+        record_latency_locked(f, b);
+        leave_flight_locked(f, b);
+        f->acct.batches_sent++;
+        settle_entries_locked(f, b, b->state);
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (last)
+        batch_free(b);
+}
+
+/* Moves committed records from the ring into cur until it is full or the ring is empty. */
+static void pull(flusher *f)
+{
+    if (!f->cur) {
+        f->cur = batch_new(++f->next_id);
+        f->cur_full = 0;
+        if (!f->cur)
+            return;
+    }
+    batch *b = f->cur;
+    uint64_t k = 0;
+    const void *p;
+    size_t len;
+    while (!f->cur_full && (p = ring_peek(f->ring, &len)) != NULL) {
+        if (b->n > 0 && batch_size_with(b, len) > f->cfg.batch_max_bytes) {
+            f->cur_full = 1;
+            break;
+        }
+        if (batch_add(b, p, len) < 0) { /* out of memory: send what we have, the record stays in the ring */
+            f->cur_full = 1;
+            break;
+        }
+        if (b->n == 1)
+            b->first_ms = now_ms();
+        ring_consume(f->ring);
+        k++;
+        if (b->n >= f->cfg.batch_max_records)
+            f->cur_full = 1;
+    }
+    if (k == 0)
+        return;
+    ring_release(f->ring);
+    pthread_mutex_lock(&f->mu);
+    f->acct.taken += k;
+    f->acct.batching += k;
+    pthread_mutex_unlock(&f->mu);
+    if (atomic_load(&f->want_space) && ring_used_bytes(f->ring) < f->low_water && atomic_exchange(&f->want_space, 0))
+        f->on_space(f->space_arg);
+}
+
+/* Picks the next batch to send, if any, and moves it into flight. Caller holds mu. */
+static batch *next_to_send_locked(flusher *f, int64_t now)
+{
+    if (f->inflight >= f->cfg.max_inflight)
+        return NULL;
+    batch *b = NULL;
+    if (f->retry_head) {
+        if (f->retry_head->retry_at_ms > now)
+            return NULL;
+        b = f->retry_head;
+        f->retry_head = b->next;
+        b->next = NULL;
+        f->acct.retry_wait -= b->n;
+        f->acct.batches_retried += b->attempt > 0;
+    } else if (f->cur && f->cur->n > 0 &&
+               (f->cur_full || f->stopping || now - f->cur->first_ms >= (int64_t)f->cfg.flush_interval_ms)) {
+        b = f->cur;
+        f->cur = NULL;
+        f->acct.batching -= b->n;
+    }
+    if (b) {
+        f->inflight++;
+        f->acct.in_flight += b->n;
+    }
+    return b;
+}
+
+/* How long the flusher may sleep before something becomes due. Caller holds mu. */
+static int wait_ms_locked(flusher *f, int64_t now)
+{
+    int64_t t = 1000;
+    if (f->inflight < f->cfg.max_inflight) {
+        if (f->retry_head)
+            t = f->retry_head->retry_at_ms - now;
+        else if (f->cur && f->cur->n > 0)
+            t = f->cur->first_ms + (int64_t)f->cfg.flush_interval_ms - now;
+    }
+    if (f->stopping && f->deadline_ms - now < t)
+        t = f->deadline_ms - now;
+    return t < 0 ? 0 : t > 1000 ? 1000 : (int)t;
+}
+
+/* Gives up on everything still held (drain timeout): cancels calls, counts the rest dropped_shutdown. */
+static void abandon_rest(flusher *f)
+{
+    upstream_cancel_all(f->up);
+    pthread_mutex_lock(&f->mu);
+    while (f->inflight > 0)
+        pthread_cond_wait(&f->cv, &f->mu);
+    for (batch *b = f->retry_head, *next; b; b = next) {
+        next = b->next;
+        f->acct.retry_wait -= b->n;
+        f->acct.dropped_shutdown += b->n;
+        batch_free(b);
+    }
+    f->retry_head = NULL;
+    if (f->cur) {
+        f->acct.batching -= f->cur->n;
+        f->acct.dropped_shutdown += f->cur->n;
+        batch_free(f->cur);
+        f->cur = NULL;
+    }
+    size_t len;
+    uint64_t k = 0;
+    while (ring_peek(f->ring, &len)) {
+        ring_consume(f->ring);
+        k++;
+    }
+    ring_release(f->ring);
+    f->acct.taken += k;
+    f->acct.dropped_shutdown += k;
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void *flusher_main(void *arg)
+{
+    flusher *f = arg;
+    for (;;) {
+        doorbell_arm(&f->bell);
+        pull(f);
+        int64_t now = now_ms();
+        pthread_mutex_lock(&f->mu);
+        batch *b = next_to_send_locked(f, now);
+        int unary = f->unary || f->cfg.upstream_rpc == RPC_UNARY;
+        int done = !b && f->stopping && f->inflight == 0 && !f->retry_head && (!f->cur || f->cur->n == 0);
+        int expired = f->stopping && now >= f->deadline_ms;
+        if (expired && !done)
+            f->abandon = 1;
+        int wait = wait_ms_locked(f, now);
+        pthread_mutex_unlock(&f->mu);
+        size_t len;
+        if (b) {
+            send_batch(f, b, unary);
+            continue;
+        }
+        if (done && !ring_peek(f->ring, &len))
+            break;
+        if (expired)
+            break;
+        if (!ring_peek(f->ring, &len) || f->cur_full)
+            doorbell_wait(&f->bell, wait);
+    }
+    if (f->abandon)
+        abandon_rest(f);
+    return NULL;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------------------- */
+
+flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void *space_arg)
+{
+    flusher *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    f->cfg = *cfg;
+    f->ring = r;
+    f->on_space = on_space;
+    f->space_arg = space_arg;
+    f->low_water = ring_capacity(r) / 2;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    if (getrandom(&f->rng, sizeof f->rng, 0) != sizeof f->rng || f->rng == 0)
+        f->rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
+    char host[64] = "unknown";
+    gethostname(host, sizeof host - 1);
+    snprintf(f->agent_id, sizeof f->agent_id, "%s/%d/%llx", host, (int)getpid(), (unsigned long long)(f->rng >> 16));
+    if (doorbell_init(&f->bell) < 0) {
+        log_write(LOG_ERROR, "\"cannot create eventfd\" errno=%d", errno);
+        flusher_free(f);
+        return NULL;
+    }
+    upstream_config uc = {.target = cfg->upstream,
+                          .methods = {cfg->batch_method, cfg->unary_method},
+                          .reconnect_max_ms = cfg->retry_max_ms < 5000 ? (int64_t)cfg->retry_max_ms : 5000,
+                          .done = on_done,
+                          .ctx = f};
+    if (!(f->up = upstream_new(&uc))) {
+        log_write(LOG_ERROR, "\"cannot create the gRPC channel\" upstream=%s", cfg->upstream);
+        flusher_free(f);
+        return NULL;
+    }
+    return f;
+}
+
+int flusher_start(flusher *f)
+{
+    int rc = pthread_create(&f->thread, NULL, flusher_main, f);
+    if (rc != 0)
+        return -rc;
+    f->started = 1;
+    return 0;
+}
+
+void flusher_notify(flusher *f) { doorbell_ring(&f->bell); }
+
+void flusher_want_space(flusher *f)
+{
+    atomic_store(&f->want_space, 1);
+    doorbell_ring(&f->bell);
+}
+
+void flusher_stop(flusher *f, int64_t drain_ms)
+{
+    if (!f->started)
+        return;
+    pthread_mutex_lock(&f->mu);
+    f->stopping = 1;
+    f->deadline_ms = now_ms() + drain_ms;
+    pthread_mutex_unlock(&f->mu);
+    uint64_t one = 1; /* wake it whether or not its bell is armed */
+    ssize_t w = write(f->bell.fd, &one, sizeof one);
+    (void)w;
+    pthread_join(f->thread, NULL);
+    f->started = 0;
+}
+
+void flusher_free(flusher *f)
+{
+    if (!f)
+        return;
+    upstream_free(f->up); /* waits for calls still completing */
+    batch_free(f->cur);
+    for (batch *b = f->retry_head, *next; b; b = next) {
+        next = b->next;
+        batch_free(b);
+    }
+    doorbell_close(&f->bell);
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
+    free(f);
+}
+
+static double percentile_locked(const flusher *f, double q)
+{
+    uint64_t total = 0, seen = 0;
+    for (size_t i = 0; i <= N_LAT; i++)
+        total += f->lat_hist[i];
+    if (total == 0)
+        return 0;
+    for (size_t i = 0; i <= N_LAT; i++) {
+        seen += f->lat_hist[i];
+        if ((double)seen >= q * (double)total)
+            return i < N_LAT ? LAT_BOUNDS[i] : LAT_BOUNDS[N_LAT - 1];
+    }
+    return LAT_BOUNDS[N_LAT - 1];
+}
+
+void flusher_snapshot_get(flusher *f, flusher_snapshot *s)
+{
+    pthread_mutex_lock(&f->mu);
+    *s = f->acct;
+    s->unary = f->unary || f->cfg.upstream_rpc == RPC_UNARY;
+    s->latency_ms[0] = percentile_locked(f, 0.50);
+    s->latency_ms[1] = percentile_locked(f, 0.90);
+    s->latency_ms[2] = percentile_locked(f, 0.99);
+    pthread_mutex_unlock(&f->mu);
+}

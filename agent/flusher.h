@@ -1,0 +1,50 @@
+/* flusher.h — the thread that drains the ring into batches and keeps up to max_inflight upstream calls going.
+ *
+ * It owns the upstream (gRPC) and everything after the ring: the batch being built, batches in flight, and
+ * batches waiting to be retried. Its accounting moves under one mutex so that a snapshot always satisfies
+ *   taken_from_ring = flushed + batching + in_flight + retry_wait + dropped_upstream + dropped_shutdown. */
+#ifndef LOGAGENT_FLUSHER_H
+#define LOGAGENT_FLUSHER_H
+
+#include "config.h"
+#include "ring.h"
+
+#include <stdint.h>
+
+typedef struct flusher flusher;
+
+typedef struct flusher_snapshot {
+    uint64_t taken;            /* records taken out of the ring */
+    uint64_t batching;         /* in the batch being built */
+    uint64_t in_flight;        /* in calls that have not completed */
+    uint64_t retry_wait;       /* in batches waiting for their retry time */
+    uint64_t flushed;          /* acknowledged by the log service */
+    uint64_t dropped_upstream; /* refused by the log service with a non-retryable status */
+    uint64_t dropped_shutdown; /* still held when the drain timeout ran out */
+    uint64_t batches_sent, batches_failed, batches_retried, unary_calls;
+    int unary;                 /* 1 once the upstream mode is unary */
+    int failing;               /* 1 from a failed call until the next success */
+    char last_error[200];
+    double latency_ms[3];      /* p50, p90, p99 of call latency */
+} flusher_snapshot;
+
+/* Called from the flusher thread when the ring has drained below half after flusher_want_space. */
+typedef void (*flusher_space_fn)(void *arg);
+
+/* Creates the flusher and its upstream; does not start the thread. NULL on failure (logged). */
+flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void *space_arg);
+int flusher_start(flusher *f);
+
+/* Any thread: new records are in the ring (cheap when the flusher is busy). */
+void flusher_notify(flusher *f);
+/* Any thread: call on_space once the ring has room again. */
+void flusher_want_space(flusher *f);
+
+/* Flushes what is held for up to drain_ms, then gives up on the rest (counted dropped_shutdown), joins the
+ * thread and shuts the upstream down. Records must no longer be pushed into the ring. */
+void flusher_stop(flusher *f, int64_t drain_ms);
+void flusher_free(flusher *f);
+
+void flusher_snapshot_get(flusher *f, flusher_snapshot *s);
+
+#endif

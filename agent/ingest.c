@@ -1,0 +1,471 @@
+/* ingest.c — listener, connections, msgpack stream decoding, pause/resume (see ingest.h).
+ *
+ * DESIGN
+ * A connection's bytes go: read(2) straight into the msgpack-c unpacker's buffer -> mpscan (refuses bad
+ * structure before msgpack-c buffers it) -> msgpack_unpacker_next -> record_encode -> ring. Each readable
+ * event does one bounded read, so a flooding client gets one turn like everyone else.
+ *
+ * Backpressure is a state of the stage, not of a connection: when a record does not fit, it is kept in
+ * `held` on its connection, every connection's read event is removed, and the flusher is asked to call
+ * ingest_space_available when the ring is half empty. Resuming first finishes each connection's held record
+ * and already-buffered records, then re-adds read events. Connections are never closed for backpressure.
+ *
+ * A connection closes on EOF or error (a partial record counts `truncated`), on malformed or oversized input
+ * (after the good records before it are queued), or at shutdown; never while it still holds records that
+ * can be queued. */
+#include "ingest.h"
+
+#include "flusher.h"
+#include "log.h"
+#include "mpscan.h"
+#include "record.h"
+
+#include <errno.h>
+#include <event2/listener.h>
+#include <fcntl.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { READ_CHUNK = 256 * 1024 };
+
+typedef struct conn {
+    struct ingest *in;
+    int fd;
+    struct event *ev;
+    msgpack_unpacker up;
+    msgpack_unpacked res;
+    mpscan scan;
+    record_source src;
+    uint8_t *held; /* an encoded record waiting for ring space */
+    size_t held_len;
+    int fail;      /* MPSCAN_MALFORMED / MPSCAN_OVERSIZED: close once the good records are queued */
+    int eof;       /* peer closed (or errored): close once everything is queued */
+    struct conn *prev, *next;
+} conn;
+
+struct ingest {
+    struct event_base *base;
+    const config *cfg;
+    ring *ring;
+    ingest_stats *st;
+    struct flusher *flusher;
+    struct evconnlistener *listener;
+    struct event *resume_ev;
+    conn *conns;
+    int paused;
+    int64_t paused_at_ns;
+    int listening;
+    record_enc enc;
+    char hostname[64];
+    log_limit lim_malformed, lim_oversized, lim_invalid, lim_truncated, lim_reserved;
+};
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t real_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Logs one bad-input event with the peer's identity, at most every 10 s per kind. */
+static void log_peer(log_limit *l, const conn *c, const char *what)
+{
+    int64_t suppressed = log_limit_check(l, 10000);
+    if (suppressed >= 0)
+        log_write(LOG_WARN, "\"%s\" pid=%d uid=%u comm=\"%s\" suppressed=%lld", what, c->src.pid, c->src.uid,
+                  c->src.comm, (long long)suppressed);
+}
+
+/* ---- pause / resume ---------------------------------------------------------------------------------- */
+
+static void pause_all(ingest *in)
+{
+    if (in->paused)
+        return;
+    in->paused = 1;
+    in->paused_at_ns = mono_ns();
+    stat_add(&in->st->pauses, 1);
+    for (conn *c = in->conns; c; c = c->next)
+        event_del(c->ev);
+    if (in->flusher)
+        flusher_want_space(in->flusher);
+    if (ring_used_bytes(in->ring) < ring_capacity(in->ring) / 2) /* drained meanwhile: don't wait for a call */
+        event_active(in->resume_ev, EV_READ, 0);
+}
+
+void ingest_space_available(void *arg)
+{
+    ingest *in = arg;
+    event_active(in->resume_ev, EV_READ, 0);
+}
+
+/* ---- records -------------------------------------------------------------------------------------- */
+
+/* Queues one encoded record. Returns 0, or -ENOBUFS when the ring is full (the caller holds the record). */
+static int queue_record(ingest *in, const uint8_t *data, size_t len)
+{
+    void *p = ring_reserve(in->ring, len);
+    if (!p)
+        return -ENOBUFS;
+    memcpy(p, data, len);
+    stat_add(&in->st->received, 1); /* before commit: the flusher can never count it first */
+    ring_commit(in->ring, p);
+    return 0;
+}
+
+static void handle_record(conn *c, const msgpack_object *obj, int64_t now)
+{
+    ingest *in = c->in;
+    record_info info;
+    int rc = record_encode(&in->enc, obj, &c->src, now, &info);
+    if (rc < 0) {
+        stat_add(&in->st->invalid_record, 1);
+        log_peer(&in->lim_invalid, c,
+                 rc == -EINVAL ? "invalid record skipped (not a map, or no string message)" : "record skipped: out of memory");
+        return;
+    }
+    if (info.reserved_keys) {
+        stat_add(&in->st->reserved_key, info.reserved_keys);
+        log_peer(&in->lim_reserved, c, "reserved _-key dropped from a record");
+    }
+    if (info.level_unknown)
+        stat_add(&in->st->level_unknown, 1);
+    if (in->enc.out_len > ring_max_record(in->ring)) {
+        stat_add(&in->st->oversized, 1);
+        log_peer(&in->lim_oversized, c, "record too large once encoded, skipped");
+        return;
+    }
+    if (queue_record(in, in->enc.out, in->enc.out_len) == 0)
+        return;
+    c->held = malloc(in->enc.out_len);
+    if (!c->held) {
+        stat_add(&in->st->invalid_record, 1);
+        log_peer(&in->lim_invalid, c, "record skipped: out of memory");
+        return;
+    }
+    memcpy(c->held, in->enc.out, in->enc.out_len);
+    c->held_len = in->enc.out_len;
+    pause_all(in);
+}
+
+/* Queues the held record and every complete record buffered on c, until done or the ring is full.
+ * Returns 1 when everything buffered is queued, 0 when paused. */
+static int process(conn *c)
+{
+    ingest *in = c->in;
+    if (c->held) {
+        if (queue_record(in, c->held, c->held_len) < 0) {
+            pause_all(in);
+            return 0;
+        }
+        free(c->held);
+        c->held = NULL;
+    }
+    int64_t now = real_ns();
+    while (!in->paused) {
+        msgpack_unpack_return r = msgpack_unpacker_next(&c->up, &c->res);
+        if (r == MSGPACK_UNPACK_SUCCESS) {
+            handle_record(c, &c->res.data, now);
+            continue;
+        }
+        if (r != MSGPACK_UNPACK_CONTINUE && !c->fail) /* the scanner should have caught it first */
+            c->fail = MPSCAN_MALFORMED;
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- connections ------------------------------------------------------------------------------------ */
+
+static void conn_free(conn *c)
+{
+    ingest *in = c->in;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        in->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    event_free(c->ev);
+    close(c->fd);
+    msgpack_unpacked_destroy(&c->res);
+    msgpack_unpacker_destroy(&c->up);
+    free(c->held);
+    free(c);
+    stat_add(&in->st->conn_active, (uint64_t)-1);
+}
+
+/* Closes c when it is finished: failed or at EOF, with nothing left that could still be queued. */
+static void conn_maybe_close(conn *c, int drained)
+{
+    ingest *in = c->in;
+    if (!drained || c->held || !(c->fail || c->eof))
+        return;
+    if (c->fail == MPSCAN_MALFORMED) {
+        stat_add(&in->st->malformed, 1);
+        log_peer(&in->lim_malformed, c, "malformed msgpack, connection closed");
+    } else if (c->fail == MPSCAN_OVERSIZED) {
+        stat_add(&in->st->oversized, 1);
+        log_peer(&in->lim_oversized, c, "record over max_record_bytes, connection closed");
+    } else if (mpscan_mid_record(&c->scan)) {
+        stat_add(&in->st->truncated, 1);
+        log_peer(&in->lim_truncated, c, "client disconnected mid-record, partial record discarded");
+    }
+    conn_free(c);
+}
+
+/* Reads once from c. Returns bytes read, 0 at EOF or error (c->eof set), -1 when nothing to read. */
+static ssize_t conn_read(conn *c)
+{
+    ingest *in = c->in;
+    if (!msgpack_unpacker_reserve_buffer(&c->up, READ_CHUNK)) {
+        c->eof = 1;
+        return 0;
+    }
+    size_t room = msgpack_unpacker_buffer_capacity(&c->up);
+    if (room > READ_CHUNK)
+        room = READ_CHUNK;
+    uint8_t *buf = (uint8_t *)msgpack_unpacker_buffer(&c->up);
+    ssize_t n = read(c->fd, buf, room);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return -1;
+    if (n <= 0) {
+        c->eof = 1;
+        return 0;
+    }
+    stat_add(&in->st->bytes_received, (uint64_t)n);
+    size_t good;
+    int rc = mpscan_feed(&c->scan, buf, (size_t)n, &good);
+    msgpack_unpacker_buffer_consumed(&c->up, good);
+    if (rc != MPSCAN_OK)
+        c->fail = rc;
+    return n;
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    conn *c = arg;
+    ingest *in = c->in;
+    if (conn_read(c) < 0)
+        return;
+    if (c->eof || c->fail)
+        event_del(c->ev);
+    int drained = process(c);
+    if (in->flusher)
+        flusher_notify(in->flusher);
+    conn_maybe_close(c, drained);
+}
+
+static void peer_identity(int fd, const char *hostname, record_source *src)
+{
+    struct ucred uc;
+    socklen_t len = sizeof uc;
+    memset(src, 0, sizeof *src);
+    src->hostname = hostname;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+        return;
+    src->pid = uc.pid;
+    src->uid = uc.uid;
+    src->gid = uc.gid;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)uc.pid);
+    int cfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (cfd < 0)
+        return;
+    ssize_t n = read(cfd, src->comm, sizeof src->comm - 1);
+    close(cfd);
+    if (n > 0 && src->comm[n - 1] == '\n')
+        n--;
+    src->comm[n > 0 ? n : 0] = 0;
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+    ingest *in = arg;
+    conn *c = calloc(1, sizeof *c);
+    if (!c || !msgpack_unpacker_init(&c->up, READ_CHUNK)) {
+        log_write(LOG_ERROR, "\"out of memory accepting a connection\"");
+        free(c);
+        close(fd);
+        return;
+    }
+    c->in = in;
+    c->fd = fd;
+    msgpack_unpacked_init(&c->res);
+    mpscan_init(&c->scan, in->cfg->max_record_bytes);
+    peer_identity(fd, in->hostname, &c->src);
+    c->ev = event_new(in->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+    c->next = in->conns;
+    if (in->conns)
+        in->conns->prev = c;
+    in->conns = c;
+    stat_add(&in->st->conn_active, 1);
+    stat_add(&in->st->conn_total, 1);
+    if (!in->paused)
+        event_add(c->ev, NULL);
+    log_write(LOG_DEBUG, "\"client connected\" pid=%d uid=%u comm=\"%s\"", c->src.pid, c->src.uid, c->src.comm);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    ingest *in = arg;
+    if (!in->paused)
+        return;
+    in->paused = 0;
+    stat_add(&in->st->backpressure_ns, (uint64_t)(mono_ns() - in->paused_at_ns));
+    for (conn *c = in->conns, *next; c && !in->paused; c = next) {
+        next = c->next;
+        conn_maybe_close(c, process(c));
+    }
+    if (in->flusher)
+        flusher_notify(in->flusher);
+    if (in->paused)
+        return;
+    for (conn *c = in->conns; c; c = c->next)
+        if (!c->eof && !c->fail)
+            event_add(c->ev, NULL);
+}
+
+/* ---- listening ---------------------------------------------------------------------------------------- */
+
+/* Is a live agent answering on path? 1 yes, 0 no (stale or absent), -errno when the path is not a socket. */
+static int live_agent_on(const char *path)
+{
+    struct stat stt;
+    if (lstat(path, &stt) < 0)
+        return 0;
+    if (!S_ISSOCK(stt.st_mode))
+        return -EEXIST;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+    int rc = connect(fd, (struct sockaddr *)&sun, sizeof sun);
+    close(fd);
+    return rc == 0 ? 1 : 0;
+}
+
+int ingest_listen(ingest *in)
+{
+    const char *path = in->cfg->socket_path;
+    int live = live_agent_on(path);
+    if (live == 1) {
+        log_write(LOG_ERROR, "\"another agent is already listening on the ingest socket\" socket=%s", path);
+        return -EADDRINUSE;
+    }
+    if (live < 0) {
+        log_write(LOG_ERROR, "\"ingest socket path exists and is not a socket\" socket=%s", path);
+        return live;
+    }
+    if (unlink(path) == 0)
+        log_write(LOG_INFO, "\"removed stale ingest socket\" socket=%s", path);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+    mode_t old = umask(0117); /* created 0660: never reachable with looser rights, no chmod race */
+    in->listener = evconnlistener_new_bind(in->base, on_accept, in, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                           -1, (struct sockaddr *)&sun, sizeof sun);
+    int err = errno;
+    umask(old);
+    if (!in->listener) {
+        log_write(LOG_ERROR, "\"cannot listen on the ingest socket\" socket=%s error=\"%s\"", path, strerror(err));
+        return -err;
+    }
+    in->listening = 1;
+    return 0;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------------------- */
+
+ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_stats *st)
+{
+    ingest *in = calloc(1, sizeof *in);
+    if (!in)
+        return NULL;
+    in->base = base;
+    in->cfg = cfg;
+    in->ring = r;
+    in->st = st;
+    if (gethostname(in->hostname, sizeof in->hostname - 1) < 0)
+        strcpy(in->hostname, "unknown");
+    in->resume_ev = event_new(base, -1, 0, on_resume, in);
+    if (!in->resume_ev || record_enc_init(&in->enc) < 0) {
+        ingest_free(in);
+        return NULL;
+    }
+    return in;
+}
+
+void ingest_set_flusher(ingest *in, struct flusher *f) { in->flusher = f; }
+
+/* Counts what a connection still holds at shutdown: the held record and complete buffered records. */
+static void count_unqueued(conn *c)
+{
+    ingest *in = c->in;
+    uint64_t n = c->held ? 1 : 0;
+    while (msgpack_unpacker_next(&c->up, &c->res) == MSGPACK_UNPACK_SUCCESS)
+        n += c->res.data.type == MSGPACK_OBJECT_MAP;
+    stat_add(&in->st->dropped_shutdown, n);
+    free(c->held);
+    c->held = NULL;
+}
+
+void ingest_shutdown(ingest *in, int64_t deadline_ms)
+{
+    if (in->listener) {
+        evconnlistener_free(in->listener);
+        in->listener = NULL;
+    }
+    if (in->listening)
+        unlink(in->cfg->socket_path);
+    in->listening = 0;
+    for (conn *c = in->conns; c; c = c->next) /* reading now happens here, not in events */
+        event_del(c->ev);
+    while (in->conns) {
+        conn *c = in->conns;
+        in->paused = 0;
+        int drained = process(c);
+        while (drained && !c->eof && !c->fail && conn_read(c) > 0) /* what the client already wrote */
+            drained = process(c);
+        if (in->flusher)
+            flusher_notify(in->flusher);
+        if (!drained && mono_ns() / 1000000 < deadline_ms) { /* ring full: the flusher is still draining it */
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (!drained)
+            count_unqueued(c);
+        c->eof = 1;
+        conn_maybe_close(c, 1);
+    }
+    in->paused = 0;
+}
+
+void ingest_free(ingest *in)
+{
+    if (!in)
+        return;
+    if (in->listener)
+        evconnlistener_free(in->listener);
+    while (in->conns)
+        conn_free(in->conns);
+    if (in->resume_ev)
+        event_free(in->resume_ev);
+    record_enc_free(&in->enc);
+    free(in);
+}

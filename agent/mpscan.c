@@ -1,0 +1,151 @@
+/* mpscan.c — msgpack structure scanner (see mpscan.h).
+ *
+ * DESIGN
+ * A token is a type header of H bytes (1..9, first byte decides H) followed by a payload of L bytes (str,
+ * bin, ext bodies and fixed-width numbers). Containers push their item count (maps count keys and values);
+ * a finished item decrements the innermost count, and a container whose count reaches zero is itself a
+ * finished item of its parent. Depth 0 after a finished item = end of a record. The record's size is
+ * charged when a header is decoded, so an announced payload or item count that cannot fit is refused
+ * before its bytes arrive (a map needs >= 2 bytes per entry, an array >= 1 per item). */
+#include "mpscan.h"
+
+#include <string.h>
+
+void mpscan_init(mpscan *s, uint64_t max_record)
+{
+    memset(s, 0, sizeof *s);
+    s->max_record = max_record;
+}
+
+int mpscan_mid_record(const mpscan *s) { return s->depth > 0 || s->hdr_have > 0 || s->skip > 0; }
+
+/* Header length for a first byte, or 0 for the never-used 0xc1. */
+static uint8_t header_len(uint8_t b)
+{
+    if (b <= 0xbf || b >= 0xe0)
+        return 1; /* fixint, fixmap, fixarray, fixstr, negative fixint */
+    switch (b) {
+    case 0xc0: case 0xc2: case 0xc3: case 0xca: case 0xcb: case 0xcc: case 0xcd: case 0xce: case 0xcf:
+    case 0xd0: case 0xd1: case 0xd2: case 0xd3:
+        return 1;
+    case 0xc4: case 0xd9: return 2;          /* bin8, str8 */
+    case 0xc5: case 0xda: case 0xdc: case 0xde: return 3; /* 16-bit length or count */
+    case 0xc6: case 0xdb: case 0xdd: case 0xdf: return 5; /* 32-bit length or count */
+    case 0xc7: return 3;                     /* ext8: len, type */
+    case 0xc8: return 4;                     /* ext16 */
+    case 0xc9: return 6;                     /* ext32 */
+    case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: return 2; /* fixext: type */
+    default: return 0;                       /* 0xc1 */
+    }
+}
+
+static uint64_t be_n(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Decodes a complete header into payload length and container item count (0 for non-containers). */
+static void header_decode(const uint8_t *h, uint64_t *payload, uint64_t *items, int *container)
+{
+    uint8_t b = h[0];
+    *payload = 0;
+    *items = 0;
+    *container = 0;
+    if (b >= 0x80 && b <= 0x8f) { *container = 1; *items = 2u * (b & 0x0f); return; }
+    if (b >= 0x90 && b <= 0x9f) { *container = 1; *items = b & 0x0f; return; }
+    if (b >= 0xa0 && b <= 0xbf) { *payload = b & 0x1f; return; }
+    switch (b) {
+    case 0xca: *payload = 4; return;
+    case 0xcb: *payload = 8; return;
+    case 0xcc: case 0xd0: *payload = 1; return;
+    case 0xcd: case 0xd1: *payload = 2; return;
+    case 0xce: case 0xd2: *payload = 4; return;
+    case 0xcf: case 0xd3: *payload = 8; return;
+    case 0xc4: case 0xd9: case 0xc7: *payload = h[1]; return;
+    case 0xc5: case 0xda: case 0xc8: *payload = be_n(h + 1, 2); return;
+    case 0xc6: case 0xdb: case 0xc9: *payload = be_n(h + 1, 4); return;
+    case 0xd4: *payload = 1; return;
+    case 0xd5: *payload = 2; return;
+    case 0xd6: *payload = 4; return;
+    case 0xd7: *payload = 8; return;
+    case 0xd8: *payload = 16; return;
+    case 0xdc: *container = 1; *items = be_n(h + 1, 2); return;
+    case 0xdd: *container = 1; *items = be_n(h + 1, 4); return;
+    case 0xde: *container = 1; *items = 2 * be_n(h + 1, 2); return;
+    case 0xdf: *container = 1; *items = 2 * be_n(h + 1, 4); return;
+    default: return;
+    }
+}
+
+/* An item (scalar or whole container) just finished: pop finished containers. Returns 1 at record end. */
+static int item_done(mpscan *s)
+{
+    while (s->depth > 0) {
+        if (--s->stack[s->depth - 1] > 0)
+            return 0;
+        s->depth--;
+    }
+    return 1;
+}
+
+/* The header in s->hdr is complete: charge its size, open containers, arm the payload skip. */
+static int header_done(mpscan *s, int *record_end)
+{
+    uint64_t payload, items;
+    int container;
+    header_decode(s->hdr, &payload, &items, &container);
+    s->rec_bytes += s->hdr_need + payload + (container ? items : 0); /* >= 1 byte per item still to come */
+    s->hdr_have = s->hdr_need = 0;
+    if (s->rec_bytes > s->max_record || payload > s->max_record)
+        return MPSCAN_OVERSIZED;
+    if (container) {
+        s->rec_bytes -= items; /* charged again, exactly, as the items arrive */
+        if (items > 0) {
+            if (s->depth == MPSCAN_MAX_DEPTH)
+                return MPSCAN_MALFORMED;
+            s->stack[s->depth++] = items;
+            return MPSCAN_OK;
+        }
+    }
+    s->skip = payload;
+    if (payload == 0)
+        *record_end = item_done(s);
+    return MPSCAN_OK;
+}
+
+int mpscan_feed(mpscan *s, const uint8_t *p, size_t n, size_t *good)
+{
+    size_t i = 0, rec_start = 0; /* a record begun in an earlier chunk: nothing here is good */
+    int rc = MPSCAN_OK;
+    while (i < n) {
+        int end = 0;
+        if (s->skip) {
+            uint64_t take = n - i < s->skip ? n - i : s->skip;
+            s->skip -= take;
+            i += (size_t)take;
+            if (s->skip == 0)
+                end = item_done(s);
+        } else {
+            if (s->hdr_need == 0) {
+                s->hdr_need = header_len(p[i]);
+                if (s->hdr_need == 0) {
+                    rc = MPSCAN_MALFORMED;
+                    break;
+                }
+            }
+            s->hdr[s->hdr_have++] = p[i++];
+            if (s->hdr_have == s->hdr_need && (rc = header_done(s, &end)) != MPSCAN_OK)
+                break;
+        }
+        if (end) {
+            s->records++;
+            s->rec_bytes = 0;
+            rec_start = i;
+        }
+    }
+    *good = rc == MPSCAN_OK ? n : rec_start;
+    return rc;
+}

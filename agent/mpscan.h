@@ -1,0 +1,43 @@
+/* mpscan.h — a resumable msgpack stream guard that runs over raw bytes before msgpack-c sees them.
+ *
+ * msgpack-c's unpacker trusts lengths: a 5-byte map32 header makes it allocate for four billion entries,
+ * and a str32 header makes it buffer up to 4 GiB. The scanner walks only the structure of the stream (type
+ * headers, lengths, container counts), never allocates, resumes across any split of the input, and says
+ * where records end — so the ingest stage can refuse a record that is, or announces itself as, larger than
+ * max_record_bytes, or nested deeper than msgpack-c can decode, before a single byte of it is buffered. */
+#ifndef LOGAGENT_MPSCAN_H
+#define LOGAGENT_MPSCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MPSCAN_MAX_DEPTH 32 /* msgpack-c's own nesting limit (MSGPACK_EMBED_STACK_SIZE) */
+
+enum mpscan_result {
+    MPSCAN_OK = 0,
+    MPSCAN_MALFORMED = -1, /* 0xc1, or nesting deeper than MPSCAN_MAX_DEPTH */
+    MPSCAN_OVERSIZED = -2  /* a record larger than max_record, or a header announcing one */
+};
+
+typedef struct mpscan {
+    uint64_t stack[MPSCAN_MAX_DEPTH]; /* items still expected in each open container */
+    int depth;
+    uint8_t hdr[9]; /* the type header being collected */
+    uint8_t hdr_have, hdr_need;
+    uint64_t skip;      /* payload bytes still to pass over */
+    uint64_t rec_bytes; /* bytes of the current record so far (announced ones included) */
+    uint64_t max_record;
+    uint64_t records;   /* complete top-level objects seen */
+} mpscan;
+
+void mpscan_init(mpscan *s, uint64_t max_record);
+
+/* Scans n more bytes of the stream. Returns MPSCAN_OK, or an error; on error *good is set to the number of
+ * leading bytes of p that belong to records before the bad one (those are safe to decode), and the scanner
+ * must not be fed again. On success *good = n. */
+int mpscan_feed(mpscan *s, const uint8_t *p, size_t n, size_t *good);
+
+/* True when the stream stops inside a record (a client that disconnects now truncated one). */
+int mpscan_mid_record(const mpscan *s);
+
+#endif

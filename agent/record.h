@@ -1,0 +1,68 @@
+/* record.h — maps one decoded msgpack record to the bytes of a logagent.v1.WriteLogRequest.
+ *
+ * This is the original client's classification (DESIGN.md "Record wire format"): message, service_name,
+ * level, trace_id, span_id and log_id are fields; timestamp is parsed from its four accepted forms; every
+ * other key goes to metadata in its text form; `_`-keys are dropped; `source` comes from the caller (the
+ * kernel's peer credentials), never from the record. The result is encoded once, here, and travels
+ * through the ring and into batches without being re-encoded. */
+#ifndef LOGAGENT_RECORD_H
+#define LOGAGENT_RECORD_H
+
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Who sent the record: filled by ingest from SO_PEERCRED and /proc at accept time. */
+typedef struct record_source {
+    int32_t pid;
+    uint32_t uid;
+    uint32_t gid;
+    char comm[32];
+    const char *hostname; /* borrowed, NUL-terminated */
+} record_source;
+
+/* What the mapping noticed about one record, for the counters. */
+typedef struct record_info {
+    uint32_t reserved_keys; /* `_`-keys dropped */
+    int level_unknown;      /* level kept as sent */
+    int timestamp_unparsed; /* a timestamp that did not parse, kept in metadata */
+    int utf8_repaired;      /* invalid UTF-8 replaced with U+FFFD */
+} record_info;
+
+typedef struct record_span {
+    const char *ptr; /* into the msgpack data, or NULL: then `off` is into the encoder's text buffer */
+    size_t off;
+    size_t len;
+} record_span;
+
+typedef struct record_kv {
+    record_span key;
+    record_span val;
+} record_kv;
+
+/* Reusable encoder state: owns its buffers, grows them as needed, never shrinks below what was used. */
+typedef struct record_enc {
+    uint8_t *out; /* the encoded WriteLogRequest after record_encode */
+    size_t out_len, out_cap;
+    char *text; /* converted values (numbers, JSON, base64, repaired UTF-8) */
+    size_t text_len, text_cap;
+    record_kv *kv;
+    size_t n_kv, kv_cap;
+    uint64_t rng[2]; /* log_id generator state */
+} record_enc;
+
+/* Initialises an encoder (seeds its log_id generator from getrandom). Returns 0 or -errno. */
+int record_enc_init(record_enc *e);
+void record_enc_free(record_enc *e);
+
+/* Encodes `obj` as a WriteLogRequest into e->out / e->out_len.
+ * Returns 0; -EINVAL when the object is not a map or has no string `message` (invalid_record);
+ * -ENOMEM when a buffer could not grow. `now_ns` is the receive time used when the record has none.
+ * The record's strings are copied: obj may be freed right after. */
+int record_encode(record_enc *e, const msgpack_object *obj, const record_source *src, int64_t now_ns,
+                  record_info *info);
+
+/* Exposed for the tests: RFC 3339 text -> unix ns. Returns 0 or -EINVAL. */
+int record_parse_rfc3339(const char *s, size_t n, int64_t *out_ns);
+
+#endif

@@ -1,0 +1,17 @@
+/* retry.h — which upstream statuses are worth retrying, and how long to wait before the next try.
+ *
+ * The table follows the OTLP specification's: CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE,
+ * UNAVAILABLE, DATA_LOSS are transient; RESOURCE_EXHAUSTED is throttling (retried after the backoff);
+ * everything else (INVALID_ARGUMENT, PERMISSION_DENIED, UNAUTHENTICATED, ...) is permanent. */
+#ifndef LOGAGENT_RETRY_H
+#define LOGAGENT_RETRY_H
+
+#include <stdint.h>
+
+int retry_status_retryable(int grpc_status);
+
+/* Full-jitter exponential backoff: uniform in [0, min(max_ms, initial_ms * 2^attempt)], at least 1 ms.
+ * `rng` is the caller's xorshift state (not shared between threads). */
+int64_t retry_backoff_ms(unsigned attempt, int64_t initial_ms, int64_t max_ms, uint64_t *rng);
+
+#endif

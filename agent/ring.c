@@ -1,0 +1,180 @@
+/* ring.c — bounded lock-free MPSC byte ring (see ring.h).
+ *
+ * DESIGN
+ * The buffer is a power-of-two array of bytes indexed by free-running 64-bit positions (position & mask),
+ * so `head - tail` is the used size with no wrap ambiguity. Each record occupies an 8-byte header plus its
+ * body, padded to 8 bytes. The header's first word is atomic: 0 = not yet committed, COMMIT|len = ready,
+ * COMMIT|PAD|n = skip n bytes (used when a record would straddle the end of the array; the record then
+ * starts at offset 0).
+ *
+ * Producers claim [head, head+total) with a CAS on `head` after checking `head + total - tail <= cap`,
+ * write the body, then publish the header word with a release store. The consumer reads header words at its
+ * private `read` position with acquire loads: a committed header makes the body written before it visible.
+ * Because records are published by header rather than by `head`, a producer that reserved later may commit
+ * earlier; the consumer simply stops at the first uncommitted header, so records come out in reservation
+ * order.
+ *
+ * The invariant that makes "header word 0 == not committed" true: every byte of the array outside
+ * [tail, head) is zero. It holds at start (calloc) and ring_release re-establishes it by zeroing
+ * [tail, read) before it publishes the new tail with a release store. A producer acquires `tail` before
+ * it computes free space, so the zeroing happens-before its writes into that space.
+ *
+ * `head` and `tail` sit on their own cache lines; the consumer's `read` and its last-peeked length live on
+ * a third, touched only by the consumer. */
+#include "ring.h"
+
+#include <errno.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RING_HDR 8u
+#define RING_F_COMMIT 0x80000000u
+#define RING_F_PAD 0x40000000u
+#define RING_LEN_MASK 0x3fffffffu
+#define RING_MIN_CAP ((size_t)4096)
+#define RING_MAX_CAP ((size_t)1 << 30)
+
+typedef struct ring_hdr {
+    _Atomic uint32_t word; /* 0, COMMIT|len, or COMMIT|PAD|skip */
+    uint32_t len;          /* body length, written at reserve, read at commit */
+} ring_hdr;
+
+struct ring {
+    uint8_t *buf;
+    size_t cap;
+    size_t mask;
+    alignas(64) _Atomic uint64_t head; /* producers: next position to reserve */
+    alignas(64) _Atomic uint64_t tail; /* consumer: everything before it is free */
+    alignas(64) uint64_t read;         /* consumer only: next position to peek */
+    uint64_t peek_size;                /* consumer only: total size of the record last peeked */
+};
+
+static size_t align8(size_t n) { return (n + 7u) & ~(size_t)7u; }
+
+static ring_hdr *hdr_at(const ring *r, uint64_t pos) { return (ring_hdr *)(r->buf + (pos & r->mask)); }
+
+ring *ring_new(size_t capacity_bytes)
+{
+    if (capacity_bytes == 0 || capacity_bytes > RING_MAX_CAP)
+        return NULL;
+    size_t cap = RING_MIN_CAP;
+    while (cap < capacity_bytes)
+        cap <<= 1;
+    ring *r = aligned_alloc(64, sizeof *r);
+    if (!r)
+        return NULL;
+    memset(r, 0, sizeof *r);
+    r->buf = calloc(1, cap);
+    if (!r->buf) {
+        free(r);
+        return NULL;
+    }
+    r->cap = cap;
+    r->mask = cap - 1;
+    atomic_init(&r->head, 0);
+    atomic_init(&r->tail, 0);
+    return r;
+}
+
+void ring_free(ring *r)
+{
+    if (!r)
+        return;
+    free(r->buf);
+    free(r);
+}
+
+size_t ring_max_record(const ring *r) { return r->cap / 4 - RING_HDR; }
+size_t ring_capacity(const ring *r) { return r->cap; }
+
+size_t ring_used_bytes(const ring *r)
+{
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+    return h > t ? (size_t)(h - t) : 0;
+}
+
+void *ring_reserve(ring *r, size_t len)
+{
+    if (len > ring_max_record(r))
+        return NULL;
+    size_t need = align8(RING_HDR + len);
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+    uint64_t pad, total;
+    for (;;) {
+        uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+        size_t to_end = r->cap - (size_t)(h & r->mask);
+        pad = need > to_end ? to_end : 0;
+        total = pad + need;
+        if (h + total - t > r->cap)
+            return NULL;
+        if (atomic_compare_exchange_weak_explicit(&r->head, &h, h + total, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            break;
+    }
+    if (pad)
+        atomic_store_explicit(&hdr_at(r, h)->word, RING_F_COMMIT | RING_F_PAD | (uint32_t)pad,
+                              memory_order_release);
+    ring_hdr *hd = hdr_at(r, h + pad);
+    hd->len = (uint32_t)len;
+    return (uint8_t *)hd + RING_HDR;
+}
+
+void ring_commit(ring *r, void *rec)
+{
+    (void)r;
+    ring_hdr *hd = (ring_hdr *)((uint8_t *)rec - RING_HDR);
+    atomic_store_explicit(&hd->word, RING_F_COMMIT | hd->len, memory_order_release);
+}
+
+int ring_push(ring *r, const void *data, size_t len)
+{
+    if (len > ring_max_record(r))
+        return -EMSGSIZE;
+    void *p = ring_reserve(r, len);
+    if (!p)
+        return -ENOBUFS;
+    memcpy(p, data, len);
+    ring_commit(r, p);
+    return 0;
+}
+
+const void *ring_peek(ring *r, size_t *len)
+{
+    for (;;) {
+        ring_hdr *hd = hdr_at(r, r->read);
+        uint32_t w = atomic_load_explicit(&hd->word, memory_order_acquire);
+        if (!(w & RING_F_COMMIT))
+            return NULL;
+        if (w & RING_F_PAD) {
+            r->read += w & RING_LEN_MASK;
+            continue;
+        }
+        size_t n = w & RING_LEN_MASK;
+        r->peek_size = align8(RING_HDR + n);
+        *len = n;
+        return (uint8_t *)hd + RING_HDR;
+    }
+}
+
+void ring_consume(ring *r)
+{
+    r->read += r->peek_size;
+    r->peek_size = 0;
+}
+
+void ring_release(ring *r)
+{
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    uint64_t n = r->read - t;
+    if (n == 0)
+        return;
+    size_t off = (size_t)(t & r->mask);
+    size_t first = r->cap - off < n ? r->cap - off : (size_t)n;
+    memset(r->buf + off, 0, first);
+    if (n > first)
+        memset(r->buf, 0, (size_t)n - first);
+    atomic_store_explicit(&r->tail, r->read, memory_order_release);
+}

@@ -1,0 +1,232 @@
+/* upstream.c — gRPC C core client calls on one channel (see upstream.h).
+ *
+ * Every call is one batch of the six client ops; its context holds everything the completion needs, so the
+ * reaper thread owns the context from grpc_call_start_batch on (stack.md pitfall 5: never touch it after
+ * starting the batch). Live calls sit on a list under a mutex only so that shutdown can cancel them. */
+#include "upstream.h"
+
+#include <errno.h>
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct ucall {
+    grpc_call *call;
+    grpc_byte_buffer *send;
+    grpc_byte_buffer *recv;
+    grpc_metadata_array initial_md, trailing_md;
+    grpc_status_code status;
+    grpc_slice details;
+    const char *error_string;
+    void *arg;
+    struct ucall *prev, *next;
+} ucall;
+
+struct upstream {
+    grpc_channel *channel;
+    grpc_completion_queue *cq;
+    void *method_handle[2];
+    upstream_done_fn done;
+    void *ctx;
+    pthread_t thread;
+    pthread_mutex_t mu; /* guards the live list and `live` */
+    pthread_cond_t idle;
+    ucall *live_head;
+    size_t live;
+};
+
+static const char *const STATUS_NAMES[] = {
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+    "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+
+const char *upstream_status_name(int status)
+{
+    return status >= 0 && status <= 16 ? STATUS_NAMES[status] : "UNKNOWN";
+}
+
+static void live_remove(upstream *u, ucall *c)
+{
+    pthread_mutex_lock(&u->mu);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        u->live_head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (--u->live == 0)
+        pthread_cond_broadcast(&u->idle);
+    pthread_mutex_unlock(&u->mu);
+}
+
+static void ucall_free(ucall *c)
+{
+    grpc_metadata_array_destroy(&c->initial_md);
+    grpc_metadata_array_destroy(&c->trailing_md);
+    if (c->send)
+        grpc_byte_buffer_destroy(c->send);
+    if (c->recv)
+        grpc_byte_buffer_destroy(c->recv);
+    grpc_slice_unref(c->details);
+    if (c->error_string)
+        gpr_free((void *)c->error_string);
+    if (c->call)
+        grpc_call_unref(c->call);
+    free(c);
+}
+
+/* Runs the done callback for a finished call, with the response flattened into one slice. */
+static void finish(upstream *u, ucall *c, int ok)
+{
+    upstream_reply r = {.status = ok ? (int)c->status : GRPC_STATUS_UNAVAILABLE};
+    char *details = grpc_slice_to_c_string(c->details);
+    r.details = details ? details : "";
+    grpc_slice flat = grpc_empty_slice();
+    if (r.status == GRPC_STATUS_OK && c->recv) {
+        grpc_byte_buffer_reader rd;
+        if (grpc_byte_buffer_reader_init(&rd, c->recv)) {
+            flat = grpc_byte_buffer_reader_readall(&rd);
+            grpc_byte_buffer_reader_destroy(&rd);
+        }
+        r.body = GRPC_SLICE_START_PTR(flat);
+        r.body_len = GRPC_SLICE_LENGTH(flat);
+    }
+    live_remove(u, c);
+    u->done(u->ctx, c->arg, &r);
+    grpc_slice_unref(flat);
+    gpr_free(details);
+    ucall_free(c);
+}
+
+static void *reaper_main(void *arg)
+{
+    upstream *u = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(u->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type == GRPC_OP_COMPLETE)
+            finish(u, ev.tag, ev.success);
+    }
+    return NULL;
+}
+
+upstream *upstream_new(const upstream_config *cfg)
+{
+    upstream *u = calloc(1, sizeof *u);
+    if (!u)
+        return NULL;
+    grpc_init();
+    u->done = cfg->done;
+    u->ctx = cfg->ctx;
+    pthread_mutex_init(&u->mu, NULL);
+    pthread_cond_init(&u->idle, NULL);
+    grpc_arg args[] = {
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = -1}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = 64 << 20}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, {.integer = 100}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, {.integer = 100}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, {.integer = (int)cfg->reconnect_max_ms}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = 30000}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_ENABLE_RETRIES, {.integer = 0}}, /* retries are ours */
+        {GRPC_ARG_STRING, (char *)GRPC_ARG_PRIMARY_USER_AGENT_STRING, {.string = (char *)"logagent/" LOGAGENT_VERSION_STRING}},
+    };
+    grpc_channel_args ca = {sizeof args / sizeof args[0], args};
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    u->channel = grpc_channel_create(cfg->target, creds, &ca);
+    grpc_channel_credentials_release(creds);
+    u->cq = grpc_completion_queue_create_for_next(NULL);
+    for (int i = 0; i < 2; i++)
+        u->method_handle[i] = grpc_channel_register_call(u->channel, cfg->methods[i], NULL, NULL);
+    if (pthread_create(&u->thread, NULL, reaper_main, u) != 0) {
+        grpc_completion_queue_shutdown(u->cq);
+        grpc_completion_queue_destroy(u->cq);
+        grpc_channel_destroy(u->channel);
+        grpc_shutdown();
+        free(u);
+        return NULL;
+    }
+    return u;
+}
+
+int upstream_call(upstream *u, int m, const uint8_t *req, size_t len, int64_t timeout_ms, void *call_arg)
+{
+    ucall *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+    c->call = grpc_channel_create_registered_call(u->channel, NULL, GRPC_PROPAGATE_DEFAULTS, u->cq,
+                                                  u->method_handle[m], deadline, NULL);
+    c->arg = call_arg;
+    c->details = grpc_empty_slice();
+    grpc_metadata_array_init(&c->initial_md);
+    grpc_metadata_array_init(&c->trailing_md);
+    grpc_slice s = grpc_slice_malloc(len);
+    if (len)
+        memcpy(GRPC_SLICE_START_PTR(s), req, len);
+    c->send = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = c->send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->initial_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &c->recv;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &c->trailing_md;
+    ops[5].data.recv_status_on_client.status = &c->status;
+    ops[5].data.recv_status_on_client.status_details = &c->details;
+    ops[5].data.recv_status_on_client.error_string = &c->error_string;
+
+    pthread_mutex_lock(&u->mu);
+    c->next = u->live_head;
+    if (u->live_head)
+        u->live_head->prev = c;
+    u->live_head = c;
+    u->live++;
+    pthread_mutex_unlock(&u->mu);
+    /* The mutex is not held across start_batch: the completion may run (and free c) before it returns. */
+    if (grpc_call_start_batch(c->call, ops, 6, c, NULL) != GRPC_CALL_OK) {
+        live_remove(u, c);
+        ucall_free(c);
+        return -EIO;
+    }
+    return 0;
+}
+
+void upstream_cancel_all(upstream *u)
+{
+    pthread_mutex_lock(&u->mu);
+    for (ucall *c = u->live_head; c; c = c->next)
+        grpc_call_cancel(c->call, NULL);
+    pthread_mutex_unlock(&u->mu);
+}
+
+void upstream_free(upstream *u)
+{
+    if (!u)
+        return;
+    pthread_mutex_lock(&u->mu);
+    while (u->live > 0)
+        pthread_cond_wait(&u->idle, &u->mu);
+    pthread_mutex_unlock(&u->mu);
+    grpc_channel_destroy(u->channel);
+    grpc_completion_queue_shutdown(u->cq);
+    pthread_join(u->thread, NULL);
+    grpc_completion_queue_destroy(u->cq);
+    grpc_shutdown();
+    pthread_mutex_destroy(&u->mu);
+    pthread_cond_destroy(&u->idle);
+    free(u);
+}

@@ -1,0 +1,47 @@
+/* upstream.h — the gRPC side: one channel, one completion queue, one thread that reaps completions.
+ *
+ * Callers hand over an encoded request (copied into a gRPC slice) and an opaque argument; when the call
+ * ends — OK, failed, deadline, or cancelled — the done callback runs on the upstream thread with the
+ * status and the response bytes. The callback is called exactly once per call that upstream_call accepted
+ * (returned 0), and never for one it refused. */
+#ifndef LOGAGENT_UPSTREAM_H
+#define LOGAGENT_UPSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct upstream upstream;
+
+typedef struct upstream_reply {
+    int status;           /* grpc_status_code; 0 = OK */
+    const char *details;  /* status message, NUL-terminated, never NULL */
+    const uint8_t *body;  /* response message, or NULL */
+    size_t body_len;
+} upstream_reply;
+
+typedef void (*upstream_done_fn)(void *ctx, void *call_arg, const upstream_reply *r);
+
+typedef struct upstream_config {
+    const char *target;     /* HOST:PORT or any gRPC target URI */
+    const char *methods[2]; /* full method paths, registered once */
+    int64_t reconnect_max_ms;
+    upstream_done_fn done;
+    void *ctx;
+} upstream_config;
+
+/* Calls grpc_init, creates the channel and starts the completion thread. NULL on failure. */
+upstream *upstream_new(const upstream_config *cfg);
+
+/* Starts a unary call of method index `m` (0 or 1 in cfg->methods). Returns 0, or -errno. */
+int upstream_call(upstream *u, int m, const uint8_t *req, size_t len, int64_t timeout_ms, void *call_arg);
+
+/* Cancels every call in flight (each still gets its done callback, with CANCELLED). Any thread. */
+void upstream_cancel_all(upstream *u);
+
+/* Waits for every accepted call's done callback, then tears everything down and calls grpc_shutdown. */
+void upstream_free(upstream *u);
+
+/* Short readable name of a status code ("UNAVAILABLE"). */
+const char *upstream_status_name(int status);
+
+#endif

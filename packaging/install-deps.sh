@@ -1,0 +1,16 @@
+#!/bin/sh
+# Installs everything logagent needs to build, run and test on Debian 12 (idempotent; run as root).
+set -eu
+PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev \
+  libevent-dev libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libmsgpack-dev \
+  python3 python3-msgpack curl"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $missing
+fi
+echo "logagent dependencies: all installed"

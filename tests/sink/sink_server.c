@@ -1,0 +1,442 @@
+/* sink_server: LogService over the gRPC C core, one completion queue, one polling thread.
+ * DESIGN: every call is a struct sink_call with four tags (new call, message received, closed, answer
+ * sent) and a reference count: one reference for the handler (held from request_call until the call is
+ * answered or dropped) plus one per batch in flight; the call is freed when it drops to zero.
+ * A call is answered once its message is in: at once, or with --delay-ms from a FIFO of calls that are
+ * due (the delay is the same for all, so the FIFO is in due order). A call whose client went away
+ * before the answer (closed early: deadline, cancel) is dropped without counting anything.
+ * Only the thread in server_run/server_free touches these structs, so nothing here is locked. */
+#include "sink_server.h"
+
+#include <errno.h>
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/time.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SERVER_PENDING_REQUESTS 32
+#define SERVER_MAX_RECV_BYTES (64 * 1024 * 1024)
+#define SERVER_POLL_MS 100
+
+enum tag_kind { TAG_NEW, TAG_RECV, TAG_CLOSE, TAG_SEND, TAG_SHUTDOWN };
+enum call_method { METHOD_UNKNOWN, METHOD_WRITE_LOG, METHOD_BATCH_WRITE_LOGS };
+
+struct sink_call;
+
+struct call_tag {
+	enum tag_kind kind;
+	struct sink_call *call; /* NULL for TAG_SHUTDOWN */
+};
+
+struct sink_call {
+	struct server *srv;
+	grpc_call *call;
+	grpc_call_details details;
+	grpc_metadata_array request_md;
+	grpc_byte_buffer *request;
+	grpc_byte_buffer *reply;
+	int refs;
+	int closed;     /* RECV_CLOSE_ON_SERVER completed: the call is over for the client */
+	int cancelled;  /* ... and it ended without our answer */
+	int64_t due_ns; /* --delay-ms: when to answer (GPR_CLOCK_MONOTONIC) */
+	struct sink_call *next_due;
+	struct call_tag t_new, t_recv, t_close, t_send;
+};
+
+struct server {
+	struct server_config cfg;
+	grpc_server *server;
+	grpc_completion_queue *cq;
+	int port;
+	int stopping;         /* no new batches or request_calls */
+	uint64_t calls_judged; /* calls that reached the injection decision (for --fail-first) */
+	struct sink_call *due_head, *due_tail;
+	struct call_tag t_shutdown;
+};
+
+/* ---- time ---- */
+
+static int64_t now_ns(void)
+{
+	gpr_timespec t = gpr_now(GPR_CLOCK_MONOTONIC);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* ---- call lifecycle ---- */
+
+static void call_free(struct sink_call *c)
+{
+	if (c->call)
+		grpc_call_unref(c->call);
+	grpc_call_details_destroy(&c->details);
+	grpc_metadata_array_destroy(&c->request_md);
+	if (c->request)
+		grpc_byte_buffer_destroy(c->request);
+	if (c->reply)
+		grpc_byte_buffer_destroy(c->reply);
+	free(c);
+}
+
+static void call_release(struct sink_call *c)
+{
+	if (--c->refs == 0)
+		call_free(c);
+}
+
+/* Posts one request_call; returns 0 or -1. */
+static int server_request(struct server *s)
+{
+	struct sink_call *c = calloc(1, sizeof *c);
+	if (!c)
+		return -1;
+	c->srv = s;
+	c->refs = 1; /* the handler's */
+	c->t_new = (struct call_tag){TAG_NEW, c};
+	c->t_recv = (struct call_tag){TAG_RECV, c};
+	c->t_close = (struct call_tag){TAG_CLOSE, c};
+	c->t_send = (struct call_tag){TAG_SEND, c};
+	grpc_call_details_init(&c->details);
+	grpc_metadata_array_init(&c->request_md);
+	grpc_call_error e = grpc_server_request_call(s->server, &c->call, &c->details, &c->request_md,
+						     s->cq, s->cq, &c->t_new);
+	if (e != GRPC_CALL_OK) {
+		fprintf(stderr, "logagent-sink: grpc_server_request_call failed (%d)\n", (int)e);
+		call_free(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* Starts one batch on c; takes a reference that the batch's completion drops. Returns 0 or -1. */
+static int call_start(struct sink_call *c, const grpc_op *ops, size_t n, struct call_tag *tag)
+{
+	c->refs++;
+	grpc_call_error e = grpc_call_start_batch(c->call, ops, n, tag, NULL);
+	if (e != GRPC_CALL_OK) {
+		fprintf(stderr, "logagent-sink: grpc_call_start_batch failed (%d)\n", (int)e);
+		c->refs--;
+		return -1;
+	}
+	return 0;
+}
+
+/* A new call: start watching for its end and receiving its message. Returns 0, or -1 after
+ * cancelling the call (a close batch already started then completes). */
+static int on_new_call(struct sink_call *c)
+{
+	grpc_op recv[2], close;
+	memset(recv, 0, sizeof recv);
+	memset(&close, 0, sizeof close);
+	close.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	close.data.recv_close_on_server.cancelled = &c->cancelled;
+	recv[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	recv[1].op = GRPC_OP_RECV_MESSAGE;
+	recv[1].data.recv_message.recv_message = &c->request;
+	if (call_start(c, &close, 1, &c->t_close) == 0 && call_start(c, recv, 2, &c->t_recv) == 0)
+		return 0;
+	grpc_call_cancel(c->call, NULL);
+	return -1;
+}
+
+/* Drops a call without answering it: cancels it (so its close batch completes) and releases the
+ * handler reference. */
+static void call_drop(struct sink_call *c)
+{
+	if (!c->closed)
+		grpc_call_cancel(c->call, NULL);
+	call_release(c);
+}
+
+/* ---- answers ---- */
+
+static enum call_method call_method(const struct sink_call *c)
+{
+	if (grpc_slice_str_cmp(c->details.method, "/logagent.v1.LogService/WriteLog") == 0)
+		return METHOD_WRITE_LOG;
+	if (grpc_slice_str_cmp(c->details.method, "/logagent.v1.LogService/BatchWriteLogs") == 0)
+		return METHOD_BATCH_WRITE_LOGS;
+	return METHOD_UNKNOWN;
+}
+
+/* Decides whether this call fails on purpose (--fail-first, then --fail-rate). */
+static int server_inject_failure(struct server *s)
+{
+	if (s->calls_judged++ < s->cfg.fail_first)
+		return 1;
+	return sink_rng_chance(s->cfg.rng, s->cfg.fail_rate);
+}
+
+struct answer {
+	grpc_status_code status;
+	const char *details; /* static text, or NULL */
+};
+
+/* Hands the message to the ledger; on success c->reply holds the packed reply. */
+static struct answer call_record(struct sink_call *c, enum call_method m)
+{
+	struct ledger *l = c->srv->cfg.ledger;
+	grpc_byte_buffer_reader reader;
+	if (!c->request || !grpc_byte_buffer_reader_init(&reader, c->request)) {
+		ledger_count_invalid(l);
+		return (struct answer){GRPC_STATUS_INVALID_ARGUMENT, "no request message"};
+	}
+	grpc_slice body = grpc_byte_buffer_reader_readall(&reader);
+	grpc_byte_buffer_reader_destroy(&reader);
+	struct ledger_reply reply;
+	const uint8_t *p = GRPC_SLICE_START_PTR(body);
+	size_t n = GRPC_SLICE_LENGTH(body);
+	int r = m == METHOD_WRITE_LOG ? ledger_write_log(l, p, n, &reply) : ledger_batch_write(l, p, n, &reply);
+	grpc_slice_unref(body);
+	if (r == -EINVAL)
+		return (struct answer){GRPC_STATUS_INVALID_ARGUMENT, "cannot decode the request message"};
+	if (r < 0)
+		return (struct answer){GRPC_STATUS_INTERNAL, "logagent-sink cannot write its output"};
+	grpc_slice s = grpc_slice_new(reply.data, reply.len, free);
+	c->reply = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+	return (struct answer){GRPC_STATUS_OK, NULL};
+}
+
+static struct answer call_decide(struct sink_call *c)
+{
+	struct server *s = c->srv;
+	enum call_method m = call_method(c);
+	if (m == METHOD_UNKNOWN)
+		return (struct answer){GRPC_STATUS_UNIMPLEMENTED, "unknown method"};
+	if (m == METHOD_BATCH_WRITE_LOGS && s->cfg.no_batch)
+		return (struct answer){GRPC_STATUS_UNIMPLEMENTED, "BatchWriteLogs is off (--no-batch)"};
+	if (server_inject_failure(s)) {
+		ledger_count_injected_failure(s->cfg.ledger);
+		return (struct answer){s->cfg.fail_code, "failure injected by logagent-sink"};
+	}
+	return call_record(c, m);
+}
+
+/* Answers c (unless its client is gone), then drops the handler reference. */
+static void call_answer(struct sink_call *c)
+{
+	if (!c->closed && !c->srv->stopping) {
+		struct answer a = call_decide(c);
+		grpc_slice details = grpc_slice_from_static_string(a.details ? a.details : "");
+		grpc_op ops[2];
+		size_t n = 0;
+		memset(ops, 0, sizeof ops);
+		if (c->reply) {
+			ops[n].op = GRPC_OP_SEND_MESSAGE;
+			ops[n++].data.send_message.send_message = c->reply;
+		}
+		ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+		ops[n].data.send_status_from_server.status = a.status;
+		ops[n++].data.send_status_from_server.status_details = a.details ? &details : NULL;
+		if (call_start(c, ops, n, &c->t_send) < 0)
+			grpc_call_cancel(c->call, NULL);
+	}
+	call_release(c);
+}
+
+/* The message is in (or the receive failed). */
+static void on_received(struct sink_call *c, int ok)
+{
+	struct server *s = c->srv;
+	if (!ok || s->stopping || c->closed) {
+		call_drop(c);
+		return;
+	}
+	if (s->cfg.delay_ms <= 0) {
+		call_answer(c);
+		return;
+	}
+	c->due_ns = now_ns() + (int64_t)s->cfg.delay_ms * 1000000;
+	if (s->due_tail)
+		s->due_tail->next_due = c;
+	else
+		s->due_head = c;
+	s->due_tail = c;
+}
+
+/* Answers every delayed call that is due. */
+static void server_answer_due(struct server *s)
+{
+	if (!s->due_head)
+		return;
+	int64_t now = now_ns();
+	while (s->due_head && s->due_head->due_ns <= now) {
+		struct sink_call *c = s->due_head;
+		s->due_head = c->next_due;
+		if (!s->due_head)
+			s->due_tail = NULL;
+		call_answer(c);
+	}
+}
+
+/* ---- completion-queue dispatch ---- */
+
+static void server_dispatch(struct server *s, struct call_tag *tag, int ok)
+{
+	struct sink_call *c = tag->call;
+	switch (tag->kind) {
+	case TAG_NEW:
+		if (!s->stopping && server_request(s) < 0)
+			fprintf(stderr, "logagent-sink: one request_call fewer from now on\n");
+		if (ok && !s->stopping && on_new_call(c) == 0)
+			break; /* the handler reference stays until the call is answered or dropped */
+		call_release(c);
+		break;
+	case TAG_RECV:
+		call_release(c); /* the batch's reference; the handler's keeps c alive */
+		on_received(c, ok);
+		break;
+	case TAG_CLOSE:
+		c->closed = 1;
+		call_release(c);
+		break;
+	case TAG_SEND:
+		call_release(c);
+		break;
+	case TAG_SHUTDOWN:
+		break;
+	}
+}
+
+/* ---- server lifecycle ---- */
+
+static grpc_server *server_create(void)
+{
+	grpc_arg args[2];
+	memset(args, 0, sizeof args);
+	args[0].type = GRPC_ARG_INTEGER;
+	args[0].key = (char *)GRPC_ARG_ALLOW_REUSEPORT; /* a port in use must fail, not be shared */
+	args[0].value.integer = 0;
+	args[1].type = GRPC_ARG_INTEGER;
+	args[1].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+	args[1].value.integer = SERVER_MAX_RECV_BYTES;
+	grpc_channel_args cargs = {2, args};
+	return grpc_server_create(&cargs, NULL);
+}
+
+struct server *server_new(const struct server_config *cfg, char *err, size_t errlen)
+{
+	struct server *s = calloc(1, sizeof *s);
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->cfg = *cfg;
+	s->t_shutdown = (struct call_tag){TAG_SHUTDOWN, NULL};
+	s->cq = grpc_completion_queue_create_for_next(NULL);
+	s->server = server_create();
+	if (!s->cq || !s->server) {
+		snprintf(err, errlen, "cannot create the gRPC server");
+		server_free(s);
+		return NULL;
+	}
+	grpc_server_register_completion_queue(s->server, s->cq, NULL);
+	grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+	s->port = grpc_server_add_http2_port(s->server, cfg->listen, creds);
+	grpc_server_credentials_release(creds);
+	if (s->port <= 0) {
+		snprintf(err, errlen, "cannot listen on %s (address in use, or not a valid HOST:PORT)",
+			 cfg->listen);
+		server_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+int server_port(const struct server *s)
+{
+	return s->port;
+}
+
+int server_start(struct server *s, char *err, size_t errlen)
+{
+	grpc_server_start(s->server);
+	int posted = 0;
+	for (int i = 0; i < SERVER_PENDING_REQUESTS; i++)
+		posted += server_request(s) == 0;
+	if (posted == 0) {
+		snprintf(err, errlen, "cannot wait for calls (grpc_server_request_call failed)");
+		return -1;
+	}
+	return 0;
+}
+
+/* How long the next cq_next may wait: until the first delayed answer is due, at most SERVER_POLL_MS. */
+static gpr_timespec server_deadline(const struct server *s)
+{
+	int64_t wake = now_ns() + (int64_t)SERVER_POLL_MS * 1000000;
+	if (s->due_head && s->due_head->due_ns < wake)
+		wake = s->due_head->due_ns;
+	return gpr_time_from_nanos(wake, GPR_CLOCK_MONOTONIC);
+}
+
+void server_run(struct server *s, struct server_flags *flags)
+{
+	/* The stop flag is checked on every turn: under load cq_next never times out. */
+	while (!atomic_load(&flags->stop) && !ledger_failed(s->cfg.ledger)) {
+		if (atomic_exchange(&flags->dump, 0))
+			ledger_print_summary(s->cfg.ledger, stderr);
+		grpc_event ev = grpc_completion_queue_next(s->cq, server_deadline(s), NULL);
+		if (ev.type == GRPC_OP_COMPLETE)
+			server_dispatch(s, ev.tag, ev.success);
+		server_answer_due(s);
+	}
+}
+
+/* Drops every delayed call (its client sees CANCELLED; nothing of it was counted). */
+static void server_drop_due(struct server *s)
+{
+	while (s->due_head) {
+		struct sink_call *c = s->due_head;
+		s->due_head = c->next_due;
+		call_drop(c);
+	}
+	s->due_tail = NULL;
+}
+
+/* Shutdown order from notes/stack.md: shutdown_and_notify + cancel_all_calls, wait for the tag
+ * (outstanding request_calls come back failed meanwhile), destroy, then shut down and drain the CQ. */
+static void server_shutdown(struct server *s)
+{
+	s->stopping = 1;
+	grpc_server_shutdown_and_notify(s->server, s->cq, &s->t_shutdown);
+	grpc_server_cancel_all_calls(s->server);
+	server_drop_due(s);
+	for (;;) {
+		grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+		if (ev.type != GRPC_OP_COMPLETE)
+			continue;
+		if (ev.tag == &s->t_shutdown)
+			break;
+		server_dispatch(s, ev.tag, ev.success);
+	}
+	grpc_server_destroy(s->server);
+	s->server = NULL;
+}
+
+void server_free(struct server *s)
+{
+	if (!s)
+		return;
+	if (s->server && s->cq)
+		server_shutdown(s);
+	else if (s->server)
+		grpc_server_destroy(s->server);
+	if (s->cq) {
+		grpc_completion_queue_shutdown(s->cq);
+		for (;;) {
+			grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+			if (ev.type == GRPC_QUEUE_SHUTDOWN)
+				break;
+			if (ev.type == GRPC_OP_COMPLETE)
+				server_dispatch(s, ev.tag, ev.success);
+		}
+		grpc_completion_queue_destroy(s->cq);
+	}
+	free(s);
+}
