@@ -107,12 +107,21 @@ static const char *const core_keys[K_COUNT] = {
     "message", "level", "service_name", "trace_id", "span_id", "log_id", "timestamp",
 };
 
-/* Index of key among core_keys, or -1. */
+/* Index of key among core_keys, or -1. Most metadata keys are rejected on their first byte. */
 static int core_index(const char *key)
 {
-    for (int i = 0; i < K_COUNT; i++)
-        if (strcmp(key, core_keys[i]) == 0)
-            return i;
+    switch (key[0]) {
+    case 'm':
+    case 'l':
+    case 's':
+    case 't':
+        for (int i = 0; i < K_COUNT; i++)
+            if (key[0] == core_keys[i][0] && strcmp(key, core_keys[i]) == 0)
+                return i;
+        break;
+    default:
+        break;
+    }
     return -1;
 }
 

@@ -1,6 +1,5 @@
-/* sink_idset: a growing set of byte strings (log_ids), open addressing with linear probing.
- * Keys are copied into an append-only arena; the table holds a 64-bit hash and a pointer per slot.
- * Not thread-safe: one owner. */
+/* sink_idset: a growing set of byte strings (log_ids) for the sink's unique/duplicate counters.
+ * Exact (keys are compared, not just hashed). Not thread-safe: one owner. */
 #ifndef LOGAGENT_SINK_IDSET_H
 #define LOGAGENT_SINK_IDSET_H
 
@@ -9,12 +8,17 @@
 
 struct idset;
 
+struct idset_key {
+	const void *p;
+	size_t len;
+};
+
 /* Returns an empty set, or NULL when out of memory. */
 struct idset *idset_new(void);
 
-/* Adds key[0..len). Returns 1 if it was new, 0 if it was already present, -ENOMEM when out of memory
- * (the set is then unchanged). */
-int idset_add(struct idset *s, const void *key, size_t len);
+/* Adds keys[0..n) in order (a key repeated inside keys counts as new once).
+ * Returns how many of them were new, or -ENOMEM (some keys may have been added). */
+long idset_add_many(struct idset *s, const struct idset_key *keys, size_t n);
 
 /* Number of distinct keys in the set. */
 uint64_t idset_count(const struct idset *s);

@@ -34,8 +34,10 @@ struct ledger {
 	int failed;
 	char *out;            /* JSON lines of the call being handled */
 	size_t out_len, out_cap;
-	struct wire_span *spans; /* --quiet: log_ids of the batch being handled */
+	struct wire_span *spans; /* --quiet: log_ids of the batch being handled, all entries */
 	size_t n_spans, spans_cap;
+	struct idset_key *keys;  /* log_ids of the accepted entries of the call being handled */
+	size_t n_keys, keys_cap;
 	uint32_t *rejected;   /* indexes of rejected entries of the batch being handled */
 	size_t n_rejected, rejected_cap;
 };
@@ -82,6 +84,7 @@ void ledger_free(struct ledger *l)
 	idset_free(l->ids);
 	free(l->out);
 	free(l->spans);
+	free(l->keys);
 	free(l->rejected);
 	free(l);
 }
@@ -207,18 +210,40 @@ static int out_flush(struct ledger *l)
 
 /* ---- counting ---- */
 
-static void count_entry(struct ledger *l, const void *log_id, size_t len)
+/* Notes the log_id of an accepted entry, to be counted by count_keys. */
+static void keys_push(struct ledger *l, const void *log_id, size_t len)
 {
-	l->n.entries++;
-	if (len == 0) {
-		l->n.no_log_id++;
-		return;
+	void *p = l->keys;
+	ledger_reserve(&p, &l->keys_cap, l->n_keys, 1, sizeof *l->keys);
+	l->keys = p;
+	l->keys[l->n_keys++] = (struct idset_key){log_id, len};
+}
+
+/* Counts the entries noted by keys_push (an empty log_id is counted apart, not deduplicated). */
+static void count_keys(struct ledger *l)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < l->n_keys; i++) {
+		if (l->keys[i].len)
+			l->keys[n++] = l->keys[i];
 	}
-	int r = idset_add(l->ids, log_id, len);
-	if (r < 0)
+	long added = idset_add_many(l->ids, l->keys, n);
+	if (added < 0)
 		ledger_oom();
-	if (r == 0)
-		l->n.duplicates++;
+	l->n.entries += l->n_keys;
+	l->n.no_log_id += l->n_keys - n;
+	l->n.duplicates += n - (size_t)added;
+	l->n_keys = 0;
+}
+
+/* True if entry i is rejected; *cursor walks l->rejected (ascending) along with i. */
+static int is_rejected(const struct ledger *l, size_t *cursor, size_t i)
+{
+	if (*cursor < l->n_rejected && l->rejected[*cursor] == i) {
+		(*cursor)++;
+		return 1;
+	}
+	return 0;
 }
 
 /* Draws which of n entries are rejected into l->rejected. */
@@ -294,7 +319,8 @@ static int write_log_quiet(struct ledger *l, const uint8_t *req, size_t len, str
 	struct wire_span id;
 	if (wire_entry_log_id(req, len, &id) < 0)
 		return -EINVAL;
-	count_entry(l, id.p, id.len);
+	keys_push(l, id.p, id.len);
+	count_keys(l);
 	reply_write_log((const char *)id.p, id.len, reply);
 	return 0;
 }
@@ -307,7 +333,8 @@ static int write_log_lines(struct ledger *l, const uint8_t *req, size_t len, str
 	out_entry(l, e);
 	int r = out_flush(l);
 	if (r == 0) {
-		count_entry(l, e->log_id, strlen(e->log_id));
+		keys_push(l, e->log_id, strlen(e->log_id));
+		count_keys(l);
 		reply_write_log(e->log_id, strlen(e->log_id), reply);
 	}
 	logagent__v1__write_log_request__free_unpacked(e, NULL);
@@ -342,14 +369,12 @@ static int batch_quiet(struct ledger *l, const uint8_t *req, size_t len, struct 
 	if (wire_batch_log_ids(req, len, collect_span, l) < 0)
 		return -EINVAL;
 	pick_rejected(l, l->n_spans);
-	size_t next_rejected = 0;
+	size_t cursor = 0;
 	for (size_t i = 0; i < l->n_spans; i++) {
-		if (next_rejected < l->n_rejected && l->rejected[next_rejected] == i) {
-			next_rejected++;
-			continue;
-		}
-		count_entry(l, l->spans[i].p, l->spans[i].len);
+		if (!is_rejected(l, &cursor, i))
+			keys_push(l, l->spans[i].p, l->spans[i].len);
 	}
+	count_keys(l);
 	reply_batch(l, l->n_spans, reply);
 	return 0;
 }
@@ -360,26 +385,19 @@ static int batch_lines(struct ledger *l, const uint8_t *req, size_t len, struct 
 	if (!b)
 		return -EINVAL;
 	pick_rejected(l, b->n_entries);
-	size_t next_rejected = 0;
+	size_t cursor = 0;
 	for (size_t i = 0; i < b->n_entries; i++) {
-		if (next_rejected < l->n_rejected && l->rejected[next_rejected] == i) {
-			next_rejected++;
+		if (is_rejected(l, &cursor, i))
 			continue;
-		}
 		out_entry(l, b->entries[i]);
+		keys_push(l, b->entries[i]->log_id, strlen(b->entries[i]->log_id));
 	}
 	int r = out_flush(l);
 	if (r == 0) {
-		next_rejected = 0;
-		for (size_t i = 0; i < b->n_entries; i++) {
-			if (next_rejected < l->n_rejected && l->rejected[next_rejected] == i) {
-				next_rejected++;
-				continue;
-			}
-			count_entry(l, b->entries[i]->log_id, strlen(b->entries[i]->log_id));
-		}
+		count_keys(l);
 		reply_batch(l, b->n_entries, reply);
 	}
+	l->n_keys = 0;
 	logagent__v1__batch_write_logs_request__free_unpacked(b, NULL);
 	return r;
 }

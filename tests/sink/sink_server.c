@@ -9,6 +9,7 @@
 #include "sink_server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -57,6 +58,8 @@ struct server {
 	uint64_t calls_judged; /* calls that reached the injection decision (for --fail-first) */
 	struct sink_call *due_head, *due_tail;
 	struct call_tag t_shutdown;
+	uint8_t *flat; /* the request being handled, in one piece (reused: fresh pages are slow) */
+	size_t flat_cap;
 };
 
 /* ---- time ---- */
@@ -176,22 +179,51 @@ struct answer {
 	const char *details; /* static text, or NULL */
 };
 
+/* Copies the request into s->flat; returns its length, or -1 (no message, or out of memory). */
+static long call_flatten(struct sink_call *c)
+{
+	struct server *s = c->srv;
+	grpc_byte_buffer_reader reader;
+	grpc_slice piece;
+	size_t len = 0;
+	int ok = 1;
+	if (!c->request || !grpc_byte_buffer_reader_init(&reader, c->request))
+		return -1;
+	while (grpc_byte_buffer_reader_next(&reader, &piece)) {
+		size_t n = GRPC_SLICE_LENGTH(piece);
+		if (ok && len + n > s->flat_cap) {
+			size_t cap = s->flat_cap ? s->flat_cap : 65536;
+			while (cap < len + n)
+				cap *= 2;
+			uint8_t *p = realloc(s->flat, cap);
+			ok = p != NULL;
+			if (ok) {
+				s->flat = p;
+				s->flat_cap = cap;
+			}
+		}
+		if (ok)
+			memcpy(s->flat + len, GRPC_SLICE_START_PTR(piece), n);
+		len += n;
+		grpc_slice_unref(piece);
+	}
+	grpc_byte_buffer_reader_destroy(&reader);
+	return ok && len <= LONG_MAX ? (long)len : -1;
+}
+
 /* Hands the message to the ledger; on success c->reply holds the packed reply. */
 static struct answer call_record(struct sink_call *c, enum call_method m)
 {
 	struct ledger *l = c->srv->cfg.ledger;
-	grpc_byte_buffer_reader reader;
-	if (!c->request || !grpc_byte_buffer_reader_init(&reader, c->request)) {
+	long n = call_flatten(c);
+	if (n < 0) {
 		ledger_count_invalid(l);
 		return (struct answer){GRPC_STATUS_INVALID_ARGUMENT, "no request message"};
 	}
-	grpc_slice body = grpc_byte_buffer_reader_readall(&reader);
-	grpc_byte_buffer_reader_destroy(&reader);
 	struct ledger_reply reply;
-	const uint8_t *p = GRPC_SLICE_START_PTR(body);
-	size_t n = GRPC_SLICE_LENGTH(body);
-	int r = m == METHOD_WRITE_LOG ? ledger_write_log(l, p, n, &reply) : ledger_batch_write(l, p, n, &reply);
-	grpc_slice_unref(body);
+	const uint8_t *p = c->srv->flat ? c->srv->flat : (const uint8_t *)"";
+	int r = m == METHOD_WRITE_LOG ? ledger_write_log(l, p, (size_t)n, &reply)
+				      : ledger_batch_write(l, p, (size_t)n, &reply);
 	if (r == -EINVAL)
 		return (struct answer){GRPC_STATUS_INVALID_ARGUMENT, "cannot decode the request message"};
 	if (r < 0)
@@ -438,5 +470,6 @@ void server_free(struct server *s)
 		}
 		grpc_completion_queue_destroy(s->cq);
 	}
+	free(s->flat);
 	free(s);
 }

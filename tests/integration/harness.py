@@ -1,0 +1,251 @@
+"""harness.py — real processes for the integration tests: logagent-sink, logagentd and clients, in a temp folder.
+
+Every wait is on a condition with a timeout (wait_for); nothing sleeps blindly. Ports come from the sink itself
+(--listen 127.0.0.1:0 --port-file), sockets live in a fresh temp folder, so parallel runs never collide.
+Under sanitizer builds (LOGAGENT_SANITIZER=address|thread) timeouts stretch.
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BIN = os.environ.get("LOGAGENT_BIN_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+SAN = os.environ.get("LOGAGENT_SANITIZER", "")
+SLOW = {"address": 3.0, "thread": 6.0}.get(SAN, 1.0)
+
+
+_live = []  # everything started by the current test, killed when it ends
+
+
+def spawn(cmd, **kw):
+    """Popen that the harness kills at the end of the test whatever happens."""
+    p = subprocess.Popen(cmd, **kw)
+    _live.append(p)
+    return p
+
+
+def scaled(seconds):
+    return seconds * SLOW
+
+
+def wait_for(cond, timeout, what):
+    """Polls cond() until it returns a truthy value (returned) or timeout (scaled) passes (AssertionError)."""
+    deadline = time.monotonic() + scaled(timeout)
+    delay = 0.005
+    last = None
+    while True:
+        last = cond()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for: %s" % (scaled(timeout), what))
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=10):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def http_get(path, url, method="GET"):
+    c = UnixHTTPConnection(path)
+    try:
+        c.request(method, url)
+        r = c.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        c.close()
+
+
+class TempDir:
+    def __init__(self, name):
+        self.path = tempfile.mkdtemp(prefix="la-%s-" % name)
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+
+class Sink:
+    """logagent-sink on a free port, JSON lines into a file."""
+
+    def __init__(self, tmp, *args, port=None, name="sink"):
+        self.tmp = tmp
+        self.out = tmp.file(name + ".jsonl")
+        self.port_file = tmp.file(name + ".port")
+        self.err_path = tmp.file(name + ".stderr")
+        self.args = list(args)
+        self.proc = None
+        self.port = port
+        self.summary = None
+
+    def start(self):
+        if os.path.exists(self.port_file):
+            os.unlink(self.port_file)
+        listen = "127.0.0.1:%d" % (self.port or 0)
+        self.err = open(self.err_path, "ab")
+        self.proc = spawn([os.path.join(BIN, "logagent-sink"), "--listen", listen, "--port-file",
+                                      self.port_file, "--out", self.out] + self.args,
+                                     stdout=subprocess.DEVNULL, stderr=self.err)
+        port = wait_for(lambda: self._read_port(), 20, "sink port file")
+        self.port = port
+        return self
+
+    def _read_port(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("sink exited early with %s: %s" % (self.proc.returncode, self.stderr()))
+        try:
+            with open(self.port_file) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def target(self):
+        return "127.0.0.1:%d" % self.port
+
+    def stderr(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def entries(self):
+        if not os.path.exists(self.out):
+            return []
+        with open(self.out) as f:
+            return [json.loads(line) for line in f if line.endswith("\n")]
+
+    def count(self):
+        if not os.path.exists(self.out):
+            return 0
+        with open(self.out, "rb") as f:
+            return sum(1 for line in f if line.endswith(b"\n"))
+
+    def wait_count(self, n, timeout=60):
+        return wait_for(lambda: self.count() >= n, timeout, "%d entries at the sink (have %d)" % (n, self.count()))
+
+    def stop(self, sig=signal.SIGTERM):
+        """Stops the sink and returns its summary dict."""
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=scaled(30))
+        self.err.close()
+        assert rc == 0, "sink exit %s: %s" % (rc, self.stderr())
+        lines = [l for l in self.stderr().splitlines() if l.startswith("{")]
+        assert lines, "no summary line from the sink: %s" % self.stderr()
+        self.summary = json.loads(lines[-1])
+        return self.summary
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Agent:
+    """logagentd with its sockets in the temp folder."""
+
+    def __init__(self, tmp, upstream, *args, name="agent"):
+        self.tmp = tmp
+        self.socket = tmp.file(name + ".sock")
+        self.stats_socket = tmp.file(name + "-stats.sock")
+        self.log_path = tmp.file(name + ".log")
+        self.upstream = upstream
+        self.args = list(args)
+        self.proc = None
+
+    def cmd(self):
+        return [os.path.join(BIN, "logagentd"), "--socket", self.socket, "--stats-socket", self.stats_socket,
+                "--upstream", self.upstream] + self.args
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = spawn(self.cmd(), stdout=self.log, stderr=self.log)
+        wait_for(self._ready, 20, "agent ready")
+        return self
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("agent exited early with %s: %s" % (self.proc.returncode, self.logtext()))
+        try:
+            return self.stats() is not None
+        except OSError:
+            return False
+
+    def logtext(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stats(self):
+        status, body = http_get(self.stats_socket, "/stats")
+        assert status == 200, (status, body)
+        return json.loads(body)
+
+    def wait_flushed(self, n, timeout=60):
+        """Waits until the agent has flushed n records; returns that stats document."""
+        def done():
+            st = self.stats()
+            return st if st["records"]["flushed"] >= n else None
+        return wait_for(done, timeout, "agent flushed %d records" % n)
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=scaled(timeout))
+        self.log.close()
+        return rc
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def accounting_holds(st):
+    """DESIGN.md's identity: received = flushed + in_ring + batching + in_flight + retry_wait + spooled + dropped."""
+    r = st["records"]
+    held = r["in_ring"] + r["batching"] + r["in_flight"] + r["retry_wait"] + r["spooled"]
+    return r["received"] == r["flushed"] + held + sum(r["dropped"].values())
+
+
+def send_records(sock_path, records, chunk=None):
+    """Writes msgpack records (dicts) or raw bytes on one new connection, then closes it."""
+    import msgpack
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sock_path)
+    data = b"".join(r if isinstance(r, bytes) else msgpack.packb(r) for r in records)
+    if chunk:
+        for i in range(0, len(data), chunk):
+            s.sendall(data[i:i + chunk])
+    else:
+        s.sendall(data)
+    s.close()
+
+
+def run(tests):
+    """Runs test functions in order; prints a line per test; exits non-zero on the first failure."""
+    for t in tests:
+        start = time.monotonic()
+        try:
+            t()
+        except Exception:
+            import traceback
+            traceback.print_exc()
+            print("FAIL %s" % t.__name__)
+            sys.exit(1)
+        finally:
+            while _live:
+                p = _live.pop()
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        print("ok   %s (%.1fs)" % (t.__name__, time.monotonic() - start))
+        sys.stdout.flush()

@@ -1,0 +1,165 @@
+"""test_bad_input.py — DESIGN.md's bad-input table, one test per row, each with a healthy client alongside whose
+records must all arrive: not msgpack (malformed, connection closed), non-map objects and maps without a string
+message (invalid_record, connection goes on), an oversized record and a header announcing one (oversized,
+connection closed), a client stopping mid-record (truncated), and client-sent _-keys (reserved_key)."""
+import os
+import socket
+import threading
+
+import msgpack
+
+from harness import Agent, Sink, TempDir, accounting_holds, run, send_records, wait_for
+
+HEALTHY = 2000
+
+
+def good(tag, i):
+    return {"message": "%s %d" % (tag, i), "service_name": "healthy", "seq": i}
+
+
+class Healthy(threading.Thread):
+    """A well-behaved client writing HEALTHY records slowly enough to overlap the bad one."""
+
+    def __init__(self, sock, tag):
+        super().__init__()
+        self.sock, self.tag = sock, tag
+
+    def run(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(self.sock)
+        for start in range(0, HEALTHY, 100):
+            s.sendall(b"".join(msgpack.packb(good(self.tag, i)) for i in range(start, start + 100)))
+        s.close()
+
+
+def scenario(name, bad_action, counter, expect_closed, agent_args=()):
+    """Runs a healthy client next to bad_action(sock); checks the counter moved by exactly 1 and nothing else
+    was lost. bad_action returns the number of good records it sent itself."""
+    tmp = TempDir(name)
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target, "--flush-interval-ms", "20", *agent_args).start()
+    h = Healthy(a.socket, name)
+    h.start()
+    own_good, closed = bad_action(a.socket)
+    h.join()
+    total = HEALTHY + own_good
+    sink.wait_count(total)
+    st = wait_for(lambda: (lambda s: s if s["records"]["flushed"] == total else None)(a.stats()), 20,
+                  "flushed == %d" % total)
+    rejected = st["records"]["rejected"]
+    assert rejected[counter] == 1, rejected
+    assert sum(rejected.values()) == 1, rejected
+    assert st["records"]["received"] == total, st["records"]
+    assert accounting_holds(st), st
+    assert closed == expect_closed, "connection closed: %s, expected %s" % (closed, expect_closed)
+    msgs = [e["message"] for e in sink.entries()]
+    assert len(msgs) == total and len(set(msgs)) == total
+    assert all("%s %d" % (name, i) in set(msgs) for i in range(HEALTHY))
+    log = a.logtext()
+    assert a.stop() == 0
+    return log, sink.entries()
+
+
+def connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.settimeout(10)
+    return s
+
+
+def peer_closed(s):
+    """True when the agent closed the connection (EOF or reset on read)."""
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_not_msgpack_closes_connection():
+    def bad(path):
+        s = connect(path)
+        s.sendall(msgpack.packb({"message": "before garbage"}) + b"\xc1\xc1\xc1garbage")
+        closed = peer_closed(s)
+        s.close()
+        return 1, closed
+    log, _ = scenario("malformed", bad, "malformed", True)
+    assert "malformed msgpack, connection closed" in log and "pid=%d" % os.getpid() in log, log
+
+
+def test_non_map_and_missing_message_skipped_connection_goes_on():
+    def bad(path):
+        s = connect(path)
+        s.sendall(msgpack.packb([1, 2, 3]) + msgpack.packb({"level": "INFO", "no": "message"}) +
+                  msgpack.packb({"message": 42}) + msgpack.packb({"message": "after the bad ones"}))
+        s.shutdown(socket.SHUT_WR)
+        closed = peer_closed(s)
+        s.close()
+        return 1, not closed
+    tmp_counter = "invalid_record"
+    tmp = TempDir("invalid")
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target, "--flush-interval-ms", "20").start()
+    h = Healthy(a.socket, "invalid")
+    h.start()
+    own, _ = bad(a.socket)
+    h.join()
+    sink.wait_count(HEALTHY + own)
+    st = wait_for(lambda: (lambda s: s if s["records"]["flushed"] == HEALTHY + own else None)(a.stats()), 20, "flushed")
+    assert st["records"]["rejected"][tmp_counter] == 3, st["records"]["rejected"]
+    assert "after the bad ones" in [e["message"] for e in sink.entries()]
+    assert "invalid record skipped" in a.logtext()
+    assert a.stop() == 0
+
+
+def test_oversized_record_closes_connection():
+    def bad(path):
+        s = connect(path)
+        s.sendall(msgpack.packb({"message": "small first"}))
+        try:
+            s.sendall(msgpack.packb({"message": "x" * (200 * 1024)}))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        closed = peer_closed(s)
+        s.close()
+        return 1, closed
+    scenario("oversized", bad, "oversized", True, ("--max-record-bytes", "64KiB"))
+
+
+def test_header_announcing_huge_record_closes_connection():
+    def bad(path):
+        s = connect(path)
+        s.sendall(msgpack.packb({"message": "small first"}) + b"\xdf\xff\xff\xff\xff")
+        closed = peer_closed(s)
+        s.close()
+        return 1, closed
+    scenario("announced", bad, "oversized", True)
+
+
+def test_client_stopping_mid_record_counts_truncated():
+    def bad(path):
+        data = msgpack.packb({"message": "complete"}) + msgpack.packb({"message": "cut short here"})[:-5]
+        send_records(path, [data])
+        return 1, True
+    log, _ = scenario("truncated", bad, "truncated", True)
+    assert "disconnected mid-record" in log
+
+
+def test_reserved_keys_dropped_record_kept():
+    tmp = TempDir("reserved")
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target, "--flush-interval-ms", "20").start()
+    send_records(a.socket, [{"message": "spoof", "_pid": 1, "_uid": 0, "_comm": "init", "ok": "yes"}])
+    sink.wait_count(1)
+    e = sink.entries()[0]
+    assert e["metadata"] == {"ok": "yes"}, e
+    assert e["source"]["pid"] == os.getpid(), e
+    assert e["source"].get("comm") == open("/proc/self/comm").read().strip(), e
+    st = a.stats()
+    assert st["records"]["rejected"]["reserved_key"] == 3, st
+    assert a.stop() == 0
+
+
+if __name__ == "__main__":
+    run([test_not_msgpack_closes_connection, test_non_map_and_missing_message_skipped_connection_goes_on,
+         test_oversized_record_closes_connection, test_header_announcing_huge_record_closes_connection,
+         test_client_stopping_mid_record_counts_truncated, test_reserved_keys_dropped_record_kept])
