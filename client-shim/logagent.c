@@ -6,6 +6,9 @@
  * stack, or a heap buffer for big records), then take the mutex only to memcpy it into `fill`. When the
  * I/O thread has written all of `io` it swaps the two chunks under the mutex and writes the new `io`
  * outside it, in sends of at most SEND_CHUNK bytes, so room comes back to writers as the socket drains.
+ * Writers wake the I/O thread only when it is idle (a state flag, so a busy thread costs them no system
+ * call); with little data pending it lingers up to 1 ms before a swap, so that a slow trickle of
+ * records still goes out in large sends (a flush or a writer out of room cuts the linger short).
  *
  * Invariants (under mu):
  *   - fill.len + io_left <= cap: the bound on buffered bytes; a record that does not fit is dropped and
@@ -51,6 +54,8 @@
 #define MAX_RECORD_BYTES ((size_t)1 << 20)   /* the agent's default max_record_bytes */
 #define MIN_RECORD_BYTES 64                  /* every encoded record is longer (message, level, log_id, timestamp) */
 #define SEND_CHUNK ((size_t)256 << 10)
+#define LINGER_BYTES ((size_t)64 << 10)
+#define LINGER_NS 1000000L                   /* 1 ms */
 #define BACKOFF_MIN_MS 10
 #define BACKOFF_MAX_MS 1000
 #define STACK_ENCODE_BYTES 4096
@@ -71,6 +76,7 @@ struct logagent_client {
     size_t cap;               /* bound on fill.len + io_left */
     size_t max_record;
     size_t max_records;       /* capacity of each chunk's ends[] */
+    size_t linger_bytes;      /* below this, the I/O thread lingers before taking fill */
     int block_timeout_ms;
 
     pthread_mutex_t mu;
@@ -88,7 +94,7 @@ struct logagent_client {
     int connected;
     int thread_running;
     int stopping;
-    int io_idle;              /* the I/O thread waits on work_cv */
+    int io_state;             /* IO_BUSY, IO_IDLE or IO_LINGER: when writers must wake the I/O thread */
     unsigned room_waiters;
     unsigned done_waiters;
     uint64_t connects;
@@ -98,6 +104,8 @@ struct logagent_client {
     /* under reg_mu */
     struct logagent_client *reg_prev, *reg_next;
 };
+
+enum { IO_BUSY, IO_IDLE, IO_LINGER };
 
 /* ---- registry and fork handlers ---- */
 
@@ -153,7 +161,7 @@ static void fork_child(void)
         c->enq_bytes = c->done_bytes = 0;
         c->thread_running = 0;
         c->stopping = 0;
-        c->io_idle = 0;
+        c->io_state = IO_BUSY;
         c->room_waiters = c->done_waiters = 0;
         c->connects = 0;
         memset(&c->st, 0, sizeof c->st);
@@ -330,6 +338,27 @@ static void io_backoff(logagent_client *c, unsigned ms)
             break;
 }
 
+/* Wakes the I/O thread from an idle wait or a linger (mu held). Writers call it only on a state change,
+ * so a busy I/O thread costs them no system call. */
+static void io_kick_locked(logagent_client *c)
+{
+    c->io_state = IO_BUSY;
+    pthread_cond_signal(&c->work_cv);
+}
+
+/* Waits on work_cv up to ns nanoseconds (mu held). */
+static void io_wait_ns(logagent_client *c, long ns)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_nsec += ns;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&c->work_cv, &c->mu, &dl);
+}
+
 static void wake_waiters_locked(logagent_client *c)
 {
     if (c->room_waiters)
@@ -345,16 +374,28 @@ static void *io_main(void *arg)
     size_t rec = 0;           /* records of io fully written */
     unsigned backoff_ms = 0;
     int progressed = 0;       /* a record was completed on the current connection */
+    int lingered = 0;
 
     pthread_mutex_lock(&c->mu);
     while (!c->stopping) {
         if (off == c->io.len) {
             if (c->fill.len == 0) {
-                c->io_idle = 1;
+                c->io_state = IO_IDLE;
                 pthread_cond_wait(&c->work_cv, &c->mu);
-                c->io_idle = 0;
+                c->io_state = IO_BUSY;
                 continue;
             }
+            /* A little data and nobody waiting on it: linger up to 1 ms so that one send carries many
+             * records, instead of a wake-up and a send per record when writers are slower than the
+             * socket. A writer passing linger_bytes, a flush, or a writer out of room ends it early. */
+            if (!lingered && c->fill.len < c->linger_bytes && !c->done_waiters && !c->room_waiters) {
+                c->io_state = IO_LINGER;
+                io_wait_ns(c, LINGER_NS);
+                c->io_state = IO_BUSY;
+                lingered = 1;
+                continue;
+            }
+            lingered = 0;
             la_chunk t = c->io;
             c->io = c->fill;
             c->fill = t;
@@ -473,6 +514,7 @@ int logagent_client_new(const logagent_options *opts, logagent_client **out)
     c->cap = cap;
     c->max_record = cap < MAX_RECORD_BYTES ? cap : MAX_RECORD_BYTES;
     c->max_records = cap / MIN_RECORD_BYTES + 1;
+    c->linger_bytes = cap / 4 < LINGER_BYTES ? cap / 4 : LINGER_BYTES;
     c->block_timeout_ms = opts ? opts->block_timeout_ms : 0;
     c->fd = -1;
 
@@ -557,6 +599,8 @@ static int enqueue(logagent_client *c, const void *p, size_t n)
     while (c->fill.len + c->io_left + n > c->cap || c->fill.n_ends >= c->max_records) {
         if (c->stopping || c->block_timeout_ms == 0)
             goto full;
+        if (c->io_state == IO_LINGER)
+            io_kick_locked(c);
         c->room_waiters++;
         if (c->block_timeout_ms < 0) {
             pthread_cond_wait(&c->room_cv, &c->mu);
@@ -577,8 +621,8 @@ static int enqueue(logagent_client *c, const void *p, size_t n)
     c->fill.ends[c->fill.n_ends++] = (uint32_t)c->fill.len;
     c->enq_bytes += n;
     c->st.written++;
-    if (c->io_idle)
-        pthread_cond_signal(&c->work_cv);
+    if (c->io_state == IO_IDLE || (c->io_state == IO_LINGER && c->fill.len >= c->linger_bytes))
+        io_kick_locked(c);
     pthread_mutex_unlock(&c->mu);
     return 0;
 
@@ -703,6 +747,8 @@ int logagent_flush(logagent_client *c, int timeout_ms)
             break;
         }
         c->done_waiters++;
+        if (c->io_state == IO_LINGER)
+            io_kick_locked(c);
         int w = timeout_ms < 0 ? pthread_cond_wait(&c->done_cv, &c->mu)
                                : pthread_cond_timedwait(&c->done_cv, &c->mu, &dl);
         c->done_waiters--;

@@ -29,7 +29,7 @@ typedef struct logagent_client logagent_client;
 
 typedef struct logagent_options {
     const char *socket_path;   /* NULL: $LOGAGENT_SOCKET, else LOGAGENT_DEFAULT_SOCKET */
-    size_t buffer_bytes;       /* in-process buffer bound; 0: 4 MiB */
+    size_t buffer_bytes;       /* in-process buffer bound; 0: 4 MiB (kept within 1 KiB..1 GiB) */
     int block_timeout_ms;      /* when the buffer is full: 0 drop at once (default), >0 wait up to this, <0 wait forever */
 } logagent_options;
 
@@ -48,6 +48,11 @@ typedef enum logagent_type {
     LOGAGENT_BOOL = 4
 } logagent_type;
 
+/* A metadata field. Keys starting with '_' are reserved for the agent's trusted fields: they are sent as
+ * given, and the agent drops and counts them (reserved_key). A key the library writes itself (message,
+ * level, service_name, trace_id, span_id, log_id, timestamp) is not sent twice: such a field is left
+ * out, except that a "timestamp" field (e.g. an RFC 3339 string) stands in for the library's "now" when
+ * the record's timestamp_unix_nano is 0. LOGAGENT_STR with a NULL value is sent as nil. */
 typedef struct logagent_field {
     const char *key;
     logagent_type type;
@@ -87,7 +92,10 @@ int logagent_client_new(const logagent_options *opts, logagent_client **out);
 /* Flushes up to flush_timeout_ms (0: not at all) then frees the client. NULL is a no-op. */
 void logagent_client_free(logagent_client *c, int flush_timeout_ms);
 
-/* Queues one record. Never blocks unless block_timeout_ms says so. */
+/* Queues one record. Never blocks unless block_timeout_ms says so. A record whose encoding exceeds
+ * min(buffer_bytes, 1 MiB) (the agent's default max_record_bytes) is refused. Records queued while the
+ * agent is away are kept (up to buffer_bytes) and sent when it is back; a record cut by a broken
+ * connection is re-sent whole. Records already in the socket when the agent dies may be lost. */
 logagent_result logagent_write(logagent_client *c, const logagent_record *r);
 
 /* The original write_log: message, service_name, level, trace_id, span_id (each may be NULL except message),
@@ -99,12 +107,14 @@ logagent_result logagent_write_log(logagent_client *c, const char *message, cons
                                    const char *level, const char *trace_id, const char *span_id, ...);
 
 /* Waits until everything buffered before the call is written to the socket, up to timeout_ms
- * (<0: forever). Returns 0, -ETIMEDOUT, or -ENOTCONN when the agent cannot be reached. */
+ * (<0: forever). Returns 0, -ETIMEDOUT, or -ENOTCONN when the agent cannot be reached (the wait ran
+ * out while disconnected). */
 int logagent_flush(logagent_client *c, int timeout_ms);
 
 void logagent_get_stats(logagent_client *c, logagent_stats *out);
 
-/* Process-wide default client, created on first use from $LOGAGENT_SOCKET (thread-safe). NULL on failure. */
+/* Process-wide default client, created on first use from $LOGAGENT_SOCKET (thread-safe). NULL on failure.
+ * Never free it; at exit() it waits up to 1 s for its buffered records to be written. */
 logagent_client *logagent_default(void);
 
 /* Fills buf (33 bytes) with a new 128-bit random id as 32 lowercase hex chars. */

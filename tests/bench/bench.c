@@ -17,7 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "logagent.h"
 
@@ -164,6 +167,23 @@ static void json_string(const char *s)
     putchar('"');
 }
 
+/* Fails fast when nobody listens (a blocking benchmark would otherwise wait forever). 0 or -errno. */
+static int probe_agent(const char *path)
+{
+    struct sockaddr_un a;
+    if (strlen(path) >= sizeof a.sun_path)
+        return -ENAMETOOLONG;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = connect(fd, (struct sockaddr *)&a, sizeof a) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
 static double mono_seconds(void)
 {
     struct timespec ts;
@@ -287,13 +307,25 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         return usage_error("unexpected argument '%s'", argv[optind]);
+    if (!b.opts.socket_path) {
+        b.opts.socket_path = getenv("LOGAGENT_SOCKET");
+        if (!b.opts.socket_path || !*b.opts.socket_path)
+            b.opts.socket_path = LOGAGENT_DEFAULT_SOCKET;
+    }
+    int prc = probe_agent(b.opts.socket_path);
+    if (prc == -ENAMETOOLONG)
+        return usage_error("--socket PATH is too long: '%s'", b.opts.socket_path);
+    if (prc < 0) {
+        fprintf(stderr, PROG ": cannot reach the agent at %s: %s\n", b.opts.socket_path, strerror(-prc));
+        return 1;
+    }
     pthread_mutex_init(&b.err_mu, NULL);
 
     if (!per_worker) {
         int rc = logagent_client_new(&b.opts, &b.shared);
         if (rc < 0) {
             fprintf(stderr, PROG ": cannot create the client: %s\n", strerror(-rc));
-            return rc == -ENAMETOOLONG ? 2 : 1;
+            return 1;
         }
     }
 

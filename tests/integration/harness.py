@@ -20,6 +20,15 @@ SLOW = {"address": 3.0, "thread": 6.0}.get(SAN, 1.0)
 
 
 _live = []  # everything started by the current test, killed when it ends
+_watched = []  # sinks and agents that must not die on their own while a test waits
+
+
+def check_watched():
+    for w in list(_watched):
+        if w.proc.poll() is not None:
+            _watched.remove(w)
+            raise AssertionError("%s exited unexpectedly with %s:\n%s" % (type(w).__name__, w.proc.returncode,
+                                                                          w.logtext()[-4000:]))
 
 
 def spawn(cmd, **kw):
@@ -39,6 +48,7 @@ def wait_for(cond, timeout, what):
     delay = 0.005
     last = None
     while True:
+        check_watched()
         last = cond()
         if last:
             return last
@@ -100,6 +110,7 @@ class Sink:
                                      stdout=subprocess.DEVNULL, stderr=self.err)
         port = wait_for(lambda: self._read_port(), 20, "sink port file")
         self.port = port
+        _watched.append(self)
         return self
 
     def _read_port(self):
@@ -119,6 +130,8 @@ class Sink:
         with open(self.err_path, "rb") as f:
             return f.read().decode(errors="replace")
 
+    logtext = stderr
+
     def entries(self):
         if not os.path.exists(self.out):
             return []
@@ -136,6 +149,8 @@ class Sink:
 
     def stop(self, sig=signal.SIGTERM):
         """Stops the sink and returns its summary dict."""
+        if self in _watched:
+            _watched.remove(self)
         self.proc.send_signal(sig)
         rc = self.proc.wait(timeout=scaled(30))
         self.err.close()
@@ -146,6 +161,8 @@ class Sink:
         return self.summary
 
     def kill(self):
+        if self in _watched:
+            _watched.remove(self)
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -171,6 +188,7 @@ class Agent:
         self.log = open(self.log_path, "ab")
         self.proc = spawn(self.cmd(), stdout=self.log, stderr=self.log)
         wait_for(self._ready, 20, "agent ready")
+        _watched.append(self)
         return self
 
     def _ready(self):
@@ -198,12 +216,16 @@ class Agent:
         return wait_for(done, timeout, "agent flushed %d records" % n)
 
     def stop(self, sig=signal.SIGTERM, timeout=60):
+        if self in _watched:
+            _watched.remove(self)
         self.proc.send_signal(sig)
         rc = self.proc.wait(timeout=scaled(timeout))
         self.log.close()
         return rc
 
     def kill(self):
+        if self in _watched:
+            _watched.remove(self)
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -242,6 +264,7 @@ def run(tests):
             print("FAIL %s" % t.__name__)
             sys.exit(1)
         finally:
+            del _watched[:]
             while _live:
                 p = _live.pop()
                 if p.poll() is None:
