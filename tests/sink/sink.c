@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grpc/grpc.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -280,6 +281,17 @@ static int write_port_file(const char *path, int port)
 	return 0;
 }
 
+/* Keeps freed heap memory for reuse instead of handing it back to the kernel. Each request is a few
+ * hundred KB of gRPC buffers; with glibc's defaults those are mmap'ed or trimmed and faulted in again
+ * for every call, and on a VM a page fault costs ~15 us: that was 3/4 of the sink's CPU time. */
+static void malloc_keep_memory(void)
+{
+#ifdef M_MMAP_THRESHOLD
+	if (!mallopt(M_MMAP_THRESHOLD, 32 << 20) || !mallopt(M_TRIM_THRESHOLD, 512 << 20))
+		fprintf(stderr, PROG ": mallopt failed; carrying on with malloc defaults\n");
+#endif
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv)
@@ -293,6 +305,7 @@ int main(int argc, char **argv)
 	int status = 1, served = 0, out_fd = -1, r;
 
 	parse_args(&o, argc, argv);
+	malloc_keep_memory();
 	atomic_init(&flags.stop, 0);
 	atomic_init(&flags.dump, 0);
 	signal(SIGPIPE, SIG_IGN); /* a closed stdout is a write error, not a death */
@@ -323,7 +336,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": cannot write --port-file %s: %s\n", o.port_file, strerror(-r));
 		goto out_grpc;
 	}
-	fprintf(stderr, PROG ": listening on %s (port %d)\n", o.listen, server_port(srv));
+	fprintf(stderr, PROG ": listening on port %d (--listen %s)\n", server_port(srv), o.listen);
 	served = 1;
 	server_run(srv, &flags);
 	status = ledger_failed(ledger) ? 1 : 0;
