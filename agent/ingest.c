@@ -33,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { READ_CHUNK = 256 * 1024 };
+enum { READ_CHUNK = 256 * 1024, SHUTDOWN_READS = 64 };
 
 typedef struct conn {
     struct ingest *in;
@@ -439,8 +439,8 @@ void ingest_shutdown(ingest *in, int64_t deadline_ms)
         conn *c = in->conns;
         in->paused = 0;
         int drained = process(c);
-        while (drained && !c->eof && !c->fail && conn_read(c) > 0) /* what the client already wrote */
-            drained = process(c);
+        for (int reads = 0; drained && !c->eof && !c->fail && reads < SHUTDOWN_READS && conn_read(c) > 0; reads++)
+            drained = process(c); /* what the client already wrote, bounded: a client may write forever */
         if (in->flusher)
             flusher_notify(in->flusher);
         if (!drained && mono_ns() / 1000000 < deadline_ms) { /* ring full: the flusher is still draining it */

@@ -147,6 +147,18 @@ def machine_info():
             "mem_gib": round(mem_kib / 1048576, 1), "python": platform.python_version()}
 
 
+def system_cpu():
+    """(busy seconds, steal seconds) of the whole machine so far, from /proc/stat's cpu line."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal guest guest_nice; guest time is already in user
+    busy = v[0] + v[1] + v[2] + v[5] + v[6]
+    return busy / CLK_TCK, (v[7] if len(v) > 7 else 0) / CLK_TCK
+
+
 def loadavg():
     try:
         with open("/proc/loadavg") as f:
@@ -305,6 +317,7 @@ def one_run(args, workers, rep, errors):
         a0, s0 = cpu_seconds(apid), cpu_seconds(spid)
         af0, sf0 = minor_faults(apid), minor_faults(spid)
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        sys0 = system_cpu()
         cmd = [ps.bin("logagent-bench"), "--socket", ps.socket, "--count", str(n), "--workers", str(workers)] \
             + args.bench_arg
         t0 = time.monotonic()
@@ -331,6 +344,7 @@ def one_run(args, workers, rep, errors):
                 break
             time.sleep(POLL_S)
         a1, s1 = cpu_seconds(apid), cpu_seconds(spid)
+        sys1 = system_cpu()
         af1, sf1 = minor_faults(apid), minor_faults(spid)
         a_threads1 = thread_cpu(apid)
         hwm = vm_kib(apid, "VmHWM")
@@ -381,6 +395,12 @@ def one_run(args, workers, rep, errors):
             "agent_stats": {k: st.get(k) for k in ("records", "batches", "backpressure_seconds",
                                                     "backpressure_pauses", "flush_latency_ms", "bytes_received")},
         })
+        if sys0 and sys1 and a1 is not None and s1 is not None:
+            # CPU used on the machine by anything but the agent, the sink and the bench during the run (other
+            # users' jobs, this script's polling, the kernel's own threads): a noise indicator.
+            # (The bench's CPU is counted up to its exit, which comes before `delivered`.)
+            res["other_cpu_s"] = round(max(0.0, (sys1[0] - sys0[0]) - (a1 - a0) - (s1 - s0) - res["bench_cpu_s"]), 2)
+            res["steal_s"] = round(sys1[1] - sys0[1], 2)
         if res["agent_cpu_s"] is not None and wall > 0:
             res["agent_core_pct"] = round(100.0 * res["agent_cpu_s"] / wall, 1)
             res["agent_us_per_record"] = round(1e6 * res["agent_cpu_s"] / n, 2)
@@ -494,6 +514,8 @@ def summarize(runs, workers_list):
              "agent_minor_faults": med(rows, "agent_minor_faults"),
              "sink_minor_faults": med(rows, "sink_minor_faults"),
              "bench_cpu_s": med(rows, "bench_cpu_s"),
+             "other_cpu_s": med(rows, "other_cpu_s"),
+             "steal_s": med(rows, "steal_s"),
              "errors": sum(len(r["errors"]) for r in rows)}
         # per-thread CPU of the agent, median over the runs, by thread name
         names = {}
@@ -512,16 +534,18 @@ def fmt(v, spec):
 
 def print_table(machine, args, summary, lat):
     print()
-    print("logagent end-to-end benchmark: %d records per run, median of %d run(s) per row" % (args.count, args.repeat))
+    if summary:
+        print("logagent end-to-end benchmark: %d records per run, median of %d run(s) per row" % (args.count,
+                                                                                              args.repeat))
+    else:
+        print("logagent end-to-end benchmark: latency only")
     print("machine: %s x %s, kernel %s; build %s" % (machine["nproc"], machine["cpu_model"], machine["kernel"],
                                                     args.build))
     print("agent args: %s%s%s" % (" ".join(args.agent_arg) or "(defaults)",
                                   "".join("; env %s=%s" % kv for kv in sorted(args.agent_env.items())),
                                   "; %d warm-up records first" % args.warmup if args.warmup else "; cold agent"))
-    print()
-    if not summary:
-        hdr = None
-    else:
+    if summary:
+        print()
         _print_rows(summary)
     if lat:
         print()
@@ -534,15 +558,16 @@ def print_table(machine, args, summary, lat):
 
 def _print_rows(summary):
     hdr = ("workers", "delivered/s", "(min..max)", "accepted/s", "wall s", "agent CPU s", "% core", "us/rec",
-           "peak RSS MiB", "sink CPU s", "bench CPU s", "errors")
-    print("%7s %12s %19s %11s %7s %11s %7s %6s %12s %10s %11s %6s" % hdr)
+           "peak RSS MiB", "sink CPU s", "bench CPU s", "other CPU s", "errors")
+    print("%7s %12s %19s %11s %7s %11s %7s %6s %12s %10s %11s %11s %6s" % hdr)
     for s in summary:
         rng = "-" if s["delivered_min"] is None else "%.0f..%.0f" % (s["delivered_min"], s["delivered_max"])
-        print("%7d %12s %19s %11s %7s %11s %7s %6s %12s %10s %11s %6d" % (
+        print("%7d %12s %19s %11s %7s %11s %7s %6s %12s %10s %11s %11s %6d" % (
             s["workers"], fmt(s["delivered_rps"], ".0f"), rng, fmt(s["accepted_rps"], ".0f"), fmt(s["wall_s"], ".2f"),
             fmt(s["agent_cpu_s"], ".2f"), fmt(s["agent_core_pct"], ".0f"), fmt(s["agent_us_per_record"], ".2f"),
             fmt(s["agent_peak_rss_mib"], ".1f"), fmt(s["sink_cpu_s"], ".2f"), fmt(s["bench_cpu_s"], ".2f"),
-            s["errors"]))
+            fmt(s["other_cpu_s"], ".2f"), s["errors"]))
+    print("(other CPU: what everything else on the machine used during the run; large values mean a noisy run)")
     print()
     print("agent CPU by thread (s, median), and minor page faults (median) of the agent / the sink:")
     for s in summary:
@@ -622,10 +647,11 @@ def main():
             runs.append(r)
             if not args.json:
                 sys.stderr.write("e2e_bench: w=%-3d rep %d: delivered %s rec/s, accepted %s rec/s, agent CPU %s s, "
-                                 "peak RSS %s MiB, sink CPU %s s, load %.2f%s\n" % (
+                                 "peak RSS %s MiB, sink CPU %s s, other CPU %s s, load %.2f%s\n" % (
                                      w, rep, fmt(r.get("delivered_rps"), ".0f"), fmt(r.get("accepted_rps"), ".0f"),
                                      fmt(r.get("agent_cpu_s"), ".2f"), fmt(r.get("agent_peak_rss_mib"), ".1f"),
-                                     fmt(r.get("sink_cpu_s"), ".2f"), r["loadavg_before"] or 0,
+                                     fmt(r.get("sink_cpu_s"), ".2f"), fmt(r.get("other_cpu_s"), ".2f"),
+                                     r["loadavg_before"] or 0,
                                      "" if not r["errors"] else "  ** %d ERROR(S) **" % len(r["errors"])))
                 sys.stderr.flush()
     lat = latency(args, errors) if args.latency > 0 else None
