@@ -30,6 +30,7 @@ typedef struct batch {
     unsigned attempt;     /* sends so far */
     int64_t first_ms;     /* monotonic ms when the first record was added */
     int64_t retry_at_ms;  /* when waiting to retry: not before this */
+    int64_t first_sent_ms; /* monotonic ms of the first send, for --retry-max-elapsed-s */
     int64_t sent_ns;      /* monotonic ns of the last send, for the latency histogram */
     int unary;            /* in flight as one WriteLog call per entry */
     unsigned pending;     /* unary: calls not yet completed */

@@ -13,7 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum opt_type { T_STR, T_U64, T_SIZE, T_MS, T_RPC, T_LEVEL } opt_type;
+typedef enum opt_type { T_STR, T_U64, T_SIZE, T_MS, T_ENUM, T_LEVEL } opt_type;
+
+static const char *const RPC_NAMES[] = {"auto", "batch", "unary", NULL};
+static const char *const FULL_NAMES[] = {"block", "drop-newest", "drop-oldest", NULL};
 
 typedef struct opt {
     const char *name;
@@ -23,16 +26,18 @@ typedef struct opt {
     const char *def;
     uint64_t min, max;
     const char *help;
+    const char *const *names; /* T_ENUM: accepted words, stored as their index */
 } opt;
 
-#define STR(f, d, h) {#f, T_STR, offsetof(config, f), sizeof(((config *)0)->f), d, 0, 0, h}
-#define NUM(f, t, d, lo, hi, h) {#f, t, offsetof(config, f), 0, d, lo, hi, h}
+#define STR(f, d, h) {#f, T_STR, offsetof(config, f), sizeof(((config *)0)->f), d, 0, 0, h, NULL}
+#define NUM(f, t, d, lo, hi, h) {#f, t, offsetof(config, f), 0, d, lo, hi, h, NULL}
+#define ENUM(f, d, names, h) {#f, T_ENUM, offsetof(config, f), 0, d, 0, 0, h, names}
 
 static const opt OPTS[] = {
     STR(socket_path, "/run/logagent/ingest.sock", "ingest socket (clients read LOGAGENT_SOCKET)"),
     STR(stats_socket, "/run/logagent/stats.sock", "stats socket (HTTP: GET /stats); empty to disable"),
     STR(upstream, "localhost:50051", "log service HOST:PORT (or LOG_SERVICE_GRPC_SERVER)"),
-    NUM(upstream_rpc, T_RPC, "auto", 0, 0, "auto|batch|unary: auto starts with batch, unary on UNIMPLEMENTED"),
+    ENUM(upstream_rpc, "auto", RPC_NAMES, "auto|batch|unary: auto starts with batch, unary on UNIMPLEMENTED"),
     STR(batch_method, "/logagent.v1.LogService/BatchWriteLogs", "full gRPC method path of the batch RPC"),
     STR(unary_method, "/logagent.v1.LogService/WriteLog", "full gRPC method path of the unary RPC"),
     NUM(buffer_bytes, T_SIZE, "64MiB", 64 << 10, 1ULL << 30, "memory for records in the ring (bytes)"),
@@ -45,6 +50,8 @@ static const opt OPTS[] = {
     NUM(rpc_timeout_ms, T_MS, "10000", 10, 3600000, "deadline of each upstream call"),
     NUM(retry_initial_ms, T_MS, "100", 1, 3600000, "first retry delay (exponential backoff, full jitter)"),
     NUM(retry_max_ms, T_MS, "30000", 1, 3600000, "largest retry delay"),
+    NUM(retry_max_elapsed_s, T_U64, "0", 0, 31536000, "give up on a batch after retrying this long (0: never)"),
+    ENUM(on_full, "block", FULL_NAMES, "block|drop-newest|drop-oldest: what a full buffer does"),
     NUM(log_level, T_LEVEL, "info", 0, 0, "debug|info|warn|error"),
 };
 #define N_OPTS (sizeof OPTS / sizeof OPTS[0])
@@ -99,12 +106,14 @@ static int opt_set(config *cfg, const opt *o, const char *val, const char **why)
         }
         strcpy(field, val);
         return 0;
-    case T_RPC:
-        if (!strcmp(val, "auto")) *(int *)field = RPC_AUTO;
-        else if (!strcmp(val, "batch")) *(int *)field = RPC_BATCH;
-        else if (!strcmp(val, "unary")) *(int *)field = RPC_UNARY;
-        else { *why = "expected auto, batch or unary"; return -EINVAL; }
-        return 0;
+    case T_ENUM:
+        for (int i = 0; o->names[i]; i++)
+            if (!strcmp(val, o->names[i])) {
+                *(int *)field = i;
+                return 0;
+            }
+        *why = "not one of the accepted words (see --help)";
+        return -EINVAL;
     case T_LEVEL:
         if ((*(int *)field = log_level_parse(val)) < 0) {
             *why = "expected debug, info, warn or error";
@@ -212,8 +221,8 @@ config_result config_load(config *cfg, int argc, char **argv)
         fprintf(stderr, "logagentd: unexpected argument '%s' (try --help)\n", argv[optind]);
         return CONFIG_EXIT_USAGE;
     }
-    if (cfg->max_record_bytes > cfg->buffer_bytes / 8) {
-        fprintf(stderr, "logagentd: --max-record-bytes (%llu) must be at most 1/8 of --buffer-bytes (%llu)\n",
+    if (cfg->max_record_bytes > cfg->buffer_bytes / 16) {
+        fprintf(stderr, "logagentd: --max-record-bytes (%llu) must be at most 1/16 of --buffer-bytes (%llu)\n",
                 (unsigned long long)cfg->max_record_bytes, (unsigned long long)cfg->buffer_bytes);
         return CONFIG_EXIT_USAGE;
     }

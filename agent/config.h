@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 enum upstream_rpc { RPC_AUTO = 0, RPC_BATCH = 1, RPC_UNARY = 2 };
+enum on_full { FULL_BLOCK = 0, FULL_DROP_NEWEST = 1, FULL_DROP_OLDEST = 2 };
 
 typedef struct config {
     char socket_path[108];
@@ -28,6 +29,8 @@ typedef struct config {
     uint64_t rpc_timeout_ms;
     uint64_t retry_initial_ms;
     uint64_t retry_max_ms;
+    uint64_t retry_max_elapsed_s;
+    int on_full;
     int log_level;
 } config;
 

@@ -48,6 +48,7 @@ struct flusher {
     flusher_space_fn on_space;
     void *space_arg;
     _Atomic int want_space;
+    _Atomic int shed;  /* --on-full drop-oldest: ingest asked for room */
     size_t low_water;
     char agent_id[160];
 
@@ -63,9 +64,11 @@ struct flusher {
     int unary;
     int stopping, abandon;
     int64_t deadline_ms;
+    uint32_t statuses_logged; /* non-retryable statuses already logged (bit per code) */
     uint64_t rng;
     uint64_t lat_hist[N_LAT + 1];
-    log_limit fail_log;
+    log_limit fail_log, shed_log;
+    uint64_t batch_budget;
     flusher_snapshot acct; /* the counters (latency and text filled at snapshot time) */
 };
 
@@ -94,6 +97,46 @@ static void retry_enqueue_locked(flusher *f, batch *b)
     b->next = *pp;
     *pp = b;
     f->acct.retry_wait += b->n;
+    f->acct.held_bytes += b->len;
+}
+
+/* Takes the head of the retry queue off it. Caller holds mu. */
+static batch *retry_pop_locked(flusher *f)
+{
+    batch *b = f->retry_head;
+    f->retry_head = b->next;
+    b->next = NULL;
+    f->acct.retry_wait -= b->n;
+    f->acct.held_bytes -= b->len;
+    return b;
+}
+
+/* Logs a non-retryable refusal once per distinct status (the counters keep counting). Caller holds mu. */
+static void note_rejection_locked(flusher *f, int status, const char *details, size_t records)
+{
+    uint32_t bit = 1u << (status & 31);
+    if (f->statuses_logged & bit)
+        return;
+    f->statuses_logged |= bit;
+    log_write(LOG_ERROR, "\"log service refused a batch: not retried, records dropped (upstream_rejected); logged "
+                         "once per status\" status=%s records=%zu details=\"%.160s\"",
+              upstream_status_name(status), records, details);
+}
+
+/* When b may be tried again: the server's RetryInfo delay if it gave one, else our backoff. */
+static int64_t retry_time_locked(flusher *f, const batch *b, const upstream_reply *r)
+{
+    int64_t delay = r && r->retry_after_ms >= 0 ? r->retry_after_ms
+                                                 : retry_backoff_ms(b->attempt, (int64_t)f->cfg.retry_initial_ms,
+                                                                    (int64_t)f->cfg.retry_max_ms, &f->rng);
+    return now_ms() + delay;
+}
+
+/* --retry-max-elapsed-s: has b been retried for too long? */
+static int retry_expired(const flusher *f, const batch *b)
+{
+    return f->cfg.retry_max_elapsed_s > 0 && b->first_sent_ms > 0 &&
+           now_ms() - b->first_sent_ms >= (int64_t)f->cfg.retry_max_elapsed_s * 1000;
 }
 
 static void note_failure_locked(flusher *f, int status, const char *details)
@@ -120,6 +163,7 @@ static void leave_flight_locked(flusher *f, const batch *b)
 {
     f->inflight--;
     f->acct.in_flight -= b->n;
+    f->acct.held_bytes -= b->len;
     pthread_cond_broadcast(&f->cv);
 }
 
@@ -134,8 +178,10 @@ static void settle_entries_locked(flusher *f, batch *b, const uint8_t *state)
         if (state[i] == ENTRY_OK) {
             f->acct.flushed++;
         } else if (state[i] == ENTRY_RETRY && !f->abandon) {
-            if (!rb && (rb = batch_new(b->id)) != NULL)
+            if (!rb && (rb = batch_new(b->id)) != NULL) {
                 rb->attempt = b->attempt;
+                rb->first_sent_ms = b->first_sent_ms;
+            }
             if (rb && batch_add(rb, e, len) == 0)
                 continue;
             f->acct.dropped_upstream++; /* out of memory: counted, never silent */
@@ -145,9 +191,11 @@ static void settle_entries_locked(flusher *f, batch *b, const uint8_t *state)
             f->acct.dropped_upstream++;
         }
     }
-    if (rb) {
-        rb->retry_at_ms = now_ms() + retry_backoff_ms(rb->attempt, (int64_t)f->cfg.retry_initial_ms,
-                                                       (int64_t)f->cfg.retry_max_ms, &f->rng);
+    if (rb && retry_expired(f, rb)) {
+        f->acct.dropped_retry_expired += rb->n;
+        batch_free(rb);
+    } else if (rb) {
+        rb->retry_at_ms = retry_time_locked(f, rb, NULL);
         retry_enqueue_locked(f, rb);
     }
 }
@@ -204,20 +252,25 @@ static void batch_done(flusher *f, batch *b, const upstream_reply *r)
         b->retry_at_ms = 0;
         retry_enqueue_locked(f, b);
         b = NULL;
+    } else if (retryable && !f->abandon && retry_expired(f, b)) {
+        f->acct.batches_failed++;
+        note_failure_locked(f, r->status, r->details);
+        f->acct.dropped_retry_expired += b->n;
     } else if (retryable && !f->abandon) {
         f->acct.batches_failed++;
         note_failure_locked(f, r->status, r->details);
-        b->retry_at_ms = now_ms() + retry_backoff_ms(b->attempt, (int64_t)f->cfg.retry_initial_ms,
-                                                     (int64_t)f->cfg.retry_max_ms, &f->rng);
+        b->retry_at_ms = retry_time_locked(f, b, r);
         retry_enqueue_locked(f, b);
         b = NULL;
     } else {
         f->acct.batches_failed++;
         note_failure_locked(f, r->status, r->details);
-        if (f->abandon)
+        if (f->abandon) {
             f->acct.dropped_shutdown += b->n;
-        else
+        } else {
             f->acct.dropped_upstream += b->n;
+            note_rejection_locked(f, r->status, r->details, b->n);
+        }
     }
     pthread_mutex_unlock(&f->mu);
     batch_free(b);
@@ -267,7 +320,8 @@ static void call_failed_to_start(flusher *f, batch_call *c)
 /* Sends b (already counted in flight) as one BatchWriteLogs call, or as one WriteLog per entry. */
 static void send_batch(flusher *f, batch *b, int unary)
 {
-    b->attempt++;
+    if (b->attempt++ == 0)
+        b->first_sent_ms = now_ms();
     b->sent_ns = now_ns();
     b->unary = unary;
     if (!unary) {
@@ -311,9 +365,20 @@ static void send_batch(flusher *f, batch *b, int unary)
         batch_free(b);
 }
 
-/* Moves committed records from the ring into cur until it is full or the ring is empty. */
+/* Calls on_space when ingest waits for room and the ring has drained below half. */
+static void maybe_space(flusher *f)
+{
+    if (atomic_load(&f->want_space) && ring_used_bytes(f->ring) < f->low_water && atomic_exchange(&f->want_space, 0))
+        f->on_space(f->space_arg);
+}
+
+/* Moves committed records from the ring into cur until it is full, the batch budget is used up (batches in
+ * flight and waiting to retry count against it), or the ring is empty. */
 static void pull(flusher *f)
 {
+    pthread_mutex_lock(&f->mu);
+    uint64_t held = f->acct.held_bytes;
+    pthread_mutex_unlock(&f->mu);
     if (!f->cur) {
         f->cur = batch_new(++f->next_id);
         f->cur_full = 0;
@@ -327,6 +392,10 @@ static void pull(flusher *f)
     while (!f->cur_full && (p = ring_peek(f->ring, &len)) != NULL) {
         if (b->n > 0 && batch_size_with(b, len) > f->cfg.batch_max_bytes) {
             f->cur_full = 1;
+            break;
+        }
+        if ((b->n > 0 || held > 0) && held + batch_size_with(b, len) > f->batch_budget) {
+            f->cur_full = 1; /* --buffer-bytes: send what we have; the ring holds the rest */
             break;
         }
         if (batch_add(b, p, len) < 0) { /* out of memory: send what we have, the record stays in the ring */
@@ -347,8 +416,46 @@ static void pull(flusher *f)
     f->acct.taken += k;
     f->acct.batching += k;
     pthread_mutex_unlock(&f->mu);
-    if (atomic_load(&f->want_space) && ring_used_bytes(f->ring) < f->low_water && atomic_exchange(&f->want_space, 0))
-        f->on_space(f->space_arg);
+    maybe_space(f);
+}
+
+/* --on-full drop-oldest: drops the oldest records that are not in flight — the batch waiting to retry, else the
+ * batch being built, else the oldest half of the ring — counted dropped_buffer_full. Flusher thread only. */
+static void shed_oldest(flusher *f)
+{
+    uint64_t k = 0;
+    pthread_mutex_lock(&f->mu);
+    if (f->retry_head) {
+        batch *b = retry_pop_locked(f);
+        f->acct.dropped_buffer_full += b->n;
+        k = b->n;
+        batch_free(b);
+    } else if (f->cur && f->cur->n > 0) {
+        f->acct.batching -= f->cur->n;
+        f->acct.dropped_buffer_full += f->cur->n;
+        k = f->cur->n;
+        batch_free(f->cur);
+        f->cur = NULL;
+    } else {
+        size_t len, freed = 0;
+        while (freed < ring_capacity(f->ring) / 2 && ring_peek(f->ring, &len)) {
+            ring_consume(f->ring);
+            freed += len + 8;
+            k++;
+        }
+        ring_release(f->ring);
+        f->acct.taken += k;
+        f->acct.dropped_buffer_full += k;
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (k) {
+        int64_t suppressed = log_limit_check(&f->shed_log, 10000);
+        if (suppressed >= 0)
+            log_write(LOG_WARN, "\"buffer full: oldest records dropped (--on-full drop-oldest)\" records=%llu "
+                                "suppressed=%lld", (unsigned long long)k, (long long)suppressed);
+    }
+    pull(f);
+    maybe_space(f);
 }
 
 /* Picks the next batch to send, if any, and moves it into flight. Caller holds mu. */
@@ -360,10 +467,7 @@ static batch *next_to_send_locked(flusher *f, int64_t now)
     if (f->retry_head) {
         if (f->retry_head->retry_at_ms > now)
             return NULL;
-        b = f->retry_head;
-        f->retry_head = b->next;
-        b->next = NULL;
-        f->acct.retry_wait -= b->n;
+        b = retry_pop_locked(f);
         f->acct.batches_retried += b->attempt > 0;
     } else if (f->cur && f->cur->n > 0 &&
                (f->cur_full || f->stopping || now - f->cur->first_ms >= (int64_t)f->cfg.flush_interval_ms)) {
@@ -374,6 +478,7 @@ static batch *next_to_send_locked(flusher *f, int64_t now)
     if (b) {
         f->inflight++;
         f->acct.in_flight += b->n;
+        f->acct.held_bytes += b->len;
     }
     return b;
 }
@@ -400,13 +505,11 @@ static void abandon_rest(flusher *f)
     pthread_mutex_lock(&f->mu);
     while (f->inflight > 0)
         pthread_cond_wait(&f->cv, &f->mu);
-    for (batch *b = f->retry_head, *next; b; b = next) {
-        next = b->next;
-        f->acct.retry_wait -= b->n;
+    while (f->retry_head) {
+        batch *b = retry_pop_locked(f);
         f->acct.dropped_shutdown += b->n;
         batch_free(b);
     }
-    f->retry_head = NULL;
     if (f->cur) {
         f->acct.batching -= f->cur->n;
         f->acct.dropped_shutdown += f->cur->n;
@@ -430,6 +533,8 @@ static void *flusher_main(void *arg)
     flusher *f = arg;
     for (;;) {
         doorbell_arm(&f->bell);
+        if (atomic_load(&f->shed) && atomic_exchange(&f->shed, 0))
+            shed_oldest(f);
         pull(f);
         int64_t now = now_ms();
         pthread_mutex_lock(&f->mu);
@@ -470,6 +575,8 @@ flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void
     f->on_space = on_space;
     f->space_arg = space_arg;
     f->low_water = ring_capacity(r) / 2;
+    f->batch_budget = cfg->buffer_bytes > ring_capacity(r) * 2 ? cfg->buffer_bytes - ring_capacity(r)
+                                                                : ring_capacity(r);
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
     if (getrandom(&f->rng, sizeof f->rng, 0) != sizeof f->rng || f->rng == 0)
@@ -509,6 +616,13 @@ void flusher_notify(flusher *f) { doorbell_ring(&f->bell); }
 void flusher_want_space(flusher *f)
 {
     atomic_store(&f->want_space, 1);
+    doorbell_ring(&f->bell);
+}
+
+void flusher_shed_oldest(flusher *f)
+{
+    atomic_store(&f->want_space, 1);
+    atomic_store(&f->shed, 1);
     doorbell_ring(&f->bell);
 }
 
@@ -562,6 +676,7 @@ void flusher_snapshot_get(flusher *f, flusher_snapshot *s)
 {
     pthread_mutex_lock(&f->mu);
     *s = f->acct;
+    s->batch_budget = f->batch_budget;
     s->unary = f->unary || f->cfg.upstream_rpc == RPC_UNARY;
     s->latency_ms[0] = percentile_locked(f, 0.50);
     s->latency_ms[1] = percentile_locked(f, 0.90);

@@ -2,7 +2,8 @@
  *
  * It owns the upstream (gRPC) and everything after the ring: the batch being built, batches in flight, and
  * batches waiting to be retried. Its accounting moves under one mutex so that a snapshot always satisfies
- *   taken_from_ring = flushed + batching + in_flight + retry_wait + dropped_upstream + dropped_shutdown. */
+ *   taken_from_ring = flushed + batching + in_flight + retry_wait + dropped_upstream + dropped_retry_expired
+ *                     + dropped_buffer_full + dropped_shutdown. */
 #ifndef LOGAGENT_FLUSHER_H
 #define LOGAGENT_FLUSHER_H
 
@@ -21,6 +22,10 @@ typedef struct flusher_snapshot {
     uint64_t flushed;          /* acknowledged by the log service */
     uint64_t dropped_upstream; /* refused by the log service with a non-retryable status */
     uint64_t dropped_shutdown; /* still held when the drain timeout ran out */
+    uint64_t dropped_retry_expired; /* retried for longer than --retry-max-elapsed-s */
+    uint64_t dropped_buffer_full;   /* shed by --on-full drop-oldest */
+    uint64_t held_bytes;       /* bytes of batches in flight and waiting to retry */
+    uint64_t batch_budget;     /* what batches may hold: --buffer-bytes minus the ring */
     uint64_t batches_sent, batches_failed, batches_retried, unary_calls;
     int unary;                 /* 1 once the upstream mode is unary */
     int failing;               /* 1 from a failed call until the next success */
@@ -39,6 +44,8 @@ int flusher_start(flusher *f);
 void flusher_notify(flusher *f);
 /* Any thread: call on_space once the ring has room again. */
 void flusher_want_space(flusher *f);
+/* Any thread (--on-full drop-oldest): drop the oldest records not in flight to make room, then on_space. */
+void flusher_shed_oldest(flusher *f);
 
 /* Flushes what is held for up to drain_ms, then gives up on the rest (counted dropped_shutdown), joins the
  * thread and shuts the upstream down. Records must no longer be pushed into the ring. */

@@ -64,7 +64,7 @@ struct ingest {
     int listening;
     record_enc enc;
     char hostname[64];
-    log_limit lim_malformed, lim_oversized, lim_invalid, lim_truncated, lim_reserved;
+    log_limit lim_full, lim_malformed, lim_oversized, lim_invalid, lim_truncated, lim_reserved;
 };
 
 static int64_t mono_ns(void)
@@ -101,7 +101,9 @@ static void pause_all(ingest *in)
     stat_add(&in->st->pauses, 1);
     for (conn *c = in->conns; c; c = c->next)
         event_del(c->ev);
-    if (in->flusher)
+    if (in->flusher && in->cfg->on_full == FULL_DROP_OLDEST)
+        flusher_shed_oldest(in->flusher);
+    else if (in->flusher)
         flusher_want_space(in->flusher);
     if (ring_used_bytes(in->ring) < ring_capacity(in->ring) / 2) /* drained meanwhile: don't wait for a call */
         event_active(in->resume_ev, EV_READ, 0);
@@ -151,6 +153,11 @@ static void handle_record(conn *c, const msgpack_object *obj, int64_t now)
     }
     if (queue_record(in, in->enc.out, in->enc.out_len) == 0)
         return;
+    if (in->cfg->on_full == FULL_DROP_NEWEST) {
+        stat_add(&in->st->dropped_full, 1);
+        log_peer(&in->lim_full, c, "buffer full: record dropped (--on-full drop-newest)");
+        return;
+    }
     c->held = malloc(in->enc.out_len);
     if (!c->held) {
         stat_add(&in->st->invalid_record, 1);

@@ -60,14 +60,16 @@ static void report_final(const stats_sources *src)
     flusher_snapshot f;
     flusher_snapshot_get(src->flusher, &f);
     uint64_t in_drop = stat_get(&src->ingest->dropped_shutdown);
-    uint64_t received = stat_get(&src->ingest->received) + in_drop;
+    uint64_t in_full = stat_get(&src->ingest->dropped_full);
+    uint64_t received = stat_get(&src->ingest->received) + in_drop + in_full;
     uint64_t unsent = f.dropped_shutdown + in_drop;
     log_write(LOG_INFO,
               "\"stopped\" received=%llu flushed=%llu unsent=%llu dropped_upstream_rejected=%llu "
-              "dropped_shutdown=%llu rejected_malformed=%llu rejected_invalid=%llu rejected_oversized=%llu "
+              "dropped_retry_expired=%llu dropped_buffer_full=%llu dropped_shutdown=%llu rejected_malformed=%llu rejected_invalid=%llu rejected_oversized=%llu "
               "rejected_truncated=%llu",
               (unsigned long long)received, (unsigned long long)f.flushed, (unsigned long long)unsent,
-              (unsigned long long)f.dropped_upstream, (unsigned long long)unsent,
+              (unsigned long long)f.dropped_upstream, (unsigned long long)f.dropped_retry_expired,
+              (unsigned long long)(f.dropped_buffer_full + in_full), (unsigned long long)unsent,
               (unsigned long long)stat_get(&src->ingest->malformed),
               (unsigned long long)stat_get(&src->ingest->invalid_record),
               (unsigned long long)stat_get(&src->ingest->oversized),
@@ -97,7 +99,10 @@ int main(int argc, char **argv)
         log_write(LOG_ERROR, "\"cannot start libevent\"");
         goto out;
     }
-    if (!(r = ring_new(cfg.buffer_bytes))) {
+    size_t ring_bytes = 4096; /* half of --buffer-bytes (a power of two at most that); batches get the rest */
+    while (ring_bytes * 2 <= cfg.buffer_bytes / 2)
+        ring_bytes *= 2;
+    if (!(r = ring_new(ring_bytes))) {
         log_write(LOG_ERROR, "\"cannot allocate the ring\" buffer_bytes=%llu", (unsigned long long)cfg.buffer_bytes);
         goto out;
     }
@@ -123,7 +128,7 @@ int main(int argc, char **argv)
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
     log_write(LOG_INFO, "\"logagentd started\" version=%s socket=%s stats_socket=%s upstream=%s rpc=%s "
-                        "buffer_bytes=%zu batch_max_records=%llu flush_interval_ms=%llu max_inflight=%llu",
+                        "ring_bytes=%zu batch_max_records=%llu flush_interval_ms=%llu max_inflight=%llu",
               LOGAGENT_VERSION_STRING, cfg.socket_path, cfg.stats_socket, cfg.upstream,
               cfg.upstream_rpc == RPC_AUTO ? "auto" : cfg.upstream_rpc == RPC_BATCH ? "batch" : "unary",
               ring_capacity(r), (unsigned long long)cfg.batch_max_records,

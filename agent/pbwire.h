@@ -58,4 +58,56 @@ static inline uint8_t *pbw_put_uint(uint8_t *p, uint32_t field, uint64_t v)
     return pbw_put_varint(p, v);
 }
 
+/* ---- reading (small messages from the log service: statuses, RetryInfo) ---- */
+
+/* Reads a varint at *p (< end). Returns 0 and advances *p, or -1 on truncation/overlong input. */
+static inline int pbw_get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        r |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = r;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Reads one field: its number, and either its varint value (wire 0) or its bytes (wire 2); skips fixed32/64.
+ * Returns 0, or -1 on malformed input. */
+static inline int pbw_get_field(const uint8_t **p, const uint8_t *end, uint32_t *field, int *wire, uint64_t *v,
+                                const uint8_t **data, size_t *len)
+{
+    uint64_t key;
+    if (pbw_get_varint(p, end, &key) < 0)
+        return -1;
+    *field = (uint32_t)(key >> 3);
+    *wire = (int)(key & 7);
+    *data = NULL;
+    *len = 0;
+    switch (*wire) {
+    case 0:
+        return pbw_get_varint(p, end, v);
+    case 1:
+    case 5: {
+        size_t n = *wire == 1 ? 8 : 4;
+        if ((size_t)(end - *p) < n)
+            return -1;
+        *p += n;
+        return 0;
+    }
+    case 2:
+        if (pbw_get_varint(p, end, v) < 0 || *v > (uint64_t)(end - *p))
+            return -1;
+        *data = *p;
+        *len = (size_t)*v;
+        *p += *len;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
 #endif

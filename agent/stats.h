@@ -19,6 +19,7 @@ typedef struct ingest_stats {
     _Atomic uint64_t reserved_key;   /* `_`-keys dropped */
     _Atomic uint64_t level_unknown;  /* levels kept as sent */
     _Atomic uint64_t dropped_shutdown; /* complete records read but not queued when the agent stopped */
+    _Atomic uint64_t dropped_full;     /* --on-full drop-newest: records refused because the ring was full */
     _Atomic uint64_t conn_active;
     _Atomic uint64_t conn_total;
     _Atomic uint64_t backpressure_ns; /* time spent with reading paused because the ring was full */

@@ -55,6 +55,7 @@ int stats_json(const stats_sources *src, char *buf, size_t cap)
     ingest_stats *in = src->ingest;
     uint64_t received = stat_get(&in->received);
     uint64_t in_drop_shutdown = stat_get(&in->dropped_shutdown);
+    uint64_t in_drop_full = stat_get(&in->dropped_full);
     flusher_snapshot f;
     flusher_snapshot_get(src->flusher, &f);
     char err[420];
@@ -66,27 +67,32 @@ int stats_json(const stats_sources *src, char *buf, size_t cap)
         "\"retry_wait\":%llu,\"spooled\":0,"
         "\"rejected\":{\"malformed\":%llu,\"invalid_record\":%llu,\"oversized\":%llu,\"truncated\":%llu,"
         "\"reserved_key\":%llu},"
-        "\"dropped\":{\"buffer_full\":0,\"upstream_rejected\":%llu,\"shutdown\":%llu},"
+        "\"dropped\":{\"buffer_full\":%llu,\"upstream_rejected\":%llu,\"retry_expired\":%llu,\"shutdown\":%llu},"
         "\"level_unknown\":%llu},"
         "\"bytes_received\":%llu,"
         "\"connections\":{\"active\":%llu,\"total\":%llu},"
         "\"ring\":{\"used_bytes\":%zu,\"capacity_bytes\":%zu},"
+        "\"buffer\":{\"limit_bytes\":%llu,\"batch_bytes\":%llu,\"batch_budget_bytes\":%llu,\"on_full\":\"%s\"},"
         "\"batches\":{\"sent\":%llu,\"failed\":%llu,\"retried\":%llu,\"unary_calls\":%llu},"
         "\"upstream\":{\"state\":\"%s\",\"mode\":\"%s\",\"target\":\"%s\",\"last_error\":\"%s\"},"
         "\"backpressure_seconds\":%.3f,\"backpressure_pauses\":%llu,"
         "\"flush_latency_ms\":{\"p50\":%g,\"p90\":%g,\"p99\":%g}}\n",
         mono_s() - src->start_mono,
-        (unsigned long long)(received + in_drop_shutdown), (unsigned long long)f.flushed,
+        (unsigned long long)(received + in_drop_shutdown + in_drop_full), (unsigned long long)f.flushed,
         (unsigned long long)(received - f.taken), (unsigned long long)f.batching, (unsigned long long)f.in_flight,
         (unsigned long long)f.retry_wait,
         (unsigned long long)stat_get(&in->malformed), (unsigned long long)stat_get(&in->invalid_record),
         (unsigned long long)stat_get(&in->oversized), (unsigned long long)stat_get(&in->truncated),
         (unsigned long long)stat_get(&in->reserved_key),
-        (unsigned long long)f.dropped_upstream, (unsigned long long)(f.dropped_shutdown + in_drop_shutdown),
+        (unsigned long long)(f.dropped_buffer_full + in_drop_full), (unsigned long long)f.dropped_upstream,
+        (unsigned long long)f.dropped_retry_expired, (unsigned long long)(f.dropped_shutdown + in_drop_shutdown),
         (unsigned long long)stat_get(&in->level_unknown),
         (unsigned long long)stat_get(&in->bytes_received),
         (unsigned long long)stat_get(&in->conn_active), (unsigned long long)stat_get(&in->conn_total),
         ring_used_bytes(src->ring), ring_capacity(src->ring),
+        (unsigned long long)src->cfg->buffer_bytes, (unsigned long long)f.held_bytes,
+        (unsigned long long)f.batch_budget,
+        src->cfg->on_full == FULL_BLOCK ? "block" : src->cfg->on_full == FULL_DROP_NEWEST ? "drop-newest" : "drop-oldest",
         (unsigned long long)f.batches_sent, (unsigned long long)f.batches_failed,
         (unsigned long long)f.batches_retried, (unsigned long long)f.unary_calls,
         state, f.unary ? "unary" : "batch", src->cfg->upstream, err,

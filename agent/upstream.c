@@ -5,6 +5,8 @@
  * starting the batch). Live calls sit on a list under a mutex only so that shutdown can cancel them. */
 #include "upstream.h"
 
+#include "retry.h"
+
 #include <errno.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -103,7 +105,11 @@ static void ucall_free(ucall *c)
 /* Runs the done callback for a finished call, with the response flattened into one slice. */
 static void finish(upstream *u, ucall *c, int ok)
 {
-    upstream_reply r = {.status = ok ? (int)c->status : GRPC_STATUS_UNAVAILABLE};
+    upstream_reply r = {.status = ok ? (int)c->status : GRPC_STATUS_UNAVAILABLE, .retry_after_ms = -1};
+    for (size_t i = 0; r.status != GRPC_STATUS_OK && i < c->trailing_md.count; i++)
+        if (grpc_slice_str_cmp(c->trailing_md.metadata[i].key, "grpc-status-details-bin") == 0)
+            r.retry_after_ms = retry_info_delay_ms(GRPC_SLICE_START_PTR(c->trailing_md.metadata[i].value),
+                                                   GRPC_SLICE_LENGTH(c->trailing_md.metadata[i].value));
     char *details = grpc_slice_to_c_string(c->details);
     r.details = details ? details : "";
     grpc_slice flat = grpc_empty_slice();

@@ -17,6 +17,7 @@ typedef struct upstream_reply {
     const char *details;  /* status message, NUL-terminated, never NULL */
     const uint8_t *body;  /* response message, or NULL */
     size_t body_len;
+    int64_t retry_after_ms; /* google.rpc.RetryInfo from grpc-status-details-bin, or -1 */
 } upstream_reply;
 
 typedef void (*upstream_done_fn)(void *ctx, void *call_arg, const upstream_reply *r);

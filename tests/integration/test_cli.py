@@ -44,7 +44,8 @@ def test_sizes_and_durations_accept_units():
     tmp = TempDir("units")
     sink = Sink(tmp).start()
     a = Agent(tmp, sink.target, "--buffer-bytes", "8MiB", "--flush-interval-ms", "1s", "--max-record-bytes", "64KiB").start()
-    assert a.stats()["ring"]["capacity_bytes"] == 8 << 20
+    st = a.stats()
+    assert st["ring"]["capacity_bytes"] == 4 << 20 and st["buffer"]["limit_bytes"] == 8 << 20, st  # half ring, half batches
     assert a.stop() == 0
 
 
