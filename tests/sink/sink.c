@@ -34,12 +34,13 @@ struct sink_opts {
 	grpc_status_code fail_code;
 	uint64_t fail_first;
 	long delay_ms;
+	long retry_after_ms;
 	uint64_t seed;
 };
 
 enum opt_id {
 	OPT_LISTEN = 1, OPT_OUT, OPT_NO_BATCH, OPT_QUIET, OPT_PORT_FILE, OPT_FAIL_RATE, OPT_FAIL_CODE,
-	OPT_FAIL_FIRST, OPT_DELAY_MS, OPT_REJECT_RATE, OPT_SEED, OPT_HELP
+	OPT_FAIL_FIRST, OPT_DELAY_MS, OPT_REJECT_RATE, OPT_SEED, OPT_RETRY_AFTER_MS, OPT_HELP
 };
 
 /* The option table drives getopt_long and --help. */
@@ -60,6 +61,7 @@ static const struct opt_spec {
 	{"delay-ms", "N", OPT_DELAY_MS, "answer each call N ms after it arrived (other calls go on meanwhile)"},
 	{"reject-rate", "P", OPT_REJECT_RATE, "reject this share (0..1) of each batch's entries as retryable"},
 	{"seed", "N", OPT_SEED, "seed of the random choices (default 1)"},
+	{"retry-after-ms", "N", OPT_RETRY_AFTER_MS, "failed calls carry google.rpc.RetryInfo asking for N ms (grpc-status-details-bin)"},
 	{"help", NULL, OPT_HELP, "show this help"},
 };
 
@@ -156,6 +158,7 @@ static void apply_opt(struct sink_opts *o, enum opt_id id, const char *flag, con
 	case OPT_DELAY_MS: o->delay_ms = (long)parse_u64(flag, v, 3600000); break;
 	case OPT_REJECT_RATE: o->reject_rate = parse_rate(flag, v); break;
 	case OPT_SEED: o->seed = parse_u64(flag, v, UINT64_MAX); break;
+	case OPT_RETRY_AFTER_MS: o->retry_after_ms = (long)parse_u64(flag, v, 3600000); break;
 	case OPT_HELP:
 		usage(stdout);
 		exit(0);
@@ -174,7 +177,7 @@ static void parse_args(struct sink_opts *o, int argc, char **argv)
 		longopts[i].val = (int)opt_specs[i].id;
 	}
 	*o = (struct sink_opts){.listen = "localhost:50051", .out = "-", .fail_code = GRPC_STATUS_UNAVAILABLE,
-				.seed = 1};
+				.seed = 1, .retry_after_ms = -1};
 	opterr = 0;
 	for (;;) {
 		int idx = -1;
@@ -327,7 +330,7 @@ int main(int argc, char **argv)
 	grpc_init();
 	struct server_config sc = {.listen = o.listen, .no_batch = o.no_batch, .delay_ms = o.delay_ms,
 				   .fail_rate = o.fail_rate, .fail_first = o.fail_first, .fail_code = o.fail_code,
-				   .ledger = ledger, .rng = &rng};
+				   .retry_after_ms = o.retry_after_ms, .ledger = ledger, .rng = &rng};
 	if (!(srv = server_new(&sc, err, sizeof err)) || server_start(srv, err, sizeof err) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out_grpc;

@@ -177,7 +177,50 @@ static int server_inject_failure(struct server *s)
 struct answer {
 	grpc_status_code status;
 	const char *details; /* static text, or NULL */
+	int injected;        /* a failure on purpose: may carry RetryInfo */
 };
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
+	return p;
+}
+
+/* google.rpc.Status{code, message, details: [Any{RetryInfo{retry_delay: Duration}}]}, hand-encoded
+ * (every length here is < 128, so each fits one byte). Returns the length written into out (>= 96 bytes). */
+static size_t retry_info_status(grpc_status_code code, long delay_ms, uint8_t *out)
+{
+	static const char type[] = "type.googleapis.com/google.rpc.RetryInfo";
+	uint8_t dur[24], ri[32], any[96], *p;
+	p = put_varint(dur, 0x08);
+	p = put_varint(p, (uint64_t)(delay_ms / 1000));
+	p = put_varint(p, 0x10);
+	p = put_varint(p, (uint64_t)(delay_ms % 1000) * 1000000);
+	size_t dlen = (size_t)(p - dur);
+	ri[0] = 0x0a;
+	ri[1] = (uint8_t)dlen;
+	memcpy(ri + 2, dur, dlen);
+	size_t rlen = 2 + dlen;
+	any[0] = 0x0a;
+	any[1] = sizeof type - 1;
+	memcpy(any + 2, type, sizeof type - 1);
+	p = any + 2 + sizeof type - 1;
+	*p++ = 0x12;
+	*p++ = (uint8_t)rlen;
+	memcpy(p, ri, rlen);
+	size_t alen = (size_t)(p + rlen - any);
+	p = out;
+	*p++ = 0x08;
+	p = put_varint(p, (uint64_t)code);
+	*p++ = 0x1a;
+	*p++ = (uint8_t)alen;
+	memcpy(p, any, alen);
+	return (size_t)(p + alen - out);
+}
 
 /* Copies the request into s->flat; returns its length, or -1 (no message, or out of memory). */
 static long call_flatten(struct sink_call *c)
@@ -218,20 +261,20 @@ static struct answer call_record(struct sink_call *c, enum call_method m)
 	long n = call_flatten(c);
 	if (n < 0) {
 		ledger_count_invalid(l);
-		return (struct answer){GRPC_STATUS_INVALID_ARGUMENT, "no request message"};
+		return (struct answer){GRPC_STATUS_INVALID_ARGUMENT, "no request message", 0};
 	}
 	struct ledger_reply reply;
 	const uint8_t *p = c->srv->flat ? c->srv->flat : (const uint8_t *)"";
 	int r = m == METHOD_WRITE_LOG ? ledger_write_log(l, p, (size_t)n, &reply)
 				      : ledger_batch_write(l, p, (size_t)n, &reply);
 	if (r == -EINVAL)
-		return (struct answer){GRPC_STATUS_INVALID_ARGUMENT, "cannot decode the request message"};
+		return (struct answer){GRPC_STATUS_INVALID_ARGUMENT, "cannot decode the request message", 0};
 	if (r < 0)
-		return (struct answer){GRPC_STATUS_INTERNAL, "logagent-sink cannot write its output"};
+		return (struct answer){GRPC_STATUS_INTERNAL, "logagent-sink cannot write its output", 0};
 	grpc_slice s = grpc_slice_new(reply.data, reply.len, free);
 	c->reply = grpc_raw_byte_buffer_create(&s, 1);
 	grpc_slice_unref(s);
-	return (struct answer){GRPC_STATUS_OK, NULL};
+	return (struct answer){GRPC_STATUS_OK, NULL, 0};
 }
 
 static struct answer call_decide(struct sink_call *c)
@@ -239,12 +282,12 @@ static struct answer call_decide(struct sink_call *c)
 	struct server *s = c->srv;
 	enum call_method m = call_method(c);
 	if (m == METHOD_UNKNOWN)
-		return (struct answer){GRPC_STATUS_UNIMPLEMENTED, "unknown method"};
+		return (struct answer){GRPC_STATUS_UNIMPLEMENTED, "unknown method", 0};
 	if (m == METHOD_BATCH_WRITE_LOGS && s->cfg.no_batch)
-		return (struct answer){GRPC_STATUS_UNIMPLEMENTED, "BatchWriteLogs is off (--no-batch)"};
+		return (struct answer){GRPC_STATUS_UNIMPLEMENTED, "BatchWriteLogs is off (--no-batch)", 0};
 	if (server_inject_failure(s)) {
 		ledger_count_injected_failure(s->cfg.ledger);
-		return (struct answer){s->cfg.fail_code, "failure injected by logagent-sink"};
+		return (struct answer){s->cfg.fail_code, "failure injected by logagent-sink", 1};
 	}
 	return call_record(c, m);
 }
@@ -262,11 +305,22 @@ static void call_answer(struct sink_call *c)
 			ops[n].op = GRPC_OP_SEND_MESSAGE;
 			ops[n++].data.send_message.send_message = c->reply;
 		}
+		uint8_t status_bin[128];
+		grpc_metadata md;
+		memset(&md, 0, sizeof md);
 		ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+		if (a.injected && c->srv->cfg.retry_after_ms >= 0) {
+			size_t blen = retry_info_status(a.status, c->srv->cfg.retry_after_ms, status_bin);
+			md.key = grpc_slice_from_static_string("grpc-status-details-bin");
+			md.value = grpc_slice_from_copied_buffer((const char *)status_bin, blen);
+			ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+			ops[n].data.send_status_from_server.trailing_metadata = &md;
+		}
 		ops[n].data.send_status_from_server.status = a.status;
 		ops[n++].data.send_status_from_server.status_details = a.details ? &details : NULL;
 		if (call_start(c, ops, n, &c->t_send) < 0)
 			grpc_call_cancel(c->call, NULL);
+		grpc_slice_unref(md.value);
 	}
 	call_release(c);
 }

@@ -18,6 +18,7 @@ struct server_config {
 	double fail_rate;           /* share of calls failed on purpose */
 	uint64_t fail_first;        /* the first N calls fail on purpose */
 	grpc_status_code fail_code; /* status of failed calls */
+	long retry_after_ms;        /* >= 0: failed calls carry a google.rpc.RetryInfo with this delay */
 	struct ledger *ledger;      /* not owned */
 	struct sink_rng *rng;       /* not owned */
 };
