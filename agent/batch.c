@@ -81,3 +81,35 @@ uint8_t *batch_payload(const batch *b, const char *agent_id, size_t *len)
     *len = (size_t)(p - out);
     return out;
 }
+
+void batch_evict(batch *b)
+{
+    free(b->buf);
+    free(b->off);
+    free(b->elen);
+    b->buf = NULL;
+    b->off = b->elen = NULL;
+    b->cap = b->ncap = 0;
+    b->evicted = 1;
+}
+
+int batch_load(batch *b, const uint8_t *framed, size_t len)
+{
+    size_t n = b->n;
+    batch_evict(b);
+    b->n = 0;
+    b->len = 0;
+    const uint8_t *p = framed, *end = framed + len, *data;
+    size_t dlen;
+    uint32_t field;
+    int wire;
+    uint64_t v;
+    while (p < end) {
+        if (pbw_get_field(&p, end, &field, &wire, &v, &data, &dlen) < 0 || field != 1 || wire != PBW_LEN)
+            return -EINVAL;
+        if (batch_add(b, data, dlen) < 0)
+            return -ENOMEM;
+    }
+    b->evicted = 0;
+    return b->n == n ? 0 : -EINVAL;
+}

@@ -8,6 +8,8 @@
 #ifndef LOGAGENT_BATCH_H
 #define LOGAGENT_BATCH_H
 
+#include "spool.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +37,9 @@ typedef struct batch {
     int unary;            /* in flight as one WriteLog call per entry */
     unsigned pending;     /* unary: calls not yet completed */
     uint8_t *state;       /* unary: per-entry outcome (batch_entry_state) */
+    int spooled;          /* has a frame in the spool (ref), held there until its fate is settled */
+    int evicted;          /* spooled and its bytes freed from memory: batch_load before sending */
+    spool_ref ref;
     batch_call whole;     /* call argument in batch mode */
     batch_call *calls;    /* call arguments in unary mode, one per entry */
     struct batch *next;   /* retry queue link */
@@ -50,6 +55,13 @@ size_t batch_size_with(const batch *b, size_t len);
 
 /* Appends one encoded WriteLogRequest. Returns 0 or -ENOMEM (batch unchanged). */
 int batch_add(batch *b, const void *rec, size_t len);
+
+/* Frees the entries' memory of a spooled batch (n, len and ref stay). */
+void batch_evict(batch *b);
+
+/* Restores entries from their framed bytes (as batch->buf holds them). Returns 0, -EINVAL if they don't parse, or
+ * -ENOMEM. */
+int batch_load(batch *b, const uint8_t *framed, size_t len);
 
 /* Entry i's WriteLogRequest bytes. */
 static inline const uint8_t *batch_entry(const batch *b, size_t i, size_t *len)

@@ -17,6 +17,8 @@ typedef enum opt_type { T_STR, T_U64, T_SIZE, T_MS, T_ENUM, T_LEVEL } opt_type;
 
 static const char *const RPC_NAMES[] = {"auto", "batch", "unary", NULL};
 static const char *const FULL_NAMES[] = {"block", "drop-newest", "drop-oldest", NULL};
+static const char *const BUFFER_NAMES[] = {"memory", "disk", NULL};
+static const char *const FSYNC_NAMES[] = {"always", "interval", "never", NULL};
 
 typedef struct opt {
     const char *name;
@@ -52,6 +54,10 @@ static const opt OPTS[] = {
     NUM(retry_max_ms, T_MS, "30000", 1, 3600000, "largest retry delay"),
     NUM(retry_max_elapsed_s, T_U64, "0", 0, 31536000, "give up on a batch after retrying this long (0: never)"),
     ENUM(on_full, "block", FULL_NAMES, "block|drop-newest|drop-oldest: what a full buffer does"),
+    ENUM(buffer, "memory", BUFFER_NAMES, "memory|disk: disk appends every batch to the spool before sending it"),
+    STR(spool_dir, "", "spool folder (disk buffer, dead letters; in memory mode: shutdown spill)"),
+    NUM(spool_max_bytes, T_SIZE, "1GiB", 1 << 20, 1ULL << 40, "largest spool on disk; past it --on-full applies"),
+    ENUM(spool_fsync, "interval", FSYNC_NAMES, "always|interval|never: fdatasync per batch, every second, or never"),
     NUM(log_level, T_LEVEL, "info", 0, 0, "debug|info|warn|error"),
 };
 #define N_OPTS (sizeof OPTS / sizeof OPTS[0])
@@ -224,6 +230,10 @@ config_result config_load(config *cfg, int argc, char **argv)
     if (cfg->max_record_bytes > cfg->buffer_bytes / 16) {
         fprintf(stderr, "logagentd: --max-record-bytes (%llu) must be at most 1/16 of --buffer-bytes (%llu)\n",
                 (unsigned long long)cfg->max_record_bytes, (unsigned long long)cfg->buffer_bytes);
+        return CONFIG_EXIT_USAGE;
+    }
+    if (cfg->buffer == BUFFER_DISK && !cfg->spool_dir[0]) {
+        fprintf(stderr, "logagentd: --buffer disk needs --spool-dir\n");
         return CONFIG_EXIT_USAGE;
     }
     return CONFIG_RUN;

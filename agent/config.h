@@ -11,6 +11,7 @@
 
 enum upstream_rpc { RPC_AUTO = 0, RPC_BATCH = 1, RPC_UNARY = 2 };
 enum on_full { FULL_BLOCK = 0, FULL_DROP_NEWEST = 1, FULL_DROP_OLDEST = 2 };
+enum buffer_mode { BUFFER_MEMORY = 0, BUFFER_DISK = 1 };
 
 typedef struct config {
     char socket_path[108];
@@ -31,6 +32,10 @@ typedef struct config {
     uint64_t retry_max_ms;
     uint64_t retry_max_elapsed_s;
     int on_full;
+    int buffer;
+    char spool_dir[200];
+    uint64_t spool_max_bytes;
+    int spool_fsync;
     int log_level;
 } config;
 

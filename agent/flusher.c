@@ -69,6 +69,10 @@ struct flusher {
     uint64_t lat_hist[N_LAT + 1];
     log_limit fail_log, shed_log;
     uint64_t batch_budget;
+    spool *sp;          /* NULL without --spool-dir */
+    int disk;           /* --buffer disk: every batch goes through the spool */
+    log_limit spool_log;
+    int64_t seal_retry_ms; /* disk mode: spool full or failing, try sealing again at this time */
     flusher_snapshot acct; /* the counters (latency and text filled at snapshot time) */
 };
 
@@ -96,8 +100,26 @@ static void retry_enqueue_locked(flusher *f, batch *b)
         pp = &(*pp)->next;
     b->next = *pp;
     *pp = b;
-    f->acct.retry_wait += b->n;
-    f->acct.held_bytes += b->len;
+    *(b->spooled ? &f->acct.spooled : &f->acct.retry_wait) += b->n;
+    if (!b->evicted)
+        f->acct.held_bytes += b->len;
+}
+
+/* Puts b back in the queue until retry_at; a spooled batch leaves memory meanwhile. Caller holds mu. */
+static void requeue_locked(flusher *f, batch *b, int64_t retry_at)
+{
+    if (b->spooled && !b->evicted)
+        batch_evict(b);
+    b->retry_at_ms = retry_at;
+    retry_enqueue_locked(f, b);
+}
+
+/* b's fate is settled (delivered, dropped or dead-lettered): its spool frame is no longer needed. */
+static void batch_settle(flusher *f, batch *b)
+{
+    if (b && b->spooled)
+        spool_release(f->sp, b->ref.seg);
+    batch_free(b);
 }
 
 /* Takes the head of the retry queue off it. Caller holds mu. */
@@ -106,8 +128,9 @@ static batch *retry_pop_locked(flusher *f)
     batch *b = f->retry_head;
     f->retry_head = b->next;
     b->next = NULL;
-    f->acct.retry_wait -= b->n;
-    f->acct.held_bytes -= b->len;
+    *(b->spooled ? &f->acct.spooled : &f->acct.retry_wait) -= b->n;
+    if (!b->evicted)
+        f->acct.held_bytes -= b->len;
     return b;
 }
 
@@ -171,7 +194,7 @@ static void leave_flight_locked(flusher *f, const batch *b)
  * Caller holds mu (allocation under it is rare: only on partial failure). */
 static void settle_entries_locked(flusher *f, batch *b, const uint8_t *state)
 {
-    batch *rb = NULL;
+    batch *rb = NULL, *db = NULL;
     for (size_t i = 0; i < b->n; i++) {
         size_t len;
         const uint8_t *e = batch_entry(b, i, &len);
@@ -187,16 +210,24 @@ static void settle_entries_locked(flusher *f, batch *b, const uint8_t *state)
             f->acct.dropped_upstream++; /* out of memory: counted, never silent */
         } else if (state[i] == ENTRY_RETRY) {
             f->acct.dropped_shutdown++;
+        } else if (f->disk && (db || (db = batch_new(b->id)) != NULL) && batch_add(db, e, len) == 0) {
+            continue; /* dead-lettered below */
         } else {
             f->acct.dropped_upstream++;
         }
     }
+    if (db && spool_dead_letter(f->sp, db->id, (uint32_t)db->n, db->buf, db->len) == 0)
+        f->acct.dead_letter += db->n;
+    else if (db)
+        f->acct.dropped_upstream += db->n;
+    batch_free(db);
+    if (rb && f->disk && spool_append(f->sp, rb->id, (uint32_t)rb->n, rb->buf, rb->len, &rb->ref) == 0)
+        rb->spooled = 1;
     if (rb && retry_expired(f, rb)) {
         f->acct.dropped_retry_expired += rb->n;
-        batch_free(rb);
+        batch_settle(f, rb);
     } else if (rb) {
-        rb->retry_at_ms = retry_time_locked(f, rb, NULL);
-        retry_enqueue_locked(f, rb);
+        requeue_locked(f, rb, retry_time_locked(f, rb, NULL));
     }
 }
 
@@ -231,7 +262,7 @@ static void batch_done(flusher *f, batch *b, const upstream_reply *r)
         settle_entries_locked(f, b, state);
         pthread_mutex_unlock(&f->mu);
         free(state);
-        batch_free(b);
+        batch_settle(f, b);
         return;
     }
     free(state);
@@ -249,19 +280,22 @@ static void batch_done(flusher *f, batch *b, const upstream_reply *r)
                       f->cfg.batch_method);
         f->unary = 1;
         b->attempt = 0;
-        b->retry_at_ms = 0;
-        retry_enqueue_locked(f, b);
+        requeue_locked(f, b, 0);
         b = NULL;
     } else if (retryable && !f->abandon && retry_expired(f, b)) {
         f->acct.batches_failed++;
         note_failure_locked(f, r->status, r->details);
         f->acct.dropped_retry_expired += b->n;
-    } else if (retryable && !f->abandon) {
+    } else if (retryable && (!f->abandon || b->spooled)) { /* abandoning: a spooled batch stays on disk */
         f->acct.batches_failed++;
         note_failure_locked(f, r->status, r->details);
-        b->retry_at_ms = retry_time_locked(f, b, r);
-        retry_enqueue_locked(f, b);
+        requeue_locked(f, b, retry_time_locked(f, b, r));
         b = NULL;
+    } else if (f->disk && !f->abandon && spool_dead_letter(f->sp, b->id, (uint32_t)b->n, b->buf, b->len) == 0) {
+        f->acct.batches_failed++;
+        note_failure_locked(f, r->status, r->details);
+        f->acct.dead_letter += b->n;
+        note_rejection_locked(f, r->status, r->details, b->n);
     } else {
         f->acct.batches_failed++;
         note_failure_locked(f, r->status, r->details);
@@ -273,7 +307,7 @@ static void batch_done(flusher *f, batch *b, const upstream_reply *r)
         }
     }
     pthread_mutex_unlock(&f->mu);
-    batch_free(b);
+    batch_settle(f, b);
 }
 
 static void unary_done(flusher *f, batch_call *c, const upstream_reply *r)
@@ -295,7 +329,7 @@ static void unary_done(flusher *f, batch_call *c, const upstream_reply *r)
     }
     pthread_mutex_unlock(&f->mu);
     if (last)
-        batch_free(b);
+        batch_settle(f, b);
 }
 
 static void on_done(void *ctx, void *arg, const upstream_reply *r)
@@ -317,9 +351,36 @@ static void call_failed_to_start(flusher *f, batch_call *c)
     on_done(f, c, &r);
 }
 
+/* Reads an evicted batch back from the spool. On failure (a frame that no longer passes its CRC) the batch is
+ * dropped, counted dropped_spool_corrupt, and -EIO returned. */
+static int reload(flusher *f, batch *b)
+{
+    size_t plen = b->len, n = b->n;
+    uint8_t *buf = malloc(b->len ? b->len : 1);
+    int rc = buf ? spool_read(f->sp, &b->ref, buf) : -ENOMEM;
+    if (rc == 0)
+        rc = batch_load(b, buf, b->len);
+    free(buf);
+    if (rc == 0)
+        return 0;
+    log_write(LOG_ERROR, "\"spooled batch unreadable: dropped\" batch_id=%llu records=%u error=%d",
+              (unsigned long long)b->id, (unsigned)n, rc);
+    pthread_mutex_lock(&f->mu);
+    f->inflight--;
+    f->acct.in_flight -= n;
+    f->acct.held_bytes -= plen;
+    f->acct.dropped_spool_corrupt += n;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    batch_settle(f, b);
+    return -EIO;
+}
+
 /* Sends b (already counted in flight) as one BatchWriteLogs call, or as one WriteLog per entry. */
 static void send_batch(flusher *f, batch *b, int unary)
 {
+    if (b->evicted && reload(f, b) < 0)
+        return;
     if (b->attempt++ == 0)
         b->first_sent_ms = now_ms();
     b->sent_ns = now_ns();
@@ -362,7 +423,7 @@ static void send_batch(flusher *f, batch *b, int unary)
     }
     pthread_mutex_unlock(&f->mu);
     if (last)
-        batch_free(b);
+        batch_settle(f, b);
 }
 
 /* Calls on_space when ingest waits for room and the ring has drained below half. */
@@ -429,7 +490,7 @@ static void shed_oldest(flusher *f)
         batch *b = retry_pop_locked(f);
         f->acct.dropped_buffer_full += b->n;
         k = b->n;
-        batch_free(b);
+        batch_settle(f, b);
     } else if (f->cur && f->cur->n > 0) {
         f->acct.batching -= f->cur->n;
         f->acct.dropped_buffer_full += f->cur->n;
@@ -458,6 +519,39 @@ static void shed_oldest(flusher *f)
     maybe_space(f);
 }
 
+/* --buffer disk: a due batch is appended to the spool and joins the queue, leaving memory; the queue sends it.
+ * When the spool is full (or failing) the batch waits, the ring fills, and --on-full applies. */
+static void seal(flusher *f, int64_t now)
+{
+    batch *b = f->cur;
+    if (!f->disk || !b || b->n == 0 || now < f->seal_retry_ms)
+        return;
+    pthread_mutex_lock(&f->mu);
+    int stopping = f->stopping;
+    pthread_mutex_unlock(&f->mu);
+    if (!f->cur_full && !stopping && now - b->first_ms < (int64_t)f->cfg.flush_interval_ms)
+        return;
+    spool_ref ref;
+    int rc = spool_append(f->sp, b->id, (uint32_t)b->n, b->buf, b->len, &ref);
+    if (rc < 0) {
+        f->seal_retry_ms = now + 50;
+        f->cur_full = 1;
+        int64_t suppressed = log_limit_check(&f->spool_log, 10000);
+        if (suppressed >= 0)
+            log_write(rc == -ENOSPC ? LOG_WARN : LOG_ERROR, "\"%s: batches wait in memory, then --on-full applies\" "
+                      "error=\"%s\" suppressed=%lld", rc == -ENOSPC ? "spool full (--spool-max-bytes)" : "cannot write the spool",
+                      strerror(-rc), (long long)suppressed);
+        return;
+    }
+    b->spooled = 1;
+    b->ref = ref;
+    pthread_mutex_lock(&f->mu);
+    f->acct.batching -= b->n;
+    f->cur = NULL;
+    requeue_locked(f, b, 0);
+    pthread_mutex_unlock(&f->mu);
+}
+
 /* Picks the next batch to send, if any, and moves it into flight. Caller holds mu. */
 static batch *next_to_send_locked(flusher *f, int64_t now)
 {
@@ -469,7 +563,7 @@ static batch *next_to_send_locked(flusher *f, int64_t now)
             return NULL;
         b = retry_pop_locked(f);
         f->acct.batches_retried += b->attempt > 0;
-    } else if (f->cur && f->cur->n > 0 &&
+    } else if (!f->disk && f->cur && f->cur->n > 0 &&
                (f->cur_full || f->stopping || now - f->cur->first_ms >= (int64_t)f->cfg.flush_interval_ms)) {
         b = f->cur;
         f->cur = NULL;
@@ -490,8 +584,15 @@ static int wait_ms_locked(flusher *f, int64_t now)
     if (f->inflight < f->cfg.max_inflight) {
         if (f->retry_head)
             t = f->retry_head->retry_at_ms - now;
-        else if (f->cur && f->cur->n > 0)
+        else if (!f->disk && f->cur && f->cur->n > 0)
             t = f->cur->first_ms + (int64_t)f->cfg.flush_interval_ms - now;
+    }
+    if (f->disk && f->cur && f->cur->n > 0) { /* sealing into the spool does not wait for a call slot */
+        int64_t due = f->cur_full ? now : f->cur->first_ms + (int64_t)f->cfg.flush_interval_ms;
+        if (due < f->seal_retry_ms)
+            due = f->seal_retry_ms;
+        if (due - now < t)
+            t = due - now;
     }
     if (f->stopping && f->deadline_ms - now < t)
         t = f->deadline_ms - now;
@@ -499,32 +600,69 @@ static int wait_ms_locked(flusher *f, int64_t now)
 }
 
 /* Gives up on everything still held (drain timeout): cancels calls, counts the rest dropped_shutdown. */
+/* At shutdown: writes b to the spool for the next run (counted spooled), or counts it dropped_shutdown.
+ * Frees b. Caller holds mu. */
+static void spill_locked(flusher *f, batch *b)
+{
+    spool_ref ref;
+    if (b->n > 0 && f->sp && spool_append(f->sp, b->id, (uint32_t)b->n, b->buf, b->len, &ref) == 0)
+        f->acct.spooled += b->n;
+    else
+        f->acct.dropped_shutdown += b->n;
+    batch_free(b);
+}
+
+/* Gives up on delivering what is still held (drain timeout): cancels calls; what has a spool frame stays on disk,
+ * the rest is spilled to the spool when there is one, else counted dropped_shutdown. */
 static void abandon_rest(flusher *f)
 {
     upstream_cancel_all(f->up);
     pthread_mutex_lock(&f->mu);
     while (f->inflight > 0)
         pthread_cond_wait(&f->cv, &f->mu);
+    batch *keep = NULL;
     while (f->retry_head) {
         batch *b = retry_pop_locked(f);
-        f->acct.dropped_shutdown += b->n;
-        batch_free(b);
+        if (b->spooled) {
+            b->next = keep;
+            keep = b;
+        } else {
+            spill_locked(f, b);
+        }
+    }
+    while (keep) { /* back in the queue, still counted spooled: freed at exit, kept on disk */
+        batch *b = keep;
+        keep = b->next;
+        requeue_locked(f, b, 0);
     }
     if (f->cur) {
         f->acct.batching -= f->cur->n;
-        f->acct.dropped_shutdown += f->cur->n;
-        batch_free(f->cur);
+        spill_locked(f, f->cur);
         f->cur = NULL;
     }
     size_t len;
-    uint64_t k = 0;
-    while (ring_peek(f->ring, &len)) {
+    const void *p;
+    batch *b = NULL;
+    while ((p = ring_peek(f->ring, &len)) != NULL) {
+        if (!b && !(b = batch_new(++f->next_id)))
+            break;
+        if (batch_add(b, p, len) < 0)
+            break;
         ring_consume(f->ring);
-        k++;
+        f->acct.taken++;
+        if (b->n >= f->cfg.batch_max_records || b->len >= f->cfg.batch_max_bytes) {
+            spill_locked(f, b);
+            b = NULL;
+        }
+    }
+    if (b)
+        spill_locked(f, b);
+    while (ring_peek(f->ring, &len)) { /* only when memory ran out above */
+        ring_consume(f->ring);
+        f->acct.taken++;
+        f->acct.dropped_shutdown++;
     }
     ring_release(f->ring);
-    f->acct.taken += k;
-    f->acct.dropped_shutdown += k;
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -537,6 +675,9 @@ static void *flusher_main(void *arg)
             shed_oldest(f);
         pull(f);
         int64_t now = now_ms();
+        seal(f, now);
+        if (f->sp)
+            spool_tick(f->sp);
         pthread_mutex_lock(&f->mu);
         batch *b = next_to_send_locked(f, now);
         int unary = f->unary || f->cfg.upstream_rpc == RPC_UNARY;
@@ -564,6 +705,39 @@ static void *flusher_main(void *arg)
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------------------- */
+
+/* Opens the spool and queues what an earlier run left in it (oldest first, evicted: read back when sent). */
+static int open_spool(flusher *f)
+{
+    int rc = spool_open(f->cfg.spool_dir, f->cfg.spool_max_bytes, f->cfg.spool_fsync, &f->sp);
+    if (rc < 0)
+        return rc;
+    f->disk = f->cfg.buffer == BUFFER_DISK;
+    spool_ref ref;
+    batch *tail = NULL;
+    while (spool_replay_next(f->sp, &ref)) {
+        batch *b = batch_new(ref.id);
+        if (!b)
+            return -ENOMEM;
+        b->n = ref.n;
+        b->len = ref.len;
+        b->spooled = b->evicted = 1;
+        b->ref = ref;
+        /* the spool hands frames out oldest first: append (ids of a partial-reject retry repeat their parent's) */
+        if (tail)
+            tail->next = b;
+        else
+            f->retry_head = b;
+        tail = b;
+        f->acct.spooled += b->n;
+        f->acct.replayed += b->n;
+        if (b->id > f->next_id)
+            f->next_id = b->id;
+    }
+    if (f->acct.replayed)
+        log_write(LOG_INFO, "\"replaying the spool\" records=%llu", (unsigned long long)f->acct.replayed);
+    return 0;
+}
 
 flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void *space_arg)
 {
@@ -594,6 +768,10 @@ flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void
                           .reconnect_max_ms = cfg->retry_max_ms < 5000 ? (int64_t)cfg->retry_max_ms : 5000,
                           .done = on_done,
                           .ctx = f};
+    if (cfg->spool_dir[0] && open_spool(f) < 0) {
+        flusher_free(f);
+        return NULL;
+    }
     if (!(f->up = upstream_new(&uc))) {
         log_write(LOG_ERROR, "\"cannot create the gRPC channel\" upstream=%s", cfg->upstream);
         flusher_free(f);
@@ -651,6 +829,7 @@ void flusher_free(flusher *f)
         next = b->next;
         batch_free(b);
     }
+    spool_close(f->sp);
     doorbell_close(&f->bell);
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cv);
@@ -677,6 +856,9 @@ void flusher_snapshot_get(flusher *f, flusher_snapshot *s)
     pthread_mutex_lock(&f->mu);
     *s = f->acct;
     s->batch_budget = f->batch_budget;
+    s->has_spool = f->sp != NULL;
+    if (f->sp)
+        spool_get_stats(f->sp, &s->spool);
     s->unary = f->unary || f->cfg.upstream_rpc == RPC_UNARY;
     s->latency_ms[0] = percentile_locked(f, 0.50);
     s->latency_ms[1] = percentile_locked(f, 0.90);

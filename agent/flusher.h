@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "ring.h"
+#include "spool.h"
 
 #include <stdint.h>
 
@@ -18,12 +19,16 @@ typedef struct flusher_snapshot {
     uint64_t taken;            /* records taken out of the ring */
     uint64_t batching;         /* in the batch being built */
     uint64_t in_flight;        /* in calls that have not completed */
-    uint64_t retry_wait;       /* in batches waiting for their retry time */
+    uint64_t retry_wait;       /* in batches waiting for their retry time (memory) */
+    uint64_t spooled;          /* in batches on disk waiting to be sent (disk buffer) */
     uint64_t flushed;          /* acknowledged by the log service */
     uint64_t dropped_upstream; /* refused by the log service with a non-retryable status */
     uint64_t dropped_shutdown; /* still held when the drain timeout ran out */
     uint64_t dropped_retry_expired; /* retried for longer than --retry-max-elapsed-s */
     uint64_t dropped_buffer_full;   /* shed by --on-full drop-oldest */
+    uint64_t dropped_spool_corrupt; /* a spooled batch that failed its CRC when read back */
+    uint64_t dead_letter;      /* refused by the log service, written to the spool's deadletter.log */
+    uint64_t replayed;         /* records found in the spool at start-up (received by an earlier run) */
     uint64_t held_bytes;       /* bytes of batches in flight and waiting to retry */
     uint64_t batch_budget;     /* what batches may hold: --buffer-bytes minus the ring */
     uint64_t batches_sent, batches_failed, batches_retried, unary_calls;
@@ -31,6 +36,8 @@ typedef struct flusher_snapshot {
     int failing;               /* 1 from a failed call until the next success */
     char last_error[200];
     double latency_ms[3];      /* p50, p90, p99 of call latency */
+    int has_spool;
+    spool_stats spool;
 } flusher_snapshot;
 
 /* Called from the flusher thread when the ring has drained below half after flusher_want_space. */

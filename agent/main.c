@@ -65,11 +65,13 @@ static void report_final(const stats_sources *src)
     uint64_t unsent = f.dropped_shutdown + in_drop;
     log_write(LOG_INFO,
               "\"stopped\" received=%llu flushed=%llu unsent=%llu dropped_upstream_rejected=%llu "
-              "dropped_retry_expired=%llu dropped_buffer_full=%llu dropped_shutdown=%llu rejected_malformed=%llu rejected_invalid=%llu rejected_oversized=%llu "
+              "dropped_retry_expired=%llu dropped_buffer_full=%llu dropped_shutdown=%llu spooled=%llu replayed=%llu "
+              "dead_letter=%llu rejected_malformed=%llu rejected_invalid=%llu rejected_oversized=%llu "
               "rejected_truncated=%llu",
               (unsigned long long)received, (unsigned long long)f.flushed, (unsigned long long)unsent,
               (unsigned long long)f.dropped_upstream, (unsigned long long)f.dropped_retry_expired,
               (unsigned long long)(f.dropped_buffer_full + in_full), (unsigned long long)unsent,
+              (unsigned long long)f.spooled, (unsigned long long)f.replayed, (unsigned long long)f.dead_letter,
               (unsigned long long)stat_get(&src->ingest->malformed),
               (unsigned long long)stat_get(&src->ingest->invalid_record),
               (unsigned long long)stat_get(&src->ingest->oversized),

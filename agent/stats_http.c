@@ -64,10 +64,11 @@ int stats_json(const stats_sources *src, char *buf, size_t cap)
     int n = snprintf(buf, cap,
         "{\"uptime_seconds\":%.3f,"
         "\"records\":{\"received\":%llu,\"flushed\":%llu,\"in_ring\":%llu,\"batching\":%llu,\"in_flight\":%llu,"
-        "\"retry_wait\":%llu,\"spooled\":0,"
+        "\"retry_wait\":%llu,\"spooled\":%llu,\"replayed\":%llu,\"dead_letter\":%llu,"
         "\"rejected\":{\"malformed\":%llu,\"invalid_record\":%llu,\"oversized\":%llu,\"truncated\":%llu,"
         "\"reserved_key\":%llu},"
-        "\"dropped\":{\"buffer_full\":%llu,\"upstream_rejected\":%llu,\"retry_expired\":%llu,\"shutdown\":%llu},"
+        "\"dropped\":{\"buffer_full\":%llu,\"upstream_rejected\":%llu,\"retry_expired\":%llu,"
+        "\"spool_corrupt\":%llu,\"shutdown\":%llu},"
         "\"level_unknown\":%llu},"
         "\"bytes_received\":%llu,"
         "\"connections\":{\"active\":%llu,\"total\":%llu},"
@@ -76,16 +77,20 @@ int stats_json(const stats_sources *src, char *buf, size_t cap)
         "\"batches\":{\"sent\":%llu,\"failed\":%llu,\"retried\":%llu,\"unary_calls\":%llu},"
         "\"upstream\":{\"state\":\"%s\",\"mode\":\"%s\",\"target\":\"%s\",\"last_error\":\"%s\"},"
         "\"backpressure_seconds\":%.3f,\"backpressure_pauses\":%llu,"
+        "\"spool\":{\"enabled\":%s,\"bytes\":%llu,\"segments\":%llu,\"corrupt_frames\":%llu,\"torn_bytes\":%llu,"
+        "\"dead_letter_batches\":%llu,\"read_errors\":%llu},"
         "\"flush_latency_ms\":{\"p50\":%g,\"p90\":%g,\"p99\":%g}}\n",
         mono_s() - src->start_mono,
         (unsigned long long)(received + in_drop_shutdown + in_drop_full), (unsigned long long)f.flushed,
         (unsigned long long)(received - f.taken), (unsigned long long)f.batching, (unsigned long long)f.in_flight,
-        (unsigned long long)f.retry_wait,
+        (unsigned long long)f.retry_wait, (unsigned long long)f.spooled, (unsigned long long)f.replayed,
+        (unsigned long long)f.dead_letter,
         (unsigned long long)stat_get(&in->malformed), (unsigned long long)stat_get(&in->invalid_record),
         (unsigned long long)stat_get(&in->oversized), (unsigned long long)stat_get(&in->truncated),
         (unsigned long long)stat_get(&in->reserved_key),
         (unsigned long long)(f.dropped_buffer_full + in_drop_full), (unsigned long long)f.dropped_upstream,
-        (unsigned long long)f.dropped_retry_expired, (unsigned long long)(f.dropped_shutdown + in_drop_shutdown),
+        (unsigned long long)f.dropped_retry_expired, (unsigned long long)f.dropped_spool_corrupt,
+        (unsigned long long)(f.dropped_shutdown + in_drop_shutdown),
         (unsigned long long)stat_get(&in->level_unknown),
         (unsigned long long)stat_get(&in->bytes_received),
         (unsigned long long)stat_get(&in->conn_active), (unsigned long long)stat_get(&in->conn_total),
@@ -97,6 +102,9 @@ int stats_json(const stats_sources *src, char *buf, size_t cap)
         (unsigned long long)f.batches_retried, (unsigned long long)f.unary_calls,
         state, f.unary ? "unary" : "batch", src->cfg->upstream, err,
         (double)stat_get(&in->backpressure_ns) / 1e9, (unsigned long long)stat_get(&in->pauses),
+        f.has_spool ? "true" : "false", (unsigned long long)f.spool.bytes, (unsigned long long)f.spool.segments,
+        (unsigned long long)f.spool.corrupt_frames, (unsigned long long)f.spool.torn_bytes,
+        (unsigned long long)f.spool.dead_letter_batches, (unsigned long long)f.spool.read_errors,
         f.latency_ms[0], f.latency_ms[1], f.latency_ms[2]);
     return n > 0 && (size_t)n < cap ? n : -1;
 }

@@ -2,7 +2,7 @@
 # Installs everything logagent needs to build, run and test on Debian 12 (idempotent; run as root).
 set -eu
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev \
-  libevent-dev libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libmsgpack-dev \
+  libevent-dev libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libmsgpack-dev zlib1g-dev \
   python3 python3-msgpack curl"
 missing=""
 for p in $PKGS; do

@@ -235,7 +235,7 @@ def accounting_holds(st):
     """DESIGN.md's identity: received = flushed + in_ring + batching + in_flight + retry_wait + spooled + dropped."""
     r = st["records"]
     held = r["in_ring"] + r["batching"] + r["in_flight"] + r["retry_wait"] + r["spooled"]
-    return r["received"] == r["flushed"] + held + sum(r["dropped"].values())
+    return r["received"] + r["replayed"] == r["flushed"] + held + r["dead_letter"] + sum(r["dropped"].values())
 
 
 def send_records(sock_path, records, chunk=None):
