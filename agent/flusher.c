@@ -447,6 +447,8 @@ static void pull(flusher *f)
             return;
     }
     batch *b = f->cur;
+    if (b->n == 0)
+        f->cur_full = 0; /* "full" only ever describes records waiting to leave; an empty batch is never full */
     uint64_t k = 0;
     const void *p;
     size_t len;

@@ -216,7 +216,7 @@ int spool_open(const char *dir, uint64_t max_bytes, int fsync_mode, spool **out)
     pthread_mutex_init(&sp->mu, NULL);
     snprintf(sp->dir, sizeof sp->dir, "%s", dir);
     sp->max_bytes = max_bytes;
-    sp->seg_max = max_bytes / 16 > (1u << 20) ? max_bytes / 16 : (1u << 20);
+    sp->seg_max = max_bytes / 16 > (64u << 10) ? max_bytes / 16 : (64u << 10); /* ~16 segments */
     if (sp->seg_max > max_bytes)
         sp->seg_max = max_bytes;
     sp->fsync_mode = fsync_mode;

@@ -1,0 +1,205 @@
+"""test_spool.py — the disk buffer with real processes: SIGKILL after records reached the spool, then a restart
+delivers every one of them (and deletes the segments); SIGKILL mid-stream loses at most what was not yet spooled
+(the bound: records in the ring and the batch being built at the last stats sample, plus what arrived after it);
+a torn tail and a flipped byte in spool segments are cut/skipped and counted while intact batches are delivered;
+a graceful stop with the service down leaves records spooled, not dropped, in disk mode and in memory mode with a
+spool folder; refused batches land in deadletter.log; a full spool turns into backpressure, not loss."""
+import glob
+import os
+import signal
+import socket
+import time
+
+import msgpack
+
+from harness import Agent, Sink, TempDir, accounting_holds, run, send_records, wait_for
+
+
+def dead_target(tmp):
+    """A port nobody listens on (a sink started and stopped), and that port number."""
+    s = Sink(tmp, name="probe").start()
+    target, port = s.target, s.port
+    s.stop()
+    return target, port
+
+
+def disk_agent(tmp, target, *args, name="agent"):
+    return Agent(tmp, target, "--buffer", "disk", "--spool-dir", tmp.file("spool"), "--retry-initial-ms", "20",
+                 "--retry-max-ms", "200", *args, name=name).start()
+
+
+def stat_is(a, key, value):
+    def check():
+        st = a.stats()
+        return st if st["records"][key] == value else None
+    return wait_for(check, 30, "records.%s == %d" % (key, value))
+
+
+def ids_of(sink):
+    return set(e["log_id"] for e in sink.entries())
+
+
+def records(n, tag="r"):
+    return [{"message": "%s%d" % (tag, i), "log_id": "%s%031x" % (tag[0], i)} for i in range(n)]
+
+
+def test_sigkill_after_spooling_delivers_everything_after_restart():
+    tmp = TempDir("kill")
+    target, port = dead_target(tmp)
+    a = disk_agent(tmp, target, "--spool-max-bytes", "8MiB")
+    sent = records(20000)
+    send_records(a.socket, sent)
+    st = stat_is(a, "spooled", 20000)
+    assert st["spool"]["segments"] >= 1 and accounting_holds(st), st
+    a.kill()
+    assert glob.glob(tmp.file("spool") + "/seg-*.log")
+    sink = Sink(tmp, port=port).start()
+    b = disk_agent(tmp, target, name="b")
+    st = b.wait_flushed(20000)
+    assert st["records"]["replayed"] == 20000 and accounting_holds(st), st["records"]
+    assert ids_of(sink) == set(r["log_id"] for r in sent)
+    assert b.stop() == 0
+    assert not glob.glob(tmp.file("spool") + "/seg-*.log"), os.listdir(tmp.file("spool"))
+
+
+def test_sigkill_mid_stream_loses_only_unspooled():
+    tmp = TempDir("midkill")
+    target, port = dead_target(tmp)
+    a = disk_agent(tmp, target, "--flush-interval-ms", "50")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(a.socket)
+    sent = records(30000, "m")
+    for i in range(0, 20000, 1000):
+        s.sendall(b"".join(msgpack.packb(r) for r in sent[i:i + 1000]))
+    sample = stat_is(a, "received", 20000)
+    spooled_at_sample = sample["records"]["spooled"] + sample["records"]["in_flight"]
+    for i in range(20000, 30000, 1000):  # more arrives after the sample, then the kill
+        s.sendall(b"".join(msgpack.packb(r) for r in sent[i:i + 1000]))
+    a.kill()
+    s.close()
+    sink = Sink(tmp, port=port).start()
+    b = disk_agent(tmp, target, name="b")
+    replayed = b.stats()["records"]["replayed"]
+    b.wait_flushed(replayed)
+    got = ids_of(sink)
+    assert got <= set(r["log_id"] for r in sent)
+    # the bound: everything that was on disk at the sample arrives; what is lost is at most what the ring and the
+    # batch being built held then (in_ring + batching) plus the 10000 records sent after the sample
+    assert len(got) >= spooled_at_sample, (len(got), spooled_at_sample)
+    lost = 30000 - len(got)
+    assert lost <= sample["records"]["in_ring"] + sample["records"]["batching"] + 10000, (lost, sample["records"])
+    assert b.stop() == 0
+
+
+def test_torn_tail_and_flipped_bytes_are_counted_not_fatal():
+    tmp = TempDir("torn")
+    target, port = dead_target(tmp)
+    a = disk_agent(tmp, target, "--spool-max-bytes", "2MiB", "--batch-max-records", "100")
+    send_records(a.socket, records(6000, "t"))
+    stat_is(a, "spooled", 6000)
+    a.kill()
+    segs = sorted(glob.glob(tmp.file("spool") + "/seg-*.log"))
+    assert len(segs) >= 2, segs
+    with open(segs[0], "r+b") as f:  # flip a byte inside the first frame's payload
+        f.seek(200)
+        b0 = f.read(1)
+        f.seek(200)
+        f.write(bytes([b0[0] ^ 0xff]))
+    size = os.path.getsize(segs[-1])
+    with open(segs[-1], "r+b") as f:  # tear the last frame of the last segment
+        f.truncate(size - 37)
+    sink = Sink(tmp, port=port).start()
+    b = disk_agent(tmp, target, name="b")
+    st = b.stats()
+    assert st["spool"]["corrupt_frames"] == 1 and st["spool"]["torn_bytes"] > 0, st["spool"]
+    replayed = st["records"]["replayed"]
+    assert 6000 - 200 <= replayed <= 6000 - 100, replayed  # two 100-record batches lost, nothing else
+    b.wait_flushed(replayed)
+    assert len(ids_of(sink)) == replayed
+    assert "torn" in b.logtext()
+    assert b.stop() == 0
+
+
+def test_graceful_stop_with_service_down_keeps_records_spooled():
+    tmp = TempDir("graceful")
+    target, port = dead_target(tmp)
+    a = disk_agent(tmp, target, "--drain-timeout-ms", "300")
+    send_records(a.socket, records(3000, "g"))
+    stat_is(a, "received", 3000)
+    assert a.stop() == 0
+    last = [l for l in a.logtext().splitlines() if "stopped" in l][-1]
+    assert "spooled=3000" in last and "unsent=0" in last, last
+    sink = Sink(tmp, port=port).start()
+    b = disk_agent(tmp, target, name="b")
+    b.wait_flushed(3000)
+    assert len(ids_of(sink)) == 3000
+    assert b.stop() == 0
+
+
+def test_memory_mode_with_spool_dir_spills_at_shutdown():
+    tmp = TempDir("spill")
+    target, port = dead_target(tmp)
+    a = Agent(tmp, target, "--spool-dir", tmp.file("spool"), "--drain-timeout-ms", "300").start()
+    send_records(a.socket, records(2500, "p"))
+    stat_is(a, "received", 2500)
+    assert a.stop() == 0
+    last = [l for l in a.logtext().splitlines() if "stopped" in l][-1]
+    assert "spooled=2500" in last and "dropped_shutdown=0" in last, last
+    sink = Sink(tmp, port=port).start()
+    b = Agent(tmp, target, "--spool-dir", tmp.file("spool"), name="b").start()
+    b.wait_flushed(2500)
+    assert len(ids_of(sink)) == 2500 and b.stats()["records"]["replayed"] == 2500
+    assert b.stop() == 0
+
+
+def test_refused_batches_go_to_dead_letter():
+    tmp = TempDir("dlq")
+    sink = Sink(tmp, "--fail-first", "2", "--fail-code", "PERMISSION_DENIED").start()
+    a = disk_agent(tmp, sink.target, "--batch-max-records", "100", "--max-inflight", "1")
+    send_records(a.socket, records(1000, "d"))
+    def settled():
+        st = a.stats()
+        r = st["records"]
+        return st if r["flushed"] + r["dead_letter"] == 1000 else None
+    st = wait_for(settled, 30, "flushed + dead_letter == 1000")
+    assert st["records"]["dead_letter"] == 200 and st["spool"]["dead_letter_batches"] == 2, st
+    assert sum(st["records"]["dropped"].values()) == 0 and accounting_holds(st)
+    assert os.path.getsize(tmp.file("spool/deadletter.log")) > 200 * 10
+    assert a.logtext().count("refused a batch") == 1
+    assert a.stop() == 0
+
+
+def test_full_spool_is_backpressure_not_loss():
+    tmp = TempDir("fullspool")
+    target, port = dead_target(tmp)
+    a = disk_agent(tmp, target, "--spool-max-bytes", "1MiB", "--buffer-bytes", "1MiB", "--max-record-bytes", "16KiB")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(a.socket)
+    s.setblocking(False)
+    sent, data = 0, b"".join(msgpack.packb(r) for r in records(40000, "b"))
+    off = 0
+    deadline = time.monotonic() + 5
+    while off < len(data) and time.monotonic() < deadline:  # write until the agent stops reading
+        try:
+            off += s.send(data[off:off + 65536])
+        except BlockingIOError:
+            time.sleep(0.01)
+    wait_for(lambda: a.stats()["backpressure_pauses"] > 0, 20, "backpressure")
+    st = a.stats()
+    assert off < len(data), "the agent should have stopped reading"
+    assert st["spool"]["bytes"] <= 1 << 20 and sum(st["records"]["dropped"].values()) == 0, st
+    assert "spool full" in a.logtext()
+    sink = Sink(tmp, port=port).start()  # the service comes back: everything drains
+    s.settimeout(60)  # a hang here would mean the agent never resumed reading
+    s.sendall(data[off:])
+    s.close()
+    a.wait_flushed(40000, timeout=120)
+    assert len(ids_of(sink)) == 40000
+    assert a.stop() == 0
+
+
+if __name__ == "__main__":
+    run([test_sigkill_after_spooling_delivers_everything_after_restart, test_sigkill_mid_stream_loses_only_unspooled,
+         test_torn_tail_and_flipped_bytes_are_counted_not_fatal, test_graceful_stop_with_service_down_keeps_records_spooled,
+         test_memory_mode_with_spool_dir_spills_at_shutdown, test_refused_batches_go_to_dead_letter,
+         test_full_spool_is_backpressure_not_loss])
