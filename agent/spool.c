@@ -200,7 +200,8 @@ static int scan_dir(spool *sp)
         nums[n++] = num;
     }
     closedir(d);
-    qsort(nums, n, sizeof *nums, cmp_u64);
+    if (n > 1)
+        qsort(nums, n, sizeof *nums, cmp_u64);
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = scan_segment(sp, nums[i]);
