@@ -136,7 +136,8 @@ def test_resource_exhausted_waits_for_retry_info():
     elapsed = time.monotonic() - t0
     assert elapsed >= 0.75, elapsed  # our own backoff would have retried after <= 2 ms
     st = a.stats()
-    assert st["batches"]["failed"] == 1 and st["batches"]["retried"] == 1, st["batches"]
+    assert st["batches"]["failed"] >= 1 and st["batches"]["retried"] >= 1, st["batches"]
+    assert sink.stop()["injected_failures"] == 1  # (a slow start may add connection failures before it)
     assert a.stop() == 0
 
 
