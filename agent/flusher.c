@@ -200,7 +200,7 @@ static void settle_entries_locked(flusher *f, batch *b, const uint8_t *state)
         const uint8_t *e = batch_entry(b, i, &len);
         if (state[i] == ENTRY_OK) {
             f->acct.flushed++;
-        } else if (state[i] == ENTRY_RETRY && !f->abandon) {
+        } else if (state[i] == ENTRY_RETRY && (!f->abandon || f->sp)) {
             if (!rb && (rb = batch_new(b->id)) != NULL) {
                 rb->attempt = b->attempt;
                 rb->first_sent_ms = b->first_sent_ms;
@@ -286,7 +286,7 @@ static void batch_done(flusher *f, batch *b, const upstream_reply *r)
         f->acct.batches_failed++;
         note_failure_locked(f, r->status, r->details);
         f->acct.dropped_retry_expired += b->n;
-    } else if (retryable && (!f->abandon || b->spooled)) { /* abandoning: a spooled batch stays on disk */
+    } else if (retryable && (!f->abandon || b->spooled || f->sp)) { /* abandoning: kept or spilled to disk */
         f->acct.batches_failed++;
         note_failure_locked(f, r->status, r->details);
         requeue_locked(f, b, retry_time_locked(f, b, r));
