@@ -98,6 +98,7 @@ static void pause_all(ingest *in)
         return;
     in->paused = 1;
     in->paused_at_ns = mono_ns();
+    atomic_store_explicit(&in->st->paused_since_ns, (uint64_t)in->paused_at_ns, memory_order_relaxed);
     stat_add(&in->st->pauses, 1);
     for (conn *c = in->conns; c; c = c->next)
         event_del(c->ev);
@@ -334,6 +335,7 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
         return;
     in->paused = 0;
     stat_add(&in->st->backpressure_ns, (uint64_t)(mono_ns() - in->paused_at_ns));
+    atomic_store_explicit(&in->st->paused_since_ns, 0, memory_order_relaxed);
     for (conn *c = in->conns, *next; c && !in->paused; c = next) {
         next = c->next;
         conn_maybe_close(c, process(c));

@@ -22,7 +22,8 @@ typedef struct ingest_stats {
     _Atomic uint64_t dropped_full;     /* --on-full drop-newest: records refused because the ring was full */
     _Atomic uint64_t conn_active;
     _Atomic uint64_t conn_total;
-    _Atomic uint64_t backpressure_ns; /* time spent with reading paused because the ring was full */
+    _Atomic uint64_t backpressure_ns; /* time spent with reading paused because the ring was full (past pauses) */
+    _Atomic uint64_t paused_since_ns; /* CLOCK_MONOTONIC start of the current pause, 0 when reading */
     _Atomic uint64_t pauses;
 } ingest_stats;
 

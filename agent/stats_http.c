@@ -50,6 +50,13 @@ static void json_escape(char *out, size_t cap, const char *s)
     out[o] = 0;
 }
 
+/* Past pauses plus the one going on now, if any. */
+static double backpressure_s(ingest_stats *in)
+{
+    uint64_t since = stat_get(&in->paused_since_ns), now = (uint64_t)(mono_s() * 1e9);
+    return (double)(stat_get(&in->backpressure_ns) + (since && now > since ? now - since : 0)) / 1e9;
+}
+
 int stats_json(const stats_sources *src, char *buf, size_t cap)
 {
     ingest_stats *in = src->ingest;
@@ -101,7 +108,7 @@ int stats_json(const stats_sources *src, char *buf, size_t cap)
         (unsigned long long)f.batches_sent, (unsigned long long)f.batches_failed,
         (unsigned long long)f.batches_retried, (unsigned long long)f.unary_calls,
         state, f.unary ? "unary" : "batch", src->cfg->upstream, err,
-        (double)stat_get(&in->backpressure_ns) / 1e9, (unsigned long long)stat_get(&in->pauses),
+        backpressure_s(in), (unsigned long long)stat_get(&in->pauses),
         f.has_spool ? "true" : "false", (unsigned long long)f.spool.bytes, (unsigned long long)f.spool.segments,
         (unsigned long long)f.spool.corrupt_frames, (unsigned long long)f.spool.torn_bytes,
         (unsigned long long)f.spool.dead_letter_batches, (unsigned long long)f.spool.read_errors,

@@ -12,6 +12,8 @@ and measures:
   agent CPU        utime+stime delta of logagentd (/proc/PID/stat) over the same window, also per thread
   agent peak RSS   VmHWM of logagentd (/proc/PID/status) when the run is delivered (fresh agent per run)
   sink CPU         the same for logagent-sink; bench CPU from the bench's rusage
+  other CPU        what the rest of the machine used meanwhile (/proc/stat): a noisy-neighbour indicator
+  page faults      minflt deltas of the agent and the sink
 
 and checks the sink's summary line on exit: unique_log_ids must equal the records sent and duplicates must
 be 0; the agent must have received N and flushed N with nothing dropped or rejected. Anything else is
@@ -19,6 +21,9 @@ printed as a loud ERROR and the exit status is 1. Medians of the repeats go into
 
 With --latency K (default 5) it also measures a lone record's latency: K times, `logagent-send` one record
 and time until its line appears in the sink's --out file (the agent's default flush interval is 100 ms).
+--repeat 0 measures only that. --warmup N sends N records through each fresh agent before the measured run
+(steady state: ring pages already touched); --agent-env KEY=VALUE sets the agent's environment (e.g.
+GLIBC_TUNABLES). --json / --json-out FILE give every run's numbers. See docs/benchmarks.md.
 
 Debian's /usr/bin/python3 only: nothing outside the standard library (plus tests/integration/harness.py).
 """
@@ -401,6 +406,10 @@ def one_run(args, workers, rep, errors):
             # (The bench's CPU is counted up to its exit, which comes before `delivered`.)
             res["other_cpu_s"] = round(max(0.0, (sys1[0] - sys0[0]) - (a1 - a0) - (s1 - s0) - res["bench_cpu_s"]), 2)
             res["steal_s"] = round(sys1[1] - sys0[1], 2)
+            if res["other_cpu_s"] > 0.25 * wall:
+                sys.stderr.write("e2e_bench: note: w=%d rep=%d: other processes used %.2f s of CPU during this %.2f s "
+                                 "run: the machine was busy, this run's numbers are noisy\n" %
+                                 (workers, rep, res["other_cpu_s"], wall))
         if res["agent_cpu_s"] is not None and wall > 0:
             res["agent_core_pct"] = round(100.0 * res["agent_cpu_s"] / wall, 1)
             res["agent_us_per_record"] = round(1e6 * res["agent_cpu_s"] / n, 2)
@@ -602,8 +611,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per worker count; the table shows medians (default 3; 0: latency only)")
     ap.add_argument("--agent-arg", action="append", default=[], metavar="ARG",
-                    help="argument passed to logagentd, repeatable (use --agent-arg=--max-inflight=8 or "
-                         "--agent-arg=--max-inflight --agent-arg=8)")
+                    help="argument passed to logagentd, repeatable; write it with '=' since it starts with "
+                         "a dash: --agent-arg=--max-inflight=8")
     ap.add_argument("--agent-env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment variable for logagentd, repeatable (e.g. GLIBC_TUNABLES=...)")
     ap.add_argument("--warmup", type=int, default=0, metavar="N",

@@ -157,8 +157,50 @@ def test_retry_max_elapsed_gives_up_counted():
     assert "dropped_retry_expired=100" in last_line, last_line
 
 
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+OUTAGE_S = int(os.environ.get("LOGAGENT_TEST_OUTAGE_S", "60"))
+OVERHEAD_MIB = 40  # code, shared libraries (gRPC, abseil, ...), gRPC's own buffers, connection buffers
+
+
+def test_long_outage_rss_stays_under_buffer_bytes_plus_overhead():
+    """A 60 s outage at full load: RSS <= --buffer-bytes + OVERHEAD_MIB (release builds only: sanitizer
+    shadow memory would measure the sanitizer, not the agent)."""
+    if SAN:
+        print("     (skipped under %s: RSS includes shadow memory)" % SAN)
+        return
+    buffer_mib = 32
+    tmp = TempDir("rss")
+    target = Sink(tmp, name="probe").start()
+    port = target.port
+    target.stop()
+    a = Agent(tmp, "127.0.0.1:%d" % port, "--buffer-bytes", "%dMiB" % buffer_mib, "--retry-max-ms", "1000").start()
+    base = rss_kib(a.proc.pid)
+    bench = spawn([os.path.join(BIN, "logagent-bench"), "--socket", a.socket, "--count", "100000000",
+                   "--workers", "4"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak, t_end = 0, time.monotonic() + OUTAGE_S
+    while time.monotonic() < t_end:
+        peak = max(peak, rss_kib(a.proc.pid))
+        time.sleep(0.25)  # sampling period of the measurement, not a synchronisation
+    st = a.stats()
+    bench.kill()
+    limit = (buffer_mib + OVERHEAD_MIB) * 1024
+    print("     rss: start %d KiB, peak %d KiB, limit %d KiB, backpressure %.1fs, held %d records" % (
+        base, peak, limit, st["backpressure_seconds"], st["records"]["received"]))
+    assert st["backpressure_seconds"] > OUTAGE_S / 2 and st["upstream"]["state"] == "failing", st
+    assert peak <= limit, (peak, limit)
+    assert accounting_holds(st)
+    a.kill()
+
+
 if __name__ == "__main__":
     run([test_invalid_argument_dropped_counted_logged_once, test_resource_exhausted_waits_for_retry_info,
          test_retry_max_elapsed_gives_up_counted, test_drop_newest_counts_every_drop,
          test_drop_oldest_counts_every_drop, test_failures_and_partial_rejects_deliver_everything_once,
-         test_sink_outage_5s_all_arrive])
+         test_sink_outage_5s_all_arrive, test_long_outage_rss_stays_under_buffer_bytes_plus_overhead])

@@ -261,8 +261,18 @@ static int open_output(const char *path)
 {
 	if (strcmp(path, "-") == 0)
 		return STDOUT_FILENO;
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	return fd < 0 ? -errno : fd;
+	int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	/* A sink killed mid-write leaves a torn last line: end it, so our first line starts on its own. */
+	char last;
+	off_t size = lseek(fd, 0, SEEK_END);
+	if (size > 0 && pread(fd, &last, 1, size - 1) == 1 && last != '\n' && write(fd, "\n", 1) != 1) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
 }
 
 /* Writes "<port>\n" to path via a temporary file and rename(2). Returns 0 or -errno. */
