@@ -13,6 +13,7 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,11 @@ int main(int argc, char **argv)
     }
     log_set_level(cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
+    /* Batches are 100 KiB-4 MiB buffers made and freed many times a second: keep them on the heap instead of
+     * fresh mmaps, whose first-touch page faults were ~40% of the flusher's CPU (docs/benchmarks.md). What is
+     * kept stays inside --buffer-bytes' budget. */
+    if (!mallopt(M_MMAP_THRESHOLD, 32 << 20) || !mallopt(M_TRIM_THRESHOLD, 512 << 20))
+        log_write(LOG_WARN, "\"mallopt failed: using malloc defaults\"");
     int rc = 1;
     ring *r = NULL;
     ingest *in = NULL;
