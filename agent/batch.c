@@ -27,7 +27,9 @@ void batch_free(batch *b)
     free(b);
 }
 
-size_t batch_size_with(const batch *b, size_t len) { return b->len + pbw_len_field_size(len); }
+/* BATCH_TRAILER_MAX: agent_id (< 160 bytes) and batch_id fields, so the whole request stays under the limit. */
+#define BATCH_TRAILER_MAX 180
+size_t batch_size_with(const batch *b, size_t len) { return b->len + pbw_len_field_size(len) + BATCH_TRAILER_MAX; }
 
 int batch_add(batch *b, const void *rec, size_t len)
 {

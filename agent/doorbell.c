@@ -25,6 +25,7 @@ void doorbell_close(doorbell *d)
 
 void doorbell_ring(doorbell *d)
 {
+    atomic_thread_fence(memory_order_seq_cst); /* the ringer's work (e.g. a ring commit) before reading `armed` */
     if (atomic_load(&d->armed) && atomic_exchange(&d->armed, 0)) {
         uint64_t one = 1;
         ssize_t w = write(d->fd, &one, sizeof one);
@@ -32,7 +33,11 @@ void doorbell_ring(doorbell *d)
     }
 }
 
-void doorbell_arm(doorbell *d) { atomic_store(&d->armed, 1); }
+void doorbell_arm(doorbell *d)
+{
+    atomic_store(&d->armed, 1);
+    atomic_thread_fence(memory_order_seq_cst); /* armed before the sleeper re-checks its condition */
+}
 
 void doorbell_wait(doorbell *d, int timeout_ms)
 {

@@ -149,7 +149,10 @@ static void note_rejection_locked(flusher *f, int status, const char *details, s
 /* When b may be tried again: the server's RetryInfo delay if it gave one, else our backoff. */
 static int64_t retry_time_locked(flusher *f, const batch *b, const upstream_reply *r)
 {
-    int64_t delay = r && r->retry_after_ms >= 0 ? r->retry_after_ms
+    /* the server's RetryInfo wins over our backoff, capped at max(--retry-max-ms, 5 min) so that a bogus delay
+     * cannot stall the pipeline for days */
+    int64_t cap = (int64_t)f->cfg.retry_max_ms > 300000 ? (int64_t)f->cfg.retry_max_ms : 300000;
+    int64_t delay = r && r->retry_after_ms >= 0 ? (r->retry_after_ms < cap ? r->retry_after_ms : cap)
                                                  : retry_backoff_ms(b->attempt, (int64_t)f->cfg.retry_initial_ms,
                                                                     (int64_t)f->cfg.retry_max_ms, &f->rng);
     return now_ms() + delay;
@@ -429,6 +432,7 @@ static void send_batch(flusher *f, batch *b, int unary)
 /* Calls on_space when ingest waits for room and the ring has drained below half. */
 static void maybe_space(flusher *f)
 {
+    atomic_thread_fence(memory_order_seq_cst); /* our tail release before their flag; pairs with pause_all */
     if (atomic_load(&f->want_space) && ring_used_bytes(f->ring) < f->low_water && atomic_exchange(&f->want_space, 0))
         f->on_space(f->space_arg);
 }
@@ -472,8 +476,10 @@ static void pull(flusher *f)
         if (b->n >= f->cfg.batch_max_records)
             f->cur_full = 1;
     }
-    if (k == 0)
+    if (k == 0) {
+        maybe_space(f); /* a request may have raced with the last release */
         return;
+    }
     ring_release(f->ring);
     pthread_mutex_lock(&f->mu);
     f->acct.taken += k;

@@ -106,6 +106,7 @@ static void pause_all(ingest *in)
         flusher_shed_oldest(in->flusher);
     else if (in->flusher)
         flusher_want_space(in->flusher);
+    atomic_thread_fence(memory_order_seq_cst); /* pairs with the flusher's fence in maybe_space */
     if (ring_used_bytes(in->ring) < ring_capacity(in->ring) / 2) /* drained meanwhile: don't wait for a call */
         event_active(in->resume_ev, EV_READ, 0);
 }
@@ -135,10 +136,14 @@ static void handle_record(conn *c, const msgpack_object *obj, int64_t now)
     ingest *in = c->in;
     record_info info;
     int rc = record_encode(&in->enc, obj, &c->src, now, &info);
-    if (rc < 0) {
+    if (rc == -EINVAL) {
         stat_add(&in->st->invalid_record, 1);
-        log_peer(&in->lim_invalid, c,
-                 rc == -EINVAL ? "invalid record skipped (not a map, or no string message)" : "record skipped: out of memory");
+        log_peer(&in->lim_invalid, c, "invalid record skipped (not a map, or no string message)");
+        return;
+    }
+    if (rc < 0) { /* -E2BIG: its metadata text would pass what one batch may carry */
+        stat_add(&in->st->oversized, 1);
+        log_peer(&in->lim_oversized, c, "record too large once converted, skipped");
         return;
     }
     if (info.reserved_keys) {
@@ -147,7 +152,7 @@ static void handle_record(conn *c, const msgpack_object *obj, int64_t now)
     }
     if (info.level_unknown)
         stat_add(&in->st->level_unknown, 1);
-    if (in->enc.out_len > ring_max_record(in->ring)) {
+    if (in->enc.out_len > in->enc.text_limit) {
         stat_add(&in->st->oversized, 1);
         log_peer(&in->lim_oversized, c, "record too large once encoded, skipped");
         return;
@@ -416,6 +421,10 @@ ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_s
         ingest_free(in);
         return NULL;
     }
+    /* one encoded record must fit in the ring and, with a batch's framing and trailer, in one request */
+    in->enc.text_limit = (size_t)cfg->batch_max_bytes - 256;
+    if (in->enc.text_limit > ring_max_record(r))
+        in->enc.text_limit = ring_max_record(r);
     return in;
 }
 

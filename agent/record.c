@@ -45,13 +45,16 @@ static int grow(void **buf, size_t *cap, size_t need, size_t elem)
 
 static int text_reserve(record_enc *e, size_t n)
 {
+    if (e->text_limit && e->text_len + n > e->text_limit)
+        return -E2BIG; /* converted text past what one record may hold: refused as oversized */
     return grow((void **)&e->text, &e->text_cap, e->text_len + n, 1);
 }
 
 static int text_put(record_enc *e, const void *s, size_t n)
 {
-    if (text_reserve(e, n) < 0)
-        return -ENOMEM;
+    int rc = text_reserve(e, n);
+    if (rc < 0)
+        return rc;
     memcpy(e->text + e->text_len, s, n);
     e->text_len += n;
     return 0;
@@ -166,8 +169,9 @@ static int text_put_base64(record_enc *e, const void *data, size_t n)
 {
     static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     const unsigned char *p = data;
-    if (text_reserve(e, (n + 2) / 3 * 4) < 0)
-        return -ENOMEM;
+    int rc = text_reserve(e, (n + 2) / 3 * 4);
+    if (rc < 0)
+        return rc;
     char *o = e->text + e->text_len;
     size_t i = 0;
     for (; i + 3 <= n; i += 3) {
@@ -245,6 +249,10 @@ static int json_put(record_enc *e, const msgpack_object *o, int depth)
                 rc = text_putc(e, ',');
             if (rc == 0 && kv->key.type == MSGPACK_OBJECT_STR) {
                 rc = json_put_string(e, kv->key.via.str.ptr, kv->key.via.str.size);
+            } else if (rc == 0 && (kv->key.type == MSGPACK_OBJECT_MAP || kv->key.type == MSGPACK_OBJECT_ARRAY)) {
+                /* a container as a key: a fixed name (re-escaping its JSON would double at every level) */
+                rc = text_put(e, kv->key.type == MSGPACK_OBJECT_MAP ? "\"(map)\"" : "\"(array)\"",
+                              kv->key.type == MSGPACK_OBJECT_MAP ? 7 : 9);
             } else if (rc == 0) { /* JSON keys are strings: quote the key's text form */
                 size_t off = e->text_len;
                 rc = text_put_scalar(e, &kv->key, 0);
@@ -390,7 +398,8 @@ int record_parse_rfc3339(const char *s, size_t n, int64_t *out_ns)
         return -EINVAL;
     int64_t secs = days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + mi * 60 + se;
     secs -= sign * ((int64_t)oh * 3600 + om * 60);
-    *out_ns = secs * 1000000000 + frac;
+    if (__builtin_mul_overflow(secs, (int64_t)1000000000, out_ns) || __builtin_add_overflow(*out_ns, frac, out_ns))
+        return -EINVAL; /* beyond 2262: not representable in int64 ns */
     return 0;
 }
 
@@ -430,7 +439,9 @@ static int parse_timestamp(const msgpack_object *o, int64_t *ns)
             *ns = (int64_t)be(p, 4) * 1000000000;
         } else if (o->via.ext.size == 8) {
             uint64_t v = be(p, 8);
-            *ns = (int64_t)(v & 0x3ffffffffULL) * 1000000000 + (int64_t)(v >> 34);
+            if (__builtin_mul_overflow((int64_t)(v & 0x3ffffffffULL), (int64_t)1000000000, ns))
+                return -EINVAL;
+            *ns += (int64_t)(v >> 34);
         } else if (o->via.ext.size == 12) {
             int64_t sec = (int64_t)be(p + 4, 8);
             if (sec > 9200000000LL || sec < -9200000000LL)
@@ -540,8 +551,11 @@ static int classify_pair(record_enc *e, const msgpack_object_kv *kv, fields *f, 
             f->has_log_id |= direct == &f->log_id;
             return value_span(e, v, direct, info);
         }
-        if (key_is(k, "timestamp", 9) && parse_timestamp(v, &f->ts) == 0)
+        int64_t ts;
+        if (key_is(k, "timestamp", 9) && parse_timestamp(v, &ts) == 0) {
+            f->ts = ts; /* only on success: a failed parse may have written a partial value */
             return 0;
+        }
         if (key_is(k, "timestamp", 9))
             info->timestamp_unparsed = 1;
         if ((rc = str_span(e, k->via.str.ptr, k->via.str.size, &ks, info)) < 0)

@@ -49,6 +49,7 @@ typedef struct record_enc {
     record_kv *kv;
     size_t n_kv, kv_cap;
     uint64_t rng[2]; /* log_id generator state */
+    size_t text_limit; /* 0: none; else converted text beyond it makes record_encode return -E2BIG */
 } record_enc;
 
 /* Initialises an encoder (seeds its log_id generator from getrandom). Returns 0 or -errno. */
@@ -56,7 +57,8 @@ int record_enc_init(record_enc *e);
 void record_enc_free(record_enc *e);
 
 /* Encodes `obj` as a WriteLogRequest into e->out / e->out_len.
- * Returns 0; -EINVAL when the object is not a map or has no string `message` (invalid_record);
+ * Returns 0; -EINVAL when the object is not a map or has no string `message` (invalid_record); -E2BIG when its
+ * converted text passes e->text_limit (oversized);
  * -ENOMEM when a buffer could not grow. `now_ns` is the receive time used when the record has none.
  * The record's strings are copied: obj may be freed right after. */
 int record_encode(record_enc *e, const msgpack_object *obj, const record_source *src, int64_t now_ns,

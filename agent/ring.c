@@ -144,6 +144,10 @@ int ring_push(ring *r, const void *data, size_t len)
 const void *ring_peek(ring *r, size_t *len)
 {
     for (;;) {
+        /* Everything consumed but not released yet: a ring that was exactly full would otherwise show its first
+         * (consumed, still committed) header again. `tail` is only written by this thread. */
+        if (r->read - atomic_load_explicit(&r->tail, memory_order_relaxed) >= r->cap)
+            return NULL;
         ring_hdr *hd = hdr_at(r, r->read);
         uint32_t w = atomic_load_explicit(&hd->word, memory_order_acquire);
         if (!(w & RING_F_COMMIT))

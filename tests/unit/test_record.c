@@ -351,8 +351,79 @@ static void test_log_ids_unique(void)
     }
 }
 
+/* Hostile shapes found by fuzzing: container keys nested as keys (their escaped JSON used to double per level),
+ * and timestamps beyond int64 nanoseconds (2262). */
+static void test_hostile_shapes(void)
+{
+    tc t;
+    tc_begin(&t, 2);
+    kv(&t, "message", "x");
+    key(&t, "k");
+    for (int i = 0; i < 26; i++)
+        msgpack_pack_map(&t.pk, 1); /* {{{...{"\"":nil}...}:nil}:nil} */
+    str(&t, "\"");
+    msgpack_pack_nil(&t.pk);
+    for (int i = 0; i < 25; i++)
+        msgpack_pack_nil(&t.pk);
+    record_info info;
+    int rc;
+    Logagent__V1__WriteLogRequest *r = run(&t, &info, &rc);
+    CHECK_INT(rc, 0);
+    if (r) {
+        CHECK(strlen(meta(r, "k")) < 300);
+        CHECK(strncmp(meta(r, "k"), "{\"(map)\":", 9) == 0);
+        logagent__v1__write_log_request__free_unpacked(r, NULL);
+    }
+    tc_begin(&t, 2);
+    kv(&t, "message", "far future");
+    kv(&t, "timestamp", "9999-12-31T23:59:59Z");
+    r = run(&t, &info, &rc);
+    CHECK(r && r->timestamp_unix_nano == NOW && strcmp(meta(r, "timestamp"), "9999-12-31T23:59:59Z") == 0);
+    if (r)
+        logagent__v1__write_log_request__free_unpacked(r, NULL);
+    tc_begin(&t, 2);
+    kv(&t, "message", "ext8 overflow");
+    key(&t, "timestamp");
+    msgpack_pack_ext_with_body(&t.pk, "\xff\xff\xff\xff\xff\xff\xff\xff", 8, -1);
+    r = run(&t, &info, &rc);
+    CHECK(r && r->timestamp_unix_nano == NOW && meta(r, "timestamp") != NULL);
+    if (r)
+        logagent__v1__write_log_request__free_unpacked(r, NULL);
+}
+
+/* A record whose converted text passes the encoder's limit is refused (-E2BIG), not built. */
+static void test_text_limit(void)
+{
+    record_enc e;
+    CHECK_INT(record_enc_init(&e), 0);
+    e.text_limit = 1000;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "message", 7);
+    msgpack_pack_str_with_body(&pk, "m", 1);
+    msgpack_pack_str_with_body(&pk, "nils", 4);
+    msgpack_pack_array(&pk, 600);
+    for (int i = 0; i < 600; i++)
+        msgpack_pack_nil(&pk); /* 600 bytes of msgpack, 3000 of JSON */
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    msgpack_unpack_next(&u, sb.data, sb.size, &off);
+    record_info info;
+    CHECK(record_encode(&e, &u.data, &SRC, NOW, &info) < 0);
+    CHECK(record_encode(&e, &u.data, &SRC, NOW, &info) != -EINVAL);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    record_enc_free(&e);
+}
+
 int main(void)
 {
+    test_hostile_shapes();
+    test_text_limit();
     test_direct_fields_and_source();
     test_value_types();
     test_utf8_and_empty();

@@ -49,6 +49,28 @@ static void test_full_and_too_large(void)
 }
 
 /* Records of many sizes through a small ring for many laps: contents and order survive the wrap. */
+/* Filled exactly, then consumed without a release: the consumer must not see the first record again. */
+static void test_exactly_full(void)
+{
+    ring *r = ring_new(4096);
+    char rec[56];
+    int pushed = 0;
+    for (int i = 0; ring_push(r, rec, sizeof rec) == 0; i++)
+        pushed++;
+    CHECK_INT(pushed, 64); /* 64 x (8 + 56) = 4096: exactly full */
+    size_t len;
+    int seen = 0;
+    while (ring_peek(r, &len) && seen < 100) {
+        ring_consume(r);
+        seen++;
+    }
+    CHECK_INT(seen, 64);
+    ring_release(r);
+    CHECK_INT(ring_used_bytes(r), 0);
+    CHECK(ring_peek(r, &len) == NULL);
+    ring_free(r);
+}
+
 static void test_wrap_around(void)
 {
     ring *r = ring_new(4096);
@@ -173,6 +195,7 @@ int main(void)
     const char *n = getenv("RING_STRESS_RECORDS");
     test_empty_and_basic();
     test_full_and_too_large();
+    test_exactly_full();
     test_wrap_around();
     test_commit_order();
     test_stress_mpsc(n ? (uint32_t)atoi(n) : 200000);
