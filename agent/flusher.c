@@ -313,6 +313,19 @@ static void batch_done(flusher *f, batch *b, const upstream_reply *r)
     batch_settle(f, b);
 }
 
+/* One of b's unary calls (or send_batch's guard) is done. When it was the last, settles b's entries and returns 1:
+ * the caller frees b with batch_settle after unlocking. Caller holds mu. */
+static int unary_release_locked(flusher *f, batch *b)
+{
+    if (--b->pending > 0)
+        return 0;
+    record_latency_locked(f, b);
+    leave_flight_locked(f, b);
+    f->acct.batches_sent++;
+    settle_entries_locked(f, b, b->state);
+    return 1;
+}
+
 static void unary_done(flusher *f, batch_call *c, const upstream_reply *r)
 {
     batch *b = c->b;
@@ -323,13 +336,7 @@ static void unary_done(flusher *f, batch_call *c, const upstream_reply *r)
         f->acct.failing = 0;
     else
         note_failure_locked(f, r->status, r->details);
-    int last = --b->pending == 0;
-    if (last) {
-        record_latency_locked(f, b);
-        leave_flight_locked(f, b);
-        f->acct.batches_sent++;
-        settle_entries_locked(f, b, b->state);
-    }
+    int last = unary_release_locked(f, b);
     pthread_mutex_unlock(&f->mu);
     if (last)
         batch_settle(f, b);
@@ -417,13 +424,7 @@ static void send_batch(flusher *f, batch *b, int unary)
             call_failed_to_start(f, &b->calls[i]);
     }
     pthread_mutex_lock(&f->mu);
-    int last = --b->pending == 0;
-    if (last) {
-        record_latency_locked(f, b);
-        leave_flight_locked(f, b);
-        f->acct.batches_sent++;
-        settle_entries_locked(f, b, b->state);
-    }
+    int last = unary_release_locked(f, b);
     pthread_mutex_unlock(&f->mu);
     if (last)
         batch_settle(f, b);
