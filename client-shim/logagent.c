@@ -797,3 +797,22 @@ logagent_client *logagent_default(void)
     pthread_once(&default_once, default_init);
     return default_client;
 }
+
+int logagent_probe(const char *socket_path)
+{
+    const char *path = socket_path ? socket_path : getenv("LOGAGENT_SOCKET");
+    if (!path || !*path)
+        path = LOGAGENT_DEFAULT_SOCKET;
+    struct sockaddr_un a;
+    if (strlen(path) >= sizeof a.sun_path)
+        return -ENAMETOOLONG;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = connect(fd, (struct sockaddr *)&a, sizeof a) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}

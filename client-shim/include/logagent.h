@@ -117,6 +117,10 @@ void logagent_get_stats(logagent_client *c, logagent_stats *out);
  * Never free it; at exit() it waits up to 1 s for its buffered records to be written. */
 logagent_client *logagent_default(void);
 
+/* Is an agent listening on socket_path (NULL: $LOGAGENT_SOCKET, else the default)? Connects once and closes.
+ * Returns 0, or -errno (-ENOENT / -ECONNREFUSED: no agent there). For tools that must fail fast. */
+int logagent_probe(const char *socket_path);
+
 /* Fills buf (33 bytes) with a new 128-bit random id as 32 lowercase hex chars. */
 void logagent_new_log_id(char buf[33]);
 

@@ -125,24 +125,6 @@ static int parse_meta(char *arg, logagent_field *f)
     return 0;
 }
 
-/* Fails fast when nobody listens on the socket, instead of blocking forever on a full buffer.
- * Returns 0 or -errno. */
-static int probe_agent(const char *path)
-{
-    struct sockaddr_un a;
-    if (strlen(path) >= sizeof a.sun_path)
-        return -ENAMETOOLONG;
-    memset(&a, 0, sizeof a);
-    a.sun_family = AF_UNIX;
-    strcpy(a.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int rc = connect(fd, (struct sockaddr *)&a, sizeof a) < 0 ? -errno : 0;
-    close(fd);
-    return rc;
-}
-
 typedef struct send_state {
     logagent_client *c;
     logagent_record rec;
@@ -249,7 +231,7 @@ static int run(int argc, char **argv, logagent_field *fields)
         fprintf(stderr, PROG ": cannot create the client: %s\n", strerror(-rc));
         return 1;
     }
-    rc = probe_agent(socket_path);
+    rc = logagent_probe(socket_path);
     if (rc < 0) {
         fprintf(stderr, PROG ": cannot reach the agent at %s: %s\n", socket_path, strerror(-rc));
         logagent_client_free(s.c, 0);

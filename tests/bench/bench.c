@@ -167,23 +167,6 @@ static void json_string(const char *s)
     putchar('"');
 }
 
-/* Fails fast when nobody listens (a blocking benchmark would otherwise wait forever). 0 or -errno. */
-static int probe_agent(const char *path)
-{
-    struct sockaddr_un a;
-    if (strlen(path) >= sizeof a.sun_path)
-        return -ENAMETOOLONG;
-    memset(&a, 0, sizeof a);
-    a.sun_family = AF_UNIX;
-    memcpy(a.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int rc = connect(fd, (struct sockaddr *)&a, sizeof a) < 0 ? -errno : 0;
-    close(fd);
-    return rc;
-}
-
 static double mono_seconds(void)
 {
     struct timespec ts;
@@ -312,7 +295,7 @@ int main(int argc, char **argv)
         if (!b.opts.socket_path || !*b.opts.socket_path)
             b.opts.socket_path = LOGAGENT_DEFAULT_SOCKET;
     }
-    int prc = probe_agent(b.opts.socket_path);
+    int prc = logagent_probe(b.opts.socket_path);
     if (prc == -ENAMETOOLONG)
         return usage_error("--socket PATH is too long: '%s'", b.opts.socket_path);
     if (prc < 0) {

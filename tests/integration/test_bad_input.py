@@ -32,9 +32,10 @@ class Healthy(threading.Thread):
         s.close()
 
 
-def scenario(name, bad_action, counter, expect_closed, agent_args=()):
-    """Runs a healthy client next to bad_action(sock); checks the counter moved by exactly 1 and nothing else
-    was lost. bad_action returns the number of good records it sent itself."""
+def scenario(name, bad_action, counter, expect_closed, agent_args=(), expect_count=1):
+    """Runs a healthy client next to bad_action(sock); checks the counter moved by exactly expect_count and nothing
+    else was lost. bad_action returns the number of good records it sent itself and whether its connection was
+    closed by the agent."""
     tmp = TempDir(name)
     sink = Sink(tmp).start()
     a = Agent(tmp, sink.target, "--flush-interval-ms", "20", *agent_args).start()
@@ -47,8 +48,8 @@ def scenario(name, bad_action, counter, expect_closed, agent_args=()):
     st = wait_for(lambda: (lambda s: s if s["records"]["flushed"] == total else None)(a.stats()), 20,
                   "flushed == %d" % total)
     rejected = st["records"]["rejected"]
-    assert rejected[counter] == 1, rejected
-    assert sum(rejected.values()) == 1, rejected
+    assert rejected[counter] == expect_count, rejected
+    assert sum(rejected.values()) == expect_count, rejected
     assert st["records"]["received"] == total, st["records"]
     assert accounting_holds(st), st
     assert closed == expect_closed, "connection closed: %s, expected %s" % (closed, expect_closed)
@@ -95,20 +96,9 @@ def test_non_map_and_missing_message_skipped_connection_goes_on():
         closed = peer_closed(s)
         s.close()
         return 1, not closed
-    tmp_counter = "invalid_record"
-    tmp = TempDir("invalid")
-    sink = Sink(tmp).start()
-    a = Agent(tmp, sink.target, "--flush-interval-ms", "20").start()
-    h = Healthy(a.socket, "invalid")
-    h.start()
-    own, _ = bad(a.socket)
-    h.join()
-    sink.wait_count(HEALTHY + own)
-    st = wait_for(lambda: (lambda s: s if s["records"]["flushed"] == HEALTHY + own else None)(a.stats()), 20, "flushed")
-    assert st["records"]["rejected"][tmp_counter] == 3, st["records"]["rejected"]
-    assert "after the bad ones" in [e["message"] for e in sink.entries()]
-    assert "invalid record skipped" in a.logtext()
-    assert a.stop() == 0
+    log, entries = scenario("invalid", bad, "invalid_record", False, expect_count=3)
+    assert "after the bad ones" in [e["message"] for e in entries]
+    assert "invalid record skipped" in log
 
 
 def test_oversized_record_closes_connection():
