@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum opt_type { T_STR, T_U64, T_SIZE, T_MS, T_ENUM, T_LEVEL } opt_type;
+typedef enum opt_type { T_STR, T_U64, T_SIZE, T_MS, T_ENUM, T_LEVEL, T_MODE } opt_type;
 
 static const char *const RPC_NAMES[] = {"auto", "batch", "unary", NULL};
 static const char *const FULL_NAMES[] = {"block", "drop-newest", "drop-oldest", NULL};
@@ -38,6 +38,11 @@ typedef struct opt {
 static const opt OPTS[] = {
     STR(socket_path, "/run/logagent/ingest.sock", "ingest socket (clients read LOGAGENT_SOCKET)"),
     STR(stats_socket, "/run/logagent/stats.sock", "stats socket (HTTP: GET /stats); empty to disable"),
+    NUM(stats_socket_mode, T_MODE, "0600", 0, 0777, "file mode of the stats socket (octal)"),
+    STR(stats_socket_group, "", "group owning the stats socket (name or number; empty: the agent's)"),
+    STR(metrics_listen, "", "also serve /stats, /metrics, /healthz over TCP on HOST:PORT (empty: off)"),
+    NUM(health_failing_ms, T_MS, "60s", 1000, 86400000, "/healthz says 503 once the upstream fails this long"),
+    NUM(health_spool_pct, T_U64, "90", 1, 100, "/healthz says 503 once the spool is this % full"),
     STR(upstream, "localhost:50051", "log service HOST:PORT (or LOG_SERVICE_GRPC_SERVER)"),
     ENUM(upstream_rpc, "auto", RPC_NAMES, "auto|batch|unary: auto starts with batch, unary on UNIMPLEMENTED"),
     STR(batch_method, "/logagent.v1.LogService/BatchWriteLogs", "full gRPC method path of the batch RPC"),
@@ -78,7 +83,7 @@ static int parse_u64_suffix(const char *s, opt_type t, uint64_t *out)
     char *end;
     if (!isdigit((unsigned char)*s))
         return -EINVAL;
-    unsigned long long v = strtoull(s, &end, 10);
+    unsigned long long v = strtoull(s, &end, t == T_MODE ? 8 : 10);
     if (errno)
         return -EINVAL;
     uint64_t mul = 1;
@@ -89,6 +94,8 @@ static int parse_u64_suffix(const char *s, opt_type t, uint64_t *out)
         else if (*end) return -EINVAL;
     } else if (t == T_MS) {
         if (!strcmp(end, "s")) mul = 1000;
+        else if (!strcmp(end, "m") || !strcmp(end, "min")) mul = 60000;
+        else if (!strcmp(end, "h")) mul = 3600000;
         else if (*end && strcmp(end, "ms")) return -EINVAL;
     } else if (*end) {
         return -EINVAL;
@@ -129,7 +136,8 @@ static int opt_set(config *cfg, const opt *o, const char *val, const char **why)
     default:
         if (parse_u64_suffix(val, o->type, &v) < 0) {
             *why = o->type == T_SIZE ? "expected a size such as 65536, 64KiB, 4MiB"
-                   : o->type == T_MS ? "expected milliseconds such as 250, 250ms, 5s"
+                   : o->type == T_MS ? "expected a duration such as 250, 250ms, 5s, 2m"
+                   : o->type == T_MODE ? "expected an octal file mode such as 0600"
                                      : "expected a non-negative integer";
             return -EINVAL;
         }

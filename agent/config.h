@@ -16,6 +16,11 @@ enum buffer_mode { BUFFER_MEMORY = 0, BUFFER_DISK = 1 };
 typedef struct config {
     char socket_path[108];
     char stats_socket[108];
+    uint64_t stats_socket_mode;  /* file mode bits of the stats socket (default 0600) */
+    char stats_socket_group[64]; /* group name or number to own the stats socket ("" = the agent's) */
+    char metrics_listen[128];    /* "HOST:PORT": also serve the stats endpoints over TCP ("" = off) */
+    uint64_t health_failing_ms;  /* /healthz 503 once the upstream failed (or the ring stood still) this long */
+    uint64_t health_spool_pct;   /* /healthz 503 once the spool holds this percentage of --spool-max-bytes */
     char upstream[256];
     int upstream_rpc;
     char batch_method[128];

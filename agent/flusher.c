@@ -49,6 +49,8 @@ struct flusher {
     void *space_arg;
     _Atomic int want_space;
     _Atomic int shed;  /* --on-full drop-oldest: ingest asked for room */
+    /* what SIGHUP may change (flusher_reload); read with relaxed loads, never through cfg */
+    _Atomic uint64_t max_records, max_bytes, interval_ms;
     size_t low_water;
     char agent_id[160];
 
@@ -75,6 +77,8 @@ struct flusher {
     int64_t seal_retry_ms; /* disk mode: spool full or failing, try sealing again at this time */
     flusher_snapshot acct; /* the counters (latency and text filled at snapshot time) */
 };
+
+#define LIVE(f, field) atomic_load_explicit(&(f)->field, memory_order_relaxed)
 
 static int64_t now_ms(void)
 {
@@ -458,7 +462,7 @@ static void pull(flusher *f)
     const void *p;
     size_t len;
     while (!f->cur_full && (p = ring_peek(f->ring, &len)) != NULL) {
-        if (b->n > 0 && batch_size_with(b, len) > f->cfg.batch_max_bytes) {
+        if (b->n > 0 && batch_size_with(b, len) > LIVE(f, max_bytes)) {
             f->cur_full = 1;
             break;
         }
@@ -474,7 +478,7 @@ static void pull(flusher *f)
             b->first_ms = now_ms();
         ring_consume(f->ring);
         k++;
-        if (b->n >= f->cfg.batch_max_records)
+        if (b->n >= LIVE(f, max_records))
             f->cur_full = 1;
     }
     if (k == 0) {
@@ -538,7 +542,7 @@ static void seal(flusher *f, int64_t now)
     pthread_mutex_lock(&f->mu);
     int stopping = f->stopping;
     pthread_mutex_unlock(&f->mu);
-    if (!f->cur_full && !stopping && now - b->first_ms < (int64_t)f->cfg.flush_interval_ms)
+    if (!f->cur_full && !stopping && now - b->first_ms < (int64_t)LIVE(f, interval_ms))
         return;
     spool_ref ref;
     int rc = spool_append(f->sp, b->id, (uint32_t)b->n, b->buf, b->len, &ref);
@@ -573,7 +577,7 @@ static batch *next_to_send_locked(flusher *f, int64_t now)
         b = retry_pop_locked(f);
         f->acct.batches_retried += b->attempt > 0;
     } else if (!f->disk && f->cur && f->cur->n > 0 &&
-               (f->cur_full || f->stopping || now - f->cur->first_ms >= (int64_t)f->cfg.flush_interval_ms)) {
+               (f->cur_full || f->stopping || now - f->cur->first_ms >= (int64_t)LIVE(f, interval_ms))) {
         b = f->cur;
         f->cur = NULL;
         f->acct.batching -= b->n;
@@ -594,10 +598,10 @@ static int wait_ms_locked(flusher *f, int64_t now)
         if (f->retry_head)
             t = f->retry_head->retry_at_ms - now;
         else if (!f->disk && f->cur && f->cur->n > 0)
-            t = f->cur->first_ms + (int64_t)f->cfg.flush_interval_ms - now;
+            t = f->cur->first_ms + (int64_t)LIVE(f, interval_ms) - now;
     }
     if (f->disk && f->cur && f->cur->n > 0) { /* sealing into the spool does not wait for a call slot */
-        int64_t due = f->cur_full ? now : f->cur->first_ms + (int64_t)f->cfg.flush_interval_ms;
+        int64_t due = f->cur_full ? now : f->cur->first_ms + (int64_t)LIVE(f, interval_ms);
         if (due < f->seal_retry_ms)
             due = f->seal_retry_ms;
         if (due - now < t)
@@ -659,7 +663,7 @@ static void abandon_rest(flusher *f)
             break;
         ring_consume(f->ring);
         f->acct.taken++;
-        if (b->n >= f->cfg.batch_max_records || b->len >= f->cfg.batch_max_bytes) {
+        if (b->n >= LIVE(f, max_records) || b->len >= LIVE(f, max_bytes)) {
             spill_locked(f, b);
             b = NULL;
         }
@@ -748,12 +752,26 @@ static int open_spool(flusher *f)
     return 0;
 }
 
+static void set_live(flusher *f, const config *cfg)
+{
+    atomic_store_explicit(&f->max_records, cfg->batch_max_records, memory_order_relaxed);
+    atomic_store_explicit(&f->max_bytes, cfg->batch_max_bytes, memory_order_relaxed);
+    atomic_store_explicit(&f->interval_ms, cfg->flush_interval_ms, memory_order_relaxed);
+}
+
+void flusher_reload(flusher *f, const config *cfg)
+{
+    set_live(f, cfg);
+    doorbell_ring(&f->bell); /* a shorter interval may make the building batch due now */
+}
+
 flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void *space_arg)
 {
     flusher *f = calloc(1, sizeof *f);
     if (!f)
         return NULL;
     f->cfg = *cfg;
+    set_live(f, cfg);
     f->ring = r;
     f->on_space = on_space;
     f->space_arg = space_arg;

@@ -59,6 +59,9 @@ void flusher_shed_oldest(flusher *f);
 void flusher_stop(flusher *f, int64_t drain_ms);
 void flusher_free(flusher *f);
 
+/* Any thread (SIGHUP): takes batch_max_records, batch_max_bytes and flush_interval_ms from cfg. */
+void flusher_reload(flusher *f, const config *cfg);
+
 void flusher_snapshot_get(flusher *f, flusher_snapshot *s);
 
 #endif

@@ -421,11 +421,16 @@ ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_s
         ingest_free(in);
         return NULL;
     }
-    /* one encoded record must fit in the ring and, with a batch's framing and trailer, in one request */
-    in->enc.text_limit = (size_t)cfg->batch_max_bytes - 256;
-    if (in->enc.text_limit > ring_max_record(r))
-        in->enc.text_limit = ring_max_record(r);
+    ingest_reload(in);
     return in;
+}
+
+void ingest_reload(ingest *in)
+{
+    /* one encoded record must fit in the ring and, with a batch's framing and trailer, in one request */
+    in->enc.text_limit = (size_t)in->cfg->batch_max_bytes - 256;
+    if (in->enc.text_limit > ring_max_record(in->ring))
+        in->enc.text_limit = ring_max_record(in->ring);
 }
 
 void ingest_set_flusher(ingest *in, struct flusher *f) { in->flusher = f; }

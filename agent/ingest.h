@@ -25,6 +25,10 @@ void ingest_set_flusher(ingest *in, struct flusher *f);
  * removes a stale socket file, refuses (-EEXIST) a path that is not a socket. Errors are logged. */
 int ingest_listen(ingest *in);
 
+/* Main thread (SIGHUP): re-reads what may change live from the config it was given (batch_max_bytes bounds
+ * one record; on_full is read where it is used). */
+void ingest_reload(ingest *in);
+
 /* flusher_space_fn: the ring has room again; safe from any thread. */
 void ingest_space_available(void *arg);
 
