@@ -1,8 +1,11 @@
-/* config.c — the option table and its parser (see config.h).
+/* config.c — the option table, and the parsers that fill a config from it (see config.h).
  *
  * Each row names a setting once: its flag, its type and bounds, its default and its help line. Environment
- * variables are derived from the flag name (--buffer-bytes -> LOGAGENT_BUFFER_BYTES). Sizes accept
- * KiB/MiB/GiB (and k/M/G) suffixes; durations are in milliseconds and accept ms/s suffixes. */
+ * variables and config-file keys are derived from the flag name (--buffer-bytes -> LOGAGENT_BUFFER_BYTES,
+ * `buffer-bytes = …`). Sizes accept KiB/MiB/GiB (and k/M/G) suffixes; durations are milliseconds and accept
+ * ms/s/m/h suffixes. Each value remembers its origin (default, file:line, variable, flag) for --check-config
+ * and for error messages. The file is parsed by libinih; its handler is not told line numbers, so our line
+ * reader counts them. */
 #include "config.h"
 
 #include "log.h"
@@ -10,8 +13,10 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <ini.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef enum opt_type { T_STR, T_U64, T_SIZE, T_MS, T_ENUM, T_LEVEL, T_MODE } opt_type;
 
@@ -52,7 +57,7 @@ static const opt OPTS[] = {
     NUM(batch_max_bytes, T_SIZE, "4MiB", 1024, 1ULL << 30, "bytes per batch at most (servers refuse > 4 MiB)"),
     NUM(flush_interval_ms, T_MS, "100", 1, 3600000, "send a partial batch after this long"),
     NUM(max_inflight, T_U64, "4", 1, 1024, "concurrent upstream calls (batches) at most"),
-    NUM(max_record_bytes, T_SIZE, "1MiB", 64, 64 << 20, "largest msgpack record accepted"),
+    NUM(max_record_bytes, T_SIZE, "1MiB", 64, 64 << 20, "largest msgpack record accepted (default: at most 1/16 of buffer-bytes)"),
     NUM(drain_timeout_ms, T_MS, "10000", 0, 3600000, "on SIGTERM, time allowed to flush what is held"),
     NUM(rpc_timeout_ms, T_MS, "10000", 10, 3600000, "deadline of each upstream call"),
     NUM(retry_initial_ms, T_MS, "100", 1, 3600000, "first retry delay (exponential backoff, full jitter)"),
@@ -66,6 +71,11 @@ static const opt OPTS[] = {
     NUM(log_level, T_LEVEL, "info", 0, 0, "debug|info|warn|error"),
 };
 #define N_OPTS (sizeof OPTS / sizeof OPTS[0])
+_Static_assert(N_OPTS <= CONFIG_MAX_OPTS, "raise CONFIG_MAX_OPTS");
+
+/* What SIGHUP applies while running (config_apply_live); everything else needs a restart. */
+static const char *const LIVE_OPTS[] = {"log_level", "batch_max_records", "batch_max_bytes", "flush_interval_ms",
+                                        "on_full", "health_failing_ms", "health_spool_pct", NULL};
 
 /* --socket_path is spelled --socket on the command line, as DESIGN.md fixes it. */
 static void flag_name(const opt *o, char *buf, size_t n)
@@ -159,90 +169,387 @@ void config_usage(FILE *out)
         flag_name(&OPTS[i], flag, sizeof flag);
         fprintf(out, "  --%-20s %s (default: %s)\n", flag, OPTS[i].help, OPTS[i].def);
     }
-    fprintf(out, "  --%-20s %s\n  --%-20s %s\n\nEvery option may also be set as LOGAGENT_<OPTION> in the "
-                 "environment (e.g. LOGAGENT_BUFFER_BYTES=128MiB); flags win.\nExit status: 0 ok, 2 bad usage, "
-                 "1 runtime failure.\n",
+    fprintf(out, "  --%-20s %s\n  --%-20s %s\n  --%-20s %s\n  --%-20s %s\n\n",
+            "config PATH", "config file (default " CONFIG_DEFAULT_FILE " if present; '' for none)",
+            "check-config", "print the effective configuration and where each value came from, then exit",
             "version", "print the version", "help", "this text");
+    fprintf(out, "Every option may also be set as LOGAGENT_<OPTION> in the environment (e.g. LOGAGENT_BUFFER_BYTES="
+                 "128MiB)\nor as `option = value` in the config file (INI, optionally under [logagentd]).\n"
+                 "Precedence: flags > environment > config file > defaults. SIGHUP re-reads them.\n"
+                 "Exit status: 0 ok, 2 bad usage or configuration, 1 runtime failure.\n");
 }
 
-static int set_or_complain(config *cfg, const opt *o, const char *val, const char *origin)
+static void env_name(const opt *o, char *env, size_t cap)
 {
-    const char *why = "";
-    if (opt_set(cfg, o, val, &why) == 0)
-        return 0;
     char flag[64];
     flag_name(o, flag, sizeof flag);
-    fprintf(stderr, "logagentd: invalid value '%s' for --%s (from %s): %s\n", val, flag, origin, why);
+    size_t n = (size_t)snprintf(env, cap, "LOGAGENT_");
+    for (size_t j = 0; flag[j] && n + 1 < cap; j++)
+        env[n++] = flag[j] == '-' ? '_' : (char)toupper((unsigned char)flag[j]);
+    env[n] = 0;
+}
+
+/* "default", "/etc/logagent/logagentd.conf:12", "LOGAGENT_BUFFER_BYTES", "--buffer-bytes". */
+static void describe_origin(const config *cfg, size_t i, char *buf, size_t cap)
+{
+    char name[80];
+    switch (cfg->origin[i]) {
+    case ORIGIN_FILE: snprintf(buf, cap, "%s:%u", cfg->config_file, cfg->origin_line[i]); return;
+    case ORIGIN_ENV: env_name(&OPTS[i], name, sizeof name); snprintf(buf, cap, "%s", name); return;
+    case ORIGIN_ENV_ALT: snprintf(buf, cap, "LOG_SERVICE_GRPC_SERVER"); return;
+    case ORIGIN_FLAG: flag_name(&OPTS[i], name, sizeof name); snprintf(buf, cap, "--%s", name); return;
+    default: snprintf(buf, cap, "default"); return;
+    }
+}
+
+/* Sets option i from text and records where it came from; prints the error (naming that origin) on failure. */
+static int set_from(config *cfg, size_t i, const char *val, int origin, unsigned line)
+{
+    const char *why = "";
+    unsigned char old_origin = cfg->origin[i];
+    unsigned old_line = cfg->origin_line[i];
+    cfg->origin[i] = (unsigned char)origin;
+    cfg->origin_line[i] = line;
+    if (opt_set(cfg, &OPTS[i], val, &why) == 0)
+        return 0;
+    char where[300], flag[64];
+    describe_origin(cfg, i, where, sizeof where);
+    flag_name(&OPTS[i], flag, sizeof flag);
+    if (origin == ORIGIN_FILE)
+        fprintf(stderr, "logagentd: %s: invalid value '%s' for key '%s': %s\n", where, val, flag, why);
+    else
+        fprintf(stderr, "logagentd: invalid value '%s' for --%s (from %s): %s\n", val, flag, where, why);
+    cfg->origin[i] = old_origin;
+    cfg->origin_line[i] = old_line;
     return -EINVAL;
 }
 
-static int load_defaults_and_env(config *cfg)
+static int find_opt(const char *key)
 {
-    memset(cfg, 0, sizeof *cfg);
+    char want[64], flag[64];
+    size_t n = 0;
+    for (; key[n] && n + 1 < sizeof want; n++)
+        want[n] = key[n] == '_' ? '-' : key[n];
+    want[n] = 0;
     for (size_t i = 0; i < N_OPTS; i++) {
-        const opt *o = &OPTS[i];
-        char flag[64], env[80] = "LOGAGENT_";
-        if (set_or_complain(cfg, o, o->def, "default") < 0)
-            return -EINVAL;
-        flag_name(o, flag, sizeof flag);
-        size_t n = strlen(env);
-        for (size_t j = 0; flag[j] && n + 1 < sizeof env; j++)
-            env[n++] = flag[j] == '-' ? '_' : (char)toupper((unsigned char)flag[j]);
-        env[n] = 0;
+        flag_name(&OPTS[i], flag, sizeof flag);
+        if (!strcmp(flag, want))
+            return (int)i;
+    }
+    return -1;
+}
+
+/* ---- the config file (libinih) -------------------------------------------------------------------------- */
+
+typedef struct file_ctx {
+    config *cfg;
+    FILE *f;
+    unsigned line; /* line being parsed: counted by the reader, since inih's handler is not told */
+    int errors;
+} file_ctx;
+
+/* inih's line reader; counts lines and refuses (rather than splits) lines longer than inih's buffer. */
+static char *file_reader(char *str, int num, void *stream)
+{
+    file_ctx *fc = stream;
+    if (!fgets(str, num, fc->f))
+        return NULL;
+    fc->line++;
+    size_t n = strlen(str);
+    if (n == (size_t)num - 1 && str[n - 1] != '\n' && !feof(fc->f)) {
+        int ch;
+        while ((ch = fgetc(fc->f)) != EOF && ch != '\n')
+            ;
+        fprintf(stderr, "logagentd: %s:%u: line longer than %d characters\n", fc->cfg->config_file, fc->line,
+                num - 2);
+        fc->errors++;
+        str[0] = 0;
+    }
+    return str;
+}
+
+static int file_handler(void *user, const char *section, const char *name, const char *value)
+{
+    file_ctx *fc = user;
+    config *cfg = fc->cfg;
+    if (section[0] && strcmp(section, "logagentd")) {
+        fprintf(stderr, "logagentd: %s:%u: key '%s' in unknown section [%s] (keys go at the top or under "
+                        "[logagentd])\n", cfg->config_file, fc->line, name, section);
+        fc->errors++;
+        return 1;
+    }
+    int i = find_opt(name);
+    if (i < 0) {
+        fprintf(stderr, "logagentd: %s:%u: unknown key '%s' (see logagentd --help)\n", cfg->config_file, fc->line,
+                name);
+        fc->errors++;
+        return 1;
+    }
+    if (cfg->origin[i] == ORIGIN_FILE) {
+        fprintf(stderr, "logagentd: %s:%u: key '%s' set twice (first at line %u)\n", cfg->config_file, fc->line,
+                name, cfg->origin_line[i]);
+        fc->errors++;
+        return 1;
+    }
+    char v[256]; /* inih knows `;` inline comments only; a `#` after whitespace starts one here too */
+    snprintf(v, sizeof v, "%s", value);
+    for (char *p = v; *p; p++)
+        if (*p == '#' && (p == v || p[-1] == ' ' || p[-1] == '\t')) {
+            *p = 0;
+            break;
+        }
+    for (size_t n = strlen(v); n && (v[n - 1] == ' ' || v[n - 1] == '\t'); n--)
+        v[n - 1] = 0;
+    if (set_from(cfg, (size_t)i, v, ORIGIN_FILE, fc->line) < 0)
+        fc->errors++;
+    return 1; /* go on: report every error in one run */
+}
+
+/* Reads cfg->config_file. A missing file is an error only when it was named (required). */
+static int load_file(config *cfg, int required)
+{
+    file_ctx fc = {.cfg = cfg, .f = fopen(cfg->config_file, "r")};
+    if (!fc.f) {
+        if (errno == ENOENT && !required)
+            return 0;
+        fprintf(stderr, "logagentd: cannot read config file %s: %s\n", cfg->config_file, strerror(errno));
+        return -EINVAL;
+    }
+    struct stat st;
+    if (fstat(fileno(fc.f), &st) < 0 || !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "logagentd: config file %s is not a regular file\n", cfg->config_file);
+        fclose(fc.f);
+        return -EINVAL;
+    }
+    cfg->config_file_found = 1;
+    int rc = ini_parse_stream(file_reader, &fc, file_handler, &fc);
+    fclose(fc.f);
+    if (rc > 0) {
+        fprintf(stderr, "logagentd: %s:%d: syntax error (expected `key = value`, `[logagentd]` or a # comment)\n",
+                cfg->config_file, rc);
+        fc.errors++;
+    } else if (rc < 0) {
+        fprintf(stderr, "logagentd: cannot parse config file %s\n", cfg->config_file);
+        fc.errors++;
+    }
+    return fc.errors ? -EINVAL : 0;
+}
+
+static int load_env(config *cfg)
+{
+    for (size_t i = 0; i < N_OPTS; i++) {
+        char env[80];
+        env_name(&OPTS[i], env, sizeof env);
         const char *v = getenv(env);
-        if (!v && o->offset == offsetof(config, upstream))
+        int origin = ORIGIN_ENV;
+        if (!v && OPTS[i].offset == offsetof(config, upstream)) {
             v = getenv("LOG_SERVICE_GRPC_SERVER");
-        if (v && set_or_complain(cfg, o, v, env) < 0)
+            origin = ORIGIN_ENV_ALT;
+        }
+        if (v && set_from(cfg, i, v, origin, 0) < 0)
             return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- putting it together ------------------------------------------------------------------------------- */
+
+enum { META_HELP = 'h', META_VERSION = 'V', META_CONFIG = 1000, META_CHECK = 1001 };
+
+typedef struct argv_scan {
+    int n;
+    int idx[256];
+    const char *val[256];
+    const char *config_path; /* --config, NULL when not given */
+} argv_scan;
+
+/* First pass over argv: remembers option values (applied after the file and the environment). */
+static config_result scan_argv(config *cfg, argv_scan *sc, int argc, char **argv)
+{
+    struct option lopts[N_OPTS + 5];
+    char names[N_OPTS][64];
+    for (size_t i = 0; i < N_OPTS; i++) {
+        flag_name(&OPTS[i], names[i], sizeof names[i]);
+        lopts[i] = (struct option){names[i], required_argument, NULL, (int)(256 + i)};
+    }
+    lopts[N_OPTS] = (struct option){"help", no_argument, NULL, META_HELP};
+    lopts[N_OPTS + 1] = (struct option){"version", no_argument, NULL, META_VERSION};
+    lopts[N_OPTS + 2] = (struct option){"config", required_argument, NULL, META_CONFIG};
+    lopts[N_OPTS + 3] = (struct option){"check-config", no_argument, NULL, META_CHECK};
+    lopts[N_OPTS + 4] = (struct option){NULL, 0, NULL, 0};
+    optind = 0; /* full re-initialisation: SIGHUP scans the same argv again */
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":hV", lopts, NULL)) != -1) {
+        if (c == META_HELP) {
+            config_usage(stdout);
+            return CONFIG_EXIT_OK;
+        } else if (c == META_VERSION) {
+            printf("logagentd %s\n", LOGAGENT_VERSION_STRING);
+            return CONFIG_EXIT_OK;
+        } else if (c == META_CONFIG) {
+            sc->config_path = optarg;
+        } else if (c == META_CHECK) {
+            cfg->check_only = 1;
+        } else if (c == '?' || c == ':') {
+            fprintf(stderr, "logagentd: %s option '%s' (try --help)\n", c == ':' ? "missing value for" : "unknown",
+                    argv[optind - 1]);
+            return CONFIG_EXIT_USAGE;
+        } else if (sc->n < (int)(sizeof sc->idx / sizeof sc->idx[0])) {
+            sc->idx[sc->n] = c - 256;
+            sc->val[sc->n++] = optarg;
+        } else {
+            fprintf(stderr, "logagentd: too many options\n");
+            return CONFIG_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "logagentd: unexpected argument '%s' (try --help)\n", argv[optind]);
+        return CONFIG_EXIT_USAGE;
+    }
+    return CONFIG_RUN;
+}
+
+static size_t opt_index(size_t offset)
+{
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (OPTS[i].offset == offset)
+            return i;
+    return 0;
+}
+
+/* Settings that are each valid but impossible together. A default max-record-bytes follows a small buffer. */
+static int check_combinations(config *cfg)
+{
+    char a[300], b[300];
+    size_t mrb = opt_index(offsetof(config, max_record_bytes));
+    if (cfg->max_record_bytes > cfg->buffer_bytes / 16 && cfg->origin[mrb] == ORIGIN_DEFAULT)
+        cfg->max_record_bytes = cfg->buffer_bytes / 16;
+    if (cfg->max_record_bytes > cfg->buffer_bytes / 16) {
+        describe_origin(cfg, opt_index(offsetof(config, max_record_bytes)), a, sizeof a);
+        describe_origin(cfg, opt_index(offsetof(config, buffer_bytes)), b, sizeof b);
+        fprintf(stderr, "logagentd: max-record-bytes (%llu, from %s) must be at most 1/16 of buffer-bytes (%llu, "
+                        "from %s)\n", (unsigned long long)cfg->max_record_bytes, a,
+                (unsigned long long)cfg->buffer_bytes, b);
+        return -EINVAL;
+    }
+    if (cfg->buffer == BUFFER_DISK && !cfg->spool_dir[0]) {
+        describe_origin(cfg, opt_index(offsetof(config, buffer)), a, sizeof a);
+        fprintf(stderr, "logagentd: buffer = disk (from %s) needs spool-dir\n", a);
+        return -EINVAL;
     }
     return 0;
 }
 
 config_result config_load(config *cfg, int argc, char **argv)
 {
-    if (load_defaults_and_env(cfg) < 0)
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (set_from(cfg, i, OPTS[i].def, ORIGIN_DEFAULT, 0) < 0)
+            return CONFIG_EXIT_USAGE;
+    argv_scan sc = {0};
+    config_result r = scan_argv(cfg, &sc, argc, argv);
+    if (r != CONFIG_RUN)
+        return r;
+    const char *path = sc.config_path ? sc.config_path : getenv("LOGAGENT_CONFIG");
+    int required = path != NULL;
+    if (!path)
+        path = CONFIG_DEFAULT_FILE;
+    if (strlen(path) >= sizeof cfg->config_file) {
+        fprintf(stderr, "logagentd: config file path too long\n");
         return CONFIG_EXIT_USAGE;
-    struct option lopts[N_OPTS + 3];
-    char names[N_OPTS][64];
+    }
+    strcpy(cfg->config_file, path);
+    if ((cfg->config_file[0] && load_file(cfg, required) < 0) || load_env(cfg) < 0)
+        return CONFIG_EXIT_USAGE;
+    for (int k = 0; k < sc.n; k++)
+        if (set_from(cfg, (size_t)sc.idx[k], sc.val[k], ORIGIN_FLAG, 0) < 0)
+            return CONFIG_EXIT_USAGE;
+    return check_combinations(cfg) < 0 ? CONFIG_EXIT_USAGE : CONFIG_RUN;
+}
+
+/* ---- printing and reloading --------------------------------------------------------------------------- */
+
+static void format_value(const config *cfg, const opt *o, char *buf, size_t cap)
+{
+    const char *field = (const char *)cfg + o->offset;
+    uint64_t v = o->type == T_STR || o->type == T_ENUM || o->type == T_LEVEL ? 0 : *(const uint64_t *)field;
+    static const char *const LEVELS[] = {"debug", "info", "warn", "error"};
+    switch (o->type) {
+    case T_STR: snprintf(buf, cap, "%s", field); break;
+    case T_ENUM: snprintf(buf, cap, "%s", o->names[*(const int *)field]); break;
+    case T_LEVEL: snprintf(buf, cap, "%s", LEVELS[*(const int *)field & 3]); break;
+    case T_MODE: snprintf(buf, cap, "%04llo", (unsigned long long)v); break;
+    case T_MS:
+        if (v && v % 1000 == 0)
+            snprintf(buf, cap, "%llus", (unsigned long long)(v / 1000));
+        else
+            snprintf(buf, cap, "%llums", (unsigned long long)v);
+        break;
+    case T_SIZE:
+        if (v && v % (1ULL << 30) == 0) snprintf(buf, cap, "%lluGiB", (unsigned long long)(v >> 30));
+        else if (v && v % (1ULL << 20) == 0) snprintf(buf, cap, "%lluMiB", (unsigned long long)(v >> 20));
+        else if (v && v % (1ULL << 10) == 0) snprintf(buf, cap, "%lluKiB", (unsigned long long)(v >> 10));
+        else snprintf(buf, cap, "%llu", (unsigned long long)v);
+        break;
+    default: snprintf(buf, cap, "%llu", (unsigned long long)v); break;
+    }
+}
+
+static int is_live(const opt *o)
+{
+    for (int i = 0; LIVE_OPTS[i]; i++)
+        if (!strcmp(o->name, LIVE_OPTS[i]))
+            return 1;
+    return 0;
+}
+
+void config_print(const config *cfg, FILE *out)
+{
+    fprintf(out, "# logagentd %s: effective configuration\n", LOGAGENT_VERSION_STRING);
+    if (!cfg->config_file[0])
+        fprintf(out, "# config file: none\n");
+    else
+        fprintf(out, "# config file: %s%s\n", cfg->config_file, cfg->config_file_found ? "" : " (not found: skipped)");
+    fprintf(out, "# precedence: flags > environment > config file > defaults; * = applied live on SIGHUP\n"
+                 "[logagentd]\n");
     for (size_t i = 0; i < N_OPTS; i++) {
-        flag_name(&OPTS[i], names[i], sizeof names[i]);
-        lopts[i] = (struct option){names[i], required_argument, NULL, (int)(256 + i)};
+        char flag[64], val[300], where[300], line[400];
+        flag_name(&OPTS[i], flag, sizeof flag);
+        format_value(cfg, &OPTS[i], val, sizeof val);
+        describe_origin(cfg, i, where, sizeof where);
+        snprintf(line, sizeof line, "%s = %s", flag, val);
+        fprintf(out, "%-52s # %s%s\n", line, where, is_live(&OPTS[i]) ? " *" : "");
     }
-    lopts[N_OPTS] = (struct option){"help", no_argument, NULL, 'h'};
-    lopts[N_OPTS + 1] = (struct option){"version", no_argument, NULL, 'V'};
-    lopts[N_OPTS + 2] = (struct option){NULL, 0, NULL, 0};
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":hV", lopts, NULL)) != -1) {
-        if (c == 'h') {
-            config_usage(stdout);
-            return CONFIG_EXIT_OK;
+}
+
+static void append_name(char *buf, size_t cap, const opt *o)
+{
+    char flag[64];
+    flag_name(o, flag, sizeof flag);
+    size_t n = strlen(buf);
+    snprintf(buf + n, cap - n, "%s%s", n ? "," : "", flag);
+}
+
+void config_apply_live(config *cur, const config *next, char *live, size_t live_cap, char *restart,
+                       size_t restart_cap)
+{
+    live[0] = restart[0] = 0;
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const opt *o = &OPTS[i];
+        size_t size = o->type == T_STR ? o->size : o->type == T_ENUM || o->type == T_LEVEL ? sizeof(int)
+                                                                                           : sizeof(uint64_t);
+        char *a = (char *)cur + o->offset;
+        const char *b = (const char *)next + o->offset;
+        if (o->type == T_STR ? !strcmp(a, b) : !memcmp(a, b, size))
+            continue;
+        if (is_live(o)) {
+            memcpy(a, b, size); /* strings are never live: no NUL handling needed */
+            cur->origin[i] = next->origin[i];
+            cur->origin_line[i] = next->origin_line[i];
+            append_name(live, live_cap, o);
+        } else {
+            append_name(restart, restart_cap, o);
         }
-        if (c == 'V') {
-            printf("logagentd %s\n", LOGAGENT_VERSION_STRING);
-            return CONFIG_EXIT_OK;
-        }
-        if (c == '?' || c == ':') {
-            fprintf(stderr, "logagentd: %s option '%s' (try --help)\n", c == ':' ? "missing value for" : "unknown",
-                    argv[optind - 1]);
-            return CONFIG_EXIT_USAGE;
-        }
-        if (set_or_complain(cfg, &OPTS[c - 256], optarg, "command line") < 0)
-            return CONFIG_EXIT_USAGE;
     }
-    if (optind < argc) {
-        fprintf(stderr, "logagentd: unexpected argument '%s' (try --help)\n", argv[optind]);
-        return CONFIG_EXIT_USAGE;
-    }
-    if (cfg->max_record_bytes > cfg->buffer_bytes / 16) {
-        fprintf(stderr, "logagentd: --max-record-bytes (%llu) must be at most 1/16 of --buffer-bytes (%llu)\n",
-                (unsigned long long)cfg->max_record_bytes, (unsigned long long)cfg->buffer_bytes);
-        return CONFIG_EXIT_USAGE;
-    }
-    if (cfg->buffer == BUFFER_DISK && !cfg->spool_dir[0]) {
-        fprintf(stderr, "logagentd: --buffer disk needs --spool-dir\n");
-        return CONFIG_EXIT_USAGE;
-    }
-    return CONFIG_RUN;
 }

@@ -1,7 +1,10 @@
-/* config.h — logagentd's settings and the one option table that drives flags, environment and --help.
+/* config.h — logagentd's settings and the one option table that drives flags, environment, the config file,
+ * --help and --check-config.
  *
- * Precedence: command-line flag > LOGAGENT_<NAME> environment variable > default. (`--upstream` also honours
- * LOG_SERVICE_GRPC_SERVER, as the original client did.) Bad values exit 2 naming the flag. */
+ * Precedence: command-line flag > LOGAGENT_<NAME> environment variable > config file > default. The file is
+ * INI (/etc/logagent/logagentd.conf unless --config or LOGAGENT_CONFIG says otherwise): keys are the flag names
+ * without `--`, at the top or under `[logagentd]`. (`--upstream` also honours LOG_SERVICE_GRPC_SERVER, as the
+ * original client did.) Bad values exit 2 naming the flag, variable, or file:line and key. */
 #ifndef LOGAGENT_CONFIG_H
 #define LOGAGENT_CONFIG_H
 
@@ -12,6 +15,12 @@
 enum upstream_rpc { RPC_AUTO = 0, RPC_BATCH = 1, RPC_UNARY = 2 };
 enum on_full { FULL_BLOCK = 0, FULL_DROP_NEWEST = 1, FULL_DROP_OLDEST = 2 };
 enum buffer_mode { BUFFER_MEMORY = 0, BUFFER_DISK = 1 };
+
+#define CONFIG_DEFAULT_FILE "/etc/logagent/logagentd.conf"
+#define CONFIG_MAX_OPTS 64
+
+/* Where a setting's value came from (for --check-config and error messages). */
+enum config_origin { ORIGIN_DEFAULT = 0, ORIGIN_FILE, ORIGIN_ENV, ORIGIN_ENV_ALT, ORIGIN_FLAG };
 
 typedef struct config {
     char socket_path[108];
@@ -42,15 +51,32 @@ typedef struct config {
     uint64_t spool_max_bytes;
     int spool_fsync;
     int log_level;
+
+    /* bookkeeping, filled by config_load */
+    char config_file[256];              /* the file read; "" when none */
+    int config_file_found;              /* 0: the default file was absent (defaults used) */
+    int check_only;                     /* --check-config */
+    unsigned char origin[CONFIG_MAX_OPTS]; /* per option, enum config_origin */
+    unsigned origin_line[CONFIG_MAX_OPTS]; /* file line when origin is ORIGIN_FILE */
 } config;
 
 typedef enum config_result { CONFIG_RUN = 0, CONFIG_EXIT_OK = 1, CONFIG_EXIT_USAGE = 2 } config_result;
 
-/* Fills cfg from defaults, environment and argv. Prints --help/--version or the usage error itself.
- * Returns CONFIG_RUN to go on, CONFIG_EXIT_OK (exit 0) or CONFIG_EXIT_USAGE (exit 2). */
+/* Fills cfg from defaults, the config file, environment and argv. Prints --help/--version, or the usage error,
+ * itself. Returns CONFIG_RUN to go on, CONFIG_EXIT_OK (exit 0) or CONFIG_EXIT_USAGE (exit 2). With
+ * --check-config, cfg->check_only is set and CONFIG_RUN returned: the caller prints it (config_print). */
 config_result config_load(config *cfg, int argc, char **argv);
 
 /* Writes the --help text (generated from the option table). */
 void config_usage(FILE *out);
+
+/* Writes the effective configuration as a config file, each line with the value's origin as a comment. */
+void config_print(const config *cfg, FILE *out);
+
+/* SIGHUP: copies into cur the settings that can change while running (log level, batch sizes, flush interval,
+ * --on-full, health thresholds) from next, and lists in `live` and `restart` (comma-separated flag names) what
+ * changed and was applied, and what changed but needs a restart (not applied). */
+void config_apply_live(config *cur, const config *next, char *live, size_t live_cap, char *restart,
+                       size_t restart_cap);
 
 #endif

@@ -51,6 +51,7 @@ struct flusher {
     _Atomic int shed;  /* --on-full drop-oldest: ingest asked for room */
     /* what SIGHUP may change (flusher_reload); read with relaxed loads, never through cfg */
     _Atomic uint64_t max_records, max_bytes, interval_ms;
+    _Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC ms of the thread's last loop turn (for the watchdog) */
     size_t low_water;
     char agent_id[160];
 
@@ -688,6 +689,7 @@ static void *flusher_main(void *arg)
             shed_oldest(f);
         pull(f);
         int64_t now = now_ms();
+        atomic_store_explicit(&f->heartbeat_ms, now, memory_order_relaxed);
         seal(f, now);
         if (f->sp)
             spool_tick(f->sp);
@@ -758,6 +760,8 @@ static void set_live(flusher *f, const config *cfg)
     atomic_store_explicit(&f->max_bytes, cfg->batch_max_bytes, memory_order_relaxed);
     atomic_store_explicit(&f->interval_ms, cfg->flush_interval_ms, memory_order_relaxed);
 }
+
+int64_t flusher_heartbeat_ms(flusher *f) { return atomic_load_explicit(&f->heartbeat_ms, memory_order_relaxed); }
 
 void flusher_reload(flusher *f, const config *cfg)
 {

@@ -62,6 +62,10 @@ void flusher_free(flusher *f);
 /* Any thread (SIGHUP): takes batch_max_records, batch_max_bytes and flush_interval_ms from cfg. */
 void flusher_reload(flusher *f, const config *cfg);
 
+/* Any thread: CLOCK_MONOTONIC ms at which the flusher thread last went round its loop (it wakes at least once a
+ * second); 0 before it started. The systemd watchdog is fed only while this moves. */
+int64_t flusher_heartbeat_ms(flusher *f);
+
 void flusher_snapshot_get(flusher *f, flusher_snapshot *s);
 
 #endif

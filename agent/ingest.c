@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -400,6 +401,23 @@ int ingest_listen(ingest *in)
         return -err;
     }
     in->listening = 1;
+    return 0;
+}
+
+int ingest_listen_fd(ingest *in, int fd)
+{
+    if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
+        log_write(LOG_ERROR, "\"socket activation: the ingest fd is not a listening Unix stream socket\" fd=%d", fd);
+        return -EINVAL;
+    }
+    evutil_make_socket_nonblocking(fd);
+    evutil_make_socket_closeonexec(fd);
+    in->listener = evconnlistener_new(in->base, on_accept, in, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    if (!in->listener) {
+        log_write(LOG_ERROR, "\"socket activation: cannot serve the ingest fd\" fd=%d", fd);
+        return -EINVAL;
+    }
+    in->listening = 0; /* the socket file belongs to systemd: never unlinked by us */
     return 0;
 }
 

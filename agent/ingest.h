@@ -29,6 +29,10 @@ int ingest_listen(ingest *in);
  * one record; on_full is read where it is used). */
 void ingest_reload(ingest *in);
 
+/* Serves an already listening socket handed over by systemd (socket activation). The socket file is left in
+ * place at shutdown; connections that arrive meanwhile wait in the kernel for the next agent. */
+int ingest_listen_fd(ingest *in, int fd);
+
 /* flusher_space_fn: the ring has room again; safe from any thread. */
 void ingest_space_available(void *arg);
 

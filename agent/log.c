@@ -27,7 +27,7 @@ void log_write(int level, const char *fmt, ...)
 {
     if (level < atomic_load_explicit(&g_level, memory_order_relaxed))
         return;
-    char line[2048];
+    char line[8192]; /* SIGUSR1's stats document fits */
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -1,13 +1,16 @@
 /* main.c — logagentd: reads top to bottom. Settings, logging, the ring, the flusher (gRPC), the ingest socket,
- * the stats socket, signals; run the loop; then tear down in reverse: stop ingest, drain the flusher, report.
+ * the stats socket, signals, systemd; run the loop; then tear down in reverse: stop ingest, drain the flusher,
+ * report.
  *
- * Threads: this one (libevent loop: ingest and stats), the flusher, and the gRPC completion reaper.
- * See docs/architecture.md. */
+ * Threads: this one (libevent loop: ingest, stats, signals), the flusher, and the gRPC completion reaper.
+ * Signals: SIGTERM/SIGINT stop (drain), SIGHUP reloads the settings that can change live, SIGUSR1 logs /stats.
+ * See docs/architecture.md and docs/operations.md. */
 #include "config.h"
 #include "flusher.h"
 #include "ingest.h"
 #include "log.h"
 #include "ring.h"
+#include "service.h"
 #include "stats.h"
 #include "stats_http.h"
 
@@ -22,10 +25,65 @@
 #include <time.h>
 #include <unistd.h>
 
+/* What the signal handlers need; lives in main's frame. */
+typedef struct agent {
+    config *cfg;
+    int argc;
+    char **argv;
+    ingest *in;
+    flusher *fl;
+    stats_sources *src;
+    struct event_base *base;
+} agent;
+
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
+    agent *a = arg;
     log_write(LOG_INFO, "\"%s received: stopping\"", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    event_base_loopbreak(arg);
+    service_notify("STOPPING=1\nSTATUS=draining");
+    event_base_loopbreak(a->base);
+}
+
+/* SIGHUP: re-read flags, environment and the config file; apply what can change live, name what cannot. */
+static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
+{
+    agent *a = arg;
+    static config next; /* static: large, and only this (main) thread reloads */
+    service_notify("RELOADING=1");
+    if (config_load(&next, a->argc, a->argv) != CONFIG_RUN) {
+        log_write(LOG_ERROR, "\"reload failed: configuration invalid (see the line above); running settings kept\" "
+                             "file=%s", a->cfg->config_file);
+        service_notify("READY=1");
+        return;
+    }
+    char live[512], restart[512];
+    config_apply_live(a->cfg, &next, live, sizeof live, restart, sizeof restart);
+    log_set_level(a->cfg->log_level);
+    flusher_reload(a->fl, a->cfg);
+    ingest_reload(a->in);
+    log_write(LOG_INFO, "\"configuration reloaded\" file=%s applied=%s", a->cfg->config_file, live[0] ? live : "none");
+    if (restart[0])
+        log_write(LOG_WARN, "\"changed settings need a restart to apply (kept as running)\" settings=%s", restart);
+    service_notify("READY=1");
+}
+
+/* SIGUSR1: the /stats document, as one log line (logfmt-quoted). */
+static void on_dump_signal(evutil_socket_t sig, short what, void *arg)
+{
+    agent *a = arg;
+    char doc[4096], quoted[6144];
+    if (stats_json(a->src, doc, sizeof doc) < 0) {
+        log_write(LOG_ERROR, "\"stats document too large to log\"");
+        return;
+    }
+    size_t o = 0;
+    for (const char *p = doc; *p && *p != '\n' && o + 3 < sizeof quoted; p++) {
+        if (*p == '"' || *p == '\\')
+            quoted[o++] = '\\';
+        quoted[o++] = *p;
+    }
+    quoted[o] = 0;
+    log_write(LOG_INFO, "\"stats\" stats=\"%s\"", quoted);
 }
 
 static void exit_now(int sig)
@@ -79,6 +137,15 @@ static void report_final(const stats_sources *src)
               (unsigned long long)stat_get(&src->ingest->truncated));
 }
 
+/* Binds (or takes from systemd) the ingest socket. */
+static int listen_ingest(ingest *in, const config *cfg, int fd)
+{
+    if (fd >= 0)
+        return ingest_listen_fd(in, fd);
+    ensure_parent_dir(cfg->socket_path);
+    return ingest_listen(in);
+}
+
 int main(int argc, char **argv)
 {
     static config cfg;
@@ -87,6 +154,10 @@ int main(int argc, char **argv)
     case CONFIG_EXIT_OK: return 0;
     case CONFIG_EXIT_USAGE: return 2;
     case CONFIG_RUN: break;
+    }
+    if (cfg.check_only) {
+        config_print(&cfg, stdout);
+        return 0;
     }
     log_set_level(cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
@@ -100,9 +171,14 @@ int main(int argc, char **argv)
     ingest *in = NULL;
     flusher *fl = NULL;
     stats_http *sh = NULL;
+    service_watchdog *wd = NULL;
     struct event_base *base = NULL;
-    struct event *sigterm = NULL, *sigint = NULL;
+    struct event *sigs[4] = {NULL};
+    static const int SIGNALS[4] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+    service_fds fds;
 
+    if (service_listen_fds(&fds) < 0)
+        return 1;
     if (evthread_use_pthreads() < 0 || !(base = event_base_new())) {
         log_write(LOG_ERROR, "\"cannot start libevent\"");
         goto out;
@@ -118,32 +194,38 @@ int main(int argc, char **argv)
         !(fl = flusher_new(&cfg, r, ingest_space_available, in)))
         goto out;
     ingest_set_flusher(in, fl);
-    ensure_parent_dir(cfg.socket_path);
-    if (ingest_listen(in) < 0)
+    if (listen_ingest(in, &cfg, fds.ingest) < 0)
         goto out;
     stats_sources src = {&cfg, &istats, r, fl, (double)mono_ms() / 1000.0};
-    if (cfg.stats_socket[0]) {
-        ensure_parent_dir(cfg.stats_socket);
-        if (!(sh = stats_http_new(base, cfg.stats_socket, &src)))
+    if (cfg.stats_socket[0] || fds.stats >= 0) {
+        if (fds.stats < 0)
+            ensure_parent_dir(cfg.stats_socket);
+        if (!(sh = stats_http_new(base, cfg.stats_socket, fds.stats, &src)))
             goto out_unlisten;
     }
     if (flusher_start(fl) < 0) {
         log_write(LOG_ERROR, "\"cannot start the flusher thread\"");
         goto out_unlisten;
     }
-    sigterm = evsignal_new(base, SIGTERM, on_stop_signal, base);
-    sigint = evsignal_new(base, SIGINT, on_stop_signal, base);
-    evsignal_add(sigterm, NULL);
-    evsignal_add(sigint, NULL);
+    agent a = {&cfg, argc, argv, in, fl, &src, base};
+    event_callback_fn handlers[4] = {on_stop_signal, on_stop_signal, on_reload_signal, on_dump_signal};
+    for (int i = 0; i < 4; i++)
+        if (!(sigs[i] = evsignal_new(base, SIGNALS[i], handlers[i], &a)) || evsignal_add(sigs[i], NULL) < 0) {
+            log_write(LOG_ERROR, "\"cannot install signal handlers\"");
+            goto out_stop;
+        }
+    wd = service_watchdog_start(base, fl);
     log_write(LOG_INFO, "\"logagentd started\" version=%s socket=%s stats_socket=%s upstream=%s rpc=%s "
-                        "ring_bytes=%zu batch_max_records=%llu flush_interval_ms=%llu max_inflight=%llu",
+                        "ring_bytes=%zu batch_max_records=%llu flush_interval_ms=%llu max_inflight=%llu config=%s",
               LOGAGENT_VERSION_STRING, cfg.socket_path, cfg.stats_socket, cfg.upstream,
               cfg.upstream_rpc == RPC_AUTO ? "auto" : cfg.upstream_rpc == RPC_BATCH ? "batch" : "unary",
               ring_capacity(r), (unsigned long long)cfg.batch_max_records,
-              (unsigned long long)cfg.flush_interval_ms, (unsigned long long)cfg.max_inflight);
+              (unsigned long long)cfg.flush_interval_ms, (unsigned long long)cfg.max_inflight,
+              cfg.config_file_found ? cfg.config_file : "none");
+    service_notify("READY=1\nSTATUS=accepting records");
 
     event_base_dispatch(base);
-
+out_stop:
     signal(SIGINT, exit_now); /* a second Ctrl-C while draining exits at once */
     int64_t deadline = mono_ms() + (int64_t)cfg.drain_timeout_ms;
     ingest_shutdown(in, deadline);
@@ -155,10 +237,10 @@ int main(int argc, char **argv)
 out_unlisten:
     ingest_shutdown(in, mono_ms());
 out:
-    if (sigterm)
-        event_free(sigterm);
-    if (sigint)
-        event_free(sigint);
+    service_watchdog_free(wd);
+    for (int i = 0; i < 4; i++)
+        if (sigs[i])
+            event_free(sigs[i]);
     stats_http_free(sh);
     flusher_free(fl);
     ingest_free(in);

@@ -23,7 +23,7 @@
 struct stats_http {
     struct evhttp *http;
     stats_sources src;
-    char path[108];
+    char path[108]; /* "" when systemd owns the socket file */
 };
 
 static double mono_s(void)
@@ -141,12 +141,26 @@ static void on_other(struct evhttp_request *req, void *arg)
     evhttp_send_error(req, HTTP_NOTFOUND, "unknown path: try /stats");
 }
 
-stats_http *stats_http_new(struct event_base *base, const char *path, const stats_sources *src)
+stats_http *stats_http_new(struct event_base *base, const char *path, int given_fd, const stats_sources *src)
 {
     stats_http *h = calloc(1, sizeof *h);
     if (!h)
         return NULL;
     h->src = *src;
+    if (given_fd >= 0) {
+        if (!(h->http = evhttp_new(base)) || (evutil_make_socket_nonblocking(given_fd), 0) ||
+            !evhttp_accept_socket_with_handle(h->http, given_fd)) {
+            log_write(LOG_ERROR, "\"socket activation: cannot serve the stats fd\" fd=%d", given_fd);
+            if (h->http)
+                evhttp_free(h->http);
+            free(h);
+            return NULL;
+        }
+        evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+        evhttp_set_cb(h->http, "/stats", on_stats, h);
+        evhttp_set_gencb(h->http, on_other, h);
+        return h;
+    }
     snprintf(h->path, sizeof h->path, "%s", path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -182,6 +196,7 @@ void stats_http_free(stats_http *h)
     if (!h)
         return;
     evhttp_free(h->http);
-    unlink(h->path);
+    if (h->path[0])
+        unlink(h->path);
     free(h);
 }

@@ -24,8 +24,9 @@ typedef struct stats_sources {
     double start_mono; /* seconds, CLOCK_MONOTONIC */
 } stats_sources;
 
-/* Binds and serves the stats socket. NULL on failure (logged). */
-stats_http *stats_http_new(struct event_base *base, const char *path, const stats_sources *src);
+/* Binds and serves the stats socket at path, or serves fd when >= 0 (listening, from systemd; its file is left
+ * alone). NULL on failure (logged). */
+stats_http *stats_http_new(struct event_base *base, const char *path, int fd, const stats_sources *src);
 void stats_http_free(stats_http *h);
 
 /* Writes the /stats JSON document into buf (NUL-terminated). Returns its length, or -1 if it did not fit. */

@@ -179,8 +179,11 @@ class Sink:
 class Agent:
     """logagentd with its sockets in the temp folder."""
 
-    def __init__(self, tmp, upstream, *args, name="agent"):
+    def __init__(self, tmp, upstream, *args, name="agent", env=None):
         self.tmp = tmp
+        # no config file unless a test asks for one: /etc/logagent/logagentd.conf must not change a test
+        self.env = dict(os.environ, LOGAGENT_CONFIG="")
+        self.env.update(env or {})
         self.socket = tmp.file(name + ".sock")
         self.stats_socket = tmp.file(name + "-stats.sock")
         self.log_path = tmp.file(name + ".log")
@@ -194,7 +197,7 @@ class Agent:
 
     def start(self):
         self.log = open(self.log_path, "ab")
-        self.proc = spawn(self.cmd(), stdout=self.log, stderr=self.log)
+        self.proc = spawn(self.cmd(), stdout=self.log, stderr=self.log, env=self.env)
         wait_for(self._ready, 20, "agent ready")
         _watched.append(self)
         return self

@@ -35,8 +35,8 @@ def test_bad_usage_exits_2_naming_the_flag():
     assert rc == 2 and "--max-inflight" in err and "out of range" in err, err
     rc, _, err = agent_run("--batch-max-records")
     assert rc == 2 and "--batch-max-records" in err, err
-    env = dict(os.environ, LOGAGENT_FLUSH_INTERVAL_MS="soon")
-    rc, _, err = agent_run("--version", env=env)
+    env = dict(os.environ, LOGAGENT_FLUSH_INTERVAL_MS="soon", LOGAGENT_CONFIG="")
+    rc, _, err = agent_run("--check-config", env=env)
     assert rc == 2 and "LOGAGENT_FLUSH_INTERVAL_MS" in err, err
 
 
