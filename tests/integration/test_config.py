@@ -170,6 +170,19 @@ def test_sigusr1_logs_stats():
     assert a.stop() == 0
 
 
+def test_repeated_errors_are_rate_limited():
+    tmp = TempDir("ratelimit")
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target).start()
+    send_records(a.socket, [msgpack.packb({"no_message": i}) for i in range(300)] + [{"message": "good"}])
+    wait_for(lambda: a.stats()["records"]["rejected"]["invalid_record"] == 300, 20, "300 invalid records counted")
+    sink.wait_count(1)
+    lines = [l for l in a.logtext().splitlines() if "invalid record skipped" in l]
+    assert len(lines) == 1 and "suppressed=0" in lines[0] and "level=warn" in lines[0], lines
+    assert a.stop() == 0
+
+
 if __name__ == "__main__":
     run([test_precedence_and_check_config, test_running_agent_uses_the_file,
-         test_config_errors_exit_2_naming_file_line_and_key, test_sighup_reload, test_sigusr1_logs_stats])
+         test_config_errors_exit_2_naming_file_line_and_key, test_sighup_reload, test_sigusr1_logs_stats,
+         test_repeated_errors_are_rate_limited])
