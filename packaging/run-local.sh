@@ -8,9 +8,18 @@ mkdir -p "$RUN_DIR" 2>/dev/null && [ -w "$RUN_DIR" ] || RUN_DIR="$(pwd)/run"
 mkdir -p "$RUN_DIR"
 PORT_FILE="$RUN_DIR/sink.port"
 rm -f "$PORT_FILE"
-"$BUILD/logagent-sink" --listen 127.0.0.1:0 --port-file "$PORT_FILE" --out - &
+# The sink runs in its own session so that the terminal's Ctrl-C reaches only the agent: the agent drains into
+# the still running sink, then the sink gets exactly one SIGTERM and prints its summary.
+setsid "$BUILD/logagent-sink" --listen 127.0.0.1:0 --port-file "$PORT_FILE" --out - &
 SINK=$!
-trap 'kill $SINK 2>/dev/null; wait $SINK 2>/dev/null || true' EXIT INT TERM
+stop_sink() {
+  [ -n "$SINK" ] || return 0
+  kill -TERM "$SINK" 2>/dev/null || true
+  wait "$SINK" 2>/dev/null || true
+  SINK=
+}
+trap stop_sink EXIT
+trap 'exit 130' INT TERM
 i=0
 while [ ! -s "$PORT_FILE" ]; do
   i=$((i + 1)); [ $i -lt 100 ] || { echo "logagent-sink did not start" >&2; exit 1; }
@@ -27,4 +36,4 @@ cat >&2 <<MSG
   Ctrl-C stops both.
 
 MSG
-"$BUILD/logagentd" --socket "$RUN_DIR/ingest.sock" --stats-socket "$RUN_DIR/stats.sock" --upstream "127.0.0.1:$PORT"
+"$BUILD/logagentd" --config "" --socket "$RUN_DIR/ingest.sock" --stats-socket "$RUN_DIR/stats.sock" --upstream "127.0.0.1:$PORT"
