@@ -453,13 +453,22 @@ void ingest_reload(ingest *in)
 
 void ingest_set_flusher(ingest *in, struct flusher *f) { in->flusher = f; }
 
-/* Counts what a connection still holds at shutdown: the held record and complete buffered records. */
+/* Counts what a connection still holds at shutdown: the held record and complete buffered records, each
+ * classified as it would have been had there been room (bad ones are rejected, good ones dropped_shutdown). */
 static void count_unqueued(conn *c)
 {
     ingest *in = c->in;
     uint64_t n = c->held ? 1 : 0;
-    while (msgpack_unpacker_next(&c->up, &c->res) == MSGPACK_UNPACK_SUCCESS)
-        n += c->res.data.type == MSGPACK_OBJECT_MAP;
+    record_info info;
+    while (msgpack_unpacker_next(&c->up, &c->res) == MSGPACK_UNPACK_SUCCESS) {
+        int rc = record_encode(&in->enc, &c->res.data, &c->src, 0, &info);
+        if (rc == -EINVAL)
+            stat_add(&in->st->invalid_record, 1);
+        else if (rc == -E2BIG || (rc == 0 && in->enc.out_len > in->enc.text_limit))
+            stat_add(&in->st->oversized, 1);
+        else
+            n++;
+    }
     stat_add(&in->st->dropped_shutdown, n);
     free(c->held);
     c->held = NULL;
