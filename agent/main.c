@@ -122,9 +122,9 @@ int main(int argc, char **argv)
     if (ingest_listen(in) < 0)
         goto out;
     stats_sources src = {&cfg, &istats, r, fl, (double)mono_ms() / 1000.0};
-    if (cfg.stats_socket[0]) {
+    if (cfg.stats_socket[0] || cfg.metrics_listen[0]) {
         ensure_parent_dir(cfg.stats_socket);
-        if (!(sh = stats_http_new(base, cfg.stats_socket, &src)))
+        if (!(sh = stats_http_new(base, cfg.stats_socket, -1, &src)))
             goto out_unlisten;
     }
     if (flusher_start(fl) < 0) {
