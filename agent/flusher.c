@@ -35,8 +35,11 @@
 enum { M_BATCH = 0, M_UNARY = 1 };
 enum { STATUS_UNIMPLEMENTED = 12 };
 
-static const double LAT_BOUNDS[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000};
-#define N_LAT (sizeof LAT_BOUNDS / sizeof LAT_BOUNDS[0])
+const double flusher_lat_bounds_ms[FLUSHER_LAT_N] = {1,    2,    5,    10,    20,    50,    100,  200,
+                                                      500,  1000, 2000, 5000, 10000, 30000, 60000};
+const double flusher_size_bounds[FLUSHER_SIZE_N] = {1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 50000};
+const double flusher_bytes_bounds[FLUSHER_BYTES_N] = {1024,   4096,    16384,   65536,   262144,
+                                                      524288, 1048576, 2097152, 4194304, 8388608};
 
 struct flusher {
     config cfg;
@@ -51,7 +54,9 @@ struct flusher {
     _Atomic int shed;  /* --on-full drop-oldest: ingest asked for room */
     /* what SIGHUP may change (flusher_reload); read with relaxed loads, never through cfg */
     _Atomic uint64_t max_records, max_bytes, interval_ms;
-    _Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC ms of the thread's last loop turn (for the watchdog) */
+    /* for /healthz's "ring stuck" (flusher thread writes, relaxed; read by flusher_snapshot_get): when its loop
+     * last turned, and since when it has found records in the ring but could take none (0: it is keeping up) */
+    _Atomic int64_t heartbeat_ms, stall_since_ms;
     size_t low_water;
     char agent_id[160];
 
@@ -69,7 +74,6 @@ struct flusher {
     int64_t deadline_ms;
     uint32_t statuses_logged; /* non-retryable statuses already logged (bit per code) */
     uint64_t rng;
-    uint64_t lat_hist[N_LAT + 1];
     log_limit fail_log, shed_log;
     uint64_t batch_budget;
     spool *sp;          /* NULL without --spool-dir */
@@ -170,8 +174,17 @@ static int retry_expired(const flusher *f, const batch *b)
            now_ms() - b->first_sent_ms >= (int64_t)f->cfg.retry_max_elapsed_s * 1000;
 }
 
+/* A call succeeded: the upstream is no longer failing. Caller holds mu. */
+static void note_success_locked(flusher *f)
+{
+    f->acct.failing = 0;
+    f->acct.failing_since_ms = 0;
+}
+
 static void note_failure_locked(flusher *f, int status, const char *details)
 {
+    if (!f->acct.failing)
+        f->acct.failing_since_ms = now_ms();
     f->acct.failing = 1;
     snprintf(f->acct.last_error, sizeof f->acct.last_error, "%s: %s", upstream_status_name(status), details);
     int64_t suppressed = log_limit_check(&f->fail_log, 10000);
@@ -180,13 +193,27 @@ static void note_failure_locked(flusher *f, int status, const char *details)
                   upstream_status_name(status), details, (long long)suppressed);
 }
 
+/* The bucket of v among n upper bounds (n when above them all). */
+static size_t bucket_of(const double *bounds, size_t n, double v)
+{
+    size_t i = 0;
+    while (i < n && v > bounds[i])
+        i++;
+    return i;
+}
+
+/* One completed call of b: its latency, records and bytes go into the histograms. Caller holds mu. */
 static void record_latency_locked(flusher *f, const batch *b)
 {
+    flusher_hist_set *h = &f->acct.hist;
     double ms = (double)(now_ns() - b->sent_ns) / 1e6;
-    size_t i = 0;
-    while (i < N_LAT && ms > LAT_BOUNDS[i])
-        i++;
-    f->lat_hist[i]++;
+    h->lat[bucket_of(flusher_lat_bounds_ms, FLUSHER_LAT_N, ms)]++;
+    h->lat_sum_s += ms / 1000.0;
+    h->size[bucket_of(flusher_size_bounds, FLUSHER_SIZE_N, (double)b->n)]++;
+    h->size_sum += b->n;
+    h->bytes[bucket_of(flusher_bytes_bounds, FLUSHER_BYTES_N, (double)b->len)]++;
+    h->bytes_sum += b->len;
+    h->count++;
 }
 
 /* A finished call leaves the in-flight set. Caller holds mu. */
@@ -267,6 +294,7 @@ static void batch_done(flusher *f, batch *b, const upstream_reply *r)
         record_latency_locked(f, b);
         leave_flight_locked(f, b);
         f->acct.batches_sent++;
+        note_success_locked(f); /* the service answered; some entries are retried alone */
         settle_entries_locked(f, b, state);
         pthread_mutex_unlock(&f->mu);
         free(state);
@@ -280,7 +308,7 @@ static void batch_done(flusher *f, batch *b, const upstream_reply *r)
     if (r->status == 0) {
         f->acct.batches_sent++;
         f->acct.flushed += b->n;
-        f->acct.failing = 0;
+        note_success_locked(f);
     } else if (r->status == STATUS_UNIMPLEMENTED && f->cfg.upstream_rpc == RPC_AUTO) {
         if (!f->unary)
             log_write(LOG_WARN, "\"log service has no BatchWriteLogs (UNIMPLEMENTED): switching to unary WriteLog "
@@ -338,7 +366,7 @@ static void unary_done(flusher *f, batch_call *c, const upstream_reply *r)
     pthread_mutex_lock(&f->mu);
     f->acct.unary_calls++;
     if (r->status == 0)
-        f->acct.failing = 0;
+        note_success_locked(f);
     else
         note_failure_locked(f, r->status, r->details);
     int last = unary_release_locked(f, b);
@@ -445,7 +473,7 @@ static void maybe_space(flusher *f)
 
 /* Moves committed records from the ring into cur until it is full, the batch budget is used up (batches in
  * flight and waiting to retry count against it), or the ring is empty. */
-static void pull(flusher *f)
+static uint64_t pull(flusher *f)
 {
     pthread_mutex_lock(&f->mu);
     uint64_t held = f->acct.held_bytes;
@@ -454,7 +482,7 @@ static void pull(flusher *f)
         f->cur = batch_new(++f->next_id);
         f->cur_full = 0;
         if (!f->cur)
-            return;
+            return 0;
     }
     batch *b = f->cur;
     if (b->n == 0)
@@ -484,7 +512,7 @@ static void pull(flusher *f)
     }
     if (k == 0) {
         maybe_space(f); /* a request may have raced with the last release */
-        return;
+        return 0;
     }
     ring_release(f->ring);
     pthread_mutex_lock(&f->mu);
@@ -492,6 +520,16 @@ static void pull(flusher *f)
     f->acct.batching += k;
     pthread_mutex_unlock(&f->mu);
     maybe_space(f);
+    return k;
+}
+
+/* One turn of the loop took `took` records: records left in the ring with none taken start (or continue) a stall. */
+static void note_progress(flusher *f, uint64_t took, int64_t now)
+{
+    size_t len;
+    int64_t stall = took || !ring_peek(f->ring, &len) ? 0 : LIVE(f, stall_since_ms) ? LIVE(f, stall_since_ms) : now;
+    atomic_store_explicit(&f->heartbeat_ms, now, memory_order_relaxed);
+    atomic_store_explicit(&f->stall_since_ms, stall, memory_order_relaxed);
 }
 
 /* --on-full drop-oldest: drops the oldest records that are not in flight — the batch waiting to retry, else the
@@ -687,9 +725,9 @@ static void *flusher_main(void *arg)
         doorbell_arm(&f->bell);
         if (atomic_load(&f->shed) && atomic_exchange(&f->shed, 0))
             shed_oldest(f);
-        pull(f);
+        uint64_t took = pull(f);
         int64_t now = now_ms();
-        atomic_store_explicit(&f->heartbeat_ms, now, memory_order_relaxed);
+        note_progress(f, took, now);
         seal(f, now);
         if (f->sp)
             spool_tick(f->sp);
@@ -775,6 +813,7 @@ flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void
     if (!f)
         return NULL;
     f->cfg = *cfg;
+    f->heartbeat_ms = now_ms();
     set_live(f, cfg);
     f->ring = r;
     f->on_space = on_space;
@@ -869,17 +908,18 @@ void flusher_free(flusher *f)
 
 static double percentile_locked(const flusher *f, double q)
 {
+    const uint64_t *hist = f->acct.hist.lat;
     uint64_t total = 0, seen = 0;
-    for (size_t i = 0; i <= N_LAT; i++)
-        total += f->lat_hist[i];
+    for (size_t i = 0; i <= FLUSHER_LAT_N; i++)
+        total += hist[i];
     if (total == 0)
         return 0;
-    for (size_t i = 0; i <= N_LAT; i++) {
-        seen += f->lat_hist[i];
+    for (size_t i = 0; i <= FLUSHER_LAT_N; i++) {
+        seen += hist[i];
         if ((double)seen >= q * (double)total)
-            return i < N_LAT ? LAT_BOUNDS[i] : LAT_BOUNDS[N_LAT - 1];
+            return i < FLUSHER_LAT_N ? flusher_lat_bounds_ms[i] : flusher_lat_bounds_ms[FLUSHER_LAT_N - 1];
     }
-    return LAT_BOUNDS[N_LAT - 1];
+    return flusher_lat_bounds_ms[FLUSHER_LAT_N - 1];
 }
 
 void flusher_snapshot_get(flusher *f, flusher_snapshot *s)
@@ -891,6 +931,8 @@ void flusher_snapshot_get(flusher *f, flusher_snapshot *s)
     if (f->sp)
         spool_get_stats(f->sp, &s->spool);
     s->unary = f->unary || f->cfg.upstream_rpc == RPC_UNARY;
+    s->heartbeat_ms = LIVE(f, heartbeat_ms);
+    s->stall_since_ms = LIVE(f, stall_since_ms);
     s->latency_ms[0] = percentile_locked(f, 0.50);
     s->latency_ms[1] = percentile_locked(f, 0.90);
     s->latency_ms[2] = percentile_locked(f, 0.99);

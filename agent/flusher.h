@@ -15,6 +15,24 @@
 
 typedef struct flusher flusher;
 
+/* Histogram bucket bounds (upper, inclusive), one observation per completed upstream call (batch): its latency
+ * (send to last answer), its records and its bytes. Buckets are kept per range, not cumulative; index N counts
+ * what lies above the last bound. */
+enum { FLUSHER_LAT_N = 15, FLUSHER_SIZE_N = 11, FLUSHER_BYTES_N = 10 };
+extern const double flusher_lat_bounds_ms[FLUSHER_LAT_N];
+extern const double flusher_size_bounds[FLUSHER_SIZE_N];
+extern const double flusher_bytes_bounds[FLUSHER_BYTES_N];
+
+typedef struct flusher_hist_set {
+    uint64_t lat[FLUSHER_LAT_N + 1];
+    double lat_sum_s;
+    uint64_t size[FLUSHER_SIZE_N + 1];
+    uint64_t size_sum;   /* records */
+    uint64_t bytes[FLUSHER_BYTES_N + 1];
+    uint64_t bytes_sum;
+    uint64_t count;      /* observations: completed calls */
+} flusher_hist_set;
+
 typedef struct flusher_snapshot {
     uint64_t taken;            /* records taken out of the ring */
     uint64_t batching;         /* in the batch being built */
@@ -34,8 +52,12 @@ typedef struct flusher_snapshot {
     uint64_t batches_sent, batches_failed, batches_retried, unary_calls;
     int unary;                 /* 1 once the upstream mode is unary */
     int failing;               /* 1 from a failed call until the next success */
+    int64_t failing_since_ms;  /* CLOCK_MONOTONIC ms of the first failed call since the last success (0: none) */
+    int64_t heartbeat_ms;      /* CLOCK_MONOTONIC ms of the flusher loop's last turn (it turns at least every second) */
+    int64_t stall_since_ms;    /* since when its turns find records in the ring but take none (0: keeping up) */
     char last_error[200];
     double latency_ms[3];      /* p50, p90, p99 of call latency */
+    flusher_hist_set hist;
     int has_spool;
     spool_stats spool;
 } flusher_snapshot;

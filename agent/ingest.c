@@ -12,9 +12,14 @@
  *
  * A connection closes on EOF or error (a partial record counts `truncated`), on malformed or oversized input
  * (after the good records before it are queued), or at shutdown; never while it still holds records that
- * can be queued. */
+ * can be queued.
+ *
+ * Per-client accounting (clients.h): each connection caches its current client entry, the one of its pid, comm and
+ * the service_name of its last record; a record with another service_name moves it to that entry (one hash lookup).
+ * Refusals that belong to no record (malformed, oversized, truncated) count against the current entry. */
 #include "ingest.h"
 
+#include "clients.h"
 #include "flusher.h"
 #include "log.h"
 #include "mpscan.h"
@@ -44,6 +49,8 @@ typedef struct conn {
     msgpack_unpacked res;
     mpscan scan;
     record_source src;
+    client_entry *client; /* per-client counters of the current (pid, comm, service_name); NULL before any */
+    uint64_t serial;      /* connection number, for the client table */
     uint8_t *held; /* an encoded record waiting for ring space */
     size_t held_len;
     int fail;      /* MPSCAN_MALFORMED / MPSCAN_OVERSIZED: close once the good records are queued */
@@ -64,6 +71,7 @@ struct ingest {
     int64_t paused_at_ns;
     int listening;
     record_enc enc;
+    clients *clients;
     char hostname[64];
     log_limit lim_full, lim_malformed, lim_oversized, lim_invalid, lim_truncated, lim_reserved;
 };
@@ -89,6 +97,28 @@ static void log_peer(log_limit *l, const conn *c, const char *what)
     if (suppressed >= 0)
         log_write(LOG_WARN, "\"%s\" pid=%d uid=%u comm=\"%s\" suppressed=%lld", what, c->src.pid, c->src.uid,
                   c->src.comm, (long long)suppressed);
+}
+
+/* ---- per-client accounting ---------------------------------------------------------------------------- */
+
+/* c's client entry for records of this service_name: the cached one while the name matches (the hot path), else
+ * the table's. NULL only when the table is out of memory (the counts are then not attributed). */
+static client_entry *conn_client(conn *c, const char *service, size_t len, int64_t mono)
+{
+    if (!service) {
+        service = "";
+        len = 0;
+    }
+    size_t key = clients_key_len(service, len);
+    if (c->client && clients_same_service(c->client, service, key))
+        return c->client;
+    return c->client = clients_attach(c->in->clients, c->client, &c->src, c->serial, service, len, mono);
+}
+
+/* The entry a refusal that belongs to no record counts against: the current one, or the connection's ""-service. */
+static client_entry *conn_blame(conn *c)
+{
+    return c->client ? c->client : conn_client(c, "", 0, mono_ns());
 }
 
 /* ---- pause / resume ---------------------------------------------------------------------------------- */
@@ -132,11 +162,18 @@ static int queue_record(ingest *in, const uint8_t *data, size_t len)
     return 0;
 }
 
-static void handle_record(conn *c, const msgpack_object *obj, int64_t now)
+/* A record of `wire` msgpack bytes read at `now` (CLOCK_REALTIME, its default timestamp) / `mono`. */
+static void handle_record(conn *c, const msgpack_object *obj, size_t wire, int64_t now, int64_t mono)
 {
     ingest *in = c->in;
     record_info info;
     int rc = record_encode(&in->enc, obj, &c->src, now, &info);
+    client_entry *ce = conn_client(c, info.service, info.service_len, mono);
+    if (ce) {
+        ce->bytes += wire;
+        ce->last_seen_ns = mono;
+        ce->rejected += info.reserved_keys + (rc < 0);
+    }
     if (rc == -EINVAL) {
         stat_add(&in->st->invalid_record, 1);
         log_peer(&in->lim_invalid, c, "invalid record skipped (not a map, or no string message)");
@@ -155,19 +192,28 @@ static void handle_record(conn *c, const msgpack_object *obj, int64_t now)
         stat_add(&in->st->level_unknown, 1);
     if (in->enc.out_len > in->enc.text_limit) {
         stat_add(&in->st->oversized, 1);
+        if (ce)
+            ce->rejected++;
         log_peer(&in->lim_oversized, c, "record too large once encoded, skipped");
         return;
     }
-    if (queue_record(in, in->enc.out, in->enc.out_len) == 0)
+    if (queue_record(in, in->enc.out, in->enc.out_len) == 0) {
+        if (ce)
+            ce->records++;
         return;
+    }
     if (in->cfg->on_full == FULL_DROP_NEWEST) {
         stat_add(&in->st->dropped_full, 1);
+        if (ce)
+            ce->dropped++;
         log_peer(&in->lim_full, c, "buffer full: record dropped (--on-full drop-newest)");
         return;
     }
     c->held = malloc(in->enc.out_len);
     if (!c->held) {
         stat_add(&in->st->invalid_record, 1);
+        if (ce)
+            ce->rejected++;
         log_peer(&in->lim_invalid, c, "record skipped: out of memory");
         return;
     }
@@ -188,12 +234,17 @@ static int process(conn *c)
         }
         free(c->held);
         c->held = NULL;
+        if (c->client) /* the held record's entry: nothing of c was handled since */
+            c->client->records++;
     }
-    int64_t now = real_ns();
+    int64_t now = real_ns(), mono = mono_ns();
     while (!in->paused) {
+        /* a record's msgpack bytes: what earlier calls parsed of it (parsed_size, reset by each success) plus
+         * how far this call moved the unpacker's read offset (no buffer moves happen between the two) */
+        size_t before = msgpack_unpacker_parsed_size(&c->up) - c->up.off;
         msgpack_unpack_return r = msgpack_unpacker_next(&c->up, &c->res);
         if (r == MSGPACK_UNPACK_SUCCESS) {
-            handle_record(c, &c->res.data, now);
+            handle_record(c, &c->res.data, before + c->up.off, now, mono);
             continue;
         }
         if (r != MSGPACK_UNPACK_CONTINUE && !c->fail) /* the scanner should have caught it first */
@@ -214,6 +265,7 @@ static void conn_free(conn *c)
         in->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    clients_detach(in->clients, c->client, mono_ns());
     event_free(c->ev);
     close(c->fd);
     msgpack_unpacked_destroy(&c->res);
@@ -229,6 +281,7 @@ static void conn_maybe_close(conn *c, int drained)
     ingest *in = c->in;
     if (!drained || c->held || !(c->fail || c->eof))
         return;
+    int refused = 1;
     if (c->fail == MPSCAN_MALFORMED) {
         stat_add(&in->st->malformed, 1);
         log_peer(&in->lim_malformed, c, "malformed msgpack, connection closed");
@@ -238,6 +291,13 @@ static void conn_maybe_close(conn *c, int drained)
     } else if (mpscan_mid_record(&c->scan)) {
         stat_add(&in->st->truncated, 1);
         log_peer(&in->lim_truncated, c, "client disconnected mid-record, partial record discarded");
+    } else {
+        refused = 0;
+    }
+    client_entry *ce = refused ? conn_blame(c) : NULL;
+    if (ce) {
+        ce->rejected++;
+        ce->last_seen_ns = mono_ns();
     }
     conn_free(c);
 }
@@ -319,6 +379,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     c->in = in;
     c->fd = fd;
+    c->serial = stat_get(&in->st->conn_total) + 1;
     msgpack_unpacked_init(&c->res);
     mpscan_init(&c->scan, in->cfg->max_record_bytes);
     peer_identity(fd, in->hostname, &c->src);
@@ -435,10 +496,12 @@ ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_s
     if (gethostname(in->hostname, sizeof in->hostname - 1) < 0)
         strcpy(in->hostname, "unknown");
     in->resume_ev = event_new(base, -1, 0, on_resume, in);
-    if (!in->resume_ev || record_enc_init(&in->enc) < 0) {
+    in->clients = clients_new(CLIENTS_DEFAULT_CAP);
+    if (!in->resume_ev || !in->clients || record_enc_init(&in->enc) < 0) {
         ingest_free(in);
         return NULL;
     }
+    st->clients = in->clients;
     ingest_reload(in);
     return in;
 }
@@ -470,6 +533,8 @@ static void count_unqueued(conn *c)
             n++;
     }
     stat_add(&in->st->dropped_shutdown, n);
+    if (n && c->client)
+        c->client->dropped += n;
     free(c->held);
     c->held = NULL;
 }
@@ -516,6 +581,9 @@ void ingest_free(ingest *in)
         conn_free(in->conns);
     if (in->resume_ev)
         event_free(in->resume_ev);
+    if (in->st->clients == in->clients)
+        in->st->clients = NULL;
+    clients_free(in->clients);
     record_enc_free(&in->enc);
     free(in);
 }

@@ -197,8 +197,8 @@ int main(int argc, char **argv)
     if (listen_ingest(in, &cfg, fds.ingest) < 0)
         goto out;
     stats_sources src = {&cfg, &istats, r, fl, (double)mono_ms() / 1000.0};
-    if (cfg.stats_socket[0] || fds.stats >= 0) {
-        if (fds.stats < 0)
+    if (cfg.stats_socket[0] || cfg.metrics_listen[0] || fds.stats >= 0) {
+        if (fds.stats < 0 && cfg.stats_socket[0])
             ensure_parent_dir(cfg.stats_socket);
         if (!(sh = stats_http_new(base, cfg.stats_socket, fds.stats, &src)))
             goto out_unlisten;

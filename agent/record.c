@@ -677,6 +677,10 @@ int record_encode(record_enc *e, const msgpack_object *obj, const record_source 
     memset(&f, 0, sizeof f);
     f.ts = now_ns;
     int rc = classify(e, obj, &f, info);
+    if (f.service.len > 0) { /* also on failure: the stats attribute a refused record to its service */
+        info->service = span_ptr(e, &f.service);
+        info->service_len = f.service.len;
+    }
     if (rc < 0)
         return rc;
     return emit(e, &f, src);

@@ -27,6 +27,8 @@ typedef struct record_info {
     int level_unknown;      /* level kept as sent */
     int timestamp_unparsed; /* a timestamp that did not parse, kept in metadata */
     int utf8_repaired;      /* invalid UTF-8 replaced with U+FFFD */
+    const char *service;    /* the record's service_name (its text form; valid UTF-8), NULL when absent; borrowed: */
+    size_t service_len;     /* valid until the next record_encode on this encoder, or until the object is freed */
 } record_info;
 
 typedef struct record_span {

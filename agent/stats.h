@@ -1,13 +1,26 @@
-/* stats.h — the agent's counters: plain atomics, each written by the one stage that owns it.
+/* stats.h — the agent's counters, and the one snapshot every stats document is rendered from.
  *
- * Ingest owns the `in_*` counters (its thread is the only writer, so increments are relaxed load+store
- * with no lock prefix); the flusher owns its accounting under its own mutex (see flusher.h) because
- * those numbers must move together. Readers (the stats socket) load them with relaxed loads. */
+ * Counters: plain atomics, each written by the one stage that owns it. Ingest owns the `in_*` counters (its thread
+ * is the only writer, so increments are relaxed load+store with no lock prefix) and the per-client table
+ * (clients.h, main loop only); the flusher owns its accounting under its own mutex (see flusher.h) because those
+ * numbers must move together. Readers (the stats socket) load them with relaxed loads.
+ *
+ * Documents: /stats (JSON), /metrics (Prometheus) and /healthz are all rendered from a stats_view filled by
+ * stats_collect on the main loop thread: one read of ingest's counters (stable there, ingest runs on that thread)
+ * and one flusher snapshot. So /stats and /metrics agree for the same traffic, and in every view
+ *   received + replayed = flushed + in_ring + batching + in_flight + retry_wait + spooled + dead_letter + sum(dropped) */
 #ifndef LOGAGENT_STATS_H
 #define LOGAGENT_STATS_H
 
+#include "config.h"
+#include "flusher.h"
+#include "ring.h"
+
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
+
+struct clients;
 
 typedef struct ingest_stats {
     _Atomic uint64_t received;       /* records accepted into the ring */
@@ -25,6 +38,7 @@ typedef struct ingest_stats {
     _Atomic uint64_t backpressure_ns; /* time spent with reading paused because the ring was full (past pauses) */
     _Atomic uint64_t paused_since_ns; /* CLOCK_MONOTONIC start of the current pause, 0 when reading */
     _Atomic uint64_t pauses;
+    struct clients *clients;          /* per-client counters: set by ingest_new, main loop thread only */
 } ingest_stats;
 
 /* Single-writer increment: cheaper than atomic_fetch_add, safe because only the owner writes. */
@@ -34,5 +48,50 @@ static inline void stat_add(_Atomic uint64_t *c, uint64_t n)
 }
 
 static inline uint64_t stat_get(_Atomic uint64_t *c) { return atomic_load_explicit(c, memory_order_relaxed); }
+
+/* Where the stats documents read from (all borrowed; they outlive the stats socket). */
+typedef struct stats_sources {
+    const config *cfg;
+    ingest_stats *ingest;
+    ring *ring;
+    flusher *flusher;
+    double start_mono; /* seconds, CLOCK_MONOTONIC */
+} stats_sources;
+
+/* The reasons a record is refused at ingest, and dropped anywhere: the keys of /stats' records.rejected and
+ * records.dropped, and the `reason` label values in /metrics, in this order. */
+enum { STATS_REJECT_N = 5, STATS_DROP_N = 5 };
+extern const char *const stats_reject_names[STATS_REJECT_N]; /* malformed invalid_record oversized truncated reserved_key */
+extern const char *const stats_drop_names[STATS_DROP_N]; /* buffer_full upstream_rejected retry_expired spool_corrupt shutdown */
+
+/* One consistent reading of every counter. */
+typedef struct stats_view {
+    double uptime_s;
+    double start_unix_s;     /* when the agent started, unix seconds */
+    int64_t now_ms;          /* CLOCK_MONOTONIC when collected (the flusher's times are on the same clock) */
+    uint64_t received;       /* accepted: into the ring, or dropped at ingest (drop-newest, shutdown) */
+    uint64_t in_ring;
+    uint64_t rejected[STATS_REJECT_N];
+    uint64_t dropped[STATS_DROP_N];
+    uint64_t level_unknown, bytes_received, conn_active, conn_total, pauses;
+    double backpressure_s;   /* past pauses plus the current one */
+    int paused;              /* reading is paused now (ring full) */
+    size_t ring_used, ring_capacity;
+    uint64_t clients_tracked, clients_evicted;
+    flusher_snapshot f;
+} stats_view;
+
+/* Fills v. Main loop thread only (it reads ingest's counters and the client table there). */
+void stats_collect(const stats_sources *src, stats_view *v);
+
+/* Writes the /stats JSON document of v into buf (NUL-terminated). Returns its length, or -1 if it did not fit. */
+int stats_view_json(const stats_view *v, const config *cfg, char *buf, size_t cap);
+
+/* stats_collect + stats_view_json: the /stats document now (main loop thread). */
+int stats_json(const stats_sources *src, char *buf, size_t cap);
+
+/* Writes s[0..n) into out as the inside of a JSON string (quotes and backslashes escaped, control characters as
+ * \u00XX, invalid UTF-8 as U+FFFD), NUL-terminated, cut at a character boundary when out is too small. */
+void stats_json_escape(char *out, size_t cap, const char *s, size_t n);
 
 #endif

@@ -1,16 +1,23 @@
-/* stats_http.c — /stats over evhttp on a Unix socket (see stats_http.h).
+/* stats_http.c — the stats endpoints over evhttp: the Unix stats socket (permissions applied before listen), a
+ * socket handed over by systemd, and the optional TCP listener (see stats_http.h).
  *
- * The JSON is built from one ingest read (this thread is ingest's thread, so those counters are stable here)
- * and one flusher snapshot (taken under the flusher's accounting mutex), so the accounting identity
- *   received = flushed + in_ring + batching + in_flight + retry_wait + spooled + sum(dropped)
- * holds exactly in every document. */
+ * Every request is answered on the main loop thread from one stats_collect (stats.h), which is also ingest's
+ * thread: the per-client table and ingest's counters are read where they are written, and the flusher is read
+ * through one snapshot under its accounting mutex, never a lock ingest takes. */
 #include "stats_http.h"
 
+#include "clients.h"
+#include "health.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/util.h>
+#include <grp.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,172 +27,362 @@
 #include <time.h>
 #include <unistd.h>
 
+enum { CLIENTS_TOP_DEFAULT = 20, CLIENTS_TOP_MAX = 1000, STATS_DOC_MAX = 8192 };
+
 struct stats_http {
     struct evhttp *http;
     stats_sources src;
-    char path[108]; /* "" when systemd owns the socket file */
+    char path[108]; /* the socket file we bound and remove at free ("" when none or systemd's) */
 };
 
-static double mono_s(void)
+static int64_t mono_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void json_escape(char *out, size_t cap, const char *s)
+/* ---- replies ------------------------------------------------------------------------------------------ */
+
+static void reply(struct evhttp_request *req, int code, const char *reason, const char *type, struct evbuffer *body)
 {
-    size_t o = 0;
-    for (; *s && o + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20) {
-            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
-        } else {
-            out[o++] = (char)c;
+    struct evkeyvalq *hd = evhttp_request_get_output_headers(req);
+    evhttp_add_header(hd, "Content-Type", type);
+    evhttp_add_header(hd, "Cache-Control", "no-store");
+    evhttp_send_reply(req, code, reason, body);
+}
+
+/* A short text/plain answer. */
+static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *text)
+{
+    struct evbuffer *body = evbuffer_new();
+    if (!body || evbuffer_add(body, text, strlen(text)) < 0) {
+        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+    } else {
+        reply(req, code, reason, "text/plain; charset=utf-8", body);
+    }
+    if (body)
+        evbuffer_free(body);
+}
+
+/* Finds `key` in a query string (a=1&b&c=2). Returns 1 and copies its value (possibly empty) into val, or 0. */
+static int query_get(const char *query, const char *key, char *val, size_t cap)
+{
+    size_t klen = strlen(key);
+    for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+        if (strncmp(p, key, klen) != 0 || (p[klen] && p[klen] != '=' && p[klen] != '&'))
+            continue;
+        const char *v = p[klen] == '=' ? p + klen + 1 : p + klen;
+        size_t n = strcspn(v, "&");
+        snprintf(val, cap, "%.*s", (int)(n < cap ? n : cap - 1), v);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- endpoints -------------------------------------------------------------------------------------- */
+
+static void serve_stats(stats_http *h, struct evhttp_request *req, const char *query)
+{
+    (void)query;
+    char buf[STATS_DOC_MAX];
+    int n = stats_json(&h->src, buf, sizeof buf);
+    struct evbuffer *body = n < 0 ? NULL : evbuffer_new();
+    if (!body || evbuffer_add(body, buf, (size_t)n) < 0)
+        evhttp_send_error(req, HTTP_INTERNAL, n < 0 ? "stats document too large" : "out of memory");
+    else
+        reply(req, HTTP_OK, "OK", "application/json", body);
+    if (body)
+        evbuffer_free(body);
+}
+
+static void serve_metrics(stats_http *h, struct evhttp_request *req, const char *query)
+{
+    (void)query;
+    stats_view v;
+    health_report hr;
+    stats_collect(&h->src, &v);
+    health_check(&v, h->src.cfg, &hr);
+    struct evbuffer *body = evbuffer_new();
+    if (!body || metrics_render(&v, h->src.cfg, &hr, body) < 0)
+        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+    else
+        reply(req, HTTP_OK, "OK", METRICS_CONTENT_TYPE, body);
+    if (body)
+        evbuffer_free(body);
+}
+
+static void serve_healthz(stats_http *h, struct evhttp_request *req, const char *query)
+{
+    char val[8];
+    int verbose = query_get(query, "verbose", val, sizeof val);
+    stats_view v;
+    health_report hr;
+    stats_collect(&h->src, &v);
+    health_check(&v, h->src.cfg, &hr);
+    struct evbuffer *body = evbuffer_new();
+    int rc = body ? 0 : -1;
+    if (rc == 0 && !hr.reasons)
+        rc = evbuffer_add_printf(body, "ok\n");
+    for (const char *line = hr.text; rc >= 0 && *line;) { /* "unhealthy: <reason>" per line */
+        size_t n = strcspn(line, "\n");
+        rc = evbuffer_add_printf(body, "unhealthy: %.*s\n", (int)n, line);
+        line += n + (line[n] == '\n');
+    }
+    if (rc >= 0 && verbose)
+        rc = evbuffer_add_printf(body, "\n%s", hr.detail);
+    if (rc < 0)
+        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+    else if (hr.reasons)
+        reply(req, HTTP_SERVUNAVAIL, "Service Unavailable", "text/plain; charset=utf-8", body);
+    else
+        reply(req, HTTP_OK, "OK", "text/plain; charset=utf-8", body);
+    if (body)
+        evbuffer_free(body);
+}
+
+static void serve_clients(stats_http *h, struct evhttp_request *req, const char *query)
+{
+    char val[24];
+    long top = CLIENTS_TOP_DEFAULT;
+    if (query_get(query, "top", val, sizeof val)) {
+        char *end;
+        top = strtol(val, &end, 10);
+        if (!val[0] || *end || top < 1 || top > CLIENTS_TOP_MAX) {
+            reply_text(req, HTTP_BADREQUEST, "Bad Request", "top must be a number from 1 to 1000\n");
+            return;
         }
     }
-    out[o] = 0;
+    struct evbuffer *body = evbuffer_new();
+    const clients *t = h->src.ingest->clients;
+    int rc = !body ? -ENOMEM
+             : t   ? clients_json(t, (size_t)top, mono_ns(), body)
+                   : (evbuffer_add_printf(body, "{\"clients\":[],\"tracked\":0,\"evicted\":0}\n") < 0 ? -ENOMEM : 0);
+    if (rc < 0)
+        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+    else
+        reply(req, HTTP_OK, "OK", "application/json", body);
+    if (body)
+        evbuffer_free(body);
 }
 
-/* Past pauses plus the one going on now, if any. */
-static double backpressure_s(ingest_stats *in)
-{
-    uint64_t since = stat_get(&in->paused_since_ns), now = (uint64_t)(mono_s() * 1e9);
-    return (double)(stat_get(&in->backpressure_ns) + (since && now > since ? now - since : 0)) / 1e9;
-}
+typedef void (*endpoint_fn)(stats_http *h, struct evhttp_request *req, const char *query);
 
-int stats_json(const stats_sources *src, char *buf, size_t cap)
-{
-    ingest_stats *in = src->ingest;
-    uint64_t received = stat_get(&in->received);
-    uint64_t in_drop_shutdown = stat_get(&in->dropped_shutdown);
-    uint64_t in_drop_full = stat_get(&in->dropped_full);
-    flusher_snapshot f;
-    flusher_snapshot_get(src->flusher, &f);
-    char err[420];
-    json_escape(err, sizeof err, f.last_error);
-    const char *state = f.failing ? "failing" : "ok";
-    int n = snprintf(buf, cap,
-        "{\"uptime_seconds\":%.3f,"
-        "\"records\":{\"received\":%llu,\"flushed\":%llu,\"in_ring\":%llu,\"batching\":%llu,\"in_flight\":%llu,"
-        "\"retry_wait\":%llu,\"spooled\":%llu,\"replayed\":%llu,\"dead_letter\":%llu,"
-        "\"rejected\":{\"malformed\":%llu,\"invalid_record\":%llu,\"oversized\":%llu,\"truncated\":%llu,"
-        "\"reserved_key\":%llu},"
-        "\"dropped\":{\"buffer_full\":%llu,\"upstream_rejected\":%llu,\"retry_expired\":%llu,"
-        "\"spool_corrupt\":%llu,\"shutdown\":%llu},"
-        "\"level_unknown\":%llu},"
-        "\"bytes_received\":%llu,"
-        "\"connections\":{\"active\":%llu,\"total\":%llu},"
-        "\"ring\":{\"used_bytes\":%zu,\"capacity_bytes\":%zu},"
-        "\"buffer\":{\"limit_bytes\":%llu,\"batch_bytes\":%llu,\"batch_budget_bytes\":%llu,\"on_full\":\"%s\"},"
-        "\"batches\":{\"sent\":%llu,\"failed\":%llu,\"retried\":%llu,\"unary_calls\":%llu},"
-        "\"upstream\":{\"state\":\"%s\",\"mode\":\"%s\",\"target\":\"%s\",\"last_error\":\"%s\"},"
-        "\"backpressure_seconds\":%.3f,\"backpressure_pauses\":%llu,"
-        "\"spool\":{\"enabled\":%s,\"bytes\":%llu,\"segments\":%llu,\"corrupt_frames\":%llu,\"torn_bytes\":%llu,"
-        "\"dead_letter_batches\":%llu,\"read_errors\":%llu},"
-        "\"flush_latency_ms\":{\"p50\":%g,\"p90\":%g,\"p99\":%g}}\n",
-        mono_s() - src->start_mono,
-        (unsigned long long)(received + in_drop_shutdown + in_drop_full), (unsigned long long)f.flushed,
-        (unsigned long long)(received - f.taken), (unsigned long long)f.batching, (unsigned long long)f.in_flight,
-        (unsigned long long)f.retry_wait, (unsigned long long)f.spooled, (unsigned long long)f.replayed,
-        (unsigned long long)f.dead_letter,
-        (unsigned long long)stat_get(&in->malformed), (unsigned long long)stat_get(&in->invalid_record),
-        (unsigned long long)stat_get(&in->oversized), (unsigned long long)stat_get(&in->truncated),
-        (unsigned long long)stat_get(&in->reserved_key),
-        (unsigned long long)(f.dropped_buffer_full + in_drop_full), (unsigned long long)f.dropped_upstream,
-        (unsigned long long)f.dropped_retry_expired, (unsigned long long)f.dropped_spool_corrupt,
-        (unsigned long long)(f.dropped_shutdown + in_drop_shutdown),
-        (unsigned long long)stat_get(&in->level_unknown),
-        (unsigned long long)stat_get(&in->bytes_received),
-        (unsigned long long)stat_get(&in->conn_active), (unsigned long long)stat_get(&in->conn_total),
-        ring_used_bytes(src->ring), ring_capacity(src->ring),
-        (unsigned long long)src->cfg->buffer_bytes, (unsigned long long)f.held_bytes,
-        (unsigned long long)f.batch_budget,
-        src->cfg->on_full == FULL_BLOCK ? "block" : src->cfg->on_full == FULL_DROP_NEWEST ? "drop-newest" : "drop-oldest",
-        (unsigned long long)f.batches_sent, (unsigned long long)f.batches_failed,
-        (unsigned long long)f.batches_retried, (unsigned long long)f.unary_calls,
-        state, f.unary ? "unary" : "batch", src->cfg->upstream, err,
-        backpressure_s(in), (unsigned long long)stat_get(&in->pauses),
-        f.has_spool ? "true" : "false", (unsigned long long)f.spool.bytes, (unsigned long long)f.spool.segments,
-        (unsigned long long)f.spool.corrupt_frames, (unsigned long long)f.spool.torn_bytes,
-        (unsigned long long)f.spool.dead_letter_batches, (unsigned long long)f.spool.read_errors,
-        f.latency_ms[0], f.latency_ms[1], f.latency_ms[2]);
-    return n > 0 && (size_t)n < cap ? n : -1;
-}
+static const struct {
+    const char *path;
+    endpoint_fn fn;
+} ROUTES[] = {
+    {"/stats", serve_stats},
+    {"/stats/clients", serve_clients},
+    {"/metrics", serve_metrics},
+    {"/healthz", serve_healthz},
+};
 
-static void on_stats(struct evhttp_request *req, void *arg)
+static void on_request(struct evhttp_request *req, void *arg)
 {
     stats_http *h = arg;
-    char buf[4096];
-    int n = stats_json(&h->src, buf, sizeof buf);
-    if (n < 0) {
-        evhttp_send_error(req, HTTP_INTERNAL, "stats document too large");
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+        reply_text(req, 405, "Method Not Allowed", "read-only: only GET and HEAD are allowed\n");
         return;
     }
-    struct evbuffer *out = evbuffer_new();
-    if (!out) {
-        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
-        return;
-    }
-    evbuffer_add(out, buf, (size_t)n);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, HTTP_OK, "OK", out);
-    evbuffer_free(out);
+    for (size_t i = 0; path && i < sizeof ROUTES / sizeof ROUTES[0]; i++)
+        if (strcmp(path, ROUTES[i].path) == 0) {
+            ROUTES[i].fn(h, req, evhttp_uri_get_query(uri));
+            return;
+        }
+    reply_text(req, HTTP_NOTFOUND, "Not Found", "unknown path: try /stats, /stats/clients, /metrics or /healthz\n");
 }
 
-static void on_other(struct evhttp_request *req, void *arg)
+/* ---- listening ---------------------------------------------------------------------------------------- */
+
+/* A group name or number -> gid. Returns 0, or -ENOENT when there is no such group. */
+static int resolve_group(const char *spec, gid_t *gid)
 {
-    evhttp_send_error(req, HTTP_NOTFOUND, "unknown path: try /stats");
+    char *end;
+    unsigned long n = strtoul(spec, &end, 10);
+    if (spec[0] >= '0' && spec[0] <= '9' && *end == 0 && n < (gid_t)-1) {
+        *gid = (gid_t)n;
+        return 0;
+    }
+    struct group gr, *found = NULL;
+    char buf[16384];
+    int rc = getgrnam_r(spec, &gr, buf, sizeof buf, &found);
+    if (rc != 0 || !found)
+        return rc ? -rc : -ENOENT;
+    *gid = found->gr_gid;
+    return 0;
 }
 
-stats_http *stats_http_new(struct event_base *base, const char *path, int given_fd, const stats_sources *src)
+/* Binds path with the configured mode and group applied before listen(2). Returns the listening fd or -errno
+ * (logged). */
+static int unix_listen(const char *path, const config *cfg)
+{
+    gid_t gid = (gid_t)-1;
+    int rc = cfg->stats_socket_group[0] ? resolve_group(cfg->stats_socket_group, &gid) : 0;
+    if (rc < 0) {
+        log_write(LOG_ERROR, "\"unknown group for the stats socket: fix --stats-socket-group (a group name or "
+                             "number)\" group=\"%s\" error=\"%s\"", cfg->stats_socket_group, strerror(-rc));
+        return rc;
+    }
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sun.sun_path) {
+        log_write(LOG_ERROR, "\"stats socket path too long\" socket=%s", path);
+        return -ENAMETOOLONG;
+    }
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    unlink(path); /* the ingest socket's liveness check already ran: a leftover here is ours */
+    mode_t old = umask(0177); /* 0600 from birth; nobody can connect before listen(2) anyway */
+    rc = bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0 ? -errno : 0;
+    umask(old);
+    const char *step = "bind";
+    if (rc == 0 && gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0)
+        rc = -errno, step = "chown";
+    if (rc == 0 && chmod(path, (mode_t)cfg->stats_socket_mode) < 0)
+        rc = -errno, step = "chmod";
+    if (rc == 0 && listen(fd, 64) < 0)
+        rc = -errno, step = "listen";
+    if (rc < 0) {
+        log_write(LOG_ERROR, "\"cannot listen on the stats socket\" socket=%s step=%s error=\"%s\"", path, step,
+                  strerror(-rc));
+        if (strcmp(step, "bind") != 0)
+            unlink(path);
+        close(fd);
+        return rc;
+    }
+    log_write(LOG_INFO, "\"stats socket listening\" socket=%s mode=%04llo group=%s", path,
+              (unsigned long long)cfg->stats_socket_mode, cfg->stats_socket_group[0] ? cfg->stats_socket_group : "-");
+    return fd;
+}
+
+/* Splits "HOST:PORT" or "[V6]:PORT" into host (empty = any address) and port. Returns 0 or -EINVAL. */
+static int split_host_port(const char *spec, char *host, size_t hcap, char *port, size_t pcap)
+{
+    const char *colon;
+    size_t hlen;
+    if (spec[0] == '[') {
+        const char *close = strchr(spec, ']');
+        if (!close || close[1] != ':')
+            return -EINVAL;
+        hlen = (size_t)(close - spec - 1);
+        spec++;
+        colon = close + 1;
+    } else {
+        if (!(colon = strrchr(spec, ':')))
+            return -EINVAL;
+        hlen = (size_t)(colon - spec);
+    }
+    const char *p = colon + 1;
+    if (hlen >= hcap || !*p || strlen(p) >= pcap || strspn(p, "0123456789") != strlen(p) || atol(p) > 65535)
+        return -EINVAL;
+    snprintf(host, hcap, "%.*s", (int)hlen, spec);
+    snprintf(port, pcap, "%s", p);
+    return 0;
+}
+
+/* "127.0.0.1:9100" or "[::1]:9100" of a bound socket. */
+static void bound_address(int fd, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "?";
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+        getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, port, sizeof port,
+                    NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(out, cap, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+}
+
+/* Binds and listens on --metrics-listen. Returns the fd or -errno (logged). */
+static int tcp_listen(const char *spec)
+{
+    char host[256], port[8];
+    if (split_host_port(spec, host, sizeof host, port, sizeof port) < 0) {
+        log_write(LOG_ERROR, "\"bad --metrics-listen: expected HOST:PORT (e.g. 127.0.0.1:9100, [::1]:9100, :9100)\" "
+                             "value=\"%s\"", spec);
+        return -EINVAL;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res = NULL;
+    int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    if (gai != 0) {
+        log_write(LOG_ERROR, "\"cannot resolve --metrics-listen\" value=\"%s\" error=\"%s\"", spec, gai_strerror(gai));
+        return -EINVAL;
+    }
+    int fd = -1, err = 0;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        int one = 1;
+        if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+                        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0)) {
+            err = errno;
+            close(fd);
+            fd = -1;
+        } else if (fd < 0) {
+            err = errno;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        log_write(LOG_ERROR, "\"cannot listen on --metrics-listen\" value=\"%s\" error=\"%s\"", spec, strerror(err));
+        return -(err ? err : EINVAL);
+    }
+    char addr[300];
+    bound_address(fd, addr, sizeof addr);
+    log_write(LOG_INFO, "\"metrics listening\" address=%s", addr);
+    return fd;
+}
+
+/* Hands a listening fd to evhttp (which closes it at evhttp_free). Returns 0, or -1 with fd closed. */
+static int serve_fd(stats_http *h, int fd)
+{
+    if (evutil_make_socket_nonblocking(fd) < 0 || !evhttp_accept_socket_with_handle(h->http, fd)) {
+        log_write(LOG_ERROR, "\"cannot serve the stats endpoints\" fd=%d", fd);
+        close(fd);
+        return -1;
+    }
+    return 0;
+}
+
+stats_http *stats_http_new(struct event_base *base, const char *path, int fd, const stats_sources *src)
 {
     stats_http *h = calloc(1, sizeof *h);
-    if (!h)
-        return NULL;
-    h->src = *src;
-    if (given_fd >= 0) {
-        if (!(h->http = evhttp_new(base)) || (evutil_make_socket_nonblocking(given_fd), 0) ||
-            !evhttp_accept_socket_with_handle(h->http, given_fd)) {
-            log_write(LOG_ERROR, "\"socket activation: cannot serve the stats fd\" fd=%d", given_fd);
-            if (h->http)
-                evhttp_free(h->http);
-            free(h);
-            return NULL;
-        }
-        evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-        evhttp_set_cb(h->http, "/stats", on_stats, h);
-        evhttp_set_gencb(h->http, on_other, h);
-        return h;
-    }
-    snprintf(h->path, sizeof h->path, "%s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
-    unlink(path); /* the ingest socket's liveness check already ran: a leftover here is ours */
-    mode_t old = umask(0177); /* 0600 from birth */
-    int rc = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sun, sizeof sun);
-    int err = errno;
-    umask(old);
-    if (rc < 0 || listen(fd, 64) < 0 || !(h->http = evhttp_new(base))) {
-        log_write(LOG_ERROR, "\"cannot listen on the stats socket\" socket=%s error=\"%s\"", path,
-                  strerror(rc < 0 ? err : errno));
+    if (!h || !(h->http = evhttp_new(base))) {
+        log_write(LOG_ERROR, "\"cannot start the stats server: out of memory\"");
         if (fd >= 0)
             close(fd);
         free(h);
         return NULL;
     }
-    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-    evhttp_set_cb(h->http, "/stats", on_stats, h);
-    evhttp_set_gencb(h->http, on_other, h);
-    if (!evhttp_accept_socket_with_handle(h->http, fd)) {
-        log_write(LOG_ERROR, "\"cannot serve the stats socket\" socket=%s", path);
-        evhttp_free(h->http);
-        close(fd);
-        free(h);
+    h->src = *src;
+    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_max_headers_size(h->http, 16384);
+    evhttp_set_max_body_size(h->http, 4096);
+    evhttp_set_timeout(h->http, 30);
+    evhttp_set_gencb(h->http, on_request, h);
+    int ok = 1;
+    if (fd >= 0) {
+        ok = serve_fd(h, fd) == 0;
+        if (ok)
+            log_write(LOG_INFO, "\"stats socket from systemd\" fd=%d", fd);
+    } else if (path && path[0]) {
+        int ufd = unix_listen(path, src->cfg);
+        if (ufd >= 0)
+            snprintf(h->path, sizeof h->path, "%s", path);
+        ok = ufd >= 0 && serve_fd(h, ufd) == 0;
+    }
+    if (ok && src->cfg->metrics_listen[0]) {
+        int tfd = tcp_listen(src->cfg->metrics_listen);
+        ok = tfd >= 0 && serve_fd(h, tfd) == 0;
+    }
+    if (!ok) {
+        stats_http_free(h);
         return NULL;
     }
     return h;

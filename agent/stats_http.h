@@ -1,8 +1,14 @@
-/* stats_http.h — the stats socket: HTTP/1.1 on a Unix socket (mode 0600), served by evhttp on the main loop.
+/* stats_http.h — the stats socket: HTTP/1.1 on a Unix socket, served by evhttp on the main loop, and optionally
+ * the same endpoints over TCP (--metrics-listen) for a Prometheus scrape inside a pod.
  *
  *   curl --unix-socket /run/logagent/stats.sock http://localhost/stats
  *
- * GET /stats answers DESIGN.md's JSON. Read-only: other methods get 405/501. */
+ * Read-only (GET and HEAD; other methods get 405):
+ *   GET /stats           DESIGN.md's JSON document
+ *   GET /metrics         Prometheus text format 0.0.4 (metrics.h)
+ *   GET /healthz         200 "ok", or 503 with one reason per line (health.h); ?verbose adds every check
+ *   GET /stats/clients   per-client accounting, top senders first (clients.h); ?top=N (default 20, at most 1000)
+ * Anything else is 404 naming these paths. docs/metrics.md describes every number. */
 #ifndef LOGAGENT_STATS_HTTP_H
 #define LOGAGENT_STATS_HTTP_H
 
@@ -16,20 +22,16 @@
 
 typedef struct stats_http stats_http;
 
-typedef struct stats_sources {
-    const config *cfg;
-    ingest_stats *ingest;
-    ring *ring;
-    flusher *flusher;
-    double start_mono; /* seconds, CLOCK_MONOTONIC */
-} stats_sources;
-
-/* Binds and serves the stats socket at path, or serves fd when >= 0 (listening, from systemd; its file is left
- * alone). NULL on failure (logged). */
+/* Starts serving the stats endpoints on base.
+ *   fd >= 0: an already bound and listening socket (systemd socket activation): served as it is; its file is not
+ *            chmod'ed, chown'ed or removed (systemd owns it). On failure fd is still closed.
+ *   fd < 0:  binds `path` (if not empty), replacing a leftover file, with src->cfg->stats_socket_mode and
+ *            stats_socket_group applied before listen(2): bound under umask 0177, then chown/chmod, so the socket
+ *            is never reachable with looser rights than asked. The file is removed by stats_http_free.
+ * Also listens on src->cfg->metrics_listen (HOST:PORT, port 0 = any free port) when set, and logs
+ * `"metrics listening" address=HOST:PORT`.
+ * Returns NULL on failure (an unknown group, a bind error, a bad HOST:PORT), logged with the flag to fix. */
 stats_http *stats_http_new(struct event_base *base, const char *path, int fd, const stats_sources *src);
 void stats_http_free(stats_http *h);
-
-/* Writes the /stats JSON document into buf (NUL-terminated). Returns its length, or -1 if it did not fit. */
-int stats_json(const stats_sources *src, char *buf, size_t cap);
 
 #endif

@@ -1,0 +1,221 @@
+/* metrics.c — the Prometheus text exposition (format 0.0.4) of a stats_view (see metrics.h).
+ *
+ * Written family by family: HELP and TYPE, then its samples. Label values are escaped (\\, \", \n); histogram
+ * buckets come from the flusher's per-range counts, summed here into cumulative `le` buckets. */
+#include "metrics.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct writer {
+    struct evbuffer *out;
+    int err;
+} writer;
+
+static void put(writer *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(writer *w, const char *fmt, ...)
+{
+    if (w->err)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    if (evbuffer_add_vprintf(w->out, fmt, ap) < 0)
+        w->err = -ENOMEM;
+    va_end(ap);
+}
+
+static void family(writer *w, const char *name, const char *type, const char *help)
+{
+    put(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void sample(writer *w, const char *name, const char *labels, uint64_t v)
+{
+    put(w, "%s%s%s%s %llu\n", name, labels ? "{" : "", labels ? labels : "", labels ? "}" : "", (unsigned long long)v);
+}
+
+static void sample_f(writer *w, const char *name, const char *labels, double v)
+{
+    put(w, "%s%s%s%s %.9g\n", name, labels ? "{" : "", labels ? labels : "", labels ? "}" : "", v);
+}
+
+/* A family with one unlabelled sample. */
+static void one(writer *w, const char *name, const char *type, const char *help, uint64_t v)
+{
+    family(w, name, type, help);
+    sample(w, name, NULL, v);
+}
+
+static void one_f(writer *w, const char *name, const char *type, const char *help, double v)
+{
+    family(w, name, type, help);
+    sample_f(w, name, NULL, v);
+}
+
+/* A family with one sample per reason: name{reason="..."}. */
+static void by_reason(writer *w, const char *name, const char *type, const char *help, const char *const *names,
+                      const uint64_t *vals, size_t n)
+{
+    family(w, name, type, help);
+    for (size_t i = 0; i < n; i++) {
+        char labels[96];
+        snprintf(labels, sizeof labels, "reason=\"%s\"", names[i]);
+        sample(w, name, labels, vals[i]);
+    }
+}
+
+/* Escapes a label value: backslash, double quote and newline. */
+static void label_escape(char *out, size_t cap, const char *s)
+{
+    size_t o = 0;
+    for (; *s && o + 3 < cap; s++) {
+        if (*s == '\\' || *s == '"' || *s == '\n') {
+            out[o++] = '\\';
+            out[o++] = *s == '\n' ? 'n' : *s;
+        } else {
+            out[o++] = *s;
+        }
+    }
+    out[o] = 0;
+}
+
+/* A histogram from per-range counts (n bounds, counts[n] above the last) into cumulative buckets. */
+static void histogram(writer *w, const char *name, const char *help, const double *bounds, double scale,
+                      const uint64_t *counts, size_t n, double sum, uint64_t count)
+{
+    char bucket[96], labels[64];
+    snprintf(bucket, sizeof bucket, "%s_bucket", name);
+    family(w, name, "histogram", help);
+    uint64_t cum = 0;
+    for (size_t i = 0; i < n; i++) {
+        cum += counts[i];
+        snprintf(labels, sizeof labels, "le=\"%.9g\"", bounds[i] * scale);
+        sample(w, bucket, labels, cum);
+    }
+    sample(w, bucket, "le=\"+Inf\"", cum + counts[n]);
+    put(w, "%s_sum %.9g\n%s_count %llu\n", name, sum, name, (unsigned long long)count);
+}
+
+static void records(writer *w, const stats_view *v)
+{
+    const flusher_snapshot *f = &v->f;
+    one(w, "logagent_records_received_total", "counter",
+        "Records accepted from clients: queued in the ring, or dropped at ingest (drop-newest, shutdown).",
+        v->received);
+    one(w, "logagent_records_flushed_total", "counter", "Records acknowledged by the log service.", f->flushed);
+    by_reason(w, "logagent_records_rejected_total", "counter",
+              "Bad client input refused at ingest, by reason (reserved_key counts keys removed from kept records).",
+              stats_reject_names, v->rejected, STATS_REJECT_N);
+    by_reason(w, "logagent_records_dropped_total", "counter", "Records lost, by reason.", stats_drop_names,
+              v->dropped, STATS_DROP_N);
+    one(w, "logagent_records_dead_letter_total", "counter",
+        "Records refused by the log service and written to the spool's deadletter.log.", f->dead_letter);
+    one(w, "logagent_records_replayed_total", "counter",
+        "Records found in the spool at start-up (received by an earlier run).", f->replayed);
+    one(w, "logagent_records_level_unknown_total", "counter", "Records whose level was kept as sent (not a known level).",
+        v->level_unknown);
+    family(w, "logagent_records_held", "gauge", "Records in the agent now, by where they are.");
+    const char *where[] = {"ring", "batching", "in_flight", "retry_wait", "spooled"};
+    uint64_t held[] = {v->in_ring, f->batching, f->in_flight, f->retry_wait, f->spooled};
+    for (size_t i = 0; i < 5; i++) {
+        char labels[48];
+        snprintf(labels, sizeof labels, "stage=\"%s\"", where[i]);
+        sample(w, "logagent_records_held", labels, held[i]);
+    }
+}
+
+static void ingest_side(writer *w, const stats_view *v, const config *cfg)
+{
+    one(w, "logagent_received_bytes_total", "counter", "Raw bytes read from client connections.", v->bytes_received);
+    one(w, "logagent_connections_total", "counter", "Client connections accepted.", v->conn_total);
+    one(w, "logagent_connections_active", "gauge", "Client connections open now.", v->conn_active);
+    one(w, "logagent_ring_used_bytes", "gauge", "Bytes of records in the ring now.", v->ring_used);
+    one(w, "logagent_ring_capacity_bytes", "gauge", "Size of the ring.", v->ring_capacity);
+    one(w, "logagent_buffer_limit_bytes", "gauge", "--buffer-bytes: memory for records (ring plus batches).",
+        cfg->buffer_bytes);
+    one(w, "logagent_buffer_batch_bytes", "gauge", "Bytes of batches in flight and waiting to retry now.",
+        v->f.held_bytes);
+    one(w, "logagent_buffer_batch_budget_bytes", "gauge", "What batches may hold: --buffer-bytes minus the ring.",
+        v->f.batch_budget);
+    one_f(w, "logagent_backpressure_seconds_total", "counter",
+          "Time reading from clients was paused because the ring was full.", v->backpressure_s);
+    one(w, "logagent_backpressure_pauses_total", "counter", "Times reading from clients was paused (ring full).",
+        v->pauses);
+    one(w, "logagent_backpressure_active", "gauge", "1 while reading from clients is paused (ring full).",
+        (uint64_t)v->paused);
+    one(w, "logagent_clients_tracked", "gauge", "Clients (pid, comm, service_name) in the /stats/clients table.",
+        v->clients_tracked);
+    one(w, "logagent_clients_evicted_total", "counter",
+        "Idle clients removed from the /stats/clients table to make room.", v->clients_evicted);
+}
+
+static void upstream_side(writer *w, const stats_view *v, const config *cfg)
+{
+    const flusher_snapshot *f = &v->f;
+    one(w, "logagent_batches_sent_total", "counter", "Upstream calls (batches) answered with success.",
+        f->batches_sent);
+    one(w, "logagent_batches_failed_total", "counter", "Upstream calls (batches) that failed.", f->batches_failed);
+    one(w, "logagent_batches_retried_total", "counter", "Batches sent again after a failure.", f->batches_retried);
+    one(w, "logagent_unary_calls_total", "counter", "WriteLog calls completed (unary mode).", f->unary_calls);
+    char target[300], labels[400];
+    label_escape(target, sizeof target, cfg->upstream);
+    snprintf(labels, sizeof labels, "mode=\"%s\",target=\"%s\"", f->unary ? "unary" : "batch", target);
+    family(w, "logagent_upstream_up", "gauge", "1 when the last upstream call succeeded, 0 while calls fail.");
+    sample(w, "logagent_upstream_up", labels, (uint64_t)!f->failing);
+    double failing_s = f->failing && f->failing_since_ms ? (double)(v->now_ms - f->failing_since_ms) / 1000.0 : 0;
+    one_f(w, "logagent_upstream_failing_seconds", "gauge",
+          "How long upstream calls have been failing with no success in between (0 when up).",
+          failing_s < 0 ? 0 : failing_s);
+    histogram(w, "logagent_flush_duration_seconds", "Upstream call latency: a batch sent until its last answer.",
+              flusher_lat_bounds_ms, 0.001, f->hist.lat, FLUSHER_LAT_N, f->hist.lat_sum_s, f->hist.count);
+    histogram(w, "logagent_batch_records", "Records per batch sent upstream (one observation per completed call).",
+              flusher_size_bounds, 1, f->hist.size, FLUSHER_SIZE_N, (double)f->hist.size_sum, f->hist.count);
+    histogram(w, "logagent_batch_bytes", "Bytes per batch sent upstream (one observation per completed call).",
+              flusher_bytes_bounds, 1, f->hist.bytes, FLUSHER_BYTES_N, (double)f->hist.bytes_sum, f->hist.count);
+}
+
+static void spool_side(writer *w, const stats_view *v, const config *cfg)
+{
+    const flusher_snapshot *f = &v->f;
+    one(w, "logagent_spool_enabled", "gauge", "1 when a spool folder is in use (--spool-dir).", (uint64_t)f->has_spool);
+    one(w, "logagent_spool_bytes", "gauge", "Bytes in the spool's segment files now.", f->spool.bytes);
+    one(w, "logagent_spool_max_bytes", "gauge", "--spool-max-bytes (0 without a spool).",
+        f->has_spool ? cfg->spool_max_bytes : 0);
+    one(w, "logagent_spool_segments", "gauge", "Spool segment files now.", f->spool.segments);
+    one(w, "logagent_spool_corrupt_frames_total", "counter", "Spool frames skipped at start-up (bad CRC).",
+        f->spool.corrupt_frames);
+    one(w, "logagent_spool_torn_bytes_total", "counter", "Bytes cut off torn spool segment tails at start-up.",
+        f->spool.torn_bytes);
+    one(w, "logagent_spool_dead_letter_batches_total", "counter", "Batches written to deadletter.log.",
+        f->spool.dead_letter_batches);
+    one(w, "logagent_spool_read_errors_total", "counter", "Spooled batches that failed their CRC when read back.",
+        f->spool.read_errors);
+}
+
+static void agent_side(writer *w, const stats_view *v, const health_report *h)
+{
+    one(w, "logagent_healthy", "gauge", "1 when /healthz answers 200, 0 when it answers 503.", (uint64_t)!h->reasons);
+    family(w, "logagent_unhealthy", "gauge", "1 for each reason /healthz currently answers 503.");
+    for (size_t i = 0; i < HEALTH_REASON_N; i++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "reason=\"%s\"", health_reason_names[i]);
+        sample(w, "logagent_unhealthy", labels, (uint64_t)!!(h->reasons & (1u << i)));
+    }
+    one_f(w, "logagent_uptime_seconds", "gauge", "Seconds since the agent started.", v->uptime_s);
+    one_f(w, "logagent_start_time_seconds", "gauge", "When the agent started, in unix seconds.", v->start_unix_s);
+    family(w, "logagent_build_info", "gauge", "Always 1; the version is in the label.");
+    sample(w, "logagent_build_info", "version=\"" LOGAGENT_VERSION_STRING "\"", 1);
+}
+
+int metrics_render(const stats_view *v, const config *cfg, const health_report *h, struct evbuffer *out)
+{
+    writer w = {out, 0};
+    records(&w, v);
+    ingest_side(&w, v, cfg);
+    upstream_side(&w, v, cfg);
+    spool_side(&w, v, cfg);
+    agent_side(&w, v, h);
+    return w.err;
+}

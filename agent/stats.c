@@ -1,0 +1,225 @@
+/* stats.c — one consistent reading of the agent's counters (stats_collect) and the /stats JSON document.
+ *
+ * Every stats document starts here, so /stats, /metrics and /healthz never disagree about a number. */
+#include "stats.h"
+
+#include "clients.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+const char *const stats_reject_names[STATS_REJECT_N] = {"malformed", "invalid_record", "oversized", "truncated",
+                                                        "reserved_key"};
+const char *const stats_drop_names[STATS_DROP_N] = {"buffer_full", "upstream_rejected", "retry_expired",
+                                                    "spool_corrupt", "shutdown"};
+
+static double clock_s(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Past pauses plus the one going on now, if any. */
+static double backpressure_s(ingest_stats *in, int64_t now_ns)
+{
+    uint64_t since = stat_get(&in->paused_since_ns);
+    uint64_t now = (uint64_t)now_ns;
+    return (double)(stat_get(&in->backpressure_ns) + (since && now > since ? now - since : 0)) / 1e9;
+}
+
+void stats_collect(const stats_sources *src, stats_view *v)
+{
+    ingest_stats *in = src->ingest;
+    memset(v, 0, sizeof *v);
+    double mono = clock_s(CLOCK_MONOTONIC);
+    v->uptime_s = mono - src->start_mono;
+    v->start_unix_s = clock_s(CLOCK_REALTIME) - v->uptime_s;
+    v->now_ms = (int64_t)(mono * 1000.0);
+    /* ingest's counters first: this is ingest's thread, so they cannot move while we read; the flusher can only
+     * take what was counted before, so taken <= received below */
+    uint64_t ring_received = stat_get(&in->received);
+    uint64_t in_drop_shutdown = stat_get(&in->dropped_shutdown), in_drop_full = stat_get(&in->dropped_full);
+    v->rejected[0] = stat_get(&in->malformed);
+    v->rejected[1] = stat_get(&in->invalid_record);
+    v->rejected[2] = stat_get(&in->oversized);
+    v->rejected[3] = stat_get(&in->truncated);
+    v->rejected[4] = stat_get(&in->reserved_key);
+    v->level_unknown = stat_get(&in->level_unknown);
+    v->bytes_received = stat_get(&in->bytes_received);
+    v->conn_active = stat_get(&in->conn_active);
+    v->conn_total = stat_get(&in->conn_total);
+    v->pauses = stat_get(&in->pauses);
+    v->paused = stat_get(&in->paused_since_ns) != 0;
+    v->backpressure_s = backpressure_s(in, (int64_t)(mono * 1e9));
+    if (in->clients) {
+        v->clients_tracked = clients_tracked(in->clients);
+        v->clients_evicted = clients_evicted(in->clients);
+    }
+    flusher_snapshot_get(src->flusher, &v->f);
+    v->received = ring_received + in_drop_shutdown + in_drop_full;
+    v->in_ring = ring_received - v->f.taken;
+    v->dropped[0] = v->f.dropped_buffer_full + in_drop_full;
+    v->dropped[1] = v->f.dropped_upstream;
+    v->dropped[2] = v->f.dropped_retry_expired;
+    v->dropped[3] = v->f.dropped_spool_corrupt;
+    v->dropped[4] = v->f.dropped_shutdown + in_drop_shutdown;
+    v->ring_used = ring_used_bytes(src->ring);
+    v->ring_capacity = ring_capacity(src->ring);
+}
+
+/* Length of the UTF-8 sequence starting at s (n bytes left), or 0 when it is not valid UTF-8. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len = s[0] < 0x80 ? 1 : (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (len == 0 || len > n || (len == 2 && s[0] < 0xC2) || (len == 4 && s[0] > 0xF4))
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    if ((len == 3 && s[0] == 0xE0 && s[1] < 0xA0) || (len == 3 && s[0] == 0xED && s[1] >= 0xA0) ||
+        (len == 4 && s[0] == 0xF0 && s[1] < 0x90) || (len == 4 && s[0] == 0xF4 && s[1] >= 0x90))
+        return 0; /* overlong, surrogate, or past U+10FFFF */
+    return len;
+}
+
+void stats_json_escape(char *out, size_t cap, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t o = 0;
+    if (cap == 0)
+        return;
+    for (size_t i = 0; i < n;) {
+        char tmp[8];
+        size_t len = utf8_len(p + i, n - i), w;
+        const char *piece = tmp;
+        if (len == 0) { /* invalid byte: U+FFFD */
+            piece = "\xEF\xBF\xBD";
+            w = 3;
+            len = 1;
+        } else if (p[i] == '"' || p[i] == '\\') {
+            tmp[0] = '\\';
+            tmp[1] = (char)p[i];
+            w = 2;
+        } else if (p[i] < 0x20 || p[i] == 0x7f) {
+            w = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", p[i]);
+        } else {
+            piece = (const char *)p + i;
+            w = len;
+        }
+        if (o + w >= cap)
+            break;
+        memcpy(out + o, piece, w);
+        o += w;
+        i += len;
+    }
+    out[o] = 0;
+}
+
+/* An append-only text buffer that remembers whether anything did not fit. */
+typedef struct textbuf {
+    char *buf;
+    size_t cap, len;
+    int overflow;
+} textbuf;
+
+static void put(textbuf *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(textbuf *t, const char *fmt, ...)
+{
+    if (t->overflow)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= t->cap - t->len)
+        t->overflow = 1;
+    else
+        t->len += (size_t)n;
+}
+
+/* "name":{"a":1,"b":2} from parallel arrays of names and values. */
+static void put_map(textbuf *t, const char *name, const char *const *names, const uint64_t *vals, size_t n)
+{
+    put(t, "\"%s\":{", name);
+    for (size_t i = 0; i < n; i++)
+        put(t, "%s\"%s\":%llu", i ? "," : "", names[i], (unsigned long long)vals[i]);
+    put(t, "}");
+}
+
+static const char *on_full_name(int on_full)
+{
+    return on_full == FULL_BLOCK ? "block" : on_full == FULL_DROP_NEWEST ? "drop-newest" : "drop-oldest";
+}
+
+static void put_records(textbuf *t, const stats_view *v)
+{
+    const flusher_snapshot *f = &v->f;
+    put(t, "\"records\":{\"received\":%llu,\"flushed\":%llu,\"in_ring\":%llu,\"batching\":%llu,\"in_flight\":%llu,"
+           "\"retry_wait\":%llu,\"spooled\":%llu,\"replayed\":%llu,\"dead_letter\":%llu,",
+        (unsigned long long)v->received, (unsigned long long)f->flushed, (unsigned long long)v->in_ring,
+        (unsigned long long)f->batching, (unsigned long long)f->in_flight, (unsigned long long)f->retry_wait,
+        (unsigned long long)f->spooled, (unsigned long long)f->replayed, (unsigned long long)f->dead_letter);
+    put_map(t, "rejected", stats_reject_names, v->rejected, STATS_REJECT_N);
+    put(t, ",");
+    put_map(t, "dropped", stats_drop_names, v->dropped, STATS_DROP_N);
+    put(t, ",\"level_unknown\":%llu},", (unsigned long long)v->level_unknown);
+}
+
+static void put_upstream(textbuf *t, const stats_view *v, const config *cfg)
+{
+    const flusher_snapshot *f = &v->f;
+    char err[420], target[520];
+    stats_json_escape(err, sizeof err, f->last_error, strlen(f->last_error));
+    stats_json_escape(target, sizeof target, cfg->upstream, strlen(cfg->upstream));
+    double failing_s = f->failing && f->failing_since_ms ? (double)(v->now_ms - f->failing_since_ms) / 1000.0 : 0;
+    put(t, "\"batches\":{\"sent\":%llu,\"failed\":%llu,\"retried\":%llu,\"unary_calls\":%llu},"
+           "\"upstream\":{\"state\":\"%s\",\"mode\":\"%s\",\"target\":\"%s\",\"last_error\":\"%s\","
+           "\"failing_seconds\":%.3f},",
+        (unsigned long long)f->batches_sent, (unsigned long long)f->batches_failed,
+        (unsigned long long)f->batches_retried, (unsigned long long)f->unary_calls, f->failing ? "failing" : "ok",
+        f->unary ? "unary" : "batch", target, err, failing_s < 0 ? 0 : failing_s);
+}
+
+static void put_spool(textbuf *t, const stats_view *v, const config *cfg)
+{
+    const spool_stats *s = &v->f.spool;
+    put(t, "\"spool\":{\"enabled\":%s,\"bytes\":%llu,\"max_bytes\":%llu,\"segments\":%llu,\"corrupt_frames\":%llu,"
+           "\"torn_bytes\":%llu,\"dead_letter_batches\":%llu,\"read_errors\":%llu},",
+        v->f.has_spool ? "true" : "false", (unsigned long long)s->bytes,
+        (unsigned long long)(v->f.has_spool ? cfg->spool_max_bytes : 0), (unsigned long long)s->segments,
+        (unsigned long long)s->corrupt_frames, (unsigned long long)s->torn_bytes,
+        (unsigned long long)s->dead_letter_batches, (unsigned long long)s->read_errors);
+}
+
+int stats_view_json(const stats_view *v, const config *cfg, char *buf, size_t cap)
+{
+    const flusher_snapshot *f = &v->f;
+    textbuf t = {buf, cap, 0, cap == 0};
+    put(&t, "{\"uptime_seconds\":%.3f,", v->uptime_s);
+    put_records(&t, v);
+    put(&t, "\"bytes_received\":%llu,\"connections\":{\"active\":%llu,\"total\":%llu},"
+            "\"ring\":{\"used_bytes\":%zu,\"capacity_bytes\":%zu},"
+            "\"buffer\":{\"limit_bytes\":%llu,\"batch_bytes\":%llu,\"batch_budget_bytes\":%llu,\"on_full\":\"%s\"},",
+        (unsigned long long)v->bytes_received, (unsigned long long)v->conn_active, (unsigned long long)v->conn_total,
+        v->ring_used, v->ring_capacity, (unsigned long long)cfg->buffer_bytes, (unsigned long long)f->held_bytes,
+        (unsigned long long)f->batch_budget, on_full_name(cfg->on_full));
+    put_upstream(&t, v, cfg);
+    put(&t, "\"backpressure_seconds\":%.3f,\"backpressure_pauses\":%llu,\"backpressure_active\":%s,",
+        v->backpressure_s, (unsigned long long)v->pauses, v->paused ? "true" : "false");
+    put_spool(&t, v, cfg);
+    put(&t, "\"clients\":{\"tracked\":%llu,\"evicted\":%llu},", (unsigned long long)v->clients_tracked,
+        (unsigned long long)v->clients_evicted);
+    put(&t, "\"flush_latency_ms\":{\"p50\":%g,\"p90\":%g,\"p99\":%g}}\n", f->latency_ms[0], f->latency_ms[1],
+        f->latency_ms[2]);
+    return t.overflow ? -1 : (int)t.len;
+}
+
+int stats_json(const stats_sources *src, char *buf, size_t cap)
+{
+    stats_view v;
+    stats_collect(src, &v);
+    return stats_view_json(&v, src->cfg, buf, cap);
+}
