@@ -234,6 +234,20 @@ def test_volume_entrypoint_and_healthcheck_match_the_agent():
         assert re.search(r"--target\b[^&]*\b%s\b" % re.escape(prog), build), "the build stage does not build %s" % prog
 
 
+def test_build_stage_has_every_build_dependency():
+    """Every lib*-dev package (and build tool) packaging/install-deps.sh installs for the build is in the build stage,
+    so a dependency added to the project for the local build cannot be forgotten in the image."""
+    with open(os.path.join(PACKAGING, "install-deps.sh"), encoding="utf-8") as f:
+        text = f.read().replace("\\\n", " ")
+    local = re.search(r'PKGS="([^"]*)"', text).group(1).split()
+    wanted = [p for p in local if (p.startswith("lib") and p.endswith("-dev") and not p.startswith("libclang-rt"))
+              or p in ("build-essential", "cmake", "pkg-config", "protobuf-c-compiler")]
+    build = [p for s in stages()[:-1] for p in apt_packages(s)]
+    missing = sorted(set(wanted) - set(build))
+    assert not missing, "the Dockerfile's build stage lacks %s (in packaging/install-deps.sh)" % missing
+
+
 if __name__ == "__main__":
     run([test_runtime_stage_installs_every_library_the_programs_load, test_runtime_user_is_not_root,
-         test_every_copy_source_exists, test_volume_entrypoint_and_healthcheck_match_the_agent])
+         test_every_copy_source_exists, test_volume_entrypoint_and_healthcheck_match_the_agent,
+         test_build_stage_has_every_build_dependency])
