@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <ini.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,7 @@ static const opt OPTS[] = {
     NUM(batch_max_bytes, T_SIZE, "4MiB", 1024, 1ULL << 30, "bytes per batch at most (servers refuse > 4 MiB)"),
     NUM(flush_interval_ms, T_MS, "100", 1, 3600000, "send a partial batch after this long"),
     NUM(max_inflight, T_U64, "4", 1, 1024, "concurrent upstream calls (batches) at most"),
-    NUM(max_record_bytes, T_SIZE, "1MiB", 64, 64 << 20, "largest msgpack record accepted (default: at most 1/16 of buffer-bytes)"),
+    NUM(max_record_bytes, T_SIZE, "1MiB", 64, 64 << 20, "largest msgpack record accepted; at most 1/16 of buffer-bytes"),
     NUM(drain_timeout_ms, T_MS, "10000", 0, 3600000, "on SIGTERM, time allowed to flush what is held"),
     NUM(rpc_timeout_ms, T_MS, "10000", 10, 3600000, "deadline of each upstream call"),
     NUM(retry_initial_ms, T_MS, "100", 1, 3600000, "first retry delay (exponential backoff, full jitter)"),
@@ -431,6 +432,14 @@ static int check_combinations(config *cfg)
         fprintf(stderr, "logagentd: max-record-bytes (%llu, from %s) must be at most 1/16 of buffer-bytes (%llu, "
                         "from %s)\n", (unsigned long long)cfg->max_record_bytes, a,
                 (unsigned long long)cfg->buffer_bytes, b);
+        return -EINVAL;
+    }
+    const char *g = cfg->stats_socket_group;
+    struct group gr, *found = NULL;
+    char grbuf[16384];
+    if (g[0] && strspn(g, "0123456789") != strlen(g) && (getgrnam_r(g, &gr, grbuf, sizeof grbuf, &found) || !found)) {
+        describe_origin(cfg, opt_index(offsetof(config, stats_socket_group)), a, sizeof a);
+        fprintf(stderr, "logagentd: stats-socket-group '%s' (from %s): no such group\n", g, a);
         return -EINVAL;
     }
     if (cfg->buffer == BUFFER_DISK && !cfg->spool_dir[0]) {
