@@ -176,7 +176,8 @@ void config_usage(FILE *out)
             "version", "print the version", "help", "this text");
     fprintf(out, "Every option may also be set as LOGAGENT_<OPTION> in the environment (e.g. LOGAGENT_BUFFER_BYTES="
                  "128MiB)\nor as `option = value` in the config file (INI, optionally under [logagentd]).\n"
-                 "Precedence: flags > environment > config file > defaults. SIGHUP re-reads them.\n"
+                 "Precedence: flags > environment > config file > defaults. SIGHUP re-reads the file (the\n"
+                 "environment and flags of a running agent do not change).\n"
                  "Exit status: 0 ok, 2 bad usage or configuration, 1 runtime failure.\n");
 }
 
@@ -323,6 +324,7 @@ static int load_file(config *cfg, int required)
         return -EINVAL;
     }
     cfg->config_file_found = 1;
+    ini_allow_multiline = false; /* an indented key is a key, not the continuation of the line before */
     int rc = ini_parse_stream(file_reader, &fc, file_handler, &fc);
     fclose(fc.f);
     if (rc > 0) {

@@ -83,20 +83,27 @@ static int wait_fd(int fd, short events, long long deadline)
     }
 }
 
-static int connect_unix(const ctl_endpoint *ep, int *fdp)
+/* A Unix connect never says EINPROGRESS: with the listener's backlog full it fails with EAGAIN at once. A busy
+ * agent is not a dead one, so that is retried (every 20 ms) until the deadline. */
+static int connect_unix(const ctl_endpoint *ep, long long deadline, int *fdp)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -errno;
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     memcpy(sun.sun_path, ep->path, strlen(ep->path) + 1);
-    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+    for (;;) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+            return -errno;
+        if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0) {
+            *fdp = fd;
+            return 0;
+        }
         int e = errno;
         close(fd);
-        return -e;
+        if (e != EAGAIN || now_ms() + 20 > deadline)
+            return -e;
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
     }
-    *fdp = fd;
-    return 0;
 }
 
 /* Non-blocking connect to one address, finished within the deadline. Returns 0 or -errno. */
@@ -290,7 +297,7 @@ static int exchange(const ctl_endpoint *ep, const char *target, double timeout_s
 {
     long long deadline = now_ms() + (long long)(timeout_s * 1000.0 + 0.5);
     int fd = -1;
-    int rc = ep->tcp ? connect_tcp(ep, deadline, &fd, err, errlen) : connect_unix(ep, &fd);
+    int rc = ep->tcp ? connect_tcp(ep, deadline, &fd, err, errlen) : connect_unix(ep, deadline, &fd);
     if (rc < 0) {
         if (!ep->tcp)
             snprintf(err, errlen, "cannot connect to %s: %s", ep->text, strerror(-rc));

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "mpscan.h"
 #include "record.h"
+#include "sockpath.h"
 
 #include <errno.h>
 #include <event2/listener.h>
@@ -172,7 +173,7 @@ static void handle_record(conn *c, const msgpack_object *obj, size_t wire, int64
     if (ce) {
         ce->bytes += wire;
         ce->last_seen_ns = mono;
-        ce->rejected += info.reserved_keys + (rc < 0);
+        ce->rejected += (rc < 0); /* reserved keys below, only for records that are kept (as the global count) */
     }
     if (rc == -EINVAL) {
         stat_add(&in->st->invalid_record, 1);
@@ -186,6 +187,8 @@ static void handle_record(conn *c, const msgpack_object *obj, size_t wire, int64
     }
     if (info.reserved_keys) {
         stat_add(&in->st->reserved_key, info.reserved_keys);
+        if (ce)
+            ce->rejected += info.reserved_keys;
         log_peer(&in->lim_reserved, c, "reserved _-key dropped from a record");
     }
     if (info.level_unknown)
@@ -418,37 +421,19 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
 
 /* ---- listening ---------------------------------------------------------------------------------------- */
 
-/* Is a live agent answering on path? 1 yes, 0 no (stale or absent), -errno when the path is not a socket. */
-static int live_agent_on(const char *path)
-{
-    struct stat stt;
-    if (lstat(path, &stt) < 0)
-        return 0;
-    if (!S_ISSOCK(stt.st_mode))
-        return -EEXIST;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
-    int rc = connect(fd, (struct sockaddr *)&sun, sizeof sun);
-    close(fd);
-    return rc == 0 ? 1 : 0;
-}
-
 int ingest_listen(ingest *in)
 {
     const char *path = in->cfg->socket_path;
-    int live = live_agent_on(path);
-    if (live == 1) {
+    int removed, rc = sockpath_prepare(path, &removed);
+    if (rc == -EADDRINUSE)
         log_write(LOG_ERROR, "\"another agent is already listening on the ingest socket\" socket=%s", path);
-        return -EADDRINUSE;
-    }
-    if (live < 0) {
+    else if (rc == -EEXIST)
         log_write(LOG_ERROR, "\"ingest socket path exists and is not a socket\" socket=%s", path);
-        return live;
-    }
-    if (unlink(path) == 0)
+    else if (rc < 0)
+        log_write(LOG_ERROR, "\"cannot use the ingest socket path\" socket=%s error=\"%s\"", path, strerror(-rc));
+    if (rc < 0)
+        return rc;
+    if (removed)
         log_write(LOG_INFO, "\"removed stale ingest socket\" socket=%s", path);
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
@@ -473,7 +458,8 @@ int ingest_listen_fd(ingest *in, int fd)
     }
     evutil_make_socket_nonblocking(fd);
     evutil_make_socket_closeonexec(fd);
-    in->listener = evconnlistener_new(in->base, on_accept, in, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    in->listener = evconnlistener_new(in->base, on_accept, in, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0,
+                                      fd); /* 0: already listening; keep systemd's Backlog= */
     if (!in->listener) {
         log_write(LOG_ERROR, "\"socket activation: cannot serve the ingest fd\" fd=%d", fd);
         return -EINVAL;
@@ -522,19 +508,25 @@ static void count_unqueued(conn *c)
 {
     ingest *in = c->in;
     uint64_t n = c->held ? 1 : 0;
+    if (n && c->client)
+        c->client->dropped++;
     record_info info;
     while (msgpack_unpacker_next(&c->up, &c->res) == MSGPACK_UNPACK_SUCCESS) {
         int rc = record_encode(&in->enc, &c->res.data, &c->src, 0, &info);
+        client_entry *ce = conn_client(c, info.service, info.service_len, mono_ns());
+        int bad = rc == -EINVAL || rc == -E2BIG || (rc == 0 && in->enc.out_len > in->enc.text_limit);
         if (rc == -EINVAL)
             stat_add(&in->st->invalid_record, 1);
-        else if (rc == -E2BIG || (rc == 0 && in->enc.out_len > in->enc.text_limit))
+        else if (bad)
             stat_add(&in->st->oversized, 1);
         else
             n++;
+        if (ce && bad)
+            ce->rejected++;
+        else if (ce)
+            ce->dropped++;
     }
     stat_add(&in->st->dropped_shutdown, n);
-    if (n && c->client)
-        c->client->dropped += n;
     free(c->held);
     c->held = NULL;
 }

@@ -9,6 +9,7 @@
 #include "clients.h"
 #include "health.h"
 #include "log.h"
+#include "sockpath.h"
 #include "metrics.h"
 
 #include <errno.h>
@@ -143,6 +144,12 @@ static void serve_healthz(stats_http *h, struct evhttp_request *req, const char 
 
 static void serve_clients(stats_http *h, struct evhttp_request *req, const char *query)
 {
+    /* pids, uids, process and service names stay on the (0600) Unix socket, not on --metrics-listen */
+    const struct sockaddr *peer = evhttp_connection_get_addr(evhttp_request_get_connection(req));
+    if (peer && peer->sa_family != AF_UNIX) {
+        reply_text(req, 403, "Forbidden", "/stats/clients is served on the stats socket only (it names processes)\n");
+        return;
+    }
     char val[24];
     long top = CLIENTS_TOP_DEFAULT;
     if (query_get(query, "top", val, sizeof val)) {
@@ -234,10 +241,17 @@ static int unix_listen(const char *path, const config *cfg)
         return -ENAMETOOLONG;
     }
     memcpy(sun.sun_path, path, strlen(path) + 1);
+    int removed;
+    if ((rc = sockpath_prepare(path, &removed)) < 0) {
+        log_write(LOG_ERROR, "\"cannot use the stats socket path\" socket=%s error=\"%s\"", path,
+                  rc == -EADDRINUSE ? "a live process listens on it (another agent?)"
+                  : rc == -EEXIST   ? "exists and is not a socket"
+                                    : strerror(-rc));
+        return rc;
+    }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    unlink(path); /* the ingest socket's liveness check already ran: a leftover here is ours */
     mode_t old = umask(0177); /* 0600 from birth; nobody can connect before listen(2) anyway */
     rc = bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0 ? -errno : 0;
     umask(old);

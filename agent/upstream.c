@@ -223,9 +223,11 @@ int upstream_call(upstream *u, int m, const uint8_t *req, size_t len, int64_t ti
     u->live_head = c;
     u->live++;
     pthread_mutex_unlock(&u->mu);
-    /* The mutex is not held across start_batch: the completion may run (and free c) before it returns. */
+    /* The mutex is not held across start_batch: the completion may run (and free c) before it returns. Read
+     * c->call before the release, so that everything this thread did to c happens before the reaper's free. */
+    grpc_call *call = c->call;
     TAG_RELEASE(c);
-    if (grpc_call_start_batch(c->call, ops, 6, c, NULL) != GRPC_CALL_OK) {
+    if (grpc_call_start_batch(call, ops, 6, c, NULL) != GRPC_CALL_OK) {
         live_remove(u, c);
         ucall_free(c);
         return -EIO;

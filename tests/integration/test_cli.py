@@ -81,6 +81,14 @@ def test_stale_socket_replaced_and_non_socket_refused():
     open(path, "w").close()
     rc, _, err = agent_run("--socket", path, "--stats-socket", tmp.file("s2.sock"), "--upstream", sink.target)
     assert rc == 1 and "not a socket" in err and os.path.exists(path), err
+    # the stats socket gets the same care: an operator's file is not deleted, a live agent's socket not stolen
+    rc, _, err = agent_run("--socket", tmp.file("s3.sock"), "--stats-socket", path, "--upstream", sink.target)
+    assert rc == 1 and "stats socket path" in err and "not a socket" in err and os.path.exists(path), err
+    b = Agent(tmp, sink.target, name="b").start()
+    rc, _, err = agent_run("--socket", tmp.file("s4.sock"), "--stats-socket", b.stats_socket, "--upstream", sink.target)
+    assert rc == 1 and "a live process listens on it" in err, err
+    assert b.stats()["uptime_seconds"] > 0 and not os.path.exists(tmp.file("s4.sock"))
+    assert b.stop() == 0
 
 
 if __name__ == "__main__":

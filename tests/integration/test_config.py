@@ -62,6 +62,10 @@ def test_precedence_and_check_config():
     rc, out2, err = agentd("--config", again, "--check-config")
     assert rc == 0, err
     assert {k: v[0] for k, v in effective(out2).items()} == {k: v[0] for k, v in e.items()}
+    # indented keys are keys (libinih would read them as continuation lines by default)
+    ind = write(tmp, "indent.conf", "[logagentd]\n  upstream = x:1\n  batch-max-records = 500\n")
+    rc, out, err = agentd("--config", ind, "--check-config")
+    assert rc == 0 and effective(out)["batch-max-records"] == ("500", ind + ":3"), (out, err)
     # LOGAGENT_CONFIG names the file; --config '' means none
     rc, out, err = agentd("--check-config", env_extra={"LOGAGENT_CONFIG": conf})
     assert rc == 0 and effective(out)["buffer-bytes"][0] == "8MiB", (out, err)

@@ -297,6 +297,23 @@ def test_clients_attributes_three_processes_and_a_bad_one():
     assert a.stop() == 0
 
 
+def test_clients_rejected_sums_match_stats():
+    tmp = TempDir("clientsum")
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target).start()
+    # reserved keys on a record refused as invalid are not counted (as /stats), on a kept record they are
+    send_records(a.socket, [{"_a": 1, "_b": 2, "service_name": "svc-r"}, {"message": "kept", "_c": 3,
+                                                                          "service_name": "svc-r"}])
+    sink.wait_count(1)
+    st = a.stats()
+    rejected = sum(st["records"]["rejected"].values())
+    assert rejected == 2 and st["records"]["rejected"]["reserved_key"] == 1, st["records"]["rejected"]
+    cl = clients_of(a)["clients"]
+    assert sum(c["rejected"] for c in cl) == rejected, cl
+    assert sum(c["records"] for c in cl) == st["records"]["received"] == 1, cl
+    assert a.stop() == 0
+
+
 def agent_fails(tmp, *args):
     """Runs an agent that must fail at start-up: returns (exit code, log text); no socket is left behind."""
     sock, stats_sock = tmp.file("fail.sock"), tmp.file("fail-stats.sock")
@@ -327,6 +344,9 @@ def test_metrics_listen_serves_tcp():
     c.request("GET", "/stats")
     r = c.getresponse()
     assert r.status == 200 and b'"flushed":50' in r.read()
+    c.request("GET", "/stats/clients")
+    r = c.getresponse()
+    assert r.status == 403 and b"stats socket only" in r.read(), r.status
     c.close()
     rc, err = agent_fails(tmp, "--metrics-listen", addr.group(1))
     assert rc == 1 and "cannot listen on --metrics-listen" in err and "Address already in use" in err, (rc, err)
@@ -435,4 +455,4 @@ if __name__ == "__main__":
     run([test_known_traffic_stats_and_metrics_say_exactly_that, test_healthz_follows_the_log_service,
          test_healthz_spool_nearly_full, test_healthz_ring_stuck_behind_a_failing_upstream, test_clients_attributes_three_processes_and_a_bad_one,
          test_metrics_listen_serves_tcp, test_stats_socket_mode_and_group, test_read_only_http_surface,
-         test_reading_stats_in_a_tight_loop_loses_nothing])
+         test_reading_stats_in_a_tight_loop_loses_nothing, test_clients_rejected_sums_match_stats])
