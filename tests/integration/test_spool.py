@@ -12,7 +12,7 @@ import time
 
 import msgpack
 
-from harness import Agent, Sink, TempDir, accounting_holds, run, send_records, wait_for
+from harness import Agent, Sink, TempDir, accounting_holds, run, scaled, send_records, wait_for
 
 
 def dead_target(tmp):
@@ -178,11 +178,14 @@ def test_full_spool_is_backpressure_not_loss():
     s.setblocking(False)
     sent, data = 0, b"".join(msgpack.packb(r) for r in records(40000, "b"))
     off = 0
-    deadline = time.monotonic() + 5
-    while off < len(data) and time.monotonic() < deadline:  # write until the agent stops reading
+    deadline = time.monotonic() + scaled(30)
+    while off < len(data):  # write until the agent stops reading (a slow sanitizer build takes longer to fill)
         try:
             off += s.send(data[off:off + 65536])
         except BlockingIOError:
+            if a.stats()["backpressure_pauses"] > 0:
+                break
+            assert time.monotonic() < deadline, "the agent never stopped reading: %s" % a.stats()
             time.sleep(0.01)
     wait_for(lambda: a.stats()["backpressure_pauses"] > 0, 20, "backpressure")
     st = a.stats()
