@@ -5,7 +5,8 @@ deep, closed client); 1,000 records from 8 threads arrive exactly once; os.fork(
 child writes through its own connection: the sink sees the child's pid); a record cut by a hang-up is sent
 again whole on the next connection, a fully written one never; the agent SIGKILLed and restarted
 under a running writer (what was written while it was down arrives after it returns, nothing twice); a
-process that exits without flushing still delivers, and one whose agent is down exits within the exit flush.
+process that exits without flushing still delivers (a multiprocessing child too, which skips atexit), and one
+whose agent is down exits within the exit flush.
 
 Runs with Debian's /usr/bin/python3 and python3-msgpack; the module comes from client-shim/python (PYTHONPATH,
 or the path below when run by hand)."""
@@ -356,6 +357,29 @@ def test_record_cut_by_a_disconnect_is_resent_whole_written_ones_never():
     assert a.stop() == 0
 
 
+def _mp_child(n):
+    for i in range(n):
+        logagent.write_log("mp-%05d" % i, service_name="pool-worker")
+    # returns without flush(): multiprocessing ends its children with os._exit(), which skips atexit
+
+
+def test_multiprocessing_child_delivers_without_flush():
+    import multiprocessing
+    tmp, sink, a = pair("mp")
+    logagent.configure(socket_path=a.socket)
+    n = 3000
+    p = multiprocessing.get_context("fork").Process(target=_mp_child, args=(n,))
+    p.start()
+    p.join(scaled(30))
+    assert p.exitcode == 0, p.exitcode
+    sink.wait_count(n)
+    summary = sink.stop()
+    assert summary["entries"] == n and summary["unique_log_ids"] == n, summary
+    assert all(e["source"]["pid"] == p.pid for e in sink.entries())
+    assert logagent.close() is True
+    assert a.stop() == 0
+
+
 EXIT_SCRIPT = r"""
 import logagent, os, sys
 n = int(sys.argv[1])
@@ -397,4 +421,5 @@ def test_exit_without_flush_still_delivers():
 if __name__ == "__main__":
     run([test_write_log_fields_arrive_exactly, test_error_rows, test_8_threads_1000_records_exactly_once,
          test_fork_child_writes_through_its_own_connection, test_record_cut_by_a_disconnect_is_resent_whole_written_ones_never,
-         test_agent_killed_and_restarted_under_a_running_writer, test_exit_without_flush_still_delivers])
+         test_agent_killed_and_restarted_under_a_running_writer, test_exit_without_flush_still_delivers,
+         test_multiprocessing_child_delivers_without_flush])

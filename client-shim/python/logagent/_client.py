@@ -30,6 +30,7 @@ import collections
 import errno
 import os
 import socket
+import sys
 import threading
 import time
 import weakref
@@ -121,7 +122,7 @@ class Client:
 
     # ---- writing ----
 
-    def write_log(self, message, service_name=None, level="INFO", trace_id=None, span_id=None, **metadata):
+    def write_log(self, /, message, service_name=None, level="INFO", trace_id=None, span_id=None, **metadata):
         """The original write_log. Returns {"success": bool, "log_id": str, "error_message": str}; success
         means the record is queued (in the agent's socket, or in this buffer while the agent is away)."""
         return self.write(message, service_name, level, trace_id, span_id, metadata)
@@ -200,6 +201,7 @@ class Client:
         return "logagent buffer full (agent slow or down): record dropped"
 
     def _start_locked(self):
+        _hook_multiprocessing_exit()
         t = threading.Thread(target=self._run, name="logagent-sender", daemon=True)
         try:
             t.start()
@@ -344,9 +346,14 @@ class Client:
         return True
 
     def close(self, timeout=1.0):
-        """Flushes up to timeout seconds, then stops the sender and closes the connection. Records still
-        buffered are dropped (counted). Later writes fail with "logagent client closed". Returns flush's result."""
-        flushed = self.flush(timeout) if timeout else False
+        """Flushes up to timeout seconds (None: as long as it takes, 0: not at all), then stops the sender and
+        closes the connection. Records still buffered are dropped (counted). Later writes fail with "logagent
+        client closed". Returns True when every record was written to the socket."""
+        if timeout is None or timeout > 0:
+            flushed = self.flush(timeout)
+        else:
+            with self._lock:
+                flushed = self._done_bytes >= self._enq_bytes
         with self._lock:
             if self._closed:
                 return flushed
@@ -454,6 +461,23 @@ def _at_exit():
 
 
 atexit.register(_at_exit)
+_mp_hooked_pid = 0
+
+
+def _hook_multiprocessing_exit():
+    """A multiprocessing child (Pool and Celery-style workers) leaves through os._exit(), which skips atexit,
+    after running multiprocessing's own exit finalizers: hook the exit flush there too, once per process.
+    Called with a client lock held, the first time a client of this process starts its sender."""
+    global _mp_hooked_pid
+    pid = os.getpid()
+    if _mp_hooked_pid == pid:
+        return
+    _mp_hooked_pid = pid
+    mp = sys.modules.get("multiprocessing")
+    util = sys.modules.get("multiprocessing.util")
+    if mp is None or util is None or mp.parent_process() is None:
+        return
+    util.Finalize(None, _at_exit, exitpriority=0)
 
 
 def default_client():
