@@ -78,6 +78,7 @@ def test_write_log_fields_arrive_exactly():
     assert e2["level"] == "INFO" and not e2.get("metadata"), e2
     e3 = got["datetime time"]
     assert e3["timestamp_unix_nano"] == 1725013845000005000 and e3["level"] == "FATAL", e3
+    assert e3["log_id"] == r3["log_id"]
     assert {m: got[m]["level"] for m in levels} == {"lv debug": "DEBUG", "lv trace": "TRACE", "lv error": "ERROR",
                                                     "lv empty": "INFO", "lv bogus": "bogus"}, got
     assert got["reserved"]["metadata"] == {"kept": "yes"}, got["reserved"]
@@ -335,8 +336,8 @@ def test_record_cut_by_a_disconnect_is_resent_whole_written_ones_never():
     taken = 0
     while taken < 100000:  # part of the second record, then hang up
         taken += len(conn.recv(100000 - taken))
+    fake.close()  # the listener first: the client must not reconnect to it in between
     conn.close()
-    fake.close()
     os.unlink(path)
     a = Agent(tmp, sink.target, "--flush-interval-ms", "10")
     a.socket = path
@@ -420,6 +421,7 @@ def test_exit_without_flush_still_delivers():
 
 if __name__ == "__main__":
     run([test_write_log_fields_arrive_exactly, test_error_rows, test_8_threads_1000_records_exactly_once,
-         test_fork_child_writes_through_its_own_connection, test_record_cut_by_a_disconnect_is_resent_whole_written_ones_never,
+         test_fork_child_writes_through_its_own_connection,
+         test_record_cut_by_a_disconnect_is_resent_whole_written_ones_never,
          test_agent_killed_and_restarted_under_a_running_writer, test_exit_without_flush_still_delivers,
          test_multiprocessing_child_delivers_without_flush])

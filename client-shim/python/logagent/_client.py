@@ -182,8 +182,10 @@ class Client:
                 if left is not None and left <= 0:
                     return self._full_locked()
                 self._room_waiters += 1
-                self._room.wait(left)
-                self._room_waiters -= 1
+                try:
+                    self._room.wait(left)
+                finally:  # (a KeyboardInterrupt in the wait must not leave a phantom waiter)
+                    self._room_waiters -= 1
             self._pending.append(data)
             self._pending_bytes += n
             self._enq_bytes += n
@@ -341,8 +343,10 @@ class Client:
                 self._done_waiters += 1
                 if self._io_state == _LINGER:
                     self._work.notify()
-                self._done.wait(left)
-                self._done_waiters -= 1
+                try:
+                    self._done.wait(left)
+                finally:
+                    self._done_waiters -= 1
         return True
 
     def close(self, timeout=1.0):
@@ -370,7 +374,7 @@ class Client:
         if thread is not None and thread is not threading.current_thread():
             thread.join()
         with self._lock:
-            self._dropped += len(self._pending)
+            self._dropped += self._written - self._sent  # queued but never fully written
             self._pending.clear()
             self._pending_bytes = self._io_left = 0
         with _proc_lock:
@@ -379,8 +383,9 @@ class Client:
 
     def get_stats(self):
         """Counters: written (records queued), sent (fully written to the socket), dropped (buffer full, or
-        left at close), rejected (refused by write_log: bad argument, too large, client closed), reconnects (connects after
-        the first), buffered_bytes (waiting now), connected, last_error (why the agent cannot be reached)."""
+        left unsent at close), rejected (refused by write_log: bad argument, too large, client closed),
+        reconnects (connects after the first), buffered_bytes (waiting now), connected, last_error (why the
+        agent cannot be reached)."""
         with self._lock:
             return {"written": self._written, "sent": self._sent, "dropped": self._dropped,
                     "rejected": self._rejected, "reconnects": self._reconnects,
