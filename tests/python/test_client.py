@@ -1,0 +1,427 @@
+"""test_client.py — the Python client `logagent` against a real agent and a real sink: write_log's fields arrive
+exactly (every field, nested metadata, the returned log_id) with the original's result dict; each error row
+(agent socket missing with a tiny buffer, a write that would wait, oversized, non-string message, nesting too
+deep, closed client); 1,000 records from 8 threads arrive exactly once; os.fork() under a busy writer (each
+child writes through its own connection: the sink sees the child's pid); a record cut by a hang-up is sent
+again whole on the next connection, a fully written one never; the agent SIGKILLed and restarted
+under a running writer (what was written while it was down arrives after it returns, nothing twice); a
+process that exits without flushing still delivers (a multiprocessing child too, which skips atexit), and one
+whose agent is down exits within the exit flush.
+
+Runs with Debian's /usr/bin/python3 and python3-msgpack; the module comes from client-shim/python (PYTHONPATH,
+or the path below when run by hand)."""
+import datetime
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "client-shim", "python"))
+
+import logagent  # noqa: E402
+from harness import Agent, Sink, TempDir, run, scaled, spawn, wait_for  # noqa: E402
+
+PY = "/usr/bin/python3"
+PYPATH = os.path.join(HERE, "..", "..", "client-shim", "python")
+
+
+def pair(name, *agent_args):
+    tmp = TempDir(name)
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target, "--flush-interval-ms", "10", *agent_args).start()
+    return tmp, sink, a
+
+
+def by_message(sink):
+    return {e["message"]: e for e in sink.entries()}
+
+
+def test_write_log_fields_arrive_exactly():
+    tmp, sink, a = pair("fields")
+    c = logagent.Client(a.socket)
+    t0 = time.time_ns()
+    r = c.write_log("user logged in", service_name="auth", level="warning", trace_id="trace-1", span_id="span-1",
+                    adv_id=1234567, ratio=0.85, ok=True, none=None, blob=b"\x00\x01\xff",
+                    custom_metrics={"cpu_usage": 0.85, "nested": {"tags": ["a", 1, None], "deep": {"x": False}}},
+                    when=datetime.datetime(2024, 8, 30, 10, 30, 45, tzinfo=datetime.timezone.utc),
+                    big=1 << 70, log_id="ignored: the client makes the id", unicode="žluťoučký kůň")
+    t1 = time.time_ns()
+    assert set(r) == {"success", "log_id", "error_message"}, r
+    assert r["success"] is True and r["error_message"] == "" and re.fullmatch("[0-9a-f]{32}", r["log_id"]), r
+    r2 = c.write_log("with its own time", timestamp="2024-08-30T10:30:45.123456+00:00", level=None)
+    r3 = c.write_log("datetime time", timestamp=datetime.datetime(2024, 8, 30, 10, 30, 45, 5,
+                                                                  tzinfo=datetime.timezone.utc), level="Critical")
+    levels = {"lv debug": "debug", "lv trace": "TRACE", "lv error": "Error", "lv empty": "", "lv bogus": "bogus"}
+    for msg, lv in levels.items():
+        assert c.write_log(msg, level=lv)["success"]
+    assert c.write_log("reserved", _pid=1, kept="yes")["success"]
+    assert c.flush(scaled(10)) is True
+    sink.wait_count(9)
+    got = by_message(sink)
+    e = got["user logged in"]
+    assert e["log_id"] == r["log_id"] and e["service_name"] == "auth" and e["level"] == "WARN", e
+    assert e["trace_id"] == "trace-1" and e["span_id"] == "span-1", e
+    assert t0 <= e["timestamp_unix_nano"] <= t1, (t0, e["timestamp_unix_nano"], t1)
+    assert e["metadata"] == {
+        "adv_id": "1234567", "ratio": "0.85", "ok": "true", "none": "", "blob": "AAH/",
+        "custom_metrics": '{"cpu_usage":0.85,"nested":{"tags":["a",1,null],"deep":{"x":false}}}',
+        "when": "2024-08-30T10:30:45+00:00", "big": "1180591620717411303424", "unicode": "žluťoučký kůň"}, e
+    assert e["source"]["pid"] == os.getpid(), e["source"]
+    e2 = got["with its own time"]
+    assert e2["log_id"] == r2["log_id"] and e2["timestamp_unix_nano"] == 1725013845123456000, e2
+    assert e2["level"] == "INFO" and not e2.get("metadata"), e2
+    e3 = got["datetime time"]
+    assert e3["timestamp_unix_nano"] == 1725013845000005000 and e3["level"] == "FATAL", e3
+    assert e3["log_id"] == r3["log_id"]
+    assert {m: got[m]["level"] for m in levels} == {"lv debug": "DEBUG", "lv trace": "TRACE", "lv error": "ERROR",
+                                                    "lv empty": "INFO", "lv bogus": "bogus"}, got
+    assert got["reserved"]["metadata"] == {"kept": "yes"}, got["reserved"]
+    st = a.stats()["records"]
+    assert st["level_unknown"] == 1 and st["rejected"]["reserved_key"] == 1, st
+    cs = c.get_stats()
+    assert (cs["written"], cs["sent"], cs["dropped"], cs["rejected"], cs["buffered_bytes"]) == (9, 9, 0, 0, 0), cs
+    assert c.close() is True
+    assert a.stop() == 0
+
+
+def test_error_rows():
+    tmp, sink, a = pair("errors")
+    missing = tmp.file("missing.sock")
+    c = logagent.Client(missing, buffer_bytes=1024)
+    assert c.write_log("first")["success"]
+    wait_for(lambda: c.get_stats()["last_error"], 10, "a failed connect")
+    results = [c.write_log("filler %03d" % i) for i in range(40)]
+    failed = [r for r in results if not r["success"]]
+    assert failed and results[0]["success"], results
+    assert failed[0] == {"success": False, "log_id": "", "error_message":
+                         "logagent buffer full (agent down: cannot connect to %s: No such file or directory): "
+                         "record dropped" % missing}, failed[0]
+    st = c.get_stats()
+    assert st["dropped"] == len(failed) and st["written"] == 1 + 40 - len(failed) and not st["connected"], st
+    t0 = time.monotonic()
+    assert not c.write_log("no wait")["success"]
+    assert time.monotonic() - t0 < 0.5  # default block_timeout 0: a full buffer never makes the caller wait
+    c.close(timeout=0)
+
+    w = logagent.Client(missing, buffer_bytes=1024, block_timeout=0.3)
+    while w.write_log("waiter " + "w" * 100)["success"]:
+        pass
+    t0 = time.monotonic()
+    r = w.write_log("waits 0.3 s")
+    waited = time.monotonic() - t0
+    assert not r["success"] and 0.29 <= waited < scaled(3), (r, waited)
+    w.close(timeout=0)
+
+    g = logagent.Client(a.socket)
+    big = g.write_log("x" * (1 << 20))
+    assert not big["success"] and big["log_id"] == "", big
+    assert re.fullmatch(r"record too large \(1048\d\d\d bytes, limit 1048576\): record dropped",
+                        big["error_message"]), big
+    assert g.write_log(b"bytes")["error_message"] == "invalid argument: message must be a str, not bytes"
+    assert g.write_log(42)["error_message"] == "invalid argument: message must be a str, not int"
+    assert g.write_log(None)["error_message"] == "invalid argument: message is None"
+    deep = {}
+    cur = deep
+    for _ in range(40):
+        cur["d"] = {}
+        cur = cur["d"]
+    cur["leaf"] = 1
+    r = g.write_log("too deep", tree=deep)
+    assert r["error_message"] == ("metadata 'tree' is nested deeper than 31 levels (the agent's limit): "
+                                  "record dropped"), r
+    ok = g.write_log("after the refusals", size=len("x" * 1000))
+    assert ok["success"] and g.flush(scaled(10))
+    sink.wait_count(1)
+    assert [e["log_id"] for e in sink.entries()] == [ok["log_id"]]  # the connection went on
+    assert g.get_stats()["rejected"] == 5, g.get_stats()
+    assert g.close() is True
+    assert g.write_log("after close")["error_message"] == "logagent client closed: record dropped"
+    try:
+        logagent.Client("/tmp/" + "x" * 200)
+        raise AssertionError("a 205-byte socket path was accepted")
+    except ValueError as e:
+        assert "longer than 107 bytes" in str(e), e
+    assert a.stop() == 0
+
+
+def test_8_threads_1000_records_exactly_once():
+    tmp, sink, a = pair("threads")
+    logagent.configure(socket_path=a.socket)
+    ids = [[] for _ in range(8)]
+
+    def writer(k):
+        for i in range(125):
+            r = logagent.write_log("t%d-%03d" % (k, i), service_name="threads", level="INFO", worker=k, i=i)
+            assert r["success"], r
+            ids[k].append(r["log_id"])
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert logagent.flush(scaled(10)) is True
+    sink.wait_count(1000)
+    st = a.wait_flushed(1000)
+    summary = sink.stop()
+    sent = {i for part in ids for i in part}
+    assert len(sent) == 1000 and all(len(part) == 125 for part in ids), len(sent)
+    assert summary["entries"] == 1000 and summary["unique_log_ids"] == 1000 and summary["duplicates"] == 0, summary
+    assert {e["log_id"] for e in sink.entries()} == sent
+    assert st["connections"]["total"] == 1, st["connections"]  # one process, one connection
+    stats = logagent.get_stats()
+    assert stats["sent"] == 1000 and stats["dropped"] == 0 and stats["reconnects"] == 0, stats
+    assert logagent.close() is True
+    assert a.stop() == 0
+
+
+def _child(k, n):
+    """In a forked child: n records through the inherited process-wide client, then _exit (never return)."""
+    code = 3
+    try:
+        ok = all(logagent.write_log("child-%d-%03d" % (k, i), service_name="forked", child=k)["success"]
+                 for i in range(n))
+        code = 0 if ok and logagent.flush(scaled(10)) else 2
+    finally:
+        os._exit(code)
+
+
+def test_fork_child_writes_through_its_own_connection():
+    tmp, sink, a = pair("fork")
+    logagent.configure(socket_path=a.socket)
+    stop = threading.Event()
+    parent_ids = []
+
+    def busy_writer():  # keeps the client's lock and sender busy while the main thread forks
+        i = 0
+        while not stop.is_set():
+            r = logagent.write_log("parent-%06d" % i, service_name="parent")
+            if r["success"]:
+                parent_ids.append(r["log_id"])
+            i += 1
+
+    t = threading.Thread(target=busy_writer)
+    t.start()
+    wait_for(lambda: logagent.get_stats()["sent"] >= 100, 10, "the parent's first records sent")
+    kids = {}
+    for k in range(4):
+        pid = os.fork()
+        if pid == 0:
+            _child(k, 100)
+        kids[pid] = k
+    status = {}
+
+    def reaped():
+        for pid in kids:
+            if pid not in status:
+                got, st = os.waitpid(pid, os.WNOHANG)
+                if got:
+                    status[pid] = st
+        return len(status) == len(kids)
+
+    try:
+        wait_for(reaped, 20, "the forked children to exit (a child deadlocked on an inherited lock?)")
+    finally:
+        for pid in kids:
+            if pid not in status:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+    stop.set()
+    t.join()
+    assert all(os.waitstatus_to_exitcode(st) == 0 for st in status.values()), status
+    assert logagent.flush(scaled(10)) is True
+    total = len(parent_ids) + 400
+    sink.wait_count(total)
+    a.wait_flushed(total)
+    summary = sink.stop()
+    assert summary["entries"] == total and summary["duplicates"] == 0, (summary, total)
+    entries = sink.entries()
+    for e in entries:
+        if e["message"].startswith("child-"):
+            k = int(e["message"].split("-")[1])
+            assert kids[e["source"]["pid"]] == k and e["metadata"] == {"child": str(k)}, e
+        else:
+            assert e["source"]["pid"] == os.getpid(), e
+    assert sum(e["message"].startswith("child-") for e in entries) == 400
+    assert {e["log_id"] for e in entries if e["message"].startswith("parent-")} == set(parent_ids)
+    assert a.stats()["connections"]["total"] == 5  # the parent's connection and one per child
+    assert logagent.close() is True
+    assert a.stop() == 0
+
+
+class PacedWriter(threading.Thread):
+    """Writes "w-%06d" about every millisecond (the pace is the scenario, not a synchronisation)."""
+
+    def __init__(self, client):
+        super().__init__()
+        self.client, self.seq, self.stop, self.failed = client, 0, threading.Event(), []
+
+    def run(self):
+        while not self.stop.is_set():
+            r = self.client.write_log("w-%06d" % self.seq, service_name="restart")
+            if not r["success"]:
+                self.failed.append(r)
+            self.seq += 1
+            time.sleep(0.001)
+
+
+def test_agent_killed_and_restarted_under_a_running_writer():
+    tmp, sink, a = pair("restart")
+    c = logagent.Client(a.socket)
+    w = PacedWriter(c)
+    w.start()
+    try:
+        sink.wait_count(200)
+        a.kill()  # SIGKILL: records in its socket buffer and ring are lost, nothing is drained
+        down_from = w.seq  # from here on, every record is written while the agent is dead
+        wait_for(lambda: w.seq >= down_from + 300 and not c.get_stats()["connected"], 20,
+                 "300 records written while the agent is down")
+        down_to = w.seq
+        assert c.get_stats()["buffered_bytes"] > 0, c.get_stats()
+        a2 = Agent(tmp, sink.target, "--flush-interval-ms", "10")
+        a2.socket, a2.stats_socket = a.socket, a.stats_socket
+        a2.start()
+        wait_for(lambda: any(m >= "w-%06d" % (down_to + 200) for m in by_message(sink)), 20,
+                 "records written after the restart")
+    finally:
+        w.stop.set()
+        w.join()
+    assert c.flush(scaled(10)) is True
+    st = c.get_stats()
+    seqs = sorted(int(e["message"][2:]) for e in sink.entries())
+    wait_for(lambda: a2.stats()["records"]["flushed"] == a2.stats()["records"]["received"], 20, "agent idle")
+    seqs = sorted(int(e["message"][2:]) for e in sink.entries())
+    summary = sink.stop()
+    missing = sorted(set(range(w.seq)) - set(seqs))
+    assert not w.failed and st["dropped"] == 0 and st["reconnects"] >= 1, (w.failed[:1], st)
+    assert summary["duplicates"] == 0 and len(seqs) == len(set(seqs)), summary
+    assert all(m < down_from for m in missing), (missing[:10], down_from)  # lost only with the dead agent
+    assert set(range(down_from, w.seq)) <= set(seqs)  # written while it was down, or after: all delivered
+    print("     %d records, %d written while the agent was down, %d lost with the killed agent, %d reconnects"
+          % (w.seq, down_to - down_from, len(missing), st["reconnects"]))
+    assert c.close() is True
+    assert a2.stop() == 0
+
+
+def test_record_cut_by_a_disconnect_is_resent_whole_written_ones_never():
+    """A listener that takes one whole record, then a part of a large one, and hangs up: the cut record reaches
+    the real agent that replaces it, whole and once; the fully written one is not sent again."""
+    import msgpack
+    tmp = TempDir("cut")
+    sink = Sink(tmp).start()
+    path = tmp.file("ingest.sock")
+    fake = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    fake.bind(path)
+    fake.listen(1)
+    fake.settimeout(scaled(10))
+    c = logagent.Client(path)
+    first = c.write_log("first, fully written")
+    conn, _ = fake.accept()
+    conn.settimeout(scaled(10))
+    unpacker = msgpack.Unpacker(raw=False)
+    while True:  # exactly the first record: it is complete on this connection
+        unpacker.feed(conn.recv(1))
+        got = list(unpacker)
+        if got:
+            break
+    assert got[0]["log_id"] == first["log_id"], got
+    wait_for(lambda: c.get_stats()["sent"] == 1, 10, "the first record counted as sent")
+    big = c.write_log("second, cut", payload="p" * 900000)
+    taken = 0
+    while taken < 100000:  # part of the second record, then hang up
+        taken += len(conn.recv(100000 - taken))
+    fake.close()  # the listener first: the client must not reconnect to it in between
+    conn.close()
+    os.unlink(path)
+    a = Agent(tmp, sink.target, "--flush-interval-ms", "10")
+    a.socket = path
+    a.start()
+    third = c.write_log("third")
+    assert c.flush(scaled(10)) is True
+    sink.wait_count(2)
+    st = a.wait_flushed(2)
+    summary = sink.stop()
+    got = {e["message"]: e for e in sink.entries()}
+    assert sorted(got) == ["second, cut", "third"], sorted(got)  # the first was not sent again
+    assert got["second, cut"]["log_id"] == big["log_id"] and got["second, cut"]["metadata"]["payload"] == "p" * 900000
+    assert got["third"]["log_id"] == third["log_id"] and summary["duplicates"] == 0, summary
+    assert st["records"]["rejected"]["truncated"] == 0 and st["connections"]["total"] == 1, st
+    cs = c.get_stats()
+    assert cs["sent"] == 3 and cs["reconnects"] == 1 and cs["dropped"] == 0, cs
+    assert c.close() is True
+    assert a.stop() == 0
+
+
+def _mp_child(n):
+    for i in range(n):
+        logagent.write_log("mp-%05d" % i, service_name="pool-worker")
+    # returns without flush(): multiprocessing ends its children with os._exit(), which skips atexit
+
+
+def test_multiprocessing_child_delivers_without_flush():
+    import multiprocessing
+    tmp, sink, a = pair("mp")
+    logagent.configure(socket_path=a.socket)
+    n = 3000
+    p = multiprocessing.get_context("fork").Process(target=_mp_child, args=(n,))
+    p.start()
+    p.join(scaled(30))
+    assert p.exitcode == 0, p.exitcode
+    sink.wait_count(n)
+    summary = sink.stop()
+    assert summary["entries"] == n and summary["unique_log_ids"] == n, summary
+    assert all(e["source"]["pid"] == p.pid for e in sink.entries())
+    assert logagent.close() is True
+    assert a.stop() == 0
+
+
+EXIT_SCRIPT = r"""
+import logagent, os, sys
+n = int(sys.argv[1])
+bad = [r for r in (logagent.write_log("exit-%05d" % i, service_name="exiter", i=i) for i in range(n))
+       if not r["success"]]
+print(len(bad), os.getpid())
+# no flush(), no close(): the interpreter's exit must deliver what is buffered
+"""
+
+
+def python_child(sock, *args):
+    env = dict(os.environ, LOGAGENT_SOCKET=sock, PYTHONPATH=PYPATH)
+    return spawn([PY, "-c", EXIT_SCRIPT] + [str(x) for x in args], env=env, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE)
+
+
+def test_exit_without_flush_still_delivers():
+    tmp, sink, a = pair("exit")
+    n = 20000
+    p = python_child(a.socket, n)
+    out, err = p.communicate(timeout=scaled(60))
+    assert p.returncode == 0 and not err, (p.returncode, err.decode())
+    bad, pid = map(int, out.split())
+    assert bad == 0, out
+    sink.wait_count(n)
+    summary = sink.stop()
+    assert summary["entries"] == n and summary["unique_log_ids"] == n, summary
+    assert all(e["source"]["pid"] == pid and e["service_name"] == "exiter" for e in sink.entries())
+
+    down = python_child(tmp.file("nobody-home.sock"), 100)  # agent down: exit waits the exit flush, no longer
+    t0 = time.monotonic()
+    out, err = down.communicate(timeout=scaled(30))
+    elapsed = time.monotonic() - t0
+    assert down.returncode == 0 and not err and out.split()[0] == b"0", (down.returncode, out, err)
+    assert elapsed < scaled(5), elapsed
+    assert a.stop() == 0
+
+
+if __name__ == "__main__":
+    run([test_write_log_fields_arrive_exactly, test_error_rows, test_8_threads_1000_records_exactly_once,
+         test_fork_child_writes_through_its_own_connection,
+         test_record_cut_by_a_disconnect_is_resent_whole_written_ones_never,
+         test_agent_killed_and_restarted_under_a_running_writer, test_exit_without_flush_still_delivers,
+         test_multiprocessing_child_delivers_without_flush])
