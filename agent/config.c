@@ -421,6 +421,27 @@ static size_t opt_index(size_t offset)
     return 0;
 }
 
+/* A group name or number -> *gid (-1 for ""). Returns 0, or -ENOENT when there is no such group. */
+static int resolve_group(const char *spec, long *gid)
+{
+    *gid = -1;
+    if (!spec[0])
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(spec, &end, 10);
+    if (isdigit((unsigned char)spec[0]) && *end == 0 && !errno && n < (gid_t)-1) {
+        *gid = (long)n;
+        return 0;
+    }
+    struct group gr, *found = NULL;
+    char buf[16384];
+    if (getgrnam_r(spec, &gr, buf, sizeof buf, &found) != 0 || !found)
+        return -ENOENT;
+    *gid = (long)found->gr_gid;
+    return 0;
+}
+
 /* Settings that are each valid but impossible together. A default max-record-bytes follows a small buffer. */
 static int check_combinations(config *cfg)
 {
@@ -436,12 +457,9 @@ static int check_combinations(config *cfg)
                 (unsigned long long)cfg->buffer_bytes, b);
         return -EINVAL;
     }
-    const char *g = cfg->stats_socket_group;
-    struct group gr, *found = NULL;
-    char grbuf[16384];
-    if (g[0] && strspn(g, "0123456789") != strlen(g) && (getgrnam_r(g, &gr, grbuf, sizeof grbuf, &found) || !found)) {
+    if (resolve_group(cfg->stats_socket_group, &cfg->stats_socket_gid) < 0) {
         describe_origin(cfg, opt_index(offsetof(config, stats_socket_group)), a, sizeof a);
-        fprintf(stderr, "logagentd: stats-socket-group '%s' (from %s): no such group\n", g, a);
+        fprintf(stderr, "logagentd: stats-socket-group '%s' (from %s): no such group\n", cfg->stats_socket_group, a);
         return -EINVAL;
     }
     if (cfg->buffer == BUFFER_DISK && !cfg->spool_dir[0]) {

@@ -17,7 +17,6 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
-#include <grp.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,35 +205,12 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 /* ---- listening ---------------------------------------------------------------------------------------- */
 
-/* A group name or number -> gid. Returns 0, or -ENOENT when there is no such group. */
-static int resolve_group(const char *spec, gid_t *gid)
-{
-    char *end;
-    unsigned long n = strtoul(spec, &end, 10);
-    if (spec[0] >= '0' && spec[0] <= '9' && *end == 0 && n < (gid_t)-1) {
-        *gid = (gid_t)n;
-        return 0;
-    }
-    struct group gr, *found = NULL;
-    char buf[16384];
-    int rc = getgrnam_r(spec, &gr, buf, sizeof buf, &found);
-    if (rc != 0 || !found)
-        return rc ? -rc : -ENOENT;
-    *gid = found->gr_gid;
-    return 0;
-}
-
 /* Binds path with the configured mode and group applied before listen(2). Returns the listening fd or -errno
  * (logged). */
 static int unix_listen(const char *path, const config *cfg)
 {
-    gid_t gid = (gid_t)-1;
-    int rc = cfg->stats_socket_group[0] ? resolve_group(cfg->stats_socket_group, &gid) : 0;
-    if (rc < 0) {
-        log_write(LOG_ERROR, "\"unknown group for the stats socket: fix --stats-socket-group (a group name or "
-                             "number)\" group=\"%s\" error=\"%s\"", cfg->stats_socket_group, strerror(-rc));
-        return rc;
-    }
+    gid_t gid = (gid_t)cfg->stats_socket_gid; /* resolved (and refused when unknown) by config_load */
+    int rc;
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof sun.sun_path) {
         log_write(LOG_ERROR, "\"stats socket path too long\" socket=%s", path);

@@ -242,6 +242,15 @@ class Agent:
             self.proc.wait()
 
 
+def dead_target(tmp):
+    """A port nobody listens on (a sink started and stopped), as (target, port): a log service that is down and
+    can be started later on the same port."""
+    s = Sink(tmp, name="probe").start()
+    target, port = s.target, s.port
+    s.stop()
+    return target, port
+
+
 def accounting_holds(st):
     """DESIGN.md's identity: received = flushed + in_ring + batching + in_flight + retry_wait + spooled + dropped."""
     r = st["records"]

@@ -11,7 +11,7 @@ import time
 
 import msgpack
 
-from harness import (BIN, SAN, Agent, Sink, TempDir, accounting_holds, run, scaled, send_records, spawn,
+from harness import (BIN, SAN, Agent, Sink, TempDir, accounting_holds, dead_target, run, scaled, send_records, spawn,
                      wait_for)
 
 
@@ -177,10 +177,8 @@ def test_long_outage_rss_stays_under_buffer_bytes_plus_overhead():
         return
     buffer_mib = 32
     tmp = TempDir("rss")
-    target = Sink(tmp, name="probe").start()
-    port = target.port
-    target.stop()
-    a = Agent(tmp, "127.0.0.1:%d" % port, "--buffer-bytes", "%dMiB" % buffer_mib, "--retry-max-ms", "1000").start()
+    target, _ = dead_target(tmp)
+    a = Agent(tmp, target, "--buffer-bytes", "%dMiB" % buffer_mib, "--retry-max-ms", "1000").start()
     base = rss_kib(a.proc.pid)
     bench = spawn([os.path.join(BIN, "logagent-bench"), "--socket", a.socket, "--count", "100000000",
                    "--workers", "4"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -12,15 +12,7 @@ import time
 
 import msgpack
 
-from harness import Agent, Sink, TempDir, accounting_holds, run, scaled, send_records, wait_for
-
-
-def dead_target(tmp):
-    """A port nobody listens on (a sink started and stopped), and that port number."""
-    s = Sink(tmp, name="probe").start()
-    target, port = s.target, s.port
-    s.stop()
-    return target, port
+from harness import Agent, Sink, TempDir, accounting_holds, dead_target, run, scaled, send_records, wait_for
 
 
 def disk_agent(tmp, target, *args, name="agent"):

@@ -20,7 +20,7 @@ import threading
 import msgpack
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import (BIN, SAN, Agent, Sink, TempDir, UnixHTTPConnection, accounting_holds, http_get, run, scaled,
+from harness import (BIN, SAN, Agent, Sink, TempDir, UnixHTTPConnection, accounting_holds, dead_target, http_get, run, scaled,
                      send_records, spawn, wait_for)
 
 SEND = os.path.join(BIN, "logagent-send")
@@ -185,9 +185,7 @@ def test_healthz_follows_the_log_service():
 
 def test_healthz_spool_nearly_full():
     tmp = TempDir("spoolfull")
-    probe = Sink(tmp, name="probe").start()
-    target, port = probe.target, probe.port
-    probe.stop()
+    target, port = dead_target(tmp)
     a = Agent(tmp, target, "--buffer", "disk", "--spool-dir", tmp.file("spool"), "--spool-max-bytes", "1MiB",
               "--health-spool-pct", "10", "--retry-initial-ms", "20", "--retry-max-ms", "200",
               "--flush-interval-ms", "20").start()
@@ -210,9 +208,7 @@ def test_healthz_spool_nearly_full():
 
 def test_healthz_ring_stuck_behind_a_failing_upstream():
     tmp = TempDir("stuck")
-    probe = Sink(tmp, name="probe").start()
-    target, port = probe.target, probe.port
-    probe.stop()
+    target, port = dead_target(tmp)
     a = Agent(tmp, target, "--buffer-bytes", "64KiB", "--max-record-bytes", "4KiB", "--health-failing-ms", "1000",
               "--retry-initial-ms", "20", "--retry-max-ms", "200", "--flush-interval-ms", "20").start()
     n = 2000  # ~400 KB: far more than the 32 KiB ring plus the 32 KiB batch budget
