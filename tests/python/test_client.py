@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "client-shim", "python"))
 
 import logagent  # noqa: E402
-from harness import Agent, Sink, TempDir, run, scaled, spawn, wait_for  # noqa: E402
+from harness import SLOW, Agent, Sink, TempDir, run, scaled, spawn, wait_for  # noqa: E402
 
 PY = "/usr/bin/python3"
 PYPATH = os.path.join(HERE, "..", "..", "client-shim", "python")
@@ -384,6 +384,8 @@ def test_multiprocessing_child_delivers_without_flush():
 EXIT_SCRIPT = r"""
 import logagent, os, sys
 n = int(sys.argv[1])
+if len(sys.argv) > 2:  # a slow (sanitizer) agent needs longer than the default 1 s to take 20,000 records
+    logagent.configure(exit_flush_timeout=float(sys.argv[2]))
 bad = [r for r in (logagent.write_log("exit-%05d" % i, service_name="exiter", i=i) for i in range(n))
        if not r["success"]]
 print(len(bad), os.getpid())
@@ -400,7 +402,7 @@ def python_child(sock, *args):
 def test_exit_without_flush_still_delivers():
     tmp, sink, a = pair("exit")
     n = 20000
-    p = python_child(a.socket, n)
+    p = python_child(a.socket, n, 10.0 * SLOW if SLOW > 1 else 1.0)
     out, err = p.communicate(timeout=scaled(60))
     assert p.returncode == 0 and not err, (p.returncode, err.decode())
     bad, pid = map(int, out.split())
