@@ -2,7 +2,8 @@
 #
 # One package, `logagent`: logagentd, logagentctl, logagent-send, liblogagent (shared and static), its header
 # and pkg-config file, the systemd units, /etc/logagent/logagentd.conf (a conffile), man pages, and the
-# maintainer scripts in deb/ (system user `logagent`, state folder, systemd reload). Depends are computed by
+# maintainer scripts in deb/ (system user `logagent`, state folder, systemd reload), and the Python client
+# module in /usr/lib/python3/dist-packages/logagent (Recommends: python3-msgpack, which it imports). Depends are computed by
 # dpkg-shlibdeps from the binaries. tests/packaging/test_deb.py builds, inspects, installs and purges it.
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME logagent)
@@ -16,8 +17,8 @@ in a bounded lock-free ring (optionally a disk spool), and ships them in batches
 gRPC log service with retries and backpressure, so applications never wait on the network.
 .
 This package has the daemon and its systemd units, logagentctl (stats, health, metrics),
-logagent-send (like logger(1)), and liblogagent, the C client library with its header
-and pkg-config file.")
+logagent-send (like logger(1)), liblogagent, the C client library with its header
+and pkg-config file, and the Python module logagent (write_log, LogAgentHandler).")
 # Absolute destinations (/etc/logagent, /lib/systemd/system) are staged under DESTDIR like the rest.
 set(CPACK_SET_DESTDIR ON)
 set(CPACK_INSTALL_PREFIX ${CMAKE_INSTALL_PREFIX})
@@ -33,6 +34,8 @@ set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY ">=")
 # Beside what dpkg-shlibdeps finds: postinst creates the system user with adduser.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")
+# The Python module imports msgpack; hosts without Python apps need neither.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "python3 (>= 3.9), python3-msgpack")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
   ${CMAKE_CURRENT_SOURCE_DIR}/deb/conffiles
   ${CMAKE_CURRENT_SOURCE_DIR}/deb/postinst

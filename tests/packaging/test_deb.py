@@ -7,7 +7,7 @@ checks `dpkg-deb -c` (exactly the expected files, nothing from tests/) and `dpkg
 maintainer scripts), installs it with `dpkg -i` (its Depends are all installed on a machine set up with
 packaging/install-deps.sh: nothing is fetched), runs /usr/sbin/logagentd --version and --check-config,
 logagentctl --help, compiles logagent(3)'s example against the installed library, verifies the installed
-units, checks the `logagent` user, then `dpkg --purge` and checks everything is gone.
+units, imports the installed Python module, checks the `logagent` user, then `dpkg --purge` and checks everything is gone.
 
 Release suite only: skipped (exit 77, with the reason) under sanitizers, when not root, or when a
 `logagent` package this test did not install is present. Other tests run in parallel: the installed
@@ -27,6 +27,7 @@ MARKER = os.path.join(BUILD, "installed-by-test_deb")  # so a run killed half-wa
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}  # no LOGAGENT_*: the defaults apply
 UNITS = ["logagentd.service", "logagentd.socket", "logagentd-stats.socket"]
 CONF = "/etc/logagent/logagentd.conf"
+PYMOD = "/usr/lib/python3/dist-packages/logagent"
 state = {}
 
 
@@ -105,6 +106,8 @@ def expected_files():
         files.add("/usr/share/man/man%s/%s.gz" % (page.rsplit(".", 1)[1], page))
     if state["ctl"]:
         files.add("/usr/bin/logagentctl")
+    pydir = os.path.join(ROOT, "client-shim", "python", "logagent")
+    files |= {PYMOD + "/" + f for f in os.listdir(pydir) if f.endswith(".py") and f != "bench.py"}
     return files
 
 
@@ -121,7 +124,7 @@ def test_file_list():
     want = expected_files()
     assert set(entries) == want, "unexpected: %s\nmissing: %s" % (sorted(set(entries) - want),
                                                                  sorted(want - set(entries)))
-    assert not [p for p in entries if re.search(r"test|sink|bench", p)], "test tools in the package"
+    assert not [p for p in entries if re.search(r"test|sink|bench|__pycache__", p)], "test tools in the package"
     for p in ("/usr/sbin/logagentd", "/usr/bin/logagent-send"):
         assert entries[p] == "-rwxr-xr-x", (p, entries[p])
     assert entries[CONF] == "-rw-r--r--"
@@ -143,6 +146,9 @@ def test_control_fields():
     names = [d.split()[0] for d in depends]
     for need in ("adduser", "libc6", "libgrpc29", "libprotobuf-c1", "libmsgpackc2", "libevent-2.1-7"):
         assert need in names, "Depends lacks %s: %s" % (need, f["Depends"])
+    assert "python3" not in names, "the agent must not need Python: %s" % f["Depends"]
+    recommends = [d.strip().split()[0] for d in f.get("Recommends", "").split(",") if d.strip()]
+    assert "python3-msgpack" in recommends, "Recommends lacks python3-msgpack: %s" % f.get("Recommends")
     unmet = [n for n in names if not installed(n)]
     assert not unmet, "Depends not installed here (run packaging/install-deps.sh): %s" % unmet
     info = sh(["dpkg-deb", "-I", deb]).stdout
@@ -219,6 +225,24 @@ def test_installed_library_builds_the_man_page_example():
         assert p.returncode == 0, p
 
 
+def test_installed_python_module():
+    # From a folder outside the repo, with the system's python3 and no PYTHONPATH: the packaged module is the one
+    # imported; its version is the package's; write_log works (no agent there: the record waits in the client's
+    # buffer, success True, then is counted as dropped at exit). Byte code is written (as an app would), so the
+    # purge below also checks that prerm removes it.
+    code = ("import logagent, sys; r = logagent.write_log('from the .deb', service_name='deb-test');"
+            "print(logagent.__file__); print(logagent.__version__); print(sorted(r)); print(r['success'])")
+    with tempfile.TemporaryDirectory(prefix="la-deb-py-") as d:
+        p = sh(["/usr/bin/python3", "-c", code], cwd=d, check=False,
+               env=dict(CLEAN_ENV, LOGAGENT_SOCKET=os.path.join(d, "none.sock")))
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = p.stdout.splitlines()
+    assert out[0] == PYMOD + "/__init__.py", out
+    assert out[1] == project_version(), out
+    assert out[2] == "['error_message', 'log_id', 'success']" and out[3] == "True", out
+    assert os.path.isdir(PYMOD + "/__pycache__"), "python3 wrote no byte code (the purge check needs it)"
+
+
 def test_installed_units_verify():
     with tempfile.TemporaryDirectory(prefix="la-deb-units-") as d:
         p = sh(["systemd-analyze", "verify"] + ["/lib/systemd/system/" + u for u in UNITS], check=False, cwd=d,
@@ -229,7 +253,7 @@ def test_installed_units_verify():
 def test_purge_removes_everything():
     purge()
     assert not installed(), "still installed after dpkg --purge"
-    left = [p for p in state["files"] + ["/etc/logagent", "/var/lib/logagent"] if os.path.lexists(p)]
+    left = [p for p in state["files"] + ["/etc/logagent", "/var/lib/logagent", PYMOD] if os.path.lexists(p)]
     assert not left, "left after purge: %s" % left
 
 
@@ -250,6 +274,6 @@ if __name__ == "__main__":
     try:
         run([test_build_the_package, test_file_list, test_control_fields, test_install, test_installed_programs_run,
              test_installed_check_config, test_installed_library_builds_the_man_page_example,
-             test_installed_units_verify, test_purge_removes_everything])
+             test_installed_python_module, test_installed_units_verify, test_purge_removes_everything])
     finally:
         cleanup()
