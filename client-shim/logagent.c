@@ -98,6 +98,8 @@ struct logagent_client {
     unsigned room_waiters;
     unsigned done_waiters;
     uint64_t connects;
+    int last_err;             /* errno of the last failed connect or broken connection; 0 once connected */
+    int last_err_lost;        /* 1: last_err broke a connection; 0: connect() failed */
     logagent_stats st;
     pthread_t thread;
 
@@ -164,6 +166,7 @@ static void fork_child(void)
         c->io_state = IO_BUSY;
         c->room_waiters = c->done_waiters = 0;
         c->connects = 0;
+        c->last_err = 0;
         memset(&c->st, 0, sizeof c->st);
         pthread_mutex_unlock(&c->mu);
     }
@@ -320,9 +323,12 @@ static int io_connect(logagent_client *c)
     pthread_mutex_lock(&c->mu);
     if (rc < 0) {
         close_fd_locked(c);
+        c->last_err = err;
+        c->last_err_lost = 0;
         return -err;
     }
     c->connected = 1;
+    c->last_err = 0;
     if (c->connects++ > 0)
         c->st.reconnects++;
     return 0;
@@ -453,6 +459,8 @@ static void *io_main(void *arg)
             c->done_bytes -= off - start;
             off = start;
             close_fd_locked(c);
+            c->last_err = err;
+            c->last_err_lost = 1;
             if (!progressed) {
                 backoff_ms = backoff_ms ? backoff_ms * 2 : BACKOFF_MIN_MS;
                 if (backoff_ms > BACKOFF_MAX_MS)
@@ -581,9 +589,24 @@ static logagent_result result_error(const char *fmt, ...)
     return res;
 }
 
+/* Why the buffer is full, as the Python client says it: "agent slow or down" while connected; the connect or
+ * send error while not; "not connected … yet" before the first attempt. mu held. */
+static void full_reason_locked(const logagent_client *c, char *why, size_t len)
+{
+    if (c->connected)
+        snprintf(why, len, "agent slow or down");
+    else if (c->last_err && c->last_err_lost)
+        snprintf(why, len, "agent down: connection to %s lost: %s", c->addr.sun_path, strerror(c->last_err));
+    else if (c->last_err)
+        snprintf(why, len, "agent down: cannot connect to %s: %s", c->addr.sun_path, strerror(c->last_err));
+    else
+        snprintf(why, len, "not connected to the agent at %s yet", c->addr.sun_path);
+}
+
 /* Appends one encoded record to fill, waiting for room as block_timeout_ms says.
- * Returns 0, -ENOBUFS (buffer full: dropped and counted), or -errno from starting the I/O thread. */
-static int enqueue(logagent_client *c, const void *p, size_t n)
+ * Returns 0, -ENOBUFS (buffer full: dropped and counted; why says why), or -errno from starting the I/O
+ * thread. */
+static int enqueue(logagent_client *c, const void *p, size_t n, char *why, size_t why_len)
 {
     struct timespec dl;
     int have_dl = 0;
@@ -628,6 +651,7 @@ static int enqueue(logagent_client *c, const void *p, size_t n)
 
 full:
     c->st.dropped++;
+    full_reason_locked(c, why, why_len);
     pthread_mutex_unlock(&c->mu);
     return -ENOBUFS;
 }
@@ -665,12 +689,13 @@ logagent_result logagent_write(logagent_client *c, const logagent_record *r)
             return result_error("out of memory encoding a %zu-byte record: record dropped", n);
         la_pack_record(p, n, r, res.log_id, ts);
     }
-    int rc = enqueue(c, p, n);
+    char why[sizeof res.error_message];
+    int rc = enqueue(c, p, n, why, sizeof why);
     if (p != stack_buf)
         free(p);
 
     if (rc == -ENOBUFS)
-        return result_error("logagent buffer full (agent slow or down): record dropped");
+        return result_error("logagent buffer full (%s): record dropped", why);
     if (rc < 0)
         return result_error("cannot start the logagent I/O thread: %s", strerror(-rc));
     res.success = 1;

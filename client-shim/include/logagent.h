@@ -37,7 +37,7 @@ typedef struct logagent_options {
 typedef struct logagent_result {
     int success;
     char log_id[33];           /* 32 lowercase hex chars of a 128-bit random id, NUL-terminated */
-    char error_message[128];   /* empty on success */
+    char error_message[256];   /* empty on success; room for a socket path and its errno text */
 } logagent_result;
 
 typedef enum logagent_type {

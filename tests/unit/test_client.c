@@ -180,7 +180,8 @@ static int listener_start(listener *l, const char *path)
     snprintf(l->path, sizeof l->path, "%s", path);
     memset(&a, 0, sizeof a);
     a.sun_family = AF_UNIX;
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    CHECK(strlen(path) < sizeof a.sun_path, "path too long");
+    memcpy(a.sun_path, path, strlen(path) + 1);
     unlink(path);
     l->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (l->lfd < 0 || bind(l->lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(l->lfd, 64) < 0 ||
@@ -570,8 +571,14 @@ static void test_buffer_then_flush(const char *path)
         ok++;
     }
     CHECK(!r.success, "buffer never filled up");
-    CHECK(strcmp(r.error_message, "logagent buffer full (agent slow or down): record dropped") == 0,
-          "error_message '%s'", r.error_message);
+    /* no agent at path: the message says why, as the Python client's does (whether the I/O thread has
+     * tried to connect yet is a race; both wordings are exact) */
+    char down[512], yet[512];
+    snprintf(down, sizeof down, "logagent buffer full (agent down: cannot connect to %s: %s): record dropped",
+             path, strerror(ENOENT));
+    snprintf(yet, sizeof yet, "logagent buffer full (not connected to the agent at %s yet): record dropped", path);
+    CHECK(strcmp(r.error_message, down) == 0 || strcmp(r.error_message, yet) == 0, "error_message '%s'",
+          r.error_message);
     CHECK(r.log_id[0] == '\0', "log_id on failure '%s'", r.log_id);
     logagent_stats st;
     logagent_get_stats(c, &st);
@@ -750,6 +757,55 @@ static void test_blocking(const char *path)
     logagent_client_free(c, 0);
 }
 
+/* Writes until error_message is `want` (the I/O thread's connect attempt races the first failures), for up to
+ * 5 s. Returns 1 when it was. */
+static int full_message_becomes(logagent_client *c, const char *want, char *last, size_t last_len)
+{
+    double deadline = mono_ms() + 5000;
+    int i = 0;
+    do {
+        logagent_result r = write_msg(c, "full ", i++);
+        snprintf(last, last_len, "%s", r.error_message);
+        if (!r.success && strcmp(r.error_message, want) == 0)
+            return 1;
+        if (!r.success) {
+            struct timespec ts = { 0, 2 * 1000 * 1000 };
+            nanosleep(&ts, NULL); /* a polling interval, not a wait for an outcome */
+        }
+    } while (mono_ms() < deadline);
+    return 0;
+}
+
+/* The buffer-full message says why, word for word as the Python client's: the connect error with no agent,
+ * "agent slow or down" while connected to an agent that does not read. */
+static void test_full_messages(const char *path)
+{
+    logagent_options o = { .socket_path = path, .buffer_bytes = 4096, .block_timeout_ms = 0 };
+    logagent_client *c;
+    char want[512], last[512];
+
+    unlink(path);
+    CHECK(logagent_client_new(&o, &c) == 0, "client_new");
+    snprintf(want, sizeof want, "logagent buffer full (agent down: cannot connect to %s: %s): record dropped",
+             path, strerror(ENOENT));
+    CHECK(full_message_becomes(c, want, last, sizeof last), "no agent: '%s', want '%s'", last, want);
+    logagent_client_free(c, 0);
+
+    /* a listening socket nobody accepts from: connect succeeds (backlog), the kernel buffer fills, then ours */
+    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    CHECK(strlen(path) < sizeof a.sun_path, "path too long");
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&a, sizeof a) == 0 && listen(lfd, 4) == 0, "listen: %s",
+          strerror(errno));
+    CHECK(logagent_client_new(&o, &c) == 0, "client_new");
+    snprintf(want, sizeof want, "logagent buffer full (agent slow or down): record dropped");
+    CHECK(full_message_becomes(c, want, last, sizeof last), "stuck agent: '%s', want '%s'", last, want);
+    logagent_client_free(c, 0);
+    close(lfd);
+    unlink(path);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/logagent-test-XXXXXX";
@@ -766,6 +822,7 @@ int main(void)
     test_buffer_then_flush(path);
     test_reconnect_and_fork(path);
     test_blocking(path);
+    test_full_messages(path);
 
     unlink(path);
     rmdir(dir);
