@@ -9,17 +9,20 @@
 #include "config.h"
 
 #include "log.h"
+#include "token.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <ini.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-typedef enum opt_type { T_STR, T_U64, T_SIZE, T_MS, T_ENUM, T_LEVEL, T_MODE } opt_type;
+typedef enum opt_type { T_STR, T_U64, T_SIZE, T_MS, T_ENUM, T_LEVEL, T_MODE, T_BOOL } opt_type;
 
 static const char *const RPC_NAMES[] = {"auto", "batch", "unary", NULL};
 static const char *const FULL_NAMES[] = {"block", "drop-newest", "drop-oldest", NULL};
@@ -40,6 +43,7 @@ typedef struct opt {
 #define STR(f, d, h) {#f, T_STR, offsetof(config, f), sizeof(((config *)0)->f), d, 0, 0, h, NULL}
 #define NUM(f, t, d, lo, hi, h) {#f, t, offsetof(config, f), 0, d, lo, hi, h, NULL}
 #define ENUM(f, d, names, h) {#f, T_ENUM, offsetof(config, f), 0, d, 0, 0, h, names}
+#define BOOL(f, d, h) {#f, T_BOOL, offsetof(config, f), 0, d, 0, 0, h, NULL}
 
 static const opt OPTS[] = {
     STR(socket_path, "/run/logagent/ingest.sock", "ingest socket (clients read LOGAGENT_SOCKET)"),
@@ -51,6 +55,12 @@ static const opt OPTS[] = {
     NUM(health_spool_pct, T_U64, "90", 1, 100, "/healthz says 503 once the spool is this % full"),
     STR(upstream, "localhost:50051", "log service HOST:PORT (or LOG_SERVICE_GRPC_SERVER)"),
     ENUM(upstream_rpc, "auto", RPC_NAMES, "auto|batch|unary: auto starts with batch, unary on UNIMPLEMENTED"),
+    BOOL(upstream_tls, "false", "TLS to the log service (flag alone = true; or =true|false)"),
+    STR(ca_file, "", "PEM CA certificates to verify the log service with (empty: gRPC's default roots)"),
+    STR(cert_file, "", "PEM client certificate (chain) for mTLS; needs key-file"),
+    STR(key_file, "", "PEM private key of cert-file"),
+    STR(tls_server_name, "", "name the service's certificate must carry, when not the upstream's host"),
+    STR(token_file, "", "file holding a bearer token sent as `authorization` metadata (re-read on change)"),
     STR(batch_method, "/logagent.v1.LogService/BatchWriteLogs", "full gRPC method path of the batch RPC"),
     STR(unary_method, "/logagent.v1.LogService/WriteLog", "full gRPC method path of the unary RPC"),
     NUM(buffer_bytes, T_SIZE, "64MiB", 64 << 10, 1ULL << 30, "memory for records in the ring (bytes)"),
@@ -138,6 +148,16 @@ static int opt_set(config *cfg, const opt *o, const char *val, const char **why)
             }
         *why = "not one of the accepted words (see --help)";
         return -EINVAL;
+    case T_BOOL:
+        if (!strcmp(val, "true") || !strcmp(val, "yes") || !strcmp(val, "on") || !strcmp(val, "1")) {
+            *(int *)field = 1;
+        } else if (!strcmp(val, "false") || !strcmp(val, "no") || !strcmp(val, "off") || !strcmp(val, "0")) {
+            *(int *)field = 0;
+        } else {
+            *why = "expected true or false (also yes/no, on/off, 1/0)";
+            return -EINVAL;
+        }
+        return 0;
     case T_LEVEL:
         if ((*(int *)field = log_level_parse(val)) < 0) {
             *why = "expected debug, info, warn or error";
@@ -373,7 +393,8 @@ static config_result scan_argv(config *cfg, argv_scan *sc, int argc, char **argv
     char names[N_OPTS][64];
     for (size_t i = 0; i < N_OPTS; i++) {
         flag_name(&OPTS[i], names[i], sizeof names[i]);
-        lopts[i] = (struct option){names[i], required_argument, NULL, (int)(256 + i)};
+        lopts[i] = (struct option){names[i], OPTS[i].type == T_BOOL ? optional_argument : required_argument, NULL,
+                                   (int)(256 + i)};
     }
     lopts[N_OPTS] = (struct option){"help", no_argument, NULL, META_HELP};
     lopts[N_OPTS + 1] = (struct option){"version", no_argument, NULL, META_VERSION};
@@ -400,7 +421,7 @@ static config_result scan_argv(config *cfg, argv_scan *sc, int argc, char **argv
             return CONFIG_EXIT_USAGE;
         } else if (sc->n < (int)(sizeof sc->idx / sizeof sc->idx[0])) {
             sc->idx[sc->n] = c - 256;
-            sc->val[sc->n++] = optarg;
+            sc->val[sc->n++] = optarg ? optarg : "true"; /* a switch given alone */
         } else {
             fprintf(stderr, "logagentd: too many options\n");
             return CONFIG_EXIT_USAGE;
@@ -442,6 +463,67 @@ static int resolve_group(const char *spec, long *gid)
     return 0;
 }
 
+/* A file setting that names something this process cannot read. Returns 0 or -EINVAL (reported). */
+static int check_readable(const config *cfg, size_t offset)
+{
+    const char *path = (const char *)cfg + offset;
+    if (!path[0])
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    int err = fd < 0 ? errno : fstat(fd, &st) < 0 ? errno : S_ISREG(st.st_mode) ? 0 : EISDIR;
+    if (fd >= 0)
+        close(fd);
+    if (!err)
+        return 0;
+    char a[300], flag[64];
+    size_t i = opt_index(offset);
+    describe_origin(cfg, i, a, sizeof a);
+    flag_name(&OPTS[i], flag, sizeof flag);
+    fprintf(stderr, "logagentd: %s '%s' (from %s): cannot read it: %s\n", flag, path, a,
+            err == EISDIR ? "not a regular file" : strerror(err));
+    return -EINVAL;
+}
+
+/* TLS settings: files readable now, a certificate with its key, and no TLS file without upstream-tls. */
+static int check_tls(const config *cfg)
+{
+    static const size_t files[] = {offsetof(config, ca_file), offsetof(config, cert_file),
+                                   offsetof(config, key_file), offsetof(config, tls_server_name)};
+    char a[300], b[300], flag[64];
+    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
+        size_t i = opt_index(files[k]);
+        if (!cfg->upstream_tls && ((const char *)cfg + files[k])[0]) {
+            describe_origin(cfg, i, a, sizeof a);
+            flag_name(&OPTS[i], flag, sizeof flag);
+            fprintf(stderr, "logagentd: %s (from %s) needs upstream-tls = true\n", flag, a);
+            return -EINVAL;
+        }
+    }
+    if (!cfg->cert_file[0] != !cfg->key_file[0]) {
+        size_t set = opt_index(cfg->cert_file[0] ? offsetof(config, cert_file) : offsetof(config, key_file));
+        describe_origin(cfg, set, a, sizeof a);
+        flag_name(&OPTS[set], flag, sizeof flag);
+        snprintf(b, sizeof b, "%s", cfg->cert_file[0] ? "key-file" : "cert-file");
+        fprintf(stderr, "logagentd: %s (from %s) needs %s too (mTLS takes a certificate and its key)\n", flag, a, b);
+        return -EINVAL;
+    }
+    for (size_t k = 0; k < 3; k++)
+        if (check_readable(cfg, files[k]) < 0)
+            return -EINVAL;
+    if (!cfg->token_file[0])
+        return 0;
+    char why[400];
+    token_file *t = token_file_open(cfg->token_file, why, sizeof why); /* the message never holds the token */
+    if (t) {
+        token_file_free(t);
+        return 0;
+    }
+    describe_origin(cfg, opt_index(offsetof(config, token_file)), a, sizeof a);
+    fprintf(stderr, "logagentd: token-file (from %s): %s\n", a, why);
+    return -EINVAL;
+}
+
 /* Settings that are each valid but impossible together. A default max-record-bytes follows a small buffer. */
 static int check_combinations(config *cfg)
 {
@@ -462,6 +544,8 @@ static int check_combinations(config *cfg)
         fprintf(stderr, "logagentd: stats-socket-group '%s' (from %s): no such group\n", cfg->stats_socket_group, a);
         return -EINVAL;
     }
+    if (check_tls(cfg) < 0)
+        return -EINVAL;
     if (cfg->buffer == BUFFER_DISK && !cfg->spool_dir[0]) {
         describe_origin(cfg, opt_index(offsetof(config, buffer)), a, sizeof a);
         fprintf(stderr, "logagentd: buffer = disk (from %s) needs spool-dir\n", a);
@@ -502,11 +586,13 @@ config_result config_load(config *cfg, int argc, char **argv)
 static void format_value(const config *cfg, const opt *o, char *buf, size_t cap)
 {
     const char *field = (const char *)cfg + o->offset;
-    uint64_t v = o->type == T_STR || o->type == T_ENUM || o->type == T_LEVEL ? 0 : *(const uint64_t *)field;
+    uint64_t v = o->type == T_STR || o->type == T_ENUM || o->type == T_LEVEL || o->type == T_BOOL
+                     ? 0 : *(const uint64_t *)field;
     static const char *const LEVELS[] = {"debug", "info", "warn", "error"};
     switch (o->type) {
     case T_STR: snprintf(buf, cap, "%s", field); break;
     case T_ENUM: snprintf(buf, cap, "%s", o->names[*(const int *)field]); break;
+    case T_BOOL: snprintf(buf, cap, "%s", *(const int *)field ? "true" : "false"); break;
     case T_LEVEL: snprintf(buf, cap, "%s", LEVELS[*(const int *)field & 3]); break;
     case T_MODE: snprintf(buf, cap, "%04llo", (unsigned long long)v); break;
     case T_MS:
@@ -566,8 +652,9 @@ void config_apply_live(config *cur, const config *next, char *live, size_t live_
     live[0] = restart[0] = 0;
     for (size_t i = 0; i < N_OPTS; i++) {
         const opt *o = &OPTS[i];
-        size_t size = o->type == T_STR ? o->size : o->type == T_ENUM || o->type == T_LEVEL ? sizeof(int)
-                                                                                           : sizeof(uint64_t);
+        size_t size = o->type == T_STR                                                  ? o->size
+                      : o->type == T_ENUM || o->type == T_LEVEL || o->type == T_BOOL ? sizeof(int)
+                                                                                     : sizeof(uint64_t);
         char *a = (char *)cur + o->offset;
         const char *b = (const char *)next + o->offset;
         if (o->type == T_STR ? !strcmp(a, b) : !memcmp(a, b, size))

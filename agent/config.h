@@ -33,6 +33,12 @@ typedef struct config {
     uint64_t health_spool_pct;   /* /healthz 503 once the spool holds this percentage of --spool-max-bytes */
     char upstream[256];
     int upstream_rpc;
+    int upstream_tls;            /* 1: TLS to the upstream (the files below); 0: plaintext h2c */
+    char ca_file[256];           /* PEM roots to verify the service ("" = gRPC's default roots) */
+    char cert_file[256];         /* PEM client certificate chain (mTLS) */
+    char key_file[256];          /* its PEM private key */
+    char tls_server_name[256];   /* name the service's certificate must carry, when not the upstream's host */
+    char token_file[256];        /* bearer token sent as `authorization` metadata, re-read when it changes */
     char batch_method[128];
     char unary_method[128];
     uint64_t buffer_bytes;

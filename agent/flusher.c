@@ -189,7 +189,7 @@ static void note_failure_locked(flusher *f, int status, const char *details)
     snprintf(f->acct.last_error, sizeof f->acct.last_error, "%s: %s", upstream_status_name(status), details);
     int64_t suppressed = log_limit_check(&f->fail_log, 10000);
     if (suppressed >= 0)
-        log_write(LOG_WARN, "\"upstream call failed\" status=%s details=\"%.120s\" suppressed=%lld",
+        log_write(LOG_WARN, "\"upstream call failed\" status=%s details=\"%.400s\" suppressed=%lld",
                   upstream_status_name(status), details, (long long)suppressed);
 }
 
@@ -833,7 +833,11 @@ flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void
         flusher_free(f);
         return NULL;
     }
+    upstream_tls tls = {.ca_file = cfg->ca_file, .cert_file = cfg->cert_file, .key_file = cfg->key_file,
+                        .server_name = cfg->tls_server_name};
     upstream_config uc = {.target = cfg->upstream,
+                          .tls = cfg->upstream_tls ? &tls : NULL,
+                          .token_file = cfg->token_file[0] ? cfg->token_file : NULL,
                           .methods = {cfg->batch_method, cfg->unary_method},
                           .reconnect_max_ms = cfg->retry_max_ms < 5000 ? (int64_t)cfg->retry_max_ms : 5000,
                           .done = on_done,
@@ -842,8 +846,12 @@ flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void
         flusher_free(f);
         return NULL;
     }
-    if (!(f->up = upstream_new(&uc))) {
-        log_write(LOG_ERROR, "\"cannot create the gRPC channel\" upstream=%s", cfg->upstream);
+    if (uc.token_file && !uc.tls)
+        log_write(LOG_WARN, "\"token-file without upstream-tls: the bearer token crosses the network in clear "
+                            "text\" upstream=%s", cfg->upstream);
+    char err[256];
+    if (!(f->up = upstream_new(&uc, err, sizeof err))) {
+        log_write(LOG_ERROR, "\"cannot create the gRPC channel\" upstream=%s error=\"%s\"", cfg->upstream, err);
         flusher_free(f);
         return NULL;
     }

@@ -15,6 +15,7 @@ int retry_status_retryable(int s)
     case 11: /* OUT_OF_RANGE */
     case 14: /* UNAVAILABLE (also: connection lost, server not there) */
     case 15: /* DATA_LOSS */
+    case 16: /* UNAUTHENTICATED: an expired or rotating bearer token; the token file is re-read on retry */
         return 1;
     default:
         return 0;

@@ -6,6 +6,7 @@
 #include "upstream.h"
 
 #include "retry.h"
+#include "token.h"
 
 #include <errno.h>
 #include <grpc/byte_buffer.h>
@@ -15,8 +16,10 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* TSan cannot see a tag's hand-off through the completion queue (stack.md section 5): say it explicitly. */
 #if defined(__has_feature)
@@ -42,6 +45,8 @@ typedef struct ucall {
     grpc_byte_buffer *send;
     grpc_byte_buffer *recv;
     grpc_metadata_array initial_md, trailing_md;
+    grpc_metadata auth;     /* authorization, sent when has_auth */
+    int has_auth;
     grpc_status_code status;
     grpc_slice details;
     const char *error_string;
@@ -60,6 +65,9 @@ struct upstream {
     pthread_cond_t idle;
     ucall *live_head;
     size_t live;
+    pthread_mutex_t tok_mu; /* guards tok and auth */
+    token_file *tok;        /* NULL: no token */
+    grpc_slice auth;        /* "Bearer <token>" */
 };
 
 static const char *const STATUS_NAMES[] = {
@@ -88,6 +96,8 @@ static void live_remove(upstream *u, ucall *c)
 
 static void ucall_free(ucall *c)
 {
+    if (c->has_auth)
+        grpc_slice_unref(c->auth.value);
     grpc_metadata_array_destroy(&c->initial_md);
     grpc_metadata_array_destroy(&c->trailing_md);
     if (c->send)
@@ -144,16 +154,113 @@ static void *reaper_main(void *arg)
     return NULL;
 }
 
-upstream *upstream_new(const upstream_config *cfg)
+/* Undoes the start of upstream_new (no channel, queue or thread yet). */
+static void upstream_free_early(upstream *u)
+{
+    grpc_slice_unref(u->auth);
+    token_file_free(u->tok);
+    pthread_mutex_destroy(&u->mu);
+    pthread_mutex_destroy(&u->tok_mu);
+    pthread_cond_destroy(&u->idle);
+    grpc_shutdown();
+    free(u);
+}
+
+static grpc_slice bearer_slice(const char *token)
+{
+    size_t n = strlen(token);
+    grpc_slice s = grpc_slice_malloc(7 + n);
+    memcpy(GRPC_SLICE_START_PTR(s), "Bearer ", 7);
+    memcpy(GRPC_SLICE_START_PTR(s) + 7, token, n);
+    return s;
+}
+
+/* The authorization value for a new call (a reference the call owns), after a look at the token file. */
+static grpc_slice auth_value(upstream *u)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    pthread_mutex_lock(&u->tok_mu);
+    if (token_file_refresh(u->tok, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000) == 1) {
+        grpc_slice_unref(u->auth);
+        u->auth = bearer_slice(token_file_value(u->tok));
+    }
+    grpc_slice s = grpc_slice_ref(u->auth);
+    pthread_mutex_unlock(&u->tok_mu);
+    return s;
+}
+
+/* Reads a PEM file into a new string. Returns it, or NULL with the reason in err. */
+static char *read_pem(const char *what, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0;
+    if (f) {
+        char chunk[4096];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && len < (4u << 20)) {
+            char *nb = realloc(buf, len + n + 1);
+            if (!nb)
+                break;
+            buf = nb;
+            memcpy(buf + len, chunk, n);
+            len += n;
+        }
+        int bad = ferror(f) || !buf || n > 0;
+        fclose(f);
+        if (!bad) {
+            buf[len] = '\0';
+            return buf;
+        }
+        free(buf);
+        snprintf(err, errlen, "cannot read %s %s: %s", what, path, len == 0 ? "empty" : "read error or over 4 MiB");
+        return NULL;
+    }
+    snprintf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+    return NULL;
+}
+
+/* Insecure, or TLS from the files (grpc copies the PEM text). NULL with the reason in err. */
+static grpc_channel_credentials *channel_creds(const upstream_tls *tls, char *err, size_t errlen)
+{
+    if (!tls)
+        return grpc_insecure_credentials_create();
+    const char *what[3] = {"ca-file", "cert-file", "key-file"};
+    const char *path[3] = {tls->ca_file, tls->cert_file, tls->key_file};
+    char *pem[3] = {NULL, NULL, NULL};
+    grpc_channel_credentials *creds = NULL;
+    for (int i = 0; i < 3; i++)
+        if (path[i] && path[i][0] && !(pem[i] = read_pem(what[i], path[i], err, errlen)))
+            goto out;
+    grpc_ssl_pem_key_cert_pair pair = {pem[2], pem[1]};
+    creds = grpc_ssl_credentials_create_ex(pem[0], pem[1] ? &pair : NULL, NULL, NULL);
+    if (!creds)
+        snprintf(err, errlen, "gRPC refused the TLS settings (ca-file, cert-file, key-file)");
+out:
+    for (int i = 0; i < 3; i++)
+        free(pem[i]);
+    return creds;
+}
+
+upstream *upstream_new(const upstream_config *cfg, char *err, size_t errlen)
 {
     upstream *u = calloc(1, sizeof *u);
-    if (!u)
+    if (!u) {
+        snprintf(err, errlen, "out of memory");
         return NULL;
+    }
+    if (cfg->token_file && !(u->tok = token_file_open(cfg->token_file, err, errlen))) {
+        free(u);
+        return NULL;
+    }
     grpc_init();
     u->done = cfg->done;
     u->ctx = cfg->ctx;
     pthread_mutex_init(&u->mu, NULL);
+    pthread_mutex_init(&u->tok_mu, NULL);
     pthread_cond_init(&u->idle, NULL);
+    u->auth = u->tok ? bearer_slice(token_file_value(u->tok)) : grpc_empty_slice();
     grpc_arg args[] = {
         {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = -1}},
         {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = 64 << 20}},
@@ -163,20 +270,31 @@ upstream *upstream_new(const upstream_config *cfg)
         {GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = 30000}},
         {GRPC_ARG_INTEGER, (char *)GRPC_ARG_ENABLE_RETRIES, {.integer = 0}}, /* retries are ours */
         {GRPC_ARG_STRING, (char *)GRPC_ARG_PRIMARY_USER_AGENT_STRING, {.string = (char *)"logagent/" LOGAGENT_VERSION_STRING}},
+        {GRPC_ARG_STRING, (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, {.string = NULL}}, /* last: optional */
     };
-    grpc_channel_args ca = {sizeof args / sizeof args[0], args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    size_t nargs = sizeof args / sizeof args[0];
+    if (cfg->tls && cfg->tls->server_name && cfg->tls->server_name[0])
+        args[nargs - 1].value.string = (char *)cfg->tls->server_name;
+    else
+        nargs--;
+    grpc_channel_args ca = {nargs, args};
+    grpc_channel_credentials *creds = channel_creds(cfg->tls, err, errlen);
+    if (!creds) {
+        upstream_free_early(u);
+        return NULL;
+    }
     u->channel = grpc_channel_create(cfg->target, creds, &ca);
     grpc_channel_credentials_release(creds);
     u->cq = grpc_completion_queue_create_for_next(NULL);
     for (int i = 0; i < 2; i++)
         u->method_handle[i] = grpc_channel_register_call(u->channel, cfg->methods[i], NULL, NULL);
     if (pthread_create(&u->thread, NULL, reaper_main, u) != 0) {
+        snprintf(err, errlen, "cannot start the gRPC completion thread");
         grpc_completion_queue_shutdown(u->cq);
         grpc_completion_queue_destroy(u->cq);
         grpc_channel_destroy(u->channel);
-        grpc_shutdown();
-        free(u);
+        u->channel = NULL;
+        upstream_free_early(u);
         return NULL;
     }
     return u;
@@ -203,6 +321,13 @@ int upstream_call(upstream *u, int m, const uint8_t *req, size_t len, int64_t ti
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (u->tok) {
+        c->auth.key = grpc_slice_from_static_string("authorization");
+        c->auth.value = auth_value(u);
+        c->has_auth = 1;
+        ops[0].data.send_initial_metadata.count = 1;
+        ops[0].data.send_initial_metadata.metadata = &c->auth;
+    }
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = c->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -255,8 +380,11 @@ void upstream_free(upstream *u)
     grpc_completion_queue_shutdown(u->cq);
     pthread_join(u->thread, NULL);
     grpc_completion_queue_destroy(u->cq);
+    grpc_slice_unref(u->auth);
+    token_file_free(u->tok);
     grpc_shutdown();
     pthread_mutex_destroy(&u->mu);
+    pthread_mutex_destroy(&u->tok_mu);
     pthread_cond_destroy(&u->idle);
     free(u);
 }

@@ -22,16 +22,27 @@ typedef struct upstream_reply {
 
 typedef void (*upstream_done_fn)(void *ctx, void *call_arg, const upstream_reply *r);
 
+/* TLS to the log service: PEM files, read once by upstream_new ("" or NULL: not given). */
+typedef struct upstream_tls {
+    const char *ca_file;     /* roots to verify the server with; none: gRPC's default roots */
+    const char *cert_file;   /* client certificate chain for mTLS */
+    const char *key_file;    /* its private key (with cert_file) */
+    const char *server_name; /* name the server's certificate must carry, when not the target's host */
+} upstream_tls;
+
 typedef struct upstream_config {
     const char *target;     /* HOST:PORT or any gRPC target URI */
+    const upstream_tls *tls; /* NULL: plaintext (h2c) */
+    const char *token_file; /* "authorization: Bearer <its content>" on every call (re-read when it changes); NULL: none */
     const char *methods[2]; /* full method paths, registered once */
     int64_t reconnect_max_ms;
     upstream_done_fn done;
     void *ctx;
 } upstream_config;
 
-/* Calls grpc_init, creates the channel and starts the completion thread. NULL on failure. */
-upstream *upstream_new(const upstream_config *cfg);
+/* Calls grpc_init, creates the channel and starts the completion thread. NULL on failure, with the reason
+ * in err. */
+upstream *upstream_new(const upstream_config *cfg, char *err, size_t errlen);
 
 /* Starts a unary call of method index `m` (0 or 1 in cfg->methods). Returns 0, or -errno. */
 int upstream_call(upstream *u, int m, const uint8_t *req, size_t len, int64_t timeout_ms, void *call_arg);

@@ -36,11 +36,13 @@ struct sink_opts {
 	long delay_ms;
 	long retry_after_ms;
 	uint64_t seed;
+	const char *tls_cert, *tls_key, *tls_client_ca, *token_file;
 };
 
 enum opt_id {
 	OPT_LISTEN = 1, OPT_OUT, OPT_NO_BATCH, OPT_QUIET, OPT_PORT_FILE, OPT_FAIL_RATE, OPT_FAIL_CODE,
-	OPT_FAIL_FIRST, OPT_DELAY_MS, OPT_REJECT_RATE, OPT_SEED, OPT_RETRY_AFTER_MS, OPT_HELP
+	OPT_FAIL_FIRST, OPT_DELAY_MS, OPT_REJECT_RATE, OPT_SEED, OPT_RETRY_AFTER_MS, OPT_TLS_CERT, OPT_TLS_KEY,
+	OPT_TLS_CLIENT_CA, OPT_TOKEN_FILE, OPT_HELP
 };
 
 /* The option table drives getopt_long and --help. */
@@ -62,6 +64,10 @@ static const struct opt_spec {
 	{"reject-rate", "P", OPT_REJECT_RATE, "reject this share (0..1) of each batch's entries as retryable"},
 	{"seed", "N", OPT_SEED, "seed of the random choices (default 1)"},
 	{"retry-after-ms", "N", OPT_RETRY_AFTER_MS, "failed calls carry google.rpc.RetryInfo asking for N ms (grpc-status-details-bin)"},
+	{"tls-cert", "FILE", OPT_TLS_CERT, "serve TLS with this PEM certificate (chain); needs --tls-key"},
+	{"tls-key", "FILE", OPT_TLS_KEY, "the PEM private key of --tls-cert"},
+	{"tls-client-ca", "FILE", OPT_TLS_CLIENT_CA, "require client certificates signed by this PEM CA (mTLS)"},
+	{"token-file", "FILE", OPT_TOKEN_FILE, "require 'authorization: Bearer <token>' with the token in FILE (re-read per call); else UNAUTHENTICATED"},
 	{"help", NULL, OPT_HELP, "show this help"},
 };
 
@@ -159,6 +165,10 @@ static void apply_opt(struct sink_opts *o, enum opt_id id, const char *flag, con
 	case OPT_REJECT_RATE: o->reject_rate = parse_rate(flag, v); break;
 	case OPT_SEED: o->seed = parse_u64(flag, v, UINT64_MAX); break;
 	case OPT_RETRY_AFTER_MS: o->retry_after_ms = (long)parse_u64(flag, v, 3600000); break;
+	case OPT_TLS_CERT: o->tls_cert = v; break;
+	case OPT_TLS_KEY: o->tls_key = v; break;
+	case OPT_TLS_CLIENT_CA: o->tls_client_ca = v; break;
+	case OPT_TOKEN_FILE: o->token_file = v; break;
 	case OPT_HELP:
 		usage(stdout);
 		exit(0);
@@ -195,6 +205,10 @@ static void parse_args(struct sink_opts *o, int argc, char **argv)
 	}
 	if (optind < argc)
 		usage_error(NULL, "unexpected argument '%s' (all settings are --flags)", argv[optind]);
+	if (!o->tls_cert != !o->tls_key)
+		usage_error(NULL, "--tls-cert and --tls-key go together");
+	if (o->tls_client_ca && !o->tls_cert)
+		usage_error("--tls-client-ca", "needs --tls-cert and --tls-key (mTLS is TLS first)");
 }
 
 /* ---- signals ---- */
@@ -340,7 +354,9 @@ int main(int argc, char **argv)
 	grpc_init();
 	struct server_config sc = {.listen = o.listen, .no_batch = o.no_batch, .delay_ms = o.delay_ms,
 				   .fail_rate = o.fail_rate, .fail_first = o.fail_first, .fail_code = o.fail_code,
-				   .retry_after_ms = o.retry_after_ms, .ledger = ledger, .rng = &rng};
+				   .retry_after_ms = o.retry_after_ms, .ledger = ledger, .rng = &rng,
+				   .tls_cert = o.tls_cert, .tls_key = o.tls_key, .tls_client_ca = o.tls_client_ca,
+				   .token_file = o.token_file};
 	if (!(srv = server_new(&sc, err, sizeof err)) || server_start(srv, err, sizeof err) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out_grpc;

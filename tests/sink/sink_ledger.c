@@ -25,6 +25,7 @@ struct ledger_counters {
 	uint64_t injected_failures; /* calls failed on purpose */
 	uint64_t rejected_entries;  /* entries answered as rejected */
 	uint64_t invalid_requests;  /* calls answered INVALID_ARGUMENT */
+	uint64_t unauthenticated;   /* calls refused for their bearer token (--token-file) */
 };
 
 struct ledger {
@@ -426,6 +427,11 @@ void ledger_count_invalid(struct ledger *l)
 	l->n.invalid_requests++;
 }
 
+void ledger_count_unauthenticated(struct ledger *l)
+{
+	l->n.unauthenticated++;
+}
+
 int ledger_failed(const struct ledger *l)
 {
 	return l->failed;
@@ -437,8 +443,10 @@ void ledger_print_summary(const struct ledger *l, FILE *f)
 	fprintf(f,
 		"{\"entries\":%" PRIu64 ",\"unique_log_ids\":%" PRIu64 ",\"duplicates\":%" PRIu64
 		",\"batches\":%" PRIu64 ",\"unary_calls\":%" PRIu64 ",\"injected_failures\":%" PRIu64
-		",\"rejected_entries\":%" PRIu64 ",\"no_log_id\":%" PRIu64 ",\"invalid_requests\":%" PRIu64 "}\n",
+		",\"rejected_entries\":%" PRIu64 ",\"no_log_id\":%" PRIu64 ",\"invalid_requests\":%" PRIu64
+		",\"unauthenticated\":%" PRIu64 "}\n",
 		n->entries, idset_count(l->ids), n->duplicates, n->batches, n->unary_calls,
-		n->injected_failures, n->rejected_entries, n->no_log_id, n->invalid_requests);
+		n->injected_failures, n->rejected_entries, n->no_log_id, n->invalid_requests,
+		n->unauthenticated);
 	fflush(f);
 }

@@ -40,6 +40,9 @@ void ledger_count_injected_failure(struct ledger *l);
 /* Counts a call answered INVALID_ARGUMENT because it did not decode. */
 void ledger_count_invalid(struct ledger *l);
 
+/* Counts a call refused for its bearer token (--token-file). */
+void ledger_count_unauthenticated(struct ledger *l);
+
 /* True once writing the output failed. */
 int ledger_failed(const struct ledger *l);
 

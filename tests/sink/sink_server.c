@@ -70,6 +70,90 @@ static int64_t now_ns(void)
 	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
+/* ---- credentials ---- */
+
+/* Reads a whole small file into a NUL-terminated malloc'd string; NULL with errno set on failure. */
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	for (;;) {
+		if (cap - len < 4096) {
+			char *nb = realloc(buf, cap + 65536);
+			if (!nb)
+				break;
+			buf = nb;
+			cap += 65536;
+		}
+		size_t n = fread(buf + len, 1, cap - len - 1, f);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	int bad = ferror(f) || !buf;
+	fclose(f);
+	if (bad) {
+		free(buf);
+		errno = errno ? errno : EIO;
+		return NULL;
+	}
+	buf[len] = '\0';
+	return buf;
+}
+
+/* Insecure, or TLS from --tls-cert/--tls-key (+ --tls-client-ca: client certificates required and verified). */
+static grpc_server_credentials *server_creds(const struct server_config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->tls_cert)
+		return grpc_insecure_server_credentials_create();
+	const char *names[3] = {cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca};
+	char *pem[3] = {NULL, NULL, NULL};
+	grpc_server_credentials *creds = NULL;
+	for (int i = 0; i < 3; i++) {
+		if (names[i] && !(pem[i] = slurp(names[i]))) {
+			snprintf(err, errlen, "cannot read %s: %s", names[i], strerror(errno));
+			goto out;
+		}
+	}
+	grpc_ssl_pem_key_cert_pair pair = {pem[1], pem[0]};
+	creds = grpc_ssl_server_credentials_create_ex(
+		pem[2], &pair, 1,
+		pem[2] ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+		NULL);
+	if (!creds)
+		snprintf(err, errlen, "cannot make TLS credentials from %s and %s", cfg->tls_cert, cfg->tls_key);
+out:
+	for (int i = 0; i < 3; i++)
+		free(pem[i]);
+	return creds;
+}
+
+/* Whether the call carries "authorization: Bearer <token>" with the token now in --token-file (re-read on
+ * every call, so a test can rotate it; trailing white space of the file is not part of the token). */
+static int call_token_ok(const struct sink_call *c)
+{
+	char *tok = slurp(c->srv->cfg.token_file);
+	if (!tok)
+		return 0;
+	size_t n = strlen(tok);
+	while (n && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' ' || tok[n - 1] == '\t'))
+		tok[--n] = '\0';
+	int ok = 0;
+	for (size_t i = 0; i < c->request_md.count && !ok; i++) {
+		const grpc_metadata *m = &c->request_md.metadata[i];
+		if (grpc_slice_str_cmp(m->key, "authorization") != 0)
+			continue;
+		size_t vl = GRPC_SLICE_LENGTH(m->value);
+		const char *v = (const char *)GRPC_SLICE_START_PTR(m->value);
+		ok = n > 0 && vl == 7 + n && memcmp(v, "Bearer ", 7) == 0 && memcmp(v + 7, tok, n) == 0;
+	}
+	free(tok);
+	return ok;
+}
+
 /* ---- call lifecycle ---- */
 
 static void call_free(struct sink_call *c)
@@ -283,6 +367,10 @@ static struct answer call_decide(struct sink_call *c)
 	enum call_method m = call_method(c);
 	if (m == METHOD_UNKNOWN)
 		return (struct answer){GRPC_STATUS_UNIMPLEMENTED, "unknown method", 0};
+	if (s->cfg.token_file && !call_token_ok(c)) {
+		ledger_count_unauthenticated(s->cfg.ledger);
+		return (struct answer){GRPC_STATUS_UNAUTHENTICATED, "missing or wrong bearer token", 0};
+	}
 	if (m == METHOD_BATCH_WRITE_LOGS && s->cfg.no_batch)
 		return (struct answer){GRPC_STATUS_UNIMPLEMENTED, "BatchWriteLogs is off (--no-batch)", 0};
 	if (server_inject_failure(s)) {
@@ -422,7 +510,11 @@ struct server *server_new(const struct server_config *cfg, char *err, size_t err
 		return NULL;
 	}
 	grpc_server_register_completion_queue(s->server, s->cq, NULL);
-	grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+	grpc_server_credentials *creds = server_creds(cfg, err, errlen);
+	if (!creds) {
+		server_free(s);
+		return NULL;
+	}
 	s->port = grpc_server_add_http2_port(s->server, cfg->listen, creds);
 	grpc_server_credentials_release(creds);
 	if (s->port <= 0) {

@@ -19,6 +19,10 @@ struct server_config {
 	uint64_t fail_first;        /* the first N calls fail on purpose */
 	grpc_status_code fail_code; /* status of failed calls */
 	long retry_after_ms;        /* >= 0: failed calls carry a google.rpc.RetryInfo with this delay */
+	const char *tls_cert;       /* PEM files: TLS when set (with tls_key); tls_client_ca: mTLS */
+	const char *tls_key;
+	const char *tls_client_ca;
+	const char *token_file;     /* calls must carry "authorization: Bearer <its content>" */
 	struct ledger *ledger;      /* not owned */
 	struct sink_rng *rng;       /* not owned */
 };

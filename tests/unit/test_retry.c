@@ -5,7 +5,7 @@
 
 int main(void)
 {
-    int retryable[] = {1, 4, 8, 10, 11, 14, 15}, permanent[] = {0, 2, 3, 5, 6, 7, 9, 12, 13, 16};
+    int retryable[] = {1, 4, 8, 10, 11, 14, 15, 16}, permanent[] = {0, 2, 3, 5, 6, 7, 9, 12, 13};
     for (size_t i = 0; i < sizeof retryable / sizeof retryable[0]; i++)
         CHECK(retry_status_retryable(retryable[i]));
     for (size_t i = 0; i < sizeof permanent / sizeof permanent[0]; i++)
