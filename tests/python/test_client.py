@@ -421,9 +421,160 @@ def test_exit_without_flush_still_delivers():
     assert a.stop() == 0
 
 
+class environ:
+    """Sets environment variables for a with-block (None: unset), then puts back what was there."""
+
+    def __init__(self, **values):
+        self.values, self.saved = values, {}
+
+    def __enter__(self):
+        for k, v in self.values.items():
+            self.saved[k] = os.environ.get(k)
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        return self
+
+    def __exit__(self, *exc):
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+KNOBS_SCRIPT = r"""
+import logagent, os, sys
+c = logagent.get_client()
+print(c.cap, c.block_timeout, c.max_record, c.exit_flush_timeout)
+bad = [r for r in (logagent.write_log("knob-%05d " % i + "k" * 150, service_name="tuned") for i in range(5000))
+       if not r["success"]]
+print(len(bad), os.getpid())
+# no flush: the exit flush (LOGAGENT_CLIENT_EXIT_FLUSH_TIMEOUT_MS) delivers the rest
+"""
+
+
+def test_environment_knobs_tune_the_process_wide_client():
+    tmp, sink, a = pair("knobs")
+    missing = tmp.file("missing.sock")
+    logagent.close(timeout=0)
+    with environ(LOGAGENT_SOCKET=missing, LOGAGENT_CLIENT_BUFFER_BYTES="2KiB",
+                 LOGAGENT_CLIENT_BLOCK_TIMEOUT_MS="300ms", LOGAGENT_CLIENT_MAX_RECORD_BYTES="1K",
+                 LOGAGENT_CLIENT_EXIT_FLUSH_TIMEOUT_MS="2s"):
+        c = logagent.get_client()
+        assert (c.socket_path, c.cap, c.block_timeout, c.max_record, c.exit_flush_timeout) == \
+            (missing, 2048, 0.3, 1024, 2.0), vars(c)
+        big = logagent.write_log("x" * 1100)
+        assert re.fullmatch(r"record too large \(11\d\d bytes, limit 1024\): record dropped",
+                            big["error_message"]), big
+        while True:  # the agent is away: the 2 KiB buffer fills, and the write that finds it full waits 0.3 s
+            t0 = time.monotonic()
+            r = logagent.write_log("filler " + "f" * 100)
+            if not r["success"]:
+                break
+        waited = time.monotonic() - t0
+        assert 0.29 <= waited < scaled(3) and r["error_message"].startswith("logagent buffer full ("), (waited, r)
+        assert logagent.get_stats()["written"] < 2048 // 100, logagent.get_stats()
+        c2 = logagent.configure(buffer_bytes=8192)  # an argument wins; the other options still come from the env
+        assert (c2.cap, c2.block_timeout, c2.max_record, c2.socket_path) == (8192, 0.3, 1024, missing), vars(c2)
+        for text, want in (("-1", None), ("forever", None), (" 0 ", 0.0), ("", 0.0), ("2s", 2.0), ("250", 0.25),
+                           ("1m", 60.0)):
+            os.environ["LOGAGENT_CLIENT_BLOCK_TIMEOUT_MS"] = text
+            assert logagent.configure().block_timeout == want, (text, want)
+        logagent.close(timeout=0)
+
+    # a process tuned by its environment alone, as a pre-fork server's workers would be: 5,000 records of
+    # ~200 bytes through a 64 KiB buffer with writers waiting for room, all delivered, none dropped
+    env = dict(os.environ, LOGAGENT_SOCKET=a.socket, PYTHONPATH=PYPATH, LOGAGENT_CLIENT_BUFFER_BYTES="64KiB",
+               LOGAGENT_CLIENT_BLOCK_TIMEOUT_MS="-1", LOGAGENT_CLIENT_EXIT_FLUSH_TIMEOUT_MS="%ds" % scaled(10))
+    p = spawn([PY, "-c", KNOBS_SCRIPT], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(timeout=scaled(60))
+    assert p.returncode == 0 and not err, (p.returncode, err.decode())
+    opts, result = out.decode().splitlines()
+    assert opts == "65536 None 65536 %.1f" % scaled(10), opts
+    bad, pid = map(int, result.split())
+    assert bad == 0, result
+    sink.wait_count(5000)
+    summary = sink.stop()
+    assert summary["entries"] == 5000 and summary["unique_log_ids"] == 5000, summary
+    assert all(e["source"]["pid"] == pid and e["service_name"] == "tuned" for e in sink.entries())
+    assert a.stop() == 0
+
+
+BAD_KNOBS = [  # (variable, value, why)
+    ("LOGAGENT_CLIENT_BUFFER_BYTES", "huge",
+     "invalid value 'huge' in LOGAGENT_CLIENT_BUFFER_BYTES: expected a size such as 65536, 64KiB, 4MiB"),
+    ("LOGAGENT_CLIENT_BUFFER_BYTES", "4 MiB",
+     "invalid value '4 MiB' in LOGAGENT_CLIENT_BUFFER_BYTES: expected a size such as 65536, 64KiB, 4MiB"),
+    ("LOGAGENT_CLIENT_BUFFER_BYTES", "512",
+     "invalid value '512' in LOGAGENT_CLIENT_BUFFER_BYTES: out of range (1024 to 1073741824 bytes)"),
+    ("LOGAGENT_CLIENT_BLOCK_TIMEOUT_MS", "1.5s",
+     "invalid value '1.5s' in LOGAGENT_CLIENT_BLOCK_TIMEOUT_MS: expected a duration such as 0, 250, 250ms, 5s, or -1 "
+     "(wait as long as it takes)"),
+    ("LOGAGENT_CLIENT_BLOCK_TIMEOUT_MS", "2h",
+     "invalid value '2h' in LOGAGENT_CLIENT_BLOCK_TIMEOUT_MS: out of range (at most 3600000 ms)"),
+    ("LOGAGENT_CLIENT_MAX_RECORD_BYTES", "2GiB",
+     "invalid value '2GiB' in LOGAGENT_CLIENT_MAX_RECORD_BYTES: out of range (64 to 67108864 bytes)"),
+    ("LOGAGENT_CLIENT_EXIT_FLUSH_TIMEOUT_MS", "-1",
+     "invalid value '-1' in LOGAGENT_CLIENT_EXIT_FLUSH_TIMEOUT_MS: expected a duration such as 0, 250, 250ms, 5s"),
+]
+
+
+def test_bad_environment_values_are_reported_in_every_result():
+    import io
+    import logging
+    import warnings
+    logagent.close(timeout=0)
+    for var, value, why in BAD_KNOBS:
+        with environ(**{var: value}):
+            for _ in range(2):  # no client is made: every call says why, not only the first
+                r = logagent.write_log("x")
+                assert r == {"success": False, "log_id": "", "error_message":
+                             "cannot create the logagent client: " + why}, (r, why)
+            assert logagent.get_stats()["last_error"] == "cannot create the logagent client: " + why
+            try:
+                logagent.configure()
+                raise AssertionError("configure() accepted %s=%r" % (var, value))
+            except ValueError as e:
+                assert str(e) == "logagent: " + why, e
+            option = logagent._client.ENV_KNOBS[var][0]
+            c = logagent.configure(**{option: 4096})  # an argument wins over the bad variable
+            attr = {"buffer_bytes": "cap", "max_record_bytes": "max_record"}.get(option, option)
+            assert getattr(c, attr) == 4096, (option, vars(c))
+            logagent.close(timeout=0)
+
+    # the logging handler on the process-wide client: reported on stderr per record, never silent
+    h = logagent.LogAgentHandler(service_name="misconfigured")
+    log = logging.getLogger("misconfigured")
+    log.addHandler(h)
+    log.propagate = False
+    saved, sys.stderr = sys.stderr, io.StringIO()
+    try:
+        with environ(LOGAGENT_CLIENT_BUFFER_BYTES="huge"):
+            log.warning("lost")
+        report = sys.stderr.getvalue()
+    finally:
+        sys.stderr = saved
+        log.removeHandler(h)
+    assert "--- Logging error ---" in report and BAD_KNOBS[0][2] in report, report
+
+    # a typo: warned about, ignored, the client made with its defaults
+    with environ(LOGAGENT_CLIENT_BUFER_BYTES="1MiB"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        c = logagent.get_client()
+    assert c.cap == 4 << 20 and c.block_timeout == 0, vars(c)
+    assert [str(w.message) for w in caught] == [
+        "logagent: unknown environment variable LOGAGENT_CLIENT_BUFER_BYTES ignored (known: "
+        "LOGAGENT_CLIENT_BLOCK_TIMEOUT_MS, LOGAGENT_CLIENT_BUFFER_BYTES, LOGAGENT_CLIENT_EXIT_FLUSH_TIMEOUT_MS, "
+        "LOGAGENT_CLIENT_MAX_RECORD_BYTES)"], [str(w.message) for w in caught]
+    logagent.close(timeout=0)
+
+
 if __name__ == "__main__":
     run([test_write_log_fields_arrive_exactly, test_error_rows, test_8_threads_1000_records_exactly_once,
          test_fork_child_writes_through_its_own_connection,
          test_record_cut_by_a_disconnect_is_resent_whole_written_ones_never,
          test_agent_killed_and_restarted_under_a_running_writer, test_exit_without_flush_still_delivers,
-         test_multiprocessing_child_delivers_without_flush])
+         test_multiprocessing_child_delivers_without_flush, test_environment_knobs_tune_the_process_wide_client,
+         test_bad_environment_values_are_reported_in_every_result])

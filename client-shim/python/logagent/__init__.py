@@ -9,6 +9,8 @@ Unix socket ($LOGAGENT_SOCKET, default /run/logagent/ingest.sock) through a boun
 background thread: it never waits on the network, and never blocks the caller (by default a full buffer drops
 the record, counts it and says so in error_message). The process-wide client is made on first use, is
 thread-safe, survives os.fork() (the child gets its own connection) and flushes at interpreter exit (up to 1 s).
+Its options can also come from the environment (LOGAGENT_CLIENT_BUFFER_BYTES, LOGAGENT_CLIENT_BLOCK_TIMEOUT_MS,
+LOGAGENT_CLIENT_MAX_RECORD_BYTES, LOGAGENT_CLIENT_EXIT_FLUSH_TIMEOUT_MS; see README.md).
 
 Module-level functions use the process-wide client; logagent.Client makes others. LogAgentHandler plugs the
 standard logging module (and Django's LOGGING) into the same client. See README.md beside this package.
@@ -39,7 +41,7 @@ def write_log(message, service_name=None, level="INFO", trace_id=None, span_id=N
     try:
         c = default_client()
     except ValueError as e:
-        return {"success": False, "log_id": "", "error_message": "cannot create the logagent client: %s" % e}
+        return {"success": False, "log_id": "", "error_message": _cannot_create(e)}
     return c.write(message, service_name, level, trace_id, span_id, metadata)
 
 
@@ -61,4 +63,13 @@ def get_stats():
         return default_client().get_stats()
     except ValueError as e:
         return {"written": 0, "sent": 0, "dropped": 0, "rejected": 0, "reconnects": 0, "buffered_bytes": 0,
-                "connected": False, "last_error": "cannot create the logagent client: %s" % e, "socket_path": ""}
+                "connected": False, "last_error": _cannot_create(e), "socket_path": ""}
+
+
+def _cannot_create(e):
+    """The error_message for a process-wide client that cannot be made (a bad $LOGAGENT_SOCKET or
+    LOGAGENT_CLIENT_* variable): "cannot create the logagent client: invalid value 'x' in …"."""
+    why = str(e)
+    if why.startswith("logagent: "):
+        why = why[len("logagent: "):]
+    return "cannot create the logagent client: %s" % why

@@ -1,5 +1,6 @@
 """_client.py — the Python client's engine: a bounded in-process buffer and a sender thread writing it to
-logagentd's Unix socket, plus the process-wide state (live clients, fork handlers, atexit, default client).
+logagentd's Unix socket, plus the process-wide state (live clients, fork handlers, atexit, default client and
+the LOGAGENT_CLIENT_* environment variables it is made from).
 
 DESIGN (the same as liblogagent's, client-shim/logagent.c)
 A writer encodes its record outside any lock (_record.py), then, under the client's lock, appends the bytes to
@@ -33,6 +34,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 import weakref
 
 from . import _record
@@ -485,23 +487,108 @@ def _hook_multiprocessing_exit():
     util.Finalize(None, _at_exit, exitpriority=0)
 
 
+# ---- environment knobs of the process-wide client ----
+#
+# The process-wide client (default_client(), configure()) takes its options from the environment too, so a
+# pre-fork server (gunicorn, uWSGI) can be tuned without code. They carry their own LOGAGENT_CLIENT_ prefix:
+# logagentd reads LOGAGENT_<FLAG> (LOGAGENT_BUFFER_BYTES is the agent's ring, 64 MiB by default), and an app
+# and its agent often share one environment (a compose file, a shell, an env file). LOGAGENT_SOCKET alone is
+# shared on purpose: both ends must name the same socket. Empty means unset. A bad value makes the client
+# impossible to create: every write_log then says why in its error_message (the agent, too, refuses to start
+# on a bad value rather than run with a setting nobody asked for).
+
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "K": 1 << 10, "KiB": 1 << 10, "KB": 1 << 10, "M": 1 << 20, "MiB": 1 << 20,
+               "MB": 1 << 20, "G": 1 << 30, "GiB": 1 << 30, "GB": 1 << 30}  # the agent's sizes, same words
+_MS_UNITS = {"": 1, "ms": 1, "s": 1000, "m": 60000, "min": 60000, "h": 3600000}  # the agent's durations
+
+
+def _split_number(text, units):
+    """(digits, unit multiplier) of "64KiB"-style text, or None when it is not a number with a known unit."""
+    i = 0
+    while i < len(text) and "0" <= text[i] <= "9":
+        i += 1
+    if i == 0 or text[i:] not in units:
+        return None
+    return int(text[:i]), units[text[i:]]
+
+
+def _env_size(name, text, lo, hi):
+    got = _split_number(text, _SIZE_UNITS)
+    if got is None:
+        raise ValueError("logagent: invalid value %r in %s: expected a size such as 65536, 64KiB, 4MiB"
+                         % (text, name))
+    v = got[0] * got[1]
+    if not lo <= v <= hi:
+        raise ValueError("logagent: invalid value %r in %s: out of range (%d to %d bytes)" % (text, name, lo, hi))
+    return v
+
+
+def _env_seconds(name, text, hi_ms, forever_ok):
+    """Seconds (float) from "250", "250ms", "5s", "2m"; None for "-1"/"forever" when forever_ok."""
+    if forever_ok and text in ("-1", "forever"):
+        return None
+    got = _split_number(text, _MS_UNITS)
+    if got is None:
+        raise ValueError("logagent: invalid value %r in %s: expected a duration such as 0, 250, 250ms, 5s%s"
+                         % (text, name, ", or -1 (wait as long as it takes)" if forever_ok else ""))
+    ms = got[0] * got[1]
+    if ms > hi_ms:
+        raise ValueError("logagent: invalid value %r in %s: out of range (at most %d ms)" % (text, name, hi_ms))
+    return ms / 1000.0
+
+
+# variable -> (Client option, parser(name, text) -> value)
+ENV_KNOBS = {
+    "LOGAGENT_CLIENT_BUFFER_BYTES":
+        ("buffer_bytes", lambda n, t: _env_size(n, t, MIN_BUFFER_BYTES, 1 << 30)),
+    "LOGAGENT_CLIENT_BLOCK_TIMEOUT_MS":
+        ("block_timeout", lambda n, t: _env_seconds(n, t, 3600000, True)),
+    "LOGAGENT_CLIENT_MAX_RECORD_BYTES":
+        ("max_record_bytes", lambda n, t: _env_size(n, t, 64, 64 << 20)),
+    "LOGAGENT_CLIENT_EXIT_FLUSH_TIMEOUT_MS":
+        ("exit_flush_timeout", lambda n, t: _env_seconds(n, t, 3600000, False)),
+}
+
+
+def env_options(given=(), environ=None):
+    """The Client options the LOGAGENT_CLIENT_* environment variables set, leaving out those in `given` (an
+    explicit argument wins). Raises ValueError naming the variable for a bad value. An unknown
+    LOGAGENT_CLIENT_* variable (a typo) is ignored with a RuntimeWarning."""
+    env = os.environ if environ is None else environ
+    out = {}
+    for name in sorted(k for k in env if k.startswith("LOGAGENT_CLIENT_")):
+        text = env[name].strip()
+        knob = ENV_KNOBS.get(name)
+        if knob is None:
+            warnings.warn("logagent: unknown environment variable %s ignored (known: %s)"
+                          % (name, ", ".join(sorted(ENV_KNOBS))), RuntimeWarning, stacklevel=2)
+            continue
+        option, parse = knob
+        if text and option not in given:
+            out[option] = parse(name, text)
+    return out
+
+
 def default_client():
-    """The process-wide client, created on first use from $LOGAGENT_SOCKET. Raises ValueError for a bad path."""
+    """The process-wide client, created on first use from $LOGAGENT_SOCKET and the LOGAGENT_CLIENT_* variables
+    (read then, once per client made). Raises ValueError for a bad path or a bad variable (no client is made,
+    so the next call tries again)."""
     global _default
     c = _default
     if c is not None and not c._closed:
         return c
     with _proc_lock:
         if _default is None or _default._closed:
-            _default = Client()
+            _default = Client(**env_options())
         return _default
 
 
 def configure(**options):
-    """Replaces the process-wide client by one made with these Client options (the previous one is closed,
-    flushing up to 1 s). Returns the new client."""
+    """Replaces the process-wide client by one made with these Client options, the LOGAGENT_CLIENT_* variables
+    filling in those not given (the previous client is closed, flushing up to 1 s). Returns the new client.
+    Raises ValueError for a bad option or variable (the previous client stays)."""
     global _default
-    new = Client(**options)
+    new = Client(**dict(env_options(options), **options))
     with _proc_lock:
         old, _default = _default, new
     if old is not None:
