@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <pwd.h>
 #include <ini.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@ static const char *const RPC_NAMES[] = {"auto", "batch", "unary", NULL};
 static const char *const FULL_NAMES[] = {"block", "drop-newest", "drop-oldest", NULL};
 static const char *const BUFFER_NAMES[] = {"memory", "disk", NULL};
 static const char *const FSYNC_NAMES[] = {"always", "interval", "never", NULL};
+static const char *const RATE_KEY_NAMES[] = {"pid", "uid", NULL};
 
 typedef struct opt {
     const char *name;
@@ -47,6 +49,14 @@ typedef struct opt {
 
 static const opt OPTS[] = {
     STR(socket_path, "/run/logagent/ingest.sock", "ingest socket (clients read LOGAGENT_SOCKET)"),
+    NUM(socket_mode, T_MODE, "0660", 0, 0777, "file mode of the ingest socket (octal)"),
+    STR(socket_group, "", "group owning the ingest socket (name or number; empty: the agent's)"),
+    STR(allow_uids, "", "only these users may send (names or numbers, comma-separated; empty: anyone)"),
+    STR(allow_gids, "", "only members of these groups may send (with allow-uids: either suffices)"),
+    NUM(max_connections, T_U64, "4096", 1, 1000000, "ingest connections at once; more are closed at accept"),
+    NUM(partial_record_timeout_ms, T_MS, "30s", 100, 86400000, "close a connection holding a partial record this long"),
+    STR(rate_limit, "", "RECORDS/s:BURST per sender, e.g. 10000:50000; over it records are dropped (empty: off)"),
+    ENUM(rate_limit_key, "pid", RATE_KEY_NAMES, "pid|uid: what one sender of --rate-limit is"),
     STR(stats_socket, "/run/logagent/stats.sock", "stats socket (HTTP: GET /stats); empty to disable"),
     NUM(stats_socket_mode, T_MODE, "0600", 0, 0777, "file mode of the stats socket (octal)"),
     STR(stats_socket_group, "", "group owning the stats socket (name or number; empty: the agent's)"),
@@ -463,6 +473,91 @@ static int resolve_group(const char *spec, long *gid)
     return 0;
 }
 
+/* A user name or number -> *uid. Returns 0 or -ENOENT. */
+static int resolve_user(const char *spec, uint32_t *uid)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(spec, &end, 10);
+    if (isdigit((unsigned char)spec[0]) && *end == 0 && !errno && n < (uid_t)-1) {
+        *uid = (uint32_t)n;
+        return 0;
+    }
+    struct passwd pw, *found = NULL;
+    char buf[16384];
+    if (getpwnam_r(spec, &pw, buf, sizeof buf, &found) != 0 || !found)
+        return -ENOENT;
+    *uid = (uint32_t)found->pw_uid;
+    return 0;
+}
+
+/* "alice,1001, bob" -> ids (users or groups). Reports the first unknown name against the option. */
+static int resolve_id_list(const config *cfg, size_t offset, int groups, uint32_t *ids, unsigned *n)
+{
+    const char *list = (const char *)cfg + offset;
+    char item[256], where[300], flag[64];
+    *n = 0;
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        const char *next = p[len] ? p + len + 1 : p + len;
+        while (len && (*p == ' ' || *p == '\t'))
+            p++, len--;
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        const char *why = NULL;
+        long gid = -1;
+        uint32_t id = 0;
+        snprintf(item, sizeof item, "%.*s", (int)len, p);
+        if (!len)
+            why = "an empty name";
+        else if (*n == CONFIG_MAX_IDS)
+            why = "more than 64 entries";
+        else if (groups ? resolve_group(item, &gid) < 0 : resolve_user(item, &id) < 0)
+            why = groups ? "no such group" : "no such user";
+        if (why) {
+            size_t i = opt_index(offset);
+            describe_origin(cfg, i, where, sizeof where);
+            flag_name(&OPTS[i], flag, sizeof flag);
+            fprintf(stderr, "logagentd: %s '%s' (from %s): %s%s%s\n", flag, list, where, why, len ? ": " : "", item);
+            return -EINVAL;
+        }
+        ids[(*n)++] = groups ? (uint32_t)gid : id;
+        p = next;
+    }
+    return 0;
+}
+
+/* "10000:50000" or "10000/s:50000" (burst optional: the rate) -> rps, burst. */
+static int parse_rate_limit(config *cfg)
+{
+    cfg->rate_limit_rps = 0;
+    cfg->rate_limit_burst = 0;
+    if (!cfg->rate_limit[0])
+        return 0;
+    char *end;
+    errno = 0;
+    double rps = strtod(cfg->rate_limit, &end);
+    if (!strncmp(end, "/s", 2))
+        end += 2;
+    unsigned long long burst = (unsigned long long)rps;
+    if (*end == ':') {
+        char *b = end + 1;
+        burst = strtoull(b, &end, 10);
+        if (end == b || b[0] == '-')
+            end = b - 1; /* forces the error below */
+    }
+    if (errno || *end || !(rps >= 1 && rps <= 1e9) || burst < 1 || burst > 1000000000ULL) {
+        char where[300];
+        describe_origin(cfg, opt_index(offsetof(config, rate_limit)), where, sizeof where);
+        fprintf(stderr, "logagentd: rate-limit '%s' (from %s): expected RECORDS/s:BURST, e.g. 10000/s:50000 "
+                        "(1 to 1e9 records/s, burst 1 to 1e9)\n", cfg->rate_limit, where);
+        return -EINVAL;
+    }
+    cfg->rate_limit_rps = rps;
+    cfg->rate_limit_burst = burst;
+    return 0;
+}
+
 /* A file setting that names something this process cannot read. Returns 0 or -EINVAL (reported). */
 static int check_readable(const config *cfg, size_t offset)
 {
@@ -544,6 +639,15 @@ static int check_combinations(config *cfg)
         fprintf(stderr, "logagentd: stats-socket-group '%s' (from %s): no such group\n", cfg->stats_socket_group, a);
         return -EINVAL;
     }
+    if (resolve_group(cfg->socket_group, &cfg->socket_gid) < 0) {
+        describe_origin(cfg, opt_index(offsetof(config, socket_group)), a, sizeof a);
+        fprintf(stderr, "logagentd: socket-group '%s' (from %s): no such group\n", cfg->socket_group, a);
+        return -EINVAL;
+    }
+    if (resolve_id_list(cfg, offsetof(config, allow_uids), 0, cfg->allow_uid, &cfg->n_allow_uid) < 0 ||
+        resolve_id_list(cfg, offsetof(config, allow_gids), 1, cfg->allow_gid, &cfg->n_allow_gid) < 0 ||
+        parse_rate_limit(cfg) < 0)
+        return -EINVAL;
     if (check_tls(cfg) < 0)
         return -EINVAL;
     if (cfg->buffer == BUFFER_DISK && !cfg->spool_dir[0]) {

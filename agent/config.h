@@ -14,16 +14,32 @@
 
 enum upstream_rpc { RPC_AUTO = 0, RPC_BATCH = 1, RPC_UNARY = 2 };
 enum on_full { FULL_BLOCK = 0, FULL_DROP_NEWEST = 1, FULL_DROP_OLDEST = 2 };
+enum rate_key { RATE_KEY_PID = 0, RATE_KEY_UID = 1 };
 enum buffer_mode { BUFFER_MEMORY = 0, BUFFER_DISK = 1 };
 
 #define CONFIG_DEFAULT_FILE "/etc/logagent/logagentd.conf"
-#define CONFIG_MAX_OPTS 64
+#define CONFIG_MAX_OPTS 96
 
 /* Where a setting's value came from (for --check-config and error messages). */
 enum config_origin { ORIGIN_DEFAULT = 0, ORIGIN_FILE, ORIGIN_ENV, ORIGIN_ENV_ALT, ORIGIN_FLAG };
 
+#define CONFIG_MAX_IDS 64
+
 typedef struct config {
     char socket_path[108];
+    uint64_t socket_mode;        /* file mode bits of the ingest socket (default 0660) */
+    char socket_group[64];       /* group name or number to own the ingest socket ("" = the agent's) */
+    long socket_gid;             /* that group resolved by config_load; -1 when "" */
+    char allow_uids[512];        /* users (names or numbers) allowed to connect; "" = anyone the mode lets in */
+    char allow_gids[512];        /* groups allowed (primary or supplementary); "" = no group rule */
+    uint32_t allow_uid[CONFIG_MAX_IDS], allow_gid[CONFIG_MAX_IDS]; /* those lists resolved by config_load */
+    unsigned n_allow_uid, n_allow_gid;
+    uint64_t max_connections;    /* ingest connections at once; more are accepted and closed at once (counted) */
+    uint64_t partial_record_timeout_ms; /* a connection holding a partial record this long is closed (slowloris) */
+    char rate_limit[64];         /* "RECORDS/s:BURST" per sender ("" = off) */
+    int rate_limit_key;          /* RATE_KEY_PID or RATE_KEY_UID: what a sender is */
+    double rate_limit_rps;       /* rate_limit parsed by config_load (0 = off) */
+    uint64_t rate_limit_burst;
     char stats_socket[108];
     uint64_t stats_socket_mode;  /* file mode bits of the stats socket (default 0600) */
     char stats_socket_group[64]; /* group name or number to own the stats socket ("" = the agent's) */

@@ -23,6 +23,7 @@
 #include "flusher.h"
 #include "log.h"
 #include "mpscan.h"
+#include "ratelimit.h"
 #include "record.h"
 #include "sockpath.h"
 
@@ -40,7 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { READ_CHUNK = 256 * 1024, SHUTDOWN_READS = 64 };
+enum { READ_CHUNK = 256 * 1024, SHUTDOWN_READS = 64, RATE_SENDERS = 4096, LOGGED_UIDS = 64, PEER_GROUPS = 256 };
 
 typedef struct conn {
     struct ingest *in;
@@ -56,6 +57,7 @@ typedef struct conn {
     size_t held_len;
     int fail;      /* MPSCAN_MALFORMED / MPSCAN_OVERSIZED: close once the good records are queued */
     int eof;       /* peer closed (or errored): close once everything is queued */
+    int64_t partial_since_ns; /* CLOCK_MONOTONIC when the record now half-read began; 0 between records */
     struct conn *prev, *next;
 } conn;
 
@@ -67,14 +69,19 @@ struct ingest {
     struct flusher *flusher;
     struct evconnlistener *listener;
     struct event *resume_ev;
-    conn *conns;
+    conn *conns, *tail;   /* every connection; resuming serves them from the head */
     int paused;
     int64_t paused_at_ns;
     int listening;
     record_enc enc;
     clients *clients;
     char hostname[64];
-    log_limit lim_full, lim_malformed, lim_oversized, lim_invalid, lim_truncated, lim_reserved;
+    log_limit lim_full, lim_malformed, lim_oversized, lim_invalid, lim_truncated, lim_reserved, lim_max_conn,
+        lim_refused, lim_rate, lim_timeout;
+    ratelimit *rl;            /* --rate-limit; NULL when off */
+    struct event *sweep_ev;   /* once a second: connections holding a partial record too long */
+    uint32_t logged_uids[LOGGED_UIDS]; /* uids already logged as refused (each once) */
+    unsigned n_logged_uids;
 };
 
 static int64_t mono_ns(void)
@@ -200,6 +207,14 @@ static void handle_record(conn *c, const msgpack_object *obj, size_t wire, int64
         log_peer(&in->lim_oversized, c, "record too large once encoded, skipped");
         return;
     }
+    uint32_t sender = in->cfg->rate_limit_key == RATE_KEY_UID ? c->src.uid : (uint32_t)c->src.pid;
+    if (in->rl && !ratelimit_take(in->rl, sender, mono)) {
+        stat_add(&in->st->dropped_rate_limited, 1);
+        if (ce)
+            ce->dropped++;
+        log_peer(&in->lim_rate, c, "sender over --rate-limit: records dropped");
+        return;
+    }
     if (queue_record(in, in->enc.out, in->enc.out_len) == 0) {
         if (ce)
             ce->records++;
@@ -268,6 +283,8 @@ static void conn_free(conn *c)
         in->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    if (in->tail == c)
+        in->tail = c->prev;
     clients_detach(in->clients, c->client, mono_ns());
     event_free(c->ev);
     close(c->fd);
@@ -326,10 +343,16 @@ static ssize_t conn_read(conn *c)
     }
     stat_add(&in->st->bytes_received, (uint64_t)n);
     size_t good;
+    uint64_t records_before = c->scan.records;
     int rc = mpscan_feed(&c->scan, buf, (size_t)n, &good);
     msgpack_unpacker_buffer_consumed(&c->up, good);
     if (rc != MPSCAN_OK)
         c->fail = rc;
+    /* the partial-record clock starts with each record left half-read, and stops between records */
+    if (!mpscan_mid_record(&c->scan))
+        c->partial_since_ns = 0;
+    else if (!c->partial_since_ns || c->scan.records != records_before)
+        c->partial_since_ns = mono_ns();
     return n;
 }
 
@@ -370,9 +393,70 @@ static void peer_identity(int fd, const char *hostname, record_source *src)
     src->comm[n > 0 ? n : 0] = 0;
 }
 
+/* --allow-uids / --allow-gids: the peer's uid is listed, or its primary or a supplementary group is. */
+static int peer_allowed(const config *cfg, int fd, const record_source *src)
+{
+    if (!cfg->n_allow_uid && !cfg->n_allow_gid)
+        return 1;
+    for (unsigned i = 0; i < cfg->n_allow_uid; i++)
+        if (cfg->allow_uid[i] == src->uid)
+            return 1;
+    gid_t groups[PEER_GROUPS];
+    socklen_t len = sizeof groups;
+    size_t n = 0;
+    if (cfg->n_allow_gid && getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0)
+        n = len / sizeof groups[0];
+    for (unsigned i = 0; i < cfg->n_allow_gid; i++) {
+        if (cfg->allow_gid[i] == src->gid)
+            return 1;
+        for (size_t j = 0; j < n; j++)
+            if (cfg->allow_gid[i] == (uint32_t)groups[j])
+                return 1;
+    }
+    return 0;
+}
+
+/* Logs a refused peer once per uid (the first LOGGED_UIDS uids; after that, rate-limited). */
+static void log_refused(ingest *in, const record_source *src)
+{
+    for (unsigned i = 0; i < in->n_logged_uids; i++)
+        if (in->logged_uids[i] == src->uid)
+            return;
+    if (in->n_logged_uids < LOGGED_UIDS)
+        in->logged_uids[in->n_logged_uids++] = src->uid;
+    else if (log_limit_check(&in->lim_refused, 10000) < 0)
+        return;
+    log_write(LOG_WARN, "\"connection refused: peer not in --allow-uids/--allow-gids (logged once per uid)\" "
+                        "pid=%d uid=%u gid=%u comm=\"%s\"", src->pid, src->uid, src->gid, src->comm);
+}
+
+/* Admission: under --max-connections and allowed. Returns 1, or 0 after closing fd (counted, logged). */
+static int admit(ingest *in, int fd, const record_source *src)
+{
+    if (stat_get(&in->st->conn_active) >= in->cfg->max_connections) {
+        stat_add(&in->st->conn_refused_max, 1);
+        int64_t sup = log_limit_check(&in->lim_max_conn, 10000);
+        if (sup >= 0)
+            log_write(LOG_WARN, "\"connection refused: --max-connections reached\" max_connections=%llu pid=%d "
+                                "comm=\"%s\" suppressed=%lld", (unsigned long long)in->cfg->max_connections,
+                      src->pid, src->comm, (long long)sup);
+    } else if (!peer_allowed(in->cfg, fd, src)) {
+        stat_add(&in->st->conn_refused_not_allowed, 1);
+        log_refused(in, src);
+    } else {
+        return 1;
+    }
+    close(fd);
+    return 0;
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
     ingest *in = arg;
+    record_source src;
+    peer_identity(fd, in->hostname, &src);
+    if (!admit(in, fd, &src))
+        return;
     conn *c = calloc(1, sizeof *c);
     if (!c || !msgpack_unpacker_init(&c->up, READ_CHUNK)) {
         log_write(LOG_ERROR, "\"out of memory accepting a connection\"");
@@ -382,14 +466,16 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     c->in = in;
     c->fd = fd;
+    c->src = src;
     c->serial = stat_get(&in->st->conn_total) + 1;
     msgpack_unpacked_init(&c->res);
     mpscan_init(&c->scan, in->cfg->max_record_bytes);
-    peer_identity(fd, in->hostname, &c->src);
     c->ev = event_new(in->base, fd, EV_READ | EV_PERSIST, on_readable, c);
     c->next = in->conns;
     if (in->conns)
         in->conns->prev = c;
+    else
+        in->tail = c;
     in->conns = c;
     stat_add(&in->st->conn_active, 1);
     stat_add(&in->st->conn_total, 1);
@@ -398,17 +484,60 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     log_write(LOG_DEBUG, "\"client connected\" pid=%d uid=%u comm=\"%s\"", c->src.pid, c->src.uid, c->src.comm);
 }
 
+/* Once a second: closes connections that have held a partial record longer than --partial-record-timeout-ms
+ * (a client stuck, or trickling bytes to hold the agent's memory). Not while paused: then nobody is read, and
+ * resuming restarts every clock. */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    ingest *in = arg;
+    if (in->paused)
+        return;
+    int64_t now = mono_ns(), limit = (int64_t)in->cfg->partial_record_timeout_ms * 1000000;
+    for (conn *c = in->conns, *next; c; c = next) {
+        next = c->next;
+        if (!c->partial_since_ns || now - c->partial_since_ns < limit || c->held || c->fail || c->eof)
+            continue;
+        stat_add(&in->st->conn_timed_out, 1);
+        c->eof = 1; /* closes as a truncation: counted `truncated`, blamed on its client */
+        log_peer(&in->lim_timeout, c, "partial record held past --partial-record-timeout-ms, connection closed");
+        conn_maybe_close(c, 1);
+    }
+}
+
+/* Makes `first` the head of the connection list, moving the connections before it to the tail in their order, so
+ * that under sustained backpressure every connection's held record gets its turn (none starves at the tail). */
+static void rotate_to(ingest *in, conn *first)
+{
+    if (first == in->conns)
+        return;
+    conn *new_tail = first->prev;
+    new_tail->next = NULL;
+    first->prev = NULL;
+    in->tail->next = in->conns;
+    in->conns->prev = in->tail;
+    in->conns = first;
+    in->tail = new_tail;
+}
+
 static void on_resume(evutil_socket_t fd, short what, void *arg)
 {
     ingest *in = arg;
     if (!in->paused)
         return;
     in->paused = 0;
-    stat_add(&in->st->backpressure_ns, (uint64_t)(mono_ns() - in->paused_at_ns));
+    int64_t now = mono_ns();
+    stat_add(&in->st->backpressure_ns, (uint64_t)(now - in->paused_at_ns));
+    for (conn *c = in->conns; c; c = c->next) /* nobody was read while paused: partial-record clocks restart */
+        if (c->partial_since_ns)
+            c->partial_since_ns = now;
     atomic_store_explicit(&in->st->paused_since_ns, 0, memory_order_relaxed);
-    for (conn *c = in->conns, *next; c && !in->paused; c = next) {
+    for (conn *c = in->conns, *next; c; c = next) {
         next = c->next;
         conn_maybe_close(c, process(c));
+        if (in->paused) { /* c holds a record again: it goes first next time, those served go last */
+            rotate_to(in, c);
+            break;
+        }
     }
     if (in->flusher)
         flusher_notify(in->flusher);
@@ -424,8 +553,12 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
 int ingest_listen(ingest *in)
 {
     const char *path = in->cfg->socket_path;
-    int removed, rc = sockpath_prepare(path, &removed);
-    if (rc == -EADDRINUSE)
+    int removed, rc = sockpath_check_dir(path);
+    if (rc == -EPERM)
+        log_write(LOG_ERROR, "\"the ingest socket's folder is world-writable without the sticky bit: anyone could "
+                             "replace the socket; use a private folder (e.g. /run/logagent) or chmod +t\" socket=%s",
+                  path);
+    else if (rc == 0 && (rc = sockpath_prepare(path, &removed)) == -EADDRINUSE)
         log_write(LOG_ERROR, "\"another agent is already listening on the ingest socket\" socket=%s", path);
     else if (rc == -EEXIST)
         log_write(LOG_ERROR, "\"ingest socket path exists and is not a socket\" socket=%s", path);
@@ -435,16 +568,20 @@ int ingest_listen(ingest *in)
         return rc;
     if (removed)
         log_write(LOG_INFO, "\"removed stale ingest socket\" socket=%s", path);
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
-    mode_t old = umask(0117); /* created 0660: never reachable with looser rights, no chmod race */
-    in->listener = evconnlistener_new_bind(in->base, on_accept, in, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-                                           -1, (struct sockaddr *)&sun, sizeof sun);
-    int err = errno;
-    umask(old);
+    const char *step;
+    int fd = sockpath_listen(path, (unsigned)in->cfg->socket_mode, in->cfg->socket_gid, SOMAXCONN, &step);
+    if (fd < 0) {
+        log_write(LOG_ERROR, "\"cannot listen on the ingest socket\" socket=%s step=%s error=\"%s\"", path, step,
+                  strerror(-fd));
+        return fd;
+    }
+    /* backlog 0: already listening (a negative one would make libevent listen(2) again with 128) */
+    in->listener = evconnlistener_new(in->base, on_accept, in, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
     if (!in->listener) {
-        log_write(LOG_ERROR, "\"cannot listen on the ingest socket\" socket=%s error=\"%s\"", path, strerror(err));
-        return -err;
+        log_write(LOG_ERROR, "\"cannot serve the ingest socket\" socket=%s", path);
+        close(fd);
+        unlink(path);
+        return -ENOMEM;
     }
     in->listening = 1;
     return 0;
@@ -482,8 +619,13 @@ ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_s
     if (gethostname(in->hostname, sizeof in->hostname - 1) < 0)
         strcpy(in->hostname, "unknown");
     in->resume_ev = event_new(base, -1, 0, on_resume, in);
+    in->sweep_ev = event_new(base, -1, EV_PERSIST, on_sweep, in);
     in->clients = clients_new(CLIENTS_DEFAULT_CAP);
-    if (!in->resume_ev || !in->clients || record_enc_init(&in->enc) < 0) {
+    if (cfg->rate_limit_rps > 0)
+        in->rl = ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst, RATE_SENDERS);
+    struct timeval second = {1, 0};
+    if (!in->resume_ev || !in->sweep_ev || !in->clients || (cfg->rate_limit_rps > 0 && !in->rl) ||
+        record_enc_init(&in->enc) < 0 || event_add(in->sweep_ev, &second) < 0) {
         ingest_free(in);
         return NULL;
     }
@@ -542,6 +684,8 @@ void ingest_shutdown(ingest *in, int64_t deadline_ms)
     in->listening = 0;
     for (conn *c = in->conns; c; c = c->next) /* reading now happens here, not in events */
         event_del(c->ev);
+    if (in->sweep_ev)
+        event_del(in->sweep_ev);
     while (in->conns) {
         conn *c = in->conns;
         in->paused = 0;
@@ -573,6 +717,9 @@ void ingest_free(ingest *in)
         conn_free(in->conns);
     if (in->resume_ev)
         event_free(in->resume_ev);
+    if (in->sweep_ev)
+        event_free(in->sweep_ev);
+    ratelimit_free(in->rl);
     if (in->st->clients == in->clients)
         in->st->clients = NULL;
     clients_free(in->clients);

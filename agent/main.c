@@ -18,6 +18,7 @@
 #include <event2/thread.h>
 #include <malloc.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,25 @@ static int listen_ingest(ingest *in, const config *cfg, int fd)
     return ingest_listen(in);
 }
 
+/* Raises the open-file limit to the hard limit (each client is one fd), and says when --max-connections still
+ * cannot be reached: accept(2) would then fail with EMFILE before the agent's own limit refuses anyone. */
+static void raise_nofile(const config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            rl.rlim_cur = old;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < cfg->max_connections + 64)
+        log_write(LOG_WARN, "\"open-file limit below max-connections: raise LimitNOFILE\" nofile=%llu "
+                            "max_connections=%llu", (unsigned long long)rl.rlim_cur,
+                  (unsigned long long)cfg->max_connections);
+}
+
 int main(int argc, char **argv)
 {
     static config cfg;
@@ -161,6 +181,7 @@ int main(int argc, char **argv)
     }
     log_set_level(cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
+    raise_nofile(&cfg);
     /* Batches are 100 KiB-4 MiB buffers made and freed many times a second: keep them on the heap instead of
      * fresh mmaps, whose first-touch page faults were ~40% of the flusher's CPU (docs/benchmarks.md). What is
      * kept stays inside --buffer-bytes' budget. */

@@ -2,7 +2,10 @@
 #include "sockpath.h"
 
 #include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -30,4 +33,44 @@ int sockpath_prepare(const char *path, int *removed)
         return -errno;
     *removed = 1;
     return 0;
+}
+
+int sockpath_check_dir(const char *path)
+{
+    char copy[PATH_MAX];
+    snprintf(copy, sizeof copy, "%s", path);
+    struct stat st;
+    if (stat(dirname(copy), &st) < 0)
+        return -errno;
+    if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX))
+        return -EPERM;
+    return 0;
+}
+
+int sockpath_listen(const char *path, unsigned mode, long gid, int backlog, const char **step)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    *step = "bind";
+    if (strlen(path) >= sizeof sun.sun_path)
+        return -ENAMETOOLONG;
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    mode_t old = umask(0177); /* 0600 from birth */
+    int rc = bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0 ? -errno : 0;
+    umask(old);
+    if (rc == 0 && gid >= 0 && chown(path, (uid_t)-1, (gid_t)gid) < 0)
+        rc = -errno, *step = "chown";
+    if (rc == 0 && chmod(path, (mode_t)mode) < 0)
+        rc = -errno, *step = "chmod";
+    if (rc == 0 && listen(fd, backlog) < 0)
+        rc = -errno, *step = "listen";
+    if (rc < 0) {
+        if (strcmp(*step, "bind") != 0)
+            unlink(path);
+        close(fd);
+        return rc;
+    }
+    return fd;
 }

@@ -10,4 +10,16 @@
  * process answers on it, -EEXIST when it is not a socket, or another -errno. */
 int sockpath_prepare(const char *path, int *removed);
 
+/* Refuses a socket path whose folder anyone may write to without the sticky bit (/tmp has the bit; a folder made
+ * 0777 by mistake does not): there any user could unlink the agent's socket and put their own in its place.
+ * Returns 0, -EPERM in that case, or -errno from stat(2) of the folder. */
+int sockpath_check_dir(const char *path);
+
+/* Creates a listening Unix stream socket at path (call sockpath_prepare first). It is bound while the umask makes
+ * it 0600, then given gid (-1: keep the agent's) and mode, then listen(2)s: it is never reachable with looser
+ * rights than asked, and nobody can connect before its rights are final (a socket that does not listen refuses
+ * every connect). Returns the non-blocking, close-on-exec fd, or -errno with *step naming the call that failed
+ * ("bind", "chown", "chmod", "listen"); a file already bound is removed again on failure. */
+int sockpath_listen(const char *path, unsigned mode, long gid, int backlog, const char **step);
+
 #endif

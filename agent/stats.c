@@ -13,7 +13,7 @@
 const char *const stats_reject_names[STATS_REJECT_N] = {"malformed", "invalid_record", "oversized", "truncated",
                                                         "reserved_key"};
 const char *const stats_drop_names[STATS_DROP_N] = {"buffer_full", "upstream_rejected", "retry_expired",
-                                                    "spool_corrupt", "shutdown"};
+                                                    "spool_corrupt", "shutdown", "rate_limited"};
 
 static double clock_s(clockid_t id)
 {
@@ -42,6 +42,7 @@ void stats_collect(const stats_sources *src, stats_view *v)
      * take what was counted before, so taken <= received below */
     uint64_t ring_received = stat_get(&in->received);
     uint64_t in_drop_shutdown = stat_get(&in->dropped_shutdown), in_drop_full = stat_get(&in->dropped_full);
+    uint64_t in_drop_rate = stat_get(&in->dropped_rate_limited);
     v->rejected[0] = stat_get(&in->malformed);
     v->rejected[1] = stat_get(&in->invalid_record);
     v->rejected[2] = stat_get(&in->oversized);
@@ -51,6 +52,9 @@ void stats_collect(const stats_sources *src, stats_view *v)
     v->bytes_received = stat_get(&in->bytes_received);
     v->conn_active = stat_get(&in->conn_active);
     v->conn_total = stat_get(&in->conn_total);
+    v->conn_refused_max = stat_get(&in->conn_refused_max);
+    v->conn_refused_not_allowed = stat_get(&in->conn_refused_not_allowed);
+    v->conn_timed_out = stat_get(&in->conn_timed_out);
     v->pauses = stat_get(&in->pauses);
     v->paused = stat_get(&in->paused_since_ns) != 0;
     v->backpressure_s = backpressure_s(in, (int64_t)(mono * 1e9));
@@ -59,13 +63,14 @@ void stats_collect(const stats_sources *src, stats_view *v)
         v->clients_evicted = clients_evicted(in->clients);
     }
     flusher_snapshot_get(src->flusher, &v->f);
-    v->received = ring_received + in_drop_shutdown + in_drop_full;
+    v->received = ring_received + in_drop_shutdown + in_drop_full + in_drop_rate;
     v->in_ring = ring_received - v->f.taken;
     v->dropped[0] = v->f.dropped_buffer_full + in_drop_full;
     v->dropped[1] = v->f.dropped_upstream;
     v->dropped[2] = v->f.dropped_retry_expired;
     v->dropped[3] = v->f.dropped_spool_corrupt;
     v->dropped[4] = v->f.dropped_shutdown + in_drop_shutdown;
+    v->dropped[5] = in_drop_rate;
     v->ring_used = ring_used_bytes(src->ring);
     v->ring_capacity = ring_capacity(src->ring);
 }
@@ -200,11 +205,13 @@ int stats_view_json(const stats_view *v, const config *cfg, char *buf, size_t ca
     textbuf t = {buf, cap, 0, cap == 0};
     put(&t, "{\"uptime_seconds\":%.3f,", v->uptime_s);
     put_records(&t, v);
-    put(&t, "\"bytes_received\":%llu,\"connections\":{\"active\":%llu,\"total\":%llu},"
+    put(&t, "\"bytes_received\":%llu,\"connections\":{\"active\":%llu,\"total\":%llu,"
+            "\"refused\":{\"max_connections\":%llu,\"not_allowed\":%llu},\"timed_out\":%llu},"
             "\"ring\":{\"used_bytes\":%zu,\"capacity_bytes\":%zu},"
             "\"buffer\":{\"limit_bytes\":%llu,\"batch_bytes\":%llu,\"batch_budget_bytes\":%llu,\"on_full\":\"%s\"},",
         (unsigned long long)v->bytes_received, (unsigned long long)v->conn_active, (unsigned long long)v->conn_total,
-        v->ring_used, v->ring_capacity, (unsigned long long)cfg->buffer_bytes, (unsigned long long)f->held_bytes,
+        (unsigned long long)v->conn_refused_max, (unsigned long long)v->conn_refused_not_allowed,
+        (unsigned long long)v->conn_timed_out, v->ring_used, v->ring_capacity, (unsigned long long)cfg->buffer_bytes, (unsigned long long)f->held_bytes,
         (unsigned long long)f->batch_budget, on_full_name(cfg->on_full));
     put_upstream(&t, v, cfg);
     put(&t, "\"backpressure_seconds\":%.3f,\"backpressure_pauses\":%llu,\"backpressure_active\":%s,",

@@ -33,8 +33,12 @@ typedef struct ingest_stats {
     _Atomic uint64_t level_unknown;  /* levels kept as sent */
     _Atomic uint64_t dropped_shutdown; /* complete records read but not queued when the agent stopped */
     _Atomic uint64_t dropped_full;     /* --on-full drop-newest: records refused because the ring was full */
+    _Atomic uint64_t dropped_rate_limited; /* --rate-limit: records of a sender over its rate */
     _Atomic uint64_t conn_active;
     _Atomic uint64_t conn_total;
+    _Atomic uint64_t conn_refused_max;         /* closed at accept: --max-connections reached */
+    _Atomic uint64_t conn_refused_not_allowed; /* closed at accept: not in --allow-uids/--allow-gids */
+    _Atomic uint64_t conn_timed_out;           /* closed holding a partial record too long */
     _Atomic uint64_t backpressure_ns; /* time spent with reading paused because the ring was full (past pauses) */
     _Atomic uint64_t paused_since_ns; /* CLOCK_MONOTONIC start of the current pause, 0 when reading */
     _Atomic uint64_t pauses;
@@ -60,9 +64,9 @@ typedef struct stats_sources {
 
 /* The reasons a record is refused at ingest, and dropped anywhere: the keys of /stats' records.rejected and
  * records.dropped, and the `reason` label values in /metrics, in this order. */
-enum { STATS_REJECT_N = 5, STATS_DROP_N = 5 };
+enum { STATS_REJECT_N = 5, STATS_DROP_N = 6 };
 extern const char *const stats_reject_names[STATS_REJECT_N]; /* malformed invalid_record oversized truncated reserved_key */
-extern const char *const stats_drop_names[STATS_DROP_N]; /* buffer_full upstream_rejected retry_expired spool_corrupt shutdown */
+extern const char *const stats_drop_names[STATS_DROP_N]; /* buffer_full upstream_rejected retry_expired spool_corrupt shutdown rate_limited */
 
 /* One consistent reading of every counter. */
 typedef struct stats_view {
@@ -74,6 +78,7 @@ typedef struct stats_view {
     uint64_t rejected[STATS_REJECT_N];
     uint64_t dropped[STATS_DROP_N];
     uint64_t level_unknown, bytes_received, conn_active, conn_total, pauses;
+    uint64_t conn_refused_max, conn_refused_not_allowed, conn_timed_out;
     double backpressure_s;   /* past pauses plus the current one */
     int paused;              /* reading is paused now (ring full) */
     size_t ring_used, ring_capacity;

@@ -209,42 +209,22 @@ static void on_request(struct evhttp_request *req, void *arg)
  * (logged). */
 static int unix_listen(const char *path, const config *cfg)
 {
-    gid_t gid = (gid_t)cfg->stats_socket_gid; /* resolved (and refused when unknown) by config_load */
-    int rc;
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof sun.sun_path) {
-        log_write(LOG_ERROR, "\"stats socket path too long\" socket=%s", path);
-        return -ENAMETOOLONG;
-    }
-    memcpy(sun.sun_path, path, strlen(path) + 1);
-    int removed;
-    if ((rc = sockpath_prepare(path, &removed)) < 0) {
+    int rc, removed;
+    const char *step = "prepare";
+    if ((rc = sockpath_check_dir(path)) < 0 || (rc = sockpath_prepare(path, &removed)) < 0) {
         log_write(LOG_ERROR, "\"cannot use the stats socket path\" socket=%s error=\"%s\"", path,
                   rc == -EADDRINUSE ? "a live process listens on it (another agent?)"
                   : rc == -EEXIST   ? "exists and is not a socket"
+                  : rc == -EPERM    ? "its folder is world-writable without the sticky bit: anyone could replace it"
                                     : strerror(-rc));
         return rc;
     }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    mode_t old = umask(0177); /* 0600 from birth; nobody can connect before listen(2) anyway */
-    rc = bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0 ? -errno : 0;
-    umask(old);
-    const char *step = "bind";
-    if (rc == 0 && gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0)
-        rc = -errno, step = "chown";
-    if (rc == 0 && chmod(path, (mode_t)cfg->stats_socket_mode) < 0)
-        rc = -errno, step = "chmod";
-    if (rc == 0 && listen(fd, 64) < 0)
-        rc = -errno, step = "listen";
-    if (rc < 0) {
+    /* the group was resolved (and refused when unknown) by config_load */
+    int fd = sockpath_listen(path, (unsigned)cfg->stats_socket_mode, cfg->stats_socket_gid, 64, &step);
+    if (fd < 0) {
         log_write(LOG_ERROR, "\"cannot listen on the stats socket\" socket=%s step=%s error=\"%s\"", path, step,
-                  strerror(-rc));
-        if (strcmp(step, "bind") != 0)
-            unlink(path);
-        close(fd);
-        return rc;
+                  strerror(-fd));
+        return fd;
     }
     log_write(LOG_INFO, "\"stats socket listening\" socket=%s mode=%04llo group=%s", path,
               (unsigned long long)cfg->stats_socket_mode, cfg->stats_socket_group[0] ? cfg->stats_socket_group : "-");

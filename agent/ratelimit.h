@@ -1,0 +1,22 @@
+/* ratelimit.h — per-sender token buckets for --rate-limit RECORDS/s:BURST (like journald's RateLimitBurst).
+ *
+ * A sender is a pid or a uid (--rate-limit-key). Each has a bucket of `burst` tokens refilled at `rate` per
+ * second; a record takes one, and a record finding the bucket empty is dropped by the caller (counted). The
+ * table is bounded: when it is full, the bucket idle the longest is reused — an idle bucket has refilled, so
+ * forgetting it changes nothing for a well-behaved sender. Main loop thread only. */
+#ifndef LOGAGENT_RATELIMIT_H
+#define LOGAGENT_RATELIMIT_H
+
+#include <stdint.h>
+
+typedef struct ratelimit ratelimit;
+
+/* A table of at most `cap` senders. NULL on allocation failure. */
+ratelimit *ratelimit_new(double rate, uint64_t burst, unsigned cap);
+void ratelimit_free(ratelimit *rl);
+
+/* Takes a token for `key` at now_ns (CLOCK_MONOTONIC). Returns 1 when the record may pass, 0 when the sender is
+ * over its rate. */
+int ratelimit_take(ratelimit *rl, uint32_t key, int64_t now_ns);
+
+#endif
