@@ -41,7 +41,9 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { READ_CHUNK = 256 * 1024, SHUTDOWN_READS = 64, RATE_SENDERS = 4096, LOGGED_UIDS = 64, PEER_GROUPS = 256 };
+/* A connection's reads start at READ_FIRST bytes and double while they come back full, up to READ_CHUNK: a quiet or
+ * short-lived client costs a few KiB (thousands of them may be open), a flooder gets large reads. */
+enum { READ_FIRST = 4096, READ_CHUNK = 256 * 1024, SHUTDOWN_READS = 64, RATE_SENDERS = 4096, LOGGED_UIDS = 64, PEER_GROUPS = 256 };
 
 typedef struct conn {
     struct ingest *in;
@@ -53,6 +55,7 @@ typedef struct conn {
     record_source src;
     client_entry *client; /* per-client counters of the current (pid, comm, service_name); NULL before any */
     uint64_t serial;      /* connection number, for the client table */
+    size_t read_size;     /* bytes asked of the next read(2): READ_FIRST .. READ_CHUNK */
     uint8_t *held; /* an encoded record waiting for ring space */
     size_t held_len;
     int fail;      /* MPSCAN_MALFORMED / MPSCAN_OVERSIZED: close once the good records are queued */
@@ -73,6 +76,7 @@ struct ingest {
     int paused;
     int64_t paused_at_ns;
     int listening;
+    int accept_paused;    /* --max-connections reached: the listener is disabled */
     record_enc enc;
     clients *clients;
     char hostname[64];
@@ -274,6 +278,8 @@ static int process(conn *c)
 
 /* ---- connections ------------------------------------------------------------------------------------ */
 
+static void limit_connections(ingest *in);
+
 static void conn_free(conn *c)
 {
     ingest *in = c->in;
@@ -293,6 +299,7 @@ static void conn_free(conn *c)
     free(c->held);
     free(c);
     stat_add(&in->st->conn_active, (uint64_t)-1);
+    limit_connections(in);
 }
 
 /* Closes c when it is finished: failed or at EOF, with nothing left that could still be queued. */
@@ -326,13 +333,13 @@ static void conn_maybe_close(conn *c, int drained)
 static ssize_t conn_read(conn *c)
 {
     ingest *in = c->in;
-    if (!msgpack_unpacker_reserve_buffer(&c->up, READ_CHUNK)) {
+    if (!msgpack_unpacker_reserve_buffer(&c->up, c->read_size)) {
         c->eof = 1;
         return 0;
     }
     size_t room = msgpack_unpacker_buffer_capacity(&c->up);
-    if (room > READ_CHUNK)
-        room = READ_CHUNK;
+    if (room > c->read_size)
+        room = c->read_size;
     uint8_t *buf = (uint8_t *)msgpack_unpacker_buffer(&c->up);
     ssize_t n = read(c->fd, buf, room);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -342,6 +349,8 @@ static ssize_t conn_read(conn *c)
         return 0;
     }
     stat_add(&in->st->bytes_received, (uint64_t)n);
+    if ((size_t)n == room && c->read_size < READ_CHUNK)
+        c->read_size *= 2;
     size_t good;
     uint64_t records_before = c->scan.records;
     int rc = mpscan_feed(&c->scan, buf, (size_t)n, &good);
@@ -362,6 +371,9 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     ingest *in = c->in;
     if (conn_read(c) < 0)
         return;
+    for (int reads = 1; (what & EV_CLOSED) && !c->eof && !c->fail && reads < SHUTDOWN_READS; reads++)
+        if (conn_read(c) < 0) /* the peer has closed: read what is left now (bounded) */
+            break;
     if (c->eof || c->fail)
         event_del(c->ev);
     int drained = process(c);
@@ -430,24 +442,35 @@ static void log_refused(ingest *in, const record_source *src)
                         "pid=%d uid=%u gid=%u comm=\"%s\"", src->pid, src->uid, src->gid, src->comm);
 }
 
-/* Admission: under --max-connections and allowed. Returns 1, or 0 after closing fd (counted, logged). */
+/* Admission: allowed by --allow-uids/--allow-gids. Returns 1, or 0 after closing fd (counted, logged). */
 static int admit(ingest *in, int fd, const record_source *src)
 {
-    if (stat_get(&in->st->conn_active) >= in->cfg->max_connections) {
-        stat_add(&in->st->conn_refused_max, 1);
-        int64_t sup = log_limit_check(&in->lim_max_conn, 10000);
-        if (sup >= 0)
-            log_write(LOG_WARN, "\"connection refused: --max-connections reached\" max_connections=%llu pid=%d "
-                                "comm=\"%s\" suppressed=%lld", (unsigned long long)in->cfg->max_connections,
-                      src->pid, src->comm, (long long)sup);
-    } else if (!peer_allowed(in->cfg, fd, src)) {
-        stat_add(&in->st->conn_refused_not_allowed, 1);
-        log_refused(in, src);
-    } else {
+    if (peer_allowed(in->cfg, fd, src))
         return 1;
-    }
+    stat_add(&in->st->conn_refused_not_allowed, 1);
+    log_refused(in, src);
     close(fd);
     return 0;
+}
+
+/* At --max-connections the agent stops accepting: new connections wait in the kernel's listen backlog (their
+ * records with them) until one closes — closing them instead would lose what short-lived clients already wrote. */
+static void limit_connections(ingest *in)
+{
+    uint64_t active = stat_get(&in->st->conn_active);
+    if (!in->accept_paused && active >= in->cfg->max_connections && in->listener) {
+        evconnlistener_disable(in->listener);
+        in->accept_paused = 1;
+        stat_add(&in->st->conn_max_reached, 1);
+        int64_t sup = log_limit_check(&in->lim_max_conn, 10000);
+        if (sup >= 0)
+            log_write(LOG_WARN, "\"--max-connections reached: new connections wait in the listen backlog until one "
+                                "closes\" max_connections=%llu suppressed=%lld",
+                      (unsigned long long)in->cfg->max_connections, (long long)sup);
+    } else if (in->accept_paused && active < in->cfg->max_connections && in->listener) {
+        evconnlistener_enable(in->listener);
+        in->accept_paused = 0;
+    }
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
@@ -458,7 +481,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     if (!admit(in, fd, &src))
         return;
     conn *c = calloc(1, sizeof *c);
-    if (!c || !msgpack_unpacker_init(&c->up, READ_CHUNK)) {
+    if (!c || !msgpack_unpacker_init(&c->up, READ_FIRST)) {
         log_write(LOG_ERROR, "\"out of memory accepting a connection\"");
         free(c);
         close(fd);
@@ -467,10 +490,12 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->in = in;
     c->fd = fd;
     c->src = src;
+    c->read_size = READ_FIRST;
     c->serial = stat_get(&in->st->conn_total) + 1;
     msgpack_unpacked_init(&c->res);
     mpscan_init(&c->scan, in->cfg->max_record_bytes);
-    c->ev = event_new(in->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+    /* EV_CLOSED: a short-lived client's data and its close are handled in one turn */
+    c->ev = event_new(in->base, fd, EV_READ | EV_CLOSED | EV_PERSIST, on_readable, c);
     c->next = in->conns;
     if (in->conns)
         in->conns->prev = c;
@@ -479,6 +504,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     in->conns = c;
     stat_add(&in->st->conn_active, 1);
     stat_add(&in->st->conn_total, 1);
+    limit_connections(in);
     if (!in->paused)
         event_add(c->ev, NULL);
     log_write(LOG_DEBUG, "\"client connected\" pid=%d uid=%u comm=\"%s\"", c->src.pid, c->src.uid, c->src.comm);

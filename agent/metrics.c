@@ -131,11 +131,14 @@ static void ingest_side(writer *w, const stats_view *v, const config *cfg)
     one(w, "logagent_received_bytes_total", "counter", "Raw bytes read from client connections.", v->bytes_received);
     one(w, "logagent_connections_total", "counter", "Client connections accepted.", v->conn_total);
     one(w, "logagent_connections_active", "gauge", "Client connections open now.", v->conn_active);
-    static const char *const refused_names[] = {"max_connections", "not_allowed"};
-    uint64_t refused[] = {v->conn_refused_max, v->conn_refused_not_allowed};
+    static const char *const refused_names[] = {"not_allowed"};
+    uint64_t refused[] = {v->conn_refused_not_allowed};
     by_reason(w, "logagent_connections_refused_total", "counter",
-              "Connections closed at accept, by reason (--max-connections, --allow-uids/--allow-gids).", refused_names,
-              refused, 2);
+              "Connections closed at accept, by reason (not_allowed: --allow-uids/--allow-gids).", refused_names,
+              refused, 1);
+    one(w, "logagent_connections_max_reached_total", "counter",
+        "Times --max-connections stopped accepting (new connections waited in the listen backlog).",
+        v->conn_max_reached);
     one(w, "logagent_connections_timed_out_total", "counter",
         "Connections closed holding a partial record past --partial-record-timeout-ms.", v->conn_timed_out);
     one(w, "logagent_ring_used_bytes", "gauge", "Bytes of records in the ring now.", v->ring_used);

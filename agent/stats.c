@@ -52,7 +52,7 @@ void stats_collect(const stats_sources *src, stats_view *v)
     v->bytes_received = stat_get(&in->bytes_received);
     v->conn_active = stat_get(&in->conn_active);
     v->conn_total = stat_get(&in->conn_total);
-    v->conn_refused_max = stat_get(&in->conn_refused_max);
+    v->conn_max_reached = stat_get(&in->conn_max_reached);
     v->conn_refused_not_allowed = stat_get(&in->conn_refused_not_allowed);
     v->conn_timed_out = stat_get(&in->conn_timed_out);
     v->pauses = stat_get(&in->pauses);
@@ -206,11 +206,11 @@ int stats_view_json(const stats_view *v, const config *cfg, char *buf, size_t ca
     put(&t, "{\"uptime_seconds\":%.3f,", v->uptime_s);
     put_records(&t, v);
     put(&t, "\"bytes_received\":%llu,\"connections\":{\"active\":%llu,\"total\":%llu,"
-            "\"refused\":{\"max_connections\":%llu,\"not_allowed\":%llu},\"timed_out\":%llu},"
+            "\"max_reached\":%llu,\"refused\":{\"not_allowed\":%llu},\"timed_out\":%llu},"
             "\"ring\":{\"used_bytes\":%zu,\"capacity_bytes\":%zu},"
             "\"buffer\":{\"limit_bytes\":%llu,\"batch_bytes\":%llu,\"batch_budget_bytes\":%llu,\"on_full\":\"%s\"},",
         (unsigned long long)v->bytes_received, (unsigned long long)v->conn_active, (unsigned long long)v->conn_total,
-        (unsigned long long)v->conn_refused_max, (unsigned long long)v->conn_refused_not_allowed,
+        (unsigned long long)v->conn_max_reached, (unsigned long long)v->conn_refused_not_allowed,
         (unsigned long long)v->conn_timed_out, v->ring_used, v->ring_capacity, (unsigned long long)cfg->buffer_bytes, (unsigned long long)f->held_bytes,
         (unsigned long long)f->batch_budget, on_full_name(cfg->on_full));
     put_upstream(&t, v, cfg);

@@ -36,7 +36,7 @@ typedef struct ingest_stats {
     _Atomic uint64_t dropped_rate_limited; /* --rate-limit: records of a sender over its rate */
     _Atomic uint64_t conn_active;
     _Atomic uint64_t conn_total;
-    _Atomic uint64_t conn_refused_max;         /* closed at accept: --max-connections reached */
+    _Atomic uint64_t conn_max_reached;         /* times --max-connections stopped accepting */
     _Atomic uint64_t conn_refused_not_allowed; /* closed at accept: not in --allow-uids/--allow-gids */
     _Atomic uint64_t conn_timed_out;           /* closed holding a partial record too long */
     _Atomic uint64_t backpressure_ns; /* time spent with reading paused because the ring was full (past pauses) */
@@ -78,7 +78,7 @@ typedef struct stats_view {
     uint64_t rejected[STATS_REJECT_N];
     uint64_t dropped[STATS_DROP_N];
     uint64_t level_unknown, bytes_received, conn_active, conn_total, pauses;
-    uint64_t conn_refused_max, conn_refused_not_allowed, conn_timed_out;
+    uint64_t conn_max_reached, conn_refused_not_allowed, conn_timed_out;
     double backpressure_s;   /* past pauses plus the current one */
     int paused;              /* reading is paused now (ring full) */
     size_t ring_used, ring_capacity;
