@@ -61,6 +61,8 @@ static const opt OPTS[] = {
     NUM(stats_socket_mode, T_MODE, "0600", 0, 0777, "file mode of the stats socket (octal)"),
     STR(stats_socket_group, "", "group owning the stats socket (name or number; empty: the agent's)"),
     STR(metrics_listen, "", "also serve /stats, /metrics, /healthz over TCP on HOST:PORT (empty: off)"),
+    STR(http_listen, "", "also take records as JSON over HTTP on unix:PATH or HOST:PORT (empty: off)"),
+    NUM(http_max_body_bytes, T_SIZE, "1MiB", 1024, 64 << 20, "largest HTTP request body; larger ones get 413"),
     NUM(health_failing_ms, T_MS, "60s", 1000, 86400000, "/healthz says 503 once the upstream fails this long"),
     NUM(health_spool_pct, T_U64, "90", 1, 100, "/healthz says 503 once the spool is this % full"),
     STR(upstream, "localhost:50051", "log service HOST:PORT (or LOG_SERVICE_GRPC_SERVER)"),

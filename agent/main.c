@@ -1,12 +1,14 @@
 /* main.c — logagentd: reads top to bottom. Settings, logging, the ring, the flusher (gRPC), the ingest socket,
- * the stats socket, signals, systemd; run the loop; then tear down in reverse: stop ingest, drain the flusher,
- * report.
+ * the HTTP ingest (--http-listen), the stats socket, signals, systemd; run the loop; then tear down in reverse: stop
+ * ingest (both listeners, then the socket's connections, then HTTP requests already sent), drain the flusher, report.
  *
- * Threads: this one (libevent loop: ingest, stats, signals), the flusher, and the gRPC completion reaper.
+ * Threads: this one (libevent loop: ingest, HTTP ingest, stats, signals), the flusher, and the gRPC completion
+ * reaper.
  * Signals: SIGTERM/SIGINT stop (drain), SIGHUP reloads the settings that can change live, SIGUSR1 logs /stats.
  * See docs/architecture.md and docs/operations.md. */
 #include "config.h"
 #include "flusher.h"
+#include "http_ingest.h"
 #include "ingest.h"
 #include "log.h"
 #include "ring.h"
@@ -32,6 +34,7 @@ typedef struct agent {
     int argc;
     char **argv;
     ingest *in;
+    http_ingest *hi;
     flusher *fl;
     stats_sources *src;
     struct event_base *base;
@@ -62,6 +65,8 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
     log_set_level(a->cfg->log_level);
     flusher_reload(a->fl, a->cfg);
     ingest_reload(a->in);
+    if (a->hi)
+        http_ingest_reload(a->hi);
     log_write(LOG_INFO, "\"configuration reloaded\" file=%s applied=%s", a->cfg->config_file, live[0] ? live : "none");
     if (restart[0])
         log_write(LOG_WARN, "\"changed settings need a restart to apply (kept as running)\" settings=%s", restart);
@@ -72,7 +77,7 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 static void on_dump_signal(evutil_socket_t sig, short what, void *arg)
 {
     agent *a = arg;
-    char doc[4096], quoted[6144];
+    char doc[8192], quoted[12288];
     if (stats_json(a->src, doc, sizeof doc) < 0) {
         log_write(LOG_ERROR, "\"stats document too large to log\"");
         return;
@@ -190,6 +195,7 @@ int main(int argc, char **argv)
     int rc = 1;
     ring *r = NULL;
     ingest *in = NULL;
+    http_ingest *hi = NULL;
     flusher *fl = NULL;
     stats_http *sh = NULL;
     service_watchdog *wd = NULL;
@@ -217,6 +223,17 @@ int main(int argc, char **argv)
     ingest_set_flusher(in, fl);
     if (listen_ingest(in, &cfg, fds.ingest) < 0)
         goto out;
+    if (cfg.http_listen[0]) {
+        if (!(hi = http_ingest_new(base, &cfg, r, &istats))) {
+            log_write(LOG_ERROR, "\"cannot start the HTTP ingest: out of memory\"");
+            goto out_unlisten;
+        }
+        http_ingest_set_flusher(hi, fl);
+        if (strncmp(cfg.http_listen, "unix:", 5) == 0)
+            ensure_parent_dir(cfg.http_listen + 5);
+        if (http_ingest_listen(hi) < 0)
+            goto out_unlisten;
+    }
     stats_sources src = {&cfg, &istats, r, fl, (double)mono_ms() / 1000.0};
     if (cfg.stats_socket[0] || cfg.metrics_listen[0] || fds.stats >= 0) {
         if (fds.stats < 0 && cfg.stats_socket[0])
@@ -228,7 +245,7 @@ int main(int argc, char **argv)
         log_write(LOG_ERROR, "\"cannot start the flusher thread\"");
         goto out_unlisten;
     }
-    agent a = {&cfg, argc, argv, in, fl, &src, base};
+    agent a = {&cfg, argc, argv, in, hi, fl, &src, base};
     event_callback_fn handlers[4] = {on_stop_signal, on_stop_signal, on_reload_signal, on_dump_signal};
     for (int i = 0; i < 4; i++)
         if (!(sigs[i] = evsignal_new(base, SIGNALS[i], handlers[i], &a)) || evsignal_add(sigs[i], NULL) < 0) {
@@ -249,13 +266,16 @@ int main(int argc, char **argv)
 out_stop:
     signal(SIGINT, exit_now); /* a second Ctrl-C while draining exits at once */
     int64_t deadline = mono_ms() + (int64_t)cfg.drain_timeout_ms;
+    http_ingest_stop(hi);
     ingest_shutdown(in, deadline);
+    http_ingest_drain(hi, deadline); /* requests already on their way; the flusher still runs */
     int64_t left = deadline - mono_ms();
     flusher_stop(fl, left > 0 ? left : 0);
     report_final(&src);
     rc = 0;
     goto out;
 out_unlisten:
+    http_ingest_stop(hi);
     ingest_shutdown(in, mono_ms());
 out:
     service_watchdog_free(wd);
@@ -263,6 +283,7 @@ out:
         if (sigs[i])
             event_free(sigs[i]);
     stats_http_free(sh);
+    http_ingest_free(hi);
     flusher_free(fl);
     ingest_free(in);
     ring_free(r);

@@ -161,6 +161,25 @@ static void ingest_side(writer *w, const stats_view *v, const config *cfg)
         "Idle clients removed from the /stats/clients table to make room.", v->clients_evicted);
 }
 
+static void http_side(writer *w, const stats_view *v)
+{
+    one(w, "logagent_http_enabled", "gauge", "1 when records are taken as JSON over HTTP (--http-listen).",
+        (uint64_t)v->http_enabled);
+    family(w, "logagent_http_requests_total", "counter", "HTTP ingest requests answered, by status code.");
+    for (size_t i = 0; i < STATS_HTTP_CODE_N; i++) {
+        char labels[32];
+        snprintf(labels, sizeof labels, "code=\"%d\"", stats_http_codes[i]);
+        sample(w, "logagent_http_requests_total", labels, v->http_responses[i]);
+    }
+    one(w, "logagent_http_records_total", "counter",
+        "Records accepted into the ring over HTTP (included in logagent_records_received_total).", v->http_records);
+    one(w, "logagent_http_received_bytes_total", "counter", "HTTP ingest request body bytes read.",
+        v->http_body_bytes);
+    one(w, "logagent_http_records_refused_full_total", "counter",
+        "HTTP records answered 503 because the buffer was full: not taken, still with the caller, not dropped.",
+        v->http_refused_full);
+}
+
 static void upstream_side(writer *w, const stats_view *v, const config *cfg)
 {
     const flusher_snapshot *f = &v->f;
@@ -224,6 +243,7 @@ int metrics_render(const stats_view *v, const config *cfg, const health_report *
     writer w = {out, 0};
     records(&w, v);
     ingest_side(&w, v, cfg);
+    http_side(&w, v);
     upstream_side(&w, v, cfg);
     spool_side(&w, v, cfg);
     agent_side(&w, v, h);

@@ -683,6 +683,8 @@ int record_encode(record_enc *e, const msgpack_object *obj, const record_source 
     }
     if (rc < 0)
         return rc;
+    info->log_id = span_ptr(e, &f.log_id);
+    info->log_id_len = f.log_id.len;
     return emit(e, &f, src);
 }
 

@@ -29,6 +29,8 @@ typedef struct record_info {
     int utf8_repaired;      /* invalid UTF-8 replaced with U+FFFD */
     const char *service;    /* the record's service_name (its text form; valid UTF-8), NULL when absent; borrowed: */
     size_t service_len;     /* valid until the next record_encode on this encoder, or until the object is freed */
+    const char *log_id;     /* the record's log_id as encoded (sent, or made here when absent); set on success only; */
+    size_t log_id_len;      /* borrowed like `service` */
 } record_info;
 
 typedef struct record_span {

@@ -14,6 +14,7 @@ const char *const stats_reject_names[STATS_REJECT_N] = {"malformed", "invalid_re
                                                         "reserved_key"};
 const char *const stats_drop_names[STATS_DROP_N] = {"buffer_full", "upstream_rejected", "retry_expired",
                                                     "spool_corrupt", "shutdown", "rate_limited"};
+const int stats_http_codes[STATS_HTTP_CODE_N] = {200, 400, 404, 405, 413, 500, 503};
 
 static double clock_s(clockid_t id)
 {
@@ -28,6 +29,17 @@ static double backpressure_s(ingest_stats *in, int64_t now_ns)
     uint64_t since = stat_get(&in->paused_since_ns);
     uint64_t now = (uint64_t)now_ns;
     return (double)(stat_get(&in->backpressure_ns) + (since && now > since ? now - since : 0)) / 1e9;
+}
+
+static void http_collect(http_stats *h, stats_view *v)
+{
+    v->http_enabled = h->enabled;
+    v->http_requests = stat_get(&h->requests);
+    for (size_t i = 0; i < STATS_HTTP_CODE_N; i++)
+        v->http_responses[i] = stat_get(&h->responses[i]);
+    v->http_records = stat_get(&h->records);
+    v->http_body_bytes = stat_get(&h->body_bytes);
+    v->http_refused_full = stat_get(&h->refused_full);
 }
 
 void stats_collect(const stats_sources *src, stats_view *v)
@@ -62,6 +74,7 @@ void stats_collect(const stats_sources *src, stats_view *v)
         v->clients_tracked = clients_tracked(in->clients);
         v->clients_evicted = clients_evicted(in->clients);
     }
+    http_collect(&in->http, v);
     flusher_snapshot_get(src->flusher, &v->f);
     v->received = ring_received + in_drop_shutdown + in_drop_full + in_drop_rate;
     v->in_ring = ring_received - v->f.taken;
@@ -199,6 +212,17 @@ static void put_spool(textbuf *t, const stats_view *v, const config *cfg)
         (unsigned long long)s->dead_letter_batches, (unsigned long long)s->read_errors);
 }
 
+static void put_http(textbuf *t, const stats_view *v)
+{
+    put(t, "\"http\":{\"enabled\":%s,\"requests\":%llu,\"records\":%llu,\"body_bytes\":%llu,"
+           "\"refused_full\":%llu,\"responses\":{", v->http_enabled ? "true" : "false",
+        (unsigned long long)v->http_requests, (unsigned long long)v->http_records,
+        (unsigned long long)v->http_body_bytes, (unsigned long long)v->http_refused_full);
+    for (size_t i = 0; i < STATS_HTTP_CODE_N; i++)
+        put(t, "%s\"%d\":%llu", i ? "," : "", stats_http_codes[i], (unsigned long long)v->http_responses[i]);
+    put(t, "}},");
+}
+
 int stats_view_json(const stats_view *v, const config *cfg, char *buf, size_t cap)
 {
     const flusher_snapshot *f = &v->f;
@@ -217,6 +241,7 @@ int stats_view_json(const stats_view *v, const config *cfg, char *buf, size_t ca
     put(&t, "\"backpressure_seconds\":%.3f,\"backpressure_pauses\":%llu,\"backpressure_active\":%s,",
         v->backpressure_s, (unsigned long long)v->pauses, v->paused ? "true" : "false");
     put_spool(&t, v, cfg);
+    put_http(&t, v);
     put(&t, "\"clients\":{\"tracked\":%llu,\"evicted\":%llu},", (unsigned long long)v->clients_tracked,
         (unsigned long long)v->clients_evicted);
     put(&t, "\"flush_latency_ms\":{\"p50\":%g,\"p90\":%g,\"p99\":%g}}\n", f->latency_ms[0], f->latency_ms[1],

@@ -1,12 +1,14 @@
 /* stats.h — the agent's counters, and the one snapshot every stats document is rendered from.
  *
  * Counters: plain atomics, each written by the one stage that owns it. Ingest owns the `in_*` counters (its thread
- * is the only writer, so increments are relaxed load+store with no lock prefix) and the per-client table
+ * is the only writer, so increments are relaxed load+store with no lock prefix; the HTTP ingest adds its records'
+ * outcomes to them from that same thread) and the per-client table
  * (clients.h, main loop only); the flusher owns its accounting under its own mutex (see flusher.h) because those
  * numbers must move together. Readers (the stats socket) load them with relaxed loads.
  *
  * Documents: /stats (JSON), /metrics (Prometheus) and /healthz are all rendered from a stats_view filled by
- * stats_collect on the main loop thread: one read of ingest's counters (stable there, ingest runs on that thread)
+ * stats_collect on the main loop thread: one read of ingest's counters (stable there: ingest, and the HTTP ingest
+ * that adds to the same counters, run on that thread)
  * and one flusher snapshot. So /stats and /metrics agree for the same traffic, and in every view
  *   received + replayed = flushed + in_ring + batching + in_flight + retry_wait + spooled + dead_letter + sum(dropped) */
 #ifndef LOGAGENT_STATS_H
@@ -21,6 +23,21 @@
 #include <stdint.h>
 
 struct clients;
+
+/* The HTTP/JSON ingest's own counters (http_ingest.h), main loop thread only, like ingest's. What its records do
+ * to the record counters (received, rejected, dropped) is counted in ingest_stats, so every ingest path adds up in
+ * one place. */
+enum { STATS_HTTP_CODE_N = 7 };
+extern const int stats_http_codes[STATS_HTTP_CODE_N]; /* 200 400 404 405 413 500 503 */
+
+typedef struct http_stats {
+    _Atomic uint64_t requests;                     /* requests answered by the HTTP ingest */
+    _Atomic uint64_t responses[STATS_HTTP_CODE_N]; /* ... by status code, in stats_http_codes' order */
+    _Atomic uint64_t records;                      /* records accepted into the ring over HTTP (also in received) */
+    _Atomic uint64_t body_bytes;                   /* request body bytes read */
+    _Atomic uint64_t refused_full;                 /* records answered "buffer full, retry" (503; still the caller's) */
+    int enabled;                                   /* --http-listen is set */
+} http_stats;
 
 typedef struct ingest_stats {
     _Atomic uint64_t received;       /* records accepted into the ring */
@@ -43,6 +60,7 @@ typedef struct ingest_stats {
     _Atomic uint64_t paused_since_ns; /* CLOCK_MONOTONIC start of the current pause, 0 when reading */
     _Atomic uint64_t pauses;
     struct clients *clients;          /* per-client counters: set by ingest_new, main loop thread only */
+    http_stats http;                  /* the HTTP ingest's own (written by http_ingest, same thread) */
 } ingest_stats;
 
 /* Single-writer increment: cheaper than atomic_fetch_add, safe because only the owner writes. */
@@ -83,6 +101,8 @@ typedef struct stats_view {
     int paused;              /* reading is paused now (ring full) */
     size_t ring_used, ring_capacity;
     uint64_t clients_tracked, clients_evicted;
+    int http_enabled;
+    uint64_t http_requests, http_responses[STATS_HTTP_CODE_N], http_records, http_body_bytes, http_refused_full;
     flusher_snapshot f;
 } stats_view;
 

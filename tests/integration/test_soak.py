@@ -22,6 +22,13 @@ def fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+def fds_settle(pid, at_most, what):
+    """Waits until the agent holds at most `at_most` fds (a stats request's connection may close a moment after its
+    answer: a count taken meanwhile is one higher) and returns the count."""
+    return wait_for(lambda: fds(pid) if fds(pid) <= at_most else None, 20, "%s (agent has %d fds, want <= %d)" % (
+        what, fds(pid), at_most))
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -61,7 +68,7 @@ def test_2000_connections_at_once():
         s.sendall(msgpack.packb({"message": "first %d" % i}))
         conns.append(s)
     wait_for(lambda: a.stats()["connections"]["active"] == N_HELD, 60, "%d connections open" % N_HELD)
-    assert fds(a.proc.pid) == fds_before + N_HELD
+    assert fds(a.proc.pid) >= fds_before - 1 + N_HELD, (fds(a.proc.pid), fds_before)
     for i, s in enumerate(conns):
         s.sendall(msgpack.packb({"message": "second %d" % i}))
         s.close()
@@ -70,7 +77,7 @@ def test_2000_connections_at_once():
     sink.wait_count(10 + 2 * N_HELD)
     check_exactly_once(sink, "first", N_HELD)
     check_exactly_once(sink, "second", N_HELD)
-    assert fds(a.proc.pid) == fds_before, "fd leak: %d before, %d after" % (fds_before, fds(a.proc.pid))
+    fds_settle(a.proc.pid, fds_before, "no fd leak")
     assert st["connections"]["max_reached"] == 0 and accounting_holds(st), st
     assert a.stop() == 0
     assert sink.stop()["duplicates"] == 0
@@ -92,10 +99,9 @@ def test_10000_short_lived_connections():
     sink.wait_count(2 * N_SHORT)
     check_exactly_once(sink, "short0", N_SHORT)
     check_exactly_once(sink, "short1", N_SHORT)
-    fds_after = fds(a.proc.pid)
+    fds_after = fds_settle(a.proc.pid, fds_before, "no fd leak")
     print("   agent fds %d -> %d; RSS after round 1 %d KiB, after round 2 %d KiB" % (fds_before, fds_after, rss[0],
                                                                                   rss[1]))
-    assert fds_after == fds_before, "fd leak: %d before, %d after" % (fds_before, fds_after)
     assert rss[1] - rss[0] < 8 * 1024, "RSS grew %d KiB over 10,000 more connections" % (rss[1] - rss[0])
     assert st["connections"]["total"] == 2 * N_SHORT and accounting_holds(st), st["connections"]
     assert a.stop() == 0
