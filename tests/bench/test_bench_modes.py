@@ -188,7 +188,7 @@ def test_http_mode():
                          "--stats-socket", a.stats_socket)
     assert rc == 0, (rc, rep, err)
     assert_delivered(rep, 300, 3)
-    assert rep["mode"] == "http-batch" and rep["requests"] == 9 and rep["http_batch"] == 40, rep  # 8 of 40, 1 of 20
+    assert rep["mode"] == "http-batch" and rep["requests"] == 8 and rep["http_batch"] == 40, rep  # 7 of 40, 1 of 20
     assert a.stop() == 0
     sink.wait_count(600)
     nums = sorted(int(MSG.match(e["message"]).group(1)) for e in sink.entries())
