@@ -1,155 +1,73 @@
-/* bench.c — logagent-bench: the original service's concurrent write test, on top of liblogagent.
+/* bench.c — logagent-bench: the original service's concurrent write test, through each of logagent's ingest
+ * paths, measured the same way. This file: the command line, the run (threads, flush, the end-to-end wait) and
+ * the JSON report. The modes live in bench_socket.c, bench_http.c (over httpc.c) and, for Python,
+ * client-shim/python/logagent/bench.py; the end-to-end wait in bench_stats.c; the record shape in bench_record.c.
  *
  * W threads together write N records shaped like the original's test data (service_name
  * django-concurrent-test, random level, concurrent-trace-%06d / concurrent-span-%06d, adv_id, aweme_id,
  * plan_id, monitor_type, co_id as ints and strings, an RFC 3339 timestamp; ~310 bytes of msgpack with the
- * library's log_id), then flush, and print
- * the original's JSON report on stdout. success_count counts records queued by the library and
- * failed_count records it refused (dropped on a full buffer); the duration runs until the flush is done,
- * so logs_per_second is records handed to the agent's socket per second. Exit 0 when every record was
- * queued and flushed, 1 otherwise, 2 on bad usage. */
+ * library's log_id; bench_record.c), then print the original's JSON report on stdout.
+ *
+ *   --socket PATH (default mode)  through liblogagent; then flush. success_count counts records queued by the
+ *                                 library, failed_count records it refused (dropped on a full buffer); the
+ *                                 duration runs until the flush is done, so logs_per_second is records handed
+ *                                 to the agent's socket per second.
+ *   --http URL [--http-batch N]   POSTs to the agent's HTTP ingest (one keep-alive connection per thread);
+ *                                 success_count counts records the agent answered as accepted.
+ *   --python                      execs `/usr/bin/python3 -m logagent.bench` (the Python client, threads in one
+ *                                 process) with the same settings; it prints the same report.
+ *   --original HOST:PORT          the same, through the original design (one unary gRPC WriteLog per record,
+ *                                 client-shim/python/examples/original/) against that service.
+ *   --stats-socket PATH           end-to-end: after sending, poll the agent's GET /stats until records.flushed
+ *                                 has grown by success_count, and add delivered, delivered_per_second and
+ *                                 e2e_duration_seconds (from the start of sending) to the report.
+ *
+ * Exit 0 when every record was accepted (and, end-to-end, delivered), 1 otherwise, 2 on bad usage. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "logagent.h"
+#include "bench.h"
 
-#define PROG "logagent-bench"
 #define MAX_WORKERS 1024
-#define MAX_SAMPLE_ERRORS 5
+#define PYTHON "/usr/bin/python3"
+#ifndef LOGAGENT_PYTHON_DIR
+#define LOGAGENT_PYTHON_DIR ""
+#endif
 
-typedef struct bench {
-    /* read-only while workers run */
-    logagent_options opts;
-    logagent_client *shared;          /* NULL with --per-worker-client */
-    long count;
-    int workers;
-    int flush_timeout_ms;
+enum mode { MODE_SOCKET, MODE_HTTP, MODE_PYTHON, MODE_ORIGINAL };
+static const char *const mode_names[] = { "socket", "http", "python", "original" };
 
-    atomic_long next;                 /* next record index - 1 */
-    atomic_long ok;
-    atomic_long failed;
+/* The command line, parsed. */
+typedef struct cli {
+    enum mode mode;
+    int mode_set;
+    unsigned given;             /* bit per option (O_*) that was on the command line */
+    int per_worker;
+    const char *http_url;
+    const char *original;
+    const char *python_path;    /* NULL: LOGAGENT_PYTHON_DIR when it holds the module */
+    const char *stats_socket;
+    int stats_timeout_ms;
+    httpc_target http;
+} cli;
 
-    pthread_mutex_t err_mu;           /* protects the error fields below */
-    long n_errors;                    /* errors besides failed records (client creation, flush) */
-    int n_samples;
-    char samples[MAX_SAMPLE_ERRORS][160];
-} bench;
+enum {
+    O_SOCKET = 1, O_COUNT, O_WORKERS, O_BLOCK, O_PER_WORKER, O_BUFFER, O_FLUSH, O_HTTP, O_HTTP_BATCH, O_PYTHON,
+    O_ORIGINAL, O_PYTHON_PATH, O_STATS, O_STATS_TIMEOUT, O_HELP, O_VERSION
+};
 
-typedef struct worker {
-    bench *b;
-    int id;
-    pthread_t thread;
-} worker;
-
-static void note_error(bench *b, int is_record, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void note_error(bench *b, int is_record, const char *fmt, ...)
-{
-    va_list ap;
-    pthread_mutex_lock(&b->err_mu);
-    if (!is_record)
-        b->n_errors++;
-    if (b->n_samples < MAX_SAMPLE_ERRORS) {
-        va_start(ap, fmt);
-        vsnprintf(b->samples[b->n_samples++], sizeof b->samples[0], fmt, ap);
-        va_end(ap);
-    }
-    pthread_mutex_unlock(&b->err_mu);
-}
-
-static uint32_t xorshift32(uint32_t *s)
-{
-    uint32_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *s = x;
-}
-
-/* uniform enough in [lo, hi] for test data */
-static int64_t rand_between(uint32_t *s, int64_t lo, int64_t hi)
-{
-    return lo + (int64_t)(xorshift32(s) % (uint32_t)(hi - lo + 1));
-}
-
-/* "2024-08-30T10:30:45.123456+00:00" */
-static void rfc3339_now(char *buf, size_t n)
+static double mono_seconds(void)
 {
     struct timespec ts;
-    struct tm tm;
-    char head[32];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(head, sizeof head, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, n, "%.20s.%06u+00:00", head, (unsigned)(ts.tv_nsec / 1000) % 1000000u);
-}
-
-static void *worker_main(void *arg)
-{
-    static const char *const levels[] = { "INFO", "WARN", "ERROR", "DEBUG" };
-    static const char *const monitor_types[] = { "impression", "click", "conversion", "view" };
-    worker *w = arg;
-    bench *b = w->b;
-    logagent_client *c = b->shared;
-    uint32_t rs = 2463534242u ^ (uint32_t)(w->id * 0x9e3779b9u);
-    if (rs == 0)
-        rs = 1;
-
-    if (!c) {
-        int rc = logagent_client_new(&b->opts, &c);
-        if (rc < 0) {
-            note_error(b, 0, "worker %d: cannot create a client: %s", w->id, strerror(-rc));
-            return NULL;
-        }
-    }
-
-    char message[64], trace[40], span[40], ts[48];
-    logagent_field f[6];
-    logagent_record r = { .service_name = "django-concurrent-test", .trace_id = trace, .span_id = span,
-                          .message = message, .fields = f, .n_fields = 6 };
-    long i;
-    while ((i = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed) + 1) <= b->count) {
-        const char *monitor = monitor_types[xorshift32(&rs) % 4];
-        r.level = levels[xorshift32(&rs) % 4];
-        snprintf(message, sizeof message, "Concurrent test log entry %ld", i);
-        snprintf(trace, sizeof trace, "concurrent-trace-%06ld", i);
-        snprintf(span, sizeof span, "concurrent-span-%06ld", i);
-        rfc3339_now(ts, sizeof ts);
-        f[0] = (logagent_field){ .key = "adv_id", .type = LOGAGENT_INT, .v.i = rand_between(&rs, 1000000, 9999999) };
-        f[1] = (logagent_field){ .key = "aweme_id", .type = LOGAGENT_INT,
-                                 .v.i = rand_between(&rs, 100000000, 999999999) };
-        f[2] = (logagent_field){ .key = "plan_id", .type = LOGAGENT_INT, .v.i = rand_between(&rs, 10000, 99999) };
-        f[3] = (logagent_field){ .key = "monitor_type", .type = LOGAGENT_STR, .v.s = monitor };
-        f[4] = (logagent_field){ .key = "co_id", .type = LOGAGENT_INT, .v.i = rand_between(&rs, 1000, 9999) };
-        f[5] = (logagent_field){ .key = "timestamp", .type = LOGAGENT_STR, .v.s = ts };
-
-        logagent_result res = logagent_write(c, &r);
-        if (res.success) {
-            atomic_fetch_add_explicit(&b->ok, 1, memory_order_relaxed);
-        } else {
-            atomic_fetch_add_explicit(&b->failed, 1, memory_order_relaxed);
-            note_error(b, 1, "%s", res.error_message);
-        }
-    }
-
-    if (!b->shared) {
-        int rc = logagent_flush(c, b->flush_timeout_ms);
-        if (rc < 0)
-            note_error(b, 0, "worker %d: flush: %s", w->id, strerror(-rc));
-        logagent_client_free(c, 0);
-    }
-    return NULL;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void json_string(const char *s)
@@ -167,28 +85,47 @@ static void json_string(const char *s)
     putchar('"');
 }
 
-static double mono_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: " PROG " --socket PATH --count N --workers W [OPTION]...\n"
-            "Write N records shaped like the original service's concurrent test from W threads through\n"
-            "liblogagent, flush, and print a JSON report on stdout.\n"
+            "Usage: " PROG " [--socket PATH | --http URL | --python | --original HOST:PORT] --count N --workers W\n"
+            "                      [--stats-socket PATH] [OPTION]...\n"
+            "Write N records shaped like the original service's concurrent test from W threads, through one of\n"
+            "logagent's ingest paths, and print the original's JSON report on stdout.\n"
             "\n"
-            "  --socket PATH          ingest socket (default: $LOGAGENT_SOCKET, else " LOGAGENT_DEFAULT_SOCKET ")\n"
+            "Modes:\n"
+            "  --socket PATH          through liblogagent to the agent's ingest socket (the default mode; PATH\n"
+            "                         defaults to $LOGAGENT_SOCKET, else " LOGAGENT_DEFAULT_SOCKET ")\n"
+            "  --http URL             POST to the agent's HTTP ingest (--http-listen), URL http://HOST:PORT or\n"
+            "                         unix:PATH; one keep-alive connection per thread, one JSON record per request\n"
+            "                         to /api/write_log/\n"
+            "  --http-batch N         with --http: N records per request, as NDJSON to /api/write_logs/\n"
+            "  --python               the same run through the Python client: execs\n"
+            "                         " PYTHON " -m logagent.bench (threads in one process); takes --socket,\n"
+            "                         --block-ms, --per-worker-client, --buffer-bytes, --flush-timeout-ms\n"
+            "  --original HOST:PORT   the original design, for comparison: one unary gRPC WriteLog per record from\n"
+            "                         Python (client-shim/python/examples/original) to the service at HOST:PORT\n"
+            "  --python-path DIR      where the Python module logagent is (default: this build's source tree,\n"
+            "                         else the installed module)\n"
+            "\n"
+            "End to end:\n"
+            "  --stats-socket PATH    after sending, poll the agent's GET /stats until records.flushed has grown by\n"
+            "                         the records accepted; report delivered, delivered_per_second and\n"
+            "                         e2e_duration_seconds (from the start of sending). The bench must be the\n"
+            "                         agent's only writer meanwhile.\n"
+            "  --stats-timeout-ms N   give up waiting N ms after sending ended (default 60000; -1 forever)\n"
+            "\n"
+            "Options:\n"
             "  --count N              records in all (default 10000)\n"
             "  --workers W            writer threads (default 50, at most %d)\n"
-            "  --block-ms MS          when the client buffer is full: -1 wait (default), 0 drop, >0 wait up to MS\n"
-            "  --per-worker-client    one client per thread instead of one shared client\n"
-            "  --buffer-bytes N       client buffer bound (default: the library's, 4 MiB)\n"
-            "  --flush-timeout-ms N   wait at most N ms for the final flush (default 60000; -1 forever)\n"
-            "  --help, --version\n",
+            "  --block-ms MS          socket: when the client buffer is full: -1 wait (default), 0 drop, >0 wait\n"
+            "                         up to MS\n"
+            "  --per-worker-client    socket: one client per thread instead of one shared client\n"
+            "  --buffer-bytes N       socket: client buffer bound (default: the library's, 4 MiB)\n"
+            "  --flush-timeout-ms N   socket: wait at most N ms for the final flush (default 60000; -1 forever)\n"
+            "  --help, --version\n"
+            "\n"
+            "Exit status: 0 every record accepted (and delivered, end to end), 1 otherwise, 2 bad usage.\n",
             MAX_WORKERS);
 }
 
@@ -217,145 +154,367 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
-int main(int argc, char **argv)
+static int set_mode(cli *c, enum mode m, const char *flag)
 {
-    enum { O_SOCKET = 1, O_COUNT, O_WORKERS, O_BLOCK, O_PER_WORKER, O_BUFFER, O_FLUSH, O_HELP, O_VERSION };
-    static const struct option longopts[] = {
-        { "socket", required_argument, NULL, O_SOCKET },
-        { "count", required_argument, NULL, O_COUNT },
-        { "workers", required_argument, NULL, O_WORKERS },
-        { "block-ms", required_argument, NULL, O_BLOCK },
-        { "per-worker-client", no_argument, NULL, O_PER_WORKER },
-        { "buffer-bytes", required_argument, NULL, O_BUFFER },
-        { "flush-timeout-ms", required_argument, NULL, O_FLUSH },
-        { "help", no_argument, NULL, O_HELP },
-        { "version", no_argument, NULL, O_VERSION },
-        { NULL, 0, NULL, 0 },
-    };
-    static bench b;
-    int per_worker = 0;
-    long v;
+    if (c->mode_set && c->mode != m)
+        return usage_error("%s cannot be combined with --%s: choose one mode", flag, mode_names[c->mode]);
+    c->mode = m;
+    c->mode_set = 1;
+    return 0;
+}
 
-    b.count = 10000;
-    b.workers = 50;
-    b.flush_timeout_ms = 60000;
-    b.opts.block_timeout_ms = -1;
+/* The options each mode takes besides --count and --workers (a bit per O_*). */
+static unsigned mode_options(enum mode m)
+{
+    const unsigned client = 1u << O_BLOCK | 1u << O_PER_WORKER | 1u << O_BUFFER | 1u << O_FLUSH;
+    const unsigned e2e = 1u << O_STATS | 1u << O_STATS_TIMEOUT;
+    switch (m) {
+    case MODE_SOCKET: return 1u << O_SOCKET | client | e2e;
+    case MODE_HTTP: return 1u << O_HTTP | 1u << O_HTTP_BATCH | e2e;
+    case MODE_PYTHON: return 1u << O_PYTHON | 1u << O_SOCKET | 1u << O_PYTHON_PATH | client | e2e;
+    case MODE_ORIGINAL: return 1u << O_ORIGINAL | 1u << O_PYTHON_PATH;
+    }
+    return 0;
+}
+
+static const struct option longopts[] = {
+    { "socket", required_argument, NULL, O_SOCKET },
+    { "count", required_argument, NULL, O_COUNT },
+    { "workers", required_argument, NULL, O_WORKERS },
+    { "block-ms", required_argument, NULL, O_BLOCK },
+    { "per-worker-client", no_argument, NULL, O_PER_WORKER },
+    { "buffer-bytes", required_argument, NULL, O_BUFFER },
+    { "flush-timeout-ms", required_argument, NULL, O_FLUSH },
+    { "http", required_argument, NULL, O_HTTP },
+    { "http-batch", required_argument, NULL, O_HTTP_BATCH },
+    { "python", no_argument, NULL, O_PYTHON },
+    { "original", required_argument, NULL, O_ORIGINAL },
+    { "python-path", required_argument, NULL, O_PYTHON_PATH },
+    { "stats-socket", required_argument, NULL, O_STATS },
+    { "stats-timeout-ms", required_argument, NULL, O_STATS_TIMEOUT },
+    { "help", no_argument, NULL, O_HELP },
+    { "version", no_argument, NULL, O_VERSION },
+    { NULL, 0, NULL, 0 },
+};
+
+static const char *flag_name(int o)
+{
+    for (const struct option *p = longopts; p->name; p++)
+        if (p->val == o)
+            return p->name;
+    return "?";
+}
+
+/* One option's value into b / c. Returns 0, or 2 after a usage message. */
+static int take_option(int o, const char *arg, bench *b, cli *c)
+{
+    long v;
+    switch (o) {
+    case O_SOCKET: b->opts.socket_path = arg; return 0;
+    case O_COUNT:
+        if (parse_long(arg, 1, LONG_MAX / 2, &v) < 0)
+            return usage_error("--count needs a positive number, got '%s'", arg);
+        b->count = v;
+        return 0;
+    case O_WORKERS:
+        if (parse_long(arg, 1, MAX_WORKERS, &v) < 0)
+            return usage_error("--workers needs a number from 1 to %d, got '%s'", MAX_WORKERS, arg);
+        b->workers = (int)v;
+        return 0;
+    case O_BLOCK:
+        if (parse_long(arg, -1, INT_MAX, &v) < 0)
+            return usage_error("--block-ms needs -1, 0 or a number of milliseconds, got '%s'", arg);
+        b->opts.block_timeout_ms = (int)v;
+        return 0;
+    case O_PER_WORKER: c->per_worker = 1; return 0;
+    case O_BUFFER:
+        if (parse_long(arg, 1, LONG_MAX, &v) < 0)
+            return usage_error("--buffer-bytes needs a positive number, got '%s'", arg);
+        b->opts.buffer_bytes = (size_t)v;
+        return 0;
+    case O_FLUSH:
+        if (parse_long(arg, -1, INT_MAX, &v) < 0)
+            return usage_error("--flush-timeout-ms needs -1 or a number of milliseconds, got '%s'", arg);
+        b->flush_timeout_ms = (int)v;
+        return 0;
+    case O_HTTP: c->http_url = arg; return set_mode(c, MODE_HTTP, "--http");
+    case O_HTTP_BATCH:
+        if (parse_long(arg, 1, 100000, &v) < 0)
+            return usage_error("--http-batch needs a number of records from 1 to 100000, got '%s'", arg);
+        b->http_batch = (int)v;
+        return 0;
+    case O_PYTHON: return set_mode(c, MODE_PYTHON, "--python");
+    case O_ORIGINAL: c->original = arg; return set_mode(c, MODE_ORIGINAL, "--original");
+    case O_PYTHON_PATH: c->python_path = arg; return 0;
+    case O_STATS: c->stats_socket = arg; return 0;
+    case O_STATS_TIMEOUT:
+        if (parse_long(arg, -1, INT_MAX, &v) < 0)
+            return usage_error("--stats-timeout-ms needs -1 or a number of milliseconds, got '%s'", arg);
+        c->stats_timeout_ms = (int)v;
+        return 0;
+    }
+    return 2;
+}
+
+/* Parses argv into b and c. Returns -1 to go on, or an exit status (0 after --help/--version, 2 bad usage). */
+static int parse_args(int argc, char **argv, bench *b, cli *c)
+{
     opterr = 0;
     int o;
     while ((o = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        switch (o) {
-        case O_SOCKET:
-            b.opts.socket_path = optarg;
-            break;
-        case O_COUNT:
-            if (parse_long(optarg, 1, LONG_MAX / 2, &v) < 0)
-                return usage_error("--count needs a positive number, got '%s'", optarg);
-            b.count = v;
-            break;
-        case O_WORKERS:
-            if (parse_long(optarg, 1, MAX_WORKERS, &v) < 0)
-                return usage_error("--workers needs a number from 1 to %d, got '%s'", MAX_WORKERS, optarg);
-            b.workers = (int)v;
-            break;
-        case O_BLOCK:
-            if (parse_long(optarg, -1, INT_MAX, &v) < 0)
-                return usage_error("--block-ms needs -1, 0 or a number of milliseconds, got '%s'", optarg);
-            b.opts.block_timeout_ms = (int)v;
-            break;
-        case O_PER_WORKER:
-            per_worker = 1;
-            break;
-        case O_BUFFER:
-            if (parse_long(optarg, 1, LONG_MAX, &v) < 0)
-                return usage_error("--buffer-bytes needs a positive number, got '%s'", optarg);
-            b.opts.buffer_bytes = (size_t)v;
-            break;
-        case O_FLUSH:
-            if (parse_long(optarg, -1, INT_MAX, &v) < 0)
-                return usage_error("--flush-timeout-ms needs -1 or a number of milliseconds, got '%s'", optarg);
-            b.flush_timeout_ms = (int)v;
-            break;
-        case O_HELP:
-        case 'h':
+        if (o == O_HELP || o == 'h') {
             usage(stdout);
             return 0;
-        case O_VERSION:
+        }
+        if (o == O_VERSION) {
             printf(PROG " " LOGAGENT_VERSION "\n");
             return 0;
-        case ':':
-            return usage_error("option %s needs a value", argv[optind - 1]);
-        default:
-            return usage_error("unknown option %s", argv[optind - 1]);
         }
+        if (o == ':')
+            return usage_error("option %s needs a value", argv[optind - 1]);
+        if (o == '?')
+            return usage_error("unknown option %s", argv[optind - 1]);
+        c->given |= 1u << o;
+        if (take_option(o, optarg, b, c) != 0)
+            return 2;
     }
     if (optind < argc)
         return usage_error("unexpected argument '%s'", argv[optind]);
-    if (!b.opts.socket_path) {
-        b.opts.socket_path = getenv("LOGAGENT_SOCKET");
-        if (!b.opts.socket_path || !*b.opts.socket_path)
-            b.opts.socket_path = LOGAGENT_DEFAULT_SOCKET;
+    unsigned stray = c->given & ~(mode_options(c->mode) | 1u << O_COUNT | 1u << O_WORKERS);
+    for (int i = O_SOCKET; i < O_HELP; i++)
+        if (stray & 1u << i)
+            return usage_error("--%s has no meaning in %s mode", flag_name(i), mode_names[c->mode]);
+    if (c->mode == MODE_HTTP) {
+        char err[200];
+        if (httpc_parse_target(c->http_url, &c->http, err, sizeof err) < 0)
+            return usage_error("--http: %s", err);
     }
-    int prc = logagent_probe(b.opts.socket_path);
-    if (prc == -ENAMETOOLONG)
-        return usage_error("--socket PATH is too long: '%s'", b.opts.socket_path);
-    if (prc < 0) {
-        fprintf(stderr, PROG ": cannot reach the agent at %s: %s\n", b.opts.socket_path, strerror(-prc));
+    if (!b->opts.socket_path) {
+        b->opts.socket_path = getenv("LOGAGENT_SOCKET");
+        if (!b->opts.socket_path || !*b->opts.socket_path)
+            b->opts.socket_path = LOGAGENT_DEFAULT_SOCKET;
+    }
+    return -1;
+}
+
+/* PYTHONPATH for the Python modes: --python-path, else this build's source tree when it has the module, else
+ * unchanged (the installed module). Returns 0 or -errno. */
+static int set_python_path(const cli *c)
+{
+    const char *dir = c->python_path;
+    if (!dir && access(LOGAGENT_PYTHON_DIR "/logagent/bench.py", R_OK) == 0)
+        dir = LOGAGENT_PYTHON_DIR;
+    if (!dir)
+        return 0;
+    const char *old = getenv("PYTHONPATH");
+    size_t n = strlen(dir) + (old ? strlen(old) : 0) + 2;
+    char *v = malloc(n);
+    if (!v)
+        return -ENOMEM;
+    snprintf(v, n, "%s%s%s", dir, old && *old ? ":" : "", old && *old ? old : "");
+    int rc = setenv("PYTHONPATH", v, 1) < 0 ? -errno : 0;
+    free(v);
+    return rc;
+}
+
+/* --python / --original: replaces this process with `python3 -m logagent.bench` and the same settings. Returns
+ * (1) only when that fails. */
+static int exec_python(const bench *b, const cli *c)
+{
+    char count[24], workers[24], block[24], buffer[24], flush[24], stimeout[24];
+    const char *av[32];
+    int n = 0;
+    snprintf(count, sizeof count, "%ld", b->count);
+    snprintf(workers, sizeof workers, "%d", b->workers);
+    snprintf(block, sizeof block, "%d", b->opts.block_timeout_ms);
+    snprintf(buffer, sizeof buffer, "%zu", b->opts.buffer_bytes);
+    snprintf(flush, sizeof flush, "%d", b->flush_timeout_ms);
+    snprintf(stimeout, sizeof stimeout, "%d", c->stats_timeout_ms);
+    av[n++] = PYTHON;
+    av[n++] = "-m";
+    av[n++] = "logagent.bench";
+    av[n++] = c->mode == MODE_ORIGINAL ? "--original" : "--socket";
+    av[n++] = c->mode == MODE_ORIGINAL ? c->original : b->opts.socket_path;
+    av[n++] = "--count";
+    av[n++] = count;
+    av[n++] = "--workers";
+    av[n++] = workers;
+    if (c->given & 1u << O_BLOCK) {
+        av[n++] = "--block-ms";
+        av[n++] = block;
+    }
+    if (c->given & 1u << O_BUFFER) {
+        av[n++] = "--buffer-bytes";
+        av[n++] = buffer;
+    }
+    if (c->given & 1u << O_FLUSH) {
+        av[n++] = "--flush-timeout-ms";
+        av[n++] = flush;
+    }
+    if (c->per_worker)
+        av[n++] = "--per-worker-client";
+    if (c->stats_socket) {
+        av[n++] = "--stats-socket";
+        av[n++] = c->stats_socket;
+        av[n++] = "--stats-timeout-ms";
+        av[n++] = stimeout;
+    }
+    av[n] = NULL;
+    int rc = set_python_path(c);
+    if (rc < 0) {
+        fprintf(stderr, PROG ": cannot set PYTHONPATH: %s\n", strerror(-rc));
         return 1;
     }
-    pthread_mutex_init(&b.err_mu, NULL);
+    fflush(stdout);
+    execv(PYTHON, (char *const *)av);
+    fprintf(stderr, PROG ": cannot run " PYTHON ": %s\n", strerror(errno));
+    return 1;
+}
 
-    if (!per_worker) {
-        int rc = logagent_client_new(&b.opts, &b.shared);
-        if (rc < 0) {
-            fprintf(stderr, PROG ": cannot create the client: %s\n", strerror(-rc));
+static void print_report(const bench *b, const cli *c, double duration, long delivered, double e2e_s)
+{
+    long ok = atomic_load(&b->ok);
+    long failed = b->count - ok; /* refused, plus any never written (a worker that could not start) */
+    printf("{\"success\":true,\"test_type\":\"concurrent\",\"total_count\":%ld,\"success_count\":%ld,"
+           "\"failed_count\":%ld,\"max_workers\":%d,\"duration_seconds\":%.3f,\"logs_per_second\":%.2f,",
+           b->count, ok, failed, b->workers, duration, duration > 0 ? (double)ok / duration : 0.0);
+    if (c->mode == MODE_SOCKET) {
+        printf("\"client\":\"%s\",\"block_ms\":%d,", c->per_worker ? "per-worker" : "shared",
+               b->opts.block_timeout_ms);
+    } else {
+        printf("\"mode\":\"%s\",\"url\":", b->http_batch ? "http-batch" : "http");
+        json_string(c->http_url);
+        printf(",\"http_batch\":%d,\"requests\":%ld,", b->http_batch, atomic_load(&b->requests));
+    }
+    if (c->stats_socket)
+        printf("\"delivered\":%ld,\"delivered_per_second\":%.2f,\"e2e_duration_seconds\":%.3f,", delivered,
+               e2e_s > 0 ? (double)delivered / e2e_s : 0.0, e2e_s);
+    printf("\"error_summary\":{\"total_errors\":%ld,\"sample_errors\":[", failed + b->n_errors);
+    for (int i = 0; i < b->n_samples; i++) {
+        if (i)
+            putchar(',');
+        json_string(b->samples[i]);
+    }
+    printf("]}}\n");
+    fflush(stdout);
+}
+
+/* Checks the agent answers before the clock starts. Returns 0, or 1 after a message. */
+static int probe(const bench *b, const cli *c)
+{
+    if (c->mode == MODE_HTTP) {
+        char err[200];
+        if (bench_http_probe(&c->http, err, sizeof err) < 0) {
+            fprintf(stderr, PROG ": cannot reach the agent's HTTP ingest at %s: %s\n", c->http_url, err);
             return 1;
         }
+        return 0;
     }
+    int rc = logagent_probe(b->opts.socket_path);
+    if (rc < 0) {
+        fprintf(stderr, PROG ": cannot reach the agent at %s: %s\n", b->opts.socket_path, strerror(-rc));
+        return rc == -ENAMETOOLONG ? 2 : 1;
+    }
+    return 0;
+}
 
-    worker *ws = calloc((size_t)b.workers, sizeof *ws);
+/* Starts the workers, waits for them (and the shared client's flush). Returns the seconds it took. */
+static double run_workers(bench *b, const cli *c)
+{
+    bench_worker *ws = calloc((size_t)b->workers, sizeof *ws);
     if (!ws) {
-        fprintf(stderr, PROG ": out of memory\n");
-        return 1;
+        bench_note(b, 0, "out of memory");
+        return 0;
     }
+    void *(*fn)(void *) = c->mode == MODE_HTTP ? bench_http_worker : bench_socket_worker;
     double t0 = mono_seconds();
     int started = 0;
-    for (int i = 0; i < b.workers; i++) {
-        ws[i].b = &b;
+    for (int i = 0; i < b->workers; i++) {
+        ws[i].b = b;
         ws[i].id = i;
-        int rc = pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]);
+        int rc = pthread_create(&ws[i].thread, NULL, fn, &ws[i]);
         if (rc != 0) {
-            note_error(&b, 0, "cannot start worker %d: %s", i, strerror(rc));
+            bench_note(b, 0, "cannot start worker %d: %s", i, strerror(rc));
             break;
         }
         started++;
     }
     for (int i = 0; i < started; i++)
         pthread_join(ws[i].thread, NULL);
-    if (b.shared) {
-        int rc = logagent_flush(b.shared, b.flush_timeout_ms);
+    if (b->shared) {
+        int rc = logagent_flush(b->shared, b->flush_timeout_ms);
         if (rc < 0)
-            note_error(&b, 0, "flush: %s", strerror(-rc));
+            bench_note(b, 0, "flush: %s", strerror(-rc));
     }
-    double duration = mono_seconds() - t0;
     free(ws);
+    return mono_seconds() - t0;
+}
 
-    long ok = atomic_load(&b.ok);
-    long failed = b.count - ok;   /* dropped, plus any never written (a worker that could not start) */
-    printf("{\"success\":true,\"test_type\":\"concurrent\",\"total_count\":%ld,\"success_count\":%ld,"
-           "\"failed_count\":%ld,\"max_workers\":%d,\"duration_seconds\":%.3f,\"logs_per_second\":%.2f,",
-           b.count, ok, failed, b.workers, duration, duration > 0 ? (double)ok / duration : 0.0);
-    printf("\"client\":\"%s\",\"block_ms\":%d,", per_worker ? "per-worker" : "shared", b.opts.block_timeout_ms);
-    printf("\"error_summary\":{\"total_errors\":%ld,\"sample_errors\":[", failed + b.n_errors);
-    for (int i = 0; i < b.n_samples; i++) {
-        if (i)
-            putchar(',');
-        json_string(b.samples[i]);
+/* The end-to-end wait: *delivered and *e2e_s (from t0). Returns 0 when every accepted record was flushed. */
+static int wait_delivered(bench *b, const cli *c, const bstats *base, double t0, long *delivered, double *e2e_s)
+{
+    char err[300];
+    long want = atomic_load(&b->ok);
+    int rc = bstats_wait(c->stats_socket, base, want, c->stats_timeout_ms, delivered, err, sizeof err);
+    *e2e_s = mono_seconds() - t0;
+    if (rc == -ETIMEDOUT)
+        bench_note(b, 0, "end to end: %ld of %ld accepted records flushed after waiting %d ms", *delivered, want,
+                   c->stats_timeout_ms);
+    else if (rc == -ENODATA)
+        bench_note(b, 0, "end to end: %ld of %ld accepted records flushed; the agent dropped the rest "
+                   "(records.dropped in /stats)", *delivered, want);
+    else if (rc < 0)
+        bench_note(b, 0, "end to end: %s", err);
+    return rc;
+}
+
+static int run(bench *b, const cli *c)
+{
+    int rc = probe(b, c);
+    if (rc != 0)
+        return rc;
+    b->http = c->mode == MODE_HTTP ? &c->http : NULL;
+    bstats base = { 0, 0 };
+    if (c->stats_socket) {
+        char err[300];
+        if (bstats_read(c->stats_socket, &base, err, sizeof err) < 0) {
+            fprintf(stderr, PROG ": cannot read the agent's stats at %s: %s\n", c->stats_socket, err);
+            return 1;
+        }
     }
-    printf("]}}\n");
-    fflush(stdout);
+    if (c->mode == MODE_SOCKET && !c->per_worker) {
+        rc = logagent_client_new(&b->opts, &b->shared);
+        if (rc < 0) {
+            fprintf(stderr, PROG ": cannot create the client: %s\n", strerror(-rc));
+            return 1;
+        }
+    }
+    double t0 = mono_seconds();
+    double duration = run_workers(b, c);
+    long delivered = 0;
+    double e2e_s = 0;
+    int e2e_rc = c->stats_socket ? wait_delivered(b, c, &base, t0, &delivered, &e2e_s) : 0;
+    print_report(b, c, duration, delivered, e2e_s);
+    if (b->shared)
+        logagent_client_free(b->shared, 0);
+    return atomic_load(&b->ok) == b->count && b->n_errors == 0 && e2e_rc == 0 ? 0 : 1;
+}
 
-    if (b.shared)
-        logagent_client_free(b.shared, 0);
+int main(int argc, char **argv)
+{
+    static bench b;
+    cli c = { .mode = MODE_SOCKET, .stats_timeout_ms = 60000 };
+    b.count = 10000;
+    b.workers = 50;
+    b.flush_timeout_ms = 60000;
+    b.opts.block_timeout_ms = -1;
+    int rc = parse_args(argc, argv, &b, &c);
+    if (rc >= 0)
+        return rc;
+    if (c.mode == MODE_PYTHON || c.mode == MODE_ORIGINAL)
+        return exec_python(&b, &c);
+    pthread_mutex_init(&b.err_mu, NULL);
+    rc = run(&b, &c);
     pthread_mutex_destroy(&b.err_mu);
-    return failed == 0 && b.n_errors == 0 ? 0 : 1;
+    return rc;
 }

@@ -1,0 +1,105 @@
+/* bench_http.c — logagent-bench's HTTP mode: each worker keeps one HTTP/1.1 keep-alive connection to the
+ * agent's HTTP ingest (--http-listen) and POSTs the concurrent test's records, either one JSON record per
+ * request to /api/write_log/ (the original service's endpoint and body; the answer must be 200 with
+ * {"success": true, "log_id": "..."}) or N records per request as NDJSON to /api/write_logs/ (the answer must be
+ * 200 with {"accepted": N, ...}). Anything else counts the request's records as failed, with the status and
+ * body as an error sample (503 means the agent's buffer is full). Records are never re-sent. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+#define REC_JSON_MAX 512   /* one record's JSON is about 330 bytes */
+
+int bench_http_probe(const httpc_target *t, char *err, size_t errlen)
+{
+    httpc_conn c;
+    httpc_init(&c, t, BENCH_HTTP_IO_TIMEOUT_MS);
+    int rc = httpc_connect(&c, err, errlen);
+    httpc_close(&c);
+    return rc;
+}
+
+/* The answer to a request that carried n records: how many the agent accepted (noting why not all). */
+static long judge(bench *b, const httpc_response *r, long n)
+{
+    if (r->status != 200) {
+        bench_note(b, 1, "HTTP %d (%ld records failed): %.200s", r->status, n, r->body);
+        return 0;
+    }
+    json_error_t jerr;
+    json_t *doc = json_loadb(r->body, r->body_len, 0, &jerr);
+    long ok = 0;
+    if (!json_is_object(doc)) {
+        bench_note(b, 1, "HTTP 200 but the body is not a JSON object (%s): %.200s", doc ? "wrong type" : jerr.text,
+                   r->body);
+    } else if (b->http_batch) {
+        json_t *acc = json_object_get(doc, "accepted");
+        ok = json_is_integer(acc) ? (long)json_integer_value(acc) : 0;
+        ok = ok < 0 ? 0 : ok > n ? n : ok;
+        if (ok < n)
+            bench_note(b, 1, "HTTP 200, accepted %ld of %ld: %.200s", ok, n, r->body);
+    } else {
+        json_t *id = json_object_get(doc, "log_id");
+        if (json_is_true(json_object_get(doc, "success")) && json_is_string(id) && json_string_length(id) > 0)
+            ok = 1;
+        else
+            bench_note(b, 1, "HTTP 200 without success and a log_id: %.200s", r->body);
+    }
+    json_decref(doc);
+    return ok;
+}
+
+/* Builds the body of records first..first+n-1 into buf (cap >= n * REC_JSON_MAX). Returns its length. */
+static size_t build_body(bench *b, char *buf, long first, long n, uint32_t *rs)
+{
+    size_t len = 0;
+    brec br;
+    for (long i = first; i < first + n; i++) {
+        brec_make(&br, i, rs);
+        int k = brec_json(&br, buf + len, REC_JSON_MAX);
+        if (k < 0)
+            abort(); /* cannot happen: brec_make's fields are bounded */
+        len += (size_t)k;
+        if (b->http_batch)
+            buf[len++] = '\n';
+    }
+    return len;
+}
+
+void *bench_http_worker(void *arg)
+{
+    bench_worker *w = arg;
+    bench *b = w->b;
+    long per = b->http_batch ? b->http_batch : 1;
+    const char *path = b->http_batch ? "/api/write_logs/" : "/api/write_log/";
+    const char *ctype = b->http_batch ? "application/x-ndjson" : "application/json";
+    uint32_t rs = brec_seed(w->id);
+    char *body = malloc((size_t)per * REC_JSON_MAX);
+    if (!body) {
+        bench_note(b, 0, "worker %d: out of memory", w->id);
+        return NULL;
+    }
+    httpc_conn c;
+    httpc_init(&c, b->http, BENCH_HTTP_IO_TIMEOUT_MS);
+    long first, n;
+    char err[200];
+    while ((n = bench_claim(b, per, &first)) > 0) {
+        size_t len = build_body(b, body, first, n, &rs);
+        httpc_response r;
+        int rc = httpc_request(&c, "POST", path, ctype, body, len, &r, err, sizeof err);
+        if (rc < 0) {
+            bench_note(b, 1, "POST %s (%ld records failed): %s", path, n, err);
+            continue;
+        }
+        atomic_fetch_add_explicit(&b->requests, 1, memory_order_relaxed);
+        long ok = judge(b, &r, n);
+        if (ok)
+            atomic_fetch_add_explicit(&b->ok, ok, memory_order_relaxed);
+    }
+    httpc_close(&c);
+    free(body);
+    return NULL;
+}
