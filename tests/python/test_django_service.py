@@ -12,7 +12,8 @@ django_service), through Django's test client, against a real agent and a real s
     sample log_ids among them;
   - the backend switch: DJANGO_LOG_BACKEND=bogus and =original without the original client stop `manage.py
     check` with the reason; the original backend loads its module by path (a stand-in with the original
-    client's interface, since the real one lives in examples/original/);
+    client's interface records the calls); measure.py with both backends, the original being the real
+    examples/original client against original_server.py;
   - the WSGI application served by a real HTTP server (wsgiref, port 0);
   - measure.py (the README's before/after command) with the logagent backend and an agent it starts.
 
@@ -21,6 +22,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -335,7 +337,38 @@ def test_measure_script():
     assert p.returncode == 2 and "the original backend needs ORIGINAL_LOG_SERVICE=HOST:PORT" in err.decode(), err
 
 
+def test_measure_both_backends_with_the_real_original():
+    """The README's before/after table, both sides: the original backend is the real examples/original client, one
+    unary WriteLog per record to original_server.py (which counts every record it answered)."""
+    tmp = TempDir("django-orig")
+    original = os.path.join(django_project.CLIENT_DIR, "examples", "original")
+    port_file, out_file = tmp.file("orig.port"), tmp.file("orig.jsonl")
+    err_f = open(tmp.file("orig.stderr"), "wb")
+    srv = spawn([PY, os.path.join(original, "original_server.py"), "--listen", "127.0.0.1:0", "--port-file",
+                 port_file, "--out", out_file], stdout=subprocess.DEVNULL, stderr=err_f)
+    port = wait_for(lambda: os.path.exists(port_file) and open(port_file).read().strip(), 30, "original's port")
+    script = os.path.join(django_project.EXAMPLE_DIR, "measure.py")
+    env = dict(os.environ, PYTHONPATH=django_project.CLIENT_DIR, PYTHONDONTWRITEBYTECODE="1",
+               ORIGINAL_LOG_SERVICE="127.0.0.1:%s" % port)
+    p = spawn([PY, script, "--build", BIN, "--count", "200", "--workers", "1,4", "--warmup", "10"], env=env,
+              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(timeout=scaled(180))
+    lines = out.decode().splitlines()
+    assert p.returncode == 0, (p.returncode, out, err)
+    rows = {(m.group(1), int(m.group(2))) for m in (re.fullmatch(r"\| (logagent|original) \| (\d+) \| 200 \| 0 \| .*",
+                                                                 x) for x in lines) if m}
+    assert rows == {("logagent", 1), ("logagent", 4), ("original", 1), ("original", 4)}, lines
+    assert any(re.fullmatch(r"max_workers 4: logagent [\d.]+x the original", x) for x in lines), lines
+    srv.send_signal(signal.SIGTERM)
+    assert srv.wait(timeout=scaled(30)) == 0
+    err_f.close()
+    entries = [json.loads(x) for x in open(out_file)]
+    traces = [e["trace_id"] for e in entries if e["service_name"] == "django-concurrent-test"]
+    # warm-up 10 + 200 for max_workers 1 + 200 for 4, each answered once by the original service
+    assert len(entries) == len({e["log_id"] for e in entries}) and len(traces) == 410, (len(entries), len(traces))
+
+
 if __name__ == "__main__":
     run([test_write_log_endpoint_fields_and_errors, test_batch_write_test_100_log_ids_at_the_sink,
          test_concurrent_test_10000_records_50_workers_each_once, test_backend_switch, test_served_by_a_wsgi_server,
-         test_measure_script])
+         test_measure_script, test_measure_both_backends_with_the_real_original])
