@@ -55,6 +55,7 @@ static const opt OPTS[] = {
     STR(allow_gids, "", "only members of these groups may send (with allow-uids: either suffices)"),
     NUM(max_connections, T_U64, "4096", 1, 1000000, "ingest connections at once; more are closed at accept"),
     NUM(partial_record_timeout_ms, T_MS, "30s", 100, 86400000, "close a connection holding a partial record this long"),
+    STR(trusted_fields, "", "cgroup,container_id: add the peer's cgroup / container id (from /proc) to source"),
     STR(rate_limit, "", "RECORDS/s:BURST per sender, e.g. 10000:50000; over it records are dropped (empty: off)"),
     ENUM(rate_limit_key, "pid", RATE_KEY_NAMES, "pid|uid: what one sender of --rate-limit is"),
     STR(stats_socket, "/run/logagent/stats.sock", "stats socket (HTTP: GET /stats); empty to disable"),
@@ -529,6 +530,35 @@ static int resolve_id_list(const config *cfg, size_t offset, int groups, uint32_
     return 0;
 }
 
+/* "cgroup,container_id" (either, both, or "") -> trusted_mask. */
+static int parse_trusted_fields(config *cfg)
+{
+    cfg->trusted_mask = 0;
+    for (const char *p = cfg->trusted_fields; *p;) {
+        size_t n = strcspn(p, ",");
+        const char *q = p;
+        while (n && *q == ' ')
+            q++, n--;
+        while (n && q[n - 1] == ' ')
+            n--;
+        if (n == 6 && !strncmp(q, "cgroup", 6)) {
+            cfg->trusted_mask |= TRUSTED_CGROUP;
+        } else if (n == 12 && !strncmp(q, "container_id", 12)) {
+            cfg->trusted_mask |= TRUSTED_CONTAINER_ID;
+        } else {
+            char where[300];
+            describe_origin(cfg, opt_index(offsetof(config, trusted_fields)), where, sizeof where);
+            fprintf(stderr, "logagentd: trusted-fields '%s' (from %s): '%.*s' is not one of cgroup, container_id\n",
+                    cfg->trusted_fields, where, (int)n, q);
+            return -EINVAL;
+        }
+        p += strcspn(p, ",");
+        if (*p)
+            p++;
+    }
+    return 0;
+}
+
 /* "10000:50000" or "10000/s:50000" (burst optional: the rate) -> rps, burst. */
 static int parse_rate_limit(config *cfg)
 {
@@ -648,7 +678,7 @@ static int check_combinations(config *cfg)
     }
     if (resolve_id_list(cfg, offsetof(config, allow_uids), 0, cfg->allow_uid, &cfg->n_allow_uid) < 0 ||
         resolve_id_list(cfg, offsetof(config, allow_gids), 1, cfg->allow_gid, &cfg->n_allow_gid) < 0 ||
-        parse_rate_limit(cfg) < 0)
+        parse_rate_limit(cfg) < 0 || parse_trusted_fields(cfg) < 0)
         return -EINVAL;
     if (check_tls(cfg) < 0)
         return -EINVAL;

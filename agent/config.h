@@ -15,6 +15,7 @@
 enum upstream_rpc { RPC_AUTO = 0, RPC_BATCH = 1, RPC_UNARY = 2 };
 enum on_full { FULL_BLOCK = 0, FULL_DROP_NEWEST = 1, FULL_DROP_OLDEST = 2 };
 enum rate_key { RATE_KEY_PID = 0, RATE_KEY_UID = 1 };
+enum trusted_field { TRUSTED_CGROUP = 1, TRUSTED_CONTAINER_ID = 2 };
 enum buffer_mode { BUFFER_MEMORY = 0, BUFFER_DISK = 1 };
 
 #define CONFIG_DEFAULT_FILE "/etc/logagent/logagentd.conf"
@@ -36,6 +37,8 @@ typedef struct config {
     unsigned n_allow_uid, n_allow_gid;
     uint64_t max_connections;    /* ingest connections at once; more are accepted and closed at once (counted) */
     uint64_t partial_record_timeout_ms; /* a connection holding a partial record this long is closed (slowloris) */
+    char trusted_fields[64];     /* "cgroup,container_id": more of the peer's identity from /proc */
+    unsigned trusted_mask;       /* TRUSTED_CGROUP | TRUSTED_CONTAINER_ID, parsed by config_load */
     char rate_limit[64];         /* "RECORDS/s:BURST" per sender ("" = off) */
     int rate_limit_key;          /* RATE_KEY_PID or RATE_KEY_UID: what a sender is */
     double rate_limit_rps;       /* rate_limit parsed by config_load (0 = off) */

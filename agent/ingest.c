@@ -19,6 +19,7 @@
  * Refusals that belong to no record (malformed, oversized, truncated) count against the current entry. */
 #include "ingest.h"
 
+#include "cgroup.h"
 #include "clients.h"
 #include "flusher.h"
 #include "log.h"
@@ -53,6 +54,8 @@ typedef struct conn {
     msgpack_unpacked res;
     mpscan scan;
     record_source src;
+    char cgroup[CGROUP_PATH_MAX];         /* --trusted-fields: src.cgroup / src.container_id point here */
+    char container_id[CGROUP_ID_LEN + 1];
     client_entry *client; /* per-client counters of the current (pid, comm, service_name); NULL before any */
     uint64_t serial;      /* connection number, for the client table */
     size_t read_size;     /* bytes asked of the next read(2): READ_FIRST .. READ_CHUNK */
@@ -490,6 +493,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->in = in;
     c->fd = fd;
     c->src = src;
+    if (in->cfg->trusted_mask && src.pid > 0 && cgroup_read(src.pid, c->cgroup, sizeof c->cgroup, c->container_id) == 0) {
+        c->src.cgroup = in->cfg->trusted_mask & TRUSTED_CGROUP ? c->cgroup : NULL;
+        c->src.container_id = in->cfg->trusted_mask & TRUSTED_CONTAINER_ID ? c->container_id : NULL;
+    }
     c->read_size = READ_FIRST;
     c->serial = stat_get(&in->st->conn_total) + 1;
     msgpack_unpacked_init(&c->res);

@@ -592,9 +592,15 @@ static int classify(record_enc *e, const msgpack_object *obj, fields *f, record_
     return 0;
 }
 
+static size_t opt_len(const char *s) { return s ? strlen(s) : 0; }
+
 static size_t source_size(const record_source *s, size_t comm_len, size_t host_len)
 {
     size_t n = 0;
+    if (opt_len(s->cgroup))
+        n += pbw_len_field_size(opt_len(s->cgroup));
+    if (opt_len(s->container_id))
+        n += pbw_len_field_size(opt_len(s->container_id));
     if (s->pid)
         n += pbw_varint_field_size((uint64_t)(int64_t)s->pid);
     if (s->uid)
@@ -659,6 +665,10 @@ static int emit(record_enc *e, const fields *f, const record_source *src)
             p = pbw_put_bytes(p, 4, src->comm, comm_len);
         if (host_len)
             p = pbw_put_bytes(p, 5, src->hostname, host_len);
+        if (opt_len(src->cgroup))
+            p = pbw_put_bytes(p, 6, src->cgroup, opt_len(src->cgroup));
+        if (opt_len(src->container_id))
+            p = pbw_put_bytes(p, 7, src->container_id, opt_len(src->container_id));
     }
     e->out_len = (size_t)(p - e->out);
     return 0;

@@ -19,6 +19,8 @@ typedef struct record_source {
     uint32_t gid;
     char comm[32];
     const char *hostname; /* borrowed, NUL-terminated */
+    const char *cgroup;       /* --trusted-fields: borrowed, NUL-terminated, or NULL */
+    const char *container_id; /* likewise */
 } record_source;
 
 /* What the mapping noticed about one record, for the counters. */

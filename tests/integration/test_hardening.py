@@ -327,6 +327,46 @@ def test_flooder_does_not_starve_quiet_clients():
     sink.stop()
 
 
+def expected_cgroup(text):
+    """The rule of --trusted-fields, written again here: the unified path unless "/", else systemd's hierarchy, else
+    any path but "/"; the container id is the last run of exactly 64 hex digits in any path."""
+    best, best_rank, cid = None, 0, ""
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) < 3:
+            continue
+        path = parts[2]
+        for m in re.finditer(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])", path):
+            cid = m.group(0)
+        rank = 3 if line.startswith("0::") else 2 if parts[1] == "name=systemd" else 1
+        if path != "/" and rank > best_rank:
+            best, best_rank = path, rank
+    return best or "/", cid
+
+
+def test_trusted_fields():
+    tmp = TempDir("hard-trusted")
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target, "--trusted-fields", "cgroup,container_id").start()
+    # the client claims a cgroup of its own: a record's keys never become source fields
+    send_records(a.socket, [{"message": "who am i", "cgroup": "/forged", "container_id": "f" * 64}])
+    sink.wait_count(1)
+    e = sink.entries()[0]
+    with open("/proc/self/cgroup") as f:
+        want_path, want_id = expected_cgroup(f.read())
+    assert e["source"]["pid"] == os.getpid() and e["source"]["cgroup"] == want_path, (e["source"], want_path)
+    assert e["source"].get("container_id", "") == want_id, (e["source"], want_id)
+    assert e["metadata"] == {"cgroup": "/forged", "container_id": "f" * 64}, e["metadata"]
+    a.stop()
+    b = Agent(tmp, sink.target, name="plain").start()  # off by default: source as before
+    send_records(b.socket, [{"message": "plain"}])
+    sink.wait_count(2)
+    plain = [x for x in sink.entries() if x["message"] == "plain"][0]
+    assert "cgroup" not in plain["source"] and "container_id" not in plain["source"], plain["source"]
+    b.stop()
+    sink.stop()
+
+
 def agentd(*args):
     env = dict(os.environ)
     env.pop("LOGAGENT_CONFIG", None)
@@ -350,6 +390,8 @@ def test_bad_settings_exit_2():
         (["--socket-mode", "999"], "invalid value '999' for --socket-mode"),
         (["--max-connections", "0"], "invalid value '0' for --max-connections"),
         (["--partial-record-timeout-ms", "10"], "invalid value '10' for --partial-record-timeout-ms"),
+        (["--trusted-fields", "cgroup,pod"], "trusted-fields 'cgroup,pod' (from --trusted-fields): 'pod' is not one "
+                                             "of cgroup, container_id"),
     ]
     for args, want in rows:
         rc, err = agentd(*(args + ["--check-config"]))
@@ -362,7 +404,8 @@ def test_bad_settings_exit_2():
 if __name__ == "__main__":
     tests = [test_socket_mode_and_group, test_world_writable_folder_is_refused, test_allow_uids_and_gids,
              test_max_connections, test_partial_record_timeout, test_rate_limit_per_sender,
-             test_open_file_limit_raised, test_flooder_does_not_starve_quiet_clients, test_bad_settings_exit_2]
+             test_open_file_limit_raised, test_flooder_does_not_starve_quiet_clients, test_trusted_fields,
+             test_bad_settings_exit_2]
     if len(sys.argv) > 1:
         tests = [t for t in tests if t.__name__ in sys.argv[1:]]
     run(tests)

@@ -159,6 +159,10 @@ static void out_source(struct ledger *l, const Logagent__V1__Source *src)
 	out_fmt_int(l, ",\"gid\":", src->gid);
 	out_field(l, "comm", src->comm, 0);
 	out_field(l, "hostname", src->hostname, 0);
+	if (src->cgroup && src->cgroup[0])
+		out_field(l, "cgroup", src->cgroup, 0);
+	if (src->container_id && src->container_id[0])
+		out_field(l, "container_id", src->container_id, 0);
 	OUT_LIT(l, "}");
 }
 
