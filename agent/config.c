@@ -680,6 +680,12 @@ static int check_combinations(config *cfg)
         resolve_id_list(cfg, offsetof(config, allow_gids), 1, cfg->allow_gid, &cfg->n_allow_gid) < 0 ||
         parse_rate_limit(cfg) < 0 || parse_trusted_fields(cfg) < 0)
         return -EINVAL;
+    if ((cfg->n_allow_uid || cfg->n_allow_gid) && cfg->http_listen[0] && strncmp(cfg->http_listen, "unix:", 5)) {
+        describe_origin(cfg, opt_index(offsetof(config, http_listen)), a, sizeof a);
+        fprintf(stderr, "logagentd: http-listen %s (from %s) is TCP, where allow-uids/allow-gids cannot be checked "
+                        "(no peer credentials): use http-listen = unix:PATH\n", cfg->http_listen, a);
+        return -EINVAL;
+    }
     if (check_tls(cfg) < 0)
         return -EINVAL;
     if (cfg->buffer == BUFFER_DISK && !cfg->spool_dir[0]) {

@@ -22,6 +22,8 @@
 #include "flusher.h"
 #include "http_json.h"
 #include "log.h"
+#include "peer.h"
+#include "ratelimit.h"
 #include "record.h"
 #include "sockpath.h"
 
@@ -44,7 +46,7 @@
 enum { LISTEN_BACKLOG = 1024, DRAIN_QUIET_MS = 100, DRAIN_MAX_MS = 2000, IDLE_TIMEOUT_S = 30, RETRY_AFTER_S = 1 };
 
 /* What became of one entry; also the answer's status when nothing was accepted. */
-enum outcome { OUT_OK, OUT_BAD, OUT_TOO_LARGE, OUT_FULL, OUT_NOMEM, OUT_N };
+enum outcome { OUT_OK, OUT_BAD, OUT_TOO_LARGE, OUT_FULL, OUT_NOMEM, OUT_LIMITED, OUT_N };
 
 struct http_ingest {
     struct event_base *base;
@@ -61,7 +63,8 @@ struct http_ingest {
     uint64_t serial; /* requests seen, for the client table's connection count */
     record_enc enc;
     char hostname[64];
-    log_limit lim_malformed, lim_invalid, lim_oversized, lim_full;
+    log_limit lim_malformed, lim_invalid, lim_oversized, lim_full, lim_refused, lim_rate;
+    ratelimit *rl; /* --rate-limit for HTTP senders (a budget of their own; TCP callers share sender 0) */
 };
 
 /* One request being answered (lives in on_request's frame). */
@@ -118,7 +121,7 @@ static void send_json(http_ingest *h, struct evhttp_request *req, int code, cons
     struct evkeyvalq *hd = evhttp_request_get_output_headers(req);
     evhttp_add_header(hd, "Content-Type", "application/json");
     evhttp_add_header(hd, "Cache-Control", "no-store");
-    if (code == 503)
+    if (code == 503 || code == 429)
         evhttp_add_header(hd, "Retry-After", "1");
     if (h->stopping)
         evhttp_add_header(hd, "Connection", "close");
@@ -135,8 +138,10 @@ static const char *reason_of(int code)
     case 200: return "OK";
     case 400: return "Bad Request";
     case 404: return "Not Found";
+    case 403: return "Forbidden";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
     case 503: return "Service Unavailable";
     default: return "Internal Server Error";
     }
@@ -170,6 +175,8 @@ static int request_status(const request *rq)
         return 200;
     if (o[OUT_FULL])
         return 503;
+    if (o[OUT_LIMITED])
+        return 429;
     if (o[OUT_NOMEM])
         return 500;
     return o[OUT_TOO_LARGE] == rq->entries ? 413 : 400;
@@ -255,7 +262,8 @@ static int note(request *rq, const http_json_entry *e, enum outcome out, const c
         rc = evbuffer_add_printf(b, "\"line\":%zu,", e->line) < 0;
     if (rc == 0)
         rc = evbuffer_add_printf(b, "\"error\":") < 0 || put_string(b, error, strlen(error)) < 0 ||
-             evbuffer_add_printf(b, ",\"retryable\":%s}", out == OUT_FULL || out == OUT_NOMEM ? "true" : "false") < 0;
+             evbuffer_add_printf(b, ",\"retryable\":%s}",
+                                 out == OUT_FULL || out == OUT_NOMEM || out == OUT_LIMITED ? "true" : "false") < 0;
     return rc ? -ENOMEM : 0;
 }
 
@@ -321,6 +329,12 @@ static int take_record(request *rq, const http_json_entry *e)
         log_refusal(rq, &h->lim_oversized, "HTTP record too large, refused", why);
         return note(rq, e, OUT_TOO_LARGE, why, NULL, 0);
     }
+    uint32_t sender = h->cfg->rate_limit_key == RATE_KEY_UID ? rq->src.uid : (uint32_t)rq->src.pid;
+    if (h->rl && !ratelimit_take(h->rl, sender, rq->mono_ns)) { /* the caller keeps it: 429, not a drop */
+        stat_add(&h->hs->refused_rate_limited, 1);
+        log_refusal(rq, &h->lim_rate, "HTTP sender over --rate-limit: records refused with 429", "");
+        return note(rq, e, OUT_LIMITED, "over --rate-limit: not taken, retry later", NULL, 0);
+    }
     if (rq->full || queue_record(h, h->enc.out, h->enc.out_len) < 0) {
         rq->full = 1;
         return refuse_full(rq, e, &info, ce);
@@ -357,27 +371,6 @@ static int on_entry(void *arg, const http_json_entry *e)
 
 /* ---- requests ------------------------------------------------------------------------------------------- */
 
-static void unix_peer(int fd, record_source *src)
-{
-    struct ucred uc;
-    socklen_t len = sizeof uc;
-    if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
-        return;
-    src->pid = uc.pid;
-    src->uid = uc.uid;
-    src->gid = uc.gid;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/comm", (int)uc.pid);
-    int cfd = open(path, O_RDONLY | O_CLOEXEC);
-    if (cfd < 0)
-        return;
-    ssize_t n = read(cfd, src->comm, sizeof src->comm - 1);
-    close(cfd);
-    if (n > 0 && src->comm[n - 1] == '\n')
-        n--;
-    src->comm[n > 0 ? n : 0] = 0;
-}
-
 /* source: the peer's kernel credentials on a Unix socket; on TCP nothing is trusted: pid 0, comm "http". */
 static void request_source(request *rq)
 {
@@ -385,7 +378,7 @@ static void request_source(request *rq)
     memset(&rq->src, 0, sizeof rq->src);
     rq->src.hostname = rq->h->hostname;
     if (rq->h->is_unix) {
-        unix_peer(bufferevent_getfd(evhttp_connection_get_bufferevent(evcon)), &rq->src);
+        peer_identity(bufferevent_getfd(evhttp_connection_get_bufferevent(evcon)), rq->h->hostname, &rq->src);
         snprintf(rq->peer, sizeof rq->peer, "pid=%d uid=%u comm=\"%s\"", rq->src.pid, rq->src.uid, rq->src.comm);
         return;
     }
@@ -453,6 +446,13 @@ static void on_request(struct evhttp_request *req, void *arg)
                   .mono_ns = clock_ns(CLOCK_MONOTONIC)};
     h->serial++;
     request_source(&rq);
+    if (h->is_unix && !peer_allowed(h->cfg, bufferevent_getfd(evhttp_connection_get_bufferevent(
+                                                 evhttp_request_get_connection(req))), &rq.src)) {
+        stat_add(&h->st->conn_refused_not_allowed, 1);
+        log_refusal(&rq, &h->lim_refused, "HTTP request refused: peer not in --allow-uids/--allow-gids", "");
+        send_error(h, req, 403, mode == HTTP_JSON_MANY, "forbidden: this user is not in --allow-uids/--allow-gids");
+        return;
+    }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
     stat_add(&h->hs->body_bytes, len);
@@ -613,7 +613,9 @@ http_ingest *http_ingest_new(struct event_base *base, const config *cfg, ring *r
     h->hs = &st->http;
     if (gethostname(h->hostname, sizeof h->hostname - 1) < 0)
         strcpy(h->hostname, "unknown");
-    if (record_enc_init(&h->enc) < 0 || !(h->http = evhttp_new(base))) {
+    if (cfg->rate_limit_rps > 0)
+        h->rl = ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst, 4096);
+    if (record_enc_init(&h->enc) < 0 || !(h->http = evhttp_new(base)) || (cfg->rate_limit_rps > 0 && !h->rl)) {
         http_ingest_free(h);
         return NULL;
     }
@@ -680,5 +682,6 @@ void http_ingest_free(http_ingest *h)
     if (h->path[0])
         unlink(h->path);
     record_enc_free(&h->enc);
+    ratelimit_free(h->rl);
     free(h);
 }

@@ -24,6 +24,7 @@
 #include "flusher.h"
 #include "log.h"
 #include "mpscan.h"
+#include "peer.h"
 #include "ratelimit.h"
 #include "record.h"
 #include "sockpath.h"
@@ -44,7 +45,7 @@
 
 /* A connection's reads start at READ_FIRST bytes and double while they come back full, up to READ_CHUNK: a quiet or
  * short-lived client costs a few KiB (thousands of them may be open), a flooder gets large reads. */
-enum { READ_FIRST = 4096, READ_CHUNK = 256 * 1024, SHUTDOWN_READS = 64, RATE_SENDERS = 4096, LOGGED_UIDS = 64, PEER_GROUPS = 256 };
+enum { READ_FIRST = 4096, READ_CHUNK = 256 * 1024, SHUTDOWN_READS = 64, RATE_SENDERS = 4096, LOGGED_UIDS = 64 };
 
 typedef struct conn {
     struct ingest *in;
@@ -383,52 +384,6 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     if (in->flusher)
         flusher_notify(in->flusher);
     conn_maybe_close(c, drained);
-}
-
-static void peer_identity(int fd, const char *hostname, record_source *src)
-{
-    struct ucred uc;
-    socklen_t len = sizeof uc;
-    memset(src, 0, sizeof *src);
-    src->hostname = hostname;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
-        return;
-    src->pid = uc.pid;
-    src->uid = uc.uid;
-    src->gid = uc.gid;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/comm", (int)uc.pid);
-    int cfd = open(path, O_RDONLY | O_CLOEXEC);
-    if (cfd < 0)
-        return;
-    ssize_t n = read(cfd, src->comm, sizeof src->comm - 1);
-    close(cfd);
-    if (n > 0 && src->comm[n - 1] == '\n')
-        n--;
-    src->comm[n > 0 ? n : 0] = 0;
-}
-
-/* --allow-uids / --allow-gids: the peer's uid is listed, or its primary or a supplementary group is. */
-static int peer_allowed(const config *cfg, int fd, const record_source *src)
-{
-    if (!cfg->n_allow_uid && !cfg->n_allow_gid)
-        return 1;
-    for (unsigned i = 0; i < cfg->n_allow_uid; i++)
-        if (cfg->allow_uid[i] == src->uid)
-            return 1;
-    gid_t groups[PEER_GROUPS];
-    socklen_t len = sizeof groups;
-    size_t n = 0;
-    if (cfg->n_allow_gid && getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0)
-        n = len / sizeof groups[0];
-    for (unsigned i = 0; i < cfg->n_allow_gid; i++) {
-        if (cfg->allow_gid[i] == src->gid)
-            return 1;
-        for (size_t j = 0; j < n; j++)
-            if (cfg->allow_gid[i] == (uint32_t)groups[j])
-                return 1;
-    }
-    return 0;
 }
 
 /* Logs a refused peer once per uid (the first LOGGED_UIDS uids; after that, rate-limited). */

@@ -175,6 +175,9 @@ static void http_side(writer *w, const stats_view *v)
         "Records accepted into the ring over HTTP (included in logagent_records_received_total).", v->http_records);
     one(w, "logagent_http_received_bytes_total", "counter", "HTTP ingest request body bytes read.",
         v->http_body_bytes);
+    one(w, "logagent_http_records_refused_rate_limited_total", "counter",
+        "HTTP records answered 429 for a sender over --rate-limit (the caller keeps them: not dropped).",
+        v->http_refused_rate_limited);
     one(w, "logagent_http_records_refused_full_total", "counter",
         "HTTP records answered 503 because the buffer was full: not taken, still with the caller, not dropped.",
         v->http_refused_full);

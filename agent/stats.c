@@ -14,7 +14,7 @@ const char *const stats_reject_names[STATS_REJECT_N] = {"malformed", "invalid_re
                                                         "reserved_key"};
 const char *const stats_drop_names[STATS_DROP_N] = {"buffer_full", "upstream_rejected", "retry_expired",
                                                     "spool_corrupt", "shutdown", "rate_limited"};
-const int stats_http_codes[STATS_HTTP_CODE_N] = {200, 400, 404, 405, 413, 500, 503};
+const int stats_http_codes[STATS_HTTP_CODE_N] = {200, 400, 403, 404, 405, 413, 429, 500, 503};
 
 static double clock_s(clockid_t id)
 {
@@ -40,6 +40,7 @@ static void http_collect(http_stats *h, stats_view *v)
     v->http_records = stat_get(&h->records);
     v->http_body_bytes = stat_get(&h->body_bytes);
     v->http_refused_full = stat_get(&h->refused_full);
+    v->http_refused_rate_limited = stat_get(&h->refused_rate_limited);
 }
 
 void stats_collect(const stats_sources *src, stats_view *v)
@@ -215,9 +216,10 @@ static void put_spool(textbuf *t, const stats_view *v, const config *cfg)
 static void put_http(textbuf *t, const stats_view *v)
 {
     put(t, "\"http\":{\"enabled\":%s,\"requests\":%llu,\"records\":%llu,\"body_bytes\":%llu,"
-           "\"refused_full\":%llu,\"responses\":{", v->http_enabled ? "true" : "false",
+           "\"refused_full\":%llu,\"refused_rate_limited\":%llu,\"responses\":{", v->http_enabled ? "true" : "false",
         (unsigned long long)v->http_requests, (unsigned long long)v->http_records,
-        (unsigned long long)v->http_body_bytes, (unsigned long long)v->http_refused_full);
+        (unsigned long long)v->http_body_bytes, (unsigned long long)v->http_refused_full,
+        (unsigned long long)v->http_refused_rate_limited);
     for (size_t i = 0; i < STATS_HTTP_CODE_N; i++)
         put(t, "%s\"%d\":%llu", i ? "," : "", stats_http_codes[i], (unsigned long long)v->http_responses[i]);
     put(t, "}},");

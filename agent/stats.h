@@ -27,8 +27,8 @@ struct clients;
 /* The HTTP/JSON ingest's own counters (http_ingest.h), main loop thread only, like ingest's. What its records do
  * to the record counters (received, rejected, dropped) is counted in ingest_stats, so every ingest path adds up in
  * one place. */
-enum { STATS_HTTP_CODE_N = 7 };
-extern const int stats_http_codes[STATS_HTTP_CODE_N]; /* 200 400 404 405 413 500 503 */
+enum { STATS_HTTP_CODE_N = 9 };
+extern const int stats_http_codes[STATS_HTTP_CODE_N]; /* 200 400 403 404 405 413 429 500 503 */
 
 typedef struct http_stats {
     _Atomic uint64_t requests;                     /* requests answered by the HTTP ingest */
@@ -36,6 +36,7 @@ typedef struct http_stats {
     _Atomic uint64_t records;                      /* records accepted into the ring over HTTP (also in received) */
     _Atomic uint64_t body_bytes;                   /* request body bytes read */
     _Atomic uint64_t refused_full;                 /* records answered "buffer full, retry" (503; still the caller's) */
+    _Atomic uint64_t refused_rate_limited;         /* records answered "over --rate-limit, retry" (429; the caller's) */
     int enabled;                                   /* --http-listen is set */
 } http_stats;
 
@@ -103,6 +104,7 @@ typedef struct stats_view {
     uint64_t clients_tracked, clients_evicted;
     int http_enabled;
     uint64_t http_requests, http_responses[STATS_HTTP_CODE_N], http_records, http_body_bytes, http_refused_full;
+    uint64_t http_refused_rate_limited;
     flusher_snapshot f;
 } stats_view;
 

@@ -327,6 +327,70 @@ def test_flooder_does_not_starve_quiet_clients():
     sink.stop()
 
 
+HTTP_CLIENT = r"""
+import http.client, json, socket, sys
+class C(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(sys.argv[1])
+c = C("localhost", timeout=30)
+c.request("POST", "/api/write_log/", body=json.dumps({"message": sys.argv[2]}))
+r = c.getresponse()
+print(r.status, r.read().decode())
+"""
+
+
+def http_post(path, url, body):
+    from harness import UnixHTTPConnection
+    c = UnixHTTPConnection(path, timeout=scaled(30))
+    try:
+        c.request("POST", url, body=body)
+        r = c.getresponse()
+        return r.status, dict(r.getheaders()), json.loads(r.read().decode())
+    finally:
+        c.close()
+
+
+def test_http_ingest_obeys_the_same_rules():
+    """--http-listen unix:PATH gets the ingest socket's rights, its allow-lists (403) and rate limit (429: the caller
+    keeps what was refused); a TCP --http-listen cannot be combined with allow-lists."""
+    tmp = open_tmp("hard-http")
+    sink = Sink(tmp).start()
+    hsock = tmp.file("http.sock")
+    a = Agent(tmp, sink.target, "--http-listen", "unix:" + hsock, "--socket-mode", "0666", "--rate-limit", "100/s:10",
+              *(["--allow-uids", "nobody"] if ROOT else [])).start()
+    assert stat.S_IMODE(os.stat(hsock).st_mode) == 0o666
+    if ROOT:
+        status, _, body = http_post(hsock, "/api/write_log/", json.dumps({"message": "from root"}))
+        assert status == 403 and "not in --allow-uids" in body["error_message"], (status, body)
+        p = subprocess.run(["/usr/bin/python3", "-c", HTTP_CLIENT, hsock, "from nobody"], user=NOBODY, group=NOGROUP,
+                           capture_output=True, text=True, timeout=scaled(60))
+        assert p.stdout.startswith("200 "), p.stdout + p.stderr
+        sink.wait_count(1)
+        assert sink.entries()[0]["source"]["uid"] == NOBODY
+        st = a.stats()
+        assert st["connections"]["refused"]["not_allowed"] == 1 and st["http"]["responses"]["403"] == 1, st["http"]
+        a.stop()
+        a = Agent(tmp, sink.target, "--http-listen", "unix:" + hsock, "--rate-limit", "100/s:10", name="b").start()
+    # 50 entries at once from one sender with a burst of 10: about 10 taken, the rest answered retryable
+    body = "\n".join(json.dumps({"message": "burst %d" % i}) for i in range(50))
+    status, _, res = http_post(hsock, "/api/write_logs/", body)
+    assert status == 200 and 10 <= res["accepted"] < 50, (status, res)
+    limited = [e for e in res["errors"] if "over --rate-limit" in e["error"]]
+    assert len(limited) == 50 - res["accepted"] and all(e["retryable"] for e in limited), res["errors"][:2]
+    # nothing left in the bucket: the whole request is refused with 429 and Retry-After
+    status, headers, res2 = http_post(hsock, "/api/write_logs/", body)
+    if res2.get("accepted", 0) == 0:
+        assert status == 429 and headers.get("Retry-After") == "1", (status, headers)
+    st = a.wait_flushed(res["accepted"] + res2["accepted"])
+    assert st["http"]["refused_rate_limited"] == 100 - res["accepted"] - res2["accepted"], st["http"]
+    assert st["records"]["dropped"]["rate_limited"] == 0, "HTTP refusals are not drops: the caller keeps them"
+    a.stop()
+    sink.stop()
+    rc, err = agentd("--allow-uids", "root", "--http-listen", "127.0.0.1:0", "--check-config")
+    assert rc == 2 and "is TCP, where allow-uids/allow-gids cannot be checked" in err, err
+
+
 def expected_cgroup(text):
     """The rule of --trusted-fields, written again here: the unified path unless "/", else systemd's hierarchy, else
     any path but "/"; the container id is the last run of exactly 64 hex digits in any path."""
@@ -405,6 +469,7 @@ if __name__ == "__main__":
     tests = [test_socket_mode_and_group, test_world_writable_folder_is_refused, test_allow_uids_and_gids,
              test_max_connections, test_partial_record_timeout, test_rate_limit_per_sender,
              test_open_file_limit_raised, test_flooder_does_not_starve_quiet_clients, test_trusted_fields,
+             test_http_ingest_obeys_the_same_rules,
              test_bad_settings_exit_2]
     if len(sys.argv) > 1:
         tests = [t for t in tests if t.__name__ in sys.argv[1:]]
