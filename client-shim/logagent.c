@@ -32,6 +32,7 @@
  * Global state: the registry of live clients (for the fork handlers), a fork generation counter (so a
  * thread-local id generator reseeds in a child), and the default client. */
 #include "logagent.h"
+#include "env.h"
 #include "pack.h"
 
 #include <errno.h>
@@ -110,6 +111,9 @@ struct logagent_client {
 enum { IO_BUSY, IO_IDLE, IO_LINGER };
 
 /* ---- registry and fork handlers ---- */
+
+/* Why logagent_default() made no client (a bad LOGAGENT_CLIENT_* value); written once under its pthread_once. */
+static char default_error[200];
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static logagent_client *reg_head;
@@ -658,6 +662,8 @@ full:
 
 logagent_result logagent_write(logagent_client *c, const logagent_record *r)
 {
+    if (!c && default_error[0]) /* logagent_default() refused its environment */
+        return result_error("cannot create the logagent client: %s", default_error);
     if (!c || !r || !r->message)
         return result_error("invalid argument: %s is NULL", !c ? "client" : !r ? "record" : "message");
     if (r->n_fields && !r->fields)
@@ -804,17 +810,26 @@ void logagent_get_stats(logagent_client *c, logagent_stats *out)
 
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 static logagent_client *default_client;
+static int default_exit_flush_ms = DEFAULT_EXIT_FLUSH_MS;
 
 /* At exit, give the default client's buffered records a bounded chance to reach the agent. */
 static void default_at_exit(void)
 {
-    logagent_flush(default_client, DEFAULT_EXIT_FLUSH_MS);
+    logagent_flush(default_client, default_exit_flush_ms);
 }
 
 static void default_init(void)
 {
-    if (logagent_client_new(NULL, &default_client) == 0)
-        atexit(default_at_exit);
+    la_env env;
+    if (la_env_read(&env, default_error, sizeof default_error) < 0)
+        return; /* no client: every write through it says why (logagent_write with a NULL client) */
+    if (logagent_client_new(&env.opts, &default_client) < 0)
+        return;
+    if (env.max_record)
+        default_client->max_record = env.max_record < default_client->cap ? env.max_record : default_client->cap;
+    if (env.exit_flush_ms >= 0)
+        default_exit_flush_ms = env.exit_flush_ms;
+    atexit(default_at_exit);
 }
 
 logagent_client *logagent_default(void)

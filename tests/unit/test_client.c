@@ -806,6 +806,67 @@ static void test_full_messages(const char *path)
     unlink(path);
 }
 
+/* Runs fn in a child process (logagent_default() is made once per process: each case needs its own) with the
+ * environment variables env (NAME=VALUE strings, NULL-terminated) set. Returns the child's failed checks. */
+static int in_child(void (*fn)(const char *path), const char *path, const char *const *env)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (const char *const *e = env; *e; e++)
+            putenv((char *)*e);
+        fn(path);
+        _exit(failures > 255 ? 255 : failures);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
+
+static void child_bad_value(const char *path)
+{
+    CHECK(logagent_default() == NULL, "a bad value must leave no client");
+    logagent_result r = logagent_write_log(logagent_default(), "x", NULL, NULL, NULL, NULL, LOGAGENT_END);
+    CHECK(!r.success && !strcmp(r.error_message, "cannot create the logagent client: invalid value '4 MB' in "
+                                                 "LOGAGENT_CLIENT_BUFFER_BYTES: expected a size such as 65536, 64KiB, 4MiB"),
+          "'%s'", r.error_message);
+}
+
+static void child_knobs(const char *path)
+{
+    logagent_client *c = logagent_default();
+    CHECK(c != NULL, "default client");
+    if (!c)
+        return;
+    char big[200];
+    memset(big, 'b', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    logagent_record rec = { .message = big };
+    logagent_result r = logagent_write(c, &rec);
+    CHECK(!r.success && strstr(r.error_message, "limit 150)"), "max record 150: '%s'", r.error_message);
+    int ok = 0;
+    do
+        r = write_msg(c, "fill ", ok);
+    while (r.success && ++ok < 100000);
+    CHECK(ok > 20 && ok < 200, "a 4 KiB buffer took %d small records", ok); /* not the 4 MiB default */
+    double t0 = mono_ms();
+    r = write_msg(c, "waits ", 0);
+    double waited = mono_ms() - t0;
+    CHECK(!r.success && waited >= 280, "block timeout 300ms: waited %.0f ms ('%s')", waited, r.error_message);
+}
+
+/* The process-wide client reads the Python module's LOGAGENT_CLIENT_* variables, with its words. */
+static void test_env_knobs(const char *path)
+{
+    const char *bad[] = {"LOGAGENT_CLIENT_BUFFER_BYTES= 4 MB ", NULL};
+    failures += in_child(child_bad_value, path, bad);
+    char sock[160];
+    snprintf(sock, sizeof sock, "LOGAGENT_SOCKET=%s.none", path);
+    const char *knobs[] = {sock, "LOGAGENT_CLIENT_BUFFER_BYTES=4KiB", "LOGAGENT_CLIENT_MAX_RECORD_BYTES=150",
+                           "LOGAGENT_CLIENT_BLOCK_TIMEOUT_MS=300ms", "LOGAGENT_CLIENT_EXIT_FLUSH_TIMEOUT_MS=0", NULL};
+    failures += in_child(child_knobs, path, knobs);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/logagent-test-XXXXXX";
@@ -823,6 +884,7 @@ int main(void)
     test_reconnect_and_fork(path);
     test_blocking(path);
     test_full_messages(path);
+    test_env_knobs(path);
 
     unlink(path);
     rmdir(dir);
