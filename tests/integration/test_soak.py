@@ -12,7 +12,7 @@ import socket
 
 import msgpack
 
-from harness import Agent, Sink, TempDir, accounting_holds, run, wait_for
+from harness import SAN, Agent, Sink, TempDir, accounting_holds, run, wait_for
 
 N_HELD = 2000
 N_SHORT = 10000
@@ -102,7 +102,8 @@ def test_10000_short_lived_connections():
     fds_after = fds_settle(a.proc.pid, fds_before, "no fd leak")
     print("   agent fds %d -> %d; RSS after round 1 %d KiB, after round 2 %d KiB" % (fds_before, fds_after, rss[0],
                                                                                   rss[1]))
-    assert rss[1] - rss[0] < 8 * 1024, "RSS grew %d KiB over 10,000 more connections" % (rss[1] - rss[0])
+    if not SAN:  # a sanitizer's allocator keeps freed memory in quarantine: RSS says nothing about leaks there
+        assert rss[1] - rss[0] < 8 * 1024, "RSS grew %d KiB over 10,000 more connections" % (rss[1] - rss[0])
     assert st["connections"]["total"] == 2 * N_SHORT and accounting_holds(st), st["connections"]
     assert a.stop() == 0
     assert sink.stop()["duplicates"] == 0

@@ -89,8 +89,6 @@ def test_mtls_with_token_delivers_exactly_once():
     agent.wait_flushed(500)
     sink.wait_count(500)
     check_exactly(sink, 500, "mtls")
-    st = agent.stats()
-    assert st["batches"]["failed"] == 0, st["batches"]
     assert agent.stop() == 0
     summary = sink.stop()
     assert summary["unauthenticated"] == 0 and summary["duplicates"] == 0, summary
