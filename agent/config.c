@@ -53,7 +53,7 @@ static const opt OPTS[] = {
     STR(socket_group, "", "group owning the ingest socket (name or number; empty: the agent's)"),
     STR(allow_uids, "", "only these users may send (names or numbers, comma-separated; empty: anyone)"),
     STR(allow_gids, "", "only members of these groups may send (with allow-uids: either suffices)"),
-    NUM(max_connections, T_U64, "4096", 1, 1000000, "ingest connections at once; more are closed at accept"),
+    NUM(max_connections, T_U64, "4096", 1, 1000000, "ingest connections at once; more wait in the listen backlog"),
     NUM(partial_record_timeout_ms, T_MS, "30s", 100, 86400000, "close a connection holding a partial record this long"),
     STR(trusted_fields, "", "cgroup,container_id: add the peer's cgroup / container id (from /proc) to source"),
     STR(rate_limit, "", "RECORDS/s:BURST per sender, e.g. 10000:50000; over it records are dropped (empty: off)"),

@@ -35,7 +35,7 @@ typedef struct config {
     char allow_gids[512];        /* groups allowed (primary or supplementary); "" = no group rule */
     uint32_t allow_uid[CONFIG_MAX_IDS], allow_gid[CONFIG_MAX_IDS]; /* those lists resolved by config_load */
     unsigned n_allow_uid, n_allow_gid;
-    uint64_t max_connections;    /* ingest connections at once; more are accepted and closed at once (counted) */
+    uint64_t max_connections;    /* ingest connections at once; at the limit accepting stops (backlog) */
     uint64_t partial_record_timeout_ms; /* a connection holding a partial record this long is closed (slowloris) */
     char trusted_fields[64];     /* "cgroup,container_id": more of the peer's identity from /proc */
     unsigned trusted_mask;       /* TRUSTED_CGROUP | TRUSTED_CONTAINER_ID, parsed by config_load */

@@ -390,7 +390,7 @@ static void on_done(void *ctx, void *arg, const upstream_reply *r)
 
 static void call_failed_to_start(flusher *f, batch_call *c)
 {
-    upstream_reply r = {.status = 14, .details = "could not start the call"};
+    upstream_reply r = {.status = 14, .details = "could not start the call", .retry_after_ms = -1}; /* backoff */
     on_done(f, c, &r);
 }
 

@@ -43,10 +43,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#define DROPPED_REASON "Service Unavailable (record dropped)"
+
 enum { LISTEN_BACKLOG = 1024, DRAIN_QUIET_MS = 100, DRAIN_MAX_MS = 2000, IDLE_TIMEOUT_S = 30, RETRY_AFTER_S = 1 };
 
 /* What became of one entry; also the answer's status when nothing was accepted. */
-enum outcome { OUT_OK, OUT_BAD, OUT_TOO_LARGE, OUT_FULL, OUT_NOMEM, OUT_LIMITED, OUT_N };
+enum outcome { OUT_OK, OUT_BAD, OUT_TOO_LARGE, OUT_FULL, OUT_NOMEM, OUT_LIMITED, OUT_DROPPED, OUT_N };
 
 struct http_ingest {
     struct event_base *base;
@@ -121,7 +123,7 @@ static void send_json(http_ingest *h, struct evhttp_request *req, int code, cons
     struct evkeyvalq *hd = evhttp_request_get_output_headers(req);
     evhttp_add_header(hd, "Content-Type", "application/json");
     evhttp_add_header(hd, "Cache-Control", "no-store");
-    if (code == 503 || code == 429)
+    if ((code == 503 || code == 429) && strcmp(reason, DROPPED_REASON) != 0) /* a dropped record: do not resend */
         evhttp_add_header(hd, "Retry-After", "1");
     if (h->stopping)
         evhttp_add_header(hd, "Connection", "close");
@@ -173,7 +175,7 @@ static int request_status(const request *rq)
     const size_t *o = rq->outcomes;
     if (o[OUT_OK] > 0 || rq->entries == 0)
         return 200;
-    if (o[OUT_FULL])
+    if (o[OUT_FULL] || o[OUT_DROPPED])
         return 503;
     if (o[OUT_LIMITED])
         return 429;
@@ -207,8 +209,9 @@ static void send_result(request *rq)
     if (rc == 0)
         rc = evbuffer_add_printf(body, "\"error_message\":") < 0 || put_string(body, msg, strlen(msg)) < 0 ||
              evbuffer_add_printf(body, "}\n") < 0;
+    int dropped_only = code == 503 && !rq->outcomes[OUT_FULL];
     if (rc == 0)
-        send_json(h, rq->req, code, reason_of(code), body);
+        send_json(h, rq->req, code, dropped_only ? DROPPED_REASON : reason_of(code), body);
     else
         send_error(h, rq->req, 500, many, "out of memory");
     if (body)
@@ -291,7 +294,7 @@ static int refuse_full(request *rq, const http_json_entry *e, const record_info 
         if (ce)
             ce->dropped++;
         log_refusal(rq, &h->lim_full, "buffer full: HTTP record dropped (--on-full drop-newest)", "");
-        return note(rq, e, OUT_FULL, "buffer full: record dropped (--on-full drop-newest)", NULL, 0);
+        return note(rq, e, OUT_DROPPED, "buffer full: record dropped (--on-full drop-newest)", NULL, 0);
     }
     stat_add(&h->hs->refused_full, 1);
     if (h->cfg->on_full == FULL_DROP_OLDEST && !rq->shed && h->flusher) {
@@ -417,8 +420,12 @@ static void serve(request *rq, const char *body, size_t len)
         log_refusal(rq, malformed ? &h->lim_malformed : &h->lim_invalid,
                     malformed ? "HTTP body is not JSON, refused" : "HTTP body is not a record, refused", err.text);
         send_error(h, rq->req, 400, many, err.text);
-    } else if (n < 0) {
+    } else if (n < 0 && !rq->outcomes[OUT_OK]) {
         send_error(h, rq->req, 500, many, "out of memory");
+    } else if (n < 0) { /* some were taken: say which, or the caller would send them again */
+        if (!rq->first_error[0])
+            snprintf(rq->first_error, sizeof rq->first_error, "out of memory: the rest of the body was not read");
+        send_result(rq);
     } else {
         send_result(rq);
     }

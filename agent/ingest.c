@@ -661,14 +661,26 @@ static void count_unqueued(conn *c)
     c->held = NULL;
 }
 
+/* Connections waiting in the listen backlog (--max-connections stopped accepting) hold what their clients already
+ * wrote: at shutdown they are accepted too, past the limit, and drained like the others. Only for a socket we own:
+ * systemd's keeps its backlog for the next agent. */
+static void accept_backlog(ingest *in)
+{
+    int lfd = evconnlistener_get_fd(in->listener);
+    for (int fd; (fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;)
+        on_accept(in->listener, fd, NULL, 0, in);
+}
+
 void ingest_shutdown(ingest *in, int64_t deadline_ms)
 {
+    if (in->listening)
+        unlink(in->cfg->socket_path); /* first: nobody new can connect */
+    if (in->listener && in->listening)
+        accept_backlog(in);
     if (in->listener) {
         evconnlistener_free(in->listener);
         in->listener = NULL;
     }
-    if (in->listening)
-        unlink(in->cfg->socket_path);
     in->listening = 0;
     for (conn *c = in->conns; c; c = c->next) /* reading now happens here, not in events */
         event_del(c->ev);
@@ -693,6 +705,11 @@ void ingest_shutdown(ingest *in, int64_t deadline_ms)
         conn_maybe_close(c, 1);
     }
     in->paused = 0;
+    uint64_t since = stat_get(&in->st->paused_since_ns); /* no on_resume will close the last pause now */
+    if (since) {
+        stat_add(&in->st->backpressure_ns, (uint64_t)mono_ns() - since);
+        atomic_store_explicit(&in->st->paused_since_ns, 0, memory_order_relaxed);
+    }
 }
 
 void ingest_free(ingest *in)
@@ -701,6 +718,7 @@ void ingest_free(ingest *in)
         return;
     if (in->listener)
         evconnlistener_free(in->listener);
+    in->listener = NULL;
     while (in->conns)
         conn_free(in->conns);
     if (in->resume_ev)

@@ -12,7 +12,7 @@
 void peer_identity(int fd, const char *hostname, record_source *src);
 
 /* 1 when --allow-uids/--allow-gids admit this peer (or neither is set): its uid is listed, or its primary or a
- * supplementary group is. */
+ * supplementary group is (any number of groups). A peer whose credentials cannot be read is refused. */
 int peer_allowed(const config *cfg, int fd, const record_source *src);
 
 #endif

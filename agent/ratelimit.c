@@ -1,6 +1,7 @@
 /* ratelimit.c — token buckets in an open-addressing table (see ratelimit.h). */
 #include "ratelimit.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 
 typedef struct bucket {
@@ -48,26 +49,63 @@ static unsigned slot_of(const ratelimit *rl, uint32_t key)
     return (key * 2654435761u) & (rl->cap - 1);
 }
 
-/* The bucket of key, or a new full one. When half the slots are used, the stalest bucket on the probe path (or,
- * with none, the stalest anywhere) makes room: buckets idle longest have refilled and carry no state. */
+static int refilled(const ratelimit *rl, const bucket *b, int64_t now_ns)
+{
+    return b->tokens + (double)(now_ns - b->last_ns) * 1e-9 * rl->rate >= rl->burst;
+}
+
+static bucket *insert(bucket *slots, unsigned cap, const bucket *b)
+{
+    unsigned i = (b->key * 2654435761u) & (cap - 1);
+    while (slots[i].used)
+        i = (i + 1) & (cap - 1);
+    slots[i] = *b;
+    return &slots[i];
+}
+
+/* Rebuilds the table without the buckets that have refilled (a full bucket is what a new sender gets: forgetting it
+ * changes nothing) and, when that frees too little, without those older than the average too. O(cap), and only
+ * when the table is half full. */
+static void compact(ratelimit *rl, int64_t now_ns)
+{
+    bucket *fresh = calloc(rl->cap, sizeof *fresh);
+    if (!fresh) { /* out of memory: forget everyone (they get full buckets), rather than grow */
+        for (unsigned i = 0; i < rl->cap; i++)
+            rl->slots[i].used = 0;
+        rl->n = 0;
+        return;
+    }
+    unsigned keep = 0;
+    double sum = 0;
+    for (unsigned i = 0; i < rl->cap; i++)
+        if (rl->slots[i].used && !refilled(rl, &rl->slots[i], now_ns)) {
+            keep++;
+            sum += (double)rl->slots[i].last_ns;
+        }
+    int64_t cutoff = keep >= rl->cap / 4 ? (int64_t)(sum / keep) : INT64_MIN;
+    rl->n = 0;
+    for (unsigned i = 0; i < rl->cap; i++) {
+        const bucket *b = &rl->slots[i];
+        if (b->used && !refilled(rl, b, now_ns) && (b->last_ns > cutoff || cutoff == INT64_MIN)) {
+            insert(fresh, rl->cap, b);
+            rl->n++;
+        }
+    }
+    free(rl->slots);
+    rl->slots = fresh;
+}
+
+/* The bucket of key, or a new full one. */
 static bucket *find(ratelimit *rl, uint32_t key, int64_t now_ns)
 {
     unsigned i = slot_of(rl, key);
-    for (unsigned probes = 0; probes < rl->cap && rl->slots[i].used; probes++, i = (i + 1) & (rl->cap - 1))
+    for (; rl->slots[i].used; i = (i + 1) & (rl->cap - 1))
         if (rl->slots[i].key == key)
             return &rl->slots[i];
-    if (rl->n >= rl->cap / 2) {
-        unsigned oldest = 0;
-        for (unsigned j = 1; j < rl->cap; j++)
-            if (rl->slots[j].last_ns < rl->slots[oldest].last_ns)
-                oldest = j;
-        /* reuse in place: linear probing stays valid because the slot stays occupied */
-        rl->slots[oldest] = (bucket){key, 1, rl->burst, now_ns};
-        return &rl->slots[oldest];
-    }
+    if (rl->n + 1 > rl->cap / 2) /* keeps probe chains short and an empty slot always there */
+        compact(rl, now_ns);
     rl->n++;
-    rl->slots[i] = (bucket){key, 1, rl->burst, now_ns};
-    return &rl->slots[i];
+    return insert(rl->slots, rl->cap, &(bucket){key, 1, rl->burst, now_ns});
 }
 
 int ratelimit_take(ratelimit *rl, uint32_t key, int64_t now_ns)

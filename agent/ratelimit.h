@@ -2,8 +2,9 @@
  *
  * A sender is a pid or a uid (--rate-limit-key). Each has a bucket of `burst` tokens refilled at `rate` per
  * second; a record takes one, and a record finding the bucket empty is dropped by the caller (counted). The
- * table is bounded: when it is full, the bucket idle the longest is reused — an idle bucket has refilled, so
- * forgetting it changes nothing for a well-behaved sender. Main loop thread only. */
+ * table is bounded: when it is half full it is rebuilt without the buckets that have refilled (a full bucket is
+ * what a new sender gets, so forgetting it changes nothing) and, if that is not enough, without the older half of
+ * the rest. Main loop thread only. */
 #ifndef LOGAGENT_RATELIMIT_H
 #define LOGAGENT_RATELIMIT_H
 

@@ -2,6 +2,7 @@
 #include "sockpath.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
@@ -57,13 +58,13 @@ int sockpath_listen(const char *path, unsigned mode, long gid, int backlog, cons
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    mode_t old = umask(0177); /* 0600 from birth */
+    /* the mode is the socket's from birth (no chmod), the group is set without following a symlink that might
+     * have replaced the file meanwhile, and nobody can connect before listen(2) */
+    mode_t old = umask(~(mode_t)mode & 0777);
     int rc = bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0 ? -errno : 0;
     umask(old);
-    if (rc == 0 && gid >= 0 && chown(path, (uid_t)-1, (gid_t)gid) < 0)
+    if (rc == 0 && gid >= 0 && fchownat(AT_FDCWD, path, (uid_t)-1, (gid_t)gid, AT_SYMLINK_NOFOLLOW) < 0)
         rc = -errno, *step = "chown";
-    if (rc == 0 && chmod(path, (mode_t)mode) < 0)
-        rc = -errno, *step = "chmod";
     if (rc == 0 && listen(fd, backlog) < 0)
         rc = -errno, *step = "listen";
     if (rc < 0) {

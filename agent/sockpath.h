@@ -15,11 +15,12 @@ int sockpath_prepare(const char *path, int *removed);
  * Returns 0, -EPERM in that case, or -errno from stat(2) of the folder. */
 int sockpath_check_dir(const char *path);
 
-/* Creates a listening Unix stream socket at path (call sockpath_prepare first). It is bound while the umask makes
- * it 0600, then given gid (-1: keep the agent's) and mode, then listen(2)s: it is never reachable with looser
- * rights than asked, and nobody can connect before its rights are final (a socket that does not listen refuses
- * every connect). Returns the non-blocking, close-on-exec fd, or -errno with *step naming the call that failed
- * ("bind", "chown", "chmod", "listen"); a file already bound is removed again on failure. */
+/* Creates a listening Unix stream socket at path (call sockpath_prepare first). It is bound with its mode already
+ * final (the umask is set for it: no chmod ever), given gid (-1: keep the agent's) without following symlinks, and
+ * only then listen(2)s: never reachable with looser rights than asked, and nobody can connect before its group is
+ * final (a socket that does not listen refuses every connect). Returns the non-blocking, close-on-exec fd, or
+ * -errno with *step naming the call that failed ("bind", "chown", "listen"); a file already bound is removed
+ * again on failure. */
 int sockpath_listen(const char *path, unsigned mode, long gid, int backlog, const char **step);
 
 #endif

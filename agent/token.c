@@ -53,11 +53,19 @@ static char *read_token(const char *path, struct stat *st, const char **why)
             free(buf);
             buf = NULL;
         } else {
+            ssize_t start = 0;
             while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
                 n--;
+            while (start < n && (buf[start] == ' ' || buf[start] == '\t'))
+                start++;
+            memmove(buf, buf + start, (size_t)(n - start));
+            n -= start;
             buf[n] = '\0';
-            if (n == 0 || memchr(buf, '\n', (size_t)n) || memchr(buf, '\r', (size_t)n)) {
-                *why = n == 0 ? "empty" : "more than one line";
+            *why = n == 0 ? "empty" : memchr(buf, '\n', (size_t)n) ? "more than one line" : NULL;
+            for (ssize_t i = 0; i < n && !*why; i++)
+                if ((unsigned char)buf[i] < 0x21 || (unsigned char)buf[i] > 0x7e)
+                    *why = "a byte that is not printable ASCII (a header value cannot carry it)"; /* never quoted */
+            if (*why) {
                 free(buf);
                 buf = NULL;
             }

@@ -238,8 +238,11 @@ static grpc_channel_credentials *channel_creds(const upstream_tls *tls, char *er
     if (!creds)
         snprintf(err, errlen, "gRPC refused the TLS settings (ca-file, cert-file, key-file)");
 out:
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
+        if (pem[i])
+            explicit_bzero(pem[i], strlen(pem[i])); /* the key's copy: gRPC keeps its own */
         free(pem[i]);
+    }
     return creds;
 }
 

@@ -180,6 +180,25 @@ def test_max_connections():
     sink.stop()
 
 
+def test_backlog_is_drained_at_shutdown():
+    """Connections parked in the listen backlog by --max-connections hold records their clients already wrote and
+    closed: a stop accepts and drains them too (nothing lost silently)."""
+    tmp = TempDir("hard-backlog")
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target, "--max-connections", "1").start()
+    idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    idle.connect(a.socket)
+    wait_for(lambda: a.stats()["connections"]["active"] == 1, 20, "the one connection open")
+    for i in range(3):
+        send_records(a.socket, [{"message": "parked %d" % i}])  # connect, write, close: all in the backlog
+    assert a.stats()["records"]["received"] == 0
+    assert a.stop() == 0
+    idle.close()
+    got = sorted(e["message"] for e in sink.entries())
+    assert got == ["parked 0", "parked 1", "parked 2"], got
+    sink.stop()
+
+
 def test_partial_record_timeout():
     """A client trickling one record a byte at a time is closed after the timeout (its progress does not reset the
     clock); a client idle between records is not."""
@@ -467,7 +486,7 @@ def test_bad_settings_exit_2():
 
 if __name__ == "__main__":
     tests = [test_socket_mode_and_group, test_world_writable_folder_is_refused, test_allow_uids_and_gids,
-             test_max_connections, test_partial_record_timeout, test_rate_limit_per_sender,
+             test_max_connections, test_backlog_is_drained_at_shutdown, test_partial_record_timeout, test_rate_limit_per_sender,
              test_open_file_limit_raised, test_flooder_does_not_starve_quiet_clients, test_trusted_fields,
              test_http_ingest_obeys_the_same_rules,
              test_bad_settings_exit_2]

@@ -437,8 +437,10 @@ def test_full_buffer_drop_newest_and_drop_oldest():
     a = Agent(tmp, target, "--http-listen", "127.0.0.1:0", "--buffer-bytes", "128KiB", "--on-full", "drop-newest",
               "--flush-interval-ms", "20").start()
     t = tcp_target(a)
-    accepted, refused, (status, _, doc) = fill_until_full(t, "dn")
+    accepted, refused, (status, headers, doc) = fill_until_full(t, "dn")
     assert all(e["error"] == "buffer full: record dropped (--on-full drop-newest)" for e in doc["errors"]), doc
+    # dropped by policy: not an invitation to send it again (that would be a second record)
+    assert all(e["retryable"] is False for e in doc["errors"]) and "Retry-After" not in headers, (headers, doc)
     st = a.stats()
     assert st["records"]["dropped"]["buffer_full"] == len(refused), (len(refused), st["records"])
     assert st["records"]["received"] == len(accepted) + len(refused) and st["http"]["refused_full"] == 0, st

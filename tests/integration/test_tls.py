@@ -191,6 +191,7 @@ def test_bad_tls_settings_exit_2_naming_them():
     pki = make_pki(tmp)
     empty = write(tmp.file("empty.tok"), "\n")
     two = write(tmp.file("two.tok"), "a\nb\n")
+    ctrl = write(tmp.file("ctrl.tok"), "SECRET\x01tok\n")  # gRPC would refuse the header (and log its bytes)
     tok = write(tmp.file("ok.tok"), TOKEN1)
     rows = [
         (["--ca-file", pki["ca.pem"]], "ca-file (from --ca-file) needs upstream-tls = true"),
@@ -204,11 +205,13 @@ def test_bad_tls_settings_exit_2_naming_them():
          % tmp.file("none.tok")),
         (["--token-file", empty], "cannot use token file %s: empty" % empty),
         (["--token-file", two], "cannot use token file %s: more than one line" % two),
+        (["--token-file", ctrl], "cannot use token file %s: a byte that is not printable ASCII" % ctrl),
         (["--upstream-tls=maybe"], "invalid value 'maybe' for --upstream-tls"),
     ]
     for args, want in rows:
         rc, out, err = agentd(*(args + ["--check-config"]))
         assert rc == 2 and want in err, (args, rc, err)
+        assert "SECRET" not in err
     # env and switch forms; the token file's content never shows in --check-config
     rc, out, err = agentd("--upstream-tls", "--ca-file", pki["ca.pem"], "--token-file", tok, "--check-config")
     assert rc == 0, err

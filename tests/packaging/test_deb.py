@@ -99,7 +99,7 @@ def expected_files():
     lib = "/usr/lib/%s/" % multiarch
     v = project_version()
     files = {"/usr/sbin/logagentd", "/usr/bin/logagent-send", "/usr/include/logagent.h",
-             lib + "liblogagent.so.%s" % v, lib + "liblogagent.so.0", lib + "liblogagent.so", lib + "liblogagent.a",
+             lib + "liblogagent.so.%s" % v, lib + "liblogagent.so.1", lib + "liblogagent.so", lib + "liblogagent.a",
              lib + "pkgconfig/logagent.pc", CONF, "/usr/share/doc/logagent/deployment.md"}
     files |= {"/lib/systemd/system/" + u for u in UNITS}
     for page in [p for p in os.listdir(MAN) if re.search(r"\.[1-8]$", p)]:  # logagentctl.8 too, once written
@@ -219,7 +219,7 @@ def test_installed_library_builds_the_man_page_example():
         flags = sh(["pkg-config", "--cflags", "--libs", "logagent"], env=CLEAN_ENV).stdout.split()
         sh(["cc", "-Wall", "-Wextra", "-Werror", src, "-o", exe] + flags, env=CLEAN_ENV)
         ldd = sh(["ldd", exe]).stdout
-        assert re.search(r"liblogagent\.so\.0 => /(usr/)?lib/", ldd), ldd
+        assert re.search(r"liblogagent\.so\.1 => /(usr/)?lib/", ldd), ldd
         # No agent at that path: the record is queued, the client gives up after its 1 s flush, exit 0.
         p = sh([exe], env=dict(CLEAN_ENV, LOGAGENT_SOCKET=os.path.join(d, "none.sock")), check=False)
         assert p.returncode == 0, p
