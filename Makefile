@@ -1,9 +1,11 @@
 # Thin wrapper over CMake. `make run`: build and run the demo (agent -> local logagent-sink).
-# `make test`: gcc build + every test; clang ASan+UBSan build + every test; clang TSan build + threaded tests.
+# `make test`: gcc build + every test; clang ASan+UBSan build + every test; clang TSan build + threaded tests;
+# the libFuzzer targets, 30 s each (`make fuzz` for long runs: docs/development.md, Fuzzing).
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+FUZZ_SECONDS ?= 30
 
-.PHONY: all build run test test-release test-asan test-tsan bench clean
+.PHONY: all build run test test-release test-asan test-tsan test-fuzz fuzz bench clean
 
 all: build
 
@@ -14,7 +16,7 @@ build:
 run: build
 	packaging/run-local.sh build
 
-test: test-release test-asan test-tsan
+test: test-release test-asan test-tsan test-fuzz
 	@echo "ALL TEST SUITES PASSED"
 
 test-release: build
@@ -33,8 +35,20 @@ test-tsan:
 	cd build-tsan && TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1" \
 	  LOGAGENT_SANITIZER=thread ctest --output-on-failure -j2 -L threads
 
+# clang libFuzzer+ASan+UBSan build of tests/fuzz only (build-fuzz/): every target replays its seeds and regression
+# inputs, then fuzzes FUZZ_SECONDS over a scratch copy of its seeds (two targets at a time).
+test-fuzz:
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOGAGENT_FUZZ=ON \
+	  -DLOGAGENT_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CMAKE_FLAGS) >/dev/null
+	cmake --build build-fuzz --target fuzz_all -j$(JOBS)
+	cd build-fuzz && ctest --output-on-failure -j2 -L fuzz
+
+# Long runs: 600 s per target unless FUZZ_SECONDS is given on the command line (make fuzz FUZZ_SECONDS=3600).
+fuzz:
+	$(MAKE) test-fuzz FUZZ_SECONDS=$(if $(filter command line,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),600)
+
 bench: build
 	/usr/bin/python3 tests/bench/e2e_bench.py --build build
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz

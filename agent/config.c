@@ -761,22 +761,42 @@ static int is_live(const opt *o)
     return 0;
 }
 
+/* The longest line file_reader accepts: libinih's 200-byte line buffer less the newline and the NUL. What
+ * config_print writes must stay within it, or `--check-config > new.conf` makes a file the agent refuses. */
+enum { CONFIG_LINE_MAX = 198 };
+
+/* A whole comment line, cut to CONFIG_LINE_MAX. */
+static void print_comment(FILE *out, const char *text)
+{
+    fprintf(out, "# %.*s\n", CONFIG_LINE_MAX - 2, text);
+}
+
 void config_print(const config *cfg, FILE *out)
 {
-    fprintf(out, "# logagentd %s: effective configuration\n", LOGAGENT_VERSION_STRING);
-    if (!cfg->config_file[0])
-        fprintf(out, "# config file: none\n");
-    else
-        fprintf(out, "# config file: %s%s\n", cfg->config_file, cfg->config_file_found ? "" : " (not found: skipped)");
-    fprintf(out, "# precedence: flags > environment > config file > defaults; * = applied live on SIGHUP\n"
-                 "[logagentd]\n");
+    char text[400];
+    print_comment(out, "logagentd " LOGAGENT_VERSION_STRING ": effective configuration");
+    snprintf(text, sizeof text, "config file: %s%s", cfg->config_file[0] ? cfg->config_file : "none",
+             cfg->config_file[0] && !cfg->config_file_found ? " (not found: skipped)" : "");
+    print_comment(out, text);
+    print_comment(out, "precedence: flags > environment > config file > defaults; * = applied live on SIGHUP");
+    fprintf(out, "[logagentd]\n");
     for (size_t i = 0; i < N_OPTS; i++) {
         char flag[64], val[300], where[300], line[400];
         flag_name(&OPTS[i], flag, sizeof flag);
         format_value(cfg, &OPTS[i], val, sizeof val);
         describe_origin(cfg, i, where, sizeof where);
-        snprintf(line, sizeof line, "%s = %s", flag, val);
-        fprintf(out, "%-52s # %s%s\n", line, where, is_live(&OPTS[i]) ? " *" : "");
+        snprintf(text, sizeof text, "%s%s", where, is_live(&OPTS[i]) ? " *" : "");
+        /* `key=value` when `key = value` would not read back: too long, or a value starting with `;` (libinih
+         * takes a `;` after a space for a comment) */
+        int n = snprintf(line, sizeof line, val[0] == ';' ? "%s=%s" : "%s = %s", flag, val);
+        if (n > CONFIG_LINE_MAX) /* still too long for a config file: a value only a flag or variable can set */
+            n = snprintf(line, sizeof line, "%s=%s", flag, val);
+        if ((n > 52 ? n : 52) + 3 + (int)strlen(text) <= CONFIG_LINE_MAX) {
+            fprintf(out, "%-52s # %s\n", line, text);
+        } else { /* the origin on its own line above */
+            print_comment(out, text);
+            fprintf(out, "%s\n", line);
+        }
     }
 }
 

@@ -6,7 +6,12 @@
  * a finished item decrements the innermost count, and a container whose count reaches zero is itself a
  * finished item of its parent. Depth 0 after a finished item = end of a record. The record's size is
  * charged when a header is decoded, so an announced payload or item count that cannot fit is refused
- * before its bytes arrive (a map needs >= 2 bytes per entry, an array >= 1 per item). */
+ * before its bytes arrive: rec_bytes = the record's bytes so far + 1 byte for every announced item that has
+ * not begun yet (a map needs >= 2 bytes per entry, an array >= 1 per item); an item that begins replaces its
+ * promised byte with its real size. The promises of every open container count together: msgpack-c
+ * allocates an object (24 bytes) per announced item as soon as it reads a container header, so nested
+ * headers that each announce almost max_record items must be refused, not only one such header (found by
+ * tests/fuzz: 160 bytes of nested array32 headers made msgpack-c allocate 32 x 24 x max_record bytes). */
 #include "mpscan.h"
 
 #include <string.h>
@@ -19,7 +24,10 @@ void mpscan_init(mpscan *s, uint64_t max_record)
 
 int mpscan_mid_record(const mpscan *s) { return s->depth > 0 || s->hdr_have > 0 || s->skip > 0; }
 
-/* Header length for a first byte, or 0 for the never-used 0xc1. */
+/* Header length for a first byte, or 0 for the never-used 0xc1. A header ends where msgpack-c decides on it, so
+ * msgpack-c never sees a header mpscan has not checked yet: for ext that is after the length (msgpack-c reads
+ * the type byte with the data, and refuses an ext32 of length 0xffffffff as soon as it has the length), so the
+ * type byte is counted as payload here. */
 static uint8_t header_len(uint8_t b)
 {
     if (b <= 0xbf || b >= 0xe0)
@@ -28,13 +36,10 @@ static uint8_t header_len(uint8_t b)
     case 0xc0: case 0xc2: case 0xc3: case 0xca: case 0xcb: case 0xcc: case 0xcd: case 0xce: case 0xcf:
     case 0xd0: case 0xd1: case 0xd2: case 0xd3:
         return 1;
-    case 0xc4: case 0xd9: return 2;          /* bin8, str8 */
-    case 0xc5: case 0xda: case 0xdc: case 0xde: return 3; /* 16-bit length or count */
-    case 0xc6: case 0xdb: case 0xdd: case 0xdf: return 5; /* 32-bit length or count */
-    case 0xc7: return 3;                     /* ext8: len, type */
-    case 0xc8: return 4;                     /* ext16 */
-    case 0xc9: return 6;                     /* ext32 */
-    case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: return 2; /* fixext: type */
+    case 0xc4: case 0xd9: case 0xc7: return 2; /* bin8, str8, ext8 */
+    case 0xc5: case 0xda: case 0xdc: case 0xde: case 0xc8: return 3; /* 16-bit length or count, ext16 */
+    case 0xc6: case 0xdb: case 0xdd: case 0xdf: case 0xc9: return 5; /* 32-bit length or count, ext32 */
+    case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: return 1; /* fixext */
     default: return 0;                       /* 0xc1 */
     }
 }
@@ -64,14 +69,17 @@ static void header_decode(const uint8_t *h, uint64_t *payload, uint64_t *items, 
     case 0xcd: case 0xd1: *payload = 2; return;
     case 0xce: case 0xd2: *payload = 4; return;
     case 0xcf: case 0xd3: *payload = 8; return;
-    case 0xc4: case 0xd9: case 0xc7: *payload = h[1]; return;
-    case 0xc5: case 0xda: case 0xc8: *payload = be_n(h + 1, 2); return;
-    case 0xc6: case 0xdb: case 0xc9: *payload = be_n(h + 1, 4); return;
-    case 0xd4: *payload = 1; return;
-    case 0xd5: *payload = 2; return;
-    case 0xd6: *payload = 4; return;
-    case 0xd7: *payload = 8; return;
-    case 0xd8: *payload = 16; return;
+    case 0xc4: case 0xd9: *payload = h[1]; return;
+    case 0xc5: case 0xda: *payload = be_n(h + 1, 2); return;
+    case 0xc6: case 0xdb: *payload = be_n(h + 1, 4); return;
+    case 0xc7: *payload = h[1] + 1ULL; return; /* ext: the type byte counts as payload, see header_len */
+    case 0xc8: *payload = be_n(h + 1, 2) + 1; return;
+    case 0xc9: *payload = be_n(h + 1, 4) + 1; return;
+    case 0xd4: *payload = 2; return;
+    case 0xd5: *payload = 3; return;
+    case 0xd6: *payload = 5; return;
+    case 0xd7: *payload = 9; return;
+    case 0xd8: *payload = 17; return;
     case 0xdc: *container = 1; *items = be_n(h + 1, 2); return;
     case 0xdd: *container = 1; *items = be_n(h + 1, 4); return;
     case 0xde: *container = 1; *items = 2 * be_n(h + 1, 2); return;
@@ -97,18 +105,17 @@ static int header_done(mpscan *s, int *record_end)
     uint64_t payload, items;
     int container;
     header_decode(s->hdr, &payload, &items, &container);
-    s->rec_bytes += s->hdr_need + payload + (container ? items : 0); /* >= 1 byte per item still to come */
+    if (s->depth > 0)
+        s->rec_bytes -= 1; /* this item's promised byte (charged by its container), now charged exactly: */
+    s->rec_bytes += s->hdr_need + payload + items; /* items: 0 unless a container; >= 1 byte each to come */
     s->hdr_have = s->hdr_need = 0;
     if (s->rec_bytes > s->max_record || payload > s->max_record)
         return MPSCAN_OVERSIZED;
-    if (container) {
-        s->rec_bytes -= items; /* charged again, exactly, as the items arrive */
-        if (items > 0) {
-            if (s->depth == MPSCAN_MAX_DEPTH)
-                return MPSCAN_MALFORMED;
-            s->stack[s->depth++] = items;
-            return MPSCAN_OK;
-        }
+    if (container && s->depth == MPSCAN_MAX_DEPTH)
+        return MPSCAN_MALFORMED; /* msgpack-c refuses a container there even when it is empty */
+    if (container && items > 0) {
+        s->stack[s->depth++] = items;
+        return MPSCAN_OK;
     }
     s->skip = payload;
     if (payload == 0)

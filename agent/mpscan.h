@@ -15,7 +15,7 @@
 
 enum mpscan_result {
     MPSCAN_OK = 0,
-    MPSCAN_MALFORMED = -1, /* 0xc1, or nesting deeper than MPSCAN_MAX_DEPTH */
+    MPSCAN_MALFORMED = -1, /* 0xc1, or a container (even an empty one) inside MPSCAN_MAX_DEPTH open ones */
     MPSCAN_OVERSIZED = -2  /* a record larger than max_record, or a header announcing one */
 };
 
@@ -25,7 +25,7 @@ typedef struct mpscan {
     uint8_t hdr[9]; /* the type header being collected */
     uint8_t hdr_have, hdr_need;
     uint64_t skip;      /* payload bytes still to pass over */
-    uint64_t rec_bytes; /* bytes of the current record so far (announced ones included) */
+    uint64_t rec_bytes; /* the current record so far: bytes seen, announced payloads, 1 per announced item to come */
     uint64_t max_record;
     uint64_t records;   /* complete top-level objects seen */
 } mpscan;

@@ -69,7 +69,9 @@ static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) | (uint64_t)
 static uint32_t frame_crc(const uint8_t *hdr, const uint8_t *payload, size_t len)
 {
     uLong c = crc32(0L, hdr + 12, 12); /* n_records + batch_id */
-    return (uint32_t)crc32(c, payload, (uInt)len);
+    /* zlib's crc32 with a NULL buffer returns its initial value, not c: an empty payload read back into a
+     * buffer never allocated (the scan's, for a 0-length frame) would fail its CRC (found by tests/fuzz) */
+    return len ? (uint32_t)crc32(c, payload, (uInt)len) : (uint32_t)c;
 }
 
 static seg *seg_find(spool *sp, uint64_t num)
@@ -178,6 +180,22 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* 1 and *num when name is exactly what seg_path makes (seg-<16 lowercase hex>.log), else 0. sscanf alone also
+ * takes "seg-1.log", "seg-0x1.log" or upper-case hex, which seg_path then spells differently (or as another
+ * segment's name): such a file would stop the start-up or be replayed twice. */
+static int segment_name(const char *name, uint64_t *num)
+{
+    unsigned long long n;
+    char canon[32];
+    if (sscanf(name, "seg-%16llx.log", &n) != 1)
+        return 0;
+    snprintf(canon, sizeof canon, "seg-%016llx.log", n);
+    if (strcmp(canon, name) != 0)
+        return 0;
+    *num = n;
+    return 1;
+}
+
 static int scan_dir(spool *sp)
 {
     DIR *d = opendir(sp->dir);
@@ -187,10 +205,13 @@ static int scan_dir(spool *sp)
     size_t n = 0, cap = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        unsigned long long num;
-        char tail[8];
-        if (sscanf(e->d_name, "seg-%16llx.%4s", &num, tail) != 2 || strcmp(tail, "log") != 0)
+        uint64_t num;
+        if (!segment_name(e->d_name, &num)) {
+            if (strncmp(e->d_name, "seg-", 4) == 0)
+                log_write(LOG_WARN, "\"ignoring a file in the spool folder that is not a segment\" path=%s/%s",
+                          sp->dir, e->d_name);
             continue;
+        }
         if (n == cap) {
             uint64_t *p = realloc(nums, (cap = cap ? cap * 2 : 16) * sizeof *p);
             if (!p)
