@@ -169,6 +169,8 @@ static int text_put_base64(record_enc *e, const void *data, size_t n)
 {
     static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     const unsigned char *p = data;
+    if (n == 0) /* an empty bin: nothing to add (and no buffer yet on a fresh encoder: found by fuzz_ingest) */
+        return 0;
     int rc = text_reserve(e, (n + 2) / 3 * 4);
     if (rc < 0)
         return rc;
@@ -441,7 +443,8 @@ static int parse_timestamp(const msgpack_object *o, int64_t *ns)
             uint64_t v = be(p, 8);
             if (__builtin_mul_overflow((int64_t)(v & 0x3ffffffffULL), (int64_t)1000000000, ns))
                 return -EINVAL;
-            *ns += (int64_t)(v >> 34);
+            if (__builtin_add_overflow(*ns, (int64_t)(v >> 34), ns)) /* found by fuzz_ingest */
+                return -EINVAL;
         } else if (o->via.ext.size == 12) {
             int64_t sec = (int64_t)be(p + 4, 8);
             if (sec > 9200000000LL || sec < -9200000000LL)
