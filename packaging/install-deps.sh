@@ -5,7 +5,7 @@ PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev \
   libevent-dev libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libmsgpack-dev zlib1g-dev \
   libinih-dev libjansson-dev libsystemd-dev \
   python3 python3-msgpack python3-prometheus-client python3-yaml curl dpkg-dev systemd \
-  python3-django python3-grpcio python3-protobuf protobuf-compiler"
+  python3-django python3-grpcio python3-protobuf protobuf-compiler python3-fluent-logger"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
