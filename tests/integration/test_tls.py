@@ -104,7 +104,8 @@ def test_trust_failures_hold_records():
     pki = make_pki(tmp)
     # what the operator reads in the agent's log for each (gRPC's words, kept whole in `details=`)
     cases = [("untrusted CA", agent_tls_args(pki, ca="other-ca.pem"), "certificate verify failed"),
-             ("no client certificate", agent_tls_args(pki, client_cert=False), "Socket closed"),
+             ("no client certificate", agent_tls_args(pki, client_cert=False),
+              ("Socket closed", "handshaker shutdown", "Connection reset")),  # the server hangs up: gRPC's words vary
              ("wrong server name", agent_tls_args(pki, server_name="other.test"),
               "Peer name other.test is not in peer certificate")]
     for i, (what, args, why) in enumerate(cases):
@@ -118,7 +119,8 @@ def test_trust_failures_hold_records():
         held = st["records"]["retry_wait"] + st["records"]["in_flight"] + st["records"]["batching"]
         assert held == 50, (what, st["records"])
         failed = [l for l in agent.logtext().splitlines() if "upstream call failed" in l]
-        assert failed and "status=UNAVAILABLE" in failed[0] and why in failed[0], (what, failed[:1])
+        whys = why if isinstance(why, tuple) else (why,)
+        assert failed and "status=UNAVAILABLE" in failed[0] and any(w in failed[0] for w in whys), (what, failed[:1])
         assert accounting_holds(st), st["records"]
         assert agent.stop() == 0
         sink.stop()
