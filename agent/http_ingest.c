@@ -26,6 +26,7 @@
 #include "ratelimit.h"
 #include "record.h"
 #include "sockpath.h"
+#include "tcplisten.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -525,67 +526,14 @@ static int unix_listen(const char *path, const config *cfg)
     return fd;
 }
 
-/* Splits "HOST:PORT", "[V6]:PORT" or ":PORT" into host ("" = every IPv4 address) and port. 0 or -EINVAL. */
-static int split_host_port(const char *spec, char *host, size_t hcap, char *port, size_t pcap)
-{
-    const char *colon = strrchr(spec, ':'), *h = spec;
-    size_t hlen = colon ? (size_t)(colon - spec) : 0;
-    if (!colon)
-        return -EINVAL;
-    if (spec[0] == '[') {
-        if (hlen < 2 || colon[-1] != ']')
-            return -EINVAL;
-        h = spec + 1;
-        hlen -= 2;
-    }
-    const char *p = colon + 1;
-    if (hlen >= hcap || !*p || strlen(p) >= pcap || strspn(p, "0123456789") != strlen(p) || atol(p) > 65535)
-        return -EINVAL;
-    snprintf(host, hcap, "%.*s", (int)hlen, h);
-    snprintf(port, pcap, "%s", p);
-    return 0;
-}
-
 /* Binds HOST:PORT. Returns the listening fd or -errno (logged with the address actually bound). */
 static int tcp_listen(const char *spec)
 {
-    char host[256], port[8];
-    if (split_host_port(spec, host, sizeof host, port, sizeof port) < 0) {
-        log_write(LOG_ERROR, "\"bad --http-listen: expected unix:PATH or HOST:PORT (e.g. 127.0.0.1:8080, "
-                             "[::1]:8080, :8080)\" value=\"%s\"", spec);
-        return -EINVAL;
-    }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res = NULL;
-    int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
-    if (gai != 0) {
-        log_write(LOG_ERROR, "\"cannot resolve --http-listen\" value=\"%s\" error=\"%s\"", spec, gai_strerror(gai));
-        return -EINVAL;
-    }
-    int fd = -1, err = EINVAL, one = 1;
-    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-                        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0)) {
-            err = errno;
-            close(fd);
-            fd = -1;
-        } else if (fd < 0) {
-            err = errno;
-        }
-    }
-    freeaddrinfo(res);
-    if (fd < 0) {
-        log_write(LOG_ERROR, "\"cannot listen on --http-listen\" value=\"%s\" error=\"%s\"", spec, strerror(err));
-        return -err;
-    }
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    char h[NI_MAXHOST] = "?", p[NI_MAXSERV] = "?";
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-        getnameinfo((struct sockaddr *)&ss, len, h, sizeof h, p, sizeof p, NI_NUMERICHOST | NI_NUMERICSERV);
-    log_write(LOG_INFO, ss.ss_family == AF_INET6 ? "\"http listening\" address=[%s]:%s" : "\"http listening\" "
-                                                                                        "address=%s:%s", h, p);
+    char addr[300];
+    int fd = tcplisten_open(spec, "--http-listen", "unix:PATH or HOST:PORT (e.g. 127.0.0.1:8080, [::1]:8080, :8080)",
+                            LISTEN_BACKLOG, addr, sizeof addr);
+    if (fd >= 0)
+        log_write(LOG_INFO, "\"http listening\" address=%s", addr);
     return fd;
 }
 

@@ -10,6 +10,7 @@
 #include "health.h"
 #include "log.h"
 #include "sockpath.h"
+#include "tcplisten.h"
 #include "metrics.h"
 
 #include <errno.h>
@@ -231,80 +232,14 @@ static int unix_listen(const char *path, const config *cfg)
     return fd;
 }
 
-/* Splits "HOST:PORT" or "[V6]:PORT" into host (empty = any address) and port. Returns 0 or -EINVAL. */
-static int split_host_port(const char *spec, char *host, size_t hcap, char *port, size_t pcap)
-{
-    const char *colon;
-    size_t hlen;
-    if (spec[0] == '[') {
-        const char *close = strchr(spec, ']');
-        if (!close || close[1] != ':')
-            return -EINVAL;
-        hlen = (size_t)(close - spec - 1);
-        spec++;
-        colon = close + 1;
-    } else {
-        if (!(colon = strrchr(spec, ':')))
-            return -EINVAL;
-        hlen = (size_t)(colon - spec);
-    }
-    const char *p = colon + 1;
-    if (hlen >= hcap || !*p || strlen(p) >= pcap || strspn(p, "0123456789") != strlen(p) || atol(p) > 65535)
-        return -EINVAL;
-    snprintf(host, hcap, "%.*s", (int)hlen, spec);
-    snprintf(port, pcap, "%s", p);
-    return 0;
-}
-
-/* "127.0.0.1:9100" or "[::1]:9100" of a bound socket. */
-static void bound_address(int fd, char *out, size_t cap)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "?";
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-        getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, port, sizeof port,
-                    NI_NUMERICHOST | NI_NUMERICSERV);
-    snprintf(out, cap, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
-}
-
 /* Binds and listens on --metrics-listen. Returns the fd or -errno (logged). */
 static int tcp_listen(const char *spec)
 {
-    char host[256], port[8];
-    if (split_host_port(spec, host, sizeof host, port, sizeof port) < 0) {
-        log_write(LOG_ERROR, "\"bad --metrics-listen: expected HOST:PORT (e.g. 127.0.0.1:9100, [::1]:9100, :9100)\" "
-                             "value=\"%s\"", spec);
-        return -EINVAL;
-    }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res = NULL;
-    int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
-    if (gai != 0) {
-        log_write(LOG_ERROR, "\"cannot resolve --metrics-listen\" value=\"%s\" error=\"%s\"", spec, gai_strerror(gai));
-        return -EINVAL;
-    }
-    int fd = -1, err = 0;
-    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        int one = 1;
-        if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-                        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0)) {
-            err = errno;
-            close(fd);
-            fd = -1;
-        } else if (fd < 0) {
-            err = errno;
-        }
-    }
-    freeaddrinfo(res);
-    if (fd < 0) {
-        log_write(LOG_ERROR, "\"cannot listen on --metrics-listen\" value=\"%s\" error=\"%s\"", spec, strerror(err));
-        return -(err ? err : EINVAL);
-    }
     char addr[300];
-    bound_address(fd, addr, sizeof addr);
-    log_write(LOG_INFO, "\"metrics listening\" address=%s", addr);
+    int fd = tcplisten_open(spec, "--metrics-listen", "HOST:PORT (e.g. 127.0.0.1:9100, [::1]:9100, :9100)", 64, addr,
+                            sizeof addr);
+    if (fd >= 0)
+        log_write(LOG_INFO, "\"metrics listening\" address=%s", addr);
     return fd;
 }
 
