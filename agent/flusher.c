@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 enum { M_BATCH = 0, M_UNARY = 1 };
-enum { STATUS_UNIMPLEMENTED = 12 };
+enum { STATUS_UNIMPLEMENTED = 12, STATUS_INTERNAL = 13 };
 
 const double flusher_lat_bounds_ms[FLUSHER_LAT_N] = {1,    2,    5,    10,    20,    50,    100,  200,
                                                       500,  1000, 2000, 5000, 10000, 30000, 60000};
@@ -471,9 +471,13 @@ static void send_batch(flusher *f, batch *b, int unary)
         int err = 0;
         uint8_t *payload = f->otlp ? otlp_payload(f->otlp, b, b->observed_ns ? b->observed_ns : wall_ns(), &len, &err)
                                    : batch_payload(b, f->agent_id, &len);
-        if (err == -EINVAL)
-            log_write(LOG_ERROR, "\"batch does not decode for OTLP: retried\" batch_id=%llu", (unsigned long long)b->id);
         b->whole = (batch_call){b, BATCH_WHOLE};
+        if (err == -EINVAL) { /* cannot happen with entries record.c made; if it does, never retried in a loop */
+            upstream_reply r = {.status = STATUS_INTERNAL, .details = "batch entries do not decode (OTLP conversion)",
+                                .retry_after_ms = -1};
+            on_done(f, &b->whole, &r);
+            return;
+        }
         if (!payload || upstream_call(f->up, M_BATCH, payload, len, (int64_t)f->cfg.rpc_timeout_ms, &b->whole) < 0)
             call_failed_to_start(f, &b->whole);
         free(payload);

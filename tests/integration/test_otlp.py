@@ -2,12 +2,23 @@
 decoded as sent (severity table, trace/span ids as bytes or kept as attributes, resource attributes with
 --resource-attr, one resource per producer, source fields, timestamps); exactly once under injected UNAVAILABLE
 failures (retries); partial_success counted as upstream_rejected; the disk buffer and its replay after a restart;
-a logagent.v1 service answering UNIMPLEMENTED is not switched to unary; --check-config and a bad --resource-attr."""
+a logagent.v1 service answering UNIMPLEMENTED is not switched to unary; --check-config and a bad --resource-attr;
+and an independent peer (tests/interop/otlp_peer.js: Node.js, @grpc/grpc-js, the protobufjs schema generated from the
+official opentelemetry-proto that @opentelemetry/otlp-transformer ships) decoding the agent's export. That last test
+skips (says why, passes) when node or npm is missing or the npm registry cannot be reached."""
+import json
 import os
+import shutil
 import subprocess
 import time
 
-from harness import BIN, Agent, Sink, TempDir, accounting_holds, dead_target, run, send_records, wait_for
+from harness import BIN, Agent, Sink, TempDir, accounting_holds, dead_target, run, scaled, send_records, spawn, \
+    wait_for
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEER = os.path.join(HERE, "..", "interop", "otlp_peer.js")
+# 0.203.0: a release that still ships build/src/generated/root.js (later ones dropped the generated decoder)
+NPM_PACKAGES = ["@grpc/grpc-js@1", "@opentelemetry/otlp-transformer@0.203.0"]
 
 OTLP = ("--upstream-protocol", "otlp")
 SEVERITY = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
@@ -156,7 +167,66 @@ def test_check_config_and_bad_resource_attr():
     assert rc == 2 and "upstream-protocol" in err, err
 
 
+def npm_install(folder):
+    """Installs the peer's packages into folder; returns None, or why it could not (then the test skips)."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        return "node or npm not installed"
+    try:
+        p = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "--fetch-retries=1",
+                            "--fetch-timeout=30000", "--prefix", folder] + NPM_PACKAGES,
+                           capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired:
+        return "npm install took more than 240 s (registry unreachable?)"
+    if p.returncode != 0:
+        return "npm install failed (registry unreachable?): %s" % (p.stderr.strip().splitlines() or ["?"])[0]
+    return None
+
+
+def test_independent_node_peer_decodes_the_export():
+    tmp = TempDir("otlp-node")
+    why = npm_install(tmp.file("npm"))
+    if why:
+        print("   skip: independent OTLP peer not run: %s" % why)
+        return
+    port_file, out = tmp.file("peer.port"), tmp.file("peer.jsonl")
+    with open(out, "wb") as f, open(tmp.file("peer.stderr"), "wb") as err:
+        peer = spawn(["node", PEER, port_file], stdout=f, stderr=err,
+                     env=dict(os.environ, NODE_PATH=tmp.file("npm/node_modules")))
+    port = wait_for(lambda: peer.poll() is None and os.path.exists(port_file) and open(port_file).read().strip(),
+                    scaled(30), "node peer listening")
+    a = Agent(tmp, "127.0.0.1:%s" % port, *OTLP, "--resource-attr", "team=core").start()
+    recs = [{"message": "m%d" % i, "service_name": "svc", "level": lv, "log_id": "%032x" % (i + 1),
+             "timestamp": 1700000000000000000 + i, "trace_id": TRACE if i % 2 else "t%d" % i,
+             "span_id": SPAN if i % 2 else "", "k": "v%d" % i}
+            for i, lv in enumerate(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"])]
+    send_records(a.socket, recs)
+    a.wait_flushed(len(recs))
+    got = wait_for(lambda: (lambda l: l if len(l) == len(recs) else None)(open(out).read().splitlines()),
+                   scaled(20), "peer printed every record")
+    by_id = {}
+    for line in got:
+        e = json.loads(line)
+        by_id[e["attributes"]["log_id"]] = e
+    for i, r in enumerate(recs):
+        e = by_id[r["log_id"]]
+        assert e["body"] == r["message"] and e["severity_text"] == r["level"], e
+        assert e["severity_number"] == SEVERITY[r["level"]] and e["time_unix_nano"] == str(r["timestamp"]), e
+        assert int(e["observed_time_unix_nano"]) > r["timestamp"], e
+        assert e["resource"] == {"service.name": "svc", "host.name": os.uname().nodename,
+                                 "process.pid": {"int": str(os.getpid())}, "team": "core"}, e
+        assert e["scope"]["name"] == "logagent", e
+        assert e["attributes"]["k"] == r["k"] and e["attributes"]["process.user.id"] == {"int": str(os.getuid())}, e
+        if i % 2:
+            assert e["trace_id"] == TRACE.lower() and e["span_id"] == SPAN and "trace_id" not in e["attributes"], e
+        else:
+            assert e["trace_id"] == "" and e["attributes"]["trace_id"] == r["trace_id"], e
+    assert a.stop() == 0
+    peer.terminate()
+    assert peer.wait(timeout=scaled(10)) == 0
+
+
 if __name__ == "__main__":
     run([test_every_field_decoded_as_sent, test_retries_deliver_exactly_once,
          test_partial_success_counted_upstream_rejected, test_disk_buffer_and_replay_after_restart,
-         test_unimplemented_is_not_unary_in_otlp_mode, test_check_config_and_bad_resource_attr])
+         test_unimplemented_is_not_unary_in_otlp_mode, test_check_config_and_bad_resource_attr,
+         test_independent_node_peer_decodes_the_export])
