@@ -75,7 +75,7 @@ struct flusher {
     int64_t deadline_ms;
     uint32_t statuses_logged; /* non-retryable statuses already logged (bit per code) */
     uint64_t rng;
-    log_limit fail_log, shed_log;
+    log_limit fail_log, shed_log, partial_log;
     uint64_t batch_budget;
     otlp_exporter *otlp; /* --upstream-protocol otlp (read-only once made); NULL: logagent.v1 */
     spool *sp;          /* NULL without --spool-dir */
@@ -310,10 +310,11 @@ static void otlp_done(flusher *f, batch *b, const upstream_reply *r)
     f->acct.flushed += b->n - rejected;
     f->acct.dropped_upstream += rejected;
     if (rejected) {
-        int64_t suppressed = log_limit_check(&f->fail_log, 10000);
+        int64_t suppressed = log_limit_check(&f->partial_log, 10000);
         if (suppressed >= 0)
             log_write(LOG_WARN, "\"OTLP export partially rejected: records dropped (upstream_rejected)\" records=%llu "
-                      "error_message=\"%.120s\" suppressed=%lld", (unsigned long long)rejected, msg, (long long)suppressed);
+                                "error_message=\"%.120s\" suppressed=%lld",
+                      (unsigned long long)rejected, msg, (long long)suppressed);
     }
     pthread_mutex_unlock(&f->mu);
     batch_settle(f, b);

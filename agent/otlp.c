@@ -124,14 +124,18 @@ int otlp_severity_number(const char *level)
     return 0;
 }
 
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
 /* Decodes exactly 2*n hex digits of s into out. Returns 1, or 0 when s is not that. */
 static int hex_id(const char *s, size_t n, uint8_t *out)
 {
     if (!s || strlen(s) != 2 * n)
         return 0;
     for (size_t i = 0; i < 2 * n; i++) {
-        char c = s[i];
-        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        int v = hex_digit(s[i]);
         if (v < 0)
             return 0;
         out[i / 2] = (uint8_t)(i % 2 ? (out[i / 2] << 4) | v : v);
