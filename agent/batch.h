@@ -31,6 +31,8 @@ typedef struct batch {
     uint64_t id;
     unsigned attempt;     /* sends so far */
     int64_t first_ms;     /* monotonic ms when the first record was added */
+    int64_t observed_ns;  /* wall-clock ns when the first record was taken from the ring (OTLP's observed time);
+                           * 0 when unknown (a batch read back from the spool at start-up) */
     int64_t retry_at_ms;  /* when waiting to retry: not before this */
     int64_t first_sent_ms; /* monotonic ms of the first send, for --retry-max-elapsed-s */
     int64_t sent_ns;      /* monotonic ns of the last send, for the latency histogram */

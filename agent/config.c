@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include "log.h"
+#include "otlp.h"
 #include "token.h"
 
 #include <ctype.h>
@@ -30,6 +31,7 @@ static const char *const FULL_NAMES[] = {"block", "drop-newest", "drop-oldest", 
 static const char *const BUFFER_NAMES[] = {"memory", "disk", NULL};
 static const char *const FSYNC_NAMES[] = {"always", "interval", "never", NULL};
 static const char *const RATE_KEY_NAMES[] = {"pid", "uid", NULL};
+static const char *const PROTOCOL_NAMES[] = {"logagent", "otlp", NULL};
 
 typedef struct opt {
     const char *name;
@@ -68,6 +70,9 @@ static const opt OPTS[] = {
     NUM(health_spool_pct, T_U64, "90", 1, 100, "/healthz says 503 once the spool is this % full"),
     STR(upstream, "localhost:50051", "log service HOST:PORT (or LOG_SERVICE_GRPC_SERVER)"),
     ENUM(upstream_rpc, "auto", RPC_NAMES, "auto|batch|unary: auto starts with batch, unary on UNIMPLEMENTED"),
+    ENUM(upstream_protocol, "logagent", PROTOCOL_NAMES,
+         "logagent|otlp: otlp sends OTLP LogsService/Export (upstream-rpc ignored)"),
+    STR(resource_attr, "", "otlp: KEY=VALUE,... resource attributes added to every export (empty: none)"),
     BOOL(upstream_tls, "false", "TLS to the log service (flag alone = true; or =true|false)"),
     STR(ca_file, "", "PEM CA certificates to verify the log service with (empty: gRPC's default roots)"),
     STR(cert_file, "", "PEM client certificate (chain) for mTLS; needs key-file"),
@@ -688,6 +693,12 @@ static int check_combinations(config *cfg)
     }
     if (check_tls(cfg) < 0)
         return -EINVAL;
+    char why[160];
+    if (otlp_resource_attrs_check(cfg->resource_attr, why, sizeof why) < 0) {
+        describe_origin(cfg, opt_index(offsetof(config, resource_attr)), a, sizeof a);
+        fprintf(stderr, "logagentd: resource-attr (from %s): %s\n", a, why);
+        return -EINVAL;
+    }
     if (cfg->buffer == BUFFER_DISK && !cfg->spool_dir[0]) {
         describe_origin(cfg, opt_index(offsetof(config, buffer)), a, sizeof a);
         fprintf(stderr, "logagentd: buffer = disk (from %s) needs spool-dir\n", a);
@@ -798,6 +809,9 @@ void config_print(const config *cfg, FILE *out)
             fprintf(out, "%s\n", line);
         }
     }
+    if (cfg->upstream_protocol == PROTOCOL_OTLP)
+        print_comment(out, "upstream-protocol = otlp: upstream-rpc, batch-method and unary-method are ignored; every "
+                           "batch is one call to " OTLP_EXPORT_METHOD);
 }
 
 static void append_name(char *buf, size_t cap, const opt *o)

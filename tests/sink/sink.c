@@ -28,6 +28,7 @@ struct sink_opts {
 	const char *out;
 	const char *port_file;
 	int no_batch;
+	int otlp;
 	int quiet;
 	double fail_rate;
 	double reject_rate;
@@ -42,7 +43,7 @@ struct sink_opts {
 enum opt_id {
 	OPT_LISTEN = 1, OPT_OUT, OPT_NO_BATCH, OPT_QUIET, OPT_PORT_FILE, OPT_FAIL_RATE, OPT_FAIL_CODE,
 	OPT_FAIL_FIRST, OPT_DELAY_MS, OPT_REJECT_RATE, OPT_SEED, OPT_RETRY_AFTER_MS, OPT_TLS_CERT, OPT_TLS_KEY,
-	OPT_TLS_CLIENT_CA, OPT_TOKEN_FILE, OPT_HELP
+	OPT_TLS_CLIENT_CA, OPT_TOKEN_FILE, OPT_PROTOCOL, OPT_HELP
 };
 
 /* The option table drives getopt_long and --help. */
@@ -68,6 +69,7 @@ static const struct opt_spec {
 	{"tls-key", "FILE", OPT_TLS_KEY, "the PEM private key of --tls-cert"},
 	{"tls-client-ca", "FILE", OPT_TLS_CLIENT_CA, "require client certificates signed by this PEM CA (mTLS)"},
 	{"token-file", "FILE", OPT_TOKEN_FILE, "require 'authorization: Bearer <token>' with the token in FILE (re-read per call); else UNAUTHENTICATED"},
+	{"protocol", "logagent|otlp", OPT_PROTOCOL, "otlp: serve OTLP LogsService/Export (same JSON lines, plus an \"otlp\" object)"},
 	{"help", NULL, OPT_HELP, "show this help"},
 };
 
@@ -84,7 +86,8 @@ static const char *const status_names[] = {
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: " PROG " [options]\n"
-		   "A LogService (logagent.v1) gRPC server that prints or counts what it receives.\n"
+		   "A LogService (logagent.v1) gRPC server, or with --protocol otlp an OTLP LogsService one, that prints or\n"
+		   "counts what it receives.\n"
 		   "On SIGTERM/SIGINT it prints a JSON summary line to stderr and exits; SIGUSR1 prints it now.\n\n");
 	for (size_t i = 0; i < N_OPTS; i++) {
 		char left[40];
@@ -169,6 +172,11 @@ static void apply_opt(struct sink_opts *o, enum opt_id id, const char *flag, con
 	case OPT_TLS_KEY: o->tls_key = v; break;
 	case OPT_TLS_CLIENT_CA: o->tls_client_ca = v; break;
 	case OPT_TOKEN_FILE: o->token_file = v; break;
+	case OPT_PROTOCOL:
+		if (strcmp(v, "otlp") && strcmp(v, "logagent"))
+			usage_error(flag, "expected logagent or otlp, got '%s'", v);
+		o->otlp = !strcmp(v, "otlp");
+		break;
 	case OPT_HELP:
 		usage(stdout);
 		exit(0);
@@ -352,7 +360,7 @@ int main(int argc, char **argv)
 	}
 
 	grpc_init();
-	struct server_config sc = {.listen = o.listen, .no_batch = o.no_batch, .delay_ms = o.delay_ms,
+	struct server_config sc = {.listen = o.listen, .no_batch = o.no_batch, .otlp = o.otlp, .delay_ms = o.delay_ms,
 				   .fail_rate = o.fail_rate, .fail_first = o.fail_first, .fail_code = o.fail_code,
 				   .retry_after_ms = o.retry_after_ms, .ledger = ledger, .rng = &rng,
 				   .tls_cert = o.tls_cert, .tls_key = o.tls_key, .tls_client_ca = o.tls_client_ca,

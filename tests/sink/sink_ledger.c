@@ -14,6 +14,7 @@
 
 #include "logagent/v1/log_service.pb-c.h"
 #include "sink_idset.h"
+#include "sink_otlp.h"
 #include "sink_wire.h"
 
 struct ledger_counters {
@@ -166,8 +167,33 @@ static void out_source(struct ledger *l, const Logagent__V1__Source *src)
 	OUT_LIT(l, "}");
 }
 
-/* Appends one entry as a JSON line, in DESIGN.md's key order. */
-static void out_entry(struct ledger *l, const Logagent__V1__WriteLogRequest *e)
+/* --protocol otlp: ,"otlp":{severity_number, observed_time_unix_nano, trace_id_bytes, span_id_bytes, scope,
+ * resource:{key: value}} (resource values that were strings as JSON strings, numbers as numbers). */
+static void out_otlp(struct ledger *l, const struct sink_otlp_extra *x)
+{
+	char buf[160];
+	int n = snprintf(buf, sizeof buf, ",\"otlp\":{\"severity_number\":%d,\"observed_time_unix_nano\":%" PRIu64
+			 ",\"trace_id_bytes\":%zu,\"span_id_bytes\":%zu", x->severity_number, x->observed_time_unix_nano,
+			 x->trace_bytes, x->span_bytes);
+	out_raw(l, buf, (size_t)n);
+	out_field(l, "scope_name", x->scope_name ? x->scope_name : "", 0);
+	out_field(l, "scope_version", x->scope_version ? x->scope_version : "", 0);
+	OUT_LIT(l, ",\"resource\":{");
+	for (size_t i = 0; i < x->n_resource; i++) {
+		if (i)
+			OUT_LIT(l, ",");
+		out_str(l, x->resource[i].key);
+		OUT_LIT(l, ":");
+		if (x->resource[i].is_string)
+			out_str(l, x->resource[i].value);
+		else
+			out_raw(l, x->resource[i].value, strlen(x->resource[i].value));
+	}
+	OUT_LIT(l, "}}");
+}
+
+/* Appends one entry as a JSON line, in DESIGN.md's key order (then the otlp object when x is not NULL). */
+static void out_entry(struct ledger *l, const Logagent__V1__WriteLogRequest *e, const struct sink_otlp_extra *x)
 {
 	OUT_LIT(l, "{\"log_id\":");
 	out_str(l, e->log_id);
@@ -188,6 +214,8 @@ static void out_entry(struct ledger *l, const Logagent__V1__WriteLogRequest *e)
 	OUT_LIT(l, "}");
 	if (e->source)
 		out_source(l, e->source);
+	if (x)
+		out_otlp(l, x);
 	OUT_LIT(l, "}\n");
 }
 
@@ -335,7 +363,7 @@ static int write_log_lines(struct ledger *l, const uint8_t *req, size_t len, str
 	Logagent__V1__WriteLogRequest *e = logagent__v1__write_log_request__unpack(NULL, len, req);
 	if (!e)
 		return -EINVAL;
-	out_entry(l, e);
+	out_entry(l, e, NULL);
 	int r = out_flush(l);
 	if (r == 0) {
 		keys_push(l, e->log_id, strlen(e->log_id));
@@ -394,7 +422,7 @@ static int batch_lines(struct ledger *l, const uint8_t *req, size_t len, struct 
 	for (size_t i = 0; i < b->n_entries; i++) {
 		if (is_rejected(l, &cursor, i))
 			continue;
-		out_entry(l, b->entries[i]);
+		out_entry(l, b->entries[i], NULL);
 		keys_push(l, b->entries[i]->log_id, strlen(b->entries[i]->log_id));
 	}
 	int r = out_flush(l);
@@ -416,6 +444,40 @@ int ledger_batch_write(struct ledger *l, const uint8_t *req, size_t len, struct 
 		l->n.batches++;
 		l->n.rejected_entries += l->n_rejected;
 	}
+	return r;
+}
+
+/* ---- OTLP Export (--protocol otlp) ---- */
+
+/* Accepted records become JSON lines like BatchWriteLogs entries (plus "otlp"); --reject-rate records are
+ * answered in partial_success.rejected_log_records (OTLP cannot say which ones; the sender drops that many). */
+int ledger_otlp_export(struct ledger *l, const uint8_t *req, size_t len, struct ledger_reply *reply)
+{
+	struct sink_otlp_batch b;
+	if (sink_otlp_decode(req, len, &b) < 0) {
+		l->n.invalid_requests++;
+		return -EINVAL;
+	}
+	pick_rejected(l, b.n);
+	size_t cursor = 0;
+	for (size_t i = 0; i < b.n; i++) {
+		if (is_rejected(l, &cursor, i))
+			continue;
+		if (!l->cfg.quiet)
+			out_entry(l, &b.entries[i], &b.extra[i]);
+		keys_push(l, b.entries[i].log_id, strlen(b.entries[i].log_id));
+	}
+	int r = l->cfg.quiet ? 0 : out_flush(l);
+	if (r == 0) {
+		count_keys(l);
+		reply->data = sink_otlp_reply((int64_t)l->n_rejected, "rejected by logagent-sink --reject-rate", &reply->len);
+		if (!reply->data)
+			ledger_oom();
+		l->n.batches++;
+		l->n.rejected_entries += l->n_rejected;
+	}
+	l->n_keys = 0;
+	sink_otlp_free(&b);
 	return r;
 }
 

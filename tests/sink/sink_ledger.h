@@ -34,6 +34,10 @@ struct ledger *ledger_new(const struct ledger_config *cfg);
 int ledger_write_log(struct ledger *l, const uint8_t *req, size_t len, struct ledger_reply *reply);
 int ledger_batch_write(struct ledger *l, const uint8_t *req, size_t len, struct ledger_reply *reply);
 
+/* Records one encoded OTLP ExportLogsServiceRequest (--protocol otlp) and fills *reply with an
+ * ExportLogsServiceResponse; returns as ledger_batch_write does. Counted as a batch. */
+int ledger_otlp_export(struct ledger *l, const uint8_t *req, size_t len, struct ledger_reply *reply);
+
 /* Counts a call failed on purpose (--fail-rate / --fail-first). */
 void ledger_count_injected_failure(struct ledger *l);
 

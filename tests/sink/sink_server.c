@@ -25,7 +25,7 @@
 #define SERVER_POLL_MS 100
 
 enum tag_kind { TAG_NEW, TAG_RECV, TAG_CLOSE, TAG_SEND, TAG_SHUTDOWN };
-enum call_method { METHOD_UNKNOWN, METHOD_WRITE_LOG, METHOD_BATCH_WRITE_LOGS };
+enum call_method { METHOD_UNKNOWN, METHOD_WRITE_LOG, METHOD_BATCH_WRITE_LOGS, METHOD_OTLP_EXPORT };
 
 struct sink_call;
 
@@ -243,6 +243,9 @@ static void call_drop(struct sink_call *c)
 
 static enum call_method call_method(const struct sink_call *c)
 {
+	if (c->srv->cfg.otlp) /* --protocol otlp serves LogsService/Export only */
+		return grpc_slice_str_cmp(c->details.method, "/opentelemetry.proto.collector.logs.v1.LogsService/Export")
+			       ? METHOD_UNKNOWN : METHOD_OTLP_EXPORT;
 	if (grpc_slice_str_cmp(c->details.method, "/logagent.v1.LogService/WriteLog") == 0)
 		return METHOD_WRITE_LOG;
 	if (grpc_slice_str_cmp(c->details.method, "/logagent.v1.LogService/BatchWriteLogs") == 0)
@@ -349,8 +352,9 @@ static struct answer call_record(struct sink_call *c, enum call_method m)
 	}
 	struct ledger_reply reply;
 	const uint8_t *p = c->srv->flat ? c->srv->flat : (const uint8_t *)"";
-	int r = m == METHOD_WRITE_LOG ? ledger_write_log(l, p, (size_t)n, &reply)
-				      : ledger_batch_write(l, p, (size_t)n, &reply);
+	int r = m == METHOD_WRITE_LOG	 ? ledger_write_log(l, p, (size_t)n, &reply)
+		: m == METHOD_OTLP_EXPORT ? ledger_otlp_export(l, p, (size_t)n, &reply)
+					  : ledger_batch_write(l, p, (size_t)n, &reply);
 	if (r == -EINVAL)
 		return (struct answer){GRPC_STATUS_INVALID_ARGUMENT, "cannot decode the request message", 0};
 	if (r < 0)
