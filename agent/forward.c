@@ -31,10 +31,7 @@ void forward_opts_default(forward_opts *o, size_t max_record)
 int forward_opts_parse_keys(forward_opts *o, char *buf)
 {
     unsigned n = 0;
-    for (char *save = NULL, *p = buf;; p = NULL) {
-        char *k = strtok_r(p, ",", &save);
-        if (!k)
-            break;
+    for (char *p = buf, *k; (k = strsep(&p, ",")) != NULL;) {
         while (*k == ' ')
             k++;
         size_t len = strlen(k);
@@ -301,6 +298,8 @@ static msgpack_object str_obj(const char *s, size_t len)
     return o;
 }
 
+static const char *const renamed[3] = {"record_service_name", "record_timestamp", "record_message"};
+
 /* Builds the native map of one event into *out. Returns 1, -EINVAL (bad time or record) or -ENOMEM. */
 static int build(forward_iter *it, const msgpack_object *t, const msgpack_object *rec, msgpack_object *out)
 {
@@ -330,10 +329,13 @@ static int build(forward_iter *it, const msgpack_object *t, const msgpack_object
     kv[2].val = msg >= 0 ? r[msg].val : str_obj("", 0);
     uint32_t m = 3;
     for (uint32_t i = 0; i < n; i++) {
-        const msgpack_object *key = &r[i].key;
-        if ((long)i == msg || str_is(key, "service_name") || str_is(key, "timestamp") || str_is(key, "message"))
+        if ((long)i == msg)
             continue;
-        kv[m++] = r[i];
+        kv[m] = r[i];
+        for (unsigned k = 0; k < 3; k++) /* a key the mapping sets itself: kept under record_<key> */
+            if (str_is(&r[i].key, kv[k].key.via.str.ptr))
+                kv[m].key = str_obj(renamed[k], strlen(renamed[k]));
+        m++;
     }
     out->type = MSGPACK_OBJECT_MAP;
     out->via.map.ptr = kv;

@@ -8,8 +8,9 @@
  *
  * Each event becomes the map a native client would send: service_name = tag, message = the first of the
  * configured message keys whose value is a string ("" when none is), timestamp = the event time in unix ns, and
- * every other record key as it is (the record's own `service_name`/`timestamp`, and message keys that are not
- * strings, are dropped: the tag and the event time say those). The caller hands that map to record_encode.
+ * every other record key as it is, except that the record's own `service_name`, `timestamp` and (when another key
+ * is the message) `message` are kept as `record_service_name`, `record_timestamp`, `record_message` (the tag, the
+ * event time and the chosen key say those). The caller hands that map to record_encode.
  *
  * No libevent here: unit tests and fuzz targets drive it directly. A forward_iter borrows the array object: the
  * caller keeps it alive (its msgpack zone) until forward_iter_reset or the iteration ends. */

@@ -85,6 +85,7 @@ struct ingest {
     int accept_paused;    /* --max-connections reached: the listener is disabled */
     record_enc enc;
     forward_opts fwd_opts;
+    char fwd_keys[128]; /* --forward-message-keys, split in place: fwd_opts.message_keys point here */
     clients *clients;
     char hostname[64];
     log_limit lim_full, lim_malformed, lim_oversized, lim_invalid, lim_truncated, lim_reserved, lim_max_conn,
@@ -712,6 +713,9 @@ ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_s
 
 void ingest_reload(ingest *in)
 {
+    snprintf(in->fwd_keys, sizeof in->fwd_keys, "%s", in->cfg->forward_message_keys);
+    if (forward_opts_parse_keys(&in->fwd_opts, in->fwd_keys) < 0) /* config_load checked it: not reached */
+        forward_opts_default(&in->fwd_opts, (size_t)in->cfg->max_record_bytes);
     in->fwd_opts.max_record = (size_t)in->cfg->max_record_bytes;
     in->fwd_opts.max_inflated = (size_t)in->cfg->max_record_bytes * 8;
     /* one encoded record must fit in the ring and, with a batch's framing and trailer, in one request */

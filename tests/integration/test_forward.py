@@ -7,6 +7,7 @@ connection goes on)."""
 import gzip
 import socket
 import struct
+import subprocess
 import threading
 
 import msgpack
@@ -139,7 +140,7 @@ def test_message_keys_mapping():
         ["t", T0, {"message": "wins", "log": "kept as metadata"}],
         ["t", T0, {"message": {"not": "a string"}, "log": "log used"}],
         ["t", T0, {"cpu": 0.5, "host": "h1"}],
-        ["t", T0, {"message": "own service and time dropped", "service_name": "x", "timestamp": 5}],
+        ["t", T0, {"message": "own service and time kept aside", "service_name": "x", "timestamp": 5}],
     ]))
     s.close()
     _, entries = finish(sink, a, 6)
@@ -149,10 +150,25 @@ def test_message_keys_mapping():
     assert e["metadata"] == {"container_id": "abc", "container_name": "/web", "source": "stdout"}, e
     assert by_msg["from msg"]["level"] == "ERROR"
     assert by_msg["wins"]["metadata"] == {"log": "kept as metadata"}
-    assert by_msg["log used"]["metadata"] == {}
+    assert by_msg["log used"]["metadata"] == {"record_message": '{"not":"a string"}'}, by_msg["log used"]
     assert by_msg[""]["metadata"] == {"cpu": "0.5", "host": "h1"}, by_msg[""]
-    e = by_msg["own service and time dropped"]
-    assert e["service_name"] == "t" and e["timestamp_unix_nano"] == T0 * 10**9 and e["metadata"] == {}, e
+    e = by_msg["own service and time kept aside"]
+    assert e["service_name"] == "t" and e["timestamp_unix_nano"] == T0 * 10**9, e
+    assert e["metadata"] == {"record_service_name": "x", "record_timestamp": "5"}, e
+
+
+def test_forward_message_keys_option():
+    """--forward-message-keys log,message: log wins over message; a bad list is refused at start (exit 2)."""
+    sink, a = start("keys", "--forward-message-keys", "log,message")
+    s = connect(a.socket)
+    s.sendall(msgpack.packb(["t", T0, {"message": "now metadata", "log": "the line"}]))
+    s.close()
+    _, entries = finish(sink, a, 1)
+    assert entries[0]["message"] == "the line" and entries[0]["metadata"] == {"record_message": "now metadata"}, entries
+    tmp = TempDir("keys_bad")
+    bad = Agent(tmp, sink.target, "--forward-message-keys", "log,,msg")
+    p = subprocess.run(bad.cmd(), env=bad.env, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "forward-message-keys 'log,,msg'" in p.stderr, (p.returncode, p.stderr)
 
 
 def test_chunk_ack_after_records_are_in():
@@ -304,6 +320,7 @@ def test_gzip_bomb_refused_as_oversized():
 
 if __name__ == "__main__":
     run([test_fluent_logger_sync_and_async, test_every_mode_and_time_form, test_message_keys_mapping,
+         test_forward_message_keys_option,
          test_chunk_ack_after_records_are_in, test_forward_messages_under_backpressure, test_bad_tag_not_a_string,
          test_bad_array_too_short_or_long, test_bad_second_element, test_bad_option_not_a_map,
          test_bad_message_mode_record_not_a_map, test_bad_event_time_ext, test_bad_forward_entry_skipped_rest_kept,

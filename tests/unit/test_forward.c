@@ -107,10 +107,10 @@ static void test_message_mode_mapping(void)
     str("app.web");
     event_time(100, 5);
     msgpack_pack_map(&pk, 6);
-    str("message"), msgpack_pack_int(&pk, 1); /* not a string: dropped, `log` is the message */
+    str("message"), msgpack_pack_int(&pk, 1); /* not a string: record_message, `log` is the message */
     str("log"), str("the line");
     str("msg"), str("stays metadata");
-    str("service_name"), str("dropped");
+    str("service_name"), str("own");
     str("timestamp"), msgpack_pack_int(&pk, 7);
     str("user"), str("u1");
     msgpack_pack_map(&pk, 2);
@@ -121,12 +121,15 @@ static void test_message_mode_mapping(void)
     msgpack_object ev;
     CHECK_INT(forward_next(&it, &ev), 1);
     CHECK(ev.type == MSGPACK_OBJECT_MAP);
-    CHECK_INT(ev.via.map.size, 5);
+    CHECK_INT(ev.via.map.size, 8);
     CHECK(is_str(get(&ev, "service_name"), "app.web"));
     CHECK(is_str(get(&ev, "message"), "the line"));
     CHECK(is_str(get(&ev, "msg"), "stays metadata"));
     CHECK(is_str(get(&ev, "user"), "u1"));
     CHECK(get(&ev, "log") == NULL);
+    CHECK(get(&ev, "record_message") && get(&ev, "record_message")->via.u64 == 1);
+    CHECK(is_str(get(&ev, "record_service_name"), "own"));
+    CHECK(get(&ev, "record_timestamp") && get(&ev, "record_timestamp")->via.u64 == 7);
     const msgpack_object *ts = get(&ev, "timestamp");
     CHECK(ts && ts->type == MSGPACK_OBJECT_POSITIVE_INTEGER && ts->via.u64 == 100000000005ULL);
     CHECK_INT(forward_next(&it, &ev), 0);
@@ -327,8 +330,12 @@ static void test_parse_keys(void)
     CHECK_STR(o.message_keys[2], "MESSAGE");
     char b[] = "";
     CHECK_INT(forward_opts_parse_keys(&o, b), -EINVAL);
-    char c[] = "a, ,b";
+    char c[] = "a,,b";
     CHECK_INT(forward_opts_parse_keys(&o, c), -EINVAL);
+    char c2[] = "a, ,b";
+    CHECK_INT(forward_opts_parse_keys(&o, c2), -EINVAL);
+    char c3[] = "a,";
+    CHECK_INT(forward_opts_parse_keys(&o, c3), -EINVAL);
     char d[] = "a,b,c,d,e,f,g,h,i";
     CHECK_INT(forward_opts_parse_keys(&o, d), -EINVAL);
 }
