@@ -67,6 +67,7 @@ static const opt OPTS[] = {
     STR(http_listen, "", "also take records as JSON over HTTP on unix:PATH or HOST:PORT (empty: off)"),
     NUM(http_max_body_bytes, T_SIZE, "1MiB", 1024, 64 << 20, "largest HTTP request body; larger ones get 413"),
     STR(forward_message_keys, "message,log,msg", "Fluent Forward: record keys tried in order as the message"),
+    STR(forward_listen, "", "also take Fluent Forward over TCP on HOST:PORT, no authentication (empty: off)"),
     NUM(health_failing_ms, T_MS, "60s", 1000, 86400000, "/healthz says 503 once the upstream fails this long"),
     NUM(health_spool_pct, T_U64, "90", 1, 100, "/healthz says 503 once the spool is this % full"),
     STR(upstream, "localhost:50051", "log service HOST:PORT (or LOG_SERVICE_GRPC_SERVER)"),
@@ -701,6 +702,12 @@ static int check_combinations(config *cfg)
         describe_origin(cfg, opt_index(offsetof(config, http_listen)), a, sizeof a);
         fprintf(stderr, "logagentd: http-listen %s (from %s) is TCP, where allow-uids/allow-gids cannot be checked "
                         "(no peer credentials): use http-listen = unix:PATH\n", cfg->http_listen, a);
+        return -EINVAL;
+    }
+    if ((cfg->n_allow_uid || cfg->n_allow_gid) && cfg->forward_listen[0]) {
+        describe_origin(cfg, opt_index(offsetof(config, forward_listen)), a, sizeof a);
+        fprintf(stderr, "logagentd: forward-listen %s (from %s) is TCP, where allow-uids/allow-gids cannot be checked "
+                        "(no peer credentials): send Forward on the ingest socket instead\n", cfg->forward_listen, a);
         return -EINVAL;
     }
     if (check_tls(cfg) < 0)

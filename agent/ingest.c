@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <event2/listener.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,7 @@ struct ingest {
     ingest_stats *st;
     struct flusher *flusher;
     struct evconnlistener *listener;
+    struct evconnlistener *fwd_listener; /* --forward-listen (TCP); NULL when off */
     struct event *resume_ev;
     conn *conns, *tail;   /* every connection; resuming serves them from the head */
     int paused;
@@ -504,6 +506,8 @@ static void limit_connections(ingest *in)
     uint64_t active = stat_get(&in->st->conn_active);
     if (!in->accept_paused && active >= in->cfg->max_connections && in->listener) {
         evconnlistener_disable(in->listener);
+        if (in->fwd_listener)
+            evconnlistener_disable(in->fwd_listener);
         in->accept_paused = 1;
         stat_add(&in->st->conn_max_reached, 1);
         int64_t sup = log_limit_check(&in->lim_max_conn, 10000);
@@ -513,17 +517,39 @@ static void limit_connections(ingest *in)
                       (unsigned long long)in->cfg->max_connections, (long long)sup);
     } else if (in->accept_paused && active < in->cfg->max_connections && in->listener) {
         evconnlistener_enable(in->listener);
+        if (in->fwd_listener)
+            evconnlistener_enable(in->fwd_listener);
         in->accept_paused = 0;
     }
 }
+
+static void conn_new(ingest *in, int fd, const record_source *src);
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
     ingest *in = arg;
     record_source src;
     peer_identity(fd, in->hostname, &src);
-    if (!admit(in, fd, &src))
-        return;
+    if (admit(in, fd, &src))
+        conn_new(in, fd, &src);
+}
+
+/* --forward-listen: a TCP peer has no kernel credentials; it is pid 0, uid 0, comm "forward" (config_load refuses
+ * --forward-listen with --allow-uids/--allow-gids, which could not be checked). */
+static void on_accept_tcp(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+    ingest *in = arg;
+    record_source src;
+    memset(&src, 0, sizeof src);
+    snprintf(src.comm, sizeof src.comm, "forward");
+    src.hostname = in->hostname;
+    conn_new(in, fd, &src);
+}
+
+/* Takes a new connection into the list (and reads it unless paused). Closes fd when out of memory. */
+static void conn_new(ingest *in, int fd, const record_source *srcp)
+{
+    record_source src = *srcp;
     conn *c = calloc(1, sizeof *c);
     if (!c || !msgpack_unpacker_init(&c->up, READ_FIRST)) {
         log_write(LOG_ERROR, "\"out of memory accepting a connection\"");
@@ -626,6 +652,8 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
 
 /* ---- listening ---------------------------------------------------------------------------------------- */
 
+static int listen_forward_tcp(ingest *in);
+
 int ingest_listen(ingest *in)
 {
     const char *path = in->cfg->socket_path;
@@ -660,7 +688,7 @@ int ingest_listen(ingest *in)
         return -ENOMEM;
     }
     in->listening = 1;
-    return 0;
+    return listen_forward_tcp(in);
 }
 
 int ingest_listen_fd(ingest *in, int fd)
@@ -678,6 +706,52 @@ int ingest_listen_fd(ingest *in, int fd)
         return -EINVAL;
     }
     in->listening = 0; /* the socket file belongs to systemd: never unlinked by us */
+    return listen_forward_tcp(in);
+}
+
+/* --forward-listen HOST:PORT: binds it (port 0: a free one, logged). Returns 0 (also when off) or -errno. */
+static int listen_forward_tcp(ingest *in)
+{
+    const char *spec = in->cfg->forward_listen;
+    if (!spec[0])
+        return 0;
+    char host[128] = "", port[8] = "";
+    const char *colon = strrchr(spec, ':');
+    size_t hl = colon ? (size_t)(colon - spec) : 0;
+    if (hl >= 2 && spec[0] == '[' && spec[hl - 1] == ']') /* [v6]:port */
+        spec++, hl -= 2;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res = NULL;
+    int gai = EAI_NONAME;
+    if (colon && hl < sizeof host && strlen(colon + 1) >= 1 && strlen(colon + 1) < sizeof port &&
+        strspn(colon + 1, "0123456789") == strlen(colon + 1)) {
+        memcpy(host, spec, hl);
+        snprintf(port, sizeof port, "%s", colon + 1);
+        gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    }
+    if (gai != 0) {
+        log_write(LOG_ERROR, "\"bad --forward-listen: expected HOST:PORT (e.g. 127.0.0.1:24224, [::1]:24224)\" "
+                             "value=\"%s\" error=\"%s\"", in->cfg->forward_listen, gai_strerror(gai));
+        return -EINVAL;
+    }
+    errno = 0;
+    in->fwd_listener = evconnlistener_new_bind(in->base, on_accept_tcp, in, LEV_OPT_CLOSE_ON_FREE |
+                                               LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, SOMAXCONN,
+                                               res->ai_addr, (int)res->ai_addrlen);
+    freeaddrinfo(res);
+    if (!in->fwd_listener) {
+        int err = errno ? errno : EINVAL;
+        log_write(LOG_ERROR, "\"cannot listen on --forward-listen\" value=\"%s\" error=\"%s\"",
+                  in->cfg->forward_listen, strerror(err));
+        return -err;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char h[NI_MAXHOST] = "?", p[NI_MAXSERV] = "?";
+    if (getsockname(evconnlistener_get_fd(in->fwd_listener), (struct sockaddr *)&ss, &sl) == 0)
+        getnameinfo((struct sockaddr *)&ss, sl, h, sizeof h, p, sizeof p, NI_NUMERICHOST | NI_NUMERICSERV);
+    log_write(LOG_INFO, ss.ss_family == AF_INET6 ? "\"forward listening\" address=[%s]:%s"
+                                                 : "\"forward listening\" address=%s:%s", h, p);
     return 0;
 }
 
@@ -793,6 +867,10 @@ static void accept_backlog(ingest *in)
 
 void ingest_shutdown(ingest *in, int64_t deadline_ms)
 {
+    if (in->fwd_listener) {
+        evconnlistener_free(in->fwd_listener);
+        in->fwd_listener = NULL;
+    }
     if (in->listening)
         unlink(in->cfg->socket_path); /* first: nobody new can connect */
     if (in->listener && in->listening)
@@ -839,6 +917,9 @@ void ingest_free(ingest *in)
     if (in->listener)
         evconnlistener_free(in->listener);
     in->listener = NULL;
+    if (in->fwd_listener)
+        evconnlistener_free(in->fwd_listener);
+    in->fwd_listener = NULL;
     while (in->conns)
         conn_free(in->conns);
     if (in->resume_ev)

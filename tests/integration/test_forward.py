@@ -5,6 +5,7 @@ only once the records are in the agent, a Forward message larger than the ring (
 ack waits for all of it), and malformed Forward messages per DESIGN.md's bad-input table (skipped, counted, the
 connection goes on)."""
 import gzip
+import re
 import socket
 import struct
 import subprocess
@@ -235,6 +236,35 @@ def test_forward_messages_under_backpressure():
     assert st["backpressure_pauses"] >= 1 and st["forward"]["acks"] == m, st["forward"]
 
 
+def test_forward_listen_tcp():
+    """--forward-listen 127.0.0.1:0: fluent-logger over TCP, acks there too, source pid 0 / comm "forward"; a bad
+    address and the combination with --allow-uids are refused at start."""
+    from fluent import sender
+    sink, a = start("tcp", "--forward-listen", "127.0.0.1:0")
+    m = wait_for(lambda: re.search(r'"forward listening" address=127\.0\.0\.1:(\d+)', a.logtext()), 20,
+                 "forward listening logged")
+    port = int(m.group(1))
+    s = sender.FluentSender("app", host="127.0.0.1", port=port)
+    for i in range(20):
+        assert s.emit("tcp", {"message": "tcp %d" % i}), s.last_error
+    s.close()
+    c = socket.create_connection(("127.0.0.1", port), timeout=30)
+    c.sendall(msgpack.packb(["t", [[T0, {"message": "acked over tcp"}]], {"chunk": "tcp-1"}]))
+    assert recv_ack(c) == {"ack": "tcp-1"}
+    c.close()
+    _, entries = finish(sink, a, 21)
+    msgs = sorted(e["message"] for e in entries)
+    assert msgs == sorted(["tcp %d" % i for i in range(20)] + ["acked over tcp"]), msgs
+    e = [e for e in entries if e["message"] == "tcp 0"][0]
+    assert e["service_name"] == "app.tcp" and e["source"]["pid"] == 0 and e["source"]["comm"] == "forward", e
+    for args, want in ((("--forward-listen", "not-an-address"), "bad --forward-listen"),
+                       (("--forward-listen", "127.0.0.1:0", "--allow-uids", "root"), "allow-uids/allow-gids cannot")):
+        tmp = TempDir("tcp_bad")
+        bad = Agent(tmp, sink.target, *args)
+        p = subprocess.run(bad.cmd(), env=bad.env, capture_output=True, text=True, timeout=30)
+        assert p.returncode != 0 and want in p.stderr + p.stdout, (args, p.returncode, p.stderr)
+
+
 def bad_case(name, payload, counter):
     """Sends a good Forward message, the bad payload, another good one on ONE connection; the bad one is counted
     once under `counter` and both good ones arrive (the connection went on)."""
@@ -321,7 +351,7 @@ def test_gzip_bomb_refused_as_oversized():
 if __name__ == "__main__":
     run([test_fluent_logger_sync_and_async, test_every_mode_and_time_form, test_message_keys_mapping,
          test_forward_message_keys_option,
-         test_chunk_ack_after_records_are_in, test_forward_messages_under_backpressure, test_bad_tag_not_a_string,
+         test_chunk_ack_after_records_are_in, test_forward_listen_tcp, test_forward_messages_under_backpressure, test_bad_tag_not_a_string,
          test_bad_array_too_short_or_long, test_bad_second_element, test_bad_option_not_a_map,
          test_bad_message_mode_record_not_a_map, test_bad_event_time_ext, test_bad_forward_entry_skipped_rest_kept,
          test_bad_packed_bytes_not_msgpack, test_bad_gzip_member, test_bad_unknown_compression,
