@@ -265,6 +265,36 @@ def test_forward_listen_tcp():
         assert p.returncode != 0 and want in p.stderr + p.stdout, (args, p.returncode, p.stderr)
 
 
+def test_shutdown_mid_forward_message_counts_every_event():
+    """SIGTERM while the ring is full in the middle of a Forward message, the log service down: every event of every
+    message the agent read is counted (received = unsent, a whole number of 100-event messages), none twice."""
+    tmp = TempDir("fwd_shutdown")
+    target, _ = dead_target(tmp)
+    a = Agent(tmp, target, "--flush-interval-ms", "20", "--buffer-bytes", "256KiB", "--max-record-bytes", "16KiB",
+              "--batch-max-bytes", "64KiB", "--drain-timeout-ms", "500").start()
+    s = connect(a.socket)
+    data = b"".join(msgpack.packb(["bulk", [[T0, {"message": "m %03d %03d" % (k, i), "pad": "x" * 40}]
+                                            for i in range(100)]]) for k in range(60))
+
+    def send():
+        try:
+            s.sendall(data)
+        except OSError:  # the agent stopped reading and closed the connection
+            pass
+    sender = threading.Thread(target=send)
+    sender.start()
+    wait_for(lambda: a.stats()["backpressure_active"], 30, "the ring full")
+    paused_at = a.stats()["records"]["received"]
+    assert a.stop() == 0
+    sender.join()
+    s.close()
+    line = [l for l in a.logtext().splitlines() if '"stopped"' in l][-1]
+    got = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+    assert got["flushed"] == 0 and got["received"] == got["unsent"], line
+    assert got["received"] >= paused_at and got["received"] % 100 == 0, (paused_at, line)
+    assert got["rejected_invalid"] == 0, line
+
+
 def bad_case(name, payload, counter):
     """Sends a good Forward message, the bad payload, another good one on ONE connection; the bad one is counted
     once under `counter` and both good ones arrive (the connection went on)."""
@@ -351,7 +381,8 @@ def test_gzip_bomb_refused_as_oversized():
 if __name__ == "__main__":
     run([test_fluent_logger_sync_and_async, test_every_mode_and_time_form, test_message_keys_mapping,
          test_forward_message_keys_option,
-         test_chunk_ack_after_records_are_in, test_forward_listen_tcp, test_forward_messages_under_backpressure, test_bad_tag_not_a_string,
+         test_chunk_ack_after_records_are_in, test_forward_listen_tcp, test_forward_messages_under_backpressure,
+         test_shutdown_mid_forward_message_counts_every_event, test_bad_tag_not_a_string,
          test_bad_array_too_short_or_long, test_bad_second_element, test_bad_option_not_a_map,
          test_bad_message_mode_record_not_a_map, test_bad_event_time_ext, test_bad_forward_entry_skipped_rest_kept,
          test_bad_packed_bytes_not_msgpack, test_bad_gzip_member, test_bad_unknown_compression,
