@@ -16,6 +16,8 @@
 #include <string.h>
 #include <zlib.h>
 
+enum { FORWARD_KEEP_KV = 64 }; /* pairs a connection's iterator keeps between messages */
+
 static const char *const default_keys[] = {"message", "log", "msg"};
 
 void forward_opts_default(forward_opts *o, size_t max_record)
@@ -58,6 +60,14 @@ void forward_iter_reset(forward_iter *it)
 {
     free(it->inflated);
     it->inflated = NULL;
+    /* an idle connection keeps nothing large: a packed entry's zone, and a big record's pairs, are given back */
+    msgpack_unpacked_destroy(&it->entry);
+    msgpack_unpacked_init(&it->entry);
+    if (it->kv_cap > FORWARD_KEEP_KV) {
+        free(it->kv);
+        it->kv = NULL;
+        it->kv_cap = 0;
+    }
     it->mode = 0;
     it->chunk = NULL;
     it->packed = NULL;
@@ -70,7 +80,6 @@ void forward_iter_reset(forward_iter *it)
 void forward_iter_free(forward_iter *it)
 {
     forward_iter_reset(it);
-    msgpack_unpacked_destroy(&it->entry);
     free(it->kv);
     it->kv = NULL;
     it->kv_cap = 0;

@@ -14,6 +14,12 @@
  * (after the good records before it are queued), or at shutdown; never while it still holds records that
  * can be queued.
  *
+ * Fluent Forward (forward.h): a top-level array is a Forward message. Its events go one by one through the same
+ * handle_record as native records; when one does not fit it becomes `held` as usual and the rest stay in the
+ * connection's forward_iter (their objects live in `res`, which is not reused until the message is done), so a
+ * message is never split or lost by backpressure. `{"ack": chunk}` is written once its last event is in the ring.
+ * --forward-listen adds a TCP listener feeding the same connections (peer: pid 0, comm "forward").
+ *
  * Per-client accounting (clients.h): each connection caches its current client entry, the one of its pid, comm and
  * the service_name of its last record; a record with another service_name moves it to that entry (one hash lookup).
  * Refusals that belong to no record (malformed, oversized, truncated) count against the current entry. */
