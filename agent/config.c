@@ -8,6 +8,8 @@
  * reader counts them. */
 #include "config.h"
 
+#include "forward.h"
+
 #include "log.h"
 #include "otlp.h"
 #include "token.h"
@@ -66,6 +68,8 @@ static const opt OPTS[] = {
     STR(metrics_listen, "", "also serve /stats, /metrics, /healthz over TCP on HOST:PORT (empty: off)"),
     STR(http_listen, "", "also take records as JSON over HTTP on unix:PATH or HOST:PORT (empty: off)"),
     NUM(http_max_body_bytes, T_SIZE, "1MiB", 1024, 64 << 20, "largest HTTP request body; larger ones get 413"),
+    STR(forward_message_keys, "message,log,msg", "Fluent Forward: record keys tried in order as the message"),
+    STR(forward_listen, "", "also take Fluent Forward over TCP on HOST:PORT, no authentication (empty: off)"),
     NUM(health_failing_ms, T_MS, "60s", 1000, 86400000, "/healthz says 503 once the upstream fails this long"),
     NUM(health_spool_pct, T_U64, "90", 1, 100, "/healthz says 503 once the spool is this % full"),
     STR(upstream, "localhost:50051", "log service HOST:PORT (or LOG_SERVICE_GRPC_SERVER)"),
@@ -535,6 +539,20 @@ static int resolve_id_list(const config *cfg, size_t offset, int groups, uint32_
     return 0;
 }
 
+/* forward-message-keys: 1 to 8 non-empty keys, comma-separated. */
+static int check_forward_keys(config *cfg)
+{
+    char copy[sizeof cfg->forward_message_keys], where[300];
+    forward_opts o;
+    memcpy(copy, cfg->forward_message_keys, sizeof copy);
+    if (forward_opts_parse_keys(&o, copy) == 0)
+        return 0;
+    describe_origin(cfg, opt_index(offsetof(config, forward_message_keys)), where, sizeof where);
+    fprintf(stderr, "logagentd: forward-message-keys '%s' (from %s): want 1 to %d non-empty keys, comma-separated\n",
+            cfg->forward_message_keys, where, FORWARD_MAX_MESSAGE_KEYS);
+    return -EINVAL;
+}
+
 /* "cgroup,container_id" (either, both, or "") -> trusted_mask. */
 static int parse_trusted_fields(config *cfg)
 {
@@ -683,12 +701,18 @@ static int check_combinations(config *cfg)
     }
     if (resolve_id_list(cfg, offsetof(config, allow_uids), 0, cfg->allow_uid, &cfg->n_allow_uid) < 0 ||
         resolve_id_list(cfg, offsetof(config, allow_gids), 1, cfg->allow_gid, &cfg->n_allow_gid) < 0 ||
-        parse_rate_limit(cfg) < 0 || parse_trusted_fields(cfg) < 0)
+        parse_rate_limit(cfg) < 0 || parse_trusted_fields(cfg) < 0 || check_forward_keys(cfg) < 0)
         return -EINVAL;
     if ((cfg->n_allow_uid || cfg->n_allow_gid) && cfg->http_listen[0] && strncmp(cfg->http_listen, "unix:", 5)) {
         describe_origin(cfg, opt_index(offsetof(config, http_listen)), a, sizeof a);
         fprintf(stderr, "logagentd: http-listen %s (from %s) is TCP, where allow-uids/allow-gids cannot be checked "
                         "(no peer credentials): use http-listen = unix:PATH\n", cfg->http_listen, a);
+        return -EINVAL;
+    }
+    if ((cfg->n_allow_uid || cfg->n_allow_gid) && cfg->forward_listen[0]) {
+        describe_origin(cfg, opt_index(offsetof(config, forward_listen)), a, sizeof a);
+        fprintf(stderr, "logagentd: forward-listen %s (from %s) is TCP, where allow-uids/allow-gids cannot be checked "
+                        "(no peer credentials): send Forward on the ingest socket instead\n", cfg->forward_listen, a);
         return -EINVAL;
     }
     if (check_tls(cfg) < 0)

@@ -14,6 +14,12 @@
  * (after the good records before it are queued), or at shutdown; never while it still holds records that
  * can be queued.
  *
+ * Fluent Forward (forward.h): a top-level array is a Forward message. Its events go one by one through the same
+ * handle_record as native records; when one does not fit it becomes `held` as usual and the rest stay in the
+ * connection's forward_iter (their objects live in `res`, which is not reused until the message is done), so a
+ * message is never split or lost by backpressure. `{"ack": chunk}` is written once its last event is in the ring.
+ * --forward-listen adds a TCP listener feeding the same connections (peer: pid 0, comm "forward").
+ *
  * Per-client accounting (clients.h): each connection caches its current client entry, the one of its pid, comm and
  * the service_name of its last record; a record with another service_name moves it to that entry (one hash lookup).
  * Refusals that belong to no record (malformed, oversized, truncated) count against the current entry. */
@@ -22,16 +28,19 @@
 #include "cgroup.h"
 #include "clients.h"
 #include "flusher.h"
+#include "forward.h"
 #include "log.h"
 #include "mpscan.h"
 #include "peer.h"
 #include "ratelimit.h"
 #include "record.h"
 #include "sockpath.h"
+#include "tcplisten.h"
 
 #include <errno.h>
 #include <event2/listener.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +74,7 @@ typedef struct conn {
     int fail;      /* MPSCAN_MALFORMED / MPSCAN_OVERSIZED: close once the good records are queued */
     int eof;       /* peer closed (or errored): close once everything is queued */
     int64_t partial_since_ns; /* CLOCK_MONOTONIC when the record now half-read began; 0 between records */
+    forward_iter fwd; /* a Forward message being handed out; its objects live in `res` (no unpacker_next meanwhile) */
     struct conn *prev, *next;
 } conn;
 
@@ -75,6 +85,7 @@ struct ingest {
     ingest_stats *st;
     struct flusher *flusher;
     struct evconnlistener *listener;
+    struct evconnlistener *fwd_listener; /* --forward-listen (TCP); NULL when off */
     struct event *resume_ev;
     conn *conns, *tail;   /* every connection; resuming serves them from the head */
     int paused;
@@ -82,10 +93,12 @@ struct ingest {
     int listening;
     int accept_paused;    /* --max-connections reached: the listener is disabled */
     record_enc enc;
+    forward_opts fwd_opts;
+    char fwd_keys[128]; /* --forward-message-keys, split in place: fwd_opts.message_keys point here */
     clients *clients;
     char hostname[64];
     log_limit lim_full, lim_malformed, lim_oversized, lim_invalid, lim_truncated, lim_reserved, lim_max_conn,
-        lim_refused, lim_rate, lim_timeout;
+        lim_refused, lim_rate, lim_timeout, lim_fwd_ack;
     ratelimit *rl;            /* --rate-limit; NULL when off */
     struct event *sweep_ev;   /* once a second: connections holding a partial record too long */
     uint32_t logged_uids[LOGGED_UIDS]; /* uids already logged as refused (each once) */
@@ -248,6 +261,80 @@ static void handle_record(conn *c, const msgpack_object *obj, size_t wire, int64
     pause_all(in);
 }
 
+/* ---- Fluent Forward ------------------------------------------------------------------------------------ */
+
+/* Answers {"ack": chunk} once every event of the Forward message is in the ring. A client that does not read its
+ * acks (the socket buffer full) loses this one: it resends the chunk (at-least-once), nothing else is blocked. */
+static void forward_ack(conn *c, const msgpack_object *chunk)
+{
+    char buf[512];
+    size_t len = forward_pack_ack(chunk, buf, sizeof buf);
+    if (len && send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)len) {
+        stat_add(&c->in->st->fwd_acks, 1);
+        return;
+    }
+    stat_add(&c->in->st->fwd_acks_failed, 1);
+    log_peer(&c->in->lim_fwd_ack, c, len ? "cannot send a Forward ack (peer not reading, or gone)"
+                                         : "Forward chunk id too long to ack (over 500 bytes)");
+}
+
+/* Hands the rest of c's Forward message to handle_record, until done or paused. Returns 1 when done (acked when
+ * asked), 0 when paused (the held event and the rest wait in c->held and c->fwd). */
+static int forward_drain(conn *c, size_t wire, int64_t now, int64_t mono)
+{
+    ingest *in = c->in;
+    msgpack_object ev;
+    while (!in->paused) {
+        int rc = forward_next(&c->fwd, &ev);
+        if (rc == 1) {
+            stat_add(&in->st->fwd_events, 1);
+            handle_record(c, &ev, wire, now, mono);
+            wire = 0; /* the message's bytes count once, with its first event */
+            continue;
+        }
+        if (rc < 0) {
+            stat_add(&in->st->invalid_record, 1);
+            client_entry *ce = conn_blame(c);
+            if (ce)
+                ce->rejected++;
+            log_peer(&in->lim_invalid, c, "invalid Forward entry skipped (not [time, record], or bad time)");
+            if (rc == -ENOMEM)
+                forward_iter_reset(&c->fwd);
+            continue;
+        }
+        if (c->fwd.chunk)
+            forward_ack(c, c->fwd.chunk);
+        forward_iter_reset(&c->fwd);
+        return 1;
+    }
+    return 0;
+}
+
+/* A top-level array: a Forward message. Returns 1 when handled, 0 when paused holding some of its events. */
+static int forward_start(conn *c, const msgpack_object *arr, size_t wire, int64_t now, int64_t mono)
+{
+    ingest *in = c->in;
+    int rc = forward_begin(&c->fwd, arr);
+    if (rc == 0) {
+        stat_add(&in->st->fwd_messages, 1);
+        return forward_drain(c, wire, now, mono);
+    }
+    client_entry *ce = conn_blame(c);
+    if (ce) {
+        ce->rejected++;
+        ce->bytes += wire;
+    }
+    if (rc == -EMSGSIZE) {
+        stat_add(&in->st->oversized, 1);
+        log_peer(&in->lim_oversized, c, "Forward compressed entries inflate past 8 x max_record_bytes, skipped");
+    } else {
+        stat_add(&in->st->invalid_record, 1);
+        log_peer(&in->lim_invalid, c, rc == -EBADMSG ? "Forward compressed entries are not valid gzip, skipped"
+                                                     : "invalid record skipped (an array that is not a Forward message)");
+    }
+    return 1;
+}
+
 /* Queues the held record and every complete record buffered on c, until done or the ring is full.
  * Returns 1 when everything buffered is queued, 0 when paused. */
 static int process(conn *c)
@@ -264,11 +351,18 @@ static int process(conn *c)
             c->client->records++;
     }
     int64_t now = real_ns(), mono = mono_ns();
+    if (forward_active(&c->fwd) && !forward_drain(c, 0, now, mono))
+        return 0;
     while (!in->paused) {
         /* a record's msgpack bytes: what earlier calls parsed of it (parsed_size, reset by each success) plus
          * how far this call moved the unpacker's read offset (no buffer moves happen between the two) */
         size_t before = msgpack_unpacker_parsed_size(&c->up) - c->up.off;
         msgpack_unpack_return r = msgpack_unpacker_next(&c->up, &c->res);
+        if (r == MSGPACK_UNPACK_SUCCESS && c->res.data.type == MSGPACK_OBJECT_ARRAY) {
+            if (!forward_start(c, &c->res.data, before + c->up.off, now, mono))
+                return 0;
+            continue;
+        }
         if (r == MSGPACK_UNPACK_SUCCESS) {
             handle_record(c, &c->res.data, before + c->up.off, now, mono);
             continue;
@@ -298,6 +392,7 @@ static void conn_free(conn *c)
     clients_detach(in->clients, c->client, mono_ns());
     event_free(c->ev);
     close(c->fd);
+    forward_iter_free(&c->fwd);
     msgpack_unpacked_destroy(&c->res);
     msgpack_unpacker_destroy(&c->up);
     free(c->held);
@@ -310,7 +405,7 @@ static void conn_free(conn *c)
 static void conn_maybe_close(conn *c, int drained)
 {
     ingest *in = c->in;
-    if (!drained || c->held || !(c->fail || c->eof))
+    if (!drained || c->held || forward_active(&c->fwd) || !(c->fail || c->eof))
         return;
     int refused = 1;
     if (c->fail == MPSCAN_MALFORMED) {
@@ -418,6 +513,8 @@ static void limit_connections(ingest *in)
     uint64_t active = stat_get(&in->st->conn_active);
     if (!in->accept_paused && active >= in->cfg->max_connections && in->listener) {
         evconnlistener_disable(in->listener);
+        if (in->fwd_listener)
+            evconnlistener_disable(in->fwd_listener);
         in->accept_paused = 1;
         stat_add(&in->st->conn_max_reached, 1);
         int64_t sup = log_limit_check(&in->lim_max_conn, 10000);
@@ -427,17 +524,39 @@ static void limit_connections(ingest *in)
                       (unsigned long long)in->cfg->max_connections, (long long)sup);
     } else if (in->accept_paused && active < in->cfg->max_connections && in->listener) {
         evconnlistener_enable(in->listener);
+        if (in->fwd_listener)
+            evconnlistener_enable(in->fwd_listener);
         in->accept_paused = 0;
     }
 }
+
+static void conn_new(ingest *in, int fd, const record_source *src);
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
     ingest *in = arg;
     record_source src;
     peer_identity(fd, in->hostname, &src);
-    if (!admit(in, fd, &src))
-        return;
+    if (admit(in, fd, &src))
+        conn_new(in, fd, &src);
+}
+
+/* --forward-listen: a TCP peer has no kernel credentials; it is pid 0, uid 0, comm "forward" (config_load refuses
+ * --forward-listen with --allow-uids/--allow-gids, which could not be checked). */
+static void on_accept_tcp(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+    ingest *in = arg;
+    record_source src;
+    memset(&src, 0, sizeof src);
+    snprintf(src.comm, sizeof src.comm, "forward");
+    src.hostname = in->hostname;
+    conn_new(in, fd, &src);
+}
+
+/* Takes a new connection into the list (and reads it unless paused). Closes fd when out of memory. */
+static void conn_new(ingest *in, int fd, const record_source *srcp)
+{
+    record_source src = *srcp;
     conn *c = calloc(1, sizeof *c);
     if (!c || !msgpack_unpacker_init(&c->up, READ_FIRST)) {
         log_write(LOG_ERROR, "\"out of memory accepting a connection\"");
@@ -455,6 +574,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->read_size = READ_FIRST;
     c->serial = stat_get(&in->st->conn_total) + 1;
     msgpack_unpacked_init(&c->res);
+    forward_iter_init(&c->fwd, &in->fwd_opts);
     mpscan_init(&c->scan, in->cfg->max_record_bytes);
     /* EV_CLOSED: a short-lived client's data and its close are handled in one turn */
     c->ev = event_new(in->base, fd, EV_READ | EV_CLOSED | EV_PERSIST, on_readable, c);
@@ -483,7 +603,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     int64_t now = mono_ns(), limit = (int64_t)in->cfg->partial_record_timeout_ms * 1000000;
     for (conn *c = in->conns, *next; c; c = next) {
         next = c->next;
-        if (!c->partial_since_ns || now - c->partial_since_ns < limit || c->held || c->fail || c->eof)
+        if (!c->partial_since_ns || now - c->partial_since_ns < limit || c->held || forward_active(&c->fwd) ||
+            c->fail || c->eof)
             continue;
         stat_add(&in->st->conn_timed_out, 1);
         c->eof = 1; /* closes as a truncation: counted `truncated`, blamed on its client */
@@ -538,6 +659,8 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
 
 /* ---- listening ---------------------------------------------------------------------------------------- */
 
+static int listen_forward_tcp(ingest *in);
+
 int ingest_listen(ingest *in)
 {
     const char *path = in->cfg->socket_path;
@@ -572,7 +695,7 @@ int ingest_listen(ingest *in)
         return -ENOMEM;
     }
     in->listening = 1;
-    return 0;
+    return listen_forward_tcp(in);
 }
 
 int ingest_listen_fd(ingest *in, int fd)
@@ -590,6 +713,29 @@ int ingest_listen_fd(ingest *in, int fd)
         return -EINVAL;
     }
     in->listening = 0; /* the socket file belongs to systemd: never unlinked by us */
+    return listen_forward_tcp(in);
+}
+
+/* --forward-listen HOST:PORT: binds it (port 0: a free one, logged). Returns 0 (also when off) or -errno. */
+static int listen_forward_tcp(ingest *in)
+{
+    const char *spec = in->cfg->forward_listen;
+    if (!spec[0])
+        return 0;
+    char addr[300];
+    int fd = tcplisten_open(spec, "--forward-listen", "HOST:PORT (e.g. 127.0.0.1:24224, [::1]:24224, :24224)",
+                            SOMAXCONN, addr, sizeof addr);
+    if (fd < 0)
+        return fd;
+    /* backlog 0: already listening */
+    in->fwd_listener = evconnlistener_new(in->base, on_accept_tcp, in, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                          0, fd);
+    if (!in->fwd_listener) {
+        close(fd);
+        log_write(LOG_ERROR, "\"cannot serve --forward-listen\" value=\"%s\"", spec);
+        return -ENOMEM;
+    }
+    log_write(LOG_INFO, "\"forward listening\" address=%s", addr);
     return 0;
 }
 
@@ -618,12 +764,18 @@ ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_s
         return NULL;
     }
     st->clients = in->clients;
+    forward_opts_default(&in->fwd_opts, (size_t)cfg->max_record_bytes);
     ingest_reload(in);
     return in;
 }
 
 void ingest_reload(ingest *in)
 {
+    snprintf(in->fwd_keys, sizeof in->fwd_keys, "%s", in->cfg->forward_message_keys);
+    if (forward_opts_parse_keys(&in->fwd_opts, in->fwd_keys) < 0) /* config_load checked it: not reached */
+        forward_opts_default(&in->fwd_opts, (size_t)in->cfg->max_record_bytes);
+    in->fwd_opts.max_record = (size_t)in->cfg->max_record_bytes;
+    in->fwd_opts.max_inflated = (size_t)in->cfg->max_record_bytes * 8;
     /* one encoded record must fit in the ring and, with a batch's framing and trailer, in one request */
     in->enc.text_limit = (size_t)in->cfg->batch_max_bytes - 256;
     if (in->enc.text_limit > ring_max_record(in->ring))
@@ -631,6 +783,24 @@ void ingest_reload(ingest *in)
 }
 
 void ingest_set_flusher(ingest *in, struct flusher *f) { in->flusher = f; }
+
+/* The events of c's Forward message not handed out yet, at shutdown: returns how many (dropped_shutdown); bad
+ * entries count invalid_record. Not acked. */
+static uint64_t count_forward(conn *c)
+{
+    uint64_t n = 0;
+    msgpack_object ev;
+    for (int rc; forward_active(&c->fwd) && (rc = forward_next(&c->fwd, &ev)) != 0;) {
+        if (rc == 1)
+            n++;
+        else
+            stat_add(&c->in->st->invalid_record, 1);
+    }
+    forward_iter_reset(&c->fwd);
+    if (c->client)
+        c->client->dropped += n;
+    return n;
+}
 
 /* Counts what a connection still holds at shutdown: the held record and complete buffered records, each
  * classified as it would have been had there been room (bad ones are rejected, good ones dropped_shutdown). */
@@ -640,8 +810,16 @@ static void count_unqueued(conn *c)
     uint64_t n = c->held ? 1 : 0;
     if (n && c->client)
         c->client->dropped++;
+    n += count_forward(c);
     record_info info;
     while (msgpack_unpacker_next(&c->up, &c->res) == MSGPACK_UNPACK_SUCCESS) {
+        if (c->res.data.type == MSGPACK_OBJECT_ARRAY) {
+            if (forward_begin(&c->fwd, &c->res.data) == 0)
+                n += count_forward(c);
+            else
+                stat_add(&in->st->invalid_record, 1);
+            continue;
+        }
         int rc = record_encode(&in->enc, &c->res.data, &c->src, 0, &info);
         client_entry *ce = conn_client(c, info.service, info.service_len, mono_ns());
         int bad = rc == -EINVAL || rc == -E2BIG || (rc == 0 && in->enc.out_len > in->enc.text_limit);
@@ -673,6 +851,10 @@ static void accept_backlog(ingest *in)
 
 void ingest_shutdown(ingest *in, int64_t deadline_ms)
 {
+    if (in->fwd_listener) {
+        evconnlistener_free(in->fwd_listener);
+        in->fwd_listener = NULL;
+    }
     if (in->listening)
         unlink(in->cfg->socket_path); /* first: nobody new can connect */
     if (in->listener && in->listening)
@@ -719,6 +901,9 @@ void ingest_free(ingest *in)
     if (in->listener)
         evconnlistener_free(in->listener);
     in->listener = NULL;
+    if (in->fwd_listener)
+        evconnlistener_free(in->fwd_listener);
+    in->fwd_listener = NULL;
     while (in->conns)
         conn_free(in->conns);
     if (in->resume_ev)

@@ -161,6 +161,18 @@ static void ingest_side(writer *w, const stats_view *v, const config *cfg)
         "Idle clients removed from the /stats/clients table to make room.", v->clients_evicted);
 }
 
+static void forward_side(writer *w, const stats_view *v)
+{
+    one(w, "logagent_forward_messages_total", "counter",
+        "Fluent Forward messages (top-level msgpack arrays) understood on the ingest socket.", v->fwd_messages);
+    one(w, "logagent_forward_events_total", "counter",
+        "Events of Forward messages handed to the record path (then counted like any record).", v->fwd_events);
+    one(w, "logagent_forward_acks_total", "counter", "Forward chunk acks sent (all of a message's events in the ring).",
+        v->fwd_acks);
+    one(w, "logagent_forward_acks_failed_total", "counter",
+        "Forward chunk acks that could not be sent (client not reading its acks, or gone).", v->fwd_acks_failed);
+}
+
 static void http_side(writer *w, const stats_view *v)
 {
     one(w, "logagent_http_enabled", "gauge", "1 when records are taken as JSON over HTTP (--http-listen).",
@@ -247,6 +259,7 @@ int metrics_render(const stats_view *v, const config *cfg, const health_report *
     records(&w, v);
     ingest_side(&w, v, cfg);
     http_side(&w, v);
+    forward_side(&w, v);
     upstream_side(&w, v, cfg);
     spool_side(&w, v, cfg);
     agent_side(&w, v, h);

@@ -76,6 +76,10 @@ void stats_collect(const stats_sources *src, stats_view *v)
         v->clients_evicted = clients_evicted(in->clients);
     }
     http_collect(&in->http, v);
+    v->fwd_messages = stat_get(&in->fwd_messages);
+    v->fwd_events = stat_get(&in->fwd_events);
+    v->fwd_acks = stat_get(&in->fwd_acks);
+    v->fwd_acks_failed = stat_get(&in->fwd_acks_failed);
     flusher_snapshot_get(src->flusher, &v->f);
     v->received = ring_received + in_drop_shutdown + in_drop_full + in_drop_rate;
     v->in_ring = ring_received - v->f.taken;
@@ -244,6 +248,9 @@ int stats_view_json(const stats_view *v, const config *cfg, char *buf, size_t ca
         v->backpressure_s, (unsigned long long)v->pauses, v->paused ? "true" : "false");
     put_spool(&t, v, cfg);
     put_http(&t, v);
+    put(&t, "\"forward\":{\"messages\":%llu,\"events\":%llu,\"acks\":%llu,\"acks_failed\":%llu},",
+        (unsigned long long)v->fwd_messages, (unsigned long long)v->fwd_events, (unsigned long long)v->fwd_acks,
+        (unsigned long long)v->fwd_acks_failed);
     put(&t, "\"clients\":{\"tracked\":%llu,\"evicted\":%llu},", (unsigned long long)v->clients_tracked,
         (unsigned long long)v->clients_evicted);
     put(&t, "\"flush_latency_ms\":{\"p50\":%g,\"p90\":%g,\"p99\":%g}}\n", f->latency_ms[0], f->latency_ms[1],

@@ -60,6 +60,10 @@ typedef struct ingest_stats {
     _Atomic uint64_t backpressure_ns; /* time spent with reading paused because the ring was full (past pauses) */
     _Atomic uint64_t paused_since_ns; /* CLOCK_MONOTONIC start of the current pause, 0 when reading */
     _Atomic uint64_t pauses;
+    _Atomic uint64_t fwd_messages;    /* Fluent Forward messages (top-level arrays) understood */
+    _Atomic uint64_t fwd_events;      /* their events handed to the record path (each then counted as any record) */
+    _Atomic uint64_t fwd_acks;        /* {"ack": chunk} answers sent */
+    _Atomic uint64_t fwd_acks_failed; /* acks that could not be sent (peer not reading or gone) */
     struct clients *clients;          /* per-client counters: set by ingest_new, main loop thread only */
     http_stats http;                  /* the HTTP ingest's own (written by http_ingest, same thread) */
 } ingest_stats;
@@ -105,6 +109,7 @@ typedef struct stats_view {
     int http_enabled;
     uint64_t http_requests, http_responses[STATS_HTTP_CODE_N], http_records, http_body_bytes, http_refused_full;
     uint64_t http_refused_rate_limited;
+    uint64_t fwd_messages, fwd_events, fwd_acks, fwd_acks_failed; /* Fluent Forward on the ingest socket */
     flusher_snapshot f;
 } stats_view;
 

@@ -1,0 +1,421 @@
+/* forward.c — Fluent Forward protocol messages -> native record maps (see forward.h).
+ *
+ * DESIGN
+ * Nothing here trusts a length it has not bounded: the outer array was already bounded by the ingest stage's
+ * stream guard (mpscan, max_record_bytes); packed entries are bytes inside it that msgpack-c would decode
+ * trusting their headers, so they go through mpscan first (bounded by their own length) and only the part it
+ * vouches for is decoded; compressed entries inflate into a buffer of at most opts->max_inflated bytes (a
+ * decompression bomb stops there and the message is refused as oversized). */
+#include "forward.h"
+
+#include "mpscan.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+enum { FORWARD_KEEP_KV = 64 }; /* pairs a connection's iterator keeps between messages */
+
+static const char *const default_keys[] = {"message", "log", "msg"};
+
+void forward_opts_default(forward_opts *o, size_t max_record)
+{
+    memset(o, 0, sizeof *o);
+    for (unsigned i = 0; i < 3; i++)
+        o->message_keys[i] = default_keys[i];
+    o->n_message_keys = 3;
+    o->max_inflated = max_record * 8;
+    o->max_record = max_record;
+}
+
+int forward_opts_parse_keys(forward_opts *o, char *buf)
+{
+    unsigned n = 0;
+    for (char *p = buf, *k; (k = strsep(&p, ",")) != NULL;) {
+        while (*k == ' ')
+            k++;
+        size_t len = strlen(k);
+        while (len && k[len - 1] == ' ')
+            k[--len] = '\0';
+        if (!len || n == FORWARD_MAX_MESSAGE_KEYS)
+            return -EINVAL;
+        o->message_keys[n++] = k;
+    }
+    if (!n)
+        return -EINVAL;
+    o->n_message_keys = n;
+    return 0;
+}
+
+void forward_iter_init(forward_iter *it, const forward_opts *opts)
+{
+    memset(it, 0, sizeof *it);
+    it->opts = opts;
+    msgpack_unpacked_init(&it->entry);
+}
+
+void forward_iter_reset(forward_iter *it)
+{
+    free(it->inflated);
+    it->inflated = NULL;
+    /* an idle connection keeps nothing large: a packed entry's zone, and a big record's pairs, are given back */
+    msgpack_unpacked_destroy(&it->entry);
+    msgpack_unpacked_init(&it->entry);
+    if (it->kv_cap > FORWARD_KEEP_KV) {
+        free(it->kv);
+        it->kv = NULL;
+        it->kv_cap = 0;
+    }
+    it->mode = 0;
+    it->chunk = NULL;
+    it->packed = NULL;
+    it->packed_len = it->packed_off = 0;
+    it->bad_tail = 0;
+    it->entries = NULL;
+    it->next_entry = 0;
+}
+
+void forward_iter_free(forward_iter *it)
+{
+    forward_iter_reset(it);
+    free(it->kv);
+    it->kv = NULL;
+    it->kv_cap = 0;
+}
+
+int forward_active(const forward_iter *it) { return it->mode != 0; }
+
+static int str_is(const msgpack_object *o, const char *s)
+{
+    size_t n = strlen(s);
+    return o->type == MSGPACK_OBJECT_STR && o->via.str.size == n && memcmp(o->via.str.ptr, s, n) == 0;
+}
+
+static int is_time(const msgpack_object *o)
+{
+    return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER || o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ||
+           o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64 || o->type == MSGPACK_OBJECT_EXT;
+}
+
+int forward_time_ns(const msgpack_object *t, int64_t *out_ns)
+{
+    const int64_t max_s = INT64_MAX / 1000000000 - 1;
+    switch (t->type) {
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        if (t->via.u64 > (uint64_t)max_s)
+            return -EINVAL;
+        *out_ns = (int64_t)t->via.u64 * 1000000000;
+        return 0;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        if (t->via.i64 < -max_s)
+            return -EINVAL;
+        *out_ns = t->via.i64 * 1000000000;
+        return 0;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: {
+        double s = t->via.f64;
+        if (!isfinite(s) || s > (double)max_s || s < -(double)max_s)
+            return -EINVAL;
+        *out_ns = (int64_t)llround(s * 1e9);
+        return 0;
+    }
+    case MSGPACK_OBJECT_EXT: {
+        const unsigned char *p = (const unsigned char *)t->via.ext.ptr;
+        if (t->via.ext.type != 0 || t->via.ext.size != 8)
+            return -EINVAL;
+        uint32_t s = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        uint32_t ns = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
+        if (ns >= 1000000000)
+            return -EINVAL;
+        *out_ns = (int64_t)s * 1000000000 + ns;
+        return 0;
+    }
+    default:
+        return -EINVAL;
+    }
+}
+
+/* The option map's `chunk` and `compressed`. Returns 0, or -EINVAL for an option that is not a map (or nil). */
+static int read_option(forward_iter *it, const msgpack_object *opt, int *gzip)
+{
+    *gzip = 0;
+    if (opt->type == MSGPACK_OBJECT_NIL)
+        return 0;
+    if (opt->type != MSGPACK_OBJECT_MAP)
+        return -EINVAL;
+    for (uint32_t i = 0; i < opt->via.map.size; i++) {
+        const msgpack_object_kv *kv = &opt->via.map.ptr[i];
+        if (str_is(&kv->key, "chunk"))
+            it->chunk = &kv->val;
+        else if (str_is(&kv->key, "compressed")) {
+            if (!str_is(&kv->val, "gzip") && !str_is(&kv->val, "text"))
+                return -EINVAL; /* a compression we cannot read */
+            *gzip = str_is(&kv->val, "gzip");
+        }
+    }
+    return 0;
+}
+
+/* Inflates gzip data (one member or several concatenated) into it->inflated. Returns 0, -EBADMSG, -EMSGSIZE or
+ * -ENOMEM. */
+static int inflate_entries(forward_iter *it, const char *src, size_t len)
+{
+    size_t cap = len * 4 + 4096, max = it->opts->max_inflated;
+    if (cap > max)
+        cap = max;
+    char *out = malloc(cap + 1);
+    if (!out)
+        return -ENOMEM;
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
+        free(out);
+        return -ENOMEM;
+    }
+    z.next_in = (Bytef *)src;
+    z.avail_in = (uInt)len;
+    size_t have = 0;
+    int rc = 0;
+    for (;;) {
+        if (have == cap) { /* one byte past max tells a bomb from data of exactly max bytes */
+            if (cap > max) {
+                rc = -EMSGSIZE;
+                break;
+            }
+            size_t ncap = cap * 2 > max ? max + 1 : cap * 2;
+            char *n = realloc(out, ncap + 1);
+            if (!n) {
+                rc = -ENOMEM;
+                break;
+            }
+            out = n;
+            cap = ncap;
+        }
+        z.next_out = (Bytef *)out + have;
+        z.avail_out = (uInt)(cap - have);
+        int zr = inflate(&z, Z_NO_FLUSH);
+        have = cap - z.avail_out;
+        if (zr == Z_STREAM_END) {
+            if (z.avail_in == 0)
+                break;
+            if (inflateReset(&z) != Z_OK) { /* another gzip member follows */
+                rc = -EBADMSG;
+                break;
+            }
+            continue;
+        }
+        if (zr == Z_BUF_ERROR && z.avail_out != 0) { /* input ended inside a member */
+            rc = -EBADMSG;
+            break;
+        }
+        if (zr != Z_OK && zr != Z_BUF_ERROR) {
+            rc = zr == Z_MEM_ERROR ? -ENOMEM : -EBADMSG;
+            break;
+        }
+    }
+    inflateEnd(&z);
+    if (rc == 0 && have > max)
+        rc = -EMSGSIZE;
+    if (rc < 0) {
+        free(out);
+        return rc;
+    }
+    it->inflated = out;
+    it->packed = out;
+    it->packed_len = have;
+    return 0;
+}
+
+/* Limits packed entries to the leading part the stream guard vouches for: whole msgpack objects, each within
+ * max_record_bytes like a native record (a trailing partial one is bounded too and found by the decoder). Bytes
+ * past a bad header are never decoded; `bad_tail` says the message ended early. */
+static void guard_packed(forward_iter *it)
+{
+    mpscan s;
+    size_t good = it->packed_len;
+    mpscan_init(&s, it->opts->max_record);
+    if (mpscan_feed(&s, (const uint8_t *)it->packed, it->packed_len, &good) != MPSCAN_OK) {
+        it->bad_tail = 1;
+        it->packed_len = good;
+    }
+}
+
+int forward_begin(forward_iter *it, const msgpack_object *arr)
+{
+    forward_iter_reset(it);
+    if (arr->type != MSGPACK_OBJECT_ARRAY || arr->via.array.size < 2 || arr->via.array.size > 4)
+        return -EINVAL;
+    const msgpack_object *a = arr->via.array.ptr;
+    uint32_t n = arr->via.array.size;
+    if (a[0].type != MSGPACK_OBJECT_STR)
+        return -EINVAL;
+    int mode, gzip = 0;
+    uint32_t body; /* elements before the option */
+    if (is_time(&a[1])) {
+        mode = FORWARD_MESSAGE, body = 3;
+        if (n < 3 || a[2].type != MSGPACK_OBJECT_MAP)
+            return -EINVAL;
+    } else if (a[1].type == MSGPACK_OBJECT_ARRAY) {
+        mode = FORWARD_FORWARD, body = 2;
+    } else if (a[1].type == MSGPACK_OBJECT_BIN || a[1].type == MSGPACK_OBJECT_STR) {
+        mode = FORWARD_PACKED, body = 2;
+    } else {
+        return -EINVAL;
+    }
+    if (n > body + 1 || (n == body + 1 && read_option(it, &a[body], &gzip) < 0)) {
+        it->chunk = NULL;
+        return -EINVAL;
+    }
+    if (gzip && mode != FORWARD_PACKED) {
+        it->chunk = NULL;
+        return -EINVAL;
+    }
+    it->tag = a[0];
+    if (mode == FORWARD_MESSAGE) {
+        it->single_time = &a[1];
+        it->single_record = &a[2];
+    } else if (mode == FORWARD_FORWARD) {
+        it->entries = &a[1];
+    } else {
+        const char *p = a[1].type == MSGPACK_OBJECT_BIN ? a[1].via.bin.ptr : a[1].via.str.ptr;
+        size_t len = a[1].type == MSGPACK_OBJECT_BIN ? a[1].via.bin.size : a[1].via.str.size;
+        if (gzip) {
+            int rc = inflate_entries(it, p, len);
+            if (rc < 0) {
+                it->chunk = NULL;
+                return rc;
+            }
+            mode = FORWARD_COMPRESSED;
+        } else {
+            it->packed = p;
+            it->packed_len = len;
+        }
+        guard_packed(it);
+    }
+    it->mode = mode;
+    return 0;
+}
+
+static msgpack_object str_obj(const char *s, size_t len)
+{
+    msgpack_object o;
+    o.type = MSGPACK_OBJECT_STR;
+    o.via.str.ptr = s;
+    o.via.str.size = (uint32_t)len;
+    return o;
+}
+
+static const char *const renamed[3] = {"record_service_name", "record_timestamp", "record_message"};
+
+/* Builds the native map of one event into *out. Returns 1, -EINVAL (bad time or record) or -ENOMEM. */
+static int build(forward_iter *it, const msgpack_object *t, const msgpack_object *rec, msgpack_object *out)
+{
+    if (rec->type != MSGPACK_OBJECT_MAP || forward_time_ns(t, &it->ts_ns) < 0)
+        return -EINVAL;
+    uint32_t n = rec->via.map.size;
+    if (it->kv_cap < (size_t)n + 3) {
+        msgpack_object_kv *kv = realloc(it->kv, ((size_t)n + 3) * sizeof *kv);
+        if (!kv)
+            return -ENOMEM;
+        it->kv = kv;
+        it->kv_cap = (size_t)n + 3;
+    }
+    const msgpack_object_kv *r = rec->via.map.ptr;
+    long msg = -1;
+    for (unsigned k = 0; k < it->opts->n_message_keys && msg < 0; k++)
+        for (uint32_t i = 0; i < n && msg < 0; i++)
+            if (r[i].val.type == MSGPACK_OBJECT_STR && str_is(&r[i].key, it->opts->message_keys[k]))
+                msg = i;
+    msgpack_object_kv *kv = it->kv;
+    kv[0].key = str_obj("service_name", 12);
+    kv[0].val = it->tag;
+    kv[1].key = str_obj("timestamp", 9);
+    kv[1].val.type = it->ts_ns < 0 ? MSGPACK_OBJECT_NEGATIVE_INTEGER : MSGPACK_OBJECT_POSITIVE_INTEGER;
+    kv[1].val.via.i64 = it->ts_ns;
+    kv[2].key = str_obj("message", 7);
+    kv[2].val = msg >= 0 ? r[msg].val : str_obj("", 0);
+    uint32_t m = 3;
+    for (uint32_t i = 0; i < n; i++) {
+        if ((long)i == msg)
+            continue;
+        kv[m] = r[i];
+        for (unsigned k = 0; k < 3; k++) /* a key the mapping sets itself: kept under record_<key> */
+            if (str_is(&r[i].key, kv[k].key.via.str.ptr))
+                kv[m].key = str_obj(renamed[k], strlen(renamed[k]));
+        m++;
+    }
+    out->type = MSGPACK_OBJECT_MAP;
+    out->via.map.ptr = kv;
+    out->via.map.size = m;
+    return 1;
+}
+
+/* One [time, record] entry. */
+static int build_entry(forward_iter *it, const msgpack_object *e, msgpack_object *out)
+{
+    if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2)
+        return -EINVAL;
+    return build(it, &e->via.array.ptr[0], &e->via.array.ptr[1], out);
+}
+
+static int next_packed(forward_iter *it, msgpack_object *out)
+{
+    if (it->packed_off >= it->packed_len) {
+        if (!it->bad_tail)
+            return 0;
+        it->bad_tail = 0;
+        return -EINVAL;
+    }
+    msgpack_unpack_return r = msgpack_unpack_next(&it->entry, it->packed, it->packed_len, &it->packed_off);
+    if (r == MSGPACK_UNPACK_NOMEM_ERROR)
+        return -ENOMEM;
+    if (r != MSGPACK_UNPACK_SUCCESS && r != MSGPACK_UNPACK_EXTRA_BYTES) { /* a truncated or bad entry ends it */
+        it->packed_off = it->packed_len;
+        it->bad_tail = 0;
+        return -EINVAL;
+    }
+    return build_entry(it, &it->entry.data, out);
+}
+
+int forward_next(forward_iter *it, msgpack_object *out)
+{
+    int rc = 0;
+    switch (it->mode) {
+    case FORWARD_MESSAGE:
+        if (it->next_entry++ == 0)
+            return build(it, it->single_time, it->single_record, out);
+        break;
+    case FORWARD_FORWARD:
+        if (it->next_entry < it->entries->via.array.size)
+            return build_entry(it, &it->entries->via.array.ptr[it->next_entry++], out);
+        break;
+    case FORWARD_PACKED:
+    case FORWARD_COMPRESSED:
+        rc = next_packed(it, out);
+        if (rc != 0)
+            return rc;
+        break;
+    default:
+        return 0;
+    }
+    it->mode = 0; /* done; `chunk` stays for the caller until forward_iter_reset */
+    return 0;
+}
+
+size_t forward_pack_ack(const msgpack_object *chunk, char *buf, size_t cap)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    size_t len = 0;
+    if (msgpack_pack_map(&pk, 1) == 0 && msgpack_pack_str_with_body(&pk, "ack", 3) == 0 &&
+        msgpack_pack_object(&pk, *chunk) == 0 && sb.size <= cap) {
+        memcpy(buf, sb.data, sb.size);
+        len = sb.size;
+    }
+    msgpack_sbuffer_destroy(&sb);
+    return len;
+}

@@ -1,0 +1,85 @@
+/* forward.h — the Fluent Forward protocol (v1) on the ingest socket: one decoded top-level msgpack array in, the
+ * native record maps it stands for out, one event at a time.
+ *
+ * Modes (told apart by the second element): Message `[tag, time, record(, option)]`, Forward
+ * `[tag, [[time, record], ...](, option)]`, PackedForward `[tag, bin|str of concatenated [time, record](, option)]`
+ * and CompressedPackedForward (option `compressed: "gzip"`, the packed entries gzip-compressed). Time is integer
+ * seconds, EventTime (ext type 0: big-endian u32 seconds, u32 nanoseconds) or float seconds.
+ *
+ * Each event becomes the map a native client would send: service_name = tag, message = the first of the
+ * configured message keys whose value is a string ("" when none is), timestamp = the event time in unix ns, and
+ * every other record key as it is, except that the record's own `service_name`, `timestamp` and (when another key
+ * is the message) `message` are kept as `record_service_name`, `record_timestamp`, `record_message` (the tag, the
+ * event time and the chosen key say those). The caller hands that map to record_encode.
+ *
+ * No libevent here: unit tests and fuzz targets drive it directly. A forward_iter borrows the array object: the
+ * caller keeps it alive (its msgpack zone) until forward_iter_reset or the iteration ends. */
+#ifndef LOGAGENT_FORWARD_H
+#define LOGAGENT_FORWARD_H
+
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FORWARD_MAX_MESSAGE_KEYS 8
+
+typedef struct forward_opts {
+    const char *message_keys[FORWARD_MAX_MESSAGE_KEYS]; /* tried in order; borrowed */
+    unsigned n_message_keys;
+    size_t max_inflated; /* CompressedPackedForward: the decompressed entries may be at most this many bytes */
+    size_t max_record;   /* one packed entry may be at most this many bytes (as a native record) */
+} forward_opts;
+
+enum forward_mode { FORWARD_MESSAGE = 1, FORWARD_FORWARD, FORWARD_PACKED, FORWARD_COMPRESSED };
+
+typedef struct forward_iter {
+    const forward_opts *opts;
+    int mode;
+    msgpack_object tag;          /* a str */
+    const msgpack_object *chunk; /* the option map's `chunk`, NULL when none: answer {"ack": chunk} when done */
+    const msgpack_object *single_time, *single_record; /* Message mode */
+    const msgpack_object *entries; /* Forward mode: the entries array */
+    uint32_t next_entry;           /* Forward mode: index; Message mode: 0 or 1 */
+    const char *packed;            /* Packed modes: the concatenated entries (borrowed or `inflated`) */
+    size_t packed_len, packed_off;
+    int bad_tail;                  /* Packed modes: bytes after packed_len are not valid msgpack */
+    char *inflated;                /* owned: CompressedPackedForward's decompressed entries */
+    msgpack_unpacked entry;        /* Packed modes: the entry being handed out */
+    msgpack_object_kv *kv;         /* owned: the built map's pairs */
+    size_t kv_cap;
+    int64_t ts_ns;                 /* the built map's timestamp value */
+} forward_iter;
+
+/* Fills o with the default message keys (message, log, msg) and max_inflated = 8 * max_record, max_record. */
+void forward_opts_default(forward_opts *o, size_t max_record);
+
+/* Parses a comma-separated key list ("message,log,msg") into o->message_keys, pointing into `buf` (which it
+ * modifies and the caller keeps alive). Returns 0, or -EINVAL for an empty list, an empty key or too many keys. */
+int forward_opts_parse_keys(forward_opts *o, char *buf);
+
+void forward_iter_init(forward_iter *it, const forward_opts *opts);
+/* Frees what the iterator owns (it stays usable for forward_begin). */
+void forward_iter_reset(forward_iter *it);
+void forward_iter_free(forward_iter *it);
+
+/* Starts on one top-level array. Returns 0 (events follow), -EINVAL when it is not a Forward message (skip it,
+ * invalid_record), -EBADMSG for compressed entries that do not inflate (invalid_record), -EMSGSIZE when they
+ * inflate past opts->max_inflated (oversized), -ENOMEM. On error the iterator holds nothing. */
+int forward_begin(forward_iter *it, const msgpack_object *arr);
+
+/* The next event as a native record map in *out (valid until the next call or reset). Returns 1 for an event,
+ * 0 when there are no more, -EINVAL for an entry that is not a valid [time, record] (skip it, invalid_record;
+ * calling again goes on with the next one, except in packed modes where bytes that are not msgpack end the
+ * message), -ENOMEM. */
+int forward_next(forward_iter *it, msgpack_object *out);
+
+/* True while forward_begin succeeded and forward_next has not returned 0 yet. */
+int forward_active(const forward_iter *it);
+
+/* Converts an event time (int seconds, EventTime ext 0, float seconds) to unix ns. Returns 0 or -EINVAL. */
+int forward_time_ns(const msgpack_object *t, int64_t *out_ns);
+
+/* Packs {"ack": chunk} into buf. Returns its length, or 0 when it does not fit in cap. */
+size_t forward_pack_ack(const msgpack_object *chunk, char *buf, size_t cap);
+
+#endif

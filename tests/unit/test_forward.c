@@ -1,0 +1,357 @@
+/* test_forward.c — Fluent Forward messages to native record maps: the three time forms (and bad ones), each mode,
+ * the message-key choice and the keys dropped, bad entries skipped while the rest go on, packed bytes cut short or
+ * not msgpack, gzip (several members, corrupt, a bomb past max_inflated), the option map (chunk, compressed) and
+ * the ack's bytes, the message-key list parser. */
+#include "check.h"
+#include "forward.h"
+
+#include <errno.h>
+#include <msgpack.h>
+#include <stdlib.h>
+#include <zlib.h>
+
+static msgpack_packer pk;
+static msgpack_sbuffer sb;
+
+static void start_pack(void)
+{
+    msgpack_sbuffer_clear(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+}
+
+static void str(const char *s) { msgpack_pack_str_with_body(&pk, s, strlen(s)); }
+
+static void event_time(uint32_t s, uint32_t ns)
+{
+    unsigned char b[8] = {s >> 24, s >> 16, s >> 8, s, ns >> 24, ns >> 16, ns >> 8, ns};
+    msgpack_pack_ext_with_body(&pk, b, 8, 0);
+}
+
+/* A [time, {"message": msg, "i": i}] entry with integer time 1000 + i. */
+static void entry(int i, const char *msg)
+{
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_int64(&pk, 1000 + i);
+    msgpack_pack_map(&pk, 2);
+    str("message");
+    str(msg);
+    str("i");
+    msgpack_pack_int(&pk, i);
+}
+
+/* The value of key k in a map object, or NULL. */
+static const msgpack_object *get(const msgpack_object *m, const char *k)
+{
+    for (uint32_t i = 0; i < m->via.map.size; i++) {
+        const msgpack_object *key = &m->via.map.ptr[i].key;
+        if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == strlen(k) && !memcmp(key->via.str.ptr, k, strlen(k)))
+            return &m->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+static int is_str(const msgpack_object *o, const char *s)
+{
+    return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) && !memcmp(o->via.str.ptr, s, strlen(s));
+}
+
+static forward_opts opts;
+static msgpack_unpacked up;
+
+/* Unpacks what was packed and begins on it. */
+static int begin(forward_iter *it)
+{
+    size_t off = 0;
+    msgpack_unpack_next(&up, sb.data, sb.size, &off);
+    return forward_begin(it, &up.data);
+}
+
+static void test_times(void)
+{
+    int64_t ns;
+    msgpack_object t;
+    t.type = MSGPACK_OBJECT_POSITIVE_INTEGER, t.via.u64 = 1725013845;
+    CHECK_INT(forward_time_ns(&t, &ns), 0);
+    CHECK_INT(ns, 1725013845000000000LL);
+    t.type = MSGPACK_OBJECT_NEGATIVE_INTEGER, t.via.i64 = -2;
+    CHECK_INT(forward_time_ns(&t, &ns), 0);
+    CHECK_INT(ns, -2000000000LL);
+    t.type = MSGPACK_OBJECT_FLOAT64, t.via.f64 = 1.5;
+    CHECK_INT(forward_time_ns(&t, &ns), 0);
+    CHECK_INT(ns, 1500000000LL);
+    t.via.f64 = 1e300;
+    CHECK_INT(forward_time_ns(&t, &ns), -EINVAL);
+    t.type = MSGPACK_OBJECT_POSITIVE_INTEGER, t.via.u64 = UINT64_MAX;
+    CHECK_INT(forward_time_ns(&t, &ns), -EINVAL);
+    unsigned char b[8] = {0x66, 0xd1, 0x9f, 0x55, 0x07, 0x5b, 0xcd, 0x15}; /* 1725013845 s, 123456789 ns */
+    t.type = MSGPACK_OBJECT_EXT, t.via.ext.type = 0, t.via.ext.size = 8, t.via.ext.ptr = (const char *)b;
+    CHECK_INT(forward_time_ns(&t, &ns), 0);
+    CHECK_INT(ns, 1725013845123456789LL);
+    t.via.ext.type = 1;
+    CHECK_INT(forward_time_ns(&t, &ns), -EINVAL);
+    t.via.ext.type = 0, t.via.ext.size = 4;
+    CHECK_INT(forward_time_ns(&t, &ns), -EINVAL);
+    unsigned char big_ns[8] = {0, 0, 0, 1, 0x3b, 0x9a, 0xca, 0x00}; /* 1e9 ns: not a valid nanosecond field */
+    t.via.ext.size = 8, t.via.ext.ptr = (const char *)big_ns;
+    CHECK_INT(forward_time_ns(&t, &ns), -EINVAL);
+    t.type = MSGPACK_OBJECT_STR;
+    CHECK_INT(forward_time_ns(&t, &ns), -EINVAL);
+}
+
+static void test_message_mode_mapping(void)
+{
+    forward_iter it;
+    forward_iter_init(&it, &opts);
+    start_pack();
+    msgpack_pack_array(&pk, 4);
+    str("app.web");
+    event_time(100, 5);
+    msgpack_pack_map(&pk, 6);
+    str("message"), msgpack_pack_int(&pk, 1); /* not a string: record_message, `log` is the message */
+    str("log"), str("the line");
+    str("msg"), str("stays metadata");
+    str("service_name"), str("own");
+    str("timestamp"), msgpack_pack_int(&pk, 7);
+    str("user"), str("u1");
+    msgpack_pack_map(&pk, 2);
+    str("chunk"), str("abc");
+    str("size"), msgpack_pack_int(&pk, 1);
+    CHECK_INT(begin(&it), 0);
+    CHECK(forward_active(&it));
+    msgpack_object ev;
+    CHECK_INT(forward_next(&it, &ev), 1);
+    CHECK(ev.type == MSGPACK_OBJECT_MAP);
+    CHECK_INT(ev.via.map.size, 8);
+    CHECK(is_str(get(&ev, "service_name"), "app.web"));
+    CHECK(is_str(get(&ev, "message"), "the line"));
+    CHECK(is_str(get(&ev, "msg"), "stays metadata"));
+    CHECK(is_str(get(&ev, "user"), "u1"));
+    CHECK(get(&ev, "log") == NULL);
+    CHECK(get(&ev, "record_message") && get(&ev, "record_message")->via.u64 == 1);
+    CHECK(is_str(get(&ev, "record_service_name"), "own"));
+    CHECK(get(&ev, "record_timestamp") && get(&ev, "record_timestamp")->via.u64 == 7);
+    const msgpack_object *ts = get(&ev, "timestamp");
+    CHECK(ts && ts->type == MSGPACK_OBJECT_POSITIVE_INTEGER && ts->via.u64 == 100000000005ULL);
+    CHECK_INT(forward_next(&it, &ev), 0);
+    CHECK(!forward_active(&it));
+    CHECK(is_str(it.chunk, "abc"));
+    char ack[64];
+    size_t n = forward_pack_ack(it.chunk, ack, sizeof ack);
+    CHECK_INT(n, 9);
+    CHECK(n == 9 && memcmp(ack, "\x81\xa3" "ack" "\xa3" "abc", 9) == 0);
+    CHECK_INT(forward_pack_ack(it.chunk, ack, 4), 0);
+    /* no message key that is a string: "" and every key kept */
+    start_pack();
+    msgpack_pack_array(&pk, 3);
+    str("t");
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_map(&pk, 1);
+    str("cpu"), msgpack_pack_double(&pk, 0.5);
+    CHECK_INT(begin(&it), 0);
+    CHECK_INT(forward_next(&it, &ev), 1);
+    CHECK(is_str(get(&ev, "message"), ""));
+    CHECK(get(&ev, "cpu") != NULL);
+    CHECK(it.chunk == NULL);
+    forward_iter_free(&it);
+}
+
+static void test_forward_mode_bad_entries(void)
+{
+    forward_iter it;
+    forward_iter_init(&it, &opts);
+    start_pack();
+    msgpack_pack_array(&pk, 2);
+    str("t");
+    msgpack_pack_array(&pk, 4);
+    entry(0, "e0");
+    str("not an entry");
+    msgpack_pack_array(&pk, 2), msgpack_pack_int(&pk, 1), str("record not a map");
+    entry(3, "e3");
+    CHECK_INT(begin(&it), 0);
+    msgpack_object ev;
+    CHECK_INT(forward_next(&it, &ev), 1);
+    CHECK(is_str(get(&ev, "message"), "e0"));
+    CHECK_INT(forward_next(&it, &ev), -EINVAL);
+    CHECK_INT(forward_next(&it, &ev), -EINVAL);
+    CHECK_INT(forward_next(&it, &ev), 1);
+    CHECK(is_str(get(&ev, "message"), "e3"));
+    CHECK(get(&ev, "timestamp")->via.u64 == 1003000000000ULL);
+    CHECK_INT(forward_next(&it, &ev), 0);
+    forward_iter_free(&it);
+}
+
+/* Packs [tag, bin(data), {compressed: gzip}?]. */
+static void pack_packed(const char *data, size_t len, int gzip)
+{
+    start_pack();
+    msgpack_pack_array(&pk, gzip ? 3 : 2);
+    str("t");
+    msgpack_pack_bin_with_body(&pk, data, len);
+    if (gzip) {
+        msgpack_pack_map(&pk, 1);
+        str("compressed"), str("gzip");
+    }
+}
+
+static size_t gzip_into(const char *in, size_t len, char *out, size_t cap)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    deflateInit2(&z, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
+    z.next_in = (Bytef *)in, z.avail_in = (uInt)len;
+    z.next_out = (Bytef *)out, z.avail_out = (uInt)cap;
+    CHECK_INT(deflate(&z, Z_FINISH), Z_STREAM_END);
+    size_t n = cap - z.avail_out;
+    deflateEnd(&z);
+    return n;
+}
+
+static int count_events(forward_iter *it, int *bad)
+{
+    msgpack_object ev;
+    int n = 0, rc;
+    *bad = 0;
+    while ((rc = forward_next(it, &ev)) != 0) {
+        if (rc == 1)
+            n++;
+        else
+            (*bad)++;
+    }
+    return n;
+}
+
+static void test_packed_and_gzip(void)
+{
+    forward_iter it;
+    forward_iter_init(&it, &opts);
+    msgpack_sbuffer entries;
+    msgpack_sbuffer_init(&entries);
+    msgpack_packer_init(&pk, &entries, msgpack_sbuffer_write);
+    for (int i = 0; i < 10; i++)
+        entry(i, "packed");
+    char *e = malloc(entries.size + 16);
+    size_t elen = entries.size;
+    memcpy(e, entries.data, elen);
+    int bad;
+    pack_packed(e, elen, 0);
+    CHECK_INT(begin(&it), 0);
+    CHECK_INT(count_events(&it, &bad), 10);
+    CHECK_INT(bad, 0);
+    pack_packed(e, elen - 3, 0); /* the last entry cut short */
+    CHECK_INT(begin(&it), 0);
+    CHECK_INT(count_events(&it, &bad), 9);
+    CHECK_INT(bad, 1);
+    memcpy(e + elen, "\xc1\xc1\xc1", 3); /* then bytes that are not msgpack */
+    pack_packed(e, elen + 3, 0);
+    CHECK_INT(begin(&it), 0);
+    CHECK_INT(count_events(&it, &bad), 10);
+    CHECK_INT(bad, 1);
+    /* two gzip members concatenated */
+    size_t cap = 2 * elen + 1024;
+    char *gz = malloc(cap);
+    size_t g1 = gzip_into(e, elen, gz, cap);
+    size_t g2 = gzip_into(e, elen, gz + g1, cap - g1);
+    pack_packed(gz, g1 + g2, 1);
+    CHECK_INT(begin(&it), 0);
+    CHECK_INT(it.mode, FORWARD_COMPRESSED);
+    CHECK_INT(count_events(&it, &bad), 20);
+    CHECK_INT(bad, 0);
+    pack_packed(gz, g1 - 5, 1); /* cut short */
+    CHECK_INT(begin(&it), -EBADMSG);
+    CHECK(!forward_active(&it));
+    gz[12] ^= 0xff; /* corrupt deflate data */
+    pack_packed(gz, g1, 1);
+    CHECK_INT(begin(&it), -EBADMSG);
+    /* a bomb: 64 KiB of zeros under max_inflated = 8 KiB */
+    forward_opts small = opts;
+    small.max_inflated = 8192;
+    forward_iter it2;
+    forward_iter_init(&it2, &small);
+    char *zeros = calloc(1, 65536);
+    size_t gb = gzip_into(zeros, 65536, gz, cap);
+    pack_packed(gz, gb, 1);
+    CHECK_INT(begin(&it2), -EMSGSIZE);
+    gb = gzip_into(zeros, 8192, gz, cap); /* exactly the limit inflates (zeros are fixints: 8192 bad entries) */
+    pack_packed(gz, gb, 1);
+    CHECK_INT(begin(&it2), 0);
+    CHECK_INT(count_events(&it2, &bad), 0);
+    CHECK_INT(bad, 8192);
+    forward_iter_free(&it2);
+    free(zeros);
+    free(gz);
+    free(e);
+    msgpack_sbuffer_destroy(&entries);
+    forward_iter_free(&it);
+}
+
+static void test_not_forward(void)
+{
+    forward_iter it;
+    forward_iter_init(&it, &opts);
+    start_pack(); /* tag not a string */
+    msgpack_pack_array(&pk, 3), msgpack_pack_int(&pk, 1), msgpack_pack_int(&pk, 1), msgpack_pack_map(&pk, 0);
+    CHECK_INT(begin(&it), -EINVAL);
+    start_pack(); /* too short */
+    msgpack_pack_array(&pk, 1), str("t");
+    CHECK_INT(begin(&it), -EINVAL);
+    start_pack(); /* Message mode without a record */
+    msgpack_pack_array(&pk, 2), str("t"), msgpack_pack_int(&pk, 1);
+    CHECK_INT(begin(&it), -EINVAL);
+    start_pack(); /* option not a map */
+    msgpack_pack_array(&pk, 3), str("t"), msgpack_pack_array(&pk, 0), str("opt");
+    CHECK_INT(begin(&it), -EINVAL);
+    start_pack(); /* a compression we cannot read */
+    msgpack_pack_array(&pk, 3), str("t"), msgpack_pack_bin_with_body(&pk, "", 0), msgpack_pack_map(&pk, 1);
+    str("compressed"), str("zstd");
+    CHECK_INT(begin(&it), -EINVAL);
+    start_pack(); /* gzip on Forward mode */
+    msgpack_pack_array(&pk, 3), str("t"), msgpack_pack_array(&pk, 0), msgpack_pack_map(&pk, 1);
+    str("compressed"), str("gzip");
+    CHECK_INT(begin(&it), -EINVAL);
+    CHECK(it.chunk == NULL && !forward_active(&it));
+    start_pack(); /* a map is not an array */
+    msgpack_pack_map(&pk, 0);
+    CHECK_INT(begin(&it), -EINVAL);
+    forward_iter_free(&it);
+}
+
+static void test_parse_keys(void)
+{
+    forward_opts o;
+    forward_opts_default(&o, 1024);
+    CHECK_INT(o.n_message_keys, 3);
+    CHECK_STR(o.message_keys[1], "log");
+    CHECK_INT(o.max_inflated, 8192);
+    char a[] = "log, message ,MESSAGE";
+    CHECK_INT(forward_opts_parse_keys(&o, a), 0);
+    CHECK_INT(o.n_message_keys, 3);
+    CHECK_STR(o.message_keys[0], "log");
+    CHECK_STR(o.message_keys[1], "message");
+    CHECK_STR(o.message_keys[2], "MESSAGE");
+    char b[] = "";
+    CHECK_INT(forward_opts_parse_keys(&o, b), -EINVAL);
+    char c[] = "a,,b";
+    CHECK_INT(forward_opts_parse_keys(&o, c), -EINVAL);
+    char c2[] = "a, ,b";
+    CHECK_INT(forward_opts_parse_keys(&o, c2), -EINVAL);
+    char c3[] = "a,";
+    CHECK_INT(forward_opts_parse_keys(&o, c3), -EINVAL);
+    char d[] = "a,b,c,d,e,f,g,h,i";
+    CHECK_INT(forward_opts_parse_keys(&o, d), -EINVAL);
+}
+
+int main(void)
+{
+    msgpack_sbuffer_init(&sb);
+    msgpack_unpacked_init(&up);
+    forward_opts_default(&opts, 1 << 20);
+    test_times();
+    test_message_mode_mapping();
+    test_forward_mode_bad_entries();
+    test_packed_and_gzip();
+    test_not_forward();
+    test_parse_keys();
+    msgpack_unpacked_destroy(&up);
+    msgpack_sbuffer_destroy(&sb);
+    return check_done("test_forward");
+}
