@@ -1,5 +1,5 @@
 /* otlp.c — WriteLogRequest entries → OTLP ExportLogsServiceRequest, and the response's partial_success
- * (see otlp.h; the mapping table is in docs/interop-otlp.md).
+ * (see otlp.h; the mapping table is in docs/interop.md (OpenTelemetry)).
  *
  * One ResourceLogs per distinct (service_name, source.hostname, source.pid) in the batch, in order of first
  * appearance, because those three are resource attributes (service.name, host.name, process.pid) and a

@@ -3,7 +3,7 @@
  * for its partial_success count.
  *
  * The conversion is done at send time from the batch's bytes (the ring, the batch and the spool keep holding
- * WriteLogRequest entries, so retries, spooling and accounting are the same code in both modes). docs/interop-otlp.md
+ * WriteLogRequest entries, so retries, spooling and accounting are the same code in both modes). docs/interop.md (OpenTelemetry)
  * has the mapping table. An otlp_exporter is read-only once made: the flusher thread and the reaper may use it
  * at once. */
 #ifndef LOGAGENT_OTLP_H

@@ -1,6 +1,6 @@
 /* sink_otlp: `logagent-sink --protocol otlp` decoding. An ExportLogsServiceRequest (our proto/opentelemetry
  * subset, wire-compatible with OTLP) becomes logagent.v1 WriteLogRequest structs, mapped back the way the agent's
- * otlp.c maps them out (docs/interop-otlp.md), plus the OTLP-only facts for the "otlp" object of each JSON line.
+ * otlp.c maps them out (docs/interop.md (OpenTelemetry)), plus the OTLP-only facts for the "otlp" object of each JSON line.
  * The structs point into the unpacked request: valid until sink_otlp_free. */
 #ifndef LOGAGENT_SINK_OTLP_H
 #define LOGAGENT_SINK_OTLP_H
