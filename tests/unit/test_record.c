@@ -9,6 +9,7 @@
 #include "otlp.h"
 
 #include <errno.h>
+#include <math.h>
 #include <logagent/v1/log_service.pb-c.h>
 #include <msgpack.h>
 #include <opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h>
@@ -566,6 +567,48 @@ static ExportRequest *export_typed(int typed_flag)
 
 #define V(c) OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_##c
 
+/* Values whose text reads back only partly: a non-finite float, a map holding a uint beyond int64 (its JSON does
+ * not parse as int64: the whole map goes as its JSON text), an empty bin. */
+static void test_meta_types_edges(void)
+{
+    record_enc e;
+    CHECK_INT(record_enc_init(&e), 0);
+    e.typed = 1;
+    tc t;
+    tc_begin(&t, 4);
+    kv(&t, "message", "edges");
+    key(&t, "inf"); msgpack_pack_double(&t.pk, -INFINITY);
+    key(&t, "huge"); msgpack_pack_map(&t.pk, 1); key(&t, "u"); msgpack_pack_uint64(&t.pk, UINT64_MAX);
+    key(&t, "empty"); msgpack_pack_bin_with_body(&t.pk, "", 0);
+    size_t len;
+    uint8_t *bytes = encode_copy(&e, &t, &len);
+    msgpack_sbuffer_destroy(&t.sb);
+    record_enc_free(&e);
+    char why[128];
+    otlp_exporter *x = otlp_exporter_new("", why, sizeof why);
+    batch *b = batch_new(1);
+    CHECK(x && b && bytes && batch_add(b, bytes, len) == 0);
+    int err = 0;
+    uint8_t *out = x && b ? otlp_payload(x, b, NOW, &len, &err) : NULL;
+    ExportRequest *req = out ? opentelemetry__proto__collector__logs__v1__export_logs_service_request__unpack(
+                                   NULL, len, out)
+                             : NULL;
+    CHECK(req != NULL);
+    if (req) {
+        const LogRecord *r = req->resource_logs[0]->scope_logs[0]->log_records[0];
+        const AnyValue *v;
+        CHECK((v = attr_of(r, "inf")) && v->value_case == V(DOUBLE_VALUE) && v->double_value < -1e308); /* -Infinity */
+        CHECK((v = attr_of(r, "huge")) && v->value_case == V(STRING_VALUE) &&
+              !strcmp(v->string_value, "{\"u\":18446744073709551615}"));
+        CHECK((v = attr_of(r, "empty")) && v->value_case == V(BYTES_VALUE) && v->bytes_value.len == 0);
+        opentelemetry__proto__collector__logs__v1__export_logs_service_request__free_unpacked(req, NULL);
+    }
+    free(out);
+    free(bytes);
+    batch_free(b);
+    otlp_exporter_free(x);
+}
+
 static void test_meta_types_exported(void)
 {
     ExportRequest *req = export_typed(1);
@@ -598,6 +641,7 @@ static void test_meta_types_exported(void)
         }
     }
     opentelemetry__proto__collector__logs__v1__export_logs_service_request__free_unpacked(req, NULL);
+    test_meta_types_edges();
     /* an entry without the field (native mode, or spooled by an older agent): every metadata value a string */
     req = export_typed(0);
     if (!req)
