@@ -584,6 +584,7 @@ http_ingest *http_ingest_new(struct event_base *base, const config *cfg, ring *r
     evhttp_set_flags(h->http, EVHTTP_SERVER_LINGERING_CLOSE); /* a refused body is read to its end, so the client
                                                                  reads the 413 instead of a reset */
     evhttp_set_gencb(h->http, on_request, h);
+    h->enc.typed = cfg->upstream_protocol == PROTOCOL_OTLP; /* metadata types for otlp.c (record.h) */
     http_ingest_reload(h);
     return h;
 }

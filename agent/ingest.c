@@ -765,6 +765,7 @@ ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_s
     }
     st->clients = in->clients;
     forward_opts_default(&in->fwd_opts, (size_t)cfg->max_record_bytes);
+    in->enc.typed = cfg->upstream_protocol == PROTOCOL_OTLP; /* metadata types for otlp.c (record.h) */
     ingest_reload(in);
     return in;
 }

@@ -4,7 +4,8 @@
  * data, or offsets into e->text for values that needed converting); `emit` sizes and writes the protobuf
  * wire format by hand (pbwire.h). Text forms (DESIGN.md): str as is (invalid UTF-8 repaired with U+FFFD so
  * that upstream proto3 parsers accept it), int/float/bool as text, nil as "", map/array as compact JSON,
- * bin as base64, ext as base64 of its data. */
+ * bin as base64, ext as base64 of its data. With e->typed (OTLP upstream) each metadata value's msgpack type
+ * also goes into field RECORD_F_META_TYPES, so that otlp.c can send typed attribute values (record.h). */
 #include "record.h"
 
 #include "pbwire.h"
@@ -518,11 +519,37 @@ static int key_is(const msgpack_object *k, const char *name, size_t n)
     return k->via.str.size == n && memcmp(k->via.str.ptr, name, n) == 0;
 }
 
-static int add_meta(record_enc *e, record_span key, record_span val)
+/* The RECORD_T_* tag of a metadata value (record.h). */
+static char value_type(const msgpack_object *v)
+{
+    switch (v->type) {
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return v->via.u64 <= INT64_MAX ? RECORD_T_INT : RECORD_T_STRING;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return RECORD_T_INT;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        return RECORD_T_DOUBLE;
+    case MSGPACK_OBJECT_BOOLEAN:
+        return RECORD_T_BOOL;
+    case MSGPACK_OBJECT_NIL:
+        return RECORD_T_NIL;
+    case MSGPACK_OBJECT_MAP:
+        return RECORD_T_MAP;
+    case MSGPACK_OBJECT_ARRAY:
+        return RECORD_T_ARRAY;
+    case MSGPACK_OBJECT_BIN:
+        return RECORD_T_BIN;
+    default:
+        return RECORD_T_STRING;
+    }
+}
+
+static int add_meta(record_enc *e, record_span key, record_span val, char type)
 {
     if (grow((void **)&e->kv, &e->kv_cap, e->n_kv + 1, sizeof *e->kv) < 0)
         return -ENOMEM;
-    e->kv[e->n_kv++] = (record_kv){key, val};
+    e->kv[e->n_kv++] = (record_kv){key, val, type};
     return 0;
 }
 
@@ -569,7 +596,7 @@ static int classify_pair(record_enc *e, const msgpack_object_kv *kv, fields *f, 
     record_span vs;
     if ((rc = value_span(e, v, &vs, info)) < 0)
         return rc;
-    return add_meta(e, ks, vs);
+    return add_meta(e, ks, vs, value_type(v));
 }
 
 static int classify(record_enc *e, const msgpack_object *obj, fields *f, record_info *info)
@@ -624,8 +651,34 @@ static uint8_t *put_str(uint8_t *p, uint32_t field, const record_enc *e, const r
 
 static size_t str_size(const record_span *s) { return s->len ? pbw_len_field_size(s->len) : 0; }
 
+/* How many tag bytes RECORD_F_META_TYPES needs: up to the last non-string value (0: no field). */
+static size_t types_len(const record_enc *e)
+{
+    size_t n = e->typed ? e->n_kv : 0;
+    while (n > 0 && e->kv[n - 1].type == RECORD_T_STRING)
+        n--;
+    return n;
+}
+
+static size_t types_size(size_t n)
+{
+    return n ? pbw_varint_size((uint64_t)RECORD_F_META_TYPES << 3 | PBW_LEN) + pbw_varint_size(n) + n : 0;
+}
+
+static uint8_t *put_types(uint8_t *p, const record_enc *e, size_t n)
+{
+    if (!n)
+        return p;
+    p = pbw_put_tag(p, RECORD_F_META_TYPES, PBW_LEN);
+    p = pbw_put_varint(p, n);
+    for (size_t i = 0; i < n; i++)
+        *p++ = (uint8_t)e->kv[i].type;
+    return p;
+}
+
 static int emit(record_enc *e, const fields *f, const record_source *src)
 {
+    size_t n_types = types_len(e);
     size_t comm_len = src ? strnlen(src->comm, sizeof src->comm) : 0;
     size_t host_len = src && src->hostname ? strlen(src->hostname) : 0;
     size_t src_len = src ? source_size(src, comm_len, host_len) : 0;
@@ -637,6 +690,7 @@ static int emit(record_enc *e, const fields *f, const record_source *src)
         total += pbw_varint_field_size((uint64_t)f->ts);
     if (src_len)
         total += pbw_len_field_size(src_len);
+    total += types_size(n_types);
     if (grow((void **)&e->out, &e->out_cap, total, 1) < 0)
         return -ENOMEM;
     uint8_t *p = e->out;
@@ -673,6 +727,7 @@ static int emit(record_enc *e, const fields *f, const record_source *src)
         if (opt_len(src->container_id))
             p = pbw_put_bytes(p, 7, src->container_id, opt_len(src->container_id));
     }
+    p = put_types(p, e, n_types);
     e->out_len = (size_t)(p - e->out);
     return 0;
 }

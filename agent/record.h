@@ -44,7 +44,25 @@ typedef struct record_span {
 typedef struct record_kv {
     record_span key;
     record_span val;
+    char type; /* its msgpack type as a RECORD_T_* tag */
 } record_kv;
+
+/* Metadata types for `--upstream-protocol otlp` (record_enc.typed). The entry then carries, in field
+ * RECORD_F_META_TYPES (a number WriteLogRequest does not use, so protobuf parsers skip it), one tag byte per
+ * metadata entry in the order the entries are encoded, trailing RECORD_T_STRING tags left out; no field at all
+ * when every value is a string. Without `typed` the field is never written: the native upstream receives
+ * exactly DESIGN.md's WriteLogRequest. otlp.c reads it to send typed OTLP attribute values (docs/protocol.md). */
+enum { RECORD_F_META_TYPES = 100 };
+enum record_type {
+    RECORD_T_STRING = 's', /* str, ext (base64 of its data), and a uint beyond int64 (its decimal text) */
+    RECORD_T_INT = 'i',    /* int that fits int64: decimal text */
+    RECORD_T_DOUBLE = 'f', /* float32/64: shortest text, NaN / Infinity / -Infinity */
+    RECORD_T_BOOL = 'b',   /* "true" / "false" */
+    RECORD_T_NIL = 'n',    /* "" */
+    RECORD_T_MAP = 'm',    /* compact JSON object */
+    RECORD_T_ARRAY = 'a',  /* compact JSON array */
+    RECORD_T_BIN = 'x',    /* base64 */
+};
 
 /* Reusable encoder state: owns its buffers, grows them as needed, never shrinks below what was used. */
 typedef struct record_enc {
@@ -56,6 +74,7 @@ typedef struct record_enc {
     size_t n_kv, kv_cap;
     uint64_t rng[2]; /* log_id generator state */
     size_t text_limit; /* 0: none; else converted text beyond it makes record_encode return -E2BIG */
+    int typed;         /* set by ingest when the upstream is OTLP: also write RECORD_F_META_TYPES */
 } record_enc;
 
 /* Initialises an encoder (seeds its log_id generator from getrandom). Returns 0 or -errno. */

@@ -3,6 +3,8 @@ decoded as sent (severity table, trace/span ids as bytes or kept as attributes, 
 --resource-attr, one resource per producer, source fields, timestamps); exactly once under injected UNAVAILABLE
 failures (retries); partial_success counted as upstream_rejected; the disk buffer and its replay after a restart;
 a logagent.v1 service answering UNIMPLEMENTED is not switched to unary; --check-config and a bad --resource-attr;
+metadata types (int, float, bool, map, array, nil, bin) reaching the OTLP sink typed, while a native upstream receives
+the same WriteLogRequest as before (checked on the raw wire by a python3-grpcio service, and in the sink's lines);
 and an independent peer (tests/interop/otlp_peer.js: Node.js, @grpc/grpc-js, the protobufjs schema generated from the
 official opentelemetry-proto that @opentelemetry/otlp-transformer ships) decoding the agent's export. That last test
 skips (says why, passes) when node or npm is missing or the npm registry cannot be reached."""
@@ -12,8 +14,8 @@ import shutil
 import subprocess
 import time
 
-from harness import BIN, Agent, Sink, TempDir, accounting_holds, dead_target, run, scaled, send_records, spawn, \
-    wait_for
+from harness import BIN, Agent, Sink, TempDir, UnixHTTPConnection, accounting_holds, dead_target, run, scaled, \
+    send_records, spawn, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEER = os.path.join(HERE, "..", "interop", "otlp_peer.js")
@@ -24,6 +26,19 @@ OTLP = ("--upstream-protocol", "otlp")
 SEVERITY = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
 TRACE = "0123456789abcdef0123456789ABCDEF"
 SPAN = "89abcdef01234567"
+
+
+# One record with a metadata value of every msgpack type (bytes pack as msgpack bin), and how each arrives.
+TYPED = {"message": "typed", "log_id": "feedface" * 4, "n": 7, "x": 0.85, "ok": True, "nested": {"a": [1, "b"]},
+         "s": "text", "none": None, "bin": b"\x00\x01"}
+TYPED_NATIVE_TEXT = {"n": "7", "x": "0.85", "ok": "true", "nested": '{"a":[1,"b"]}', "s": "text", "none": "",
+                     "bin": "AAE="}
+# the OTLP sink prints each attribute as its text (bytes_value in hex, kvlist/array as compact JSON)
+TYPED_OTLP_TEXT = dict(TYPED_NATIVE_TEXT, bin="0001")
+# the Node.js peer prints each AnyValue with its oneof case
+TYPED_OTLP_PEER = {"n": {"int": "7"}, "x": {"double": 0.85}, "ok": {"bool": True},
+                   "nested": {"kvlist": {"a": {"array": [{"int": "1"}, "b"]}}}, "s": "text", "none": {"empty": True},
+                   "bin": {"bytes": "0001"}}
 
 
 def settled(a, total):
@@ -119,7 +134,8 @@ def test_disk_buffer_and_replay_after_restart():
     args = OTLP + ("--buffer", "disk", "--spool-dir", spool, "--drain-timeout-ms", "300", "--retry-max-ms", "200")
     a = Agent(tmp, target, *args).start()
     ids = ["%032x" % (i + 1) for i in range(1500)]
-    send_records(a.socket, [{"message": "s", "log_id": x} for x in ids])
+    send_records(a.socket, [{"message": "s", "log_id": x} for x in ids] + [TYPED])  # types survive the spool too
+    ids = sorted(ids + [TYPED["log_id"]])
     wait_for(lambda: a.stats()["records"]["spooled"] == len(ids), 30, "all records spooled")
     assert a.stop() == 0
     sink = Sink(tmp, "--protocol", "otlp", "--fail-first", "2", port=port).start()
@@ -131,6 +147,7 @@ def test_disk_buffer_and_replay_after_restart():
     assert sorted(e["log_id"] for e in entries) == ids and summary["duplicates"] == 0, summary
     assert st["records"]["replayed"] == len(ids) and accounting_holds(st), st
     assert all(e["otlp"]["observed_time_unix_nano"] > 0 for e in entries)
+    assert [e["metadata"] for e in entries if e["log_id"] == TYPED["log_id"]] == [TYPED_OTLP_TEXT], entries[-1]
     assert a2.stop() == 0
 
 
@@ -144,6 +161,95 @@ def test_unimplemented_is_not_unary_in_otlp_mode():
     assert st["batches"]["unary_calls"] == 0, st["batches"]
     assert "UNIMPLEMENTED" in a.logtext() and "switching to unary" not in a.logtext()
     assert sink.stop()["entries"] == 0
+    assert a.stop() == 0
+
+
+def test_metadata_types_reach_otlp_typed():
+    tmp = TempDir("otlp-types")
+    sink = Sink(tmp, "--protocol", "otlp").start()
+    a = Agent(tmp, sink.target, *OTLP).start()
+    send_records(a.socket, [TYPED])
+    sink.wait_count(1)
+    e = sink.entries()[0]
+    assert e["message"] == "typed" and e["metadata"] == TYPED_OTLP_TEXT, e
+    assert list(e["metadata"]) == list(TYPED_OTLP_TEXT), e  # in record order
+    st = a.wait_flushed(1)
+    assert accounting_holds(st), st
+    assert sink.stop()["entries"] == 1
+    assert a.stop() == 0
+
+
+def varint_at(buf, i):
+    v = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        v |= (b & 0x7f) << shift
+        shift += 7
+        if not b & 0x80:
+            return v, i
+
+
+def pb_fields(buf):
+    """(field number, value) of each field of a protobuf message: varints as ints, length-delimited as bytes."""
+    i, out = 0, []
+    while i < len(buf):
+        key, i = varint_at(buf, i)
+        assert key & 7 in (0, 2), "wire type %d" % (key & 7)
+        if key & 7 == 0:
+            v, i = varint_at(buf, i)
+        else:
+            n, i = varint_at(buf, i)
+            v, i = buf[i:i + n], i + n
+        out.append((key >> 3, v))
+    return out
+
+
+def raw_native_upstream():
+    """A logagent.v1 BatchWriteLogs service (Debian's python3-grpcio) that keeps each request's raw bytes and
+    answers OK with an empty body (all accepted). Returns (server, port, requests)."""
+    import grpc
+    from concurrent import futures
+    requests = []
+
+    def batch(req, _ctx):
+        requests.append(req)
+        return b""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "logagent.v1.LogService", {"BatchWriteLogs": grpc.unary_unary_rpc_method_handler(batch)}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port, requests
+
+
+def test_native_upstream_gets_no_types_field():
+    tmp = TempDir("otlp-types-native")
+    server, port, requests = raw_native_upstream()
+    try:
+        a = Agent(tmp, "127.0.0.1:%d" % port).start()
+        send_records(a.socket, [TYPED])
+        a.wait_flushed(1)
+        wait_for(lambda: requests, scaled(10), "the raw service got the batch")
+        assert a.stop() == 0
+    finally:
+        server.stop(None)
+    entries = [v for f, v in pb_fields(requests[0]) if f == 1]
+    assert len(entries) == 1, requests
+    fields = pb_fields(entries[0])
+    # WriteLogRequest's own fields only (level 2, message 3, metadata 6, log_id 7, timestamp 8, source 9)
+    assert sorted(set(f for f, _ in fields)) == [2, 3, 6, 7, 8, 9], fields
+    meta = [dict(pb_fields(v)) for f, v in fields if f == 6]
+    assert [(m[1].decode(), m.get(2, b"").decode()) for m in meta] == list(TYPED_NATIVE_TEXT.items()), meta
+    # and the native sink prints the line it always printed: metadata as text, nothing else added
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target, name="agent2").start()
+    send_records(a.socket, [TYPED])
+    sink.wait_count(1)
+    e = sink.entries()[0]
+    assert list(e) == ["log_id", "service_name", "level", "message", "timestamp_unix_nano", "metadata", "source"], e
+    assert e["metadata"] == TYPED_NATIVE_TEXT and list(e["metadata"]) == list(TYPED_NATIVE_TEXT), e
+    assert sink.stop()["entries"] == 1
     assert a.stop() == 0
 
 
@@ -194,14 +300,23 @@ def test_independent_node_peer_decodes_the_export():
                      env=dict(os.environ, NODE_PATH=tmp.file("npm/node_modules")))
     port = wait_for(lambda: peer.poll() is None and os.path.exists(port_file) and open(port_file).read().strip(),
                     scaled(30), "node peer listening")
-    a = Agent(tmp, "127.0.0.1:%s" % port, *OTLP, "--resource-attr", "team=core").start()
+    hsock = tmp.file("http.sock")
+    a = Agent(tmp, "127.0.0.1:%s" % port, *OTLP, "--resource-attr", "team=core",
+              "--http-listen", "unix:" + hsock).start()
     recs = [{"message": "m%d" % i, "service_name": "svc", "level": lv, "log_id": "%032x" % (i + 1),
              "timestamp": 1700000000000000000 + i, "trace_id": TRACE if i % 2 else "t%d" % i,
              "span_id": SPAN if i % 2 else "", "k": "v%d" % i}
             for i, lv in enumerate(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"])]
-    send_records(a.socket, recs)
-    a.wait_flushed(len(recs))
-    got = wait_for(lambda: (lambda l: l if len(l) == len(recs) else None)(open(out).read().splitlines()),
+    send_records(a.socket, recs + [TYPED])
+    # over HTTP the JSON types arrive the same way (no bin in JSON)
+    http_meta = {k: v for k, v in TYPED.items() if k not in ("message", "log_id", "bin")}
+    c = UnixHTTPConnection(hsock, timeout=scaled(30))
+    c.request("POST", "/api/write_log/", body=json.dumps({"message": "http", "log_id": "beef" * 8,
+                                                          "metadata": http_meta}))
+    assert c.getresponse().status == 200
+    c.close()
+    a.wait_flushed(len(recs) + 2)
+    got = wait_for(lambda: (lambda l: l if len(l) == len(recs) + 2 else None)(open(out).read().splitlines()),
                    scaled(20), "peer printed every record")
     by_id = {}
     for line in got:
@@ -220,6 +335,10 @@ def test_independent_node_peer_decodes_the_export():
             assert e["trace_id"] == TRACE.lower() and e["span_id"] == SPAN and "trace_id" not in e["attributes"], e
         else:
             assert e["trace_id"] == "" and e["attributes"]["trace_id"] == r["trace_id"], e
+    typed = by_id[TYPED["log_id"]]["attributes"]
+    assert {k: typed[k] for k in TYPED_OTLP_PEER} == TYPED_OTLP_PEER, typed
+    typed = by_id["beef" * 8]["attributes"]
+    assert {k: typed[k] for k in http_meta} == {k: TYPED_OTLP_PEER[k] for k in http_meta}, typed
     assert a.stop() == 0
     peer.terminate()
     assert peer.wait(timeout=scaled(10)) == 0
@@ -228,5 +347,6 @@ def test_independent_node_peer_decodes_the_export():
 if __name__ == "__main__":
     run([test_every_field_decoded_as_sent, test_retries_deliver_exactly_once,
          test_partial_success_counted_upstream_rejected, test_disk_buffer_and_replay_after_restart,
-         test_unimplemented_is_not_unary_in_otlp_mode, test_check_config_and_bad_resource_attr,
+         test_unimplemented_is_not_unary_in_otlp_mode, test_metadata_types_reach_otlp_typed,
+         test_native_upstream_gets_no_types_field, test_check_config_and_bad_resource_attr,
          test_independent_node_peer_decodes_the_export])

@@ -17,15 +17,20 @@ const Response = logsV1.ExportLogsServiceResponse;
 const hex = (b) => (b && b.length ? Buffer.from(b).toString('hex') : '');
 const str = (v) => (v === null || v === undefined ? '' : v.toString());
 
-// An AnyValue as JSON: strings as strings, ints as decimal strings (64-bit), others tagged by type.
+const set = (x) => x !== null && x !== undefined;
+
+// An AnyValue as JSON: strings as strings, ints as decimal strings (64-bit), others tagged by their oneof case
+// ({array: [...]}, {kvlist: {key: value}} recursively; {empty: true} for an AnyValue with no value, OTLP's null).
 function anyValue(v) {
   if (!v) return null;
-  if (v.stringValue !== null && v.stringValue !== undefined) return v.stringValue;
-  if (v.intValue !== null && v.intValue !== undefined) return { int: str(v.intValue) };
-  if (v.boolValue !== null && v.boolValue !== undefined) return { bool: v.boolValue };
-  if (v.doubleValue !== null && v.doubleValue !== undefined) return { double: v.doubleValue };
-  if (v.bytesValue && v.bytesValue.length) return { bytes: hex(v.bytesValue) };
-  return { other: true };
+  if (set(v.stringValue)) return v.stringValue;
+  if (set(v.intValue)) return { int: str(v.intValue) };
+  if (set(v.boolValue)) return { bool: v.boolValue };
+  if (set(v.doubleValue)) return { double: v.doubleValue };
+  if (set(v.bytesValue)) return { bytes: hex(v.bytesValue) };
+  if (set(v.arrayValue)) return { array: (v.arrayValue.values || []).map(anyValue) };
+  if (set(v.kvlistValue)) return { kvlist: attrs(v.kvlistValue.values) };
+  return { empty: true };
 }
 
 function attrs(list) {

@@ -2,7 +2,9 @@
  * The reverse of the agent's agent/otlp.c mapping: resource service.name/host.name/process.pid give
  * service_name, source.hostname, source.pid; record attributes log_id, trace_id, span_id, process.user.id,
  * logagent.source.gid, process.executable.name, logagent.source.cgroup and container.id go back to their
- * fields; every other attribute is metadata (its value as text). trace_id/span_id bytes are printed as hex.
+ * fields; every other attribute is metadata (its value as text: maps and arrays as compact JSON, doubles as the
+ * agent writes them, so that a typed attribute reads as the native text form; bytes in hex, so that bytes_value
+ * shows). trace_id/span_id bytes are printed as hex.
  * Out of memory is fatal (message, then abort), as in sink_ledger.c. */
 #include "sink_otlp.h"
 
@@ -63,7 +65,122 @@ static char *hex(struct sink_otlp_batch *b, const uint8_t *p, size_t n)
 	return s;
 }
 
-/* An AnyValue as text: strings as they are, numbers and bools as JSON would write them, bytes in hex. */
+/* A growable string for the JSON text of kvlist and array values. */
+struct sbuf {
+	char *p;
+	size_t len, cap;
+};
+
+static void sb_put(struct sbuf *s, const char *t, size_t n)
+{
+	if (s->len + n + 1 > s->cap) {
+		size_t cap = s->cap ? s->cap : 64;
+		while (cap < s->len + n + 1)
+			cap *= 2;
+		char *p = realloc(s->p, cap);
+		if (!p)
+			otlp_oom();
+		s->p = p;
+		s->cap = cap;
+	}
+	memcpy(s->p + s->len, t, n);
+	s->len += n;
+	s->p[s->len] = 0;
+}
+
+static void sb_str(struct sbuf *s, const char *t) { sb_put(s, t, strlen(t)); }
+
+/* A double the way the agent's record.c writes one: the shortest text that reads back the same, with a '.' or an
+ * exponent (2.0, 0.85, 1e+300); non-finite ones as NaN / Infinity / -Infinity (JSON null inside JSON). */
+static void double_text(char *buf, size_t cap, double d, int json)
+{
+	if (d != d || d - d != 0) {
+		snprintf(buf, cap, "%s", json ? "null" : d != d ? "NaN" : d > 0 ? "Infinity" : "-Infinity");
+		return;
+	}
+	int n = 0;
+	for (int prec = 15; prec <= 17; prec++) {
+		n = snprintf(buf, cap, "%.*g", prec, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+	if (!strpbrk(buf, ".eEn") && (size_t)n + 3 <= cap)
+		memcpy(buf + n, ".0", 3);
+}
+
+static void json_string(struct sbuf *s, const char *t)
+{
+	sb_put(s, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)t; *p; p++) {
+		char esc[8];
+		if (*p == '"' || *p == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)*p;
+			sb_put(s, esc, 2);
+		} else if (*p < 0x20) {
+			snprintf(esc, sizeof esc, "\\u%04x", *p);
+			sb_put(s, esc, 6);
+		} else {
+			sb_put(s, (const char *)p, 1);
+		}
+	}
+	sb_put(s, "\"", 1);
+}
+
+/* An AnyValue as compact JSON, as the agent's record.c writes maps and arrays (bytes as a hex string). */
+static void json_value(struct sbuf *s, const AnyValue *v)
+{
+	char buf[64];
+	switch (v ? v->value_case : OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE__NOT_SET) {
+	case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE:
+		json_string(s, v->string_value);
+		return;
+	case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE:
+		snprintf(buf, sizeof buf, "%" PRId64, v->int_value);
+		break;
+	case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE:
+		snprintf(buf, sizeof buf, "%s", v->bool_value ? "true" : "false");
+		break;
+	case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE:
+		double_text(buf, sizeof buf, v->double_value, 1);
+		break;
+	case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE:
+		sb_str(s, "\"");
+		for (size_t i = 0; i < v->bytes_value.len; i++) {
+			snprintf(buf, sizeof buf, "%02x", v->bytes_value.data[i]);
+			sb_str(s, buf);
+		}
+		sb_str(s, "\"");
+		return;
+	case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE:
+		sb_str(s, "[");
+		for (size_t i = 0; v->array_value && i < v->array_value->n_values; i++) {
+			if (i)
+				sb_str(s, ",");
+			json_value(s, v->array_value->values[i]);
+		}
+		sb_str(s, "]");
+		return;
+	case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE:
+		sb_str(s, "{");
+		for (size_t i = 0; v->kvlist_value && i < v->kvlist_value->n_values; i++) {
+			if (i)
+				sb_str(s, ",");
+			json_string(s, v->kvlist_value->values[i]->key);
+			sb_str(s, ":");
+			json_value(s, v->kvlist_value->values[i]->value);
+		}
+		sb_str(s, "}");
+		return;
+	default:
+		snprintf(buf, sizeof buf, "null");
+		break;
+	}
+	sb_str(s, buf);
+}
+
+/* An AnyValue as text: strings as they are, numbers and bools as JSON would write them (doubles as the agent
+ * does), bytes in hex, kvlist and array values as compact JSON, an empty AnyValue (null) as "". */
 static char *value_text(struct sink_otlp_batch *b, const AnyValue *v, int *is_string)
 {
 	char buf[64];
@@ -78,13 +195,19 @@ static char *value_text(struct sink_otlp_batch *b, const AnyValue *v, int *is_st
 	case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE:
 		return keep(b, strdup(v->bool_value ? "true" : "false"));
 	case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE:
-		snprintf(buf, sizeof buf, "%.17g", v->double_value);
+		double_text(buf, sizeof buf, v->double_value, 0);
 		return keep(b, strdup(buf));
 	case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE:
 		return hex(b, v->bytes_value.data, v->bytes_value.len);
+	case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE:
+	case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE: {
+		struct sbuf s = {0};
+		json_value(&s, v);
+		return keep(b, s.p);
+	}
 	default:
 		*is_string = 1;
-		return keep(b, strdup("")); /* arrays and maps: the agent never sends them */
+		return keep(b, strdup("")); /* an empty AnyValue: a nil metadata value */
 	}
 }
 

@@ -1,15 +1,26 @@
 /* test_record.c — msgpack record -> WriteLogRequest: every key class, every value type, UTF-8, empty strings,
- * a 1 MiB message, the timestamp forms, levels, reserved keys, invalid records. Each case packs a record with
+ * a 1 MiB message, the timestamp forms, levels, reserved keys, invalid records, and the metadata types field
+ * (--upstream-protocol otlp) read back by otlp_payload as typed OTLP values. Each case packs a record with
  * msgpack-c, encodes it with record_encode and decodes the bytes with the protobuf-c generated code. */
 #include "check.h"
 #include "record.h"
 
+#include "batch.h"
+#include "otlp.h"
+
 #include <errno.h>
+#include <math.h>
 #include <logagent/v1/log_service.pb-c.h>
 #include <msgpack.h>
+#include <opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h>
 #include <stdlib.h>
 
 #define NOW 1700000000123456789LL
+
+typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
+typedef Opentelemetry__Proto__Common__V1__KeyValue KeyValue;
+typedef Opentelemetry__Proto__Logs__V1__LogRecord LogRecord;
+typedef Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest ExportRequest;
 
 typedef struct tc {
     msgpack_sbuffer sb;
@@ -420,6 +431,229 @@ static void test_text_limit(void)
     record_enc_free(&e);
 }
 
+/* ---- metadata types (record.h RECORD_F_META_TYPES; --upstream-protocol otlp) ----------------------- */
+
+/* One record with a value of every msgpack type, "tail" (a string) last. */
+static void pack_typed(tc *t)
+{
+    tc_begin(t, 13);
+    kv(t, "message", "typed");
+    kv(t, "log_id", "0123456789abcdef0123456789abcdef");
+    key(t, "n"); msgpack_pack_int64(&t->pk, 7);
+    key(t, "x"); msgpack_pack_double(&t->pk, 0.85);
+    key(t, "ok"); msgpack_pack_true(&t->pk);
+    key(t, "nested");
+    msgpack_pack_map(&t->pk, 1);
+    key(t, "a");
+    msgpack_pack_array(&t->pk, 2);
+    msgpack_pack_int(&t->pk, 1);
+    str(t, "b");
+    kv(t, "s", "text");
+    key(t, "none"); msgpack_pack_nil(&t->pk);
+    key(t, "bin"); msgpack_pack_bin_with_body(&t->pk, "\x00\x01", 2);
+    key(t, "big"); msgpack_pack_uint64(&t->pk, UINT64_MAX);
+    key(t, "ext"); msgpack_pack_ext_with_body(&t->pk, "abc", 3, 5);
+    key(t, "arr"); msgpack_pack_array(&t->pk, 0);
+    kv(t, "tail", "t");
+}
+
+/* Encodes t's record with e (typed or not) into a malloc'd copy of the bytes. */
+static uint8_t *encode_copy(record_enc *e, tc *t, size_t *len)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    CHECK_INT(msgpack_unpack_next(&u, t->sb.data, t->sb.size, &off), MSGPACK_UNPACK_SUCCESS);
+    record_info info;
+    CHECK_INT(record_encode(e, &u.data, &SRC, NOW, &info), 0);
+    uint8_t *copy = malloc(e->out_len);
+    CHECK(copy != NULL);
+    if (copy)
+        memcpy(copy, e->out, e->out_len);
+    *len = e->out_len;
+    msgpack_unpacked_destroy(&u);
+    return copy;
+}
+
+static void test_meta_types_field(void)
+{
+    static const char expect[] = "ifbmsnxssa"; /* n x ok nested s none bin big ext arr; "tail" trimmed */
+    record_enc e;
+    CHECK_INT(record_enc_init(&e), 0);
+    tc t;
+    pack_typed(&t);
+    size_t plain_len, typed_len;
+    uint8_t *plain = encode_copy(&e, &t, &plain_len);
+    e.typed = 1;
+    uint8_t *typed = encode_copy(&e, &t, &typed_len);
+    msgpack_sbuffer_destroy(&t.sb);
+    /* untyped: DESIGN.md's WriteLogRequest and nothing else */
+    Logagent__V1__WriteLogRequest *r = logagent__v1__write_log_request__unpack(NULL, plain_len, plain);
+    CHECK(r != NULL);
+    if (r) {
+        CHECK_INT(r->base.n_unknown_fields, 0);
+        CHECK_INT(r->n_metadata, 11);
+        logagent__v1__write_log_request__free_unpacked(r, NULL);
+    }
+    /* typed: the same bytes, then field 100 (2-byte tag, length, one tag per entry up to the last non-string) */
+    CHECK_INT(typed_len, plain_len + 2 + 1 + strlen(expect));
+    CHECK(plain && typed && memcmp(plain, typed, plain_len) == 0);
+    r = logagent__v1__write_log_request__unpack(NULL, typed_len, typed);
+    CHECK(r != NULL);
+    if (r) {
+        CHECK_INT(r->base.n_unknown_fields, 1);
+        const ProtobufCMessageUnknownField *u = r->base.unknown_fields;
+        CHECK_INT(u->tag, RECORD_F_META_TYPES);
+        CHECK_INT(u->wire_type, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);
+        /* protobuf-c keeps the field as on the wire: its length (one byte here), then the tags */
+        CHECK(u->len == 1 + strlen(expect) && u->data[0] == strlen(expect) && !memcmp(u->data + 1, expect, u->len - 1));
+        CHECK_STR(meta(r, "nested"), "{\"a\":[1,\"b\"]}"); /* the text forms are unchanged */
+        CHECK_STR(meta(r, "bin"), "AAE=");
+        logagent__v1__write_log_request__free_unpacked(r, NULL);
+    }
+    free(plain);
+    free(typed);
+    /* only strings: no field even when typed */
+    tc_begin(&t, 2);
+    kv(&t, "message", "m");
+    kv(&t, "user", "bob");
+    uint8_t *s = encode_copy(&e, &t, &typed_len);
+    msgpack_sbuffer_destroy(&t.sb);
+    r = s ? logagent__v1__write_log_request__unpack(NULL, typed_len, s) : NULL;
+    CHECK(r != NULL && r->base.n_unknown_fields == 0);
+    if (r)
+        logagent__v1__write_log_request__free_unpacked(r, NULL);
+    free(s);
+    record_enc_free(&e);
+}
+
+static const AnyValue *attr_of(const LogRecord *r, const char *k)
+{
+    for (size_t i = 0; i < r->n_attributes; i++)
+        if (!strcmp(r->attributes[i]->key, k))
+            return r->attributes[i]->value;
+    return NULL;
+}
+
+/* Encodes the typed record (typed or not), exports it with otlp_payload and returns the LogRecord's request. */
+static ExportRequest *export_typed(int typed_flag)
+{
+    record_enc e;
+    CHECK_INT(record_enc_init(&e), 0);
+    e.typed = typed_flag;
+    tc t;
+    pack_typed(&t);
+    size_t len;
+    uint8_t *bytes = encode_copy(&e, &t, &len);
+    msgpack_sbuffer_destroy(&t.sb);
+    record_enc_free(&e);
+    char why[128];
+    otlp_exporter *x = otlp_exporter_new("", why, sizeof why);
+    batch *b = batch_new(1);
+    CHECK(x && b && bytes && batch_add(b, bytes, len) == 0);
+    int err = 0;
+    uint8_t *out = x && b ? otlp_payload(x, b, NOW, &len, &err) : NULL;
+    CHECK_INT(err, 0);
+    ExportRequest *req = out ? opentelemetry__proto__collector__logs__v1__export_logs_service_request__unpack(
+                                   NULL, len, out)
+                             : NULL;
+    CHECK(req && req->n_resource_logs == 1 && req->resource_logs[0]->scope_logs[0]->n_log_records == 1);
+    free(out);
+    free(bytes);
+    batch_free(b);
+    otlp_exporter_free(x);
+    return req;
+}
+
+#define V(c) OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_##c
+
+/* Values whose text reads back only partly: a non-finite float, a map holding a uint beyond int64 (its JSON does
+ * not parse as int64: the whole map goes as its JSON text), an empty bin. */
+static void test_meta_types_edges(void)
+{
+    record_enc e;
+    CHECK_INT(record_enc_init(&e), 0);
+    e.typed = 1;
+    tc t;
+    tc_begin(&t, 4);
+    kv(&t, "message", "edges");
+    key(&t, "inf"); msgpack_pack_double(&t.pk, -INFINITY);
+    key(&t, "huge"); msgpack_pack_map(&t.pk, 1); key(&t, "u"); msgpack_pack_uint64(&t.pk, UINT64_MAX);
+    key(&t, "empty"); msgpack_pack_bin_with_body(&t.pk, "", 0);
+    size_t len;
+    uint8_t *bytes = encode_copy(&e, &t, &len);
+    msgpack_sbuffer_destroy(&t.sb);
+    record_enc_free(&e);
+    char why[128];
+    otlp_exporter *x = otlp_exporter_new("", why, sizeof why);
+    batch *b = batch_new(1);
+    CHECK(x && b && bytes && batch_add(b, bytes, len) == 0);
+    int err = 0;
+    uint8_t *out = x && b ? otlp_payload(x, b, NOW, &len, &err) : NULL;
+    ExportRequest *req = out ? opentelemetry__proto__collector__logs__v1__export_logs_service_request__unpack(
+                                   NULL, len, out)
+                             : NULL;
+    CHECK(req != NULL);
+    if (req) {
+        const LogRecord *r = req->resource_logs[0]->scope_logs[0]->log_records[0];
+        const AnyValue *v;
+        CHECK((v = attr_of(r, "inf")) && v->value_case == V(DOUBLE_VALUE) && v->double_value < -1e308); /* -Infinity */
+        CHECK((v = attr_of(r, "huge")) && v->value_case == V(STRING_VALUE) &&
+              !strcmp(v->string_value, "{\"u\":18446744073709551615}"));
+        CHECK((v = attr_of(r, "empty")) && v->value_case == V(BYTES_VALUE) && v->bytes_value.len == 0);
+        opentelemetry__proto__collector__logs__v1__export_logs_service_request__free_unpacked(req, NULL);
+    }
+    free(out);
+    free(bytes);
+    batch_free(b);
+    otlp_exporter_free(x);
+}
+
+static void test_meta_types_exported(void)
+{
+    ExportRequest *req = export_typed(1);
+    if (!req)
+        return;
+    const LogRecord *r = req->resource_logs[0]->scope_logs[0]->log_records[0];
+    const AnyValue *v;
+    CHECK((v = attr_of(r, "n")) && v->value_case == V(INT_VALUE) && v->int_value == 7);
+    CHECK((v = attr_of(r, "x")) && v->value_case == V(DOUBLE_VALUE) && v->double_value == 0.85);
+    CHECK((v = attr_of(r, "ok")) && v->value_case == V(BOOL_VALUE) && v->bool_value);
+    CHECK((v = attr_of(r, "s")) && v->value_case == V(STRING_VALUE) && !strcmp(v->string_value, "text"));
+    CHECK((v = attr_of(r, "none")) && v->value_case == V(_NOT_SET));
+    CHECK((v = attr_of(r, "bin")) && v->value_case == V(BYTES_VALUE) && v->bytes_value.len == 2 &&
+          !memcmp(v->bytes_value.data, "\x00\x01", 2));
+    CHECK((v = attr_of(r, "big")) && v->value_case == V(STRING_VALUE) &&
+          !strcmp(v->string_value, "18446744073709551615"));
+    CHECK((v = attr_of(r, "ext")) && v->value_case == V(STRING_VALUE) && !strcmp(v->string_value, "YWJj"));
+    CHECK((v = attr_of(r, "arr")) && v->value_case == V(ARRAY_VALUE) && v->array_value->n_values == 0);
+    CHECK((v = attr_of(r, "tail")) && v->value_case == V(STRING_VALUE) && !strcmp(v->string_value, "t"));
+    v = attr_of(r, "nested"); /* {"a": [1, "b"]} */
+    CHECK(v && v->value_case == V(KVLIST_VALUE) && v->kvlist_value->n_values == 1);
+    if (v && v->value_case == V(KVLIST_VALUE) && v->kvlist_value->n_values == 1) {
+        const KeyValue *a = v->kvlist_value->values[0];
+        CHECK_STR(a->key, "a");
+        CHECK(a->value->value_case == V(ARRAY_VALUE) && a->value->array_value->n_values == 2);
+        if (a->value->value_case == V(ARRAY_VALUE) && a->value->array_value->n_values == 2) {
+            const AnyValue *const *e = (const AnyValue *const *)a->value->array_value->values;
+            CHECK(e[0]->value_case == V(INT_VALUE) && e[0]->int_value == 1);
+            CHECK(e[1]->value_case == V(STRING_VALUE) && !strcmp(e[1]->string_value, "b"));
+        }
+    }
+    opentelemetry__proto__collector__logs__v1__export_logs_service_request__free_unpacked(req, NULL);
+    test_meta_types_edges();
+    /* an entry without the field (native mode, or spooled by an older agent): every metadata value a string */
+    req = export_typed(0);
+    if (!req)
+        return;
+    r = req->resource_logs[0]->scope_logs[0]->log_records[0];
+    CHECK((v = attr_of(r, "n")) && v->value_case == V(STRING_VALUE) && !strcmp(v->string_value, "7"));
+    CHECK((v = attr_of(r, "nested")) && v->value_case == V(STRING_VALUE) &&
+          !strcmp(v->string_value, "{\"a\":[1,\"b\"]}"));
+    CHECK((v = attr_of(r, "none")) && v->value_case == V(STRING_VALUE) && !v->string_value[0]);
+    opentelemetry__proto__collector__logs__v1__export_logs_service_request__free_unpacked(req, NULL);
+}
+
 int main(void)
 {
     test_hostile_shapes();
@@ -433,5 +667,7 @@ int main(void)
     test_reserved_and_nonstring_keys();
     test_invalid();
     test_log_ids_unique();
+    test_meta_types_field();
+    test_meta_types_exported();
     return check_done("test_record");
 }
