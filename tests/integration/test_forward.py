@@ -462,6 +462,24 @@ def test_message_over_limit_closes_only_its_connection():
     assert "Forward message over forward_max_message_bytes (or its item budget), connection closed" in a.logtext()
 
 
+def test_forward_max_message_bytes_bounds():
+    """The option's bounds at start: at most buffer-bytes/4 and at least max-record-bytes (exit 2, naming both);
+    when not set it follows a small buffer (8 MiB -> 2 MiB) and a large max-record-bytes."""
+    tmp = TempDir("fwd_max_bounds")
+    for args, want in ((("--forward-max-message-bytes", "32MiB"), "must be at most 1/4 of buffer-bytes"),
+                       (("--forward-max-message-bytes", "512KiB"), "must be at least max-record-bytes")):
+        bad = Agent(tmp, "127.0.0.1:1", *args)
+        p = subprocess.run(bad.cmd(), env=bad.env, capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2 and "forward-max-message-bytes" in p.stderr and want in p.stderr, (args, p.stderr)
+    for args, want in ((("--buffer-bytes", "8MiB"), "2MiB"), (("--max-record-bytes", "4MiB"), "16MiB"),
+                       (("--buffer-bytes", "1GiB", "--max-record-bytes", "32MiB"), "32MiB"),
+                       (("--forward-max-message-bytes", "64MiB", "--buffer-bytes", "256MiB"), "64MiB")):
+        a = Agent(tmp, "127.0.0.1:1", "--check-config", *args)
+        p = subprocess.run(a.cmd(), env=a.env, capture_output=True, text=True, timeout=30)
+        m = re.search(r"^forward-max-message-bytes = (\S+)", p.stdout, re.M)
+        assert p.returncode == 0 and m and m.group(1) == want, (args, p.returncode, p.stdout[-2000:], p.stderr)
+
+
 def test_one_event_over_max_record_bytes_skipped_alone():
     """With the defaults, one 2 MiB event inside a Forward-mode message and one inside a PackedForward message: each
     is counted oversized and skipped, the events around it arrive, the chunk is still acked."""
@@ -495,4 +513,5 @@ if __name__ == "__main__":
          test_bad_message_mode_record_not_a_map, test_bad_event_time_ext, test_bad_forward_entry_skipped_rest_kept,
          test_bad_packed_bytes_not_msgpack, test_bad_gzip_member, test_bad_unknown_compression,
          test_gzip_bomb_refused_as_oversized, test_3mib_chunks_with_defaults,
-         test_message_over_limit_closes_only_its_connection, test_one_event_over_max_record_bytes_skipped_alone])
+         test_message_over_limit_closes_only_its_connection, test_one_event_over_max_record_bytes_skipped_alone,
+         test_forward_max_message_bytes_bounds])
