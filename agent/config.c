@@ -91,6 +91,8 @@ static const opt OPTS[] = {
     NUM(flush_interval_ms, T_MS, "100", 1, 3600000, "send a partial batch after this long"),
     NUM(max_inflight, T_U64, "4", 1, 1024, "concurrent upstream calls (batches) at most"),
     NUM(max_record_bytes, T_SIZE, "1MiB", 64, 64 << 20, "largest msgpack record accepted; at most 1/16 of buffer-bytes"),
+    NUM(forward_max_message_bytes, T_SIZE, "16MiB", 64, 256 << 20,
+        "largest Fluent Forward message (a whole chunk); max-record-bytes..buffer-bytes/4; each event max-record-bytes"),
     NUM(drain_timeout_ms, T_MS, "10000", 0, 3600000, "on SIGTERM, time allowed to flush what is held"),
     NUM(rpc_timeout_ms, T_MS, "10000", 10, 3600000, "deadline of each upstream call"),
     NUM(retry_initial_ms, T_MS, "100", 1, 3600000, "first retry delay (exponential backoff, full jitter)"),
@@ -674,6 +676,37 @@ static int check_tls(const config *cfg)
     return -EINVAL;
 }
 
+/* forward-max-message-bytes: from max-record-bytes to buffer-bytes/4. When not set it follows those two (a small
+ * buffer shrinks it, a large max-record-bytes raises it). */
+static int check_forward_max(config *cfg)
+{
+    char a[300], b[300];
+    size_t fm = opt_index(offsetof(config, forward_max_message_bytes));
+    if (cfg->origin[fm] == ORIGIN_DEFAULT) {
+        if (cfg->forward_max_message_bytes > cfg->buffer_bytes / 4)
+            cfg->forward_max_message_bytes = cfg->buffer_bytes / 4;
+        if (cfg->forward_max_message_bytes < cfg->max_record_bytes)
+            cfg->forward_max_message_bytes = cfg->max_record_bytes;
+    }
+    if (cfg->forward_max_message_bytes < cfg->max_record_bytes) {
+        describe_origin(cfg, fm, a, sizeof a);
+        describe_origin(cfg, opt_index(offsetof(config, max_record_bytes)), b, sizeof b);
+        fprintf(stderr, "logagentd: forward-max-message-bytes (%llu, from %s) must be at least max-record-bytes "
+                        "(%llu, from %s)\n", (unsigned long long)cfg->forward_max_message_bytes, a,
+                (unsigned long long)cfg->max_record_bytes, b);
+        return -EINVAL;
+    }
+    if (cfg->forward_max_message_bytes > cfg->buffer_bytes / 4) {
+        describe_origin(cfg, fm, a, sizeof a);
+        describe_origin(cfg, opt_index(offsetof(config, buffer_bytes)), b, sizeof b);
+        fprintf(stderr, "logagentd: forward-max-message-bytes (%llu, from %s) must be at most 1/4 of buffer-bytes "
+                        "(%llu, from %s)\n", (unsigned long long)cfg->forward_max_message_bytes, a,
+                (unsigned long long)cfg->buffer_bytes, b);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* Settings that are each valid but impossible together. A default max-record-bytes follows a small buffer. */
 static int check_combinations(config *cfg)
 {
@@ -689,6 +722,8 @@ static int check_combinations(config *cfg)
                 (unsigned long long)cfg->buffer_bytes, b);
         return -EINVAL;
     }
+    if (check_forward_max(cfg) < 0)
+        return -EINVAL;
     if (resolve_group(cfg->stats_socket_group, &cfg->stats_socket_gid) < 0) {
         describe_origin(cfg, opt_index(offsetof(config, stats_socket_group)), a, sizeof a);
         fprintf(stderr, "logagentd: stats-socket-group '%s' (from %s): no such group\n", cfg->stats_socket_group, a);

@@ -52,6 +52,7 @@ typedef struct config {
     char http_listen[128];       /* "unix:PATH" or "HOST:PORT": take records as JSON over HTTP ("" = off) */
     uint64_t http_max_body_bytes; /* largest HTTP request body; past it 413 */
     char forward_message_keys[128]; /* Fluent Forward: record keys tried in order as the message */
+    uint64_t forward_max_message_bytes; /* largest Forward message (top-level array); max_record..buffer/4 */
     char forward_listen[128];    /* "HOST:PORT": also take Forward (and native) msgpack over TCP ("" = off) */
     uint64_t health_failing_ms;  /* /healthz 503 once the upstream failed (or the ring stood still) this long */
     uint64_t health_spool_pct;   /* /healthz 503 once the spool holds this percentage of --spool-max-bytes */

@@ -2,10 +2,14 @@
  *
  * DESIGN
  * Nothing here trusts a length it has not bounded: the outer array was already bounded by the ingest stage's
- * stream guard (mpscan, max_record_bytes); packed entries are bytes inside it that msgpack-c would decode
- * trusting their headers, so they go through mpscan first (bounded by their own length) and only the part it
- * vouches for is decoded; compressed entries inflate into a buffer of at most opts->max_inflated bytes (a
- * decompression bomb stops there and the message is refused as oversized). */
+ * stream guard (mpscan: --forward-max-message-bytes and an item budget); packed entries are bytes inside it that
+ * msgpack-c would decode trusting their headers, so each goes through mpscan first (bounded by max_record, like a
+ * native record) and only the bytes it vouches for are decoded; compressed entries inflate into a buffer of at
+ * most opts->max_inflated bytes (a decompression bomb stops there and the message is refused as oversized).
+ *
+ * One event larger than max_record (its [time, record] entry as msgpack) is refused alone (-EMSGSIZE) and the
+ * iteration goes on: a packed one is skipped by finding its end with a scan bounded by the packed bytes (mpscan
+ * never allocates); a decoded one (Message, Forward mode) is measured as its minimal msgpack encoding. */
 #include "forward.h"
 
 #include "mpscan.h"
@@ -72,7 +76,6 @@ void forward_iter_reset(forward_iter *it)
     it->chunk = NULL;
     it->packed = NULL;
     it->packed_len = it->packed_off = 0;
-    it->bad_tail = 0;
     it->entries = NULL;
     it->next_entry = 0;
 }
@@ -228,20 +231,6 @@ static int inflate_entries(forward_iter *it, const char *src, size_t len)
     return 0;
 }
 
-/* Limits packed entries to the leading part the stream guard vouches for: whole msgpack objects, each within
- * max_record_bytes like a native record (a trailing partial one is bounded too and found by the decoder). Bytes
- * past a bad header are never decoded; `bad_tail` says the message ended early. */
-static void guard_packed(forward_iter *it)
-{
-    mpscan s;
-    size_t good = it->packed_len;
-    mpscan_init(&s, it->opts->max_record);
-    if (mpscan_feed(&s, (const uint8_t *)it->packed, it->packed_len, &good) != MPSCAN_OK) {
-        it->bad_tail = 1;
-        it->packed_len = good;
-    }
-}
-
 int forward_begin(forward_iter *it, const msgpack_object *arr)
 {
     forward_iter_reset(it);
@@ -292,7 +281,6 @@ int forward_begin(forward_iter *it, const msgpack_object *arr)
             it->packed = p;
             it->packed_len = len;
         }
-        guard_packed(it);
     }
     it->mode = mode;
     return 0;
@@ -352,28 +340,99 @@ static int build(forward_iter *it, const msgpack_object *t, const msgpack_object
     return 1;
 }
 
+/* Bytes of a header announcing n (a length or a count) in a family with a 1-byte fix form up to fix_max. */
+static size_t hdr_size(uint64_t n, uint64_t fix_max, int has8)
+{
+    return n <= fix_max ? 1 : has8 && n <= 0xff ? 2 : n <= 0xffff ? 3 : 5;
+}
+
+/* o's size in its smallest msgpack encoding, or a number > limit as soon as it passes limit. Recursion depth is
+ * the object's nesting, which msgpack-c (and mpscan) bound to 32. */
+static size_t wire_size(const msgpack_object *o, size_t limit)
+{
+    switch (o->type) {
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return o->via.u64 < 128 ? 1 : o->via.u64 <= 0xff ? 2 : o->via.u64 <= 0xffff ? 3
+                                    : o->via.u64 <= 0xffffffff ? 5 : 9;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return o->via.i64 >= -32 ? 1 : o->via.i64 >= -128 ? 2 : o->via.i64 >= -32768 ? 3
+                                     : o->via.i64 >= INT32_MIN ? 5 : 9;
+    case MSGPACK_OBJECT_FLOAT32: return 5;
+    case MSGPACK_OBJECT_FLOAT64: return 9;
+    case MSGPACK_OBJECT_STR: return hdr_size(o->via.str.size, 31, 1) + o->via.str.size;
+    case MSGPACK_OBJECT_BIN: return hdr_size(o->via.bin.size, 0, 1) + o->via.bin.size;
+    case MSGPACK_OBJECT_EXT: {
+        uint32_t n = o->via.ext.size;
+        int fix = n == 1 || n == 2 || n == 4 || n == 8 || n == 16;
+        return (fix ? 2 : hdr_size(n, 0, 1) + 1) + n;
+    }
+    case MSGPACK_OBJECT_ARRAY: {
+        size_t sum = hdr_size(o->via.array.size, 15, 0);
+        for (uint32_t i = 0; i < o->via.array.size && sum <= limit; i++)
+            sum += wire_size(&o->via.array.ptr[i], limit);
+        return sum;
+    }
+    case MSGPACK_OBJECT_MAP: {
+        size_t sum = hdr_size(o->via.map.size, 15, 0);
+        for (uint32_t i = 0; i < o->via.map.size && sum <= limit; i++)
+            sum += wire_size(&o->via.map.ptr[i].key, limit) + wire_size(&o->via.map.ptr[i].val, limit);
+        return sum;
+    }
+    default:
+        return 1; /* nil, bool */
+    }
+}
+
+/* One decoded event: -EMSGSIZE when its [time, record] is over max_record as msgpack, else build's answer. */
+static int build_sized(forward_iter *it, const msgpack_object *t, const msgpack_object *rec, msgpack_object *out)
+{
+    size_t max = it->opts->max_record;
+    size_t n = 1 + wire_size(t, max);
+    if (n <= max)
+        n += wire_size(rec, max);
+    if (n > max)
+        return -EMSGSIZE;
+    return build(it, t, rec, out);
+}
+
 /* One [time, record] entry. */
 static int build_entry(forward_iter *it, const msgpack_object *e, msgpack_object *out)
 {
     if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2)
         return -EINVAL;
-    return build(it, &e->via.array.ptr[0], &e->via.array.ptr[1], out);
+    return build_sized(it, &e->via.array.ptr[0], &e->via.array.ptr[1], out);
 }
 
+/* The next packed entry, vouched for by mpscan (max_record bytes and items) before msgpack-c decodes it. An
+ * entry over max_record is skipped (its end found by a scan bounded by the packed bytes): -EMSGSIZE. Bytes that
+ * are not msgpack, or a truncated entry, end the message: -EINVAL. */
 static int next_packed(forward_iter *it, msgpack_object *out)
 {
-    if (it->packed_off >= it->packed_len) {
-        if (!it->bad_tail)
-            return 0;
-        it->bad_tail = 0;
+    size_t left = it->packed_len - it->packed_off, used = 0;
+    if (left == 0)
+        return 0;
+    const uint8_t *p = (const uint8_t *)it->packed + it->packed_off;
+    mpscan s;
+    mpscan_init(&s, it->opts->max_record);
+    int rc = mpscan_feed_one(&s, p, left, &used);
+    if (rc == MPSCAN_OVERSIZED) {
+        mpscan_init(&s, left);
+        if (mpscan_feed_one(&s, p, left, &used) == MPSCAN_OK && s.records == 1) {
+            it->packed_off += used;
+            return -EMSGSIZE;
+        }
+    }
+    if (rc != MPSCAN_OK || s.records != 1) {
+        it->packed_off = it->packed_len;
         return -EINVAL;
     }
-    msgpack_unpack_return r = msgpack_unpack_next(&it->entry, it->packed, it->packed_len, &it->packed_off);
+    size_t off = 0;
+    msgpack_unpack_return r = msgpack_unpack_next(&it->entry, (const char *)p, used, &off);
+    it->packed_off += used;
     if (r == MSGPACK_UNPACK_NOMEM_ERROR)
         return -ENOMEM;
-    if (r != MSGPACK_UNPACK_SUCCESS && r != MSGPACK_UNPACK_EXTRA_BYTES) { /* a truncated or bad entry ends it */
+    if (r != MSGPACK_UNPACK_SUCCESS && r != MSGPACK_UNPACK_EXTRA_BYTES) { /* not reached: mpscan vouched for it */
         it->packed_off = it->packed_len;
-        it->bad_tail = 0;
         return -EINVAL;
     }
     return build_entry(it, &it->entry.data, out);
@@ -385,7 +444,7 @@ int forward_next(forward_iter *it, msgpack_object *out)
     switch (it->mode) {
     case FORWARD_MESSAGE:
         if (it->next_entry++ == 0)
-            return build(it, it->single_time, it->single_record, out);
+            return build_sized(it, it->single_time, it->single_record, out);
         break;
     case FORWARD_FORWARD:
         if (it->next_entry < it->entries->via.array.size)

@@ -27,7 +27,8 @@ typedef struct forward_opts {
     const char *message_keys[FORWARD_MAX_MESSAGE_KEYS]; /* tried in order; borrowed */
     unsigned n_message_keys;
     size_t max_inflated; /* CompressedPackedForward: the decompressed entries may be at most this many bytes */
-    size_t max_record;   /* one packed entry may be at most this many bytes (as a native record) */
+    size_t max_record;   /* one event's [time, record] may be at most this many bytes of msgpack (as a native
+                          * record); a larger one is refused alone (-EMSGSIZE) */
 } forward_opts;
 
 enum forward_mode { FORWARD_MESSAGE = 1, FORWARD_FORWARD, FORWARD_PACKED, FORWARD_COMPRESSED };
@@ -42,7 +43,6 @@ typedef struct forward_iter {
     uint32_t next_entry;           /* Forward mode: index; Message mode: 0 or 1 */
     const char *packed;            /* Packed modes: the concatenated entries (borrowed or `inflated`) */
     size_t packed_len, packed_off;
-    int bad_tail;                  /* Packed modes: bytes after packed_len are not valid msgpack */
     char *inflated;                /* owned: CompressedPackedForward's decompressed entries */
     msgpack_unpacked entry;        /* Packed modes: the entry being handed out */
     msgpack_object_kv *kv;         /* owned: the built map's pairs */
@@ -69,8 +69,10 @@ int forward_begin(forward_iter *it, const msgpack_object *arr);
 
 /* The next event as a native record map in *out (valid until the next call or reset). Returns 1 for an event,
  * 0 when there are no more, -EINVAL for an entry that is not a valid [time, record] (skip it, invalid_record;
- * calling again goes on with the next one, except in packed modes where bytes that are not msgpack end the
- * message), -ENOMEM. */
+ * calling again goes on with the next one, except in packed modes where bytes that are not msgpack, or a
+ * truncated entry, end the message), -EMSGSIZE for an event over opts->max_record bytes (skip it, oversized;
+ * calling again goes on with the next one), -ENOMEM. Every call makes progress: at most one call per entry (a
+ * packed entry: per entry that starts) plus the final 0. */
 int forward_next(forward_iter *it, msgpack_object *out);
 
 /* True while forward_begin succeeded and forward_next has not returned 0 yet. */

@@ -292,6 +292,14 @@ static int forward_drain(conn *c, size_t wire, int64_t now, int64_t mono)
             wire = 0; /* the message's bytes count once, with its first event */
             continue;
         }
+        if (rc == -EMSGSIZE) {
+            stat_add(&in->st->oversized, 1);
+            client_entry *ce = conn_blame(c);
+            if (ce)
+                ce->rejected++;
+            log_peer(&in->lim_oversized, c, "Forward event over max_record_bytes skipped");
+            continue;
+        }
         if (rc < 0) {
             stat_add(&in->st->invalid_record, 1);
             client_entry *ce = conn_blame(c);
@@ -326,7 +334,7 @@ static int forward_start(conn *c, const msgpack_object *arr, size_t wire, int64_
     }
     if (rc == -EMSGSIZE) {
         stat_add(&in->st->oversized, 1);
-        log_peer(&in->lim_oversized, c, "Forward compressed entries inflate past 8 x max_record_bytes, skipped");
+        log_peer(&in->lim_oversized, c, "Forward compressed entries inflate past forward_max_message_bytes, skipped");
     } else {
         stat_add(&in->st->invalid_record, 1);
         log_peer(&in->lim_invalid, c, rc == -EBADMSG ? "Forward compressed entries are not valid gzip, skipped"
@@ -413,7 +421,9 @@ static void conn_maybe_close(conn *c, int drained)
         log_peer(&in->lim_malformed, c, "malformed msgpack, connection closed");
     } else if (c->fail == MPSCAN_OVERSIZED) {
         stat_add(&in->st->oversized, 1);
-        log_peer(&in->lim_oversized, c, "record over max_record_bytes, connection closed");
+        log_peer(&in->lim_oversized, c, c->scan.in_array ? "Forward message over forward_max_message_bytes (or "
+                                                           "its item budget), connection closed"
+                                                         : "record over max_record_bytes, connection closed");
     } else if (mpscan_mid_record(&c->scan)) {
         stat_add(&in->st->truncated, 1);
         log_peer(&in->lim_truncated, c, "client disconnected mid-record, partial record discarded");
@@ -576,6 +586,7 @@ static void conn_new(ingest *in, int fd, const record_source *srcp)
     msgpack_unpacked_init(&c->res);
     forward_iter_init(&c->fwd, &in->fwd_opts);
     mpscan_init(&c->scan, in->cfg->max_record_bytes);
+    mpscan_set_array_limit(&c->scan, in->cfg->forward_max_message_bytes); /* Forward messages (whole chunks) */
     /* EV_CLOSED: a short-lived client's data and its close are handled in one turn */
     c->ev = event_new(in->base, fd, EV_READ | EV_CLOSED | EV_PERSIST, on_readable, c);
     c->next = in->conns;
@@ -776,7 +787,7 @@ void ingest_reload(ingest *in)
     if (forward_opts_parse_keys(&in->fwd_opts, in->fwd_keys) < 0) /* config_load checked it: not reached */
         forward_opts_default(&in->fwd_opts, (size_t)in->cfg->max_record_bytes);
     in->fwd_opts.max_record = (size_t)in->cfg->max_record_bytes;
-    in->fwd_opts.max_inflated = (size_t)in->cfg->max_record_bytes * 8;
+    in->fwd_opts.max_inflated = (size_t)in->cfg->forward_max_message_bytes;
     /* one encoded record must fit in the ring and, with a batch's framing and trailer, in one request */
     in->enc.text_limit = (size_t)in->cfg->batch_max_bytes - 256;
     if (in->enc.text_limit > ring_max_record(in->ring))
@@ -795,7 +806,7 @@ static uint64_t count_forward(conn *c)
         if (rc == 1)
             n++;
         else
-            stat_add(&c->in->st->invalid_record, 1);
+            stat_add(rc == -EMSGSIZE ? &c->in->st->oversized : &c->in->st->invalid_record, 1);
     }
     forward_iter_reset(&c->fwd);
     if (c->client)

@@ -11,7 +11,11 @@
  * promised byte with its real size. The promises of every open container count together: msgpack-c
  * allocates an object (24 bytes) per announced item as soon as it reads a container header, so nested
  * headers that each announce almost max_record items must be refused, not only one such header (found by
- * tests/fuzz: 160 bytes of nested array32 headers made msgpack-c allocate 32 x 24 x max_record bytes). */
+ * tests/fuzz: 160 bytes of nested array32 headers made msgpack-c allocate 32 x 24 x max_record bytes).
+ *
+ * The record's first header decides its limits: a top-level array gets max_array / array_items, anything else
+ * max_record / max_items. rec_items counts every item announced (a separate budget: for a native record it is
+ * implied by rec_bytes, for a large Forward message of small events it is what bounds msgpack-c's zone). */
 #include "mpscan.h"
 
 #include <string.h>
@@ -19,8 +23,19 @@
 void mpscan_init(mpscan *s, uint64_t max_record)
 {
     memset(s, 0, sizeof *s);
-    s->max_record = max_record;
+    s->max_record = s->max_array = max_record;
+    s->max_items = s->array_items = max_record;
 }
+
+void mpscan_set_array_limit(mpscan *s, uint64_t max_array)
+{
+    if (max_array < s->max_record)
+        max_array = s->max_record;
+    s->max_array = max_array;
+    s->array_items = max_array / 16 > s->max_record ? max_array / 16 : s->max_record;
+}
+
+static int is_array_header(uint8_t b) { return (b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd; }
 
 int mpscan_mid_record(const mpscan *s) { return s->depth > 0 || s->hdr_have > 0 || s->skip > 0; }
 
@@ -105,11 +120,17 @@ static int header_done(mpscan *s, int *record_end)
     uint64_t payload, items;
     int container;
     header_decode(s->hdr, &payload, &items, &container);
-    if (s->depth > 0)
+    if (s->depth > 0) {
         s->rec_bytes -= 1; /* this item's promised byte (charged by its container), now charged exactly: */
+    } else {              /* the record's first header: its limits */
+        s->in_array = is_array_header(s->hdr[0]);
+        s->cur_max = s->in_array ? s->max_array : s->max_record;
+        s->cur_items = s->in_array ? s->array_items : s->max_items;
+    }
     s->rec_bytes += s->hdr_need + payload + items; /* items: 0 unless a container; >= 1 byte each to come */
+    s->rec_items += items;
     s->hdr_have = s->hdr_need = 0;
-    if (s->rec_bytes > s->max_record || payload > s->max_record)
+    if (s->rec_bytes > s->cur_max || payload > s->cur_max || s->rec_items > s->cur_items)
         return MPSCAN_OVERSIZED;
     if (container && s->depth == MPSCAN_MAX_DEPTH)
         return MPSCAN_MALFORMED; /* msgpack-c refuses a container there even when it is empty */
@@ -123,7 +144,8 @@ static int header_done(mpscan *s, int *record_end)
     return MPSCAN_OK;
 }
 
-int mpscan_feed(mpscan *s, const uint8_t *p, size_t n, size_t *good)
+/* mpscan_feed's loop; with `one`, stops after the first record end (*good then = its end). */
+static int scan(mpscan *s, const uint8_t *p, size_t n, size_t *good, int one)
 {
     size_t i = 0, rec_start = 0; /* a record begun in an earlier chunk: nothing here is good */
     int rc = MPSCAN_OK;
@@ -149,10 +171,24 @@ int mpscan_feed(mpscan *s, const uint8_t *p, size_t n, size_t *good)
         }
         if (end) {
             s->records++;
-            s->rec_bytes = 0;
+            s->rec_bytes = s->rec_items = 0;
             rec_start = i;
+            if (one) {
+                *good = i;
+                return MPSCAN_OK;
+            }
         }
     }
     *good = rc == MPSCAN_OK ? n : rec_start;
+    return rc;
+}
+
+int mpscan_feed(mpscan *s, const uint8_t *p, size_t n, size_t *good) { return scan(s, p, n, good, 0); }
+
+int mpscan_feed_one(mpscan *s, const uint8_t *p, size_t n, size_t *used)
+{
+    int rc = scan(s, p, n, used, 1);
+    if (rc != MPSCAN_OK)
+        *used = 0;
     return rc;
 }

@@ -9,6 +9,8 @@ Fuzzing).
   ingest/  one connection's bytes: a valid record of each DESIGN.md form, each bad-input row of its table
   spool/   segment files: the real one, and the ways a disk or a crash breaks it
   config/  logagentd.conf: the packaged sample, a full valid file, and the ways an operator breaks it
+  forward/ a limits byte (fuzz_forward.c) + a stream of Fluent Forward messages: each mode, each time form, gzip,
+           acks, and the bad cases (protocol.md's Forward table, oversized events and messages, the item budget)
 """
 import os
 import struct
@@ -248,6 +250,66 @@ def config_seeds():
     return s
 
 
+# ---- forward ------------------------------------------------------------------------------------------------
+
+# fuzz_forward.c's first byte: bit 0 = max_record 4 KiB (else 256 B); (byte >> 1) % 3 = message limit 1, 4, 16 x.
+L256_X1, L4K_X1, L4K_X4, L4K_X16, L256_X16 = b"\x00", b"\x01", b"\x03", b"\x05", b"\x04"
+
+
+def forward_seeds():
+    import gzip as gz
+
+    def gzip_member(data):
+        return gz.compress(data, compresslevel=6, mtime=0)  # mtime 0: the same bytes on every run
+
+    et = lambda s, ns: ext(0, struct.pack(">II", s, ns))
+    T = 1725013845
+    rec = lambda i: {"message": "event %d" % i, "i": i}
+    packed = b"".join(pack([T + i, rec(i)]) for i in range(4))
+    big = "x" * 400  # past max_record 256 by more than the mapping adds (fuzz_forward.c allows 100 bytes)
+    s = {
+        "message-int": L4K_X4 + pack(["app.web", T, {"message": "hi", "level": "warn", "user": "u1"}]),
+        "message-eventtime-chunk": L4K_X4 + pack(["app", et(T, 123456789), {"log": "from docker"}, {"chunk": "c1"}]),
+        "message-float-negative": L4K_X4 + pack(["app", -1.5, {"msg": "m"}]) + pack(["app", -3, {"msg": "n"}]),
+        "message-renamed-keys": L4K_X4 + pack(["t", T, {"message": {"not": "str"}, "log": "l", "service_name": "x",
+                                                          "timestamp": 5}]),
+        "forward-mode": L4K_X4 + pack(["t", [[et(T, 1), rec(0)], [T, rec(1)], [T + 0.5, rec(2)]], {"chunk": "abc"}]),
+        "packed-bin": L4K_X4 + pack(["t", packed, {"chunk": "p", "size": 4}]),
+        "packed-str": L4K_X4 + msgpack.packb(["t", packed], use_bin_type=False),
+        "compressed-gzip-two-members": L4K_X16 + pack(["t", gzip_member(packed[:20]) + gzip_member(packed[20:]),
+                                                      {"compressed": "gzip", "chunk": "z"}]),
+        "compressed-text": L4K_X4 + pack(["t", packed, {"compressed": "text"}]),
+        "native-then-forward": L4K_X4 + pack({"message": "native"}) + pack(["t", T, {"message": "fw"}]),
+        "bad-tag-not-string": L4K_X4 + pack([42, T, {"message": "x"}]),
+        "bad-too-short-too-long": L4K_X4 + pack(["t"]) + pack(["t", T, {}, {}, "extra"]),
+        "bad-second-element": L4K_X4 + pack(["t", {"message": "x"}]),
+        "bad-option-not-map": L4K_X4 + pack(["t", T, {"message": "x"}, "opt"]),
+        "bad-eventtime-ext": L4K_X4 + pack(["t", ext(0, b"\x00\x01"), {"message": "x"}]) +
+                             pack(["t", ext(0, b"\x00\x00\x00\x01\xff\xff\xff\xff"), {"message": "ns"}]),
+        "bad-forward-entries": L4K_X4 + pack(["t", [[T, rec(0)], "no", [T, "no map"], [T], [T, rec(4)]]]),
+        "bad-packed-not-msgpack": L4K_X4 + pack(["t", pack([T, rec(0)]) + b"\xc1\xc1garbage"]),
+        "bad-packed-truncated": L4K_X4 + pack(["t", packed[:-3]]),
+        "bad-gzip-corrupt": L4K_X4 + pack(["t", b"\x1f\x8b\x08\x00garbage", {"compressed": "gzip"}]),
+        "bad-gzip-cut": L4K_X4 + pack(["t", gzip_member(packed)[:-6], {"compressed": "gzip"}]),
+        "bad-gzip-bomb": L4K_X1 + pack(["t", gzip_member(b"\x00" * (256 << 10)), {"compressed": "gzip"}]),
+        "bad-compression-unknown": L4K_X4 + pack(["t", b"", {"compressed": "zstd"}]),
+        "bad-compressed-not-packed": L4K_X4 + pack(["t", [[T, rec(0)]], {"compressed": "gzip"}]),
+        "oversized-event-forward-mode": L256_X16 + pack(["t", [[T, rec(0)], [T, {"message": big}], [T, rec(2)]]]),
+        "oversized-event-message-mode": L256_X16 + pack(["t", T, {"message": big}]),
+        "oversized-event-packed": L256_X16 + pack(["t", pack([T, rec(0)]) + pack([T, {"message": big}]) +
+                                                  pack([T, rec(2)])]),
+        "oversized-event-gzip": L256_X16 + pack(["t", gzip_member(pack([T, {"message": big}]) + pack([T, rec(1)])),
+                                                {"compressed": "gzip"}]),
+        "oversized-message": L256_X1 + pack(["t", T, {"message": "before"}]) + pack(["t", [[T, rec(i)]
+                                                                                    for i in range(30)]]),
+        "oversized-item-budget": L4K_X16 + pack(["t", [[1, {"a": 1}] for _ in range(1000)]]),
+        "ack-chunk-kinds": L4K_X4 + pack(["t", T, {"message": "a"}, {"chunk": 7}]) +
+                           pack(["t", T, {"message": "b"}, {"chunk": "c" * 600}]) +
+                           pack(["t", T, {"message": "c"}, None]),
+    }
+    return s
+
+
 def write(target, seeds):
     d = os.path.join(CORPUS, target)
     os.makedirs(d, exist_ok=True)
@@ -261,6 +323,7 @@ def main():
     write("ingest", ingest_seeds())
     write("spool", spool_seeds())
     write("config", config_seeds())
+    write("forward", forward_seeds())
     return 0
 
 

@@ -2,8 +2,10 @@
 (sync and async senders, a client nobody on the team wrote), a raw client sending every mode (Message, Forward,
 PackedForward as bin and str, CompressedPackedForward) with EventTime, integer and float times, `chunk` acks sent
 only once the records are in the agent, a Forward message larger than the ring (backpressure loses nothing and the
-ack waits for all of it), and malformed Forward messages per DESIGN.md's bad-input table (skipped, counted, the
-connection goes on)."""
+ack waits for all of it), malformed Forward messages per DESIGN.md's bad-input table (skipped, counted, the
+connection goes on), and the sizes: 3 MiB chunks (as Fluent Bit and fluentd send) pass with the defaults, a message
+over --forward-max-message-bytes (or its item budget) closes only its connection, one event over --max-record-bytes
+inside a message is skipped alone."""
 import gzip
 import re
 import socket
@@ -373,9 +375,133 @@ def test_bad_unknown_compression():
 
 
 def test_gzip_bomb_refused_as_oversized():
-    """64 MiB of zeros compress to ~64 KiB: past 8 x max_record_bytes (8 MiB) the message is refused, oversized."""
+    """64 MiB of zeros compress to ~64 KiB: past --forward-max-message-bytes (16 MiB) the message is refused,
+    oversized."""
     bomb = gzip.compress(b"\x00" * (64 << 20), compresslevel=9)
     bad_case("bomb", msgpack.packb(["t", bomb, {"compressed": "gzip"}]), "oversized")
+
+
+def big_events(name, n, pad):
+    return [[event_time(T0 + i // 1000, i), {"message": "%s %05d" % (name, i), "pad": pad}] for i in range(n)]
+
+
+def test_3mib_chunks_with_defaults():
+    """A 3 MiB PackedForward message (Fluent Bit's forward output, ~2 MiB chunks) and a 3 MiB Forward-mode message
+    (fluent-logger), each acked, with the defaults: every event arrives once (no `oversized`)."""
+    sink, a = start("chunks_3mib")
+    pad = "p" * 480
+    n = (3 << 20) // 512 + 100  # ~512 bytes per event: just over 3 MiB each
+    packed = b"".join(msgpack.packb(e) for e in big_events("packed", n, pad))
+    assert len(packed) > 3 << 20, len(packed)
+    forward = msgpack.packb(["fw", big_events("forward", n, pad), {"chunk": "fw-3mib"}])
+    assert len(forward) > 3 << 20, len(forward)
+    s = connect(a.socket)
+    s.sendall(msgpack.packb(["pk", packed, {"chunk": "pk-3mib", "size": n}], use_bin_type=True))
+    assert recv_ack(s) == {"ack": "pk-3mib"}
+    s.sendall(forward)
+    assert recv_ack(s) == {"ack": "fw-3mib"}
+    s.close()
+    st, entries = finish(sink, a, 2 * n)
+    msgs = sorted(e["message"] for e in entries)
+    assert msgs == sorted(["packed %05d" % i for i in range(n)] + ["forward %05d" % i for i in range(n)]), len(msgs)
+    assert sum(st["records"]["rejected"].values()) == 0, st["records"]["rejected"]
+    assert st["forward"]["messages"] == 2 and st["forward"]["events"] == 2 * n, st["forward"]
+
+
+def send_ignoring_close(s, data):
+    try:
+        s.sendall(data)
+    except OSError:  # the agent closed the connection while we were sending
+        pass
+
+
+def wait_closed(s):
+    """Reads until the agent closes s (EOF or reset); returns what it sent before."""
+    got = b""
+    while True:
+        try:
+            data = s.recv(4096)
+        except ConnectionResetError:
+            return got
+        if not data:
+            return got
+        got += data
+
+
+def test_message_over_limit_closes_only_its_connection():
+    """--forward-max-message-bytes 2MiB: a 3 MiB PackedForward message is refused from its header (oversized,
+    connection closed, the message before it kept), while another connection is served; a Forward-mode message of
+    2 MiB of tiny events passes the bytes but not the item budget (max(1 MiB, 2 MiB / 16) = 1 Mi items)."""
+    sink, a = start("over_limit", "--forward-max-message-bytes", "2MiB")
+    other = connect(a.socket)
+    other.sendall(msgpack.packb(["t", T0, {"message": "other before"}, {"chunk": "o1"}]))
+    assert recv_ack(other) == {"ack": "o1"}
+    s = connect(a.socket)
+    too_big = b"".join(msgpack.packb(e) for e in big_events("big", (3 << 20) // 512, "p" * 480))
+    sender = threading.Thread(target=send_ignoring_close, args=(s, msgpack.packb(["t", T0, {"message": "kept"}]) +
+                                                                    msgpack.packb(["t", too_big])))
+    sender.start()
+    wait_closed(s)
+    sender.join()
+    s.close()
+    other.sendall(msgpack.packb(["t", T0, {"message": "other after"}, {"chunk": "o2"}]))
+    assert recv_ack(other) == {"ack": "o2"}
+    # Forward mode, ~1.3 MiB but 1.25 Mi items ([1, {"a": 1}]: 5 items in 6 bytes each): refused by its item budget
+    s = connect(a.socket)
+    tiny = msgpack.packb(["t", [[1, {"a": 1}] for _ in range(250000)]])
+    assert len(tiny) < 2 << 20, len(tiny)
+    sender = threading.Thread(target=send_ignoring_close, args=(s, tiny))
+    sender.start()
+    wait_closed(s)
+    sender.join()
+    s.close()
+    other.close()
+    st, entries = finish(sink, a, 3)
+    assert sorted(e["message"] for e in entries) == ["kept", "other after", "other before"], entries
+    assert st["records"]["rejected"]["oversized"] == 2 and sum(st["records"]["rejected"].values()) == 2, st["records"]
+    assert "Forward message over forward_max_message_bytes (or its item budget), connection closed" in a.logtext()
+
+
+def test_forward_max_message_bytes_bounds():
+    """The option's bounds at start: at most buffer-bytes/4 and at least max-record-bytes (exit 2, naming both);
+    when not set it follows a small buffer (8 MiB -> 2 MiB) and a large max-record-bytes."""
+    tmp = TempDir("fwd_max_bounds")
+    for args, want in ((("--forward-max-message-bytes", "32MiB"), "must be at most 1/4 of buffer-bytes"),
+                       (("--forward-max-message-bytes", "512KiB"), "must be at least max-record-bytes")):
+        bad = Agent(tmp, "127.0.0.1:1", *args)
+        p = subprocess.run(bad.cmd(), env=bad.env, capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2 and "forward-max-message-bytes" in p.stderr and want in p.stderr, (args, p.stderr)
+    for args, want in ((("--buffer-bytes", "8MiB"), "2MiB"), (("--max-record-bytes", "4MiB"), "16MiB"),
+                       (("--buffer-bytes", "1GiB", "--max-record-bytes", "32MiB"), "32MiB"),
+                       (("--forward-max-message-bytes", "64MiB", "--buffer-bytes", "256MiB"), "64MiB")):
+        a = Agent(tmp, "127.0.0.1:1", "--check-config", *args)
+        p = subprocess.run(a.cmd(), env=a.env, capture_output=True, text=True, timeout=30)
+        m = re.search(r"^forward-max-message-bytes = (\S+)", p.stdout, re.M)
+        assert p.returncode == 0 and m and m.group(1) == want, (args, p.returncode, p.stdout[-2000:], p.stderr)
+
+
+def test_one_event_over_max_record_bytes_skipped_alone():
+    """With the defaults, one 2 MiB event inside a Forward-mode message and one inside a PackedForward message: each
+    is counted oversized and skipped, the events around it arrive, the chunk is still acked."""
+    sink, a = start("big_event")
+    huge = "h" * (2 << 20)
+    events = lambda m: [[T0, {"message": "%s %d" % (m, i)}] for i in range(3)]
+    fw = events("fw")
+    fw.insert(1, [T0, {"message": "huge fw", "pad": huge}])
+    pk = events("pk")
+    pk.insert(2, [T0, {"message": "huge pk", "pad": huge}])
+    s = connect(a.socket)
+    s.sendall(msgpack.packb(["t", fw, {"chunk": "fw"}]))
+    assert recv_ack(s) == {"ack": "fw"}
+    s.sendall(msgpack.packb(["t", b"".join(msgpack.packb(e) for e in pk), {"chunk": "pk"}], use_bin_type=True))
+    assert recv_ack(s) == {"ack": "pk"}
+    s.close()
+    st, entries = finish(sink, a, 6)
+    assert sorted(e["message"] for e in entries) == ["fw 0", "fw 1", "fw 2", "pk 0", "pk 1", "pk 2"], entries
+    rejected = st["records"]["rejected"]
+    assert rejected["oversized"] == 2 and sum(rejected.values()) == 2, rejected
+    assert st["forward"]["events"] == 6, st["forward"]
+    assert "Forward event over max_record_bytes skipped" in a.logtext()
 
 
 if __name__ == "__main__":
@@ -386,4 +512,6 @@ if __name__ == "__main__":
          test_bad_array_too_short_or_long, test_bad_second_element, test_bad_option_not_a_map,
          test_bad_message_mode_record_not_a_map, test_bad_event_time_ext, test_bad_forward_entry_skipped_rest_kept,
          test_bad_packed_bytes_not_msgpack, test_bad_gzip_member, test_bad_unknown_compression,
-         test_gzip_bomb_refused_as_oversized])
+         test_gzip_bomb_refused_as_oversized, test_3mib_chunks_with_defaults,
+         test_message_over_limit_closes_only_its_connection, test_one_event_over_max_record_bytes_skipped_alone,
+         test_forward_max_message_bytes_bounds])

@@ -1,7 +1,8 @@
 /* test_forward.c — Fluent Forward messages to native record maps: the three time forms (and bad ones), each mode,
  * the message-key choice and the keys dropped, bad entries skipped while the rest go on, packed bytes cut short or
  * not msgpack, gzip (several members, corrupt, a bomb past max_inflated), the option map (chunk, compressed) and
- * the ack's bytes, the message-key list parser. */
+ * the ack's bytes, the message-key list parser; one event over max_record refused alone (-EMSGSIZE) in every mode
+ * while the others go on. */
 #include "check.h"
 #include "forward.h"
 
@@ -340,6 +341,74 @@ static void test_parse_keys(void)
     CHECK_INT(forward_opts_parse_keys(&o, d), -EINVAL);
 }
 
+/* Events over max_record: refused alone (-EMSGSIZE), the next ones still come, in every mode. */
+static void test_oversized_event(void)
+{
+    forward_opts small;
+    forward_opts_default(&small, 300);
+    forward_iter it;
+    forward_iter_init(&it, &small);
+    char big[400], fits[200];
+    memset(big, 'x', sizeof big - 1), big[sizeof big - 1] = 0;
+    memset(fits, 'y', sizeof fits - 1), fits[sizeof fits - 1] = 0;
+    msgpack_object ev;
+    /* Forward mode: small, big (418 bytes), 217 bytes (passes), small */
+    start_pack();
+    msgpack_pack_array(&pk, 2);
+    str("t");
+    msgpack_pack_array(&pk, 4);
+    entry(0, "a"), entry(1, big), entry(2, fits), entry(3, "b");
+    CHECK_INT(begin(&it), 0);
+    CHECK_INT(forward_next(&it, &ev), 1);
+    CHECK_INT(forward_next(&it, &ev), -EMSGSIZE);
+    CHECK_INT(forward_next(&it, &ev), 1);
+    CHECK(is_str(get(&ev, "message"), fits));
+    CHECK_INT(forward_next(&it, &ev), 1);
+    CHECK(is_str(get(&ev, "message"), "b"));
+    CHECK_INT(forward_next(&it, &ev), 0);
+    /* Message mode */
+    start_pack();
+    msgpack_pack_array(&pk, 3);
+    str("t");
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_map(&pk, 1);
+    str("message"), str(big);
+    CHECK_INT(begin(&it), 0);
+    CHECK_INT(forward_next(&it, &ev), -EMSGSIZE);
+    CHECK_INT(forward_next(&it, &ev), 0);
+    /* PackedForward and CompressedPackedForward: the big entry is skipped, the ones after it come */
+    msgpack_sbuffer entries;
+    msgpack_sbuffer_init(&entries);
+    msgpack_packer_init(&pk, &entries, msgpack_sbuffer_write);
+    entry(0, "a"), entry(1, big), entry(2, fits), entry(3, big), entry(4, "b");
+    msgpack_sbuffer copy = entries;
+    for (int gz = 0; gz < 2; gz++) {
+        char zbuf[4096];
+        size_t zlen = gz ? gzip_into(copy.data, copy.size, zbuf, sizeof zbuf) : 0;
+        pack_packed(gz ? zbuf : copy.data, gz ? zlen : copy.size, gz);
+        CHECK_INT(begin(&it), 0);
+        CHECK_INT(it.mode, gz ? FORWARD_COMPRESSED : FORWARD_PACKED);
+        CHECK_INT(forward_next(&it, &ev), 1);
+        CHECK_INT(forward_next(&it, &ev), -EMSGSIZE);
+        CHECK_INT(forward_next(&it, &ev), 1);
+        CHECK(is_str(get(&ev, "message"), fits));
+        CHECK_INT(forward_next(&it, &ev), -EMSGSIZE);
+        CHECK_INT(forward_next(&it, &ev), 1);
+        CHECK(is_str(get(&ev, "message"), "b"));
+        CHECK_INT(forward_next(&it, &ev), 0);
+    }
+    /* a big packed entry cut short: the message ends there (-EINVAL), once */
+    pack_packed(copy.data, copy.size - 430, 0); /* into the second big entry */
+    CHECK_INT(begin(&it), 0);
+    CHECK_INT(forward_next(&it, &ev), 1);
+    CHECK_INT(forward_next(&it, &ev), -EMSGSIZE);
+    CHECK_INT(forward_next(&it, &ev), 1);
+    CHECK_INT(forward_next(&it, &ev), -EINVAL);
+    CHECK_INT(forward_next(&it, &ev), 0);
+    msgpack_sbuffer_destroy(&entries);
+    forward_iter_free(&it);
+}
+
 int main(void)
 {
     msgpack_sbuffer_init(&sb);
@@ -351,6 +420,7 @@ int main(void)
     test_packed_and_gzip();
     test_not_forward();
     test_parse_keys();
+    test_oversized_event();
     msgpack_unpacked_destroy(&up);
     msgpack_sbuffer_destroy(&sb);
     return check_done("test_forward");
