@@ -83,6 +83,16 @@ struct flusher {
     log_limit spool_log;
     int64_t seal_retry_ms; /* disk mode: spool full or failing, try sealing again at this time */
     flusher_snapshot acct; /* the counters (latency and text filled at snapshot time) */
+
+    /* Forward acks in disk mode (flusher.h, flusher_spooled): ring_seq is how many records the flusher thread has
+     * consumed from the ring (only it writes it); `cur` holds the last cur->n of them, so everything up to
+     * ring_seq - cur->n is spooled or dropped. Published with seq_cst stores: lost before settled, settled before
+     * reading want_spooled (pairs with flusher_want_spooled then flusher_spooled on the ingest side). */
+    uint64_t ring_seq;
+    _Atomic uint64_t settled_seq, lost_seq;
+    _Atomic int want_spooled;
+    flusher_spooled_fn on_spooled;
+    void *spooled_arg;
 };
 
 #define LIVE(f, field) atomic_load_explicit(&(f)->field, memory_order_relaxed)
@@ -555,6 +565,7 @@ static uint64_t pull(flusher *f)
             b->observed_ns = wall_ns();
         }
         ring_consume(f->ring);
+        f->ring_seq++;
         k++;
         if (b->n >= LIVE(f, max_records))
             f->cur_full = 1;
@@ -598,6 +609,7 @@ static void shed_oldest(flusher *f)
         k = f->cur->n;
         batch_free(f->cur);
         f->cur = NULL;
+        atomic_store(&f->lost_seq, f->ring_seq); /* cur held the newest records taken */
     } else {
         size_t len, freed = 0;
         while (freed < ring_capacity(f->ring) / 2 && ring_peek(f->ring, &len)) {
@@ -606,6 +618,9 @@ static void shed_oldest(flusher *f)
             k++;
         }
         ring_release(f->ring);
+        f->ring_seq += k;
+        if (k)
+            atomic_store(&f->lost_seq, f->ring_seq);
         f->acct.taken += k;
         f->acct.dropped_buffer_full += k;
     }
@@ -750,6 +765,7 @@ static void abandon_rest(flusher *f)
         if (batch_add(b, p, len) < 0)
             break;
         ring_consume(f->ring);
+        f->ring_seq++; /* not published: ingest has closed its connections by now */
         f->acct.taken++;
         if (b->n >= LIVE(f, max_records) || b->len >= LIVE(f, max_bytes)) {
             spill_locked(f, b);
@@ -760,11 +776,23 @@ static void abandon_rest(flusher *f)
         spill_locked(f, b);
     while (ring_peek(f->ring, &len)) { /* only when memory ran out above */
         ring_consume(f->ring);
+        f->ring_seq++;
         f->acct.taken++;
         f->acct.dropped_shutdown++;
     }
     ring_release(f->ring);
     pthread_mutex_unlock(&f->mu);
+}
+
+/* Disk mode: publishes how far records have left memory (flusher_spooled) and rings ingest when it asked. */
+static void publish_spooled(flusher *f)
+{
+    uint64_t settled = f->ring_seq - (f->cur ? f->cur->n : 0);
+    if (!f->disk || settled == atomic_load_explicit(&f->settled_seq, memory_order_relaxed))
+        return;
+    atomic_store(&f->settled_seq, settled);
+    if (f->on_spooled && atomic_load(&f->want_spooled) && atomic_exchange(&f->want_spooled, 0))
+        f->on_spooled(f->spooled_arg);
 }
 
 static void *flusher_main(void *arg)
@@ -778,6 +806,7 @@ static void *flusher_main(void *arg)
         int64_t now = now_ms();
         note_progress(f, took, now);
         seal(f, now);
+        publish_spooled(f);
         if (f->sp)
             spool_tick(f->sp);
         pthread_mutex_lock(&f->mu);
@@ -940,6 +969,20 @@ void flusher_shed_oldest(flusher *f)
     atomic_store(&f->shed, 1);
     doorbell_ring(&f->bell);
 }
+
+void flusher_spooled(flusher *f, uint64_t *settled, uint64_t *lost)
+{
+    *settled = atomic_load(&f->settled_seq);
+    *lost = atomic_load(&f->lost_seq);
+}
+
+void flusher_set_spooled_fn(flusher *f, flusher_spooled_fn fn, void *arg)
+{
+    f->on_spooled = fn;
+    f->spooled_arg = arg;
+}
+
+void flusher_want_spooled(flusher *f) { atomic_store(&f->want_spooled, 1); }
 
 void flusher_stop(flusher *f, int64_t drain_ms)
 {

@@ -76,6 +76,21 @@ void flusher_want_space(flusher *f);
 /* Any thread (--on-full drop-oldest): drop the oldest records not in flight to make room, then on_space. */
 void flusher_shed_oldest(flusher *f);
 
+/* --buffer disk, Forward acks (ingest.c). Records are numbered 1, 2, ... in the order they enter the ring (every
+ * producer runs on the main loop thread and counts ingest_stats.received as it reserves, so record k is the one
+ * that made `received` k). The flusher takes them in that order; `settled` = every record numbered up to it has
+ * left memory: appended to the spool (fdatasync'd first under --spool-fsync always) or dropped before reaching it
+ * (--on-full drop-oldest shedding the batch being built or the ring); `lost` = the highest number so dropped
+ * (0: none). Any thread; `lost` is read after `settled`, so a drop that settled a record is always seen. */
+void flusher_spooled(flusher *f, uint64_t *settled, uint64_t *lost);
+/* Called from the flusher thread after `settled` moved, once per flusher_want_spooled (coalesced). */
+typedef void (*flusher_spooled_fn)(void *arg);
+/* Main thread, before flusher_start. */
+void flusher_set_spooled_fn(flusher *f, flusher_spooled_fn fn, void *arg);
+/* Any thread: call the spooled fn the next time `settled` moves. Call it BEFORE reading flusher_spooled (then a
+ * move between the two is never missed). */
+void flusher_want_spooled(flusher *f);
+
 /* Flushes what is held for up to drain_ms, then gives up on the rest (counted dropped_shutdown), joins the
  * thread and shuts the upstream down. Records must no longer be pushed into the ring. */
 void flusher_stop(flusher *f, int64_t drain_ms);

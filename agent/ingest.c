@@ -17,7 +17,12 @@
  * Fluent Forward (forward.h): a top-level array is a Forward message. Its events go one by one through the same
  * handle_record as native records; when one does not fit it becomes `held` as usual and the rest stay in the
  * connection's forward_iter (their objects live in `res`, which is not reused until the message is done), so a
- * message is never split or lost by backpressure. `{"ack": chunk}` is written once its last event is in the ring.
+ * message is never split or lost by backpressure. `{"ack": chunk}` is written once its last event is in the ring;
+ * with --buffer disk, once every event of the message has left memory for the spool: the ack waits in the
+ * connection's FIFO `acks` with the record numbers its events may have (flusher_spooled: records are numbered by
+ * `received` as they enter the ring) and goes out when the flusher reports them settled — unless one of them was
+ * shed before reaching the spool (--on-full drop-oldest): then it is withheld and the client resends after its ack
+ * timeout. A connection at EOF stays open while it has acks waiting (its client may wait for them).
  * --forward-listen adds a TCP listener feeding the same connections (peer: pid 0, comm "forward").
  *
  * Per-client accounting (clients.h): each connection caches its current client entry, the one of its pid, comm and
@@ -56,6 +61,17 @@
  * short-lived client costs a few KiB (thousands of them may be open), a flooder gets large reads. */
 enum { READ_FIRST = 4096, READ_CHUNK = 256 * 1024, SHUTDOWN_READS = 64, RATE_SENDERS = 4096, LOGGED_UIDS = 64 };
 
+/* --buffer disk: a Forward ack waiting until records first..last (flusher_spooled numbers) have left memory. */
+typedef struct pending_ack {
+    struct pending_ack *next;
+    uint64_t first, last; /* last < first: no event of the message entered the ring */
+    size_t len;
+    char buf[];           /* the packed {"ack": chunk} */
+} pending_ack;
+
+/* Acks one connection may have waiting; past this the ack is withheld (counted acks_failed, the client resends). */
+enum { MAX_PENDING_ACKS = 4096 };
+
 typedef struct conn {
     struct ingest *in;
     int fd;
@@ -75,6 +91,9 @@ typedef struct conn {
     int eof;       /* peer closed (or errored): close once everything is queued */
     int64_t partial_since_ns; /* CLOCK_MONOTONIC when the record now half-read began; 0 between records */
     forward_iter fwd; /* a Forward message being handed out; its objects live in `res` (no unpacker_next meanwhile) */
+    uint64_t fwd_first;     /* --buffer disk: the number the message's first event gets when it enters the ring */
+    struct pending_ack *acks, **acks_tail; /* --buffer disk: acks waiting for the spool, oldest first (owned) */
+    unsigned n_acks;
     struct conn *prev, *next;
 } conn;
 
@@ -87,6 +106,8 @@ struct ingest {
     struct evconnlistener *listener;
     struct evconnlistener *fwd_listener; /* --forward-listen (TCP); NULL when off */
     struct event *resume_ev;
+    struct event *acks_ev; /* the flusher reported records spooled (flusher_set_spooled_fn) */
+    int stopping;          /* ingest_shutdown: connections close even with acks waiting */
     conn *conns, *tail;   /* every connection; resuming serves them from the head */
     int paused;
     int64_t paused_at_ns;
@@ -263,12 +284,10 @@ static void handle_record(conn *c, const msgpack_object *obj, size_t wire, int64
 
 /* ---- Fluent Forward ------------------------------------------------------------------------------------ */
 
-/* Answers {"ack": chunk} once every event of the Forward message is in the ring. A client that does not read its
+/* Writes a packed {"ack": chunk} of len bytes (0: the chunk was too long to ack). A client that does not read its
  * acks (the socket buffer full) loses this one: it resends the chunk (at-least-once), nothing else is blocked. */
-static void forward_ack(conn *c, const msgpack_object *chunk)
+static void send_ack(conn *c, const char *buf, size_t len)
 {
-    char buf[512];
-    size_t len = forward_pack_ack(chunk, buf, sizeof buf);
     if (len && send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)len) {
         stat_add(&c->in->st->fwd_acks, 1);
         return;
@@ -276,6 +295,100 @@ static void forward_ack(conn *c, const msgpack_object *chunk)
     stat_add(&c->in->st->fwd_acks_failed, 1);
     log_peer(&c->in->lim_fwd_ack, c, len ? "cannot send a Forward ack (peer not reading, or gone)"
                                          : "Forward chunk id too long to ack (over 500 bytes)");
+}
+
+static void conn_maybe_close(conn *c, int drained);
+
+static int disk_acks(const ingest *in) { return in->cfg->buffer == BUFFER_DISK && in->flusher; }
+
+/* Writes the acks at the head of c's FIFO whose events have all left memory (or withholds them when some were
+ * shed before reaching the spool). Main thread. */
+static void acks_check(conn *c)
+{
+    ingest *in = c->in;
+    uint64_t settled, lost;
+    if (!c->acks)
+        return;
+    flusher_spooled(in->flusher, &settled, &lost);
+    while (c->acks && c->acks->last <= settled) {
+        pending_ack *a = c->acks;
+        if (!(c->acks = a->next))
+            c->acks_tail = &c->acks;
+        c->n_acks--;
+        if (a->last >= a->first && lost >= a->first) {
+            stat_add(&in->st->fwd_acks_failed, 1);
+            log_peer(&in->lim_fwd_ack, c, "Forward events shed before reaching the spool (--on-full drop-oldest): "
+                                          "ack withheld, the client resends the chunk");
+        } else {
+            send_ack(c, a->buf, a->len);
+        }
+        free(a);
+    }
+}
+
+/* --buffer disk: queues the ack of c's finished message (events fwd_first.. the last record received) and writes
+ * what is already settled. */
+static void acks_defer(conn *c, const msgpack_object *chunk)
+{
+    ingest *in = c->in;
+    char buf[512];
+    size_t len = forward_pack_ack(chunk, buf, sizeof buf);
+    if (!len) {
+        send_ack(c, buf, 0); /* counts and logs the too-long chunk */
+        return;
+    }
+    pending_ack *a = c->n_acks < MAX_PENDING_ACKS ? malloc(sizeof *a + len) : NULL;
+    if (!a) {
+        stat_add(&in->st->fwd_acks_failed, 1);
+        log_peer(&in->lim_fwd_ack, c, "too many Forward acks waiting for the spool on one connection (or out of "
+                                      "memory): ack withheld, the client resends the chunk");
+        return;
+    }
+    a->next = NULL;
+    a->first = c->fwd_first;
+    a->last = stat_get(&in->st->received);
+    a->len = len;
+    memcpy(a->buf, buf, len);
+    if (!c->acks)
+        c->acks_tail = &c->acks;
+    *c->acks_tail = a;
+    c->acks_tail = &a->next;
+    c->n_acks++;
+    flusher_want_spooled(in->flusher); /* before reading flusher_spooled: a move in between still rings */
+    acks_check(c);
+}
+
+/* The flusher reported records settled (its thread rang acks_ev): writes what became due on every connection, and
+ * closes those at EOF that were only waiting for their acks. */
+static void on_acks(evutil_socket_t fd, short what, void *arg)
+{
+    ingest *in = arg;
+    flusher_want_spooled(in->flusher); /* spurious when none are left waiting: one extra wake-up */
+    for (conn *c = in->conns, *next; c; c = next) {
+        next = c->next;
+        acks_check(c);
+        if (!c->acks && (c->eof || c->fail))
+            conn_maybe_close(c, !in->paused); /* not paused: every connection's buffered records are queued */
+    }
+}
+
+/* flusher_spooled_fn: runs on the flusher thread; libevent is thread-enabled (main.c), as for resume_ev. */
+static void spooled_ring(void *arg)
+{
+    ingest *in = arg;
+    event_active(in->acks_ev, EV_READ, 0);
+}
+
+/* Answers {"ack": chunk} for a finished Forward message: now (memory mode: its events are in the ring), or once its
+ * events are in the spool (--buffer disk). */
+static void forward_ack(conn *c, const msgpack_object *chunk)
+{
+    if (disk_acks(c->in)) {
+        acks_defer(c, chunk);
+        return;
+    }
+    char buf[512];
+    send_ack(c, buf, forward_pack_ack(chunk, buf, sizeof buf));
 }
 
 /* Hands the rest of c's Forward message to handle_record, until done or paused. Returns 1 when done (acked when
@@ -325,6 +438,7 @@ static int forward_start(conn *c, const msgpack_object *arr, size_t wire, int64_
     int rc = forward_begin(&c->fwd, arr);
     if (rc == 0) {
         stat_add(&in->st->fwd_messages, 1);
+        c->fwd_first = stat_get(&in->st->received) + 1;
         return forward_drain(c, wire, now, mono);
     }
     client_entry *ce = conn_blame(c);
@@ -401,6 +515,10 @@ static void conn_free(conn *c)
     event_free(c->ev);
     close(c->fd);
     forward_iter_free(&c->fwd);
+    for (pending_ack *a = c->acks, *next; a; a = next) { /* not settled yet: the client resends them */
+        next = a->next;
+        free(a);
+    }
     msgpack_unpacked_destroy(&c->res);
     msgpack_unpacker_destroy(&c->up);
     free(c->held);
@@ -413,7 +531,7 @@ static void conn_free(conn *c)
 static void conn_maybe_close(conn *c, int drained)
 {
     ingest *in = c->in;
-    if (!drained || c->held || forward_active(&c->fwd) || !(c->fail || c->eof))
+    if (!drained || c->held || forward_active(&c->fwd) || !(c->fail || c->eof) || (c->acks && !in->stopping))
         return;
     int refused = 1;
     if (c->fail == MPSCAN_MALFORMED) {
@@ -764,12 +882,13 @@ ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_s
     if (gethostname(in->hostname, sizeof in->hostname - 1) < 0)
         strcpy(in->hostname, "unknown");
     in->resume_ev = event_new(base, -1, 0, on_resume, in);
+    in->acks_ev = event_new(base, -1, 0, on_acks, in);
     in->sweep_ev = event_new(base, -1, EV_PERSIST, on_sweep, in);
     in->clients = clients_new(CLIENTS_DEFAULT_CAP);
     if (cfg->rate_limit_rps > 0)
         in->rl = ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst, RATE_SENDERS);
     struct timeval second = {1, 0};
-    if (!in->resume_ev || !in->sweep_ev || !in->clients || (cfg->rate_limit_rps > 0 && !in->rl) ||
+    if (!in->resume_ev || !in->acks_ev || !in->sweep_ev || !in->clients || (cfg->rate_limit_rps > 0 && !in->rl) ||
         record_enc_init(&in->enc) < 0 || event_add(in->sweep_ev, &second) < 0) {
         ingest_free(in);
         return NULL;
@@ -794,7 +913,12 @@ void ingest_reload(ingest *in)
         in->enc.text_limit = ring_max_record(in->ring);
 }
 
-void ingest_set_flusher(ingest *in, struct flusher *f) { in->flusher = f; }
+void ingest_set_flusher(ingest *in, struct flusher *f)
+{
+    in->flusher = f;
+    if (f)
+        flusher_set_spooled_fn(f, spooled_ring, in);
+}
 
 /* The events of c's Forward message not handed out yet, at shutdown: returns how many (dropped_shutdown); bad
  * entries count invalid_record. Not acked. */
@@ -863,6 +987,7 @@ static void accept_backlog(ingest *in)
 
 void ingest_shutdown(ingest *in, int64_t deadline_ms)
 {
+    in->stopping = 1;
     if (in->fwd_listener) {
         evconnlistener_free(in->fwd_listener);
         in->fwd_listener = NULL;
@@ -895,6 +1020,8 @@ void ingest_shutdown(ingest *in, int64_t deadline_ms)
         }
         if (!drained)
             count_unqueued(c);
+        if (c->acks) /* acks already settled go out; the rest are resent by the client to the next run */
+            acks_check(c);
         c->eof = 1;
         conn_maybe_close(c, 1);
     }
@@ -920,6 +1047,8 @@ void ingest_free(ingest *in)
         conn_free(in->conns);
     if (in->resume_ev)
         event_free(in->resume_ev);
+    if (in->acks_ev)
+        event_free(in->acks_ev);
     if (in->sweep_ev)
         event_free(in->sweep_ev);
     ratelimit_free(in->rl);

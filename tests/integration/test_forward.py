@@ -504,6 +504,73 @@ def test_one_event_over_max_record_bytes_skipped_alone():
     assert "Forward event over max_record_bytes skipped" in a.logtext()
 
 
+def held(st):
+    """Records of this run the agent holds on disk (waiting in the spool, or in a call being tried from it)."""
+    return st["records"]["spooled"] + st["records"]["in_flight"]
+
+
+def test_disk_mode_ack_waits_for_the_spool():
+    """--buffer disk with the log service down: the ack of a message comes only once its events are in the spool
+    (never while /stats still shows them in memory), also for a client that has closed its writing side and waits;
+    then SIGKILL, restart on the same spool with the service up: every acked event is delivered."""
+    tmp = TempDir("ack_disk")
+    target, port = dead_target(tmp)
+    spool = tmp.file("spool")
+    args = ("--buffer", "disk", "--spool-dir", spool, "--retry-initial-ms", "20", "--retry-max-ms", "200")
+    a = Agent(tmp, target, "--flush-interval-ms", "1500", *args).start()
+    s = connect(a.socket)
+    s.sendall(msgpack.packb(["t", [[T0, {"message": "disk %d" % i}] for i in range(100)], {"chunk": "c-disk"}]))
+    wait_for(lambda: a.stats()["records"]["received"] == 100, 30, "100 records received")
+    s.setblocking(False)
+    try:
+        early = s.recv(4096)
+    except BlockingIOError:
+        early = None
+    st = a.stats()
+    # an ack seen before a sample that still shows the records in memory would be an ack before the spool
+    assert not (early and held(st) < 100), (early, st["records"])
+    s.settimeout(30)
+    t = connect(a.socket)  # a client that stops writing and waits for its ack: the agent keeps it open for it
+    t.sendall(msgpack.packb(["t", T0, {"message": "eof client"}, {"chunk": "c-eof"}]))
+    t.shutdown(socket.SHUT_WR)
+    ack = early and msgpack.unpackb(early, raw=False) or recv_ack(s)
+    assert ack == {"ack": "c-disk"}, ack
+    st = a.stats()
+    assert held(st) >= 100 and st["records"]["in_ring"] + st["records"]["batching"] <= 1, st["records"]
+    assert st["spool"]["segments"] >= 1, st["spool"]
+    assert recv_ack(t) == {"ack": "c-eof"}
+    st = a.stats()
+    assert held(st) == 101 and st["records"]["flushed"] == 0, st["records"]
+    assert st["forward"]["acks"] == 2 and st["forward"]["acks_failed"] == 0, st["forward"]
+    assert t.recv(4096) == b""  # acked: the agent closes the half-closed connection
+    a.kill()
+    s.close()
+    t.close()
+    sink = Sink(tmp, port=port).start()
+    b = Agent(tmp, target, *args, name="b").start()
+    st = b.wait_flushed(101)
+    assert st["records"]["replayed"] == 101 and accounting_holds(st), st["records"]
+    sink.wait_count(101)
+    got = sorted(e["message"] for e in sink.entries())
+    assert got == sorted(["disk %d" % i for i in range(100)] + ["eof client"]), got[:5]
+    assert b.stop() == 0
+
+
+def test_memory_mode_ack_does_not_wait_for_the_upstream():
+    """--buffer memory (the default), log service down: the ack comes once the events are in the ring, as before."""
+    tmp = TempDir("ack_memory")
+    target, _ = dead_target(tmp)
+    a = Agent(tmp, target, "--flush-interval-ms", "1500", "--drain-timeout-ms", "200").start()
+    s = connect(a.socket)
+    s.sendall(msgpack.packb(["t", [[T0, {"message": "mem %d" % i}] for i in range(10)], {"chunk": "c-mem"}]))
+    assert recv_ack(s) == {"ack": "c-mem"}
+    st = a.stats()
+    assert st["records"]["received"] == 10 and st["records"]["flushed"] == 0, st["records"]
+    assert st["forward"]["acks"] == 1, st["forward"]
+    s.close()
+    assert a.stop() == 0
+
+
 if __name__ == "__main__":
     run([test_fluent_logger_sync_and_async, test_every_mode_and_time_form, test_message_keys_mapping,
          test_forward_message_keys_option,
@@ -514,4 +581,5 @@ if __name__ == "__main__":
          test_bad_packed_bytes_not_msgpack, test_bad_gzip_member, test_bad_unknown_compression,
          test_gzip_bomb_refused_as_oversized, test_3mib_chunks_with_defaults,
          test_message_over_limit_closes_only_its_connection, test_one_event_over_max_record_bytes_skipped_alone,
-         test_forward_max_message_bytes_bounds])
+         test_forward_max_message_bytes_bounds, test_disk_mode_ack_waits_for_the_spool,
+         test_memory_mode_ack_does_not_wait_for_the_upstream])
