@@ -256,7 +256,10 @@ int main(int argc, char **argv)
     log_write(LOG_INFO, "\"logagentd started\" version=%s socket=%s stats_socket=%s upstream=%s rpc=%s "
                         "ring_bytes=%zu batch_max_records=%llu flush_interval_ms=%llu max_inflight=%llu config=%s",
               LOGAGENT_VERSION_STRING, cfg.socket_path, cfg.stats_socket, cfg.upstream,
-              cfg.upstream_rpc == RPC_AUTO ? "auto" : cfg.upstream_rpc == RPC_BATCH ? "batch" : "unary",
+              cfg.upstream_protocol == PROTOCOL_OTLP ? "otlp-export"
+              : cfg.upstream_rpc == RPC_AUTO         ? "auto"
+              : cfg.upstream_rpc == RPC_BATCH        ? "batch"
+                                                     : "unary",
               ring_capacity(r), (unsigned long long)cfg.batch_max_records,
               (unsigned long long)cfg.flush_interval_ms, (unsigned long long)cfg.max_inflight,
               cfg.config_file_found ? cfg.config_file : "none");

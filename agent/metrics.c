@@ -205,7 +205,8 @@ static void upstream_side(writer *w, const stats_view *v, const config *cfg)
     one(w, "logagent_unary_calls_total", "counter", "WriteLog calls completed (unary mode).", f->unary_calls);
     char target[300], labels[400];
     label_escape(target, sizeof target, cfg->upstream);
-    snprintf(labels, sizeof labels, "mode=\"%s\",target=\"%s\"", f->unary ? "unary" : "batch", target);
+    snprintf(labels, sizeof labels, "mode=\"%s\",target=\"%s\"",
+             cfg->upstream_protocol == PROTOCOL_OTLP ? "export" : f->unary ? "unary" : "batch", target);
     family(w, "logagent_upstream_up", "gauge", "1 when the last upstream call succeeded, 0 while calls fail.");
     sample(w, "logagent_upstream_up", labels, (uint64_t)!f->failing);
     double failing_s = f->failing && f->failing_since_ms ? (double)(v->now_ms - f->failing_since_ms) / 1000.0 : 0;

@@ -199,11 +199,13 @@ static void put_upstream(textbuf *t, const stats_view *v, const config *cfg)
     stats_json_escape(target, sizeof target, cfg->upstream, strlen(cfg->upstream));
     double failing_s = f->failing && f->failing_since_ms ? (double)(v->now_ms - f->failing_since_ms) / 1000.0 : 0;
     put(t, "\"batches\":{\"sent\":%llu,\"failed\":%llu,\"retried\":%llu,\"unary_calls\":%llu},"
-           "\"upstream\":{\"state\":\"%s\",\"mode\":\"%s\",\"target\":\"%s\",\"last_error\":\"%s\","
-           "\"failing_seconds\":%.3f},",
+           "\"upstream\":{\"state\":\"%s\",\"protocol\":\"%s\",\"mode\":\"%s\",\"target\":\"%s\","
+           "\"last_error\":\"%s\",\"failing_seconds\":%.3f},",
         (unsigned long long)f->batches_sent, (unsigned long long)f->batches_failed,
         (unsigned long long)f->batches_retried, (unsigned long long)f->unary_calls, f->failing ? "failing" : "ok",
-        f->unary ? "unary" : "batch", target, err, failing_s < 0 ? 0 : failing_s);
+        cfg->upstream_protocol == PROTOCOL_OTLP ? "otlp" : "logagent",
+        cfg->upstream_protocol == PROTOCOL_OTLP ? "export" : f->unary ? "unary" : "batch", target, err,
+        failing_s < 0 ? 0 : failing_s);
 }
 
 static void put_spool(textbuf *t, const stats_view *v, const config *cfg)

@@ -157,7 +157,8 @@ def test_unimplemented_is_not_unary_in_otlp_mode():
     a = Agent(tmp, sink.target, *OTLP, "--max-inflight", "1").start()
     send_records(a.socket, [{"message": "x%d" % i} for i in range(50)])
     st = settled(a, 50)
-    assert st["records"]["dropped"]["upstream_rejected"] == 50 and st["upstream"]["mode"] == "batch", st
+    assert st["records"]["dropped"]["upstream_rejected"] == 50 and st["upstream"]["mode"] == "export", st
+    assert st["upstream"]["protocol"] == "otlp", st["upstream"]
     assert st["batches"]["unary_calls"] == 0, st["batches"]
     assert "UNIMPLEMENTED" in a.logtext() and "switching to unary" not in a.logtext()
     assert sink.stop()["entries"] == 0
