@@ -596,7 +596,9 @@ static int parse_rate_limit(config *cfg)
     double rps = strtod(cfg->rate_limit, &end);
     if (!strncmp(end, "/s", 2))
         end += 2;
-    unsigned long long burst = (unsigned long long)rps;
+    /* a rate out of range (negative, NaN, huge) is refused below; only a valid one may become the default burst
+     * (the cast of -1 or NaN would be undefined: found by fuzz_config) */
+    unsigned long long burst = rps >= 1 && rps <= 1e9 ? (unsigned long long)rps : 0;
     if (*end == ':') {
         char *b = end + 1;
         burst = strtoull(b, &end, 10);

@@ -462,6 +462,8 @@ def test_bad_settings_exit_2():
     rows = [
         (["--rate-limit", "lots"], "rate-limit 'lots' (from --rate-limit): expected RECORDS/s:BURST"),
         (["--rate-limit", "0:5"], "expected RECORDS/s:BURST"),
+        (["--rate-limit", "-1"], "expected RECORDS/s:BURST"),  # fuzz_config: was an undefined cast
+        (["--rate-limit", "nan:5"], "expected RECORDS/s:BURST"),
         (["--rate-limit", "100:0"], "expected RECORDS/s:BURST"),
         (["--rate-limit", "100/s:-1"], "expected RECORDS/s:BURST"),
         (["--rate-limit-key", "comm"], "invalid value 'comm' for --rate-limit-key"),
