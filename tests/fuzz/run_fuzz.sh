@@ -57,7 +57,7 @@ fuzz)
     cp "$corpus"/* "$work/corpus/"
     set +e
     # shellcheck disable=SC2086
-    TMPDIR="$work/tmp" "$bin" $common -max_total_time="$seconds" -print_final_stats=1 \
+    TMPDIR="$work/tmp" "$bin" $common ${LOGAGENT_FUZZ_SEED:+-seed=$LOGAGENT_FUZZ_SEED} -max_total_time="$seconds" -print_final_stats=1 \
         -artifact_prefix="$work/" "$work/corpus"
     rc=$?
     set -e
