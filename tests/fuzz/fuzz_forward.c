@@ -90,7 +90,8 @@ static uint64_t check_event(ctx *c, const msgpack_object *ev, uint64_t h)
     FUZZ_CHECK(str_eq(&kv[0].key, "service_name") && str_eq(&kv[1].key, "timestamp") &&
                    str_eq(&kv[2].key, "message"), "an event does not start with service_name, timestamp, message");
     FUZZ_CHECK(kv[0].val.type == MSGPACK_OBJECT_STR && kv[0].val.via.str.size == c->it.tag.via.str.size &&
-                   !memcmp(kv[0].val.via.str.ptr, c->it.tag.via.str.ptr, kv[0].val.via.str.size),
+                   (kv[0].val.via.str.size == 0 || /* an empty tag: both pointers may be NULL */
+                    !memcmp(kv[0].val.via.str.ptr, c->it.tag.via.str.ptr, kv[0].val.via.str.size)),
                "service_name is not the tag");
     FUZZ_CHECK(kv[1].val.type == MSGPACK_OBJECT_POSITIVE_INTEGER || kv[1].val.type == MSGPACK_OBJECT_NEGATIVE_INTEGER,
                "timestamp is not an integer");
