@@ -1,6 +1,6 @@
 /* logagentctl.c — the operator CLI: reads logagentd's stats socket and shows it to a human or a script.
  *
- *   logagentctl [--stats-socket PATH|HOST:PORT] [--timeout S] [--json] stats|watch|health|metrics|clients
+ *   logagentctl [--stats-socket PATH|HOST:PORT] [--timeout S] [--json] stats|watch|health|ready|metrics|clients
  *
  * This file parses the command line and runs the one-shot commands. ctl_http.c speaks HTTP over the Unix
  * socket (or TCP, for an agent started with --metrics-listen), ctl_show.c draws the tables, ctl_watch.c runs
@@ -39,6 +39,8 @@ static void usage(FILE *out)
             "  stats                  counters and state as a table (--json: the /stats document)\n"
             "  watch                  refresh every interval with rates per second, like top\n"
             "  health                 exit 0 and print 'ok' when healthy; exit 1 and print why when not\n"
+            "  ready                  exit 0 while the agent accepts records (a readiness probe: never\n"
+            "                         fails for a log service outage); exit 1 when it does not answer\n"
             "  metrics                the Prometheus text of /metrics\n"
             "  clients                the top senders by records (--json: the /stats/clients document)\n"
             "\n"
@@ -180,10 +182,26 @@ static int cmd_health(const ctl_opts *o)
     return rc;
 }
 
+/* /readyz answers 200 while the agent's loop runs with its listeners open; anything else is a failure. */
+static int cmd_ready(const ctl_opts *o)
+{
+    ctl_response res;
+    if (ctl_fetch(o, "/readyz", &res) != 0)
+        return CTL_FAIL;
+    int rc = res.status == 200 ? CTL_OK : CTL_FAIL;
+    if (res.status != 200)
+        ctl_report_status(o, "/readyz", &res);
+    else
+        print_body(&res);
+    ctl_response_free(&res);
+    return rc;
+}
+
 static const command COMMANDS[] = {
     {"stats", cmd_stats, USE_JSON},
     {"watch", cmd_watch, USE_JSON | USE_INTERVAL | USE_COUNT},
     {"health", cmd_health, USE_JSON | USE_VERBOSE},
+    {"ready", cmd_ready, 0},
     {"metrics", cmd_metrics, 0},
     {"clients", cmd_clients, USE_JSON | USE_TOP},
 };
@@ -287,9 +305,9 @@ static int parse_args(int argc, char **argv, ctl_opts *o, const command **cmd)
             origin = "--stats-socket";
     }
     if (optind >= argc)
-        return usage_error("missing COMMAND (stats, watch, health, metrics or clients)");
+        return usage_error("missing COMMAND (stats, watch, health, ready, metrics or clients)");
     if (!(*cmd = find_command(argv[optind])))
-        return usage_error("unknown command '%s' (stats, watch, health, metrics or clients)", argv[optind]);
+        return usage_error("unknown command '%s' (stats, watch, health, ready, metrics or clients)", argv[optind]);
     if (optind + 1 < argc)
         return usage_error("unexpected argument '%s' after %s", argv[optind + 1], argv[optind]);
     static const char *const NAMES[] = {"--interval", "--count", "--top", "--json", "--verbose"};

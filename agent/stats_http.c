@@ -142,6 +142,26 @@ static void serve_healthz(stats_http *h, struct evhttp_request *req, const char 
         evbuffer_free(body);
 }
 
+/* Readiness for a Kubernetes probe: "the agent accepts records". It answers only while the main loop runs, which is
+ * after every listener is open and before SIGTERM's drain (the loop does not run then, so the probe fails and the
+ * pod leaves the Service while the agent drains). It never depends on the log service: an outage is /healthz's and
+ * the metrics' business, and must not take the application's pod out of service (docs/deployment.md). */
+static void serve_readyz(stats_http *h, struct evhttp_request *req, const char *query)
+{
+    (void)query;
+    stats_view v;
+    stats_collect(&h->src, &v);
+    struct evbuffer *body = evbuffer_new();
+    if (!body || evbuffer_add_printf(body, "ready: accepting records on %s (%llu connections%s)\n",
+                                     h->src.cfg->socket_path, (unsigned long long)v.conn_active,
+                                     v.paused ? ", buffer full: reading paused" : "") < 0)
+        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+    else
+        reply(req, HTTP_OK, "OK", "text/plain; charset=utf-8", body);
+    if (body)
+        evbuffer_free(body);
+}
+
 static void serve_clients(stats_http *h, struct evhttp_request *req, const char *query)
 {
     /* pids, uids, process and service names stay on the (0600) Unix socket, not on --metrics-listen */
@@ -183,6 +203,7 @@ static const struct {
     {"/stats/clients", serve_clients},
     {"/metrics", serve_metrics},
     {"/healthz", serve_healthz},
+    {"/readyz", serve_readyz},
 };
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -201,7 +222,7 @@ static void on_request(struct evhttp_request *req, void *arg)
             ROUTES[i].fn(h, req, evhttp_uri_get_query(uri));
             return;
         }
-    reply_text(req, HTTP_NOTFOUND, "Not Found", "unknown path: try /stats, /stats/clients, /metrics or /healthz\n");
+    reply_text(req, HTTP_NOTFOUND, "Not Found", "unknown path: try /stats, /stats/clients, /metrics, /healthz or /readyz\n");
 }
 
 /* ---- listening ---------------------------------------------------------------------------------------- */

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import threading
 
-from harness import BIN, Agent, Sink, TempDir, run, scaled, send_records, spawn, wait_for
+from harness import BIN, Agent, Sink, TempDir, http_get, run, scaled, send_records, spawn, wait_for
 
 CTL = os.path.join(BIN, "logagentctl")
 SEND = os.path.join(BIN, "logagent-send")
@@ -170,17 +170,26 @@ def test_health_follows_the_sink():
     doc = json.loads(out)
     assert rc == 1 and doc["healthy"] is False and doc["status"] == 503, doc
     assert doc["reasons"] and doc["reasons"][0].startswith("upstream failing for "), doc
+    # readiness is "the agent accepts records": an outage of the log service never takes the pod out of service
+    rc, out, err = ctl_at(a, "ready")
+    assert rc == 0 and out.startswith("ready: accepting records on %s (" % a.socket) and err == "", (rc, out, err)
+    status, body = http_get(a.stats_socket, "/readyz")
+    assert status == 200 and body.startswith("ready: "), (status, body)
+    send_records(a.socket, [{"message": "accepted while unhealthy"}])
+    wait_for(lambda: a.stats()["records"]["received"] == 2, 10, "a record accepted while unhealthy")
     Sink(tmp, port=port, name="sink2").start()
     wait_for(lambda: ctl_at(a, "health")[0] == 0, 30, "health exits 0 with the sink back")
     rc, out, _ = ctl_at(a, "health", "--json")
     assert rc == 0 and json.loads(out) == {"healthy": True, "status": 200, "reasons": []}, out
     assert a.stop() == 0
+    rc, out, err = ctl_at(a, "ready")  # a stopped agent is not ready
+    assert rc == 1 and out == "" and a.stats_socket in err, (rc, out, err)
 
 
 def test_unreachable_agent_is_named():
     tmp = TempDir("ctl-gone")
     missing = tmp.file("no-agent.sock")
-    for cmd in ("health", "stats", "metrics", "clients", "watch"):
+    for cmd in ("health", "ready", "stats", "metrics", "clients", "watch"):
         rc, out, err = ctl("--stats-socket", missing, cmd)
         assert rc == 1 and out == "", (cmd, rc, out)
         assert missing in err and "No such file or directory" in err, (cmd, err)
@@ -291,7 +300,7 @@ def test_environment_chooses_the_socket():
 
 def test_usage():
     rc, out, _ = ctl("--help")
-    assert rc == 0 and all(w in out for w in ("stats", "watch", "health", "metrics", "clients", "--stats-socket",
+    assert rc == 0 and all(w in out for w in ("stats", "watch", "health", "ready", "metrics", "clients", "--stats-socket",
                                                "LOGAGENT_STATS_SOCKET", "--timeout", "--json")), out
     rc, out, _ = ctl("--version")
     assert rc == 0 and re.fullmatch(r"logagentctl \d+\.\d+\.\d+\n", out), out

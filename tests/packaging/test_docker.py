@@ -227,7 +227,8 @@ def test_volume_entrypoint_and_healthcheck_match_the_agent():
         "an ENV setting would silently win over a mounted config file"
     hc = ins["HEALTHCHECK"][-1]
     cmd = exec_form(hc.split(" CMD ", 1)[1])
-    assert cmd[:2] == [PROGRAMS["logagentctl"], "health"], cmd
+    # "ready" (the agent accepts records), not "health" (follows the log service): Swarm replaces unhealthy tasks
+    assert cmd[:2] == [PROGRAMS["logagentctl"], "ready"], cmd
     assert cmd[cmd.index("--stats-socket") + 1] == defaults["stats-socket"], cmd
     build = " ".join(a for s in stages()[:-1] for k, a in s["ins"] if k == "RUN")
     for prog in PROGRAMS:

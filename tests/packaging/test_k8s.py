@@ -91,7 +91,11 @@ def test_probes_use_logagentctl_on_the_agents_stats_socket():
         assert cmd[0] in ("logagentctl", "/usr/bin/logagentctl"), "%s: %s" % (probe, cmd)
         assert "--stats-socket" in cmd and cmd[cmd.index("--stats-socket") + 1] == stats, \
             "%s must name the agent's stats socket %s: %s" % (probe, stats, cmd)
-    assert agent["readinessProbe"]["exec"]["command"][1] == "health", "readiness is logagentctl health"
+    # readiness means "the agent accepts records" (a pod is Ready only when every container is: an outage of the
+    # log service must not take the application out of service); liveness must not restart an agent that holds
+    # records during an outage either
+    assert agent["readinessProbe"]["exec"]["command"][1] == "ready", "readiness is logagentctl ready"
+    assert agent["livenessProbe"]["exec"]["command"][1] != "health", "liveness must not follow the upstream"
 
 
 def test_upstream_from_env():
