@@ -303,10 +303,11 @@ static const char *const mapped[4] = {"service_name", "timestamp", "message", "f
 static const char *const renamed[4] = {"record_service_name", "record_timestamp", "record_message",
                                        "record_forward_metadata"};
 
-/* The `timestamp` value of an event whose time forward_time_ns refuses (negative, out of range, NaN, EventTime
- * with nanoseconds >= 10^9, another ext): the time as sent, which record_encode then refuses the same way and
- * keeps as metadata `timestamp` (counted timestamp_unparsed), using the receive time. Only a positive integer
- * beyond int64 ns is changed, to its decimal text: as a native timestamp it would read as nanoseconds. */
+/* The `timestamp` value of an event whose time forward_time_ns refuses: the time as sent, which record_encode
+ * reads as a native record's timestamp. A negative, out-of-range or NaN number, an EventTime with nanoseconds
+ * >= 10^9 or an ext of another type is refused there too: kept as metadata `timestamp`, the receive time used (a
+ * msgpack timestamp ext, type -1, is read). Only a positive integer beyond int64 ns is changed, to its decimal
+ * text: as a native timestamp it would read as nanoseconds. */
 static msgpack_object bad_time(forward_iter *it, const msgpack_object *t)
 {
     if (t->type != MSGPACK_OBJECT_POSITIVE_INTEGER)

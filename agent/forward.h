@@ -16,8 +16,8 @@
  * own keys the mapping sets (`service_name`, `timestamp`, `message` when another key is the message, and
  * `forward_metadata` when set) are kept as `record_<key>`. A time that is a number or ext but not a valid time
  * (negative, out of range, NaN, nanoseconds >= 10^9, another ext) does not drop the event: it is handed on as
- * `timestamp` as sent (a positive integer beyond range as its decimal text), which record_encode keeps as
- * metadata like any timestamp it cannot read. The caller hands that map to record_encode.
+ * `timestamp` as sent (a positive integer beyond range as its decimal text), which record_encode reads as a
+ * native timestamp: kept as metadata, the receive time used. The caller hands that map to record_encode.
  *
  * No libevent here: unit tests and fuzz targets drive it directly. A forward_iter borrows the array object: the
  * caller keeps it alive (its msgpack zone) until forward_iter_reset or the iteration ends. */
