@@ -450,7 +450,10 @@ static int parse_timestamp_any(const msgpack_object *o, int64_t *ns)
             uint64_t v = be(p, 8);
             if (v >> 34 >= 1000000000) /* nanoseconds past a second: not a msgpack timestamp */
                 return -EINVAL;
-            *ns = (int64_t)(v & 0x3ffffffffULL) * 1000000000 + (int64_t)(v >> 34); /* < 2^34 s: fits */
+            if (__builtin_mul_overflow((int64_t)(v & 0x3ffffffffULL), (int64_t)1000000000, ns))
+                return -EINVAL;
+            if (__builtin_add_overflow(*ns, (int64_t)(v >> 34), ns)) /* found by fuzz_ingest */
+                return -EINVAL;
         } else if (o->via.ext.size == 12) {
             int64_t sec = (int64_t)be(p + 4, 8);
             uint64_t nsec = be(p, 4);
