@@ -9,7 +9,8 @@
  *
  * One event larger than max_record (its [time, record] entry as msgpack) is refused alone (-EMSGSIZE) and the
  * iteration goes on: a packed one is skipped by finding its end with a scan bounded by the packed bytes (mpscan
- * never allocates); a decoded one (Message, Forward mode) is measured as its minimal msgpack encoding. */
+ * never allocates); a decoded one (Message, Forward mode) is measured as its minimal msgpack encoding. A v2
+ * entry's metadata map is part of its entry and counts with it; so does Message mode's option `metadata`. */
 #include "forward.h"
 
 #include "mpscan.h"
@@ -138,7 +139,8 @@ int forward_time_ns(const msgpack_object *t, int64_t *out_ns)
     }
 }
 
-/* The option map's `chunk`, `compressed` and `metadata`. Returns 0, or -EINVAL for an option that is not a map (or nil). */
+/* The option map's `chunk`, `compressed` and `metadata`. Returns 0, or -EINVAL for an option that is not a map (or
+ * nil). */
 static int read_option(forward_iter *it, const msgpack_object *opt, int *gzip)
 {
     *gzip = 0;

@@ -22,7 +22,7 @@ sends").
   driver's records are container_id, container_name, source, log.
 
 A real Fluent Bit or Go sender is not run here: see docs/interop.md (Fluent Bit is not packaged in Debian 12; the
-Go library would add golang-go, ~300 MB, to install-deps for what these bytes already pin down)."""
+Go library would add golang-go, ~500 MB with its sources, to install-deps for what these bytes already pin down)."""
 import base64
 import gzip
 import hashlib

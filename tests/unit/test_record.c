@@ -1,5 +1,6 @@
 /* test_record.c — msgpack record -> WriteLogRequest: every key class, every value type, UTF-8, empty strings,
- * a 1 MiB message, the timestamp forms (and values that are not times: kept as metadata), repeated keys, levels, reserved keys, invalid records, and the metadata types field
+ * a 1 MiB message, the timestamp forms (and values that are not times: kept as metadata), repeated keys, levels,
+ * reserved keys, invalid records, and the metadata types field
  * (--upstream-protocol otlp) read back by otlp_payload as typed OTLP values. Each case packs a record with
  * msgpack-c, encodes it with record_encode and decodes the bytes with the protobuf-c generated code. */
 #include "check.h"
@@ -250,8 +251,14 @@ static void p_ext8_ns(tc *t) /* 1 s + 10^9 ns: the 30-bit nanosecond field holds
         b[i] = (unsigned char)(v >> (56 - 8 * i));
     msgpack_pack_ext_with_body(&t->pk, b, 8, -1);
 }
-static void p_ext12_ns(tc *t) { msgpack_pack_ext_with_body(&t->pk, "\x3b\x9a\xca\x00\0\0\0\0\x66\xd1\x9f\x55", 12, -1); }
-static void p_ext12_neg(tc *t) { msgpack_pack_ext_with_body(&t->pk, "\0\0\0\0\xff\xff\xff\xff\xff\xff\xff\xfe", 12, -1); }
+static void p_ext12_ns(tc *t) /* 10^9 ns */
+{
+    msgpack_pack_ext_with_body(&t->pk, "\x3b\x9a\xca\x00\0\0\0\0\x66\xd1\x9f\x55", 12, -1);
+}
+static void p_ext12_neg(tc *t) /* -2 s */
+{
+    msgpack_pack_ext_with_body(&t->pk, "\0\0\0\0\xff\xff\xff\xff\xff\xff\xff\xfe", 12, -1);
+}
 static void p_neg(tc *t) { msgpack_pack_int64(&t->pk, -5); }
 static void p_neg_float(tc *t) { msgpack_pack_double(&t->pk, -1.5); }
 static void p_feb30(tc *t) { str(t, "2024-02-30T00:00:00Z"); }
