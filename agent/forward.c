@@ -9,18 +9,21 @@
  *
  * One event larger than max_record (its [time, record] entry as msgpack) is refused alone (-EMSGSIZE) and the
  * iteration goes on: a packed one is skipped by finding its end with a scan bounded by the packed bytes (mpscan
- * never allocates); a decoded one (Message, Forward mode) is measured as its minimal msgpack encoding. */
+ * never allocates); a decoded one (Message, Forward mode) is measured as its minimal msgpack encoding. A v2
+ * entry's metadata map is part of its entry and counts with it; so does Message mode's option `metadata`. */
 #include "forward.h"
 
 #include "mpscan.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
 enum { FORWARD_KEEP_KV = 64 }; /* pairs a connection's iterator keeps between messages */
+enum { FORWARD_SKIP = 2 };     /* build_entry: not an event (a group marker), go on with the next entry */
 
 static const char *const default_keys[] = {"message", "log", "msg"};
 
@@ -74,6 +77,7 @@ void forward_iter_reset(forward_iter *it)
     }
     it->mode = 0;
     it->chunk = NULL;
+    it->opt_meta = NULL;
     it->packed = NULL;
     it->packed_len = it->packed_off = 0;
     it->entries = NULL;
@@ -111,15 +115,10 @@ int forward_time_ns(const msgpack_object *t, int64_t *out_ns)
             return -EINVAL;
         *out_ns = (int64_t)t->via.u64 * 1000000000;
         return 0;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        if (t->via.i64 < -max_s)
-            return -EINVAL;
-        *out_ns = t->via.i64 * 1000000000;
-        return 0;
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64: {
         double s = t->via.f64;
-        if (!isfinite(s) || s > (double)max_s || s < -(double)max_s)
+        if (!isfinite(s) || s > (double)max_s || s < 0)
             return -EINVAL;
         *out_ns = (int64_t)llround(s * 1e9);
         return 0;
@@ -140,7 +139,8 @@ int forward_time_ns(const msgpack_object *t, int64_t *out_ns)
     }
 }
 
-/* The option map's `chunk` and `compressed`. Returns 0, or -EINVAL for an option that is not a map (or nil). */
+/* The option map's `chunk`, `compressed` and `metadata`. Returns 0, or -EINVAL for an option that is not a map (or
+ * nil). */
 static int read_option(forward_iter *it, const msgpack_object *opt, int *gzip)
 {
     *gzip = 0;
@@ -152,6 +152,8 @@ static int read_option(forward_iter *it, const msgpack_object *opt, int *gzip)
         const msgpack_object_kv *kv = &opt->via.map.ptr[i];
         if (str_is(&kv->key, "chunk"))
             it->chunk = &kv->val;
+        else if (str_is(&kv->key, "metadata") && kv->val.type == MSGPACK_OBJECT_MAP)
+            it->opt_meta = &kv->val; /* Fluent Bit's Message mode: the event's metadata */
         else if (str_is(&kv->key, "compressed")) {
             if (!str_is(&kv->val, "gzip") && !str_is(&kv->val, "text"))
                 return -EINVAL; /* a compression we cannot read */
@@ -254,13 +256,15 @@ int forward_begin(forward_iter *it, const msgpack_object *arr)
         return -EINVAL;
     }
     if (n > body + 1 || (n == body + 1 && read_option(it, &a[body], &gzip) < 0)) {
-        it->chunk = NULL;
+        it->chunk = it->opt_meta = NULL;
         return -EINVAL;
     }
     if (gzip && mode != FORWARD_PACKED) {
-        it->chunk = NULL;
+        it->chunk = it->opt_meta = NULL;
         return -EINVAL;
     }
+    if (mode != FORWARD_MESSAGE)
+        it->opt_meta = NULL; /* only Message mode carries an event's metadata in its option */
     it->tag = a[0];
     if (mode == FORWARD_MESSAGE) {
         it->single_time = &a[1];
@@ -273,7 +277,7 @@ int forward_begin(forward_iter *it, const msgpack_object *arr)
         if (gzip) {
             int rc = inflate_entries(it, p, len);
             if (rc < 0) {
-                it->chunk = NULL;
+                it->chunk = it->opt_meta = NULL;
                 return rc;
             }
             mode = FORWARD_COMPRESSED;
@@ -295,20 +299,39 @@ static msgpack_object str_obj(const char *s, size_t len)
     return o;
 }
 
-static const char *const renamed[3] = {"record_service_name", "record_timestamp", "record_message"};
+/* The keys the mapping sets itself (the last only when the event has metadata), and where a record's own key of
+ * that name goes instead. */
+static const char *const mapped[4] = {"service_name", "timestamp", "message", "forward_metadata"};
+static const char *const renamed[4] = {"record_service_name", "record_timestamp", "record_message",
+                                       "record_forward_metadata"};
 
-/* Builds the native map of one event into *out. Returns 1, -EINVAL (bad time or record) or -ENOMEM. */
-static int build(forward_iter *it, const msgpack_object *t, const msgpack_object *rec, msgpack_object *out)
+/* The `timestamp` value of an event whose time forward_time_ns refuses: the time as sent, which record_encode
+ * reads as a native record's timestamp. A negative, out-of-range or NaN number, an EventTime with nanoseconds
+ * >= 10^9 or an ext of another type is refused there too: kept as metadata `timestamp`, the receive time used (a
+ * msgpack timestamp ext, type -1, is read). Only a positive integer beyond int64 ns is changed, to its decimal
+ * text: as a native timestamp it would read as nanoseconds. */
+static msgpack_object bad_time(forward_iter *it, const msgpack_object *t)
 {
-    if (rec->type != MSGPACK_OBJECT_MAP || forward_time_ns(t, &it->ts_ns) < 0)
+    if (t->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return *t;
+    int n = snprintf(it->time_text, sizeof it->time_text, "%llu", (unsigned long long)t->via.u64);
+    return str_obj(it->time_text, (size_t)n);
+}
+
+/* Builds the native map of one event into *out: time `t`, record `rec`, metadata `meta` (a map, or NULL). Returns
+ * 1, -EINVAL (a record that is not a map, a time that is not a number or ext) or -ENOMEM. */
+static int build(forward_iter *it, const msgpack_object *t, const msgpack_object *meta, const msgpack_object *rec,
+                 msgpack_object *out)
+{
+    if (rec->type != MSGPACK_OBJECT_MAP || !is_time(t))
         return -EINVAL;
     uint32_t n = rec->via.map.size;
-    if (it->kv_cap < (size_t)n + 3) {
-        msgpack_object_kv *kv = realloc(it->kv, ((size_t)n + 3) * sizeof *kv);
+    if (it->kv_cap < (size_t)n + 4) {
+        msgpack_object_kv *kv = realloc(it->kv, ((size_t)n + 4) * sizeof *kv);
         if (!kv)
             return -ENOMEM;
         it->kv = kv;
-        it->kv_cap = (size_t)n + 3;
+        it->kv_cap = (size_t)n + 4;
     }
     const msgpack_object_kv *r = rec->via.map.ptr;
     long msg = -1;
@@ -320,17 +343,26 @@ static int build(forward_iter *it, const msgpack_object *t, const msgpack_object
     kv[0].key = str_obj("service_name", 12);
     kv[0].val = it->tag;
     kv[1].key = str_obj("timestamp", 9);
-    kv[1].val.type = it->ts_ns < 0 ? MSGPACK_OBJECT_NEGATIVE_INTEGER : MSGPACK_OBJECT_POSITIVE_INTEGER;
-    kv[1].val.via.i64 = it->ts_ns;
+    if (forward_time_ns(t, &it->ts_ns) == 0) {
+        kv[1].val.type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+        kv[1].val.via.u64 = (uint64_t)it->ts_ns;
+    } else {
+        kv[1].val = bad_time(it, t);
+    }
     kv[2].key = str_obj("message", 7);
     kv[2].val = msg >= 0 ? r[msg].val : str_obj("", 0);
-    uint32_t m = 3;
+    uint32_t m = 3, set = 3;
+    if (meta && meta->via.map.size > 0) { /* Fluent Bit's v2 metadata: kept whole, under one key */
+        kv[3].key = str_obj("forward_metadata", 16);
+        kv[3].val = *meta;
+        m = set = 4;
+    }
     for (uint32_t i = 0; i < n; i++) {
         if ((long)i == msg)
             continue;
         kv[m] = r[i];
-        for (unsigned k = 0; k < 3; k++) /* a key the mapping sets itself: kept under record_<key> */
-            if (str_is(&r[i].key, kv[k].key.via.str.ptr))
+        for (unsigned k = 0; k < set; k++) /* a key the mapping sets itself: kept under record_<key> */
+            if (str_is(&r[i].key, mapped[k]))
                 kv[m].key = str_obj(renamed[k], strlen(renamed[k]));
         m++;
     }
@@ -383,24 +415,44 @@ static size_t wire_size(const msgpack_object *o, size_t limit)
     }
 }
 
-/* One decoded event: -EMSGSIZE when its [time, record] is over max_record as msgpack, else build's answer. */
-static int build_sized(forward_iter *it, const msgpack_object *t, const msgpack_object *rec, msgpack_object *out)
+/* One decoded event (time, metadata or NULL, record): -EMSGSIZE when it is over max_record as msgpack (its entry,
+ * and in Message mode the option's metadata with it), else build's answer. */
+static int build_sized(forward_iter *it, const msgpack_object *t, const msgpack_object *meta,
+                       const msgpack_object *rec, msgpack_object *out)
 {
     size_t max = it->opts->max_record;
     size_t n = 1 + wire_size(t, max);
+    if (n <= max && meta)
+        n += 1 + wire_size(meta, max);
     if (n <= max)
         n += wire_size(rec, max);
     if (n > max)
         return -EMSGSIZE;
-    return build(it, t, rec, out);
+    return build(it, t, meta, rec, out);
 }
 
-/* One [time, record] entry. */
+/* EventTime 0xffffffff.0 / 0xfffffffe.0 in a v2 head: Fluent Bit's group start / end marker, not an event. */
+static int is_group_marker(const msgpack_object *t)
+{
+    static const unsigned char start[8] = {0xff, 0xff, 0xff, 0xff}, end[8] = {0xff, 0xff, 0xff, 0xfe};
+    return t->type == MSGPACK_OBJECT_EXT && t->via.ext.type == 0 && t->via.ext.size == 8 &&
+           (!memcmp(t->via.ext.ptr, start, 8) || !memcmp(t->via.ext.ptr, end, 8));
+}
+
+/* One entry: `[time, record]`, or Fluent Bit's v2 `[[time, metadata], record]`. Returns build_sized's answer, or
+ * FORWARD_SKIP for a group marker. */
 static int build_entry(forward_iter *it, const msgpack_object *e, msgpack_object *out)
 {
     if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2)
         return -EINVAL;
-    return build_sized(it, &e->via.array.ptr[0], &e->via.array.ptr[1], out);
+    const msgpack_object *head = &e->via.array.ptr[0], *rec = &e->via.array.ptr[1];
+    if (head->type != MSGPACK_OBJECT_ARRAY)
+        return build_sized(it, head, NULL, rec, out);
+    if (head->via.array.size != 2 || head->via.array.ptr[1].type != MSGPACK_OBJECT_MAP)
+        return -EINVAL;
+    if (is_group_marker(&head->via.array.ptr[0]))
+        return FORWARD_SKIP;
+    return build_sized(it, &head->via.array.ptr[0], &head->via.array.ptr[1], rec, out);
 }
 
 /* The next packed entry, vouched for by mpscan (max_record bytes and items) before msgpack-c decodes it. An
@@ -440,19 +492,22 @@ static int next_packed(forward_iter *it, msgpack_object *out)
 
 int forward_next(forward_iter *it, msgpack_object *out)
 {
-    int rc = 0;
+    int rc = FORWARD_SKIP;
     switch (it->mode) {
     case FORWARD_MESSAGE:
         if (it->next_entry++ == 0)
-            return build_sized(it, it->single_time, it->single_record, out);
+            return build_sized(it, it->single_time, it->opt_meta, it->single_record, out);
         break;
     case FORWARD_FORWARD:
-        if (it->next_entry < it->entries->via.array.size)
-            return build_entry(it, &it->entries->via.array.ptr[it->next_entry++], out);
+        while (rc == FORWARD_SKIP && it->next_entry < it->entries->via.array.size)
+            rc = build_entry(it, &it->entries->via.array.ptr[it->next_entry++], out);
+        if (rc != FORWARD_SKIP)
+            return rc;
         break;
     case FORWARD_PACKED:
     case FORWARD_COMPRESSED:
-        rc = next_packed(it, out);
+        while (rc == FORWARD_SKIP)
+            rc = next_packed(it, out);
         if (rc != 0)
             return rc;
         break;

@@ -2,15 +2,22 @@
  * native record maps it stands for out, one event at a time.
  *
  * Modes (told apart by the second element): Message `[tag, time, record(, option)]`, Forward
- * `[tag, [[time, record], ...](, option)]`, PackedForward `[tag, bin|str of concatenated [time, record](, option)]`
- * and CompressedPackedForward (option `compressed: "gzip"`, the packed entries gzip-compressed). Time is integer
- * seconds, EventTime (ext type 0: big-endian u32 seconds, u32 nanoseconds) or float seconds.
+ * `[tag, [entry, ...](, option)]`, PackedForward `[tag, bin|str of concatenated entries(, option)]` and
+ * CompressedPackedForward (option `compressed: "gzip"`, the packed entries gzip-compressed). An entry is
+ * `[time, record]`, or Fluent Bit's v2 event `[[time, metadata], record]` (metadata a map, usually empty); a v2
+ * entry whose time is EventTime 0xffffffff.0 or 0xfffffffe.0 is Fluent Bit's group start/end marker, not an event:
+ * skipped. Time is integer seconds, EventTime (ext type 0: big-endian u32 seconds, u32 nanoseconds) or float
+ * seconds, never before 1970.
  *
- * Each event becomes the map a native client would send: service_name = tag, message = the first of the
- * configured message keys whose value is a string ("" when none is), timestamp = the event time in unix ns, and
- * every other record key as it is, except that the record's own `service_name`, `timestamp` and (when another key
- * is the message) `message` are kept as `record_service_name`, `record_timestamp`, `record_message` (the tag, the
- * event time and the chosen key say those). The caller hands that map to record_encode.
+ * Each event becomes the map a native client would send: service_name = tag, timestamp = the event time in unix
+ * ns, message = the first of the configured message keys whose value is a string ("" when none is), then
+ * forward_metadata = the event's metadata map when it is not empty (a v2 entry's, or in Message mode the
+ * option's `metadata`, where Fluent Bit puts it), and every other record key as it is, except that the record's
+ * own keys the mapping sets (`service_name`, `timestamp`, `message` when another key is the message, and
+ * `forward_metadata` when set) are kept as `record_<key>`. A time that is a number or ext but not a valid time
+ * (negative, out of range, NaN, nanoseconds >= 10^9, another ext) does not drop the event: it is handed on as
+ * `timestamp` as sent (a positive integer beyond range as its decimal text), which record_encode reads as a
+ * native timestamp: kept as metadata, the receive time used. The caller hands that map to record_encode.
  *
  * No libevent here: unit tests and fuzz targets drive it directly. A forward_iter borrows the array object: the
  * caller keeps it alive (its msgpack zone) until forward_iter_reset or the iteration ends. */
@@ -38,6 +45,7 @@ typedef struct forward_iter {
     int mode;
     msgpack_object tag;          /* a str */
     const msgpack_object *chunk; /* the option map's `chunk`, NULL when none: answer {"ack": chunk} when done */
+    const msgpack_object *opt_meta; /* Message mode: the option map's `metadata` (a map), NULL when none */
     const msgpack_object *single_time, *single_record; /* Message mode */
     const msgpack_object *entries; /* Forward mode: the entries array */
     uint32_t next_entry;           /* Forward mode: index; Message mode: 0 or 1 */
@@ -48,6 +56,7 @@ typedef struct forward_iter {
     msgpack_object_kv *kv;         /* owned: the built map's pairs */
     size_t kv_cap;
     int64_t ts_ns;                 /* the built map's timestamp value */
+    char time_text[24];            /* the built map's timestamp as text, for a time out of range (forward.c) */
 } forward_iter;
 
 /* Fills o with the default message keys (message, log, msg) and max_inflated = 8 * max_record, max_record. */
@@ -68,7 +77,8 @@ void forward_iter_free(forward_iter *it);
 int forward_begin(forward_iter *it, const msgpack_object *arr);
 
 /* The next event as a native record map in *out (valid until the next call or reset). Returns 1 for an event,
- * 0 when there are no more, -EINVAL for an entry that is not a valid [time, record] (skip it, invalid_record;
+ * 0 when there are no more, -EINVAL for an entry that is not [time, record] or [[time, map], record] with a
+ * map record and a number or ext time (skip it, invalid_record;
  * calling again goes on with the next one, except in packed modes where bytes that are not msgpack, or a
  * truncated entry, end the message), -EMSGSIZE for an event over opts->max_record bytes (skip it, oversized;
  * calling again goes on with the next one), -ENOMEM. Every call makes progress: at most one call per entry (a
@@ -78,7 +88,8 @@ int forward_next(forward_iter *it, msgpack_object *out);
 /* True while forward_begin succeeded and forward_next has not returned 0 yet. */
 int forward_active(const forward_iter *it);
 
-/* Converts an event time (int seconds, EventTime ext 0, float seconds) to unix ns. Returns 0 or -EINVAL. */
+/* Converts an event time (int seconds, EventTime ext 0, float seconds) to unix ns. Returns 0, or -EINVAL for
+ * anything else, a time before 1970, past int64 ns (2262), or EventTime nanoseconds >= 10^9. */
 int forward_time_ns(const msgpack_object *t, int64_t *out_ns);
 
 /* Packs {"ack": chunk} into buf. Returns its length, or 0 when it does not fit in cap. */

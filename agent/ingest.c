@@ -418,7 +418,8 @@ static int forward_drain(conn *c, size_t wire, int64_t now, int64_t mono)
             client_entry *ce = conn_blame(c);
             if (ce)
                 ce->rejected++;
-            log_peer(&in->lim_invalid, c, "invalid Forward entry skipped (not [time, record], or bad time)");
+            log_peer(&in->lim_invalid, c,
+                     "invalid Forward entry skipped (not [time, record] or [[time, metadata], record])");
             if (rc == -ENOMEM)
                 forward_iter_reset(&c->fwd);
             continue;

@@ -21,10 +21,13 @@ enum { F_SERVICE = 1, F_LEVEL = 2, F_MESSAGE = 3, F_TRACE = 4, F_SPAN = 5, F_MET
        F_TS = 8, F_SOURCE = 9 };
 enum { JSON_MAX_DEPTH = 64 };
 
+enum { K_MESSAGE, K_SERVICE, K_LEVEL, K_TRACE, K_SPAN, K_LOGID, K_TS, K_COUNT };
+
 typedef struct fields {
     record_span service, level, message, trace, span, log_id;
     int has_message, has_level, has_log_id;
     int64_t ts;
+    const msgpack_object_kv *taken[K_COUNT]; /* the pair each field was taken from (a repeat moves it to metadata) */
 } fields;
 
 /* ---- growable buffers ---------------------------------------------------------------------------- */
@@ -370,7 +373,10 @@ int record_parse_rfc3339(const char *s, size_t n, int64_t *out_ns)
         digits(s, n, 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || digits(s, n, 11, 2, &h) ||
         s[13] != ':' || digits(s, n, 14, 2, &mi) || s[16] != ':' || digits(s, n, 17, 2, &se))
         return -EINVAL;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+    static const unsigned mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || se > 60)
+        return -EINVAL; /* 60: a leap second, read as the next minute's first */
+    if (mo == 2 && d == 29 && (y % 4 != 0 || (y % 100 == 0 && y % 400 != 0)))
         return -EINVAL;
     size_t i = 19;
     int64_t frac = 0;
@@ -414,8 +420,9 @@ static uint64_t be(const unsigned char *p, int n)
     return v;
 }
 
-/* Interprets a timestamp value. Returns 0 and sets *ns, or -EINVAL when it must be kept as metadata. */
-static int parse_timestamp(const msgpack_object *o, int64_t *ns)
+/* Interprets a timestamp value as unix ns (any of its forms, record.h). Returns 0 and sets *ns, or -EINVAL for
+ * a value that is not a time: the caller keeps it as metadata. A time before 1970 is not one (docs/protocol.md). */
+static int parse_timestamp_any(const msgpack_object *o, int64_t *ns)
 {
     switch (o->type) {
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
@@ -424,8 +431,7 @@ static int parse_timestamp(const msgpack_object *o, int64_t *ns)
         *ns = (int64_t)o->via.u64;
         return 0;
     case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        *ns = o->via.i64;
-        return 0;
+        return -EINVAL;
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64: {
         double v = o->via.f64 * 1e9;
@@ -442,15 +448,18 @@ static int parse_timestamp(const msgpack_object *o, int64_t *ns)
             *ns = (int64_t)be(p, 4) * 1000000000;
         } else if (o->via.ext.size == 8) {
             uint64_t v = be(p, 8);
+            if (v >> 34 >= 1000000000) /* nanoseconds past a second: not a msgpack timestamp */
+                return -EINVAL;
             if (__builtin_mul_overflow((int64_t)(v & 0x3ffffffffULL), (int64_t)1000000000, ns))
                 return -EINVAL;
             if (__builtin_add_overflow(*ns, (int64_t)(v >> 34), ns)) /* found by fuzz_ingest */
                 return -EINVAL;
         } else if (o->via.ext.size == 12) {
             int64_t sec = (int64_t)be(p + 4, 8);
-            if (sec > 9200000000LL || sec < -9200000000LL)
+            uint64_t nsec = be(p, 4);
+            if (sec > 9200000000LL || sec < -9200000000LL || nsec >= 1000000000)
                 return -EINVAL;
-            *ns = sec * 1000000000 + (int64_t)be(p, 4);
+            *ns = sec * 1000000000 + (int64_t)nsec;
         } else {
             return -EINVAL;
         }
@@ -461,6 +470,15 @@ static int parse_timestamp(const msgpack_object *o, int64_t *ns)
     default:
         return -EINVAL;
     }
+}
+
+static int parse_timestamp(const msgpack_object *o, int64_t *ns)
+{
+    int64_t v;
+    if (parse_timestamp_any(o, &v) < 0 || v < 0)
+        return -EINVAL;
+    *ns = v;
+    return 0;
 }
 
 /* ---- level ---------------------------------------------------------------------------------------- */
@@ -553,50 +571,68 @@ static int add_meta(record_enc *e, record_span key, record_span val, char type)
     return 0;
 }
 
+/* A pair as metadata: its key's text form (a str key as is), its value's text form. */
+static int meta_pair(record_enc *e, const msgpack_object_kv *kv, record_info *info)
+{
+    record_span ks, vs;
+    int rc = kv->key.type == MSGPACK_OBJECT_STR ? str_span(e, kv->key.via.str.ptr, kv->key.via.str.size, &ks, info)
+                                                : value_span(e, &kv->key, &ks, info);
+    if (rc < 0 || (rc = value_span(e, &kv->val, &vs, info)) < 0)
+        return rc;
+    return add_meta(e, ks, vs, value_type(&kv->val));
+}
+
+/* Field `which` is taken from kv: the last of a repeated key wins, and the pair it replaces is kept as metadata
+ * under the same key (nothing a client sent is discarded silently; docs/protocol.md). */
+static int take(record_enc *e, fields *f, int which, const msgpack_object_kv *kv, record_info *info)
+{
+    const msgpack_object_kv *prev = f->taken[which];
+    f->taken[which] = kv;
+    return prev ? meta_pair(e, prev, info) : 0;
+}
+
 /* One key/value of the record map: a direct field, the timestamp, a reserved key, or metadata. */
 static int classify_pair(record_enc *e, const msgpack_object_kv *kv, fields *f, record_info *info)
 {
     const msgpack_object *k = &kv->key, *v = &kv->val;
-    record_span ks;
     int rc;
-    if (k->type == MSGPACK_OBJECT_STR) {
-        if (k->via.str.size > 0 && k->via.str.ptr[0] == '_') {
-            info->reserved_keys++;
-            return 0;
-        }
-        if (key_is(k, "message", 7)) {
-            if (v->type != MSGPACK_OBJECT_STR)
-                return -EINVAL;
-            f->has_message = 1;
-            return str_span(e, v->via.str.ptr, v->via.str.size, &f->message, info);
-        }
-        record_span *direct = key_is(k, "service_name", 12) ? &f->service
-                              : key_is(k, "level", 5)       ? &f->level
-                              : key_is(k, "trace_id", 8)    ? &f->trace
-                              : key_is(k, "span_id", 7)     ? &f->span
-                              : key_is(k, "log_id", 6)      ? &f->log_id
-                                                            : NULL;
-        if (direct) {
-            f->has_level |= direct == &f->level;
-            f->has_log_id |= direct == &f->log_id;
-            return value_span(e, v, direct, info);
-        }
-        int64_t ts;
-        if (key_is(k, "timestamp", 9) && parse_timestamp(v, &ts) == 0) {
-            f->ts = ts; /* only on success: a failed parse may have written a partial value */
-            return 0;
-        }
-        if (key_is(k, "timestamp", 9))
-            info->timestamp_unparsed = 1;
-        if ((rc = str_span(e, k->via.str.ptr, k->via.str.size, &ks, info)) < 0)
-            return rc;
-    } else if ((rc = value_span(e, k, &ks, info)) < 0) { /* a non-string key: its text form */
-        return rc;
+    if (k->type != MSGPACK_OBJECT_STR)
+        return meta_pair(e, kv, info); /* a non-string key: its text form */
+    if (k->via.str.size > 0 && k->via.str.ptr[0] == '_') {
+        info->reserved_keys++;
+        return 0;
     }
-    record_span vs;
-    if ((rc = value_span(e, v, &vs, info)) < 0)
-        return rc;
-    return add_meta(e, ks, vs, value_type(v));
+    if (key_is(k, "message", 7)) {
+        if (v->type != MSGPACK_OBJECT_STR)
+            return -EINVAL;
+        f->has_message = 1;
+        if ((rc = take(e, f, K_MESSAGE, kv, info)) < 0)
+            return rc;
+        return str_span(e, v->via.str.ptr, v->via.str.size, &f->message, info);
+    }
+    static const struct { const char *name; size_t len; int which; } direct[] = {
+        {"service_name", 12, K_SERVICE}, {"level", 5, K_LEVEL}, {"trace_id", 8, K_TRACE},
+        {"span_id", 7, K_SPAN},          {"log_id", 6, K_LOGID},
+    };
+    record_span *span[K_COUNT] = {[K_SERVICE] = &f->service, [K_LEVEL] = &f->level, [K_TRACE] = &f->trace,
+                                  [K_SPAN] = &f->span, [K_LOGID] = &f->log_id};
+    for (size_t i = 0; i < sizeof direct / sizeof direct[0]; i++) {
+        if (!key_is(k, direct[i].name, direct[i].len))
+            continue;
+        f->has_level |= direct[i].which == K_LEVEL;
+        f->has_log_id |= direct[i].which == K_LOGID;
+        if ((rc = take(e, f, direct[i].which, kv, info)) < 0)
+            return rc;
+        return value_span(e, v, span[direct[i].which], info);
+    }
+    int64_t ts;
+    if (key_is(k, "timestamp", 9) && parse_timestamp(v, &ts) == 0) {
+        f->ts = ts; /* only on success: a failed parse may have written a partial value */
+        return take(e, f, K_TS, kv, info);
+    }
+    if (key_is(k, "timestamp", 9))
+        info->timestamp_unparsed = 1;
+    return meta_pair(e, kv, info);
 }
 
 static int classify(record_enc *e, const msgpack_object *obj, fields *f, record_info *info)

@@ -10,9 +10,12 @@
  *    holds something (active, a chunk); -EBADMSG / -EMSGSIZE for a message that asks for no gzip;
  *  - forward_next returns anything but 1, 0, -EINVAL, -EMSGSIZE, -ENOMEM; it does not end within one call per
  *    entry (Forward mode: array items, Message: 1, packed: bytes) plus one; it is active after 0, or not 0 then;
- *  - an event is not a map starting with service_name = the tag (the same bytes), an integer timestamp and a
- *    string message, or another key repeats one of those three;
- *  - an event is larger, as msgpack, than max_record plus what the mapping adds (the tag, three keys, renames);
+ *  - an event is not a map starting with service_name = the tag (the same bytes), a timestamp (a non-negative
+ *    integer, or a bad time handed on as sent: a negative integer, float, ext or the decimal str of a positive
+ *    integer) and a string message, then forward_metadata (a non-empty map) or not, or another key repeats one
+ *    of those;
+ *  - an event is larger, as msgpack, than max_record plus what the mapping adds (the tag, four keys, renames, a
+ *    time's decimal text);
  *  - record_encode calls an event invalid_record (every event has a string message);
  *  - two iterations of the same message disagree (events, results), or the ack does not decode to {"ack": chunk};
  *  - heap in use passes 64 x max(max_record, the item budget) + 4 x the message limit + 2 MiB: a Forward-mode
@@ -93,19 +96,29 @@ static uint64_t check_event(ctx *c, const msgpack_object *ev, uint64_t h)
                    (kv[0].val.via.str.size == 0 || /* an empty tag: both pointers may be NULL */
                     !memcmp(kv[0].val.via.str.ptr, c->it.tag.via.str.ptr, kv[0].val.via.str.size)),
                "service_name is not the tag");
-    FUZZ_CHECK(kv[1].val.type == MSGPACK_OBJECT_POSITIVE_INTEGER || kv[1].val.type == MSGPACK_OBJECT_NEGATIVE_INTEGER,
-               "timestamp is not an integer");
+    msgpack_object_type tt = kv[1].val.type;
+    FUZZ_CHECK(tt == MSGPACK_OBJECT_POSITIVE_INTEGER || tt == MSGPACK_OBJECT_NEGATIVE_INTEGER ||
+                   tt == MSGPACK_OBJECT_FLOAT32 || tt == MSGPACK_OBJECT_FLOAT64 || tt == MSGPACK_OBJECT_EXT ||
+                   tt == MSGPACK_OBJECT_STR, "timestamp is not a time as sent");
     FUZZ_CHECK(kv[2].val.type == MSGPACK_OBJECT_STR, "message is not a string");
-    for (uint32_t i = 3; i < ev->via.map.size; i++)
+    uint32_t first = 3;
+    if (ev->via.map.size > 3 && str_eq(&kv[3].key, "forward_metadata") && kv[3].val.type == MSGPACK_OBJECT_MAP &&
+        kv[3].val.via.map.size > 0)
+        first = 4; /* set by the mapping (else the record's own key, kept as it is) */
+    for (uint32_t i = 3; i < ev->via.map.size; i++) {
         FUZZ_CHECK(!str_eq(&kv[i].key, "service_name") && !str_eq(&kv[i].key, "timestamp") &&
                        !str_eq(&kv[i].key, "message"), "key %u repeats one the mapping sets", i);
+        FUZZ_CHECK(first == 3 || i < first || !str_eq(&kv[i].key, "forward_metadata"),
+                   "key %u repeats forward_metadata", i);
+    }
     msgpack_sbuffer_clear(&c->sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &c->sb, msgpack_sbuffer_write);
     FUZZ_CHECK(msgpack_pack_object(&pk, *ev) == 0, "cannot pack an event");
-    /* added by the mapping: the tag and its key (<= 5 + 13), timestamp (10 + 9), "message" (8), a map header that
-     * grows (4), and up to 3 renamed keys, each <= 13 bytes longer */
-    size_t bound = c->opts.max_record + c->it.tag.via.str.size + 100;
+    /* added by the mapping: the tag and its key (<= 5 + 13), timestamp (10 + 9, or a time's decimal text, <= 21),
+     * "message" (8), "forward_metadata" (17), a map header that grows (4), and up to 4 renamed keys, each <= 13
+     * bytes longer */
+    size_t bound = c->opts.max_record + c->it.tag.via.str.size + 150;
     FUZZ_CHECK(c->sb.size <= bound, "an event of %zu bytes passed max_record %zu", c->sb.size, c->opts.max_record);
     record_info info;
     int rc = record_encode(&c->enc, ev, &c->src, NOW_NS, &info);

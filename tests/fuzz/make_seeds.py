@@ -75,6 +75,13 @@ def ingest_seeds():
         "valid-ts-ext-96bit": with_timestamp(ext_minus1(struct.pack(">Iq", 123456789, 1725013845))),
         "valid-ts-ext-96bit-negative": with_timestamp(ext_minus1(struct.pack(">Iq", 999999999, -86400))),
         "valid-ts-ext-wrong-size-kept": with_timestamp(ext_minus1(b"\x01\x02\x03")),
+        "bad-ts-ext-64bit-ns-past-second-kept": with_timestamp(ext_minus1(struct.pack(">Q", (10 ** 9 << 34) | 1))),
+        "bad-ts-ext-96bit-ns-past-second-kept": with_timestamp(ext_minus1(struct.pack(">Iq", 10 ** 9, 1))),
+        "bad-ts-dates-kept": pack({"message": "t", "timestamp": "2024-02-30T00:00:00Z"}) +
+                             pack({"message": "t", "timestamp": "2023-02-29T00:00:00Z"}) +
+                             pack({"message": "t", "timestamp": "1969-12-31T23:59:59Z"}) +
+                             pack({"message": "t", "timestamp": -5}),
+        "repeated-field-keys": b"\x83\xa7message\xa1a\xa6log_id\xa1x\xa7message\xa1b",
         "valid-ts-rfc3339": pack({"message": "t", "timestamp": "2024-08-30T10:30:45.123456+00:00"}),
         "valid-ts-rfc3339-z": pack({"message": "t", "timestamp": "2024-08-30t10:30:45Z"}),
         "valid-ts-rfc3339-offset": pack({"message": "t", "timestamp": "1999-12-31 23:59:60.999999999-12:30"}),
@@ -303,6 +310,23 @@ def forward_seeds():
         "oversized-message": L256_X1 + pack(["t", T, {"message": "before"}]) + pack(["t", [[T, rec(i)]
                                                                                     for i in range(30)]]),
         "oversized-item-budget": L4K_X16 + pack(["t", [[1, {"a": 1}] for _ in range(1000)]]),
+        # Fluent Bit 2.1+'s v2 entries [[time, metadata], record] (forward.h), its group markers, Message mode's
+        # option metadata, and bad v2 heads
+        "v2-forward-mode": L4K_X4 + pack(["fb", [[[et(T, 1), {}], rec(0)], [[et(T, 2), {"otlp": {"a": 1}}], rec(1)],
+                                                [[et(0xffffffff, 0), {"g": 1}], {"res": 1}], [[T, {}], rec(3)],
+                                                [[et(0xfffffffe, 0), {}], {}]],
+                                         {"size": 5, "chunk": "k", "fluent_signal": 0}]),
+        "v2-packed": L4K_X4 + pack(["fb", b"".join(pack([[et(T, i), {"m": i} if i % 2 else {}], rec(i)])
+                                                  for i in range(4))]),
+        "v2-compressed": L4K_X16 + pack(["fb", gzip_member(b"".join(pack([[et(T, i), {}], rec(i)]) for i in range(4))),
+                                         {"size": 4, "compressed": "gzip", "chunk": "z2", "fluent_signal": 0}]),
+        "v2-message-option-metadata": L4K_X4 + pack(["dyn", et(T, 5), {"log": "l"},
+                                                     {"chunk": "c", "fluent_signal": 0, "metadata": {"k": "v"}}]),
+        "v2-bad-heads": L4K_X4 + pack(["t", [[[T], rec(0)], [[T, "meta"], rec(1)], [[T, {}, 1], rec(2)],
+                                             [["str", {}], rec(3)], [[T, {"forward_metadata": 1}],
+                                                                     {"message": "m", "forward_metadata": 2}]]]),
+        "bad-times-kept": L4K_X4 + pack(["t", [[-5, rec(0)], [2 ** 64 - 1, rec(1)], [-0.5, rec(2)],
+                                               [et(T, 10 ** 9), rec(3)], [msgpack.Timestamp(T), rec(4)]]]),
         "ack-chunk-kinds": L4K_X4 + pack(["t", T, {"message": "a"}, {"chunk": 7}]) +
                            pack(["t", T, {"message": "b"}, {"chunk": "c" * 600}]) +
                            pack(["t", T, {"message": "c"}, None]),

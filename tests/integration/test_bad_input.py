@@ -1,10 +1,14 @@
 """test_bad_input.py — DESIGN.md's bad-input table, one test per row, each with a healthy client alongside whose
 records must all arrive: not msgpack (malformed, connection closed), non-map objects and maps without a string
 message (invalid_record, connection goes on), an oversized record and a header announcing one (oversized,
-connection closed), a client stopping mid-record (truncated), and client-sent _-keys (reserved_key)."""
+connection closed), a client stopping mid-record (truncated), client-sent _-keys (reserved_key), and the values
+that are kept rather than refused: timestamps that are not times (kept as metadata) and repeated field keys (the
+last wins, the earlier value kept as metadata)."""
 import os
 import socket
+import struct
 import threading
+import time
 
 import msgpack
 
@@ -149,7 +153,81 @@ def test_reserved_keys_dropped_record_kept():
     assert a.stop() == 0
 
 
+def raw_map(pairs):
+    """A msgpack map from (key, packed value bytes) pairs, keys repeated as given (a dict cannot repeat them)."""
+    return bytes([0x80 | len(pairs)]) + b"".join(msgpack.packb(k) + v for k, v in pairs)
+
+
+def ts_ext(data):
+    """A msgpack timestamp (ext type -1) of 4, 8 or 12 bytes."""
+    head = {4: b"\xd6", 8: b"\xd7"}.get(len(data), b"\xc7" + bytes([len(data)]))
+    return head + b"\xff" + data
+
+
+P = msgpack.packb
+RECEIVE = "receive"  # the receive time is used
+# (message, the record's other pairs, expected timestamp, expected fields, expected metadata)
+KEPT_ROWS = [
+    ("ext64 ns past a second", [("timestamp", ts_ext(struct.pack(">Q", (10**9 << 34) | 1)))], RECEIVE, {},
+     {"timestamp": "7msoAAAAAAE="}),
+    ("ext96 ns past a second", [("timestamp", ts_ext(struct.pack(">Iq", 10**9, 1)))], RECEIVE, {},
+     {"timestamp": "O5rKAAAAAAAAAAAB"}),
+    ("ext96 before 1970", [("timestamp", ts_ext(struct.pack(">Iq", 0, -86400)))], RECEIVE, {},
+     {"timestamp": "AAAAAP///////q6A"}),
+    ("ext64 valid", [("timestamp", ts_ext(struct.pack(">Q", (250 << 34) | 1725013845)))], 1725013845000000250, {},
+     {}),
+    ("feb 30", [("timestamp", P("2024-02-30T10:00:00Z"))], RECEIVE, {}, {"timestamp": "2024-02-30T10:00:00Z"}),
+    ("feb 29 not leap", [("timestamp", P("2023-02-29T10:00:00Z"))], RECEIVE, {},
+     {"timestamp": "2023-02-29T10:00:00Z"}),
+    ("feb 29 leap", [("timestamp", P("2024-02-29T00:00:00Z"))], 1709164800000000000, {}, {}),
+    ("month 13", [("timestamp", P("2024-13-01T00:00:00Z"))], RECEIVE, {}, {"timestamp": "2024-13-01T00:00:00Z"}),
+    ("hour 25", [("timestamp", P("2024-01-01T25:00:00Z"))], RECEIVE, {}, {"timestamp": "2024-01-01T25:00:00Z"}),
+    ("rfc before 1970", [("timestamp", P("1969-12-31T23:59:59Z"))], RECEIVE, {},
+     {"timestamp": "1969-12-31T23:59:59Z"}),
+    ("negative int", [("timestamp", P(-5))], RECEIVE, {}, {"timestamp": "-5"}),
+    ("negative float", [("timestamp", P(-1.5))], RECEIVE, {}, {"timestamp": "-1.5"}),
+    ("epoch", [("timestamp", P(0))], 0, {}, {}),
+    ("repeated log_id", [("log_id", P("a" * 32)), ("log_id", P("b" * 32))], RECEIVE, {"log_id": "b" * 32},
+     {"log_id": "a" * 32}),
+    ("repeated level", [("level", P("debug")), ("level", P("error"))], RECEIVE, {"level": "ERROR"},
+     {"level": "debug"}),
+    ("repeated timestamp", [("timestamp", P(1000)), ("timestamp", P(2000))], 2000, {}, {"timestamp": "1000"}),
+]
+
+
+def test_bad_times_and_repeated_keys_kept():
+    """The rows of docs/protocol.md's bad-input table that keep the record: each arrives once, with the receive
+    time or the time it gave, and the value that was not a time (or was repeated) in its metadata; nothing is
+    counted rejected. A repeated `message`: the last is the message, the earlier one metadata `message`."""
+    tmp = TempDir("kept")
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target, "--flush-interval-ms", "20").start()
+    records = [raw_map([("message", P(m))] + pairs) for m, pairs, _, _, _ in KEPT_ROWS]
+    records.append(raw_map([("message", P("first message")), ("message", P("repeated message"))]))
+    lo = time.time_ns()
+    send_records(a.socket, records)
+    sink.wait_count(len(records))
+    hi = time.time_ns()
+    by_msg = {e["message"]: e for e in sink.entries()}
+    assert len(by_msg) == len(records) == len(sink.entries()), sorted(by_msg)
+    for m, _, ts, fields, meta in KEPT_ROWS:
+        e = by_msg[m]
+        if ts == RECEIVE:
+            assert lo <= e["timestamp_unix_nano"] <= hi, (m, e)
+        else:
+            assert e["timestamp_unix_nano"] == ts, (m, e)
+        for k, v in fields.items():
+            assert e[k] == v, (m, k, e)
+        assert e["metadata"] == meta, (m, e["metadata"], meta)
+    assert by_msg["repeated message"]["metadata"] == {"message": "first message"}, by_msg["repeated message"]
+    st = a.stats()
+    assert st["records"]["received"] == len(records), st["records"]
+    assert sum(st["records"]["rejected"].values()) == 0, st["records"]["rejected"]
+    assert a.stop() == 0
+
+
 if __name__ == "__main__":
     run([test_not_msgpack_closes_connection, test_non_map_and_missing_message_skipped_connection_goes_on,
          test_oversized_record_closes_connection, test_header_announcing_huge_record_closes_connection,
-         test_client_stopping_mid_record_counts_truncated, test_reserved_keys_dropped_record_kept])
+         test_client_stopping_mid_record_counts_truncated, test_reserved_keys_dropped_record_kept,
+         test_bad_times_and_repeated_keys_kept])

@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 
 import msgpack
 
@@ -334,8 +335,28 @@ def test_bad_message_mode_record_not_a_map():
     bad_case("record", msgpack.packb(["t", T0, "just text"]), "invalid_record")
 
 
-def test_bad_event_time_ext():
-    bad_case("ext", msgpack.packb(["t", msgpack.ExtType(0, b"\x00\x01"), {"message": "x"}]), "invalid_record")
+def test_bad_event_times_keep_their_events():
+    """A time that is a number or ext but not a valid time (a short EventTime, nanoseconds >= 10^9, before 1970,
+    NaN, past 2262) does not lose the event: it arrives with the receive time and the time as sent in metadata
+    `timestamp`, like a native record's bad timestamp (docs/protocol.md); nothing is counted rejected."""
+    sink, a = start("bad_times")
+    rows = [(msgpack.ExtType(0, b"\x00\x01"), "AAE="), (event_time(T0, 10**9), "ZtGfVTuaygA="), (-5, "-5"),
+            (-1.5, "-1.5"), (float("nan"), "NaN"), (2**64 - 1, "18446744073709551615")]
+    lo = time.time_ns()
+    s = connect(a.socket)
+    s.sendall(msgpack.packb(["t", [[t, {"message": "bad %d" % i}] for i, (t, _) in enumerate(rows)],
+                             {"chunk": "c"}]))
+    assert recv_ack(s) == {"ack": "c"}
+    s.close()
+    st, entries = finish(sink, a, len(rows))
+    hi = time.time_ns()
+    by_msg = {e["message"]: e for e in entries}
+    for i, (_, kept) in enumerate(rows):
+        e = by_msg["bad %d" % i]
+        assert e["metadata"] == {"timestamp": kept}, e
+        assert lo <= e["timestamp_unix_nano"] <= hi, e
+    assert sum(st["records"]["rejected"].values()) == 0, st["records"]
+    assert st["forward"]["events"] == len(rows), st["forward"]
 
 
 def test_bad_forward_entry_skipped_rest_kept():
@@ -577,7 +598,8 @@ if __name__ == "__main__":
          test_chunk_ack_after_records_are_in, test_forward_listen_tcp, test_forward_messages_under_backpressure,
          test_shutdown_mid_forward_message_counts_every_event, test_bad_tag_not_a_string,
          test_bad_array_too_short_or_long, test_bad_second_element, test_bad_option_not_a_map,
-         test_bad_message_mode_record_not_a_map, test_bad_event_time_ext, test_bad_forward_entry_skipped_rest_kept,
+         test_bad_message_mode_record_not_a_map, test_bad_event_times_keep_their_events,
+         test_bad_forward_entry_skipped_rest_kept,
          test_bad_packed_bytes_not_msgpack, test_bad_gzip_member, test_bad_unknown_compression,
          test_gzip_bomb_refused_as_oversized, test_3mib_chunks_with_defaults,
          test_message_over_limit_closes_only_its_connection, test_one_event_over_max_record_bytes_skipped_alone,

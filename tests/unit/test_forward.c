@@ -2,7 +2,8 @@
  * the message-key choice and the keys dropped, bad entries skipped while the rest go on, packed bytes cut short or
  * not msgpack, gzip (several members, corrupt, a bomb past max_inflated), the option map (chunk, compressed) and
  * the ack's bytes, the message-key list parser; one event over max_record refused alone (-EMSGSIZE) in every mode
- * while the others go on. */
+ * while the others go on; Fluent Bit's v2 entries `[[time, metadata], record]` in every mode (metadata kept under
+ * forward_metadata, group markers skipped) and Message mode's option `metadata`; bad times kept, not dropped. */
 #include "check.h"
 #include "forward.h"
 
@@ -74,12 +75,13 @@ static void test_times(void)
     t.type = MSGPACK_OBJECT_POSITIVE_INTEGER, t.via.u64 = 1725013845;
     CHECK_INT(forward_time_ns(&t, &ns), 0);
     CHECK_INT(ns, 1725013845000000000LL);
-    t.type = MSGPACK_OBJECT_NEGATIVE_INTEGER, t.via.i64 = -2;
-    CHECK_INT(forward_time_ns(&t, &ns), 0);
-    CHECK_INT(ns, -2000000000LL);
+    t.type = MSGPACK_OBJECT_NEGATIVE_INTEGER, t.via.i64 = -2; /* before 1970: not a time */
+    CHECK_INT(forward_time_ns(&t, &ns), -EINVAL);
     t.type = MSGPACK_OBJECT_FLOAT64, t.via.f64 = 1.5;
     CHECK_INT(forward_time_ns(&t, &ns), 0);
     CHECK_INT(ns, 1500000000LL);
+    t.via.f64 = -0.5;
+    CHECK_INT(forward_time_ns(&t, &ns), -EINVAL);
     t.via.f64 = 1e300;
     CHECK_INT(forward_time_ns(&t, &ns), -EINVAL);
     t.type = MSGPACK_OBJECT_POSITIVE_INTEGER, t.via.u64 = UINT64_MAX;
@@ -409,6 +411,186 @@ static void test_oversized_event(void)
     forward_iter_free(&it);
 }
 
+
+/* A v2 entry [[EventTime(1000 + i, 7), meta], {"message": msg}]; meta: NULL for {}, else {"k": meta}. */
+static void entry_v2(int i, const char *msg, const char *meta)
+{
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_array(&pk, 2);
+    event_time(1000 + (uint32_t)i, 7);
+    if (meta) {
+        msgpack_pack_map(&pk, 1);
+        str("k"), str(meta);
+    } else {
+        msgpack_pack_map(&pk, 0);
+    }
+    msgpack_pack_map(&pk, 1);
+    str("message"), str(msg);
+}
+
+/* Fluent Bit's group start / end markers: [[EventTime(0xffffffff or 0xfffffffe, 0), {...}], {...}]. */
+static void group_marker(uint32_t s)
+{
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_array(&pk, 2);
+    event_time(s, 0);
+    msgpack_pack_map(&pk, 1);
+    str("schema"), str("otlp");
+    msgpack_pack_map(&pk, 1);
+    str("resource"), str("r");
+}
+
+/* Checks the next event is v2 entry i with message msg, and metadata {"k": meta} (or none). */
+static void check_v2(forward_iter *it, int i, const char *msg, const char *meta)
+{
+    msgpack_object ev;
+    CHECK_INT(forward_next(it, &ev), 1);
+    CHECK(is_str(get(&ev, "message"), msg));
+    const msgpack_object *ts = get(&ev, "timestamp");
+    CHECK(ts && ts->type == MSGPACK_OBJECT_POSITIVE_INTEGER && ts->via.u64 == (1000ULL + (uint64_t)i) * 1000000000 + 7);
+    const msgpack_object *m = get(&ev, "forward_metadata");
+    if (!meta) {
+        CHECK(m == NULL);
+        CHECK_INT(ev.via.map.size, 3);
+        return;
+    }
+    CHECK(m && m->type == MSGPACK_OBJECT_MAP && m->via.map.size == 1);
+    CHECK(m && is_str(get(m, "k"), meta));
+}
+
+static void test_v2_entries(void)
+{
+    forward_iter it;
+    forward_iter_init(&it, &opts);
+    /* Forward mode, as Fluent Bit sends it: v1 and v2 entries, a group around them, a bad v2 head */
+    start_pack();
+    msgpack_pack_array(&pk, 3);
+    str("fb");
+    msgpack_pack_array(&pk, 7);
+    group_marker(0xffffffff);
+    entry_v2(0, "e0", NULL);
+    entry_v2(1, "e1", "v1");
+    msgpack_pack_array(&pk, 2), msgpack_pack_array(&pk, 2), msgpack_pack_int(&pk, 5), str("meta not a map"),
+        msgpack_pack_map(&pk, 0);
+    msgpack_pack_array(&pk, 2), msgpack_pack_array(&pk, 3), msgpack_pack_int(&pk, 5), msgpack_pack_map(&pk, 0),
+        msgpack_pack_nil(&pk), msgpack_pack_map(&pk, 0);
+    entry(3, "e3");
+    group_marker(0xfffffffe);
+    msgpack_pack_map(&pk, 2);
+    str("size"), msgpack_pack_int(&pk, 7);
+    str("fluent_signal"), msgpack_pack_int(&pk, 0);
+    CHECK_INT(begin(&it), 0);
+    check_v2(&it, 0, "e0", NULL);
+    check_v2(&it, 1, "e1", "v1");
+    msgpack_object ev;
+    CHECK_INT(forward_next(&it, &ev), -EINVAL);
+    CHECK_INT(forward_next(&it, &ev), -EINVAL);
+    CHECK_INT(forward_next(&it, &ev), 1);
+    CHECK(is_str(get(&ev, "message"), "e3"));
+    CHECK_INT(forward_next(&it, &ev), 0);
+
+    /* PackedForward and CompressedPackedForward */
+    msgpack_sbuffer entries;
+    msgpack_sbuffer_init(&entries);
+    start_pack();
+    group_marker(0xffffffff);
+    entry_v2(0, "p0", "m0");
+    entry_v2(1, "p1", NULL);
+    group_marker(0xfffffffe);
+    msgpack_sbuffer_write(&entries, sb.data, sb.size);
+    for (int gz = 0; gz < 2; gz++) {
+        char z[4096];
+        size_t zn = gz ? gzip_into(entries.data, entries.size, z, sizeof z) : 0;
+        pack_packed(gz ? z : entries.data, gz ? zn : entries.size, gz);
+        CHECK_INT(begin(&it), 0);
+        CHECK_INT(it.mode, gz ? FORWARD_COMPRESSED : FORWARD_PACKED);
+        check_v2(&it, 0, "p0", "m0");
+        check_v2(&it, 1, "p1", NULL);
+        CHECK_INT(forward_next(&it, &ev), 0);
+    }
+    msgpack_sbuffer_destroy(&entries);
+
+    /* a record's own forward_metadata: kept as record_forward_metadata when the event has metadata, else as is */
+    start_pack();
+    msgpack_pack_array(&pk, 2);
+    str("t");
+    msgpack_pack_array(&pk, 2);
+    for (int i = 0; i < 2; i++) {
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_int(&pk, 1);
+        msgpack_pack_map(&pk, i);
+        if (i)
+            str("k"), str("sent");
+        msgpack_pack_map(&pk, 2);
+        str("message"), str("m");
+        str("forward_metadata"), str("own");
+    }
+    CHECK_INT(begin(&it), 0);
+    CHECK_INT(forward_next(&it, &ev), 1);
+    CHECK(is_str(get(&ev, "forward_metadata"), "own"));
+    CHECK(get(&ev, "record_forward_metadata") == NULL);
+    CHECK_INT(forward_next(&it, &ev), 1);
+    CHECK(is_str(get(&ev, "record_forward_metadata"), "own"));
+    CHECK(is_str(get(get(&ev, "forward_metadata"), "k"), "sent"));
+    CHECK_INT(forward_next(&it, &ev), 0);
+    forward_iter_free(&it);
+}
+
+/* Fluent Bit's Message mode (a dynamic tag): [tag, EventTime, record, {chunk, fluent_signal, metadata}]. */
+static void test_message_mode_option_metadata(void)
+{
+    forward_iter it;
+    forward_iter_init(&it, &opts);
+    start_pack();
+    msgpack_pack_array(&pk, 4);
+    str("dyn.tag");
+    event_time(1001, 7);
+    msgpack_pack_map(&pk, 1);
+    str("message"), str("m1");
+    msgpack_pack_map(&pk, 3);
+    str("chunk"), str("c1");
+    str("fluent_signal"), msgpack_pack_int(&pk, 0);
+    str("metadata"), msgpack_pack_map(&pk, 1), str("k"), str("mv");
+    CHECK_INT(begin(&it), 0);
+    check_v2(&it, 1, "m1", "mv");
+    msgpack_object ev;
+    CHECK_INT(forward_next(&it, &ev), 0);
+    CHECK(is_str(it.chunk, "c1"));
+    forward_iter_free(&it);
+}
+
+/* A time that is a number but not a valid time keeps its event: `timestamp` is the time as sent (record_encode
+ * keeps it as metadata), an integer past int64 ns as its decimal text; a time that is not a number is no event. */
+static void test_bad_times_kept(void)
+{
+    forward_iter it;
+    forward_iter_init(&it, &opts);
+    start_pack();
+    msgpack_pack_array(&pk, 2);
+    str("t");
+    msgpack_pack_array(&pk, 5);
+    msgpack_pack_array(&pk, 2), msgpack_pack_int(&pk, -5), msgpack_pack_map(&pk, 1), str("message"), str("neg");
+    msgpack_pack_array(&pk, 2), msgpack_pack_uint64(&pk, UINT64_MAX), msgpack_pack_map(&pk, 1), str("message"),
+        str("big");
+    msgpack_pack_array(&pk, 2), event_time(5, 1000000000), msgpack_pack_map(&pk, 1), str("message"), str("ns");
+    msgpack_pack_array(&pk, 2), msgpack_pack_double(&pk, -1.5), msgpack_pack_map(&pk, 1), str("message"), str("f");
+    msgpack_pack_array(&pk, 2), str("2024-01-01T00:00:00Z"), msgpack_pack_map(&pk, 1), str("message"), str("s");
+    CHECK_INT(begin(&it), 0);
+    msgpack_object ev;
+    CHECK_INT(forward_next(&it, &ev), 1);
+    CHECK(get(&ev, "timestamp")->type == MSGPACK_OBJECT_NEGATIVE_INTEGER && get(&ev, "timestamp")->via.i64 == -5);
+    CHECK_INT(forward_next(&it, &ev), 1);
+    CHECK(is_str(get(&ev, "timestamp"), "18446744073709551615"));
+    CHECK_INT(forward_next(&it, &ev), 1);
+    CHECK(get(&ev, "timestamp")->type == MSGPACK_OBJECT_EXT);
+    CHECK_INT(forward_next(&it, &ev), 1);
+    CHECK(get(&ev, "timestamp")->type == MSGPACK_OBJECT_FLOAT64);
+    CHECK_INT(forward_next(&it, &ev), -EINVAL);
+    CHECK_INT(forward_next(&it, &ev), 0);
+    forward_iter_free(&it);
+}
+
 int main(void)
 {
     msgpack_sbuffer_init(&sb);
@@ -421,6 +603,9 @@ int main(void)
     test_not_forward();
     test_parse_keys();
     test_oversized_event();
+    test_v2_entries();
+    test_message_mode_option_metadata();
+    test_bad_times_kept();
     msgpack_unpacked_destroy(&up);
     msgpack_sbuffer_destroy(&sb);
     return check_done("test_forward");

@@ -1,5 +1,6 @@
 /* test_record.c — msgpack record -> WriteLogRequest: every key class, every value type, UTF-8, empty strings,
- * a 1 MiB message, the timestamp forms, levels, reserved keys, invalid records, and the metadata types field
+ * a 1 MiB message, the timestamp forms (and values that are not times: kept as metadata), repeated keys, levels,
+ * reserved keys, invalid records, and the metadata types field
  * (--upstream-protocol otlp) read back by otlp_payload as typed OTLP values. Each case packs a record with
  * msgpack-c, encodes it with record_encode and decodes the bytes with the protobuf-c generated code. */
 #include "check.h"
@@ -201,6 +202,8 @@ static void test_big_message(void)
     free(big);
 }
 
+static int last_unparsed; /* ts_case: the record's info.timestamp_unparsed */
+
 /* One record with timestamp packed by `pack`; returns its timestamp, and the metadata "timestamp" in *kept. */
 static int64_t ts_case(void (*pack)(tc *), char *kept, size_t kept_cap)
 {
@@ -213,6 +216,7 @@ static int64_t ts_case(void (*pack)(tc *), char *kept, size_t kept_cap)
     int rc;
     Logagent__V1__WriteLogRequest *r = run(&t, &info, &rc);
     CHECK_INT(rc, 0);
+    last_unparsed = info.timestamp_unparsed;
     if (!r)
         return -1;
     int64_t v = r->timestamp_unix_nano;
@@ -239,6 +243,31 @@ static void p_rfc_z(tc *t) { str(t, "2024-08-30T10:30:45Z"); }
 static void p_rfc_off(tc *t) { str(t, "2024-08-30T12:30:45.5+02:00"); }
 static void p_bad(tc *t) { str(t, "yesterday at noon"); }
 static void p_bool(tc *t) { msgpack_pack_true(&t->pk); }
+static void p_ext8_ns(tc *t) /* 1 s + 10^9 ns: the 30-bit nanosecond field holds it, but it is not a nanosecond */
+{
+    uint64_t v = ((uint64_t)1000000000 << 34) | 1ULL;
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(v >> (56 - 8 * i));
+    msgpack_pack_ext_with_body(&t->pk, b, 8, -1);
+}
+static void p_ext12_ns(tc *t) /* 10^9 ns */
+{
+    msgpack_pack_ext_with_body(&t->pk, "\x3b\x9a\xca\x00\0\0\0\0\x66\xd1\x9f\x55", 12, -1);
+}
+static void p_ext12_neg(tc *t) /* -2 s */
+{
+    msgpack_pack_ext_with_body(&t->pk, "\0\0\0\0\xff\xff\xff\xff\xff\xff\xff\xfe", 12, -1);
+}
+static void p_neg(tc *t) { msgpack_pack_int64(&t->pk, -5); }
+static void p_neg_float(tc *t) { msgpack_pack_double(&t->pk, -1.5); }
+static void p_feb30(tc *t) { str(t, "2024-02-30T00:00:00Z"); }
+static void p_feb29_2023(tc *t) { str(t, "2023-02-29T00:00:00Z"); }
+static void p_apr31(tc *t) { str(t, "2024-04-31T00:00:00Z"); }
+static void p_hour25(tc *t) { str(t, "2024-01-01T25:00:00Z"); }
+static void p_1969(tc *t) { str(t, "1969-12-31T23:59:59Z"); }
+static void p_feb29_2024(tc *t) { str(t, "2024-02-29T00:00:00Z"); }
+static void p_leap_second(tc *t) { str(t, "2016-12-31T23:59:60Z"); }
 
 static void test_timestamps(void)
 {
@@ -261,6 +290,90 @@ static void test_timestamps(void)
     CHECK_INT(v, 0);
     CHECK_INT(record_parse_rfc3339("2024-13-01T00:00:00Z", 20, &v), -EINVAL);
     CHECK_INT(record_parse_rfc3339("2024-01-01T00:00:00", 19, &v), -EINVAL);
+    CHECK_INT(record_parse_rfc3339("2000-02-29T00:00:00Z", 20, &v), 0);   /* divisible by 400: leap */
+    CHECK_INT(record_parse_rfc3339("1900-02-29T00:00:00Z", 20, &v), -EINVAL); /* by 100: not */
+}
+
+/* Values that are not times are kept as metadata `timestamp` (their text form), counted, the receive time used:
+ * msgpack timestamps with nanoseconds >= 10^9, dates that do not exist, and anything before 1970. */
+static void test_bad_timestamps(void)
+{
+    static const struct { void (*pack)(tc *); const char *kept; } bad[] = {
+        {p_ext8_ns, "7msoAAAAAAE="}, /* base64 of the ext's 8 bytes */
+        {p_ext12_ns, "O5rKAAAAAABm0Z9V"},
+        {p_ext12_neg, "AAAAAP/////////+"},
+        {p_neg, "-5"},
+        {p_neg_float, "-1.5"},
+        {p_feb30, "2024-02-30T00:00:00Z"},
+        {p_feb29_2023, "2023-02-29T00:00:00Z"},
+        {p_apr31, "2024-04-31T00:00:00Z"},
+        {p_hour25, "2024-01-01T25:00:00Z"},
+        {p_1969, "1969-12-31T23:59:59Z"},
+    };
+    char kept[64];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_INT(ts_case(bad[i].pack, kept, sizeof kept), NOW);
+        CHECK_STR(kept, bad[i].kept);
+        CHECK_INT(last_unparsed, 1);
+    }
+    CHECK_INT(ts_case(p_feb29_2024, kept, sizeof kept), 1709164800000000000LL);
+    CHECK_STR(kept, "");
+    CHECK_INT(last_unparsed, 0);
+    CHECK_INT(ts_case(p_leap_second, kept, sizeof kept), 1483228800000000000LL); /* = 2017-01-01T00:00:00Z */
+}
+
+/* A key given twice: the last is the field, the earlier value is kept in metadata under the same key. */
+static void test_repeated_keys(void)
+{
+    static const char *const keys[] = {"message", "log_id", "service_name", "level", "trace_id", "span_id"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        tc t;
+        int first_is_message = k == 0;
+        tc_begin(&t, first_is_message ? 3 : 4);
+        kv(&t, keys[k], "first");
+        if (!first_is_message)
+            kv(&t, "message", "m");
+        kv(&t, "other", "o");
+        kv(&t, keys[k], k == 3 ? "warn" : "second");
+        record_info info;
+        int rc;
+        Logagent__V1__WriteLogRequest *r = run(&t, &info, &rc);
+        CHECK_INT(rc, 0);
+        if (!r)
+            continue;
+        const char *field = k == 0 ? r->message : k == 1 ? r->log_id : k == 2 ? r->service_name
+                          : k == 3 ? r->level : k == 4 ? r->trace_id : r->span_id;
+        CHECK_STR(field, k == 3 ? "WARN" : "second");
+        const char *m = meta(r, keys[k]);
+        CHECK(m && strcmp(m, "first") == 0);
+        CHECK_INT(r->n_metadata, 2); /* other, and the first value */
+        logagent__v1__write_log_request__free_unpacked(r, NULL);
+    }
+    /* three timestamps: the last that parses is the time; the others are kept (the bad one as always) */
+    tc t;
+    tc_begin(&t, 4);
+    kv(&t, "message", "m");
+    key(&t, "timestamp"), msgpack_pack_int64(&t.pk, 1000);
+    key(&t, "timestamp"), msgpack_pack_int64(&t.pk, 2000);
+    kv(&t, "timestamp", "not a time");
+    record_info info;
+    int rc;
+    Logagent__V1__WriteLogRequest *r = run(&t, &info, &rc);
+    CHECK_INT(rc, 0);
+    if (r) {
+        CHECK_INT(r->timestamp_unix_nano, 2000);
+        CHECK_INT(r->n_metadata, 2);
+        CHECK_STR(r->metadata[0]->value, "1000");
+        CHECK_STR(r->metadata[1]->value, "not a time");
+        logagent__v1__write_log_request__free_unpacked(r, NULL);
+    }
+    /* a repeated message that is not a string still makes the record invalid */
+    tc_begin(&t, 2);
+    kv(&t, "message", "m");
+    key(&t, "message"), msgpack_pack_int(&t.pk, 1);
+    r = run(&t, &info, &rc);
+    CHECK_INT(rc, -EINVAL);
+    CHECK(r == NULL);
 }
 
 static const char *level_of(const char *sent, int *unknown)
@@ -663,6 +776,8 @@ int main(void)
     test_utf8_and_empty();
     test_big_message();
     test_timestamps();
+    test_bad_timestamps();
+    test_repeated_keys();
     test_levels();
     test_reserved_and_nonstring_keys();
     test_invalid();
