@@ -9,7 +9,9 @@ With the log service down (harness.dead_target) for several seconds:
   (drop-newest: the head).
 - block: the writers stall, nothing is dropped, and everything arrives once the service is back.
 With --buffer disk the spool is small (--spool-max-bytes 1MiB), so it fills first and drop-oldest drops its oldest
-segment. Prints the per-second shed/received rates (docs/reliability.md quotes them)."""
+segment. And an overload (the service up but slower than the inflow): drop-oldest sheds the excess, the agent takes
+what the writer offers. Prints the per-second rates (docs/reliability.md quotes them). Test names as arguments run
+only those."""
 import os
 import select
 import socket
