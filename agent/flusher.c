@@ -77,6 +77,10 @@ struct flusher {
     uint64_t rng;
     log_limit fail_log, shed_log, partial_log;
     uint64_t batch_budget;
+    /* --on-full drop-oldest dropped a batch that was backing off: no batch is sent before shed_hold_ms, and the
+     * next one sent carries on from shed_attempt (an outage is not probed faster because records are shed) */
+    int64_t shed_hold_ms;
+    unsigned shed_attempt;
     otlp_exporter *otlp; /* --upstream-protocol otlp (read-only once made); NULL: logagent.v1 */
     spool *sp;          /* NULL without --spool-dir */
     int disk;           /* --buffer disk: every batch goes through the spool */
@@ -592,47 +596,121 @@ static void note_progress(flusher *f, uint64_t took, int64_t now)
     atomic_store_explicit(&f->stall_since_ms, stall, memory_order_relaxed);
 }
 
-/* --on-full drop-oldest: drops the oldest records that are not in flight — the batch waiting to retry, else the
- * batch being built, else the oldest half of the ring — counted dropped_buffer_full. Flusher thread only. */
-static void shed_oldest(flusher *f)
+/* --on-full drop-oldest: how much room each request for it makes: an eighth of the ring. Ingest asks again each
+ * time the ring is full, so the records shed per second follow the records arriving per second in slices of this
+ * size (never "half the buffer, then nothing"). */
+enum { SHED_SLICE = 8 };
+
+static size_t ring_room(const flusher *f) { return ring_capacity(f->ring) - ring_used_bytes(f->ring); }
+
+/* Drops the oldest queued batches: in memory every batch waiting to retry; with --buffer disk every batch at the
+ * head of the queue from the oldest spool segment (so that the segment is deleted and the spool has room again).
+ * A dropped batch that was backing off hands its backoff on (shed_hold_ms, shed_attempt: see next_to_send_locked).
+ * Returns the records dropped. Flusher thread. */
+static uint64_t shed_queue(flusher *f)
 {
+    batch *gone = NULL;
     uint64_t k = 0;
     pthread_mutex_lock(&f->mu);
-    if (f->retry_head) {
+    int spooled = f->retry_head && f->retry_head->spooled;
+    uint64_t seg = spooled ? f->retry_head->ref.seg : 0;
+    while (f->retry_head && f->retry_head->spooled == spooled && (!spooled || f->retry_head->ref.seg == seg)) {
         batch *b = retry_pop_locked(f);
+        if (b->attempt > 0 && b->retry_at_ms > f->shed_hold_ms)
+            f->shed_hold_ms = b->retry_at_ms;
+        if (b->attempt > f->shed_attempt)
+            f->shed_attempt = b->attempt;
         f->acct.dropped_buffer_full += b->n;
-        k = b->n;
-        batch_settle(f, b);
-    } else if (f->cur && f->cur->n > 0) {
-        f->acct.batching -= f->cur->n;
-        f->acct.dropped_buffer_full += f->cur->n;
-        k = f->cur->n;
-        batch_free(f->cur);
-        f->cur = NULL;
-        atomic_store(&f->lost_seq, f->ring_seq); /* cur held the newest records taken */
-    } else {
-        size_t len, freed = 0;
-        while (freed < ring_capacity(f->ring) / 2 && ring_peek(f->ring, &len)) {
-            ring_consume(f->ring);
-            freed += len + 8;
-            k++;
-        }
-        ring_release(f->ring);
-        f->ring_seq += k;
-        if (k)
-            atomic_store(&f->lost_seq, f->ring_seq);
-        f->acct.taken += k;
-        f->acct.dropped_buffer_full += k;
+        k += b->n;
+        b->next = gone;
+        gone = b;
     }
     pthread_mutex_unlock(&f->mu);
+    while (gone) { /* spool_release does file I/O: not under mu */
+        batch *b = gone;
+        gone = b->next;
+        batch_settle(f, b);
+    }
+    return k;
+}
+
+/* Drops the batch being built (it holds the newest records taken from the ring). Returns the records dropped. */
+static uint64_t shed_cur(flusher *f)
+{
+    if (!f->cur || f->cur->n == 0)
+        return 0;
+    uint64_t k = f->cur->n;
+    pthread_mutex_lock(&f->mu);
+    f->acct.batching -= k;
+    f->acct.dropped_buffer_full += k;
+    pthread_mutex_unlock(&f->mu);
+    batch_free(f->cur);
+    f->cur = NULL;
+    atomic_store(&f->lost_seq, f->ring_seq);
+    return k;
+}
+
+/* Drops the oldest records of the ring until `want` bytes of it are free. Returns the records dropped. */
+static uint64_t shed_ring(flusher *f, size_t want)
+{
+    size_t room = ring_room(f), len, freed = 0;
+    uint64_t k = 0;
+    while (room + freed < want && ring_peek(f->ring, &len)) {
+        ring_consume(f->ring);
+        freed += ((len + 7u) & ~(size_t)7u) + 8; /* the record and its header, as the ring lays them out */
+        k++;
+    }
+    if (!k)
+        return 0;
+    ring_release(f->ring);
+    f->ring_seq += k;
+    atomic_store(&f->lost_seq, f->ring_seq);
+    pthread_mutex_lock(&f->mu);
+    f->acct.taken += k;
+    f->acct.dropped_buffer_full += k;
+    pthread_mutex_unlock(&f->mu);
+    return k;
+}
+
+static void seal(flusher *f, int64_t now);
+
+/* --on-full drop-oldest: ingest found the ring full and asked for room. Drops the oldest records that are not in
+ * flight until a slice of the ring (SHED_SLICE) is free, oldest first: the queued batches (shed_queue), then — in
+ * memory, or when the spool still refuses — the batch being built, then the oldest records of the ring. With
+ * --buffer disk the oldest records are the oldest spool segment: once it is gone the batch being built is sealed
+ * into the room it left, and the ring drains into the spool as usual. Counted dropped_buffer_full; ingest is told
+ * there is room (on_space) whatever the ring's low-water mark. Returns the records it took out of the ring (shed or
+ * batched: progress for /healthz's "ring stuck"). Flusher thread only. */
+static uint64_t shed_oldest(flusher *f)
+{
+    size_t want = ring_capacity(f->ring) / SHED_SLICE;
+    uint64_t k = shed_queue(f), taken = 0;
+    if (k && f->disk) { /* seal what is due into the freed spool while the ring lacks room */
+        int64_t now = now_ms();
+        f->seal_retry_ms = 0;
+        while (ring_room(f) < want && f->cur && f->cur->n > 0) {
+            seal(f, now);
+            if (f->cur)
+                break; /* not due, or the spool refused it */
+            taken += pull(f);
+        }
+    }
+    if (ring_room(f) < want) {
+        uint64_t from_cur = shed_cur(f), from_ring = shed_ring(f, want);
+        k += from_cur + from_ring;
+        taken += from_ring;
+    }
     if (k) {
         int64_t suppressed = log_limit_check(&f->shed_log, 10000);
         if (suppressed >= 0)
             log_write(LOG_WARN, "\"buffer full: oldest records dropped (--on-full drop-oldest)\" records=%llu "
                                 "suppressed=%lld", (unsigned long long)k, (long long)suppressed);
     }
-    pull(f);
-    maybe_space(f);
+    taken += pull(f);
+    atomic_thread_fence(memory_order_seq_cst); /* our tail release before their flag, as in maybe_space */
+    if (atomic_load(&f->want_space) && atomic_exchange(&f->want_space, 0))
+        f->on_space(f->space_arg);
+    return taken;
 }
 
 /* --buffer disk: a due batch is appended to the spool and joins the queue, leaving memory; the queue sends it.
@@ -671,7 +749,7 @@ static void seal(flusher *f, int64_t now)
 /* Picks the next batch to send, if any, and moves it into flight. Caller holds mu. */
 static batch *next_to_send_locked(flusher *f, int64_t now)
 {
-    if (f->inflight >= f->cfg.max_inflight)
+    if (f->inflight >= f->cfg.max_inflight || (!f->stopping && now < f->shed_hold_ms))
         return NULL;
     batch *b = NULL;
     if (f->retry_head) {
@@ -684,6 +762,11 @@ static batch *next_to_send_locked(flusher *f, int64_t now)
         b = f->cur;
         f->cur = NULL;
         f->acct.batching -= b->n;
+    }
+    if (b && b->attempt == 0 && f->shed_attempt > 0) { /* takes over the backoff of a shed batch */
+        b->attempt = f->shed_attempt;
+        b->first_sent_ms = now;
+        f->shed_attempt = 0;
     }
     if (b) {
         f->inflight++;
@@ -698,7 +781,9 @@ static int wait_ms_locked(flusher *f, int64_t now)
 {
     int64_t t = 1000;
     if (f->inflight < f->cfg.max_inflight) {
-        if (f->retry_head)
+        if (!f->stopping && now < f->shed_hold_ms)
+            t = f->shed_hold_ms - now;
+        else if (f->retry_head)
             t = f->retry_head->retry_at_ms - now;
         else if (!f->disk && f->cur && f->cur->n > 0)
             t = f->cur->first_ms + (int64_t)LIVE(f, interval_ms) - now;
@@ -800,9 +885,8 @@ static void *flusher_main(void *arg)
     flusher *f = arg;
     for (;;) {
         doorbell_arm(&f->bell);
-        if (atomic_load(&f->shed) && atomic_exchange(&f->shed, 0))
-            shed_oldest(f);
-        uint64_t took = pull(f);
+        uint64_t took = atomic_load(&f->shed) && atomic_exchange(&f->shed, 0) ? shed_oldest(f) : 0;
+        took += pull(f);
         int64_t now = now_ms();
         note_progress(f, took, now);
         seal(f, now);

@@ -73,7 +73,9 @@ int flusher_start(flusher *f);
 void flusher_notify(flusher *f);
 /* Any thread: call on_space once the ring has room again. */
 void flusher_want_space(flusher *f);
-/* Any thread (--on-full drop-oldest): drop the oldest records not in flight to make room, then on_space. */
+/* Any thread (--on-full drop-oldest), each time the ring is full: drop the oldest records not in flight (the
+ * queued batches — with --buffer disk the oldest spool segment —, the batch being built, the oldest records of the
+ * ring) until an eighth of the ring is free, then on_space. */
 void flusher_shed_oldest(flusher *f);
 
 /* --buffer disk, Forward acks (ingest.c). Records are numbered 1, 2, ... in the order they enter the ring (every
