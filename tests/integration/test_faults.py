@@ -3,8 +3,9 @@
 
 A row is (fault, mode, policy). One function per fault sets it up, runs writers, holds the fault, ends it and
 checks the outcome the docs promise:
-  - what is delivered: every record id (block; faults that fill no buffer), or the exact set the policy keeps
-    (drop-newest: a prefix of each writer's records; drop-oldest: the newest of each writer survive);
+  - what is delivered: every record id exactly once (block; faults that fill no buffer), or under a drop policy
+    exactly the ids not counted dropped, with the end of each writer's sequence the policy keeps (drop-newest: its
+    first records; drop-oldest: its newest);
   - what is counted dropped, by which reason (records.dropped.*), and nothing under another reason;
   - that writers block only under `block` (each writer's socket has a send timeout: a send that times out is a
     writer held by backpressure);
@@ -149,7 +150,7 @@ def common_args(mode, policy, tmp):
 
 
 def small_buffer(fills=True):
-    """1 MiB, which the rows' 3 MB fill; or, where the spool is to take the load, 8 MiB (the ring then absorbs a
+    """1 MiB, which the rows' 5 MB fill; or, where the spool is to take the load, 8 MiB (the ring then absorbs a
     burst the spool has not written yet: a slow sanitizer build must not drop for that)."""
     return ["--buffer-bytes", "1MiB" if fills else "8MiB", "--max-record-bytes", "16KiB"]
 
@@ -223,15 +224,14 @@ def check_delivery(policy, writers, ids, st, ambiguous=False, fills=True):
         return
     assert lost, "the fault should have filled the buffer under %s (nothing was dropped)" % policy
     assert dropped == {"buffer_full": len(lost)}, "dropped %s, expected only buffer_full=%d" % (dropped, len(lost))
-    for w in writers:
-        kept = sorted(parse_rid(i)[1] for i in got if parse_rid(i)[0] == w.w)
-        if policy == "drop-newest":  # what arrived while full was dropped: each writer keeps a prefix
-            assert kept == list(range(len(kept))), "writer %d: drop-newest kept %d records, not a prefix (first gap " \
-                "at %d)" % (w.w, len(kept), next(i for i, k in enumerate(kept) if k != i))
-        else:  # drop-oldest sheds the oldest held: each writer's newest records survive
-            tail = list(range(len(w.ids) - 20, len(w.ids)))
-            assert kept[-20:] == tail, "writer %d: drop-oldest lost some of its 20 newest records: kept ...%s" % (
-                w.w, kept[-20:])
+    for w in writers:  # which end of each writer's sequence survives says which policy ran
+        kept = set(parse_rid(i)[1] for i in got if parse_rid(i)[0] == w.w)
+        if policy == "drop-newest":  # what arrives while the buffer is full is dropped: the first ones arrive
+            missing = sorted(set(range(100)) - kept)
+            assert not missing, "writer %d: drop-newest lost some of its first 100 records: %s" % (w.w, missing[:5])
+        else:  # drop-oldest sheds the oldest held: the newest arrive
+            missing = sorted(set(range(len(w.ids) - 20, len(w.ids))) - kept)
+            assert not missing, "writer %d: drop-oldest lost some of its 20 newest records: %s" % (w.w, missing[:5])
 
 
 def check_writers(policy, writers, fills=True):
@@ -271,7 +271,7 @@ def outage(mode, policy, seconds, fills, extra=()):
     a = Agent(tmp, target, *(common_args(mode, policy, tmp) + small_buffer(fills) + list(extra))).start()
     poller = StatsPoller(a).start()
     t0 = time.monotonic()
-    ws = start_writers(a, 2, 1500, pace=0.05)  # 3 MB of records, three times the small buffer, in about 2 s
+    ws = start_writers(a, 2, 2500, pace=0.04)  # 5 MB of records, five times the small buffer, in about 2 s
     steady(a, policy if fills else None, ws)
     cpu = CpuWindow(a.proc.pid)
     cpu.begin()
@@ -353,7 +353,7 @@ def fault_never_answering(mode, policy):
     poller = StatsPoller(a).start()
     sink.proc.send_signal(signal.SIGSTOP)
     try:
-        ws = start_writers(a, 2, 1500, pace=0.05)
+        ws = start_writers(a, 2, 2500, pace=0.04)
         steady(a, policy if fills else None, ws)
         cpu = CpuWindow(a.proc.pid)
         cpu.begin()
