@@ -37,7 +37,8 @@ from harness import (SAN, Agent, Sink, StatsPoller, TempDir, cpu_seconds, dead_t
                      rss_bytes, run, scaled, umount, wait_for)
 
 # Names that the fixes on other branches add (issue #12 items 4 and 5): unknown when this was written; the lead
-# sets them on merge. (Items 2 and 3 are checked through existing counters and the log; item 6, dead letters, is no row here.)
+# sets them on merge. (Items 2 and 3 are checked through existing counters and the log; item 6, dead letters, is
+# no row here.)
 NEW = {
     "fd_pauses": ("connections", "fd_limit_pauses"),  # item 4: accepting paused at EMFILE/ENFILE (a /stats path)
     "partial_flag": "--max-partial-bytes",             # item 5: memory for partial records and pending HTTP bodies
@@ -253,7 +254,8 @@ def steady(agent, policy, writers):
     else:
         def done():
             stalled = [w.w for w in writers if w.stalls]
-            assert not stalled, "under %s writers %s blocked (a send stalled %.0fs)" % (policy, stalled, STALL)
+            assert not stalled, "under %s writers %s blocked (a send stalled %.0fs)" % (
+                policy or "a fault that fills nothing", stalled, STALL)
             return all(w.sent_all or w.error for w in writers)
         wait_for(done, 60, "writers done")
         for w in writers:
