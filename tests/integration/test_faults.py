@@ -427,6 +427,14 @@ def held_connections(a, count, per_conn, release, results):
     return ts
 
 
+def stats(a):
+    """/stats, or an AssertionError that says it did not answer."""
+    try:
+        return a.stats()
+    except OSError as e:
+        raise AssertionError("/stats did not answer: %r" % e) from e
+
+
 def connection_fault(mode, policy, limit_args, preexec, count, what):
     tmp = row_tmp()
     sink = Sink(tmp).start()
@@ -436,12 +444,12 @@ def connection_fault(mode, policy, limit_args, preexec, count, what):
     poller = StatsPoller(a).start()
     release, results, per = threading.Event(), {}, 5
     ts = held_connections(a, count, per, release, results)
-    wait_for(lambda: a.stats()["records"]["flushed"] >= 10 * per, 60, "the first connections' records delivered")
+    wait_for(lambda: stats(a)["records"]["flushed"] >= 10 * per, 60, "the first connections' records delivered")
     cpu = CpuWindow(a.proc.pid)
     cpu.begin()
     wait_for(lambda: time.monotonic() - cpu.t0 >= 3.0, 10, "3 s at the %s" % what)
     cpu.end()
-    st = a.stats()
+    st = stats(a)
     assert st["connections"]["active"] < count, "every connection was accepted: the limit was never reached"
     release.set()
     for t in ts:
