@@ -190,6 +190,7 @@ class Agent:
         self.upstream = upstream
         self.args = list(args)
         self.proc = None
+        self.preexec = None  # a function run in the child before exec (e.g. nofile_limit(128))
 
     def cmd(self):
         return [os.path.join(BIN, "logagentd"), "--socket", self.socket, "--stats-socket", self.stats_socket,
@@ -197,7 +198,7 @@ class Agent:
 
     def start(self):
         self.log = open(self.log_path, "ab")
-        self.proc = spawn(self.cmd(), stdout=self.log, stderr=self.log, env=self.env)
+        self.proc = spawn(self.cmd(), stdout=self.log, stderr=self.log, env=self.env, preexec_fn=self.preexec)
         wait_for(self._ready, 20, "agent ready")
         _watched.append(self)
         return self
@@ -256,6 +257,91 @@ def accounting_holds(st):
     r = st["records"]
     held = r["in_ring"] + r["batching"] + r["in_flight"] + r["retry_wait"] + r["spooled"]
     return r["received"] + r["replayed"] == r["flushed"] + held + r["dead_letter"] + sum(r["dropped"].values())
+
+
+def nofile_limit(n):
+    """A preexec_fn that sets RLIMIT_NOFILE's soft and hard limits to n (the agent raises its soft limit to the hard
+    one at start-up, so both must be lowered to hold it there)."""
+    import resource
+
+    def apply():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+    return apply
+
+
+def cpu_seconds(pid):
+    """User + system CPU time a live process has used, in seconds (/proc/PID/stat fields 14 and 15)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid):
+    """Resident set size of a live process (/proc/PID/status VmRSS), in bytes."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def mount_tmpfs(path, size):
+    """Mounts a tmpfs of `size` (e.g. "4m") on path (created); needs root. Returns False when the mount is refused
+    (not root, no CAP_SYS_ADMIN), so a test can skip."""
+    os.makedirs(path, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" % size, "tmpfs", path],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return r.returncode == 0
+
+
+def umount(path):
+    subprocess.run(["umount", "-l", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class StatsPoller:
+    """Polls an agent's /stats in a thread every `period` seconds while a fault lasts. Each poll must answer 200
+    within `deadline` seconds (scaled) with a document for which accounting_holds(); stop() returns the problems
+    seen (empty when every poll passed), the number of polls and the slowest answer."""
+
+    def __init__(self, agent, period=0.25, deadline=2.0):
+        import threading
+        self.agent, self.period, self.deadline = agent, period, scaled(deadline)
+        self.problems, self.polls, self.slowest, self.last = [], 0, 0.0, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            try:
+                c = UnixHTTPConnection(self.agent.stats_socket, timeout=self.deadline)
+                try:
+                    c.request("GET", "/stats")
+                    r = c.getresponse()
+                    status, body = r.status, r.read()
+                finally:
+                    c.close()
+                took = time.monotonic() - t0
+                self.slowest = max(self.slowest, took)
+                st = json.loads(body)
+                if status != 200:
+                    self.problems.append("/stats answered %d" % status)
+                elif not accounting_holds(st):
+                    self.problems.append("accounting broken: %s" % st["records"])
+                self.last = st
+            except (OSError, ValueError) as e:
+                self.problems.append("/stats did not answer within %.1fs: %r" % (self.deadline, e))
+            self.polls += 1
+            self._stop.wait(self.period)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        return self.problems, self.polls, self.slowest
 
 
 def send_records(sock_path, records, chunk=None):
