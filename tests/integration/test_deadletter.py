@@ -57,6 +57,8 @@ def test_refused_records_are_bounded_printed_and_replayed():
     assert metric(a, "logagent_spool_dead_letter_evicted_records_total") == evicted
     assert metric(a, "logagent_spool_dead_letter_bytes") == on_disk
     assert "oldest records dropped" in a.logtext()
+    table = ctl("--stats-socket", a.stats_socket, "stats").stdout
+    assert "%d records rotated out" % evicted in table and "disk full" in table, table
 
     # printed: the newest 3000 - evicted records, oldest first, with their fields and the refusal
     r = ctl("deadletter", "--spool-dir", spool)
