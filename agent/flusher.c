@@ -262,7 +262,10 @@ static void dead_letter_locked(flusher *f, const batch *b, int status, const cha
         log_write(LOG_ERROR, "\"cannot write the dead-letter file: refused records dropped (upstream_rejected)\" "
                              "records=%zu error=%s errmsg=\"%s\" suppressed=%lld", b->n,
                   rc == -EFBIG ? "EFBIG" : strerrorname_np(-rc) ? strerrorname_np(-rc) : "unknown",
-                  rc == -EFBIG ? "batch over half of --deadletter-max-bytes" : strerror(-rc), (long long)suppressed);
+                  rc != -EFBIG                       ? strerror(-rc)
+                  : f->cfg.deadletter_max_bytes == 0 ? "no dead-letter file (--deadletter-max-bytes 0)"
+                                                     : "batch over half of --deadletter-max-bytes",
+                  (long long)suppressed);
 }
 
 /* Splits b's entries by state: ENTRY_OK flushed, ENTRY_DROP dropped (dead-lettered in disk mode, with status and
