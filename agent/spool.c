@@ -16,8 +16,8 @@
  * frame can only ever be a segment's tail (cut at the next start), never sit between good frames, and the space
  * of a segment that cannot grow is given back when its batches are delivered. ENOSPC and EDQUOT start a disk-full
  * episode (logged once, counted): while it lasts, an append first asks statvfs whether the frame would fit and
- * fails fast without writing when it would not (EDQUOT, which statvfs cannot see, just tries); the first
- * append that succeeds ends it.
+ * fails fast without writing when it would not (EDQUOT, which statvfs cannot see, just tries). The first
+ * append that succeeds clears st.disk_full; the episode ends (logged) after EPISODE_QUIET_MS without a failure.
  *
  * Dead letters: deadletter.log holds frames with magic "LAD1" (older versions wrote "LAS1" frames without the
  * refusal block, still read by logagentctl). Payload = refusal block {u32 block_len (>= 16, includes itself),
