@@ -8,7 +8,9 @@
  * skipped (counted corrupt_frames); a header that is not a frame, or a frame running past the end, ends the
  * segment: the file is truncated there (counted torn_bytes). Each good frame becomes a replay ref.
  * Every live batch holds its segment: `live` counts them; a segment with live == 0 that is not the append
- * segment is unlinked. Appends go to the newest segment until it passes seg_max, then a new one is started.
+ * segment is unlinked. Appends go to the newest segment until it passes seg_max, then a new one is started;
+ * an append segment whose frames are all settled is replaced once it holds RECYCLE_BYTES, so delivered batches
+ * never hold more than that of the disk (seg_max can be 64 MiB).
  *
  * Failed appends: a frame is written whole or not at all — a short or failed write (or a failed fdatasync under
  * --spool-fsync always) is truncated back to where the frame began, and the append segment is sealed: closed,
@@ -48,6 +50,7 @@
 #define REFUSAL_FIXED 16u       /* block_len + refused_at + status */
 #define REASON_MAX 1024u
 #define EPISODE_QUIET_MS 5000
+#define RECYCLE_BYTES (4u << 20) /* an append segment holding only settled frames is replaced past this size */
 
 typedef struct seg {
     uint64_t num;
@@ -503,8 +506,9 @@ int spool_append(spool *sp, uint64_t id, uint32_t n, const uint8_t *payload, siz
 {
     pthread_mutex_lock(&sp->mu);
     int rc = 0;
-    if (sp->st.bytes + HDR + len > sp->max_bytes && sp->fd >= 0 && sp->segs[sp->nsegs - 1].live == 0)
-        seal_locked(sp); /* everything in the append segment is settled: its space is free */
+    seg *last = sp->fd >= 0 ? &sp->segs[sp->nsegs - 1] : NULL;
+    if (last && last->live == 0 && (last->size >= RECYCLE_BYTES || sp->st.bytes + HDR + len > sp->max_bytes))
+        seal_locked(sp); /* everything in the append segment is settled: give its space back to the disk */
     if (sp->st.bytes + HDR + len > sp->max_bytes) {
         rc = -ENOBUFS;
         goto out;
