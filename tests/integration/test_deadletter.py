@@ -96,6 +96,23 @@ def test_refused_records_are_bounded_printed_and_replayed():
     assert a.stop() == 0
 
 
+def test_no_dead_letter_file_with_max_bytes_0():
+    """--deadletter-max-bytes 0 (here from LOGAGENT_DEADLETTER_MAX_BYTES): refused records are dropped and counted
+    upstream_rejected, no file is written, the log says why."""
+    tmp = TempDir("dlq0")
+    spool = tmp.file("spool")
+    refusing = Sink(tmp, "--fail-first", "1000000", "--fail-code", "INVALID_ARGUMENT").start()
+    a = Agent(tmp, refusing.target, "--buffer", "disk", "--spool-dir", spool,
+              env={"LOGAGENT_DEADLETTER_MAX_BYTES": "0"}).start()
+    send_records(a.socket, records(500))
+    st = wait_for(lambda: (lambda s: s if s["records"]["dropped"]["upstream_rejected"] == 500 else None)(a.stats()),
+                  30, "500 records dropped upstream_rejected")
+    assert st["records"]["dead_letter"] == 0 and st["spool"]["dead_letter_max_bytes"] == 0 and accounting_holds(st)
+    assert not glob.glob(spool + "/deadletter.log*")
+    assert "no dead-letter file (--deadletter-max-bytes 0)" in a.logtext()
+    assert a.stop() == 0
+
+
 def test_deadletter_command_errors():
     tmp = TempDir("dlq-err")
     r = ctl("deadletter", "--spool-dir", tmp.file("nope"))
@@ -116,4 +133,5 @@ def test_deadletter_command_errors():
 
 
 if __name__ == "__main__":
-    run([test_refused_records_are_bounded_printed_and_replayed, test_deadletter_command_errors])
+    run([test_refused_records_are_bounded_printed_and_replayed, test_no_dead_letter_file_with_max_bytes_0,
+         test_deadletter_command_errors])
