@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -382,12 +383,16 @@ static int each_file(reader *rd, const char *dir, const char *name)
         return -1;
     }
     rd->file = name;
+    struct stat st;
+    uint64_t size = fstat(fileno(f), &st) == 0 ? (uint64_t)st.st_size : 0, off = 0;
     uint8_t hdr[HDR], *buf = NULL;
     int rc = 0;
     size_t got;
     while ((got = fread(hdr, 1, HDR, f)) == HDR) {
         uint32_t magic = get32(hdr), len = get32(hdr + 4);
-        uint8_t *nb = (magic == SPOOL_MAGIC || magic == DEAD_MAGIC) && len <= FRAME_MAX ? realloc(buf, len + 1) : NULL;
+        off += HDR + (uint64_t)len;
+        int frame = (magic == SPOOL_MAGIC || magic == DEAD_MAGIC) && len <= FRAME_MAX && off <= size;
+        uint8_t *nb = frame ? realloc(buf, len + 1) : NULL; /* a length is trusted only once the file holds it */
         if (!nb || fread(nb, 1, len, f) != len) {
             buf = nb ? nb : buf;
             got = 1; /* torn (or not a frame): the rest is unreadable */
