@@ -9,8 +9,9 @@
  * segment: the file is truncated there (counted torn_bytes). Each good frame becomes a replay ref.
  * Every live batch holds its segment: `live` counts them; a segment with live == 0 that is not the append
  * segment is unlinked. Appends go to the newest segment until it passes seg_max, then a new one is started;
- * an append segment whose frames are all settled is replaced once it holds RECYCLE_BYTES, so delivered batches
- * never hold more than that of the disk (seg_max can be 64 MiB).
+ * an append segment whose frames are all settled is deleted once it holds RECYCLE_BYTES (when its last batch is
+ * settled, or at the next append), so delivered batches never hold more than that of the disk (seg_max can be
+ * 64 MiB).
  *
  * Failed appends: a frame is written whole or not at all — a short or failed write (or a failed fdatasync under
  * --spool-fsync always) is truncated back to where the frame began, and the append segment is sealed: closed,
@@ -50,7 +51,7 @@
 #define REFUSAL_FIXED 16u       /* block_len + refused_at + status */
 #define REASON_MAX 1024u
 #define EPISODE_QUIET_MS 5000
-#define RECYCLE_BYTES (4u << 20) /* an append segment holding only settled frames is replaced past this size */
+#define RECYCLE_BYTES (1u << 20) /* an append segment holding only settled frames is replaced past this size */
 
 typedef struct seg {
     uint64_t num;
@@ -558,7 +559,7 @@ void spool_release(spool *sp, uint64_t num)
     if (s && s->live > 0 && --s->live == 0) {
         if (!append)
             seg_remove(sp, s);
-        else if (sp->st.disk_full) /* give its settled frames' space back now: appends are waiting for it */
+        else if (sp->st.disk_full || s->size >= RECYCLE_BYTES) /* give the settled frames' space back now */
             seal_locked(sp);
     }
     pthread_mutex_unlock(&sp->mu);

@@ -104,6 +104,8 @@ def finish(a, sink, n):
     st = a.wait_flushed(n, timeout=120)
     assert accounting_holds(st) and sum(st["records"]["dropped"].values()) == 0, st["records"]
     wait_for(lambda: not a.stats()["spool"]["disk_full"], 30, "spool.disk_full back to false")
+    sp = a.stats()["spool"]
+    assert sp["bytes"] < 1 << 20, sp  # delivered batches give their space back (at most 1 MiB is kept)
     assert a.stop() == 0
     last = [l for l in a.logtext().splitlines() if "stopped" in l][-1]
     assert "dropped_shutdown=0" in last and "unsent=0" in last, last
