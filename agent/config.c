@@ -103,6 +103,8 @@ static const opt OPTS[] = {
     STR(spool_dir, "", "spool folder (disk buffer, dead letters; in memory mode: shutdown spill)"),
     NUM(spool_max_bytes, T_SIZE, "1GiB", 1 << 20, 1ULL << 40, "largest spool on disk; past it --on-full applies"),
     ENUM(spool_fsync, "interval", FSYNC_NAMES, "always|interval|never: fdatasync per batch, every second, or never"),
+    NUM(deadletter_max_bytes, T_SIZE, "64MiB", 0, 1ULL << 40,
+        "bound of deadletter.log + deadletter.log.1 (oldest rotated out, counted); 0: refused records dropped"),
     NUM(log_level, T_LEVEL, "info", 0, 0, "debug|info|warn|error"),
 };
 #define N_OPTS (sizeof OPTS / sizeof OPTS[0])

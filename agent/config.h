@@ -84,6 +84,7 @@ typedef struct config {
     char spool_dir[200];
     uint64_t spool_max_bytes;
     int spool_fsync;
+    uint64_t deadletter_max_bytes; /* deadletter.log + .1 at most (rotation); 0: no dead-letter file */
     int log_level;
 
     /* bookkeeping, filled by config_load */

@@ -21,6 +21,9 @@ typedef struct ctl_opts {
     long count;            /* watch --count; 0 = until interrupted */
     long top;              /* clients --top; 0 = the agent's default */
     int verbose;           /* health --verbose */
+    const char *spool_dir;     /* deadletter --spool-dir, LOGAGENT_SPOOL_DIR, or the default */
+    const char *ingest_socket; /* deadletter --socket, LOGAGENT_SOCKET, or the default */
+    int replay;                /* deadletter --replay */
 } ctl_opts;
 
 /* GETs target. Returns 0 with *res filled (any HTTP status; the caller frees it), or CTL_FAIL after printing

@@ -121,6 +121,18 @@ static void show_spool(FILE *out, json_t *d)
              ctl_text(d, "spool.corrupt_frames", a, sizeof a), ctl_text(d, "spool.torn_bytes", c, sizeof c),
              ctl_text(d, "spool.dead_letter_batches", e, sizeof e), ctl_text(d, "spool.read_errors", f, sizeof f));
     text_row(out, "problems", det);
+    if (!ctl_path(d, "spool.disk_full")) /* an older agent */
+        return;
+    snprintf(det, sizeof det, "%s (%s episodes), write errors %s, fsync errors %s",
+             json_is_true(ctl_path(d, "spool.disk_full")) ? "FULL now: batches wait in memory" : "no",
+             ctl_text(d, "spool.disk_full_episodes", a, sizeof a), ctl_text(d, "spool.write_errors", c, sizeof c),
+             ctl_text(d, "spool.fsync_errors", e, sizeof e));
+    text_row(out, "disk full", det);
+    snprintf(det, sizeof det, "%s of %s, %s records rotated out (logagentctl deadletter)",
+             ctl_bytes(ctl_num(d, "spool.dead_letter_bytes"), a, sizeof a),
+             ctl_bytes(ctl_num(d, "spool.dead_letter_max_bytes"), c, sizeof c),
+             ctl_text(d, "spool.dead_letter_evicted_records", e, sizeof e));
+    text_row(out, "dead letters", det);
 }
 
 void ctl_show_stats(FILE *out, json_t *stats, const char *where)

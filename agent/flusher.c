@@ -75,7 +75,9 @@ struct flusher {
     int64_t deadline_ms;
     uint32_t statuses_logged; /* non-retryable statuses already logged (bit per code) */
     uint64_t rng;
-    log_limit fail_log, shed_log, partial_log;
+    log_limit fail_log, shed_log, partial_log, dead_log;
+    int unary_refused;              /* unary mode: the last non-retryable status, for the dead-letter file */
+    char unary_refused_details[160];
     uint64_t batch_budget;
     /* --on-full drop-oldest dropped a batch that was backing off: no batch is sent before shed_hold_ms, and the
      * next one sent carries on from shed_attempt (an outage is not probed faster because records are shed) */
@@ -248,9 +250,31 @@ static void leave_flight_locked(flusher *f, const batch *b)
     pthread_cond_broadcast(&f->cv);
 }
 
-/* Splits b's entries by state: ENTRY_OK flushed, ENTRY_DROP dropped, ENTRY_RETRY into a retry batch.
- * Caller holds mu (allocation under it is rare: only on partial failure). */
-static void settle_entries_locked(flusher *f, batch *b, const uint8_t *state)
+/* Writes a refused batch to the dead-letter file: counted dead_letter, else (no room, disk error) dropped as
+ * upstream_rejected with a rate-limited log line. Caller holds mu. */
+static void dead_letter_locked(flusher *f, const batch *b, int status, const char *reason)
+{
+    spool_refusal why = {status, reason};
+    int rc = spool_dead_letter(f->sp, b->id, (uint32_t)b->n, b->buf, b->len, &why);
+    if (rc == 0) {
+        f->acct.dead_letter += b->n;
+        return;
+    }
+    f->acct.dropped_upstream += b->n;
+    int64_t suppressed = log_limit_check(&f->dead_log, 10000);
+    if (suppressed >= 0)
+        log_write(LOG_ERROR, "\"cannot write the dead-letter file: refused records dropped (upstream_rejected)\" "
+                             "records=%zu error=%s errmsg=\"%s\" suppressed=%lld", b->n,
+                  rc == -EFBIG ? "EFBIG" : strerrorname_np(-rc) ? strerrorname_np(-rc) : "unknown",
+                  rc != -EFBIG                       ? strerror(-rc)
+                  : f->cfg.deadletter_max_bytes == 0 ? "no dead-letter file (--deadletter-max-bytes 0)"
+                                                     : "batch over half of --deadletter-max-bytes",
+                  (long long)suppressed);
+}
+
+/* Splits b's entries by state: ENTRY_OK flushed, ENTRY_DROP dropped (dead-lettered in disk mode, with status and
+ * reason), ENTRY_RETRY into a retry batch. Caller holds mu (allocation under it is rare: only on partial failure). */
+static void settle_entries_locked(flusher *f, batch *b, const uint8_t *state, int status, const char *reason)
 {
     batch *rb = NULL, *db = NULL;
     for (size_t i = 0; i < b->n; i++) {
@@ -276,10 +300,8 @@ static void settle_entries_locked(flusher *f, batch *b, const uint8_t *state)
             f->acct.dropped_upstream++;
         }
     }
-    if (db && spool_dead_letter(f->sp, db->id, (uint32_t)db->n, db->buf, db->len) == 0)
-        f->acct.dead_letter += db->n;
-    else if (db)
-        f->acct.dropped_upstream += db->n;
+    if (db)
+        dead_letter_locked(f, db, status, reason);
     batch_free(db);
     if (rb && f->disk && spool_append(f->sp, rb->id, (uint32_t)rb->n, rb->buf, rb->len, &rb->ref) == 0)
         rb->spooled = 1;
@@ -291,8 +313,9 @@ static void settle_entries_locked(flusher *f, batch *b, const uint8_t *state)
     }
 }
 
-/* Reads BatchWriteLogsResponse.rejected into per-entry states. Returns the number rejected. */
-static size_t parse_rejects(const upstream_reply *r, uint8_t *state, size_t n)
+/* Reads BatchWriteLogsResponse.rejected into per-entry states, and the first non-retryable error_message into
+ * why. Returns the number rejected. */
+static size_t parse_rejects(const upstream_reply *r, uint8_t *state, size_t n, char *why, size_t why_len)
 {
     Logagent__V1__BatchWriteLogsResponse *resp =
         r->body ? logagent__v1__batch_write_logs_response__unpack(NULL, r->body_len, r->body) : NULL;
@@ -304,6 +327,9 @@ static size_t parse_rejects(const upstream_reply *r, uint8_t *state, size_t n)
         if (idx < n && state[idx] == ENTRY_OK) {
             state[idx] = resp->rejected[i]->retryable ? ENTRY_RETRY : ENTRY_DROP;
             rejected++;
+            if (state[idx] == ENTRY_DROP && !why[0])
+                snprintf(why, why_len, "entry refused (BatchWriteLogsResponse.rejected): %s",
+                         resp->rejected[i]->error_message ? resp->rejected[i]->error_message : "");
         }
     }
     logagent__v1__batch_write_logs_response__free_unpacked(resp, NULL);
@@ -338,17 +364,18 @@ static void batch_done(flusher *f, batch *b, const upstream_reply *r)
 {
     int retryable = retry_status_retryable(r->status);
     uint8_t *state = NULL;
+    char why[200] = "";
     if (r->status == 0 && f->otlp) {
         otlp_done(f, b, r);
         return;
     }
-    if (r->status == 0 && (state = calloc(b->n ? b->n : 1, 1)) != NULL && parse_rejects(r, state, b->n) > 0) {
+    if (r->status == 0 && (state = calloc(b->n ? b->n : 1, 1)) != NULL && parse_rejects(r, state, b->n, why, sizeof why) > 0) {
         pthread_mutex_lock(&f->mu);
         record_latency_locked(f, b);
         leave_flight_locked(f, b);
         f->acct.batches_sent++;
         note_success_locked(f); /* the service answered; some entries are retried alone */
-        settle_entries_locked(f, b, state);
+        settle_entries_locked(f, b, state, 0, why);
         pthread_mutex_unlock(&f->mu);
         free(state);
         batch_settle(f, b);
@@ -380,10 +407,10 @@ static void batch_done(flusher *f, batch *b, const upstream_reply *r)
         note_failure_locked(f, r->status, r->details);
         requeue_locked(f, b, retry_time_locked(f, b, r));
         b = NULL;
-    } else if (f->disk && !f->abandon && spool_dead_letter(f->sp, b->id, (uint32_t)b->n, b->buf, b->len) == 0) {
+    } else if (f->disk && !f->abandon) {
         f->acct.batches_failed++;
         note_failure_locked(f, r->status, r->details);
-        f->acct.dead_letter += b->n;
+        dead_letter_locked(f, b, r->status, r->details);
         note_rejection_locked(f, r->status, r->details, b->n);
     } else {
         f->acct.batches_failed++;
@@ -408,7 +435,7 @@ static int unary_release_locked(flusher *f, batch *b)
     record_latency_locked(f, b);
     leave_flight_locked(f, b);
     f->acct.batches_sent++;
-    settle_entries_locked(f, b, b->state);
+    settle_entries_locked(f, b, b->state, f->unary_refused, f->unary_refused_details);
     return 1;
 }
 
@@ -422,6 +449,10 @@ static void unary_done(flusher *f, batch_call *c, const upstream_reply *r)
         note_success_locked(f);
     else
         note_failure_locked(f, r->status, r->details);
+    if (b->state[c->index] == ENTRY_DROP) { /* what the dead-letter file says of this batch's refused entries */
+        f->unary_refused = r->status;
+        snprintf(f->unary_refused_details, sizeof f->unary_refused_details, "%s", r->details);
+    }
     int last = unary_release_locked(f, b);
     pthread_mutex_unlock(&f->mu);
     if (last)
@@ -730,11 +761,16 @@ static void seal(flusher *f, int64_t now)
     if (rc < 0) {
         f->seal_retry_ms = now + 50;
         f->cur_full = 1;
+        if (rc == -ENOSPC || rc == -EDQUOT)
+            return; /* the filesystem is full: the spool logs each episode once */
         int64_t suppressed = log_limit_check(&f->spool_log, 10000);
-        if (suppressed >= 0)
-            log_write(rc == -ENOSPC ? LOG_WARN : LOG_ERROR, "\"%s: batches wait in memory, then --on-full applies\" "
-                      "error=\"%s\" suppressed=%lld", rc == -ENOSPC ? "spool full (--spool-max-bytes)" : "cannot write the spool",
-                      strerror(-rc), (long long)suppressed);
+        if (suppressed >= 0 && rc == -ENOBUFS)
+            log_write(LOG_WARN, "\"spool full (--spool-max-bytes): batches wait in memory, then --on-full applies\" "
+                                "suppressed=%lld", (long long)suppressed);
+        else if (suppressed >= 0)
+            log_write(LOG_ERROR, "\"cannot write the spool: batches wait in memory, then --on-full applies\" "
+                                 "error=%s errmsg=\"%s\" suppressed=%lld",
+                      strerrorname_np(-rc) ? strerrorname_np(-rc) : "unknown", strerror(-rc), (long long)suppressed);
         return;
     }
     b->spooled = 1;
@@ -927,6 +963,7 @@ static int open_spool(flusher *f)
     int rc = spool_open(f->cfg.spool_dir, f->cfg.spool_max_bytes, f->cfg.spool_fsync, &f->sp);
     if (rc < 0)
         return rc;
+    spool_set_dead_letter_max(f->sp, f->cfg.deadletter_max_bytes);
     f->disk = f->cfg.buffer == BUFFER_DISK;
     spool_ref ref;
     batch *tail = NULL;

@@ -1,12 +1,14 @@
 /* logagentctl.c — the operator CLI: reads logagentd's stats socket and shows it to a human or a script.
  *
  *   logagentctl [--stats-socket PATH|HOST:PORT] [--timeout S] [--json] stats|watch|health|ready|metrics|clients
+ *   logagentctl [--spool-dir DIR] [--replay [--socket PATH]] deadletter
  *
  * This file parses the command line and runs the one-shot commands. ctl_http.c speaks HTTP over the Unix
  * socket (or TCP, for an agent started with --metrics-listen), ctl_show.c draws the tables, ctl_watch.c runs
- * `watch`. Options may come before or after the command. Exit status: 0 ok, 1 failure (agent unreachable,
+ * `watch`, ctl_deadletter.c reads the dead-letter files. Options may come before or after the command. Exit status: 0 ok, 1 failure (agent unreachable,
  * HTTP error, unhealthy), 2 bad usage (the message names the flag or command). */
 #include "ctl_common.h"
+#include "ctl_deadletter.h"
 #include "ctl_show.h"
 #include "ctl_watch.h"
 
@@ -19,9 +21,12 @@
 #include <string.h>
 
 #define DEFAULT_STATS_SOCKET "/run/logagent/stats.sock"
+#define DEFAULT_SPOOL_DIR "/var/lib/logagent/spool"
+#define DEFAULT_INGEST_SOCKET "/run/logagent/ingest.sock"
 
 /* Options that only some commands take. */
-enum { USE_INTERVAL = 1, USE_COUNT = 2, USE_TOP = 4, USE_JSON = 8, USE_VERBOSE = 16 };
+enum { USE_INTERVAL = 1, USE_COUNT = 2, USE_TOP = 4, USE_JSON = 8, USE_VERBOSE = 16, USE_SPOOL_DIR = 32,
+       USE_REPLAY = 64, USE_SOCKET = 128 };
 
 typedef struct command {
     const char *name;
@@ -43,6 +48,9 @@ static void usage(FILE *out)
             "                         fails for a log service outage); exit 1 when it does not answer\n"
             "  metrics                the Prometheus text of /metrics\n"
             "  clients                the top senders by records (--json: the /stats/clients document)\n"
+            "  deadletter             the records the log service refused (deadletter.log.1, then\n"
+            "                         deadletter.log in the spool folder) as JSON lines, oldest first;\n"
+            "                         --replay sends them to the agent's ingest socket instead\n"
             "\n"
             "Options:\n"
             "  --stats-socket PATH    the agent's stats socket (default: $LOGAGENT_STATS_SOCKET, else\n"
@@ -54,6 +62,11 @@ static void usage(FILE *out)
             "  --count N              watch: stop after N refreshes (default: until Ctrl-C)\n"
             "  --top N                clients: show the N biggest senders, 1-1000 (default: the agent's, 20)\n"
             "  --verbose              health: also print what each check saw (upstream, spool, ring)\n"
+            "  --spool-dir DIR        deadletter: the agent's --spool-dir (default: $LOGAGENT_SPOOL_DIR, else\n"
+            "                         " DEFAULT_SPOOL_DIR ")\n"
+            "  --replay               deadletter: send the records to the ingest socket, print nothing\n"
+            "  --socket PATH          deadletter --replay: the ingest socket (default: $LOGAGENT_SOCKET, else\n"
+            "                         " DEFAULT_INGEST_SOCKET ")\n"
             "  --help                 show this help and exit\n"
             "  --version              show the version and exit\n"
             "\n"
@@ -204,6 +217,7 @@ static const command COMMANDS[] = {
     {"ready", cmd_ready, 0},
     {"metrics", cmd_metrics, 0},
     {"clients", cmd_clients, USE_JSON | USE_TOP},
+    {"deadletter", ctl_deadletter_run, USE_SPOOL_DIR | USE_REPLAY | USE_SOCKET},
 };
 
 static const command *find_command(const char *name)
@@ -238,7 +252,8 @@ static int parse_count(const char *flag, const char *v, long hi, long *out)
     return 0;
 }
 
-enum { O_SOCKET = 1, O_JSON, O_TIMEOUT, O_INTERVAL, O_COUNT, O_TOP, O_VERBOSE, O_HELP, O_VERSION };
+enum { O_SOCKET = 1, O_JSON, O_TIMEOUT, O_INTERVAL, O_COUNT, O_TOP, O_VERBOSE, O_HELP, O_VERSION, O_SPOOL_DIR,
+       O_REPLAY, O_INGEST };
 
 /* Applies one option to o; `used` collects the USE_* bits of command-specific ones. Returns 0, CTL_USAGE, or
  * -1 when the program should exit 0 now (--help, --version). */
@@ -267,6 +282,18 @@ static int apply_option(int c, const char *arg, ctl_opts *o, const char **where,
         o->verbose = 1;
         *used |= USE_VERBOSE;
         return 0;
+    case O_SPOOL_DIR:
+        o->spool_dir = arg;
+        *used |= USE_SPOOL_DIR;
+        return 0;
+    case O_REPLAY:
+        o->replay = 1;
+        *used |= USE_REPLAY;
+        return 0;
+    case O_INGEST:
+        o->ingest_socket = arg;
+        *used |= USE_SOCKET;
+        return 0;
     case O_HELP:
         usage(stdout);
         return -1;
@@ -286,14 +313,17 @@ static int parse_args(int argc, char **argv, ctl_opts *o, const command **cmd)
         {"timeout", required_argument, NULL, O_TIMEOUT},     {"interval", required_argument, NULL, O_INTERVAL},
         {"count", required_argument, NULL, O_COUNT},         {"top", required_argument, NULL, O_TOP},
         {"verbose", no_argument, NULL, O_VERBOSE},           {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
+        {"version", no_argument, NULL, O_VERSION},           {"spool-dir", required_argument, NULL, O_SPOOL_DIR},
+        {"replay", no_argument, NULL, O_REPLAY},             {"socket", required_argument, NULL, O_INGEST},
         {NULL, 0, NULL, 0},
     };
     const char *env = getenv("LOGAGENT_STATS_SOCKET");
     const char *where = env && *env ? env : DEFAULT_STATS_SOCKET;
     const char *origin = env && *env ? "LOGAGENT_STATS_SOCKET" : "the default";
     unsigned used = 0;
-    *o = (ctl_opts){.timeout_s = 5, .interval_s = 1};
+    const char *spool = getenv("LOGAGENT_SPOOL_DIR"), *ingest = getenv("LOGAGENT_SOCKET");
+    *o = (ctl_opts){.timeout_s = 5, .interval_s = 1, .spool_dir = spool && *spool ? spool : DEFAULT_SPOOL_DIR,
+                    .ingest_socket = ingest && *ingest ? ingest : DEFAULT_INGEST_SOCKET};
     opterr = 0;
     int c, rc;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -305,15 +335,21 @@ static int parse_args(int argc, char **argv, ctl_opts *o, const command **cmd)
             origin = "--stats-socket";
     }
     if (optind >= argc)
-        return usage_error("missing COMMAND (stats, watch, health, ready, metrics or clients)");
+        return usage_error("missing COMMAND (stats, watch, health, ready, metrics, clients or deadletter)");
     if (!(*cmd = find_command(argv[optind])))
-        return usage_error("unknown command '%s' (stats, watch, health, ready, metrics or clients)", argv[optind]);
+        return usage_error("unknown command '%s' (stats, watch, health, ready, metrics, clients or deadletter)",
+                           argv[optind]);
     if (optind + 1 < argc)
         return usage_error("unexpected argument '%s' after %s", argv[optind + 1], argv[optind]);
-    static const char *const NAMES[] = {"--interval", "--count", "--top", "--json", "--verbose"};
+    static const char *const NAMES[] = {"--interval", "--count", "--top", "--json", "--verbose", "--spool-dir",
+                                        "--replay", "--socket"};
     for (unsigned bit = 0; bit < sizeof NAMES / sizeof NAMES[0]; bit++)
         if ((used & (1u << bit)) && !((*cmd)->uses & (1u << bit)))
             return usage_error("%s does not apply to %s", NAMES[bit], (*cmd)->name);
+    if ((used & USE_SOCKET) && !o->replay)
+        return usage_error("--socket needs --replay");
+    if ((used & USE_SPOOL_DIR) && !*o->spool_dir)
+        return usage_error("--spool-dir needs a non-empty DIR");
     char err[300];
     if (ctl_endpoint_parse(where, &o->endpoint, err, sizeof err) < 0)
         return usage_error("bad stats socket from %s: %s", origin, err);

@@ -237,6 +237,23 @@ static void spool_side(writer *w, const stats_view *v, const config *cfg)
         f->spool.dead_letter_batches);
     one(w, "logagent_spool_read_errors_total", "counter", "Spooled batches that failed their CRC when read back.",
         f->spool.read_errors);
+    one(w, "logagent_spool_disk_full", "gauge",
+        "1 while the spool's filesystem is full (ENOSPC/EDQUOT): batches wait in memory, --on-full applies.",
+        f->spool.disk_full);
+    one(w, "logagent_spool_disk_full_episodes_total", "counter", "Times the spool's filesystem was found full.",
+        f->spool.disk_full_episodes);
+    one(w, "logagent_spool_write_errors_total", "counter",
+        "Spool appends that failed for another reason than a full filesystem (EIO, EROFS, ...).",
+        f->spool.write_errors);
+    one(w, "logagent_spool_fsync_errors_total", "counter", "fdatasync failures on spool and dead-letter files.",
+        f->spool.fsync_errors);
+    one(w, "logagent_spool_dead_letter_bytes", "gauge", "Bytes in deadletter.log and deadletter.log.1 now.",
+        f->spool.dead_letter_bytes);
+    one(w, "logagent_spool_dead_letter_max_bytes", "gauge", "--deadletter-max-bytes (0 without a spool).",
+        f->has_spool ? cfg->deadletter_max_bytes : 0);
+    one(w, "logagent_spool_dead_letter_evicted_records_total", "counter",
+        "Records dropped from the dead-letter files to stay under --deadletter-max-bytes (oldest first).",
+        f->spool.dead_letter_evicted_records);
 }
 
 static void agent_side(writer *w, const stats_view *v, const health_report *h)

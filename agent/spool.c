@@ -8,7 +8,26 @@
  * skipped (counted corrupt_frames); a header that is not a frame, or a frame running past the end, ends the
  * segment: the file is truncated there (counted torn_bytes). Each good frame becomes a replay ref.
  * Every live batch holds its segment: `live` counts them; a segment with live == 0 that is not the append
- * segment is unlinked. Appends go to the newest segment until it passes seg_max, then a new one is started. */
+ * segment is unlinked. Appends go to the newest segment until it passes seg_max, then a new one is started;
+ * an append segment whose frames are all settled is deleted once it holds RECYCLE_BYTES (when its last batch is
+ * settled, or at the next append), so delivered batches never hold more than that of the disk (seg_max can be
+ * 64 MiB).
+ *
+ * Failed appends: a frame is written whole or not at all — a short or failed write (or a failed fdatasync under
+ * --spool-fsync always) is truncated back to where the frame began, and the append segment is sealed: closed,
+ * never appended to again, unlinked as soon as its last batch is settled (at once when it has none). So a torn
+ * frame can only ever be a segment's tail (cut at the next start), never sit between good frames, and the space
+ * of a segment that cannot grow is given back when its batches are delivered. ENOSPC and EDQUOT start a disk-full
+ * episode (logged once, counted): while it lasts, an append first asks statvfs whether the frame would fit and
+ * fails fast without writing when it would not (EDQUOT, which statvfs cannot see, just tries). The first
+ * append that succeeds clears st.disk_full; the episode ends (logged) after EPISODE_QUIET_MS without a failure.
+ *
+ * Dead letters: deadletter.log holds frames with magic "LAD1" (older versions wrote "LAS1" frames without the
+ * refusal block, still read by logagentctl). Payload = refusal block {u32 block_len (>= 16, includes itself),
+ * i64 refused_at unix ns, i32 gRPC status, reason bytes (block_len - 16, UTF-8, no NUL)} + the batch's framed
+ * entries; the CRC covers n_records, batch_id and the whole payload. The file and deadletter.log.1 together
+ * stay under --deadletter-max-bytes: when deadletter.log would pass half of it, it is renamed over
+ * deadletter.log.1 (the records of the old .1 are counted evicted). docs/reliability.md documents the format. */
 #include "spool.h"
 
 #include "log.h"
@@ -21,12 +40,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #define SPOOL_MAGIC 0x3153414cu /* "LAS1" little-endian */
+#define DEAD_MAGIC 0x3144414cu  /* "LAD1" little-endian */
 #define HDR 24u
+#define REFUSAL_FIXED 16u       /* block_len + refused_at + status */
+#define REASON_MAX 1024u
+#define EPISODE_QUIET_MS 5000
+#define RECYCLE_BYTES (1u << 20) /* an append segment holding only settled frames is replaced past this size */
 
 typedef struct seg {
     uint64_t num;
@@ -46,6 +71,12 @@ struct spool {
     int64_t last_sync_ms;
     spool_ref *replay; /* frames found at open */
     size_t nreplay, replay_next;
+    int disk_err;          /* ENOSPC or EDQUOT while st.disk_full */
+    int episode;           /* a disk-full episode is open: from the first ENOSPC/EDQUOT until EPISODE_QUIET_MS
+                            * without one (a spool refilling while it drains stays one episode, one log line) */
+    int64_t episode_since_ms, last_full_ms;
+    uint64_t dead_max;     /* --deadletter-max-bytes */
+    log_limit fsync_log;
     spool_stats st;
 };
 
@@ -59,6 +90,12 @@ static int64_t mono_ms(void)
 static void seg_path(const spool *sp, uint64_t num, char *buf, size_t n)
 {
     snprintf(buf, n, "%s/seg-%016llx.log", sp->dir, (unsigned long long)num);
+}
+
+static uint64_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
 static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
@@ -243,6 +280,7 @@ int spool_open(const char *dir, uint64_t max_bytes, int fsync_mode, spool **out)
         sp->seg_max = max_bytes;
     sp->fsync_mode = fsync_mode;
     sp->fd = -1;
+    sp->dead_max = 64u << 20;
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
         int err = errno;
         log_write(LOG_ERROR, "\"cannot create the spool folder\" path=%s error=\"%s\"", dir, strerror(err));
@@ -255,6 +293,11 @@ int spool_open(const char *dir, uint64_t max_bytes, int fsync_mode, spool **out)
         spool_close(sp);
         return rc;
     }
+    char dl[300];
+    snprintf(dl, sizeof dl, "%s/deadletter.log", dir);
+    sp->st.dead_letter_bytes = file_size(dl);
+    snprintf(dl, sizeof dl, "%s/deadletter.log.1", dir);
+    sp->st.dead_letter_bytes += file_size(dl);
     log_write(LOG_INFO, "\"spool opened\" path=%s batches_to_replay=%zu segments=%llu bytes=%llu corrupt_frames=%llu "
                         "torn_bytes=%llu", dir, sp->nreplay, (unsigned long long)sp->st.segments,
               (unsigned long long)sp->st.bytes, (unsigned long long)sp->st.corrupt_frames,
@@ -298,18 +341,73 @@ int spool_replay_next(spool *sp, spool_ref *ref)
     return more;
 }
 
+/* "ENOSPC" for ENOSPC: the name an operator greps for (strerror's text alone hid it behind "Input/output error"
+ * before short writes were retried). */
+static const char *err_name(int err)
+{
+    const char *name = strerrorname_np(err);
+    return name ? name : "unknown";
+}
+
+static int is_disk_full(int rc) { return rc == -ENOSPC || rc == -EDQUOT; }
+
+/* Writes all of buf, retrying short writes (the second write of a short one returns the real errno). */
+static int write_all(int fd, const uint8_t *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        if (w == 0)
+            return -EIO;
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Writes one frame: header, then `pre` (the dead-letter refusal block, or nothing), then the payload; the CRC
+ * covers pre + payload as one. Returns 0 or -errno; the caller cuts back what a failure left. */
+static int write_frame(int fd, uint32_t magic, uint64_t id, uint32_t n, const uint8_t *pre, size_t prelen,
+                       const uint8_t *payload, size_t len)
+{
+    uint8_t hdr[HDR];
+    put32(hdr, magic);
+    put32(hdr + 4, (uint32_t)(prelen + len));
+    put32(hdr + 12, n);
+    put64(hdr + 16, id);
+    uint32_t crc = frame_crc(hdr, pre, prelen);
+    put32(hdr + 8, len ? (uint32_t)crc32(crc, payload, (uInt)len) : crc);
+    int rc = write_all(fd, hdr, HDR);
+    if (rc == 0)
+        rc = write_all(fd, pre, prelen);
+    if (rc == 0)
+        rc = write_all(fd, payload, len);
+    return rc;
+}
+
+/* Closes the append segment for good: the next append starts a new one. Unlinked now when none of its batches
+ * is live, else by spool_release when the last one is settled. Caller holds mu. */
+static void seal_locked(spool *sp)
+{
+    if (sp->fd < 0)
+        return;
+    if (sp->dirty && sp->fsync_mode != SPOOL_FSYNC_NEVER && fdatasync(sp->fd) < 0)
+        sp->st.fsync_errors++;
+    sp->dirty = 0;
+    close(sp->fd);
+    sp->fd = -1;
+    seg *last = &sp->segs[sp->nsegs - 1];
+    if (last->live == 0)
+        seg_remove(sp, last);
+}
+
 /* Starts a new append segment after the newest one. Caller holds mu. */
 static int new_segment_locked(spool *sp)
 {
-    if (sp->fd >= 0) {
-        if (sp->fsync_mode != SPOOL_FSYNC_NEVER)
-            fdatasync(sp->fd);
-        close(sp->fd);
-        sp->fd = -1;
-        seg *last = &sp->segs[sp->nsegs - 1];
-        if (last->live == 0)
-            seg_remove(sp, last);
-    }
+    seal_locked(sp);
     uint64_t num = sp->nsegs ? sp->segs[sp->nsegs - 1].num + 1 : 1;
     char path[300];
     seg_path(sp, num, path, sizeof path);
@@ -326,51 +424,105 @@ static int new_segment_locked(spool *sp)
     return 0;
 }
 
-static int write_frame(int fd, uint64_t id, uint32_t n, const uint8_t *payload, size_t len)
+/* While the filesystem is full (ENOSPC): 1 when statvfs says `need` bytes (and a page of slack) fit again, so
+ * that waiting appends do not write a whole batch only to cut it back. EDQUOT: always 1 (quotas are not in
+ * statvfs). Caller holds mu. */
+static int room_locked(spool *sp, uint64_t need)
 {
-    uint8_t hdr[HDR];
-    put32(hdr, SPOOL_MAGIC);
-    put32(hdr + 4, (uint32_t)len);
-    put32(hdr + 12, n);
-    put64(hdr + 16, id);
-    put32(hdr + 8, frame_crc(hdr, payload, len));
-    errno = 0;
-    int ok = write(fd, hdr, HDR) == (ssize_t)HDR && (len == 0 || write(fd, payload, len) == (ssize_t)len);
-    return ok ? 0 : -(errno ? errno : EIO);
+    struct statvfs vfs;
+    if (sp->disk_err != ENOSPC || statvfs(sp->dir, &vfs) < 0)
+        return 1;
+    uint64_t blocks = geteuid() == 0 ? vfs.f_bfree : vfs.f_bavail; /* root may use the reserved blocks */
+    return blocks * vfs.f_frsize >= need + 8192;
+}
+
+/* Sets the disk-full state after an append returned rc; opens an episode (logged, counted) when none is.
+ * Caller holds mu. */
+static void note_append_locked(spool *sp, int rc)
+{
+    if (is_disk_full(rc)) {
+        sp->st.disk_full = 1;
+        sp->disk_err = -rc;
+        sp->last_full_ms = mono_ms();
+        if (sp->episode)
+            return;
+        sp->episode = 1;
+        sp->episode_since_ms = sp->last_full_ms;
+        sp->st.disk_full_episodes++;
+        log_write(LOG_WARN, "\"spool filesystem full: batches wait in memory, then --on-full applies; appending "
+                            "resumes by itself when space frees (logged once per episode)\" path=%s error=%s "
+                            "errmsg=\"%s\" spool_bytes=%llu", sp->dir, err_name(-rc), strerror(-rc),
+                  (unsigned long long)sp->st.bytes);
+    } else if (rc == 0) {
+        sp->st.disk_full = 0;
+    } else {
+        sp->st.write_errors++;
+    }
+}
+
+/* Closes the disk-full episode once appends have worked for EPISODE_QUIET_MS. Caller holds mu. */
+static void end_episode_locked(spool *sp, int64_t now)
+{
+    if (!sp->episode || sp->st.disk_full || now - sp->last_full_ms < EPISODE_QUIET_MS)
+        return;
+    sp->episode = 0;
+    log_write(LOG_INFO, "\"spool filesystem has room again: appending resumed\" path=%s full_for_ms=%lld", sp->dir,
+              (long long)(sp->last_full_ms - sp->episode_since_ms));
+}
+
+/* One attempt at appending to the append segment (a new one if needed). On failure the frame is cut back and the
+ * segment sealed. Caller holds mu. */
+static int append_once_locked(spool *sp, uint64_t id, uint32_t n, const uint8_t *payload, size_t len,
+                              spool_ref *ref)
+{
+    int rc = 0;
+    if (sp->fd < 0 || sp->segs[sp->nsegs - 1].size >= sp->seg_max)
+        if ((rc = new_segment_locked(sp)) < 0)
+            return rc;
+    seg *s = &sp->segs[sp->nsegs - 1];
+    uint64_t off = s->size;
+    rc = write_frame(sp->fd, SPOOL_MAGIC, id, n, NULL, 0, payload, len);
+    if (rc == 0 && sp->fsync_mode == SPOOL_FSYNC_ALWAYS && fdatasync(sp->fd) < 0) {
+        rc = -errno; /* never acknowledged as on disk: the batch stays in memory and is appended again */
+        sp->st.fsync_errors++;
+    }
+    if (rc < 0) {
+        /* never leave part of a frame behind; if the cut fails, the tail is cut at the next start (sealed: no
+         * good frame will ever follow it) */
+        if (ftruncate(sp->fd, (off_t)off) < 0)
+            log_write(LOG_ERROR, "\"cannot cut a failed frame off a spool segment: sealed, cut at the next "
+                                 "start\" segment=%016llx error=%s", (unsigned long long)s->num, err_name(errno));
+        seal_locked(sp);
+        return rc;
+    }
+    s->size += HDR + len;
+    s->live++;
+    sp->st.bytes += HDR + len;
+    sp->dirty = sp->fsync_mode != SPOOL_FSYNC_ALWAYS;
+    *ref = (spool_ref){s->num, off, (uint32_t)len, n, id};
+    return 0;
 }
 
 int spool_append(spool *sp, uint64_t id, uint32_t n, const uint8_t *payload, size_t len, spool_ref *ref)
 {
     pthread_mutex_lock(&sp->mu);
     int rc = 0;
-    if (sp->st.bytes + HDR + len > sp->max_bytes && sp->fd >= 0 && sp->segs[sp->nsegs - 1].live == 0) {
-        close(sp->fd); /* everything in the append segment is settled: its space is free */
-        sp->fd = -1;
-        seg_remove(sp, &sp->segs[sp->nsegs - 1]);
-    }
+    seg *last = sp->fd >= 0 ? &sp->segs[sp->nsegs - 1] : NULL;
+    if (last && last->live == 0 && (last->size >= RECYCLE_BYTES || sp->st.bytes + HDR + len > sp->max_bytes))
+        seal_locked(sp); /* everything in the append segment is settled: give its space back to the disk */
     if (sp->st.bytes + HDR + len > sp->max_bytes) {
-        rc = -ENOSPC;
+        rc = -ENOBUFS;
         goto out;
     }
-    if (sp->fd < 0 || sp->segs[sp->nsegs - 1].size >= sp->seg_max)
-        if ((rc = new_segment_locked(sp)) < 0)
-            goto out;
-    seg *s = &sp->segs[sp->nsegs - 1];
-    uint64_t off = s->size;
-    if ((rc = write_frame(sp->fd, id, n, payload, len)) < 0) {
-        if (ftruncate(sp->fd, (off_t)off) < 0) /* never leave half a frame behind a good one */
-            rc = -EIO;
+    if (sp->st.disk_full && !room_locked(sp, HDR + len)) {
+        rc = -sp->disk_err;
         goto out;
     }
-    s->size += HDR + len;
-    s->live++;
-    sp->st.bytes += HDR + len;
-    sp->dirty = 1;
-    if (sp->fsync_mode == SPOOL_FSYNC_ALWAYS) {
-        fdatasync(sp->fd);
-        sp->dirty = 0;
-    }
-    *ref = (spool_ref){s->num, off, (uint32_t)len, n, id};
+    int settled = sp->fd >= 0 && sp->segs[sp->nsegs - 1].live == 0 && sp->segs[sp->nsegs - 1].size > 0;
+    rc = append_once_locked(sp, id, n, payload, len, ref);
+    if (is_disk_full(rc) && settled) /* the failed segment held only settled frames: sealing freed them */
+        rc = append_once_locked(sp, id, n, payload, len, ref);
+    note_append_locked(sp, rc);
 out:
     pthread_mutex_unlock(&sp->mu);
     return rc;
@@ -403,36 +555,124 @@ void spool_release(spool *sp, uint64_t num)
 {
     pthread_mutex_lock(&sp->mu);
     seg *s = seg_find(sp, num);
-    if (s && s->live > 0 && --s->live == 0 && !(sp->fd >= 0 && s == &sp->segs[sp->nsegs - 1]))
-        seg_remove(sp, s);
+    int append = s && sp->fd >= 0 && s == &sp->segs[sp->nsegs - 1];
+    if (s && s->live > 0 && --s->live == 0) {
+        if (!append)
+            seg_remove(sp, s);
+        else if (sp->st.disk_full || s->size >= RECYCLE_BYTES) /* give the settled frames' space back now */
+            seal_locked(sp);
+    }
     pthread_mutex_unlock(&sp->mu);
 }
 
-int spool_dead_letter(spool *sp, uint64_t id, uint32_t n, const uint8_t *payload, size_t len)
+/* ---- dead letters ---------------------------------------------------------------------------------------- */
+
+/* Records in a dead-letter file: the n_records of each whole frame (CRC not checked: only counting). */
+static uint64_t count_records(const char *path)
 {
-    char path[300];
-    snprintf(path, sizeof path, "%s/deadletter.log", sp->dir);
-    pthread_mutex_lock(&sp->mu);
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    int rc = fd < 0 ? -errno : write_frame(fd, id, n, payload, len);
-    if (fd >= 0) {
-        fdatasync(fd);
-        close(fd);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    uint8_t hdr[HDR];
+    uint64_t off = 0, n = 0;
+    while (pread(fd, hdr, HDR, (off_t)off) == HDR && (get32(hdr) == SPOOL_MAGIC || get32(hdr) == DEAD_MAGIC)) {
+        n += get32(hdr + 12);
+        off += HDR + get32(hdr + 4);
     }
+    close(fd);
+    return n;
+}
+
+void spool_set_dead_letter_max(spool *sp, uint64_t max_bytes)
+{
+    pthread_mutex_lock(&sp->mu);
+    sp->dead_max = max_bytes;
+    pthread_mutex_unlock(&sp->mu);
+}
+
+/* Renames deadletter.log over deadletter.log.1 when adding `frame` bytes would pass half the bound; the old .1's
+ * records are counted evicted. Caller holds mu. */
+static void rotate_dead_letter_locked(spool *sp, const char *path, uint64_t frame)
+{
+    char old[310];
+    snprintf(old, sizeof old, "%s.1", path);
+    if (file_size(path) + frame <= sp->dead_max / 2)
+        return;
+    uint64_t evicted = count_records(old);
+    if (rename(path, old) < 0) {
+        log_write(LOG_ERROR, "\"cannot rotate the dead-letter file\" path=%s error=%s", path, err_name(errno));
+        return;
+    }
+    sp->st.dead_letter_evicted_records += evicted;
+    if (evicted)
+        log_write(LOG_WARN, "\"dead-letter files full (--deadletter-max-bytes): oldest records dropped\" path=%s "
+                            "records=%llu", old, (unsigned long long)evicted);
+}
+
+int spool_dead_letter(spool *sp, uint64_t id, uint32_t n, const uint8_t *payload, size_t len, const spool_refusal *why)
+{
+    char path[300], old[310];
+    snprintf(path, sizeof path, "%s/deadletter.log", sp->dir);
+    snprintf(old, sizeof old, "%s.1", path);
+    size_t rlen = why && why->reason ? strnlen(why->reason, REASON_MAX) : 0;
+    uint8_t block[REFUSAL_FIXED + REASON_MAX];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    put32(block, (uint32_t)(REFUSAL_FIXED + rlen));
+    put64(block + 4, (uint64_t)((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec));
+    put32(block + 12, (uint32_t)(why ? why->status : -1));
+    if (rlen)
+        memcpy(block + REFUSAL_FIXED, why->reason, rlen);
+    uint64_t frame = HDR + REFUSAL_FIXED + rlen + len;
+    pthread_mutex_lock(&sp->mu);
+    int rc = 0, fd = -1;
+    if (frame > sp->dead_max / 2) {
+        rc = -EFBIG;
+        goto out;
+    }
+    rotate_dead_letter_locked(sp, path, frame);
+    if ((fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    struct stat st;
+    off_t off = fstat(fd, &st) == 0 ? st.st_size : 0;
+    rc = write_frame(fd, DEAD_MAGIC, id, n, block, REFUSAL_FIXED + rlen, payload, len);
+    if (rc == 0 && fdatasync(fd) < 0) {
+        rc = -errno;
+        sp->st.fsync_errors++;
+    }
+    if (rc < 0 && ftruncate(fd, off) < 0)
+        log_write(LOG_ERROR, "\"cannot cut a failed frame off the dead-letter file\" path=%s error=%s", path,
+                  err_name(errno));
     if (rc == 0)
         sp->st.dead_letter_batches++;
+out:
+    if (fd >= 0)
+        close(fd);
+    sp->st.dead_letter_bytes = file_size(path) + file_size(old);
     pthread_mutex_unlock(&sp->mu);
     return rc;
 }
 
 void spool_tick(spool *sp)
 {
-    if (sp->fsync_mode != SPOOL_FSYNC_INTERVAL)
-        return;
     int64_t now = mono_ms();
     pthread_mutex_lock(&sp->mu);
-    if (sp->dirty && sp->fd >= 0 && now - sp->last_sync_ms >= 1000) {
-        fdatasync(sp->fd);
+    end_episode_locked(sp, now);
+    if (sp->fsync_mode == SPOOL_FSYNC_INTERVAL && sp->dirty && sp->fd >= 0 && now - sp->last_sync_ms >= 1000) {
+        if (fdatasync(sp->fd) < 0) {
+            int err = errno;
+            sp->st.fsync_errors++;
+            int64_t suppressed = log_limit_check(&sp->fsync_log, 10000);
+            if (suppressed >= 0)
+                log_write(LOG_ERROR, "\"fdatasync of the spool segment failed: its batches are still sent, but "
+                                     "may not survive a machine crash; the segment is sealed\" path=%s error=%s "
+                                     "errmsg=\"%s\" suppressed=%lld", sp->dir, err_name(err), strerror(err),
+                          (long long)suppressed);
+            sp->dirty = 0;
+            seal_locked(sp); /* new frames go to a fresh file (a failed fdatasync may be forgotten by the kernel) */
+        }
         sp->dirty = 0;
         sp->last_sync_ms = now;
     }

@@ -212,11 +212,18 @@ static void put_spool(textbuf *t, const stats_view *v, const config *cfg)
 {
     const spool_stats *s = &v->f.spool;
     put(t, "\"spool\":{\"enabled\":%s,\"bytes\":%llu,\"max_bytes\":%llu,\"segments\":%llu,\"corrupt_frames\":%llu,"
-           "\"torn_bytes\":%llu,\"dead_letter_batches\":%llu,\"read_errors\":%llu},",
+           "\"torn_bytes\":%llu,\"dead_letter_batches\":%llu,\"read_errors\":%llu,\"disk_full\":%s,"
+           "\"disk_full_episodes\":%llu,\"write_errors\":%llu,\"fsync_errors\":%llu,\"dead_letter_bytes\":%llu,"
+           "\"dead_letter_max_bytes\":%llu,\"dead_letter_evicted_records\":%llu},",
         v->f.has_spool ? "true" : "false", (unsigned long long)s->bytes,
         (unsigned long long)(v->f.has_spool ? cfg->spool_max_bytes : 0), (unsigned long long)s->segments,
         (unsigned long long)s->corrupt_frames, (unsigned long long)s->torn_bytes,
-        (unsigned long long)s->dead_letter_batches, (unsigned long long)s->read_errors);
+        (unsigned long long)s->dead_letter_batches, (unsigned long long)s->read_errors,
+        s->disk_full ? "true" : "false", (unsigned long long)s->disk_full_episodes,
+        (unsigned long long)s->write_errors, (unsigned long long)s->fsync_errors,
+        (unsigned long long)s->dead_letter_bytes,
+        (unsigned long long)(v->f.has_spool ? cfg->deadletter_max_bytes : 0),
+        (unsigned long long)s->dead_letter_evicted_records);
 }
 
 static void put_http(textbuf *t, const stats_view *v)
