@@ -18,6 +18,7 @@
  * no hook to do better. */
 #include "http_ingest.h"
 
+#include "acceptguard.h"
 #include "clients.h"
 #include "flusher.h"
 #include "http_json.h"
@@ -60,6 +61,7 @@ struct http_ingest {
     struct flusher *flusher;
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
+    acceptguard *guard; /* pauses the listener on accept errors instead of spinning */
     int is_unix;
     char path[108]; /* the socket file we bound and remove ("" when none) */
     int stopping;
@@ -546,7 +548,9 @@ int http_ingest_listen(http_ingest *h)
         return fd;
     if (h->is_unix)
         snprintf(h->path, sizeof h->path, "%s", spec + 5);
-    if (!(h->bound = evhttp_accept_socket_with_handle(h->http, fd))) { /* out of memory; fd may be closed */
+    if (!(h->bound = evhttp_accept_socket_with_handle(h->http, fd)) || /* out of memory; fd may be closed */
+        !(h->guard = acceptguard_new(h->base, evhttp_bound_socket_get_listener(h->bound), "http",
+                                     h->st->accept_errors))) {
         log_write(LOG_ERROR, "\"cannot serve --http-listen\" value=\"%s\"", spec);
         return -ENOMEM;
     }
@@ -589,6 +593,11 @@ http_ingest *http_ingest_new(struct event_base *base, const config *cfg, ring *r
     return h;
 }
 
+uint64_t http_ingest_fd_share(const config *cfg)
+{
+    return cfg->http_listen[0] ? 0 : 0; /* no cap on HTTP connections yet: they share the reserve */
+}
+
 void http_ingest_set_flusher(http_ingest *h, struct flusher *f) { h->flusher = f; }
 
 void http_ingest_reload(http_ingest *h)
@@ -603,6 +612,8 @@ void http_ingest_stop(http_ingest *h)
     if (!h)
         return;
     h->stopping = 1;
+    acceptguard_free(h->guard);
+    h->guard = NULL;
     if (h->bound)
         evhttp_del_accept_socket(h->http, h->bound);
     h->bound = NULL;
@@ -633,6 +644,7 @@ void http_ingest_free(http_ingest *h)
 {
     if (!h)
         return;
+    acceptguard_free(h->guard);
     if (h->http)
         evhttp_free(h->http);
     if (h->path[0])

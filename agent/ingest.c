@@ -30,10 +30,12 @@
  * Refusals that belong to no record (malformed, oversized, truncated) count against the current entry. */
 #include "ingest.h"
 
+#include "acceptguard.h"
 #include "cgroup.h"
 #include "clients.h"
 #include "flusher.h"
 #include "forward.h"
+#include "http_ingest.h"
 #include "log.h"
 #include "mpscan.h"
 #include "peer.h"
@@ -105,6 +107,8 @@ struct ingest {
     struct flusher *flusher;
     struct evconnlistener *listener;
     struct evconnlistener *fwd_listener; /* --forward-listen (TCP); NULL when off */
+    acceptguard *guard, *fwd_guard;      /* pause each listener on accept(2) errors instead of spinning */
+    uint64_t max_conns;   /* --max-connections, or less when the open-file budget is smaller (ingest_new) */
     struct event *resume_ev;
     struct event *acks_ev; /* the flusher reported records spooled (flusher_set_spooled_fn) */
     int stopping;          /* ingest_shutdown: connections close even with acks waiting */
@@ -112,7 +116,7 @@ struct ingest {
     int paused;
     int64_t paused_at_ns;
     int listening;
-    int accept_paused;    /* --max-connections reached: the listener is disabled */
+    int accept_paused;    /* max_conns reached: the listeners are disabled */
     record_enc enc;
     forward_opts fwd_opts;
     char fwd_keys[128]; /* --forward-message-keys, split in place: fwd_opts.message_keys point here */
@@ -634,26 +638,36 @@ static int admit(ingest *in, int fd, const record_source *src)
     return 0;
 }
 
-/* At --max-connections the agent stops accepting: new connections wait in the kernel's listen backlog (their
- * records with them) until one closes — closing them instead would lose what short-lived clients already wrote. */
+static void want_accepting(ingest *in, int on)
+{
+    if (in->guard)
+        acceptguard_want(in->guard, on);
+    if (in->fwd_guard)
+        acceptguard_want(in->fwd_guard, on);
+}
+
+/* At max_conns the agent stops accepting: new connections wait in the kernel's listen backlog (their records with
+ * them) until one closes — closing them instead would lose what short-lived clients already wrote. max_conns is
+ * --max-connections, or the open-file budget when that is smaller (counted fd_limit_reached, not max_reached). */
 static void limit_connections(ingest *in)
 {
     uint64_t active = stat_get(&in->st->conn_active);
-    if (!in->accept_paused && active >= in->cfg->max_connections && in->listener) {
-        evconnlistener_disable(in->listener);
-        if (in->fwd_listener)
-            evconnlistener_disable(in->fwd_listener);
+    if (!in->accept_paused && active >= in->max_conns && in->listener) {
+        want_accepting(in, 0);
         in->accept_paused = 1;
-        stat_add(&in->st->conn_max_reached, 1);
+        int by_fds = in->max_conns < in->cfg->max_connections;
+        stat_add(by_fds ? &in->st->conn_fd_limit_reached : &in->st->conn_max_reached, 1);
         int64_t sup = log_limit_check(&in->lim_max_conn, 10000);
-        if (sup >= 0)
+        if (sup >= 0 && by_fds)
+            log_write(LOG_WARN, "\"open-file limit reached: new connections wait in the listen backlog until one "
+                                "closes (raise LimitNOFILE)\" connections=%llu max_connections=%llu suppressed=%lld",
+                      (unsigned long long)in->max_conns, (unsigned long long)in->cfg->max_connections, (long long)sup);
+        else if (sup >= 0)
             log_write(LOG_WARN, "\"--max-connections reached: new connections wait in the listen backlog until one "
                                 "closes\" max_connections=%llu suppressed=%lld",
                       (unsigned long long)in->cfg->max_connections, (long long)sup);
-    } else if (in->accept_paused && active < in->cfg->max_connections && in->listener) {
-        evconnlistener_enable(in->listener);
-        if (in->fwd_listener)
-            evconnlistener_enable(in->fwd_listener);
+    } else if (in->accept_paused && active < in->max_conns && in->listener) {
+        want_accepting(in, 1);
         in->accept_paused = 0;
     }
 }
@@ -824,6 +838,8 @@ int ingest_listen(ingest *in)
         return -ENOMEM;
     }
     in->listening = 1;
+    if (!(in->guard = acceptguard_new(in->base, in->listener, "ingest", in->st->accept_errors)))
+        return -ENOMEM;
     return listen_forward_tcp(in);
 }
 
@@ -842,6 +858,8 @@ int ingest_listen_fd(ingest *in, int fd)
         return -EINVAL;
     }
     in->listening = 0; /* the socket file belongs to systemd: never unlinked by us */
+    if (!(in->guard = acceptguard_new(in->base, in->listener, "ingest", in->st->accept_errors)))
+        return -ENOMEM;
     return listen_forward_tcp(in);
 }
 
@@ -864,11 +882,31 @@ static int listen_forward_tcp(ingest *in)
         log_write(LOG_ERROR, "\"cannot serve --forward-listen\" value=\"%s\"", spec);
         return -ENOMEM;
     }
+    if (!(in->fwd_guard = acceptguard_new(in->base, in->fwd_listener, "forward", in->st->accept_errors)))
+        return -ENOMEM;
+    if (in->accept_paused)
+        acceptguard_want(in->fwd_guard, 0);
     log_write(LOG_INFO, "\"forward listening\" address=%s", addr);
     return 0;
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------------------- */
+
+/* The connections ingest may hold at once: --max-connections, or less when the open-file limit leaves fewer (the
+ * budget of acceptguard.h, minus the HTTP ingest's share). Logged at start when the limit lowers it. */
+static uint64_t conn_cap(const config *cfg)
+{
+    uint64_t budget = acceptguard_fd_budget(), http = http_ingest_fd_share(cfg);
+    uint64_t cap = budget > http + 1 ? budget - http : 1;
+    if (cap >= cfg->max_connections)
+        return cfg->max_connections;
+    log_write(LOG_WARN, "\"open-file limit below max-connections: at most this many ingest connections at once, "
+                        "more wait in the listen backlog (raise LimitNOFILE)\" connections=%llu max_connections=%llu "
+                        "nofile_reserved=%d http_connections=%llu",
+              (unsigned long long)cap, (unsigned long long)cfg->max_connections, ACCEPTGUARD_FD_RESERVE,
+              (unsigned long long)http);
+    return cap;
+}
 
 ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_stats *st)
 {
@@ -879,6 +917,7 @@ ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_s
     in->cfg = cfg;
     in->ring = r;
     in->st = st;
+    in->max_conns = conn_cap(cfg);
     if (gethostname(in->hostname, sizeof in->hostname - 1) < 0)
         strcpy(in->hostname, "unknown");
     in->resume_ev = event_new(base, -1, 0, on_resume, in);
@@ -988,6 +1027,8 @@ static void accept_backlog(ingest *in)
 void ingest_shutdown(ingest *in, int64_t deadline_ms)
 {
     in->stopping = 1;
+    acceptguard_free(in->fwd_guard);
+    in->fwd_guard = NULL;
     if (in->fwd_listener) {
         evconnlistener_free(in->fwd_listener);
         in->fwd_listener = NULL;
@@ -996,6 +1037,8 @@ void ingest_shutdown(ingest *in, int64_t deadline_ms)
         unlink(in->cfg->socket_path); /* first: nobody new can connect */
     if (in->listener && in->listening)
         accept_backlog(in);
+    acceptguard_free(in->guard);
+    in->guard = NULL;
     if (in->listener) {
         evconnlistener_free(in->listener);
         in->listener = NULL;
@@ -1037,6 +1080,8 @@ void ingest_free(ingest *in)
 {
     if (!in)
         return;
+    acceptguard_free(in->guard);
+    acceptguard_free(in->fwd_guard);
     if (in->listener)
         evconnlistener_free(in->listener);
     in->listener = NULL;

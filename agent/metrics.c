@@ -139,6 +139,13 @@ static void ingest_side(writer *w, const stats_view *v, const config *cfg)
     one(w, "logagent_connections_max_reached_total", "counter",
         "Times --max-connections stopped accepting (new connections waited in the listen backlog).",
         v->conn_max_reached);
+    one(w, "logagent_connections_fd_limit_reached_total", "counter",
+        "Times the open-file limit (below --max-connections) stopped accepting; new connections waited in the backlog.",
+        v->conn_fd_limit_reached);
+    by_reason(w, "logagent_accept_errors_total", "counter",
+              "accept(2) failures on any listener, by reason (emfile: out of file descriptors; nomem: out of kernel "
+              "memory); each paused that listener briefly.",
+              acceptguard_reason_names, v->accept_errors, ACCEPT_ERR_N);
     one(w, "logagent_connections_timed_out_total", "counter",
         "Connections closed holding a partial record past --partial-record-timeout-ms.", v->conn_timed_out);
     one(w, "logagent_ring_used_bytes", "gauge", "Bytes of records in the ring now.", v->ring_used);

@@ -68,6 +68,9 @@ void stats_collect(const stats_sources *src, stats_view *v)
     v->conn_max_reached = stat_get(&in->conn_max_reached);
     v->conn_refused_not_allowed = stat_get(&in->conn_refused_not_allowed);
     v->conn_timed_out = stat_get(&in->conn_timed_out);
+    v->conn_fd_limit_reached = stat_get(&in->conn_fd_limit_reached);
+    for (size_t i = 0; i < ACCEPT_ERR_N; i++)
+        v->accept_errors[i] = stat_get(&in->accept_errors[i]);
     v->pauses = stat_get(&in->pauses);
     v->paused = stat_get(&in->paused_since_ns) != 0;
     v->backpressure_s = backpressure_s(in, (int64_t)(mono * 1e9));
@@ -238,12 +241,15 @@ int stats_view_json(const stats_view *v, const config *cfg, char *buf, size_t ca
     put(&t, "{\"uptime_seconds\":%.3f,", v->uptime_s);
     put_records(&t, v);
     put(&t, "\"bytes_received\":%llu,\"connections\":{\"active\":%llu,\"total\":%llu,"
-            "\"max_reached\":%llu,\"refused\":{\"not_allowed\":%llu},\"timed_out\":%llu},"
+            "\"max_reached\":%llu,\"refused\":{\"not_allowed\":%llu},\"timed_out\":%llu,\"fd_limit_reached\":%llu,"
+            "\"accept_errors\":{\"emfile\":%llu,\"nomem\":%llu,\"other\":%llu}},"
             "\"ring\":{\"used_bytes\":%zu,\"capacity_bytes\":%zu},"
             "\"buffer\":{\"limit_bytes\":%llu,\"batch_bytes\":%llu,\"batch_budget_bytes\":%llu,\"on_full\":\"%s\"},",
         (unsigned long long)v->bytes_received, (unsigned long long)v->conn_active, (unsigned long long)v->conn_total,
         (unsigned long long)v->conn_max_reached, (unsigned long long)v->conn_refused_not_allowed,
-        (unsigned long long)v->conn_timed_out, v->ring_used, v->ring_capacity, (unsigned long long)cfg->buffer_bytes, (unsigned long long)f->held_bytes,
+        (unsigned long long)v->conn_timed_out, (unsigned long long)v->conn_fd_limit_reached,
+        (unsigned long long)v->accept_errors[ACCEPT_ERR_EMFILE], (unsigned long long)v->accept_errors[ACCEPT_ERR_NOMEM],
+        (unsigned long long)v->accept_errors[ACCEPT_ERR_OTHER], v->ring_used, v->ring_capacity, (unsigned long long)cfg->buffer_bytes, (unsigned long long)f->held_bytes,
         (unsigned long long)f->batch_budget, on_full_name(cfg->on_full));
     put_upstream(&t, v, cfg);
     put(&t, "\"backpressure_seconds\":%.3f,\"backpressure_pauses\":%llu,\"backpressure_active\":%s,",

@@ -14,6 +14,7 @@
 #ifndef LOGAGENT_STATS_H
 #define LOGAGENT_STATS_H
 
+#include "acceptguard.h"
 #include "config.h"
 #include "flusher.h"
 #include "ring.h"
@@ -55,6 +56,8 @@ typedef struct ingest_stats {
     _Atomic uint64_t conn_active;
     _Atomic uint64_t conn_total;
     _Atomic uint64_t conn_max_reached;         /* times --max-connections stopped accepting */
+    _Atomic uint64_t conn_fd_limit_reached;    /* times the open-file budget (below --max-connections) did */
+    _Atomic uint64_t accept_errors[ACCEPT_ERR_N]; /* accept(2) failures by reason, every listener (each paused it) */
     _Atomic uint64_t conn_refused_not_allowed; /* closed at accept: not in --allow-uids/--allow-gids */
     _Atomic uint64_t conn_timed_out;           /* closed holding a partial record too long */
     _Atomic uint64_t backpressure_ns; /* time spent with reading paused because the ring was full (past pauses) */
@@ -102,6 +105,7 @@ typedef struct stats_view {
     uint64_t dropped[STATS_DROP_N];
     uint64_t level_unknown, bytes_received, conn_active, conn_total, pauses;
     uint64_t conn_max_reached, conn_refused_not_allowed, conn_timed_out;
+    uint64_t conn_fd_limit_reached, accept_errors[ACCEPT_ERR_N];
     double backpressure_s;   /* past pauses plus the current one */
     int paused;              /* reading is paused now (ring full) */
     size_t ring_used, ring_capacity;

@@ -190,6 +190,7 @@ class Agent:
         self.upstream = upstream
         self.args = list(args)
         self.proc = None
+        self.preexec = None  # e.g. a setrlimit for the agent's process only
 
     def cmd(self):
         return [os.path.join(BIN, "logagentd"), "--socket", self.socket, "--stats-socket", self.stats_socket,
@@ -197,7 +198,7 @@ class Agent:
 
     def start(self):
         self.log = open(self.log_path, "ab")
-        self.proc = spawn(self.cmd(), stdout=self.log, stderr=self.log, env=self.env)
+        self.proc = spawn(self.cmd(), stdout=self.log, stderr=self.log, env=self.env, preexec_fn=self.preexec)
         wait_for(self._ready, 20, "agent ready")
         _watched.append(self)
         return self
