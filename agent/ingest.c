@@ -37,6 +37,7 @@
 #include "forward.h"
 #include "http_ingest.h"
 #include "log.h"
+#include "membudget.h"
 #include "mpscan.h"
 #include "peer.h"
 #include "ratelimit.h"
@@ -47,6 +48,7 @@
 #include <errno.h>
 #include <event2/listener.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <msgpack.h>
 #include <stdio.h>
@@ -62,6 +64,11 @@
 /* A connection's reads start at READ_FIRST bytes and double while they come back full, up to READ_CHUNK: a quiet or
  * short-lived client costs a few KiB (thousands of them may be open), a flooder gets large reads. */
 enum { READ_FIRST = 4096, READ_CHUNK = 256 * 1024, SHUTDOWN_READS = 64, RATE_SENDERS = 4096, LOGGED_UIDS = 64 };
+
+/* --ingest-memory-bytes (membudget.h): a read refused growth still goes ahead into the buffer's free room when there
+ * is at least MEM_MIN_READ of it; a buffer over MEM_SHRINK_ABOVE with nothing left in it is given back at once (one
+ * READ_CHUNK flooder's is kept: it is charged), smaller ones once a second when idle. */
+enum { MEM_MIN_READ = 1024, MEM_SHRINK_ABOVE = 2 * READ_CHUNK };
 
 /* --buffer disk: a Forward ack waiting until records first..last (flusher_spooled numbers) have left memory. */
 typedef struct pending_ack {
@@ -92,6 +99,8 @@ typedef struct conn {
     int fail;      /* MPSCAN_MALFORMED / MPSCAN_OVERSIZED: close once the good records are queued */
     int eof;       /* peer closed (or errored): close once everything is queued */
     int64_t partial_since_ns; /* CLOCK_MONOTONIC when the record now half-read began; 0 between records */
+    uint64_t mem;   /* what --ingest-memory-bytes charges it now (membudget_cost of its buffer) */
+    int mem_paused; /* reading stopped until the memory budget frees (its event is not added) */
     forward_iter fwd; /* a Forward message being handed out; its objects live in `res` (no unpacker_next meanwhile) */
     uint64_t fwd_first;     /* --buffer disk: the number the message's first event gets when it enters the ring */
     struct pending_ack *acks, **acks_tail; /* --buffer disk: acks waiting for the spool, oldest first (owned) */
@@ -126,6 +135,8 @@ struct ingest {
         lim_refused, lim_rate, lim_timeout, lim_fwd_ack;
     ratelimit *rl;            /* --rate-limit; NULL when off */
     struct event *sweep_ev;   /* once a second: connections holding a partial record too long */
+    membudget *mem;           /* --ingest-memory-bytes, shared with the HTTP ingest (st->mem) */
+    struct event *mem_resume_ev; /* the budget freed: resume connections paused for memory */
     uint32_t logged_uids[LOGGED_UIDS]; /* uids already logged as refused (each once) */
     unsigned n_logged_uids;
 };
@@ -500,6 +511,102 @@ static int process(conn *c)
     return 0;
 }
 
+/* ---- memory held by connections (--ingest-memory-bytes) ----------------------------------------------- */
+
+/* The bytes c's read buffer holds allocated. */
+static size_t buffer_cap(const conn *c) { return c->up.buffer ? c->up.used + c->up.free : 0; }
+
+/* What c's buffer grows to if `size` bytes are reserved in it (msgpack-c's expand_buffer, approximately: it rewinds
+ * an emptied buffer, grows one whose data starts at the front, and moves the unparsed rest to a new one otherwise). */
+static size_t grown_cap(const conn *c, size_t size)
+{
+    const msgpack_unpacker *u = &c->up;
+    size_t cap = buffer_cap(c), next, need;
+    if (u->free >= size)
+        return cap;
+    if (u->off == u->used && cap >= size + 8)
+        return cap;
+    if (u->off <= 8) {
+        next = cap * 2;
+        need = size + u->used;
+    } else {
+        next = u->initial_buffer_size;
+        need = size + (u->used - u->off) + 8;
+    }
+    while (next && next < need)
+        next *= 2;
+    return next;
+}
+
+/* The size of c's next read: *size, or less (the buffer's free room) when the budget refuses its growth. Returns 0
+ * when c must wait for memory instead (nothing is read). At shutdown everything may be read. */
+static int mem_allow(conn *c, size_t *size)
+{
+    ingest *in = c->in;
+    if (in->stopping || membudget_may_grow(in->mem, c, c->mem, membudget_cost(grown_cap(c, *size))))
+        return 1;
+    if (c->up.free < MEM_MIN_READ)
+        return 0;
+    if (*size > c->up.free)
+        *size = c->up.free;
+    return 1;
+}
+
+static void mem_charge(conn *c) { membudget_update(c->in->mem, c, &c->mem, membudget_cost(buffer_cap(c))); }
+
+static void mem_pause(conn *c)
+{
+    c->mem_paused = 1;
+    event_del(c->ev);
+    membudget_paused(c->in->mem, 1);
+}
+
+/* membudget_resume_fn: runs inside a charge update, so the resuming happens in mem_resume_ev's turn. */
+static void mem_resume_soon(void *arg)
+{
+    ingest *in = arg;
+    event_active(in->mem_resume_ev, EV_READ, 0);
+}
+
+static void on_mem_resume(evutil_socket_t fd, short what, void *arg)
+{
+    ingest *in = arg;
+    int64_t now = mono_ns();
+    for (conn *c = in->conns; c; c = c->next) {
+        if (!c->mem_paused)
+            continue;
+        c->mem_paused = 0;
+        membudget_paused(in->mem, -1);
+        if (c->partial_since_ns) /* not read meanwhile: its partial-record clock restarts */
+            c->partial_since_ns = now;
+        if (!in->paused && !c->eof && !c->fail)
+            event_add(c->ev, NULL);
+    }
+}
+
+/* Gives c's buffer back when it holds nothing (no partial record, no Forward message being handed out) and is
+ * larger than `above`: a new small one replaces it. Returns 0, or -ENOMEM (c then closes as at EOF). */
+static int mem_shrink(conn *c, size_t above)
+{
+    size_t cap = buffer_cap(c);
+    if (cap <= above || c->up.used != c->up.off || mpscan_mid_record(&c->scan) || forward_active(&c->fwd) ||
+        c->held)
+        return 0;
+    msgpack_unpacked_destroy(&c->res); /* its zone may still reference the old buffer */
+    msgpack_unpacked_init(&c->res);
+    msgpack_unpacker_destroy(&c->up);
+    membudget_freed(c->in->mem, cap);
+    int ok = msgpack_unpacker_init(&c->up, READ_FIRST);
+    if (!ok)
+        memset(&c->up, 0, sizeof c->up);
+    c->read_size = READ_FIRST;
+    mem_charge(c);
+    if (ok)
+        return 0;
+    c->eof = 1;
+    return -ENOMEM;
+}
+
 /* ---- connections ------------------------------------------------------------------------------------ */
 
 static void limit_connections(ingest *in);
@@ -524,8 +631,12 @@ static void conn_free(conn *c)
         free(a);
     }
     msgpack_unpacked_destroy(&c->res);
+    membudget_freed(in->mem, buffer_cap(c));
     msgpack_unpacker_destroy(&c->up);
     free(c->held);
+    if (c->mem_paused)
+        membudget_paused(in->mem, -1);
+    membudget_update(in->mem, c, &c->mem, 0);
     free(c);
     stat_add(&in->st->conn_active, (uint64_t)-1);
     limit_connections(in);
@@ -564,13 +675,23 @@ static void conn_maybe_close(conn *c, int drained)
 static ssize_t conn_read(conn *c)
 {
     ingest *in = c->in;
-    if (!msgpack_unpacker_reserve_buffer(&c->up, c->read_size)) {
+    size_t want = c->read_size;
+    if (!c->up.buffer) { /* a failed mem_shrink: closing */
         c->eof = 1;
         return 0;
     }
+    if (!mem_allow(c, &want)) {
+        mem_pause(c);
+        return -1;
+    }
+    if (!msgpack_unpacker_reserve_buffer(&c->up, want)) {
+        c->eof = 1;
+        return 0;
+    }
+    mem_charge(c);
     size_t room = msgpack_unpacker_buffer_capacity(&c->up);
-    if (room > c->read_size)
-        room = c->read_size;
+    if (room > want)
+        room = want;
     uint8_t *buf = (uint8_t *)msgpack_unpacker_buffer(&c->up);
     ssize_t n = read(c->fd, buf, room);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -608,6 +729,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     if (c->eof || c->fail)
         event_del(c->ev);
     int drained = process(c);
+    if (drained)
+        mem_shrink(c, MEM_SHRINK_ABOVE);
     if (in->flusher)
         flusher_notify(in->flusher);
     conn_maybe_close(c, drained);
@@ -741,13 +864,17 @@ static void conn_new(ingest *in, int fd, const record_source *srcp)
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     ingest *in = arg;
+    for (conn *c = in->conns; c; c = c->next) /* idle connections give back what a large record made them take */
+        if (!in->paused && !c->eof && !c->fail)
+            mem_shrink(c, MEMBUDGET_FREE_BYTES);
+    membudget_trim(in->mem);
     if (in->paused)
         return;
     int64_t now = mono_ns(), limit = (int64_t)in->cfg->partial_record_timeout_ms * 1000000;
     for (conn *c = in->conns, *next; c; c = next) {
         next = c->next;
         if (!c->partial_since_ns || now - c->partial_since_ns < limit || c->held || forward_active(&c->fwd) ||
-            c->fail || c->eof)
+            c->fail || c->eof || c->mem_paused)
             continue;
         stat_add(&in->st->conn_timed_out, 1);
         c->eof = 1; /* closes as a truncation: counted `truncated`, blamed on its client */
@@ -796,7 +923,7 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     if (in->paused)
         return;
     for (conn *c = in->conns; c; c = c->next)
-        if (!c->eof && !c->fail)
+        if (!c->eof && !c->fail && !c->mem_paused)
             event_add(c->ev, NULL);
 }
 
@@ -923,11 +1050,15 @@ ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_s
     in->resume_ev = event_new(base, -1, 0, on_resume, in);
     in->acks_ev = event_new(base, -1, 0, on_acks, in);
     in->sweep_ev = event_new(base, -1, EV_PERSIST, on_sweep, in);
+    in->mem_resume_ev = event_new(base, -1, 0, on_mem_resume, in);
+    in->mem = &st->mem;
+    in->mem->limit = cfg->ingest_memory_bytes;
     in->clients = clients_new(CLIENTS_DEFAULT_CAP);
     if (cfg->rate_limit_rps > 0)
         in->rl = ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst, RATE_SENDERS);
     struct timeval second = {1, 0};
-    if (!in->resume_ev || !in->acks_ev || !in->sweep_ev || !in->clients || (cfg->rate_limit_rps > 0 && !in->rl) ||
+    if (!in->resume_ev || !in->acks_ev || !in->sweep_ev || !in->mem_resume_ev ||
+        membudget_on_resume(in->mem, mem_resume_soon, in) < 0 || !in->clients || (cfg->rate_limit_rps > 0 && !in->rl) ||
         record_enc_init(&in->enc) < 0 || event_add(in->sweep_ev, &second) < 0) {
         ingest_free(in);
         return NULL;
@@ -1080,6 +1211,7 @@ void ingest_free(ingest *in)
 {
     if (!in)
         return;
+    membudget_forget(in->mem, in);
     acceptguard_free(in->guard);
     acceptguard_free(in->fwd_guard);
     if (in->listener)
@@ -1096,6 +1228,8 @@ void ingest_free(ingest *in)
         event_free(in->acks_ev);
     if (in->sweep_ev)
         event_free(in->sweep_ev);
+    if (in->mem_resume_ev)
+        event_free(in->mem_resume_ev);
     ratelimit_free(in->rl);
     if (in->st->clients == in->clients)
         in->st->clients = NULL;

@@ -162,6 +162,16 @@ static void ingest_side(writer *w, const stats_view *v, const config *cfg)
         v->pauses);
     one(w, "logagent_backpressure_active", "gauge", "1 while reading from clients is paused (ring full).",
         (uint64_t)v->paused);
+    one(w, "logagent_ingest_memory_limit_bytes", "gauge",
+        "--ingest-memory-bytes: memory for partial records and pending HTTP bodies, all connections.", v->mem_limit);
+    one(w, "logagent_ingest_memory_used_bytes", "gauge",
+        "Memory held now for partial records and pending HTTP bodies (beyond 16 KiB per connection).", v->mem_used);
+    one(w, "logagent_ingest_memory_pauses_total", "counter",
+        "Times a connection stopped being read because --ingest-memory-bytes was reached.", v->mem_pauses);
+    one(w, "logagent_ingest_memory_paused_connections", "gauge", "Connections not read now, waiting for memory.",
+        v->mem_paused_now);
+    one_f(w, "logagent_ingest_memory_paused_seconds_total", "counter",
+          "Time some connection waited for memory (--ingest-memory-bytes).", v->mem_paused_s);
     one(w, "logagent_clients_tracked", "gauge", "Clients (pid, comm, service_name) in the /stats/clients table.",
         v->clients_tracked);
     one(w, "logagent_clients_evicted_total", "counter",

@@ -69,6 +69,12 @@ void stats_collect(const stats_sources *src, stats_view *v)
     v->conn_refused_not_allowed = stat_get(&in->conn_refused_not_allowed);
     v->conn_timed_out = stat_get(&in->conn_timed_out);
     v->conn_fd_limit_reached = stat_get(&in->conn_fd_limit_reached);
+    v->mem_limit = in->mem.limit;
+    v->mem_used = stat_get(&in->mem.used);
+    v->mem_pauses = stat_get(&in->mem.pauses);
+    v->mem_paused_now = stat_get(&in->mem.paused_now);
+    uint64_t mem_since = stat_get(&in->mem.paused_since_ns), now_ns = (uint64_t)(mono * 1e9);
+    v->mem_paused_s = (double)(stat_get(&in->mem.paused_ns) + (mem_since && now_ns > mem_since ? now_ns - mem_since : 0)) / 1e9;
     for (size_t i = 0; i < ACCEPT_ERR_N; i++)
         v->accept_errors[i] = stat_get(&in->accept_errors[i]);
     v->pauses = stat_get(&in->pauses);
@@ -254,6 +260,10 @@ int stats_view_json(const stats_view *v, const config *cfg, char *buf, size_t ca
     put_upstream(&t, v, cfg);
     put(&t, "\"backpressure_seconds\":%.3f,\"backpressure_pauses\":%llu,\"backpressure_active\":%s,",
         v->backpressure_s, (unsigned long long)v->pauses, v->paused ? "true" : "false");
+    put(&t, "\"memory\":{\"limit_bytes\":%llu,\"used_bytes\":%llu,\"pauses\":%llu,\"paused_connections\":%llu,"
+            "\"paused_seconds\":%.3f},",
+        (unsigned long long)v->mem_limit, (unsigned long long)v->mem_used, (unsigned long long)v->mem_pauses,
+        (unsigned long long)v->mem_paused_now, v->mem_paused_s);
     put_spool(&t, v, cfg);
     put_http(&t, v);
     put(&t, "\"forward\":{\"messages\":%llu,\"events\":%llu,\"acks\":%llu,\"acks_failed\":%llu},",

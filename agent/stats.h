@@ -17,6 +17,7 @@
 #include "acceptguard.h"
 #include "config.h"
 #include "flusher.h"
+#include "membudget.h"
 #include "ring.h"
 
 #include <stdatomic.h>
@@ -67,6 +68,7 @@ typedef struct ingest_stats {
     _Atomic uint64_t fwd_events;      /* their events handed to the record path (each then counted as any record) */
     _Atomic uint64_t fwd_acks;        /* {"ack": chunk} answers sent */
     _Atomic uint64_t fwd_acks_failed; /* acks that could not be sent (peer not reading or gone) */
+    membudget mem;                    /* --ingest-memory-bytes: partial records and HTTP bodies (both ingests) */
     struct clients *clients;          /* per-client counters: set by ingest_new, main loop thread only */
     http_stats http;                  /* the HTTP ingest's own (written by http_ingest, same thread) */
 } ingest_stats;
@@ -106,6 +108,8 @@ typedef struct stats_view {
     uint64_t level_unknown, bytes_received, conn_active, conn_total, pauses;
     uint64_t conn_max_reached, conn_refused_not_allowed, conn_timed_out;
     uint64_t conn_fd_limit_reached, accept_errors[ACCEPT_ERR_N];
+    uint64_t mem_limit, mem_used, mem_pauses, mem_paused_now; /* --ingest-memory-bytes (membudget.h) */
+    double mem_paused_s;     /* time with a connection paused for memory, the current episode included */
     double backpressure_s;   /* past pauses plus the current one */
     int paused;              /* reading is paused now (ring full) */
     size_t ring_used, ring_capacity;

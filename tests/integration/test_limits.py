@@ -11,11 +11,12 @@ import os
 import re
 import resource
 import socket
+import sys
 import time
 
 import msgpack
 
-from harness import SAN, Agent, Sink, TempDir, accounting_holds, run, scaled, wait_for
+from harness import SAN, Agent, Sink, TempDir, accounting_holds, run, scaled, send_records, wait_for
 
 NOFILE = 128
 N_CLIENTS = 500
@@ -109,5 +110,102 @@ def test_open_file_limit():
     assert sink.stop()["duplicates"] == 0
 
 
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+RSS_BOUND_MIB = 160  # the default --ingest-memory-bytes (32 MiB) and the default buffer: issue #12's bound
+
+
+def push(conns, goal, seconds, pid, peak):
+    """Writes each connection's data up to goal(i) bytes without blocking, round robin, until all are there or no byte
+    moved for `seconds`; samples the agent's RSS into peak[0]. Returns how many reached their goal."""
+    stalled = time.monotonic()
+    while True:
+        moved = done = 0
+        for i, c in enumerate(conns):
+            g = goal(i)
+            if c["sent"] >= g:
+                done += 1
+                continue
+            try:
+                n = c["sock"].send(c["data"][c["sent"]:g])
+            except BlockingIOError:
+                n = 0
+            c["sent"] += n
+            moved += n
+        peak[0] = max(peak[0], rss_mib(pid))
+        if done == len(conns):
+            return done
+        if moved:
+            stalled = time.monotonic()
+        elif time.monotonic() - stalled > scaled(seconds):
+            return done
+        else:
+            time.sleep(0.01)
+
+
+def test_partial_records_memory():
+    """300 connections each write 900 KB of a 1 MB record and stop: the agent reads only what --ingest-memory-bytes
+    allows (the rest waits in the sockets), RSS stays under the bound, /stats answers and a well-behaved client's
+    records arrive meanwhile; when the writers finish, every record is delivered once; when they close, RSS falls."""
+    n, size, part = 300, 1000000, 900000
+    raise_own_nofile(n + 300)
+    tmp = TempDir("limits-mem")
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target).start()
+    pid = a.proc.pid
+    # warm-up: 48 MB of records through the ring and batches, so the start RSS includes what --buffer-bytes holds
+    big = "w" * (size - 40)
+    send_records(a.socket, [{"message": "warm-up %d " % i + big} for i in range(48)])
+    sink.wait_count(48, 60)
+    rss0 = rss_mib(pid)
+    conns = []
+    for i in range(n):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(a.socket)
+        s.setblocking(False)
+        rec = msgpack.packb({"message": "partial %03d " % i + "x" * (size - 40), "service_name": "limits"})
+        conns.append({"sock": s, "data": rec, "sent": 0})
+    peak = [rss0]
+    push(conns, lambda i: part, 2, pid, peak)
+    st = wait_for(lambda: (lambda st: st if st["memory"]["paused_connections"] > 0 else None)(a.stats()), 20,
+                  "connections paused for memory")
+    peak[0] = max(peak[0], rss_mib(pid))
+    send_records(a.socket, [{"message": "well-behaved %d" % i, "service_name": "good"} for i in range(50)])
+    wait_for(lambda: sum(1 for e in sink.entries() if e["message"].startswith("well-behaved ")) == 50, 30,
+             "the well-behaved client's 50 records, while the partial ones wait")
+    peak[0] = max(peak[0], rss_mib(pid))
+    print("   RSS %.0f MiB after a warm-up, peak %.0f MiB with %d partial records pending; %d connections paused" % (
+        rss0, peak[0], n, st["memory"]["paused_connections"]))
+    if not SAN:  # a sanitizer's allocator keeps freed memory in quarantine: RSS means little there
+        assert peak[0] < RSS_BOUND_MIB, peak[0]
+    assert st["memory"]["limit_bytes"] == 32 << 20 and st["memory"]["pauses"] >= 1, st["memory"]
+    done = push(conns, lambda i: len(conns[i]["data"]), 30, pid, peak)
+    assert done == n, done
+    sink.wait_count(48 + 50 + n, 120)
+    got = sorted(e["message"][:11] for e in sink.entries() if e["message"].startswith("partial "))
+    assert got == sorted("partial %03d" % i for i in range(n)), len(got)
+    for c in conns:
+        c["sock"].close()
+    wait_for(lambda: a.stats()["connections"]["active"] == 0, 30, "every connection closed")
+    st = a.stats()
+    assert st["memory"]["used_bytes"] == 0 and st["memory"]["paused_connections"] == 0, st["memory"]
+    if not SAN:
+        after = wait_for(lambda: (lambda r: r if r < rss0 + 24 else None)(rss_mib(pid)), 20,
+                         "RSS back near where it started (%.0f MiB, started at %.0f)" % (rss_mib(pid), rss0))
+        print("   RSS %.0f MiB after they closed" % after)
+    assert accounting_holds(st), st["records"]
+    assert a.stop() == 0
+    assert sink.stop()["duplicates"] == 0
+
+
 if __name__ == "__main__":
-    run([test_open_file_limit])
+    tests = [test_open_file_limit, test_partial_records_memory]
+    if len(sys.argv) > 1:
+        tests = [t for t in tests if t.__name__ in sys.argv[1:]]
+    run(tests)
