@@ -25,6 +25,12 @@
  * timeout. A connection at EOF stays open while it has acks waiting (its client may wait for them).
  * --forward-listen adds a TCP listener feeding the same connections (peer: pid 0, comm "forward").
  *
+ * Memory (--ingest-memory-bytes, membudget.h): a connection is charged its read buffer beyond 16 KiB; a read that
+ * would grow it past the budget is refused (the connection is paused: its event is removed, `mem_paused`) unless it
+ * fits in the buffer's free room or the connection is the budget's owner. msgpack-c is handed a record only once the
+ * scanner has seen all of it (`decoded` < scan.records), so a record in progress is bytes, not objects. Buffers
+ * are given back when they empty (mem_shrink), and the heap trimmed after large frees (membudget_trim).
+ *
  * Per-client accounting (clients.h): each connection caches its current client entry, the one of its pid, comm and
  * the service_name of its last record; a record with another service_name moves it to that entry (one hash lookup).
  * Refusals that belong to no record (malformed, oversized, truncated) count against the current entry. */
@@ -100,6 +106,8 @@ typedef struct conn {
     int eof;       /* peer closed (or errored): close once everything is queued */
     int64_t partial_since_ns; /* CLOCK_MONOTONIC when the record now half-read began; 0 between records */
     uint64_t mem;   /* what --ingest-memory-bytes charges it now (membudget_cost of its buffer) */
+    uint64_t decoded; /* top-level objects msgpack-c returned: while it equals scan.records, no complete one waits
+                       * and msgpack-c is not called (a record in progress builds no objects, only bytes) */
     int mem_paused; /* reading stopped until the memory budget frees (its event is not added) */
     forward_iter fwd; /* a Forward message being handed out; its objects live in `res` (no unpacker_next meanwhile) */
     uint64_t fwd_first;     /* --buffer disk: the number the message's first event gets when it enters the ring */
@@ -490,11 +498,12 @@ static int process(conn *c)
     int64_t now = real_ns(), mono = mono_ns();
     if (forward_active(&c->fwd) && !forward_drain(c, 0, now, mono))
         return 0;
-    while (!in->paused) {
+    while (!in->paused && c->decoded < c->scan.records) {
         /* a record's msgpack bytes: what earlier calls parsed of it (parsed_size, reset by each success) plus
          * how far this call moved the unpacker's read offset (no buffer moves happen between the two) */
         size_t before = msgpack_unpacker_parsed_size(&c->up) - c->up.off;
         msgpack_unpack_return r = msgpack_unpacker_next(&c->up, &c->res);
+        c->decoded += r == MSGPACK_UNPACK_SUCCESS;
         if (r == MSGPACK_UNPACK_SUCCESS && c->res.data.type == MSGPACK_OBJECT_ARRAY) {
             if (!forward_start(c, &c->res.data, before + c->up.off, now, mono))
                 return 0;
@@ -508,7 +517,7 @@ static int process(conn *c)
             c->fail = MPSCAN_MALFORMED;
         return 1;
     }
-    return 0;
+    return !in->paused;
 }
 
 /* ---- memory held by connections (--ingest-memory-bytes) ----------------------------------------------- */

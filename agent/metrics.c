@@ -207,6 +207,13 @@ static void http_side(writer *w, const stats_view *v)
     one(w, "logagent_http_records_refused_rate_limited_total", "counter",
         "HTTP records answered 429 for a sender over --rate-limit (the caller keeps them: not dropped).",
         v->http_refused_rate_limited);
+    one(w, "logagent_http_connections_active", "gauge", "HTTP ingest connections open now.", v->http_conn_active);
+    one(w, "logagent_http_connections_max_reached_total", "counter",
+        "Times --http-max-connections stopped accepting (new HTTP connections waited in the listen backlog).",
+        v->http_conn_max_reached);
+    one(w, "logagent_http_connections_timed_out_total", "counter",
+        "HTTP connections closed because a request took longer than --partial-record-timeout-ms as a whole.",
+        v->http_timed_out);
     one(w, "logagent_http_records_refused_full_total", "counter",
         "HTTP records answered 503 because the buffer was full: not taken, still with the caller, not dropped.",
         v->http_refused_full);

@@ -41,6 +41,9 @@ static void http_collect(http_stats *h, stats_view *v)
     v->http_body_bytes = stat_get(&h->body_bytes);
     v->http_refused_full = stat_get(&h->refused_full);
     v->http_refused_rate_limited = stat_get(&h->refused_rate_limited);
+    v->http_conn_active = stat_get(&h->conn_active);
+    v->http_conn_max_reached = stat_get(&h->conn_max_reached);
+    v->http_timed_out = stat_get(&h->timed_out);
 }
 
 void stats_collect(const stats_sources *src, stats_view *v)
@@ -231,10 +234,12 @@ static void put_spool(textbuf *t, const stats_view *v, const config *cfg)
 static void put_http(textbuf *t, const stats_view *v)
 {
     put(t, "\"http\":{\"enabled\":%s,\"requests\":%llu,\"records\":%llu,\"body_bytes\":%llu,"
-           "\"refused_full\":%llu,\"refused_rate_limited\":%llu,\"responses\":{", v->http_enabled ? "true" : "false",
+           "\"refused_full\":%llu,\"refused_rate_limited\":%llu,\"connections\":{\"active\":%llu,"
+           "\"max_reached\":%llu,\"timed_out\":%llu},\"responses\":{", v->http_enabled ? "true" : "false",
         (unsigned long long)v->http_requests, (unsigned long long)v->http_records,
         (unsigned long long)v->http_body_bytes, (unsigned long long)v->http_refused_full,
-        (unsigned long long)v->http_refused_rate_limited);
+        (unsigned long long)v->http_refused_rate_limited, (unsigned long long)v->http_conn_active,
+        (unsigned long long)v->http_conn_max_reached, (unsigned long long)v->http_timed_out);
     for (size_t i = 0; i < STATS_HTTP_CODE_N; i++)
         put(t, "%s\"%d\":%llu", i ? "," : "", stats_http_codes[i], (unsigned long long)v->http_responses[i]);
     put(t, "}},");

@@ -39,6 +39,9 @@ typedef struct http_stats {
     _Atomic uint64_t body_bytes;                   /* request body bytes read */
     _Atomic uint64_t refused_full;                 /* records answered "buffer full, retry" (503; still the caller's) */
     _Atomic uint64_t refused_rate_limited;         /* records answered "over --rate-limit, retry" (429; the caller's) */
+    _Atomic uint64_t conn_active;                  /* HTTP connections open now */
+    _Atomic uint64_t conn_max_reached;             /* times --http-max-connections stopped accepting */
+    _Atomic uint64_t timed_out;                    /* connections closed: a request past --partial-record-timeout-ms */
     int enabled;                                   /* --http-listen is set */
 } http_stats;
 
@@ -116,7 +119,7 @@ typedef struct stats_view {
     uint64_t clients_tracked, clients_evicted;
     int http_enabled;
     uint64_t http_requests, http_responses[STATS_HTTP_CODE_N], http_records, http_body_bytes, http_refused_full;
-    uint64_t http_refused_rate_limited;
+    uint64_t http_refused_rate_limited, http_conn_active, http_conn_max_reached, http_timed_out;
     uint64_t fwd_messages, fwd_events, fwd_acks, fwd_acks_failed; /* Fluent Forward on the ingest socket */
     flusher_snapshot f;
 } stats_view;

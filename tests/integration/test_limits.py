@@ -7,6 +7,7 @@ once, each writing a record. It takes as many as its open-file budget allows (th
 answers throughout, and every record arrives exactly once as the earlier clients close. Then the last descriptors are
 taken by idle stats connections: accept(2) fails with EMFILE, which pauses that listener (counted, one warning for
 the episode, never libevent's "Error from accept() call" loop) until they close."""
+import json
 import os
 import re
 import resource
@@ -149,6 +150,13 @@ def push(conns, goal, seconds, pid, peak):
             time.sleep(0.01)
 
 
+def warm_up(a, sink):
+    """48 MB of records through the ring and the batches: RSS then includes what --buffer-bytes holds."""
+    big = "w" * 1000000
+    send_records(a.socket, [{"message": "warm-up %d " % i + big} for i in range(48)])
+    sink.wait_count(48, 60)
+
+
 def test_partial_records_memory():
     """300 connections each write 900 KB of a 1 MB record and stop: the agent reads only what --ingest-memory-bytes
     allows (the rest waits in the sockets), RSS stays under the bound, /stats answers and a well-behaved client's
@@ -159,10 +167,7 @@ def test_partial_records_memory():
     sink = Sink(tmp).start()
     a = Agent(tmp, sink.target).start()
     pid = a.proc.pid
-    # warm-up: 48 MB of records through the ring and batches, so the start RSS includes what --buffer-bytes holds
-    big = "w" * (size - 40)
-    send_records(a.socket, [{"message": "warm-up %d " % i + big} for i in range(48)])
-    sink.wait_count(48, 60)
+    warm_up(a, sink)
     rss0 = rss_mib(pid)
     conns = []
     for i in range(n):
@@ -204,8 +209,118 @@ def test_partial_records_memory():
     assert sink.stop()["duplicates"] == 0
 
 
+def http_port(agent):
+    m = wait_for(lambda: re.search(r'msg="http listening" address=127\.0\.0\.1:(\d+)', agent.logtext()), 10,
+                 "http listening line")
+    return int(m.group(1))
+
+
+def http_request(message, pad):
+    body = json.dumps({"message": message + " " + "y" * pad, "service_name": "limits"}).encode()
+    return (b"POST /api/write_log/ HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)) + body
+
+
+def http_answer(sock):
+    sock.setblocking(True)
+    sock.settimeout(scaled(30))
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_pending_http_bodies_memory():
+    """200 HTTP requests each send 900 KB of a 1 MB body and stop (--http-max-connections 120: the other 80 wait in
+    the backlog): RSS stays under the bound, /stats answers and a small request is answered meanwhile; when the
+    callers finish, every request is answered 200 and its record delivered once; RSS falls back when they are
+    done."""
+    n, pad, part = 200, 1000000 - 200, 900000
+    raise_own_nofile(n + 300)
+    tmp = TempDir("limits-http")
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target, "--http-listen", "127.0.0.1:0", "--http-max-connections", "120").start()
+    pid, port = a.proc.pid, http_port(a)
+    warm_up(a, sink)
+    rss0 = rss_mib(pid)
+    conns = []
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setblocking(False)
+        conns.append({"sock": s, "data": http_request("http %03d" % i, pad), "sent": 0})
+    peak = [rss0]
+    push(conns, lambda i: part, 2, pid, peak)
+    st = wait_for(lambda: (lambda st: st if st["memory"]["paused_connections"] > 0 else None)(a.stats()), 20,
+                  "HTTP connections paused for memory")
+    assert st["http"]["connections"]["active"] == 120 and st["http"]["connections"]["max_reached"] >= 1, st["http"]
+    small = socket.create_connection(("127.0.0.1", port))  # waits in the backlog behind the 80: answered later
+    small.sendall(http_request("small one", 10))
+    peak[0] = max(peak[0], rss_mib(pid))
+    print("   RSS %.0f MiB after a warm-up, peak %.0f MiB with %d HTTP bodies pending; %d connections paused" % (
+        rss0, peak[0], n, st["memory"]["paused_connections"]))
+    if not SAN:
+        assert peak[0] < RSS_BOUND_MIB, peak[0]
+    assert push(conns, lambda i: len(conns[i]["data"]), 30, pid, peak) == n
+    answers = [http_answer(c["sock"]) for c in conns]
+    bad = [x[:40] for x in answers if not x.startswith(b"HTTP/1.1 200")]
+    assert not bad, (len(bad), bad[:3])
+    assert http_answer(small).startswith(b"HTTP/1.1 200")
+    sink.wait_count(48 + n + 1, 120)
+    got = sorted(e["message"][:8] for e in sink.entries() if e["message"].startswith("http "))
+    assert got == sorted("http %03d" % i for i in range(n)), len(got)
+    for c in conns:
+        c["sock"].close()
+    wait_for(lambda: a.stats()["http"]["connections"]["active"] == 0, 20, "every HTTP connection closed")
+    st = a.stats()
+    assert st["memory"]["used_bytes"] == 0 and st["memory"]["paused_connections"] == 0, st["memory"]
+    if not SAN:
+        after = wait_for(lambda: (lambda r: r if r < rss0 + 24 else None)(rss_mib(pid)), 20,
+                         "RSS back near where it started (%.0f MiB, started at %.0f)" % (rss_mib(pid), rss0))
+        print("   RSS %.0f MiB after they closed" % after)
+    assert accounting_holds(st), st["records"]
+    assert a.stop() == 0
+    assert sink.stop()["duplicates"] == 0
+
+
+def test_http_request_deadline():
+    """A request trickled a byte every 100 ms is closed once it has taken --partial-record-timeout-ms as a whole,
+    though each byte comes well within evhttp's per-read timeout; a caller idle between requests is not."""
+    tmp = TempDir("limits-http-slow")
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target, "--http-listen", "127.0.0.1:0", "--partial-record-timeout-ms", "1s").start()
+    port = http_port(a)
+    idle = socket.create_connection(("127.0.0.1", port))
+    slow = socket.create_connection(("127.0.0.1", port))
+    data = http_request("trickled", 100)
+    t0 = time.monotonic()
+    try:
+        for i in range(len(data)):
+            slow.send(data[i:i + 1])
+            if a.stats()["http"]["connections"]["timed_out"] or time.monotonic() - t0 > scaled(20):
+                break
+            time.sleep(0.1)
+    except OSError:
+        pass
+    elapsed = time.monotonic() - t0
+    st = wait_for(lambda: (lambda st: st if st["http"]["connections"]["timed_out"] == 1 else None)(a.stats()), 20,
+                  "the trickled request timed out")
+    assert elapsed >= 1, elapsed
+    assert http_answer(slow) == b""  # closed, no answer
+    assert "HTTP request not complete after --partial-record-timeout-ms" in a.logtext()
+    idle.sendall(http_request("after idling", 10))
+    assert http_answer(idle).startswith(b"HTTP/1.1 200")
+    sink.wait_count(1)
+    assert [e["message"][:12] for e in sink.entries()] == ["after idling"]
+    assert a.stats()["http"]["connections"]["timed_out"] == 1
+    assert a.stop() == 0
+    sink.stop()
+
+
 if __name__ == "__main__":
-    tests = [test_open_file_limit, test_partial_records_memory]
+    tests = [test_open_file_limit, test_partial_records_memory, test_pending_http_bodies_memory,
+             test_http_request_deadline]
     if len(sys.argv) > 1:
         tests = [t for t in tests if t.__name__ in sys.argv[1:]]
     run(tests)
