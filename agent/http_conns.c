@@ -205,6 +205,7 @@ void http_conns_request_done(http_conns *t, struct evhttp_request *req)
             c->bytes = evbuffer_get_length(bufferevent_get_input(bev)); /* the next request's, already read */
             c->started_ns = c->bytes ? mono_ns() : 0;
             charge(c);
+            membudget_release(t->mem, c);
             return;
         }
 }

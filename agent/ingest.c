@@ -54,7 +54,6 @@
 #include <errno.h>
 #include <event2/listener.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <netdb.h>
 #include <msgpack.h>
 #include <stdio.h>
@@ -641,7 +640,8 @@ static void conn_free(conn *c)
     }
     msgpack_unpacked_destroy(&c->res);
     membudget_freed(in->mem, buffer_cap(c));
-    msgpack_unpacker_destroy(&c->up);
+    if (c->up.buffer) /* none after a failed mem_shrink */
+        msgpack_unpacker_destroy(&c->up);
     free(c->held);
     if (c->mem_paused)
         membudget_paused(in->mem, -1);
@@ -737,7 +737,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
             break;
     if (c->eof || c->fail)
         event_del(c->ev);
+    uint64_t decoded = c->decoded;
     int drained = process(c);
+    if (c->decoded != decoded) /* a record done: if it was the one allowed past the budget, others get a turn */
+        membudget_release(in->mem, c);
     if (drained)
         mem_shrink(c, MEM_SHRINK_ABOVE);
     if (in->flusher)
@@ -1127,7 +1130,7 @@ static void count_unqueued(conn *c)
         c->client->dropped++;
     n += count_forward(c);
     record_info info;
-    while (msgpack_unpacker_next(&c->up, &c->res) == MSGPACK_UNPACK_SUCCESS) {
+    while (c->up.buffer && msgpack_unpacker_next(&c->up, &c->res) == MSGPACK_UNPACK_SUCCESS) {
         if (c->res.data.type == MSGPACK_OBJECT_ARRAY) {
             if (forward_begin(&c->fwd, &c->res.data) == 0)
                 n += count_forward(c);

@@ -64,24 +64,38 @@ int membudget_may_grow(membudget *b, const void *who, uint64_t have, uint64_t wa
     return 0;
 }
 
-void membudget_update(membudget *b, const void *who, uint64_t *have, uint64_t now)
+static void wake(membudget *b)
 {
-    put(&b->used, get(&b->used) - *have + now);
-    *have = now;
-    int wake = 0;
-    if (b->owner == who && now == 0) {
-        b->owner = NULL;
-        wake = 1;
-    }
-    if (b->over && get(&b->used) <= b->limit / 4 * 3) {
-        b->over = 0;
-        wake = 1;
-    }
-    if (!wake || !get(&b->paused_now))
+    if (!get(&b->paused_now))
         return;
     for (unsigned i = 0; i < MEMBUDGET_USERS; i++)
         if (b->resume[i])
             b->resume[i](b->resume_arg[i]);
+}
+
+void membudget_release(membudget *b, const void *who)
+{
+    if (b->owner != who)
+        return;
+    b->owner = NULL;
+    wake(b);
+}
+
+void membudget_update(membudget *b, const void *who, uint64_t *have, uint64_t now)
+{
+    put(&b->used, get(&b->used) - *have + now);
+    *have = now;
+    int woken = 0;
+    if (b->owner == who && now == 0) {
+        b->owner = NULL;
+        woken = 1;
+    }
+    if (b->over && get(&b->used) <= b->limit / 4 * 3) {
+        b->over = 0;
+        woken = 1;
+    }
+    if (woken)
+        wake(b);
 }
 
 void membudget_paused(membudget *b, int delta)

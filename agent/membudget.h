@@ -6,8 +6,8 @@
  * stays within the limit, or when it is the budget's owner: the first connection refused growth while there is no
  * owner becomes it and goes on, so the one connection that needs memory to finish its record always can (no
  * deadlock; the total may pass the limit by that one record). Others are paused — their reading stops, their
- * memory is kept, nothing is dropped — until the owner finishes (or closes) or the total falls under three quarters
- * of the limit; then every paused connection is resumed and tries again. Main loop thread only; the counters are
+ * memory is kept, nothing is dropped — until the owner finishes its record (or closes) or the total falls under three
+ * quarters of the limit; then every paused connection is resumed and tries again. Main loop thread only; the counters are
  * atomics for the stats documents. */
 #ifndef LOGAGENT_MEMBUDGET_H
 #define LOGAGENT_MEMBUDGET_H
@@ -49,6 +49,10 @@ int membudget_may_grow(membudget *b, const void *who, uint64_t have, uint64_t wa
 /* Sets who's charge from *have to `now` (both costs) and stores it in *have. When who was the owner and now holds
  * nothing (its record is done), or the total fell under 3/4 of the limit after a refusal, the resume functions run. */
 void membudget_update(membudget *b, const void *who, uint64_t *have, uint64_t now);
+
+/* `who` finished the record it was allowed to finish: if it is the owner, it is no more (the others resume and
+ * the next one refused becomes the owner), though it may still hold memory. */
+void membudget_release(membudget *b, const void *who);
 
 /* A buffer of `bytes` was freed: large ones are counted toward the next malloc_trim. */
 void membudget_freed(membudget *b, uint64_t bytes);
