@@ -145,9 +145,9 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Forgets the connections evhttp is done with; times out requests that take longer than
+/* Forgets the connections evhttp is done with; with `deadlines`, times out requests that take longer than
  * --partial-record-timeout-ms as a whole (evhttp's own timeout restarts with every read). */
-static void sweep(http_conns *t)
+static void sweep(http_conns *t, int deadlines)
 {
     int64_t now = mono_ns(), limit_ns = (int64_t)t->cfg->partial_record_timeout_ms * 1000000;
     for (hconn *c = t->conns, *next; c; c = next) {
@@ -156,7 +156,7 @@ static void sweep(http_conns *t)
             forget(c);
             continue;
         }
-        if (!c->started_ns || c->paused || now - c->started_ns < limit_ns)
+        if (!deadlines || !c->started_ns || c->paused || now - c->started_ns < limit_ns)
             continue;
         c->started_ns = 0;
         stat_add(&t->hs->timed_out, 1);
@@ -168,14 +168,14 @@ static void sweep(http_conns *t)
     }
 }
 
-static void on_sweep(evutil_socket_t fd, short what, void *arg) { sweep(arg); }
+static void on_sweep(evutil_socket_t fd, short what, void *arg) { sweep(arg, 1); }
 
 /* evhttp_set_bevcb: a new connection's bufferevent (evhttp sets its socket). NULL lets evhttp make its own (out
  * of memory: that connection is not counted). */
 static struct bufferevent *on_new(struct event_base *base, void *arg)
 {
     http_conns *t = arg;
-    sweep(t);
+    sweep(t, 0); /* no timeouts here: evhttp is in the middle of taking a connection */
     hconn *c = calloc(1, sizeof *c);
     if (!c || !(c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)) ||
         !(c->cb = evbuffer_add_cb(bufferevent_get_input(c->bev), on_input, c))) {
