@@ -38,6 +38,8 @@ typedef struct config {
     unsigned n_allow_uid, n_allow_gid;
     uint64_t max_connections;    /* ingest connections at once; at the limit accepting stops (backlog) */
     uint64_t partial_record_timeout_ms; /* a connection holding a partial record this long is closed (slowloris) */
+    uint64_t ingest_memory_bytes; /* memory for partial records and pending HTTP bodies across connections */
+    uint64_t http_max_connections; /* HTTP ingest connections at once; at the limit accepting stops (backlog) */
     char trusted_fields[64];     /* "cgroup,container_id": more of the peer's identity from /proc */
     unsigned trusted_mask;       /* TRUSTED_CGROUP | TRUSTED_CONTAINER_ID, parsed by config_load */
     char rate_limit[64];         /* "RECORDS/s:BURST" per sender ("" = off) */

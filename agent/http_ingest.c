@@ -15,11 +15,17 @@
  *
  * Bodies: evhttp itself refuses (413, its own HTML page, connection closed, not counted here) a body announcing
  * more than twice --http-max-body-bytes; between the two we answer 413 with our JSON and count it. libevent 2.1 has
- * no hook to do better. */
+ * no hook to do better.
+ *
+ * Connections: http_conns.h counts them (--http-max-connections), charges the request each is reading to the shared
+ * --ingest-memory-bytes (pausing its reading past it) and closes one whose request takes longer than
+ * --partial-record-timeout-ms as a whole. The listener is guarded against accept(2) errors (acceptguard.h). */
 #include "http_ingest.h"
 
+#include "acceptguard.h"
 #include "clients.h"
 #include "flusher.h"
+#include "http_conns.h"
 #include "http_json.h"
 #include "log.h"
 #include "peer.h"
@@ -60,6 +66,8 @@ struct http_ingest {
     struct flusher *flusher;
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
+    acceptguard *guard; /* pauses the listener on accept errors instead of spinning */
+    http_conns *conns;  /* counts and bounds the connections, their pending bodies and request time */
     int is_unix;
     char path[108]; /* the socket file we bound and remove ("" when none) */
     int stopping;
@@ -490,6 +498,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         evbuffer_free(rq.errors);
     if (h->flusher && rq.outcomes[OUT_OK])
         flusher_notify(h->flusher);
+    http_conns_request_done(h->conns, req);
 }
 
 /* ---- listening ------------------------------------------------------------------------------------------ */
@@ -546,10 +555,13 @@ int http_ingest_listen(http_ingest *h)
         return fd;
     if (h->is_unix)
         snprintf(h->path, sizeof h->path, "%s", spec + 5);
-    if (!(h->bound = evhttp_accept_socket_with_handle(h->http, fd))) { /* out of memory; fd may be closed */
+    if (!(h->bound = evhttp_accept_socket_with_handle(h->http, fd)) || /* out of memory; fd may be closed */
+        !(h->guard = acceptguard_new(h->base, evhttp_bound_socket_get_listener(h->bound), "http",
+                                     h->st->accept_errors))) {
         log_write(LOG_ERROR, "\"cannot serve --http-listen\" value=\"%s\"", spec);
         return -ENOMEM;
     }
+    http_conns_set_guard(h->conns, h->guard);
     h->hs->enabled = 1;
     return 0;
 }
@@ -570,7 +582,8 @@ http_ingest *http_ingest_new(struct event_base *base, const config *cfg, ring *r
         strcpy(h->hostname, "unknown");
     if (cfg->rate_limit_rps > 0)
         h->rl = ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst, 4096);
-    if (record_enc_init(&h->enc) < 0 || !(h->http = evhttp_new(base)) || (cfg->rate_limit_rps > 0 && !h->rl)) {
+    if (record_enc_init(&h->enc) < 0 || !(h->http = evhttp_new(base)) || (cfg->rate_limit_rps > 0 && !h->rl) ||
+        !(h->conns = http_conns_new(base, h->http, cfg, st))) {
         http_ingest_free(h);
         return NULL;
     }
@@ -589,6 +602,8 @@ http_ingest *http_ingest_new(struct event_base *base, const config *cfg, ring *r
     return h;
 }
 
+uint64_t http_ingest_fd_share(const config *cfg) { return http_conns_cap(cfg); }
+
 void http_ingest_set_flusher(http_ingest *h, struct flusher *f) { h->flusher = f; }
 
 void http_ingest_reload(http_ingest *h)
@@ -603,6 +618,9 @@ void http_ingest_stop(http_ingest *h)
     if (!h)
         return;
     h->stopping = 1;
+    http_conns_set_guard(h->conns, NULL);
+    acceptguard_free(h->guard);
+    h->guard = NULL;
     if (h->bound)
         evhttp_del_accept_socket(h->http, h->bound);
     h->bound = NULL;
@@ -633,8 +651,12 @@ void http_ingest_free(http_ingest *h)
 {
     if (!h)
         return;
+    if (h->conns)
+        http_conns_set_guard(h->conns, NULL);
+    acceptguard_free(h->guard);
     if (h->http)
         evhttp_free(h->http);
+    http_conns_free(h->conns); /* after evhttp_free: no connection can call back */
     if (h->path[0])
         unlink(h->path);
     record_enc_free(&h->enc);

@@ -35,6 +35,10 @@ void http_ingest_set_flusher(http_ingest *h, struct flusher *f);
  * `"http listening" address=…` (with the real port) or `socket=…`. Returns 0 or -errno, logged naming --http-listen. */
 int http_ingest_listen(http_ingest *h);
 
+/* The file descriptors the HTTP ingest may take for its connections (0 when --http-listen is off): ingest keeps
+ * them out of its own share of the open-file budget (acceptguard.h). */
+uint64_t http_ingest_fd_share(const config *cfg);
+
 /* Main thread (SIGHUP): re-reads what bounds one record (batch_max_bytes), as ingest_reload does. */
 void http_ingest_reload(http_ingest *h);
 

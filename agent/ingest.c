@@ -25,16 +25,25 @@
  * timeout. A connection at EOF stays open while it has acks waiting (its client may wait for them).
  * --forward-listen adds a TCP listener feeding the same connections (peer: pid 0, comm "forward").
  *
+ * Memory (--ingest-memory-bytes, membudget.h): a connection is charged its read buffer beyond 16 KiB; a read that
+ * would grow it past the budget is refused (the connection is paused: its event is removed, `mem_paused`) unless it
+ * fits in the buffer's free room or the connection is the budget's owner. msgpack-c is handed a record only once the
+ * scanner has seen all of it (`decoded` < scan.records), so a record in progress is bytes, not objects. Buffers
+ * are given back when they empty (mem_shrink), and the heap trimmed after large frees (membudget_trim).
+ *
  * Per-client accounting (clients.h): each connection caches its current client entry, the one of its pid, comm and
  * the service_name of its last record; a record with another service_name moves it to that entry (one hash lookup).
  * Refusals that belong to no record (malformed, oversized, truncated) count against the current entry. */
 #include "ingest.h"
 
+#include "acceptguard.h"
 #include "cgroup.h"
 #include "clients.h"
 #include "flusher.h"
 #include "forward.h"
+#include "http_ingest.h"
 #include "log.h"
+#include "membudget.h"
 #include "mpscan.h"
 #include "peer.h"
 #include "ratelimit.h"
@@ -60,6 +69,11 @@
 /* A connection's reads start at READ_FIRST bytes and double while they come back full, up to READ_CHUNK: a quiet or
  * short-lived client costs a few KiB (thousands of them may be open), a flooder gets large reads. */
 enum { READ_FIRST = 4096, READ_CHUNK = 256 * 1024, SHUTDOWN_READS = 64, RATE_SENDERS = 4096, LOGGED_UIDS = 64 };
+
+/* --ingest-memory-bytes (membudget.h): a read refused growth still goes ahead into the buffer's free room when there
+ * is at least MEM_MIN_READ of it; a buffer over MEM_SHRINK_ABOVE with nothing left in it is given back at once (one
+ * READ_CHUNK flooder's is kept: it is charged), smaller ones once a second when idle. */
+enum { MEM_MIN_READ = 1024, MEM_SHRINK_ABOVE = 2 * READ_CHUNK };
 
 /* --buffer disk: a Forward ack waiting until records first..last (flusher_spooled numbers) have left memory. */
 typedef struct pending_ack {
@@ -90,6 +104,10 @@ typedef struct conn {
     int fail;      /* MPSCAN_MALFORMED / MPSCAN_OVERSIZED: close once the good records are queued */
     int eof;       /* peer closed (or errored): close once everything is queued */
     int64_t partial_since_ns; /* CLOCK_MONOTONIC when the record now half-read began; 0 between records */
+    uint64_t mem;   /* what --ingest-memory-bytes charges it now (membudget_cost of its buffer) */
+    uint64_t decoded; /* top-level objects msgpack-c returned: while it equals scan.records, no complete one waits
+                       * and msgpack-c is not called (a record in progress builds no objects, only bytes) */
+    int mem_paused; /* reading stopped until the memory budget frees (its event is not added) */
     forward_iter fwd; /* a Forward message being handed out; its objects live in `res` (no unpacker_next meanwhile) */
     uint64_t fwd_first;     /* --buffer disk: the number the message's first event gets when it enters the ring */
     struct pending_ack *acks, **acks_tail; /* --buffer disk: acks waiting for the spool, oldest first (owned) */
@@ -105,6 +123,8 @@ struct ingest {
     struct flusher *flusher;
     struct evconnlistener *listener;
     struct evconnlistener *fwd_listener; /* --forward-listen (TCP); NULL when off */
+    acceptguard *guard, *fwd_guard;      /* pause each listener on accept(2) errors instead of spinning */
+    uint64_t max_conns;   /* --max-connections, or less when the open-file budget is smaller (ingest_new) */
     struct event *resume_ev;
     struct event *acks_ev; /* the flusher reported records spooled (flusher_set_spooled_fn) */
     int stopping;          /* ingest_shutdown: connections close even with acks waiting */
@@ -112,7 +132,7 @@ struct ingest {
     int paused;
     int64_t paused_at_ns;
     int listening;
-    int accept_paused;    /* --max-connections reached: the listener is disabled */
+    int accept_paused;    /* max_conns reached: the listeners are disabled */
     record_enc enc;
     forward_opts fwd_opts;
     char fwd_keys[128]; /* --forward-message-keys, split in place: fwd_opts.message_keys point here */
@@ -122,6 +142,8 @@ struct ingest {
         lim_refused, lim_rate, lim_timeout, lim_fwd_ack;
     ratelimit *rl;            /* --rate-limit; NULL when off */
     struct event *sweep_ev;   /* once a second: connections holding a partial record too long */
+    membudget *mem;           /* --ingest-memory-bytes, shared with the HTTP ingest (st->mem) */
+    struct event *mem_resume_ev; /* the budget freed: resume connections paused for memory */
     uint32_t logged_uids[LOGGED_UIDS]; /* uids already logged as refused (each once) */
     unsigned n_logged_uids;
 };
@@ -476,11 +498,12 @@ static int process(conn *c)
     int64_t now = real_ns(), mono = mono_ns();
     if (forward_active(&c->fwd) && !forward_drain(c, 0, now, mono))
         return 0;
-    while (!in->paused) {
+    while (!in->paused && c->decoded < c->scan.records) {
         /* a record's msgpack bytes: what earlier calls parsed of it (parsed_size, reset by each success) plus
          * how far this call moved the unpacker's read offset (no buffer moves happen between the two) */
         size_t before = msgpack_unpacker_parsed_size(&c->up) - c->up.off;
         msgpack_unpack_return r = msgpack_unpacker_next(&c->up, &c->res);
+        c->decoded += r == MSGPACK_UNPACK_SUCCESS;
         if (r == MSGPACK_UNPACK_SUCCESS && c->res.data.type == MSGPACK_OBJECT_ARRAY) {
             if (!forward_start(c, &c->res.data, before + c->up.off, now, mono))
                 return 0;
@@ -494,7 +517,103 @@ static int process(conn *c)
             c->fail = MPSCAN_MALFORMED;
         return 1;
     }
-    return 0;
+    return !in->paused;
+}
+
+/* ---- memory held by connections (--ingest-memory-bytes) ----------------------------------------------- */
+
+/* The bytes c's read buffer holds allocated. */
+static size_t buffer_cap(const conn *c) { return c->up.buffer ? c->up.used + c->up.free : 0; }
+
+/* What c's buffer grows to if `size` bytes are reserved in it (msgpack-c's expand_buffer, approximately: it rewinds
+ * an emptied buffer, grows one whose data starts at the front, and moves the unparsed rest to a new one otherwise). */
+static size_t grown_cap(const conn *c, size_t size)
+{
+    const msgpack_unpacker *u = &c->up;
+    size_t cap = buffer_cap(c), next, need;
+    if (u->free >= size)
+        return cap;
+    if (u->off == u->used && cap >= size + 8)
+        return cap;
+    if (u->off <= 8) {
+        next = cap * 2;
+        need = size + u->used;
+    } else {
+        next = u->initial_buffer_size;
+        need = size + (u->used - u->off) + 8;
+    }
+    while (next && next < need)
+        next *= 2;
+    return next;
+}
+
+/* The size of c's next read: *size, or less (the buffer's free room) when the budget refuses its growth. Returns 0
+ * when c must wait for memory instead (nothing is read). At shutdown everything may be read. */
+static int mem_allow(conn *c, size_t *size)
+{
+    ingest *in = c->in;
+    if (in->stopping || membudget_may_grow(in->mem, c, c->mem, membudget_cost(grown_cap(c, *size))))
+        return 1;
+    if (c->up.free < MEM_MIN_READ)
+        return 0;
+    if (*size > c->up.free)
+        *size = c->up.free;
+    return 1;
+}
+
+static void mem_charge(conn *c) { membudget_update(c->in->mem, c, &c->mem, membudget_cost(buffer_cap(c))); }
+
+static void mem_pause(conn *c)
+{
+    c->mem_paused = 1;
+    event_del(c->ev);
+    membudget_paused(c->in->mem, 1);
+}
+
+/* membudget_resume_fn: runs inside a charge update, so the resuming happens in mem_resume_ev's turn. */
+static void mem_resume_soon(void *arg)
+{
+    ingest *in = arg;
+    event_active(in->mem_resume_ev, EV_READ, 0);
+}
+
+static void on_mem_resume(evutil_socket_t fd, short what, void *arg)
+{
+    ingest *in = arg;
+    int64_t now = mono_ns();
+    for (conn *c = in->conns; c; c = c->next) {
+        if (!c->mem_paused)
+            continue;
+        c->mem_paused = 0;
+        membudget_paused(in->mem, -1);
+        if (c->partial_since_ns) /* not read meanwhile: its partial-record clock restarts */
+            c->partial_since_ns = now;
+        if (!in->paused && !c->eof && !c->fail)
+            event_add(c->ev, NULL);
+    }
+}
+
+/* Gives c's buffer back when it holds nothing (no partial record, no Forward message being handed out) and is
+ * larger than `above`: a new small one replaces it. Returns 0, or -ENOMEM (c then closes as at EOF). */
+static int mem_shrink(conn *c, size_t above)
+{
+    size_t cap = buffer_cap(c);
+    if (cap <= above || c->up.used != c->up.off || mpscan_mid_record(&c->scan) || forward_active(&c->fwd) ||
+        c->held)
+        return 0;
+    msgpack_unpacked_destroy(&c->res); /* its zone may still reference the old buffer */
+    msgpack_unpacked_init(&c->res);
+    msgpack_unpacker_destroy(&c->up);
+    membudget_freed(c->in->mem, cap);
+    int ok = msgpack_unpacker_init(&c->up, READ_FIRST);
+    if (!ok)
+        memset(&c->up, 0, sizeof c->up);
+    c->read_size = READ_FIRST;
+    mem_charge(c);
+    if (ok)
+        return 0;
+    c->eof = 1;
+    return -ENOMEM;
 }
 
 /* ---- connections ------------------------------------------------------------------------------------ */
@@ -521,8 +640,13 @@ static void conn_free(conn *c)
         free(a);
     }
     msgpack_unpacked_destroy(&c->res);
-    msgpack_unpacker_destroy(&c->up);
+    membudget_freed(in->mem, buffer_cap(c));
+    if (c->up.buffer) /* none after a failed mem_shrink */
+        msgpack_unpacker_destroy(&c->up);
     free(c->held);
+    if (c->mem_paused)
+        membudget_paused(in->mem, -1);
+    membudget_update(in->mem, c, &c->mem, 0);
     free(c);
     stat_add(&in->st->conn_active, (uint64_t)-1);
     limit_connections(in);
@@ -561,13 +685,23 @@ static void conn_maybe_close(conn *c, int drained)
 static ssize_t conn_read(conn *c)
 {
     ingest *in = c->in;
-    if (!msgpack_unpacker_reserve_buffer(&c->up, c->read_size)) {
+    size_t want = c->read_size;
+    if (!c->up.buffer) { /* a failed mem_shrink: closing */
         c->eof = 1;
         return 0;
     }
+    if (!mem_allow(c, &want)) {
+        mem_pause(c);
+        return -1;
+    }
+    if (!msgpack_unpacker_reserve_buffer(&c->up, want)) {
+        c->eof = 1;
+        return 0;
+    }
+    mem_charge(c);
     size_t room = msgpack_unpacker_buffer_capacity(&c->up);
-    if (room > c->read_size)
-        room = c->read_size;
+    if (room > want)
+        room = want;
     uint8_t *buf = (uint8_t *)msgpack_unpacker_buffer(&c->up);
     ssize_t n = read(c->fd, buf, room);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -604,7 +738,12 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
             break;
     if (c->eof || c->fail)
         event_del(c->ev);
+    uint64_t decoded = c->decoded;
     int drained = process(c);
+    if (c->decoded != decoded) /* a record done: if it was the one allowed past the budget, others get a turn */
+        membudget_release(in->mem, c);
+    if (drained)
+        mem_shrink(c, MEM_SHRINK_ABOVE);
     if (in->flusher)
         flusher_notify(in->flusher);
     conn_maybe_close(c, drained);
@@ -635,26 +774,36 @@ static int admit(ingest *in, int fd, const record_source *src)
     return 0;
 }
 
-/* At --max-connections the agent stops accepting: new connections wait in the kernel's listen backlog (their
- * records with them) until one closes — closing them instead would lose what short-lived clients already wrote. */
+static void want_accepting(ingest *in, int on)
+{
+    if (in->guard)
+        acceptguard_want(in->guard, on);
+    if (in->fwd_guard)
+        acceptguard_want(in->fwd_guard, on);
+}
+
+/* At max_conns the agent stops accepting: new connections wait in the kernel's listen backlog (their records with
+ * them) until one closes — closing them instead would lose what short-lived clients already wrote. max_conns is
+ * --max-connections, or the open-file budget when that is smaller (counted fd_limit_reached, not max_reached). */
 static void limit_connections(ingest *in)
 {
     uint64_t active = stat_get(&in->st->conn_active);
-    if (!in->accept_paused && active >= in->cfg->max_connections && in->listener) {
-        evconnlistener_disable(in->listener);
-        if (in->fwd_listener)
-            evconnlistener_disable(in->fwd_listener);
+    if (!in->accept_paused && active >= in->max_conns && in->listener) {
+        want_accepting(in, 0);
         in->accept_paused = 1;
-        stat_add(&in->st->conn_max_reached, 1);
+        int by_fds = in->max_conns < in->cfg->max_connections;
+        stat_add(by_fds ? &in->st->conn_fd_limit_reached : &in->st->conn_max_reached, 1);
         int64_t sup = log_limit_check(&in->lim_max_conn, 10000);
-        if (sup >= 0)
+        if (sup >= 0 && by_fds)
+            log_write(LOG_WARN, "\"open-file limit reached: new connections wait in the listen backlog until one "
+                                "closes (raise LimitNOFILE)\" connections=%llu max_connections=%llu suppressed=%lld",
+                      (unsigned long long)in->max_conns, (unsigned long long)in->cfg->max_connections, (long long)sup);
+        else if (sup >= 0)
             log_write(LOG_WARN, "\"--max-connections reached: new connections wait in the listen backlog until one "
                                 "closes\" max_connections=%llu suppressed=%lld",
                       (unsigned long long)in->cfg->max_connections, (long long)sup);
-    } else if (in->accept_paused && active < in->cfg->max_connections && in->listener) {
-        evconnlistener_enable(in->listener);
-        if (in->fwd_listener)
-            evconnlistener_enable(in->fwd_listener);
+    } else if (in->accept_paused && active < in->max_conns && in->listener) {
+        want_accepting(in, 1);
         in->accept_paused = 0;
     }
 }
@@ -728,13 +877,17 @@ static void conn_new(ingest *in, int fd, const record_source *srcp)
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     ingest *in = arg;
+    for (conn *c = in->conns; c; c = c->next) /* idle connections give back what a large record made them take */
+        if (!in->paused && !c->eof && !c->fail)
+            mem_shrink(c, MEMBUDGET_FREE_BYTES);
+    membudget_trim(in->mem);
     if (in->paused)
         return;
     int64_t now = mono_ns(), limit = (int64_t)in->cfg->partial_record_timeout_ms * 1000000;
     for (conn *c = in->conns, *next; c; c = next) {
         next = c->next;
         if (!c->partial_since_ns || now - c->partial_since_ns < limit || c->held || forward_active(&c->fwd) ||
-            c->fail || c->eof)
+            c->fail || c->eof || c->mem_paused)
             continue;
         stat_add(&in->st->conn_timed_out, 1);
         c->eof = 1; /* closes as a truncation: counted `truncated`, blamed on its client */
@@ -783,7 +936,7 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     if (in->paused)
         return;
     for (conn *c = in->conns; c; c = c->next)
-        if (!c->eof && !c->fail)
+        if (!c->eof && !c->fail && !c->mem_paused)
             event_add(c->ev, NULL);
 }
 
@@ -825,6 +978,8 @@ int ingest_listen(ingest *in)
         return -ENOMEM;
     }
     in->listening = 1;
+    if (!(in->guard = acceptguard_new(in->base, in->listener, "ingest", in->st->accept_errors)))
+        return -ENOMEM;
     return listen_forward_tcp(in);
 }
 
@@ -843,6 +998,8 @@ int ingest_listen_fd(ingest *in, int fd)
         return -EINVAL;
     }
     in->listening = 0; /* the socket file belongs to systemd: never unlinked by us */
+    if (!(in->guard = acceptguard_new(in->base, in->listener, "ingest", in->st->accept_errors)))
+        return -ENOMEM;
     return listen_forward_tcp(in);
 }
 
@@ -865,11 +1022,31 @@ static int listen_forward_tcp(ingest *in)
         log_write(LOG_ERROR, "\"cannot serve --forward-listen\" value=\"%s\"", spec);
         return -ENOMEM;
     }
+    if (!(in->fwd_guard = acceptguard_new(in->base, in->fwd_listener, "forward", in->st->accept_errors)))
+        return -ENOMEM;
+    if (in->accept_paused)
+        acceptguard_want(in->fwd_guard, 0);
     log_write(LOG_INFO, "\"forward listening\" address=%s", addr);
     return 0;
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------------------- */
+
+/* The connections ingest may hold at once: --max-connections, or less when the open-file limit leaves fewer (the
+ * budget of acceptguard.h, minus the HTTP ingest's share). Logged at start when the limit lowers it. */
+static uint64_t conn_cap(const config *cfg)
+{
+    uint64_t budget = acceptguard_fd_budget(), http = http_ingest_fd_share(cfg);
+    uint64_t cap = budget > http + 1 ? budget - http : 1;
+    if (cap >= cfg->max_connections)
+        return cfg->max_connections;
+    log_write(LOG_WARN, "\"open-file limit below max-connections: at most this many ingest connections at once, "
+                        "more wait in the listen backlog (raise LimitNOFILE)\" connections=%llu max_connections=%llu "
+                        "nofile_reserved=%d http_connections=%llu",
+              (unsigned long long)cap, (unsigned long long)cfg->max_connections, ACCEPTGUARD_FD_RESERVE,
+              (unsigned long long)http);
+    return cap;
+}
 
 ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_stats *st)
 {
@@ -880,16 +1057,21 @@ ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_s
     in->cfg = cfg;
     in->ring = r;
     in->st = st;
+    in->max_conns = conn_cap(cfg);
     if (gethostname(in->hostname, sizeof in->hostname - 1) < 0)
         strcpy(in->hostname, "unknown");
     in->resume_ev = event_new(base, -1, 0, on_resume, in);
     in->acks_ev = event_new(base, -1, 0, on_acks, in);
     in->sweep_ev = event_new(base, -1, EV_PERSIST, on_sweep, in);
+    in->mem_resume_ev = event_new(base, -1, 0, on_mem_resume, in);
+    in->mem = &st->mem;
+    in->mem->limit = cfg->ingest_memory_bytes;
     in->clients = clients_new(CLIENTS_DEFAULT_CAP);
     if (cfg->rate_limit_rps > 0)
         in->rl = ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst, RATE_SENDERS);
     struct timeval second = {1, 0};
-    if (!in->resume_ev || !in->acks_ev || !in->sweep_ev || !in->clients || (cfg->rate_limit_rps > 0 && !in->rl) ||
+    if (!in->resume_ev || !in->acks_ev || !in->sweep_ev || !in->mem_resume_ev ||
+        membudget_on_resume(in->mem, mem_resume_soon, in) < 0 || !in->clients || (cfg->rate_limit_rps > 0 && !in->rl) ||
         record_enc_init(&in->enc) < 0 || event_add(in->sweep_ev, &second) < 0) {
         ingest_free(in);
         return NULL;
@@ -949,7 +1131,7 @@ static void count_unqueued(conn *c)
         c->client->dropped++;
     n += count_forward(c);
     record_info info;
-    while (msgpack_unpacker_next(&c->up, &c->res) == MSGPACK_UNPACK_SUCCESS) {
+    while (c->up.buffer && msgpack_unpacker_next(&c->up, &c->res) == MSGPACK_UNPACK_SUCCESS) {
         if (c->res.data.type == MSGPACK_OBJECT_ARRAY) {
             if (forward_begin(&c->fwd, &c->res.data) == 0)
                 n += count_forward(c);
@@ -989,6 +1171,8 @@ static void accept_backlog(ingest *in)
 void ingest_shutdown(ingest *in, int64_t deadline_ms)
 {
     in->stopping = 1;
+    acceptguard_free(in->fwd_guard);
+    in->fwd_guard = NULL;
     if (in->fwd_listener) {
         evconnlistener_free(in->fwd_listener);
         in->fwd_listener = NULL;
@@ -997,6 +1181,8 @@ void ingest_shutdown(ingest *in, int64_t deadline_ms)
         unlink(in->cfg->socket_path); /* first: nobody new can connect */
     if (in->listener && in->listening)
         accept_backlog(in);
+    acceptguard_free(in->guard);
+    in->guard = NULL;
     if (in->listener) {
         evconnlistener_free(in->listener);
         in->listener = NULL;
@@ -1038,6 +1224,9 @@ void ingest_free(ingest *in)
 {
     if (!in)
         return;
+    membudget_forget(in->mem, in);
+    acceptguard_free(in->guard);
+    acceptguard_free(in->fwd_guard);
     if (in->listener)
         evconnlistener_free(in->listener);
     in->listener = NULL;
@@ -1052,6 +1241,8 @@ void ingest_free(ingest *in)
         event_free(in->acks_ev);
     if (in->sweep_ev)
         event_free(in->sweep_ev);
+    if (in->mem_resume_ev)
+        event_free(in->mem_resume_ev);
     ratelimit_free(in->rl);
     if (in->st->clients == in->clients)
         in->st->clients = NULL;

@@ -152,9 +152,9 @@ static int listen_ingest(ingest *in, const config *cfg, int fd)
     return ingest_listen(in);
 }
 
-/* Raises the open-file limit to the hard limit (each client is one fd), and says when --max-connections still
- * cannot be reached: accept(2) would then fail with EMFILE before the agent's own limit refuses anyone. */
-static void raise_nofile(const config *cfg)
+/* Raises the open-file limit to the hard limit (each client is one fd). When --max-connections still does not fit,
+ * ingest accepts fewer at once and says so (ingest_new). */
+static void raise_nofile(void)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
@@ -165,10 +165,6 @@ static void raise_nofile(const config *cfg)
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
             rl.rlim_cur = old;
     }
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < cfg->max_connections + 64)
-        log_write(LOG_WARN, "\"open-file limit below max-connections: raise LimitNOFILE\" nofile=%llu "
-                            "max_connections=%llu", (unsigned long long)rl.rlim_cur,
-                  (unsigned long long)cfg->max_connections);
 }
 
 int main(int argc, char **argv)
@@ -186,7 +182,7 @@ int main(int argc, char **argv)
     }
     log_set_level(cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
-    raise_nofile(&cfg);
+    raise_nofile();
     /* Batches are 100 KiB-4 MiB buffers made and freed many times a second: keep them on the heap instead of
      * fresh mmaps, whose first-touch page faults were ~40% of the flusher's CPU (docs/benchmarks.md). What is
      * kept stays inside --buffer-bytes' budget. */

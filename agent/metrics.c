@@ -139,6 +139,13 @@ static void ingest_side(writer *w, const stats_view *v, const config *cfg)
     one(w, "logagent_connections_max_reached_total", "counter",
         "Times --max-connections stopped accepting (new connections waited in the listen backlog).",
         v->conn_max_reached);
+    one(w, "logagent_connections_fd_limit_reached_total", "counter",
+        "Times the open-file limit (below --max-connections) stopped accepting; new connections waited in the backlog.",
+        v->conn_fd_limit_reached);
+    by_reason(w, "logagent_accept_errors_total", "counter",
+              "accept(2) failures on any listener, by reason (emfile: out of file descriptors; nomem: out of kernel "
+              "memory); each paused that listener briefly.",
+              acceptguard_reason_names, v->accept_errors, ACCEPT_ERR_N);
     one(w, "logagent_connections_timed_out_total", "counter",
         "Connections closed holding a partial record past --partial-record-timeout-ms.", v->conn_timed_out);
     one(w, "logagent_ring_used_bytes", "gauge", "Bytes of records in the ring now.", v->ring_used);
@@ -155,6 +162,16 @@ static void ingest_side(writer *w, const stats_view *v, const config *cfg)
         v->pauses);
     one(w, "logagent_backpressure_active", "gauge", "1 while reading from clients is paused (ring full).",
         (uint64_t)v->paused);
+    one(w, "logagent_ingest_memory_limit_bytes", "gauge",
+        "--ingest-memory-bytes: memory for partial records and pending HTTP bodies, all connections.", v->mem_limit);
+    one(w, "logagent_ingest_memory_used_bytes", "gauge",
+        "Memory held now for partial records and pending HTTP bodies (beyond 16 KiB per connection).", v->mem_used);
+    one(w, "logagent_ingest_memory_pauses_total", "counter",
+        "Times a connection stopped being read because --ingest-memory-bytes was reached.", v->mem_pauses);
+    one(w, "logagent_ingest_memory_paused_connections", "gauge", "Connections not read now, waiting for memory.",
+        v->mem_paused_now);
+    one_f(w, "logagent_ingest_memory_paused_seconds_total", "counter",
+          "Time some connection waited for memory (--ingest-memory-bytes).", v->mem_paused_s);
     one(w, "logagent_clients_tracked", "gauge", "Clients (pid, comm, service_name) in the /stats/clients table.",
         v->clients_tracked);
     one(w, "logagent_clients_evicted_total", "counter",
@@ -190,6 +207,13 @@ static void http_side(writer *w, const stats_view *v)
     one(w, "logagent_http_records_refused_rate_limited_total", "counter",
         "HTTP records answered 429 for a sender over --rate-limit (the caller keeps them: not dropped).",
         v->http_refused_rate_limited);
+    one(w, "logagent_http_connections_active", "gauge", "HTTP ingest connections open now.", v->http_conn_active);
+    one(w, "logagent_http_connections_max_reached_total", "counter",
+        "Times --http-max-connections stopped accepting (new HTTP connections waited in the listen backlog).",
+        v->http_conn_max_reached);
+    one(w, "logagent_http_connections_timed_out_total", "counter",
+        "HTTP connections closed because a request took longer than --partial-record-timeout-ms as a whole.",
+        v->http_timed_out);
     one(w, "logagent_http_records_refused_full_total", "counter",
         "HTTP records answered 503 because the buffer was full: not taken, still with the caller, not dropped.",
         v->http_refused_full);

@@ -41,6 +41,9 @@ static void http_collect(http_stats *h, stats_view *v)
     v->http_body_bytes = stat_get(&h->body_bytes);
     v->http_refused_full = stat_get(&h->refused_full);
     v->http_refused_rate_limited = stat_get(&h->refused_rate_limited);
+    v->http_conn_active = stat_get(&h->conn_active);
+    v->http_conn_max_reached = stat_get(&h->conn_max_reached);
+    v->http_timed_out = stat_get(&h->timed_out);
 }
 
 void stats_collect(const stats_sources *src, stats_view *v)
@@ -68,6 +71,15 @@ void stats_collect(const stats_sources *src, stats_view *v)
     v->conn_max_reached = stat_get(&in->conn_max_reached);
     v->conn_refused_not_allowed = stat_get(&in->conn_refused_not_allowed);
     v->conn_timed_out = stat_get(&in->conn_timed_out);
+    v->conn_fd_limit_reached = stat_get(&in->conn_fd_limit_reached);
+    v->mem_limit = in->mem.limit;
+    v->mem_used = stat_get(&in->mem.used);
+    v->mem_pauses = stat_get(&in->mem.pauses);
+    v->mem_paused_now = stat_get(&in->mem.paused_now);
+    uint64_t mem_since = stat_get(&in->mem.paused_since_ns), now_ns = (uint64_t)(mono * 1e9);
+    v->mem_paused_s = (double)(stat_get(&in->mem.paused_ns) + (mem_since && now_ns > mem_since ? now_ns - mem_since : 0)) / 1e9;
+    for (size_t i = 0; i < ACCEPT_ERR_N; i++)
+        v->accept_errors[i] = stat_get(&in->accept_errors[i]);
     v->pauses = stat_get(&in->pauses);
     v->paused = stat_get(&in->paused_since_ns) != 0;
     v->backpressure_s = backpressure_s(in, (int64_t)(mono * 1e9));
@@ -229,10 +241,12 @@ static void put_spool(textbuf *t, const stats_view *v, const config *cfg)
 static void put_http(textbuf *t, const stats_view *v)
 {
     put(t, "\"http\":{\"enabled\":%s,\"requests\":%llu,\"records\":%llu,\"body_bytes\":%llu,"
-           "\"refused_full\":%llu,\"refused_rate_limited\":%llu,\"responses\":{", v->http_enabled ? "true" : "false",
+           "\"refused_full\":%llu,\"refused_rate_limited\":%llu,\"connections\":{\"active\":%llu,"
+           "\"max_reached\":%llu,\"timed_out\":%llu},\"responses\":{", v->http_enabled ? "true" : "false",
         (unsigned long long)v->http_requests, (unsigned long long)v->http_records,
         (unsigned long long)v->http_body_bytes, (unsigned long long)v->http_refused_full,
-        (unsigned long long)v->http_refused_rate_limited);
+        (unsigned long long)v->http_refused_rate_limited, (unsigned long long)v->http_conn_active,
+        (unsigned long long)v->http_conn_max_reached, (unsigned long long)v->http_timed_out);
     for (size_t i = 0; i < STATS_HTTP_CODE_N; i++)
         put(t, "%s\"%d\":%llu", i ? "," : "", stats_http_codes[i], (unsigned long long)v->http_responses[i]);
     put(t, "}},");
@@ -245,16 +259,23 @@ int stats_view_json(const stats_view *v, const config *cfg, char *buf, size_t ca
     put(&t, "{\"uptime_seconds\":%.3f,", v->uptime_s);
     put_records(&t, v);
     put(&t, "\"bytes_received\":%llu,\"connections\":{\"active\":%llu,\"total\":%llu,"
-            "\"max_reached\":%llu,\"refused\":{\"not_allowed\":%llu},\"timed_out\":%llu},"
+            "\"max_reached\":%llu,\"refused\":{\"not_allowed\":%llu},\"timed_out\":%llu,\"fd_limit_reached\":%llu,"
+            "\"accept_errors\":{\"emfile\":%llu,\"nomem\":%llu,\"other\":%llu}},"
             "\"ring\":{\"used_bytes\":%zu,\"capacity_bytes\":%zu},"
             "\"buffer\":{\"limit_bytes\":%llu,\"batch_bytes\":%llu,\"batch_budget_bytes\":%llu,\"on_full\":\"%s\"},",
         (unsigned long long)v->bytes_received, (unsigned long long)v->conn_active, (unsigned long long)v->conn_total,
         (unsigned long long)v->conn_max_reached, (unsigned long long)v->conn_refused_not_allowed,
-        (unsigned long long)v->conn_timed_out, v->ring_used, v->ring_capacity, (unsigned long long)cfg->buffer_bytes, (unsigned long long)f->held_bytes,
+        (unsigned long long)v->conn_timed_out, (unsigned long long)v->conn_fd_limit_reached,
+        (unsigned long long)v->accept_errors[ACCEPT_ERR_EMFILE], (unsigned long long)v->accept_errors[ACCEPT_ERR_NOMEM],
+        (unsigned long long)v->accept_errors[ACCEPT_ERR_OTHER], v->ring_used, v->ring_capacity, (unsigned long long)cfg->buffer_bytes, (unsigned long long)f->held_bytes,
         (unsigned long long)f->batch_budget, on_full_name(cfg->on_full));
     put_upstream(&t, v, cfg);
     put(&t, "\"backpressure_seconds\":%.3f,\"backpressure_pauses\":%llu,\"backpressure_active\":%s,",
         v->backpressure_s, (unsigned long long)v->pauses, v->paused ? "true" : "false");
+    put(&t, "\"memory\":{\"limit_bytes\":%llu,\"used_bytes\":%llu,\"pauses\":%llu,\"paused_connections\":%llu,"
+            "\"paused_seconds\":%.3f},",
+        (unsigned long long)v->mem_limit, (unsigned long long)v->mem_used, (unsigned long long)v->mem_pauses,
+        (unsigned long long)v->mem_paused_now, v->mem_paused_s);
     put_spool(&t, v, cfg);
     put_http(&t, v);
     put(&t, "\"forward\":{\"messages\":%llu,\"events\":%llu,\"acks\":%llu,\"acks_failed\":%llu},",

@@ -14,8 +14,10 @@
 #ifndef LOGAGENT_STATS_H
 #define LOGAGENT_STATS_H
 
+#include "acceptguard.h"
 #include "config.h"
 #include "flusher.h"
+#include "membudget.h"
 #include "ring.h"
 
 #include <stdatomic.h>
@@ -37,6 +39,9 @@ typedef struct http_stats {
     _Atomic uint64_t body_bytes;                   /* request body bytes read */
     _Atomic uint64_t refused_full;                 /* records answered "buffer full, retry" (503; still the caller's) */
     _Atomic uint64_t refused_rate_limited;         /* records answered "over --rate-limit, retry" (429; the caller's) */
+    _Atomic uint64_t conn_active;                  /* HTTP connections open now */
+    _Atomic uint64_t conn_max_reached;             /* times --http-max-connections stopped accepting */
+    _Atomic uint64_t timed_out;                    /* connections closed: a request past --partial-record-timeout-ms */
     int enabled;                                   /* --http-listen is set */
 } http_stats;
 
@@ -55,6 +60,8 @@ typedef struct ingest_stats {
     _Atomic uint64_t conn_active;
     _Atomic uint64_t conn_total;
     _Atomic uint64_t conn_max_reached;         /* times --max-connections stopped accepting */
+    _Atomic uint64_t conn_fd_limit_reached;    /* times the open-file budget (below --max-connections) did */
+    _Atomic uint64_t accept_errors[ACCEPT_ERR_N]; /* accept(2) failures by reason, every listener (each paused it) */
     _Atomic uint64_t conn_refused_not_allowed; /* closed at accept: not in --allow-uids/--allow-gids */
     _Atomic uint64_t conn_timed_out;           /* closed holding a partial record too long */
     _Atomic uint64_t backpressure_ns; /* time spent with reading paused because the ring was full (past pauses) */
@@ -64,6 +71,7 @@ typedef struct ingest_stats {
     _Atomic uint64_t fwd_events;      /* their events handed to the record path (each then counted as any record) */
     _Atomic uint64_t fwd_acks;        /* {"ack": chunk} answers sent */
     _Atomic uint64_t fwd_acks_failed; /* acks that could not be sent (peer not reading or gone) */
+    membudget mem;                    /* --ingest-memory-bytes: partial records and HTTP bodies (both ingests) */
     struct clients *clients;          /* per-client counters: set by ingest_new, main loop thread only */
     http_stats http;                  /* the HTTP ingest's own (written by http_ingest, same thread) */
 } ingest_stats;
@@ -102,13 +110,16 @@ typedef struct stats_view {
     uint64_t dropped[STATS_DROP_N];
     uint64_t level_unknown, bytes_received, conn_active, conn_total, pauses;
     uint64_t conn_max_reached, conn_refused_not_allowed, conn_timed_out;
+    uint64_t conn_fd_limit_reached, accept_errors[ACCEPT_ERR_N];
+    uint64_t mem_limit, mem_used, mem_pauses, mem_paused_now; /* --ingest-memory-bytes (membudget.h) */
+    double mem_paused_s;     /* time with a connection paused for memory, the current episode included */
     double backpressure_s;   /* past pauses plus the current one */
     int paused;              /* reading is paused now (ring full) */
     size_t ring_used, ring_capacity;
     uint64_t clients_tracked, clients_evicted;
     int http_enabled;
     uint64_t http_requests, http_responses[STATS_HTTP_CODE_N], http_records, http_body_bytes, http_refused_full;
-    uint64_t http_refused_rate_limited;
+    uint64_t http_refused_rate_limited, http_conn_active, http_conn_max_reached, http_timed_out;
     uint64_t fwd_messages, fwd_events, fwd_acks, fwd_acks_failed; /* Fluent Forward on the ingest socket */
     flusher_snapshot f;
 } stats_view;

@@ -6,6 +6,7 @@
  * through one snapshot under its accounting mutex, never a lock ingest takes. */
 #include "stats_http.h"
 
+#include "acceptguard.h"
 #include "clients.h"
 #include "health.h"
 #include "log.h"
@@ -31,7 +32,9 @@
 enum { CLIENTS_TOP_DEFAULT = 20, CLIENTS_TOP_MAX = 1000, STATS_DOC_MAX = 8192 };
 
 struct stats_http {
+    struct event_base *base;
     struct evhttp *http;
+    acceptguard *guards[2]; /* the stats socket's and --metrics-listen's: a pause on accept errors, no spinning */
     stats_sources src;
     char path[108]; /* the socket file we bound and remove at free ("" when none or systemd's) */
 };
@@ -264,12 +267,19 @@ static int tcp_listen(const char *spec)
     return fd;
 }
 
-/* Hands a listening fd to evhttp (which closes it at evhttp_free). Returns 0, or -1 with fd closed. */
-static int serve_fd(stats_http *h, int fd)
+/* Hands a listening fd to evhttp (which closes it at evhttp_free) and guards it. Returns 0, or -1 (fd closed). */
+static int serve_fd(stats_http *h, int fd, const char *name)
 {
-    if (evutil_make_socket_nonblocking(fd) < 0 || !evhttp_accept_socket_with_handle(h->http, fd)) {
+    struct evhttp_bound_socket *b = NULL;
+    if (evutil_make_socket_nonblocking(fd) < 0 || !(b = evhttp_accept_socket_with_handle(h->http, fd))) {
         log_write(LOG_ERROR, "\"cannot serve the stats endpoints\" fd=%d", fd);
         close(fd);
+        return -1;
+    }
+    acceptguard **g = h->guards[0] ? &h->guards[1] : &h->guards[0];
+    if (!(*g = acceptguard_new(h->base, evhttp_bound_socket_get_listener(b),
+                               name, h->src.ingest->accept_errors))) {
+        log_write(LOG_ERROR, "\"cannot serve the stats endpoints: out of memory\" fd=%d", fd);
         return -1;
     }
     return 0;
@@ -286,6 +296,7 @@ stats_http *stats_http_new(struct event_base *base, const char *path, int fd, co
         return NULL;
     }
     h->src = *src;
+    h->base = base;
     evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_max_headers_size(h->http, 16384);
@@ -294,18 +305,18 @@ stats_http *stats_http_new(struct event_base *base, const char *path, int fd, co
     evhttp_set_gencb(h->http, on_request, h);
     int ok = 1;
     if (fd >= 0) {
-        ok = serve_fd(h, fd) == 0;
+        ok = serve_fd(h, fd, "stats") == 0;
         if (ok)
             log_write(LOG_INFO, "\"stats socket from systemd\" fd=%d", fd);
     } else if (path && path[0]) {
         int ufd = unix_listen(path, src->cfg);
         if (ufd >= 0)
             snprintf(h->path, sizeof h->path, "%s", path);
-        ok = ufd >= 0 && serve_fd(h, ufd) == 0;
+        ok = ufd >= 0 && serve_fd(h, ufd, "stats") == 0;
     }
     if (ok && src->cfg->metrics_listen[0]) {
         int tfd = tcp_listen(src->cfg->metrics_listen);
-        ok = tfd >= 0 && serve_fd(h, tfd) == 0;
+        ok = tfd >= 0 && serve_fd(h, tfd, "metrics") == 0;
     }
     if (!ok) {
         stats_http_free(h);
@@ -318,6 +329,8 @@ void stats_http_free(stats_http *h)
 {
     if (!h)
         return;
+    acceptguard_free(h->guards[0]);
+    acceptguard_free(h->guards[1]);
     evhttp_free(h->http);
     if (h->path[0])
         unlink(h->path);
