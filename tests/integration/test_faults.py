@@ -17,8 +17,9 @@ Each row runs in its own Python process (its own harness state, its own timeout)
 (LOGAGENT_FAULT_JOBS, default 8) with the six "service down 30 s" rows started first, together, in one window.
 `test_faults.py [substring ...]` runs the rows whose id contains one of the substrings (e.g. `down30/disk`).
 
-Rows whose fix is on another branch of issue #12 are listed in FIXED_BY: they must fail (strict xfail); a listed
-row that passes is reported XPASS and fails the suite, so the marker is removed when the fix is merged.
+A row known to fail (a bug found, its fix not yet landed) is listed in FIXED_BY with the issue that fixes it: it must
+fail (strict xfail); a listed row that passes is reported XPASS and fails the suite, so the marker goes with the fix.
+Empty since issue #12's fixes landed.
 """
 import os
 import re
@@ -36,19 +37,15 @@ import msgpack
 from harness import (SAN, Agent, Sink, StatsPoller, TempDir, cpu_seconds, dead_target, mount_tmpfs, nofile_limit,
                      rss_bytes, run, scaled, umount, wait_for)
 
-# Names that the fixes on other branches add (issue #12 items 4 and 5): unknown when this was written; the lead
-# sets them on merge. (Items 2 and 3 are checked through existing counters and the log; item 6, dead letters, is
-# no row here.)
+# Names the fixes of items 4 and 5 added: the budget stop below the open-file limit (and accept's EMFILE, should
+# the budget ever be passed), and the bound on memory for partial records and pending HTTP bodies.
 NEW = {
-    "fd_pauses": ("connections", "fd_limit_pauses"),  # item 4: accepting paused at EMFILE/ENFILE (a /stats path)
-    "partial_flag": "--max-partial-bytes",             # item 5: memory for partial records and pending HTTP bodies
+    "fd_pauses": lambda c: c["fd_limit_reached"] + c["accept_errors"]["emfile"],  # st["connections"]
+    "partial_flag": "--ingest-memory-bytes",
 }
 
-# Rows that cannot pass before another branch's fix is merged: item -> row-id patterns (regular expressions).
-FIXED_BY = {
-    "item4": [r"^fd_limit/"],                         # at the fd limit the accept loop spins, /stats stops answering
-    "item5": [r"^memory_bound/"],                     # partial-record memory is unbounded (and the flag is new)
-}
+# Rows known to fail until a fix lands: issue -> row-id patterns (regular expressions). Empty: every row passes.
+FIXED_BY = {}
 
 MODES = ("memory", "disk")
 POLICIES = ("block", "drop-newest", "drop-oldest")
@@ -471,8 +468,8 @@ def fault_connection_limit(mode, policy):
 def fault_fd_limit(mode, policy):
     count = 300 if not SAN else 200
     a, st = connection_fault(mode, policy, [], nofile_limit(128), count, "open-file limit")
-    sect, key = NEW["fd_pauses"]
-    assert st[sect].get(key, 0) > 0, "the pause at EMFILE was not counted (%s.%s): %s" % (sect, key, st[sect])
+    assert NEW["fd_pauses"](st["connections"]) > 0, \
+        "the stop at the open-file limit was not counted (fd_limit_reached, accept_errors.emfile): %s" % st["connections"]
     warns = [l for l in a.logtext().splitlines() if "level=warn" in l or "[warn]" in l]
     assert len(warns) < 20, "%d warning lines: the log floods (first: %s)" % (len(warns), warns[0])
 
