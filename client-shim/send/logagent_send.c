@@ -453,7 +453,7 @@ static int wait_input(sender *s)
 static int read_line(sender *s, line_reader *lr, char **line, size_t *n)
 {
     for (;;) {
-        char *nl = memchr(lr->buf + lr->start, '\n', lr->len - lr->start);
+        char *nl = lr->len > lr->start ? memchr(lr->buf + lr->start, '\n', lr->len - lr->start) : NULL;
         if (nl || (lr->eof && lr->len > lr->start)) {
             *line = lr->buf + lr->start;
             *n = (nl ? (size_t)(nl - *line) : lr->len - lr->start);
@@ -463,8 +463,10 @@ static int read_line(sender *s, line_reader *lr, char **line, size_t *n)
         }
         if (lr->eof)
             return 0;
-        memmove(lr->buf, lr->buf + lr->start, lr->len - lr->start);
-        lr->len -= lr->start;
+        if (lr->start) {
+            memmove(lr->buf, lr->buf + lr->start, lr->len - lr->start);
+            lr->len -= lr->start;
+        }
         lr->start = 0;
         if (lr->cap - lr->len < 4096 + 1) { /* room to read, and a spare byte for the last line's NUL */
             char *b = realloc(lr->buf, lr->cap ? lr->cap * 2 : 65536);
