@@ -189,23 +189,31 @@ static int64_t now_unix_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Connects s->fd to s->path. Returns 0 or -errno. */
+/* Connects s->fd to s->path. A full listen backlog (the agent pausing its accepts: --max-connections, the
+ * open-file limit) answers EAGAIN to a non-blocking connect: that waits, as a blocking connect would, up to the
+ * timeout. Returns 0 or -errno. */
 static int snd_connect(sender *s)
 {
     struct sockaddr_un a;
     memset(&a, 0, sizeof a);
     a.sun_family = AF_UNIX;
     memcpy(a.sun_path, s->path, strlen(s->path) + 1); /* length checked by the caller */
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -errno;
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS) {
+    int64_t give_up = s->timeout_ms < 0 ? INT64_MAX : mono_ns() + (int64_t)s->timeout_ms * 1000000;
+    for (;;) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+            return -errno;
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 || errno == EINPROGRESS) {
+            s->fd = fd;
+            return 0;
+        }
         int e = errno;
         close(fd);
-        return -e;
+        if (e != EAGAIN || mono_ns() >= give_up)
+            return -e;
+        struct timespec pause = {0, 20 * 1000000L};
+        nanosleep(&pause, NULL);
     }
-    s->fd = fd;
-    return 0;
 }
 
 static void snd_close(sender *s)
@@ -360,14 +368,16 @@ static int recover(sender *s, int rc)
 static void report(const sender *s, int rc)
 {
     if (rc == -EPROTO) {
-        size_t n = strcspn(s->answer, "\r\n");
+        size_t n = 0;
+        while (n < s->answer_len && s->answer[n] != '\r' && s->answer[n] != '\n')
+            n++;
         char said[96];
         size_t k = 0;
         for (size_t i = 0; i < n && k + 1 < sizeof said; i++)
             said[k++] = s->answer[i] >= 0x20 && s->answer[i] < 0x7f ? s->answer[i] : '?';
         said[k] = '\0';
         fprintf(stderr, PROG ": %s is not logagentd's ingest socket: it answered \"%s\"%s\n", s->path, said,
-                strncmp(s->answer, "HTTP/", 5) == 0 ? " (an HTTP server: the stats socket?)" : "");
+                s->answer_len >= 5 && memcmp(s->answer, "HTTP/", 5) == 0 ? " (an HTTP server: the stats socket?)" : "");
     } else if (rc == -ECONNRESET) {
         fprintf(stderr, PROG ": %s closed the connection before confirming the records (%s)\n", s->path,
                 s->acked_once ? "the agent went away and did not come back in time"
@@ -380,6 +390,16 @@ static void report(const sender *s, int rc)
     } else {
         fprintf(stderr, PROG ": sending to %s: %s\n", s->path, strerror(-rc));
     }
+}
+
+/* A sync (final: the last one), with re-sends if the agent restarted meanwhile. */
+static int sync_recovering(sender *s, int final)
+{
+    int rc = sync_now(s, final);
+    while (rc == -ECONNRESET && may_resend(s))
+        if ((rc = recover(s, rc)) == 0)
+            rc = sync_now(s, final);
+    return rc;
 }
 
 /* Encodes one record, keeps it until confirmed, writes it. Returns 0, or -errno (reported by the caller). A record
@@ -410,17 +430,7 @@ static int send_one(sender *s, const logagent_record *r, unsigned long lineno)
     s->len += n;
     int rc = recover(s, write_all(s, s->pending + s->len - n, n));
     if (rc == 0 && s->len >= SYNC_BYTES)
-        rc = sync_now(s, 0);
-    return rc;
-}
-
-/* The final sync, with re-sends if the agent restarted meanwhile. */
-static int finish(sender *s)
-{
-    int rc = sync_now(s, 1);
-    while (rc == -ECONNRESET && may_resend(s))
-        if ((rc = recover(s, rc)) == 0)
-            rc = sync_now(s, 1);
+        rc = sync_recovering(s, 0);
     return rc;
 }
 
@@ -441,7 +451,7 @@ static int wait_input(sender *s)
         if (rc > 0)
             return 0;
         if (rc == 0)
-            return sync_now(s, 0);
+            return sync_recovering(s, 0);
         if (errno != EINTR)
             return -errno;
     }
@@ -615,7 +625,7 @@ static int run(int argc, char **argv, logagent_field *fields)
     s.cap = 64 * 1024;
     rc = (s.pending = malloc(s.cap)) ? send_input(&s, &rec, argc, argv, optind) : -ENOMEM;
     if (rc == 0)
-        rc = finish(&s);
+        rc = sync_recovering(&s, 1);
     if (rc < 0)
         report(&s, rc);
     else if (s.too_large > MAX_REPORTED_ERRORS)

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 
 from harness import BIN, Agent, Sink, TempDir, run, scaled, spawn, wait_for
 
@@ -184,7 +185,89 @@ def test_sigpipe_free_when_the_agent_dies_first():
     assert rc == 1 and rc != -signal.SIGPIPE and a.socket in err, (rc, err)
 
 
+def socket_fds(pid):
+    """How many sockets the process holds open (from /proc)."""
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            n += os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:")
+        except OSError:
+            pass
+    return n
+
+
+def test_agent_gone_at_a_quiet_second_sync_is_reconnected():
+    """The agent stops while a slow stream is quiet: the quiet-second sync finds the connection closed, and
+    logagent-send reconnects (waiting for the new agent) and re-sends what was not confirmed."""
+    tmp = TempDir("send-quiet")
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target).start()
+    p = spawn([SEND, "--socket", a.socket], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdin.write(b"one\n")
+    p.stdin.flush()
+    wait_for(lambda: a.stats()["forward"]["acks"] == 1, 30, "the quiet-second sync answered")
+    p.stdin.write(b"two\n")
+    p.stdin.flush()
+    wait_for(lambda: a.stats()["records"]["received"] == 2, 30, "the second line read")
+    assert a.stop() == 0
+    # the next quiet-second sync meets the closed connection: logagent-send drops it and waits for an agent
+    wait_for(lambda: socket_fds(p.pid) == 0, 30, "logagent-send noticed the agent was gone")
+    b = Agent(tmp, sink.target, name="agent").start()
+    p.stdin.write(b"three\n")
+    p.stdin.close()
+    rc = p.wait(timeout=scaled(60))
+    err = p.stderr.read().decode()
+    assert rc == 0 and err == "", (rc, err)
+    wait_for(lambda: {e["message"] for e in sink.entries()} == {"one", "two", "three"}, 30, "all three lines")
+    assert b.stop() == 0
+
+
+def test_full_backlog_waits_for_the_agent():
+    """A listener whose backlog is full (an agent that paused accepting) makes connect() fail with EAGAIN on a
+    non-blocking socket: logagent-send waits for room instead of failing. The listener here is a stand-in that
+    answers the sync as logagentd does ({"ack": chunk}); what is tested is the client's connect."""
+    tmp = TempDir("send-backlog")
+    path = tmp.file("busy.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(0)
+    fillers = []
+    while True:  # fill the backlog until a non-blocking connect is refused with EAGAIN
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.setblocking(False)
+        try:
+            c.connect(path)
+        except BlockingIOError:
+            c.close()
+            break
+        fillers.append(c)
+    p = spawn([SEND, "--socket", path, "--flush-timeout-ms", str(int(scaled(20000))), "waited"],
+              stderr=subprocess.PIPE)
+    t0 = time.monotonic()  # a client that gives up on EAGAIN exits within milliseconds: watch it for half a second
+    wait_for(lambda: p.poll() is not None or time.monotonic() - t0 > 0.5, 10, "half a second of logagent-send")
+    assert p.poll() is None, "logagent-send gave up on a full backlog: %s" % p.stderr.read().decode()
+    for _ in fillers:  # room comes back: accept and drop the fillers, then serve logagent-send
+        srv.accept()[0].close()
+    conn, _ = srv.accept()
+    conn.settimeout(scaled(20))
+    got = b""
+    while b"chunk" not in got or len(got) < got.index(b"chunk") + 6 + (got[got.index(b"chunk") + 5] & 0x1f):
+        data = conn.recv(65536)
+        assert data, "logagent-send closed before its sync: %r" % got
+        got += data
+    k = got.index(b"chunk") + 5
+    chunk = got[k + 1:k + 1 + (got[k] & 0x1f)]
+    assert b"waited" in got, got
+    conn.sendall(b"\x81\xa3ack" + bytes([0xa0 | len(chunk)]) + chunk)
+    rc = p.wait(timeout=scaled(30))
+    err = p.stderr.read().decode()
+    conn.close()
+    srv.close()
+    assert rc == 0 and err == "", (rc, err)
+
+
 if __name__ == "__main__":
     run([test_record_arrives_confirmed_over_one_connection, test_levels_checked_before_sending,
          test_not_an_ingest_socket_is_an_error, test_agent_restart_mid_stream_delivers_every_line,
-         test_record_too_large_is_named_and_the_rest_sent, test_sigpipe_free_when_the_agent_dies_first])
+         test_record_too_large_is_named_and_the_rest_sent, test_sigpipe_free_when_the_agent_dies_first,
+         test_agent_gone_at_a_quiet_second_sync_is_reconnected, test_full_backlog_waits_for_the_agent])
