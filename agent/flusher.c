@@ -53,6 +53,7 @@ struct flusher {
     void *space_arg;
     _Atomic int want_space;
     _Atomic int shed;  /* --on-full drop-oldest: ingest asked for room */
+    _Atomic size_t shed_need; /* ... for a record of this many bytes (the largest asked since the last shed) */
     /* what SIGHUP may change (flusher_reload); read with relaxed loads, never through cfg */
     _Atomic uint64_t max_records, max_bytes, interval_ms;
     /* for /healthz's "ring stuck" (flusher thread writes, relaxed; read by flusher_snapshot_get): when its loop
@@ -706,7 +707,7 @@ static uint64_t shed_ring(flusher *f, size_t want)
 static void seal(flusher *f, int64_t now);
 
 /* --on-full drop-oldest: ingest found the ring full and asked for room. Drops the oldest records that are not in
- * flight until a slice of the ring (SHED_SLICE) is free, oldest first: the queued batches (shed_queue), then — in
+ * flight until a slice of the ring (SHED_SLICE), and room for the record ingest holds, is free, oldest first: the queued batches (shed_queue), then — in
  * memory, or when the spool still refuses — the batch being built, then the oldest records of the ring. With
  * --buffer disk the oldest records are the oldest spool segment: once it is gone the batch being built is sealed
  * into the room it left, and the ring drains into the spool as usual. Counted dropped_buffer_full; ingest is told
@@ -714,7 +715,10 @@ static void seal(flusher *f, int64_t now);
  * batched: progress for /healthz's "ring stuck"). Flusher thread only. */
 static uint64_t shed_oldest(flusher *f)
 {
-    size_t want = ring_capacity(f->ring) / SHED_SLICE;
+    size_t cap = ring_capacity(f->ring), need = atomic_exchange(&f->shed_need, 0);
+    size_t want = cap / SHED_SLICE, fit = 2 * (((need + 7u) & ~(size_t)7u) + 8); /* the record's ring footprint */
+    if (want < fit) /* free space in two pieces (before and after the wrap): one of them then holds the record */
+        want = fit < cap ? fit : cap;
     uint64_t k = shed_queue(f), taken = 0;
     if (k && f->disk) { /* seal what is due into the freed spool while the ring lacks room */
         int64_t now = now_ms();
@@ -1084,8 +1088,11 @@ void flusher_want_space(flusher *f)
     doorbell_ring(&f->bell);
 }
 
-void flusher_shed_oldest(flusher *f)
+void flusher_shed_oldest(flusher *f, size_t need)
 {
+    size_t had = atomic_load(&f->shed_need);
+    while (had < need && !atomic_compare_exchange_weak(&f->shed_need, &had, need))
+        ;
     atomic_store(&f->want_space, 1);
     atomic_store(&f->shed, 1);
     doorbell_ring(&f->bell);

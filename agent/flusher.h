@@ -75,8 +75,9 @@ void flusher_notify(flusher *f);
 void flusher_want_space(flusher *f);
 /* Any thread (--on-full drop-oldest), each time the ring is full: drop the oldest records not in flight (the
  * queued batches — with --buffer disk the oldest spool segment —, the batch being built, the oldest records of the
- * ring) until an eighth of the ring is free, then on_space. */
-void flusher_shed_oldest(flusher *f);
+ * ring) until an eighth of the ring is free, and at least twice a `need`-byte record with its header (so a record
+ * of that size fits wherever the ring wraps), then on_space. */
+void flusher_shed_oldest(flusher *f, size_t need);
 
 /* --buffer disk, Forward acks (ingest.c). Records are numbered 1, 2, ... in the order they enter the ring (every
  * producer runs on the main loop thread and counts ingest_stats.received as it reserves, so record k is the one

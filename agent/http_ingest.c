@@ -307,7 +307,7 @@ static int refuse_full(request *rq, const http_json_entry *e, const record_info 
     }
     stat_add(&h->hs->refused_full, 1);
     if (h->cfg->on_full == FULL_DROP_OLDEST && !rq->shed && h->flusher) {
-        flusher_shed_oldest(h->flusher);
+        flusher_shed_oldest(h->flusher, h->enc.out_len);
         rq->shed = 1;
     }
     log_refusal(rq, &h->lim_full, "buffer full: HTTP record refused with 503 (the caller keeps it)", "");

@@ -195,7 +195,8 @@ static client_entry *conn_blame(conn *c)
 
 /* ---- pause / resume ---------------------------------------------------------------------------------- */
 
-static void pause_all(ingest *in)
+/* Stops reading every connection: the ring had no room for a record of `need` bytes (which its connection holds). */
+static void pause_all(ingest *in, size_t need)
 {
     if (in->paused)
         return;
@@ -206,7 +207,7 @@ static void pause_all(ingest *in)
     for (conn *c = in->conns; c; c = c->next)
         event_del(c->ev);
     if (in->flusher && in->cfg->on_full == FULL_DROP_OLDEST)
-        flusher_shed_oldest(in->flusher);
+        flusher_shed_oldest(in->flusher, need);
     else if (in->flusher)
         flusher_want_space(in->flusher);
     atomic_thread_fence(memory_order_seq_cst); /* pairs with the flusher's fence in maybe_space */
@@ -301,7 +302,7 @@ static void handle_record(conn *c, const msgpack_object *obj, size_t wire, int64
     }
     memcpy(c->held, in->enc.out, in->enc.out_len);
     c->held_len = in->enc.out_len;
-    pause_all(in);
+    pause_all(in, c->held_len);
 }
 
 /* ---- Fluent Forward ------------------------------------------------------------------------------------ */
@@ -487,7 +488,7 @@ static int process(conn *c)
     ingest *in = c->in;
     if (c->held) {
         if (queue_record(in, c->held, c->held_len) < 0) {
-            pause_all(in);
+            pause_all(in, c->held_len);
             return 0;
         }
         free(c->held);
