@@ -9,15 +9,26 @@
  *    "metadata_types": "…" (OTLP mode only), "source": {…}, "refused": {status, code, reason, time} | null,
  *    "batch_id": N, "file": "deadletter.log"}
  * With --replay, each record is sent instead as a msgpack map on the ingest socket (docs/protocol.md): the
- * record's fields, then its metadata as top-level keys (typed again when the frame carries the OTLP type tags). */
+ * record's fields, then its metadata as top-level keys (typed again when the frame carries the OTLP type tags).
+ *
+ * Replay first moves the files aside (deadletter.log.1 -> deadletter.replaying.1, deadletter.log ->
+ * deadletter.replaying) under the flock(2) the agent takes to append (spool.c open_dead_letter), so records the
+ * service refuses again while the replay runs go to a new deadletter.log, not into a file being read. It ends with
+ * a sync the agent acks once it has read and queued every record (an empty Forward message with a chunk:
+ * docs/protocol.md), and only then removes the moved files. An interrupted replay leaves them: the next replay
+ * sends them first. */
 #include "ctl_deadletter.h"
+#include "utf8scrub.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <logagent/v1/log_service.pb-c.h>
 #include <msgpack.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -39,7 +50,7 @@ typedef struct reader {
     int fd;                 /* --replay: the ingest socket */
     msgpack_sbuffer sb;
     msgpack_packer pk;
-    unsigned long long records, skipped_frames, skipped_keys;
+    unsigned long long records, skipped_frames, skipped_keys, skipped_records;
 } reader;
 
 /* The refusal of one frame (status < -1: none recorded). */
@@ -126,8 +137,15 @@ static json_t *refusal_json(const refusal *r)
     if (gmtime_r(&sec, &tm))
         snprintf(when + strftime(when, 32, "%Y-%m-%dT%H:%M:%S", &tm), 32, ".%09lldZ",
                  (long long)(r->at_ns % 1000000000));
-    return json_pack("{s:s, s:i, s:s%, s:s}", "status", status_name(r->status), "code", r->status, "reason",
-                     r->reason, r->reason_len, "time", when);
+    uint8_t *reason = malloc(r->reason_len + 1); /* any bytes, in a file from elsewhere: printed as UTF-8 */
+    if (!reason)
+        return NULL;
+    memcpy(reason, r->reason, r->reason_len);
+    utf8_scrub(reason, r->reason_len);
+    json_t *j = json_pack("{s:s, s:i, s:s%, s:s}", "status", status_name(r->status), "code", r->status, "reason",
+                          (const char *)reason, r->reason_len, "time", when);
+    free(reason);
+    return j;
 }
 
 /* One record as its JSON line. */
@@ -153,9 +171,11 @@ static int print_record(reader *rd, const Logagent__V1__WriteLogRequest *m, cons
         json_object_set_new(line, "metadata_types", json_string(types));
     char *text = line ? json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
     json_decref(line);
-    if (!text) {
-        fprintf(stderr, CTL_PROG ": out of memory (or a record that is not UTF-8) in %s\n", rd->file);
-        return -1;
+    if (!text) { /* one bad record (not UTF-8, or no memory for it) is named and skipped: the others print */
+        fprintf(stderr, CTL_PROG ": %s: batch %llu: a record cannot be printed (not UTF-8?): skipped\n", rd->file,
+                (unsigned long long)batch_id);
+        rd->skipped_records++;
+        return 1;
     }
     puts(text);
     free(text);
@@ -338,6 +358,8 @@ static int each_entry(reader *rd, const uint8_t *p, const uint8_t *end, const re
         }
         int rc = rd->o->replay ? replay_record(rd, m) : print_record(rd, m, why, batch_id);
         logagent__v1__write_log_request__free_unpacked(m, NULL);
+        if (rc > 0) /* skipped (said) */
+            continue;
         if (rc < 0) {
             if (rd->o->replay)
                 fprintf(stderr, CTL_PROG ": cannot send to the ingest socket %s: %s\n", rd->o->ingest_socket,
@@ -433,6 +455,92 @@ static int connect_ingest(const char *path)
     return -1;
 }
 
+/* Moves `from` aside to `to` under the agent's append lock (see the top of the file). A `to` left by an interrupted
+ * replay is kept and replayed (`from` then waits for the next replay). Returns 1 when `to` exists to be replayed, 0
+ * when there is nothing, -1 on error (said). */
+static int move_aside(const char *dir, const char *from, const char *to)
+{
+    char src[4096], dst[4096];
+    snprintf(src, sizeof src, "%s/%s", dir, from);
+    snprintf(dst, sizeof dst, "%s/%s", dir, to);
+    if (access(dst, F_OK) == 0) {
+        fprintf(stderr, CTL_PROG ": %s is left from an interrupted replay: replaying it (%s waits for the next "
+                        "replay)\n", dst, from);
+        return 1;
+    }
+    int fd = open(src, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return 0;
+    int rc = fd < 0 || flock(fd, LOCK_EX) < 0 || rename(src, dst) < 0 ? -1 : 1;
+    if (rc < 0)
+        fprintf(stderr, CTL_PROG ": cannot move %s aside to %s: %s\n", src, dst, strerror(errno));
+    if (fd >= 0)
+        close(fd); /* releases the lock: the agent's next append opens a new deadletter.log */
+    return rc;
+}
+
+/* Sends what is buffered, then the sync (an empty Forward message with a chunk) and waits up to --timeout for
+ * the agent's {"ack": chunk}: it has then read and queued every record. Returns 0 or -1 (said). */
+static int replay_finish(reader *rd)
+{
+    char chunk[32];
+    int n = snprintf(chunk, sizeof chunk, "logagentctl-replay-%ld", (long)getpid());
+    msgpack_pack_array(&rd->pk, 3);
+    pack_str(&rd->pk, "logagentctl");
+    msgpack_pack_array(&rd->pk, 0);
+    msgpack_pack_map(&rd->pk, 1);
+    pack_str(&rd->pk, "chunk");
+    pack_str(&rd->pk, chunk);
+    int err = send_all(rd->fd, rd->sb.data, rd->sb.size);
+    if (err == 0 && shutdown(rd->fd, SHUT_WR) < 0)
+        err = -errno;
+    char want[64], got[64];
+    size_t want_len = (size_t)snprintf(want, sizeof want, "\x81\xa3" "ack%c%s", (char)(0xa0 | n), chunk), have = 0;
+    struct pollfd p = {.fd = rd->fd, .events = POLLIN};
+    while (err == 0 && have < want_len) {
+        int r = poll(&p, 1, (int)(rd->o->timeout_s * 1000));
+        ssize_t k = r > 0 ? recv(rd->fd, got + have, sizeof got - have, 0) : -1;
+        if (r == 0 || k <= 0 || memcmp(got, want, have + (size_t)k < want_len ? have + (size_t)k : want_len) != 0)
+            err = r == 0 ? -ETIMEDOUT : k == 0 ? -ECONNRESET : k < 0 && r < 0 ? -errno : -EPROTO;
+        else
+            have += (size_t)k;
+    }
+    if (err < 0)
+        fprintf(stderr, CTL_PROG ": the agent at %s did not confirm the replay (%s): the files are kept, run the "
+                        "replay again (the service drops duplicates by log_id)\n", rd->o->ingest_socket,
+                err == -EPROTO ? "not logagentd's ingest socket?" : strerror(-err));
+    return err < 0 ? -1 : 0;
+}
+
+static int replay(reader *rd, const ctl_opts *o)
+{
+    static const char *const FROM[2] = {"deadletter.log.1", "deadletter.log"};
+    static const char *const TO[2] = {"deadletter.replaying.1", "deadletter.replaying"};
+    int have[2], rc = 0;
+    for (int i = 0; i < 2; i++)
+        if ((have[i] = move_aside(o->spool_dir, FROM[i], TO[i])) < 0)
+            return -1;
+    for (int i = 0; rc == 0 && i < 2; i++)
+        if (have[i])
+            rc = each_file(rd, o->spool_dir, TO[i]);
+    if (rc == 0)
+        rc = replay_finish(rd);
+    if (rc < 0)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", o->spool_dir, TO[i]);
+        if (have[i] && unlink(path) < 0)
+            fprintf(stderr, CTL_PROG ": cannot remove %s: %s (its records are replayed: remove it)\n", path,
+                    strerror(errno));
+    }
+    fprintf(stderr, CTL_PROG ": replayed %llu records to %s, confirmed by the agent (%llu frames and %llu records "
+                    "skipped, %llu metadata keys not replayed); records the service refuses again go to a new "
+                    "deadletter.log\n", rd->records, o->ingest_socket, rd->skipped_frames, rd->skipped_records,
+            rd->skipped_keys);
+    return 0;
+}
+
 int ctl_deadletter_run(const ctl_opts *o)
 {
     reader rd = {.o = o, .fd = -1};
@@ -445,20 +553,16 @@ int ctl_deadletter_run(const ctl_opts *o)
         return CTL_FAIL;
     msgpack_sbuffer_init(&rd.sb);
     msgpack_packer_init(&rd.pk, &rd.sb, msgpack_sbuffer_write);
-    int rc = each_file(&rd, o->spool_dir, "deadletter.log.1");
-    if (rc == 0)
-        rc = each_file(&rd, o->spool_dir, "deadletter.log");
-    if (rc == 0 && o->replay && rd.sb.size) {
-        int err = send_all(rd.fd, rd.sb.data, rd.sb.size);
-        if (err < 0) {
-            fprintf(stderr, CTL_PROG ": cannot send to the ingest socket %s: %s\n", o->ingest_socket, strerror(-err));
-            rc = -1;
-        }
+    int rc;
+    if (o->replay) {
+        rc = replay(&rd, o);
+    } else {
+        static const char *const OLDEST_FIRST[] = {"deadletter.replaying.1", "deadletter.replaying",
+                                                   "deadletter.log.1", "deadletter.log"};
+        rc = 0;
+        for (size_t i = 0; rc == 0 && i < sizeof OLDEST_FIRST / sizeof OLDEST_FIRST[0]; i++)
+            rc = each_file(&rd, o->spool_dir, OLDEST_FIRST[i]); /* .replaying*: an interrupted replay's */
     }
-    if (o->replay && rc == 0)
-        fprintf(stderr, CTL_PROG ": replayed %llu records to %s (%llu frames skipped, %llu metadata keys not "
-                        "replayed); once they are delivered, remove %s/deadletter.log*\n", rd.records,
-                o->ingest_socket, rd.skipped_frames, rd.skipped_keys, o->spool_dir);
     msgpack_sbuffer_destroy(&rd.sb);
     if (rd.fd >= 0)
         close(rd.fd);

@@ -29,6 +29,7 @@
  * stay under --deadletter-max-bytes: when deadletter.log would pass half of it, it is renamed over
  * deadletter.log.1 (the records of the old .1 are counted evicted). docs/reliability.md documents the format. */
 #include "spool.h"
+#include "utf8scrub.h"
 
 #include "log.h"
 
@@ -39,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -609,6 +611,25 @@ static void rotate_dead_letter_locked(spool *sp, const char *path, uint64_t fram
                             "records=%llu", old, (unsigned long long)evicted);
 }
 
+/* Opens the dead-letter file for appending under an exclusive flock(2): `logagentctl deadletter --replay` takes the
+ * same lock to rename the file away before reading it, so a frame is written either before the rename (it is in
+ * what the replay reads) or to the new file — never into a file the replay has already read. Returns the fd or
+ * -errno. */
+static int open_dead_letter(const char *path)
+{
+    for (int tries = 0; tries < 5; tries++) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return -errno;
+        struct stat held, now;
+        if (flock(fd, LOCK_EX) == 0 && fstat(fd, &held) == 0 && stat(path, &now) == 0 && held.st_ino == now.st_ino &&
+            held.st_dev == now.st_dev)
+            return fd;
+        close(fd); /* renamed away while we waited for the lock: open the new file */
+    }
+    return -EAGAIN;
+}
+
 int spool_dead_letter(spool *sp, uint64_t id, uint32_t n, const uint8_t *payload, size_t len, const spool_refusal *why)
 {
     char path[300], old[310];
@@ -621,8 +642,13 @@ int spool_dead_letter(spool *sp, uint64_t id, uint32_t n, const uint8_t *payload
     put32(block, (uint32_t)(REFUSAL_FIXED + rlen));
     put64(block + 4, (uint64_t)((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec));
     put32(block + 12, (uint32_t)(why ? why->status : -1));
-    if (rlen)
+    if (rlen == REASON_MAX) /* cut at a character boundary */
+        while (rlen > 0 && ((uint8_t)why->reason[rlen] & 0xc0) == 0x80)
+            rlen--;
+    if (rlen) {
         memcpy(block + REFUSAL_FIXED, why->reason, rlen);
+        utf8_scrub(block + REFUSAL_FIXED, rlen); /* the service's details may be any bytes; the file says UTF-8 */
+    }
     uint64_t frame = HDR + REFUSAL_FIXED + rlen + len;
     pthread_mutex_lock(&sp->mu);
     int rc = 0, fd = -1;
@@ -631,8 +657,8 @@ int spool_dead_letter(spool *sp, uint64_t id, uint32_t n, const uint8_t *payload
         goto out;
     }
     rotate_dead_letter_locked(sp, path, frame);
-    if ((fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
-        rc = -errno;
+    if ((fd = open_dead_letter(path)) < 0) {
+        rc = fd;
         goto out;
     }
     struct stat st;

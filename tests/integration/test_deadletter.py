@@ -7,8 +7,11 @@ and a missing spool folder."""
 import glob
 import json
 import os
+import shutil
+import struct
 import subprocess
 import time
+import zlib
 
 from harness import BIN, Agent, Sink, TempDir, accounting_holds, http_get, run, send_records, wait_for
 
@@ -79,12 +82,24 @@ def test_refused_records_are_bounded_printed_and_replayed():
     # the same through the environment variable, as an operator would run it
     assert ctl("deadletter", env={"LOGAGENT_SPOOL_DIR": spool}).stdout == r.stdout
 
+    # a copy for the damage tests below (a replay removes the files it confirmed)
+    copy = tmp.file("copy")
+    os.mkdir(copy)
+    for path in glob.glob(spool + "/deadletter.log*"):
+        shutil.copy(path, copy)
+
     # the service is fixed: replay through the ingest socket; each kept record arrives once, fields intact
     refusing.stop()
     sink = Sink(tmp, port=refusing.port).start()
+    # as if an earlier replay had moved deadletter.log.1 aside and died before the agent confirmed it
+    os.rename(spool + "/deadletter.log.1", spool + "/deadletter.replaying.1")
     rr = ctl("deadletter", "--spool-dir", spool, "--replay", "--socket", a.socket)
+    assert "deadletter.replaying.1 is left from an interrupted replay: replaying it" in rr.stderr, rr.stderr
     assert rr.returncode == 0 and rr.stdout == "", (rr.returncode, rr.stdout, rr.stderr)
-    assert "replayed %d records" % len(kept) in rr.stderr, rr.stderr
+    assert "replayed %d records to %s, confirmed by the agent" % (len(kept), a.socket) in rr.stderr, rr.stderr
+    # confirmed by the agent: the files are gone (a record refused again would start a new deadletter.log)
+    assert not glob.glob(spool + "/deadletter.*"), os.listdir(spool)
+    assert ctl("deadletter", "--spool-dir", spool).stdout == ""
     st = a.wait_flushed(len(kept))
     got = sink.entries()
     assert sorted(e["log_id"] for e in got) == sorted(k["log_id"] for k in kept)
@@ -94,12 +109,26 @@ def test_refused_records_are_bounded_printed_and_replayed():
     assert e["metadata"] == first["record"]["metadata"], e
     assert st["records"]["dead_letter"] == 3000 and accounting_holds(st)
     assert a.stop() == 0
-    with open(spool + "/deadletter.log", "r+b") as f:  # a flipped byte: that batch is skipped and said, not fatal
+    # a refusal reason that is not UTF-8 (a service's details are any bytes): printed with '?', every record kept
+    with open(copy + "/deadletter.log", "r+b") as f:
+        hdr = bytearray(f.read(24))
+        plen = struct.unpack_from("<I", hdr, 4)[0]
+        payload = bytearray(f.read(plen))
+        assert hdr[:4] == b"LAD1" and struct.unpack_from("<I", payload, 0)[0] > 16, hdr
+        payload[16] = 0xff  # the reason's first byte
+        struct.pack_into("<I", hdr, 8, zlib.crc32(bytes(payload), zlib.crc32(bytes(hdr[12:24]))))
+        f.seek(0)
+        f.write(hdr + payload)
+    r1 = ctl("deadletter", "--spool-dir", copy)
+    got = [json.loads(l) for l in r1.stdout.splitlines()]
+    assert r1.returncode == 0 and len(got) == len(lines), (r1.stderr, len(got))
+    assert any(l["refused"]["reason"].startswith("?") for l in got), got[-1]["refused"]
+    with open(copy + "/deadletter.log", "r+b") as f:  # a flipped byte: that batch is skipped and said, not fatal
         f.seek(300)
         b = f.read(1)
         f.seek(300)
         f.write(bytes([b[0] ^ 0xff]))
-    r2 = ctl("deadletter", "--spool-dir", spool)
+    r2 = ctl("deadletter", "--spool-dir", copy)
     assert r2.returncode == 0 and "fails its CRC" in r2.stderr, r2.stderr
     assert 0 < len(lines) - len(r2.stdout.splitlines()) <= 100
 
