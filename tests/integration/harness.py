@@ -21,6 +21,24 @@ SLOW = {"address": 3.0, "thread": 6.0}.get(SAN, 1.0)
 
 _live = []  # everything started by the current test, killed when it ends
 _watched = []  # sinks and agents that must not die on their own while a test waits
+_reserved = []  # TCP ports of the current test's stopped sinks and dead targets (see reserve_port)
+
+
+def reserve_port(port=0):
+    """Keeps 127.0.0.1:port (0: a free one) for the current test until it ends: a bound, never listening socket
+    with SO_REUSEADDR. Connections to it are refused (a service that is down), the kernel gives the port to no
+    other bind(0) — another test running at the same time cannot start its sink there and receive this test's
+    records — and the test's own sink can still start on it (gRPC binds with SO_REUSEADDR). Returns the port, or
+    None when it could not be bound (something else holds it)."""
+    r = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    r.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        r.bind(("127.0.0.1", port))
+    except OSError:
+        r.close()
+        return None
+    _reserved.append(r)
+    return r.getsockname()[1]
 
 
 def check_watched():
@@ -161,6 +179,7 @@ class Sink:
             _watched.remove(self)
         self.proc.send_signal(sig)
         rc = self.proc.wait(timeout=scaled(30))
+        reserve_port(self.port)  # a restart on the same port finds it free of other tests' sinks
         self.err.close()
         assert rc == 0, "sink exit %s: %s" % (rc, self.stderr())
         lines = [l for l in self.stderr().splitlines() if l.startswith("{")]
@@ -174,6 +193,7 @@ class Sink:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+            reserve_port(self.port)
 
 
 class Agent:
@@ -244,12 +264,10 @@ class Agent:
 
 
 def dead_target(tmp):
-    """A port nobody listens on (a sink started and stopped), as (target, port): a log service that is down and
-    can be started later on the same port."""
-    s = Sink(tmp, name="probe").start()
-    target, port = s.target, s.port
-    s.stop()
-    return target, port
+    """A port nobody listens on, kept for this test (reserve_port), as (target, port): a log service that is down
+    and can be started later on the same port."""
+    port = reserve_port()
+    return "127.0.0.1:%d" % port, port
 
 
 def accounting_holds(st):
@@ -371,6 +389,8 @@ def run(tests):
             sys.exit(1)
         finally:
             del _watched[:]
+            while _reserved:
+                _reserved.pop().close()
             while _live:
                 p = _live.pop()
                 if p.poll() is None:
