@@ -117,7 +117,7 @@ _Static_assert(N_OPTS <= CONFIG_MAX_OPTS, "raise CONFIG_MAX_OPTS");
 static const char *const LIVE_OPTS[] = {"log_level", "batch_max_records", "batch_max_bytes", "flush_interval_ms",
                                         "on_full", "health_failing_ms", "health_spool_pct", NULL};
 
-/* --socket_path is spelled --socket on the command line, as DESIGN.md fixes it. */
+/* --socket_path is spelled --socket on the command line, as docs/operations.md documents it. */
 static void flag_name(const opt *o, char *buf, size_t n)
 {
     const char *src = strcmp(o->name, "socket_path") == 0 ? "socket" : o->name;

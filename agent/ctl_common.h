@@ -10,7 +10,7 @@
 
 #define CTL_PROG "logagentctl"
 
-/* Exit statuses (DESIGN.md "Command lines"). */
+/* Exit statuses (docs/logagentctl.md, "Exit status"). */
 enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2 };
 
 typedef struct ctl_opts {

@@ -35,7 +35,7 @@ uint8_t *otlp_payload(const otlp_exporter *x, const batch *b, int64_t observed_n
  * clamped to [0, n]). msg (may be NULL) gets its error_message, "" when none. */
 uint64_t otlp_rejected(const uint8_t *body, size_t body_len, uint64_t n, char *msg, size_t msglen);
 
-/* OTLP SeverityNumber for one of DESIGN.md's canonical levels (TRACE 1 … FATAL 21); 0 (UNSPECIFIED) otherwise. */
+/* OTLP SeverityNumber for one of the canonical levels (docs/protocol.md, Keys) (TRACE 1 … FATAL 21); 0 (UNSPECIFIED) otherwise. */
 int otlp_severity_number(const char *level);
 
 #endif

@@ -2,7 +2,7 @@
  *
  * Two passes over one record: `classify` walks the map once and collects spans (pointers into the msgpack
  * data, or offsets into e->text for values that needed converting); `emit` sizes and writes the protobuf
- * wire format by hand (pbwire.h). Text forms (DESIGN.md): str as is (invalid UTF-8 repaired with U+FFFD so
+ * wire format by hand (pbwire.h). Text forms (docs/protocol.md, Keys): str as is (invalid UTF-8 repaired with U+FFFD so
  * that upstream proto3 parsers accept it), int/float/bool as text, nil as "", map/array as compact JSON,
  * bin as base64, ext as base64 of its data. With e->typed (OTLP upstream) each metadata value's msgpack type
  * also goes into field RECORD_F_META_TYPES, so that otlp.c can send typed attribute values (record.h). */

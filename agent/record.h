@@ -1,6 +1,6 @@
 /* record.h — maps one decoded msgpack record to the bytes of a logagent.v1.WriteLogRequest.
  *
- * This is the original client's classification (DESIGN.md "Record wire format"): message, service_name,
+ * This is the original client's classification (docs/protocol.md, "Keys"): message, service_name,
  * level, trace_id, span_id and log_id are fields; timestamp is parsed from its four accepted forms; every
  * other key goes to metadata in its text form; `_`-keys are dropped; `source` comes from the caller (the
  * kernel's peer credentials), never from the record. The result is encoded once, here, and travels
@@ -51,7 +51,7 @@ typedef struct record_kv {
  * RECORD_F_META_TYPES (a number WriteLogRequest does not use, so protobuf parsers skip it), one tag byte per
  * metadata entry in the order the entries are encoded, trailing RECORD_T_STRING tags left out; no field at all
  * when every value is a string. Without `typed` the field is never written: the native upstream receives
- * exactly DESIGN.md's WriteLogRequest. otlp.c reads it to send typed OTLP attribute values (docs/protocol.md). */
+ * exactly proto/logagent/v1/log_service.proto's WriteLogRequest. otlp.c reads it to send typed OTLP attribute values (docs/protocol.md). */
 enum { RECORD_F_META_TYPES = 100 };
 enum record_type {
     RECORD_T_STRING = 's', /* str, ext (base64 of its data), and a uint beyond int64 (its decimal text) */

@@ -4,7 +4,7 @@
  *   curl --unix-socket /run/logagent/stats.sock http://localhost/stats
  *
  * Read-only (GET and HEAD; other methods get 405):
- *   GET /stats           DESIGN.md's JSON document
+ *   GET /stats           the JSON document (docs/operations.md, docs/metrics.md)
  *   GET /metrics         Prometheus text format 0.0.4 (metrics.h)
  *   GET /healthz         200 "ok", or 503 with one reason per line (health.h); ?verbose adds every check
  *   GET /stats/clients   per-client accounting, top senders first (clients.h); ?top=N (default 20, at most 1000)

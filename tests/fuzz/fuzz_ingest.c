@@ -1,5 +1,5 @@
 /* fuzz_ingest.c — libFuzzer target: the bytes a client writes on the ingest socket, through what ingest.c does
- * with them: mpscan (the structure guard) -> msgpack-c's streaming unpacker -> record_encode (DESIGN.md's
+ * with them: mpscan (the structure guard) -> msgpack-c's streaming unpacker -> record_encode (docs/protocol.md's
  * mapping to WriteLogRequest bytes). No sockets, no libevent: one input is one connection's byte stream.
  *
  * Each input is decoded five times — whole (as one read), one byte per read, and in reads of pseudo-random
@@ -15,7 +15,7 @@
  *    (proto3 parsers upstream would refuse the whole batch), a `source` other than the one ingest passed, a
  *    metadata key starting with `_`, an empty level or log_id, a level_unknown flag that does not match the level;
  *  - per-record wire sizes (the per-client byte counts) that do not add up to the stream's bytes;
- *  - heap in use during a pass beyond 64 x max_record_bytes + 4 x the text limit + 2 MiB: DESIGN.md promises
+ *  - heap in use during a pass beyond 64 x max_record_bytes + 4 x the text limit + 2 MiB: docs/security.md promises
  *    "never unbounded memory", and a few header bytes must not make msgpack-c allocate for millions of items.
  * The loop mirrors ingest.c's conn_read() and process(): keep them in step when those change. */
 #include "fuzz_common.h"

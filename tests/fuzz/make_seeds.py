@@ -6,7 +6,7 @@ a definition here. It never touches regressions/ (crash inputs kept as they were
 not generated: corpus/spool/real-agent-3-batches, a segment written by logagentd itself (how: docs/development.md,
 Fuzzing).
 
-  ingest/  one connection's bytes: a valid record of each DESIGN.md form, each bad-input row of its table
+  ingest/  one connection's bytes: a valid record of each docs/protocol.md form, each bad-input row of its table
   spool/   segment files: the real one, and the ways a disk or a crash breaks it
   config/  logagentd.conf: the packaged sample, a full valid file, and the ways an operator breaks it
   forward/ a limits byte (fuzz_forward.c) + a stream of Fluent Forward messages: each mode, each time form, gzip,

@@ -271,7 +271,7 @@ def dead_target(tmp):
 
 
 def accounting_holds(st):
-    """DESIGN.md's identity: received = flushed + in_ring + batching + in_flight + retry_wait + spooled + dropped."""
+    """docs/reliability.md's identity: received = flushed + in_ring + batching + in_flight + retry_wait + spooled + dropped."""
     r = st["records"]
     held = r["in_ring"] + r["batching"] + r["in_flight"] + r["retry_wait"] + r["spooled"]
     return r["received"] + r["replayed"] == r["flushed"] + held + r["dead_letter"] + sum(r["dropped"].values())

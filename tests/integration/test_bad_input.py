@@ -1,4 +1,4 @@
-"""test_bad_input.py — DESIGN.md's bad-input table, one test per row, each with a healthy client alongside whose
+"""test_bad_input.py — docs/protocol.md's bad-input table, one test per row, each with a healthy client alongside whose
 records must all arrive: not msgpack (malformed, connection closed), non-map objects and maps without a string
 message (invalid_record, connection goes on), an oversized record and a header announcing one (oversized,
 connection closed), a client stopping mid-record (truncated), client-sent _-keys (reserved_key), and the values

@@ -2,7 +2,7 @@
 (sync and async senders, a client nobody on the team wrote), a raw client sending every mode (Message, Forward,
 PackedForward as bin and str, CompressedPackedForward) with EventTime, integer and float times, `chunk` acks sent
 only once the records are in the agent, a Forward message larger than the ring (backpressure loses nothing and the
-ack waits for all of it), malformed Forward messages per DESIGN.md's bad-input table (skipped, counted, the
+ack waits for all of it), malformed Forward messages per docs/protocol.md's Forward bad-input table (skipped, counted, the
 connection goes on), and the sizes: 3 MiB chunks (as Fluent Bit and fluentd send) pass with the defaults, a message
 over --forward-max-message-bytes (or its item budget) closes only its connection, one event over --max-record-bytes
 inside a message is skipped alone."""

@@ -192,7 +192,7 @@ static void out_otlp(struct ledger *l, const struct sink_otlp_extra *x)
 	OUT_LIT(l, "}}");
 }
 
-/* Appends one entry as a JSON line, in DESIGN.md's key order (then the otlp object when x is not NULL). */
+/* Appends one entry as a JSON line, in the key order of README's tour and docs/protocol.md (Upstream) (then the otlp object when x is not NULL). */
 static void out_entry(struct ledger *l, const Logagent__V1__WriteLogRequest *e, const struct sink_otlp_extra *x)
 {
 	OUT_LIT(l, "{\"log_id\":");

@@ -1,5 +1,5 @@
 /* test_http_json.c — HTTP ingest bodies -> records: one object, arrays, NDJSON (blank lines, CRLF), a pretty-printed
- * object as a batch, nested metadata and every JSON type in DESIGN.md's text form, null fields, log_id kept or made,
+ * object as a batch, nested metadata and every JSON type in docs/protocol.md's text form, null fields, log_id kept or made,
  * timestamps, and every refusal with its text: syntax errors with line and column (whole body and per NDJSON line),
  * not an object, message missing or not a string, a direct field or metadata of the wrong type, a key given twice,
  * nesting past 32, empty bodies, invalid UTF-8, a callback that stops. Each good entry goes on through record_encode

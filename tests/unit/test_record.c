@@ -600,7 +600,7 @@ static void test_meta_types_field(void)
     e.typed = 1;
     uint8_t *typed = encode_copy(&e, &t, &typed_len);
     msgpack_sbuffer_destroy(&t.sb);
-    /* untyped: DESIGN.md's WriteLogRequest and nothing else */
+    /* untyped: the .proto's WriteLogRequest and nothing else */
     Logagent__V1__WriteLogRequest *r = logagent__v1__write_log_request__unpack(NULL, plain_len, plain);
     CHECK(r != NULL);
     if (r) {
