@@ -1,6 +1,7 @@
 /* acceptguard.c — pause a listener after an accept(2) error instead of spinning; the client-connection fd budget
  * (see acceptguard.h). Main loop thread only. */
 #include "acceptguard.h"
+#include "clock.h"
 
 #include "log.h"
 
@@ -39,13 +40,6 @@ static acceptguard *guard_of(const struct evconnlistener *l)
     return NULL;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void apply(acceptguard *g)
 {
     if (g->wanted && !g->pausing)
@@ -58,7 +52,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     acceptguard *g = arg;
     g->pausing = 0;
-    g->resumed_ms = mono_ms();
+    g->resumed_ms = clock_mono_ms();
     apply(g);
 }
 
@@ -81,7 +75,7 @@ static void on_error(struct evconnlistener *l, void *arg)
         return;
     }
     enum acceptguard_reason why = reason_of(err);
-    int64_t now = mono_ms();
+    int64_t now = clock_mono_ms();
     _Atomic uint64_t *c = &g->errors[why];
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
     /* failing again right after a resume: the condition lasts, wait longer; otherwise start short again */

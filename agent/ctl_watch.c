@@ -9,6 +9,7 @@
  * ends the program cleanly (exit 0) without a global flag. A fetch in progress finishes first (it has its
  * own --timeout). */
 #include "ctl_watch.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -45,13 +46,6 @@ typedef struct sample {
     double value[N_COUNTERS];
 } sample;
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Fetches /stats into s. Returns 0, or -1 after saying why on stderr (s is then empty). */
 static int take(const ctl_opts *o, sample *s)
 {
@@ -60,7 +54,7 @@ static int take(const ctl_opts *o, sample *s)
         return -1;
     json_t *up = ctl_path(s->doc, "uptime_seconds");
     s->uptime = json_is_number(up) ? json_number_value(up) : NAN;
-    s->mono = mono_s();
+    s->mono = clock_mono_s();
     for (size_t i = 0; i < N_COUNTERS; i++)
         s->value[i] = COUNTERS[i].sum ? ctl_sum(s->doc, COUNTERS[i].path) : ctl_num(s->doc, COUNTERS[i].path);
     return 0;
@@ -184,7 +178,7 @@ static int open_signalfd(sigset_t *old)
 static int wait_until(int sfd, double when)
 {
     for (;;) {
-        double left = when - mono_s();
+        double left = when - clock_mono_s();
         if (left <= 0)
             return 0;
         struct pollfd p = {.fd = sfd, .events = POLLIN};
@@ -234,11 +228,11 @@ int ctl_watch_run(const ctl_opts *o)
     sample prev;
     int status = take(o, &prev) == 0 ? CTL_OK : -1; /* cannot read the agent at all: say so at once */
     int tty = !o->json && isatty(STDOUT_FILENO), sig = 0;
-    double next = mono_s();
+    double next = clock_mono_s();
     for (long n = 0; status != -1 && (o->count == 0 || n < o->count); n++) {
         next += o->interval_s;
-        if (next < mono_s())
-            next = mono_s(); /* fell behind (slow answers): do not burst to catch up */
+        if (next < clock_mono_s())
+            next = clock_mono_s(); /* fell behind (slow answers): do not burst to catch up */
         if ((sig = wait_until(sfd, next)) != 0) {
             status = CTL_OK; /* Ctrl-C is how one leaves watch: not a failure */
             break;

@@ -14,6 +14,7 @@
  * Wake-ups: the flusher arms its doorbell at the top of every turn, so a ring from ingest (new records) or
  * from the reaper (a slot or a retry freed) between its decision and its wait is never lost. */
 #include "flusher.h"
+#include "clock.h"
 
 #include "batch.h"
 #include "doorbell.h"
@@ -104,27 +105,6 @@ struct flusher {
 
 #define LIVE(f, field) atomic_load_explicit(&(f)->field, memory_order_relaxed)
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* ---- reaper side: call outcomes -------------------------------------------------------------------- */
 
 /* Queues b for retry at its retry_at_ms, sorted by id. Caller holds mu. */
@@ -190,14 +170,14 @@ static int64_t retry_time_locked(flusher *f, const batch *b, const upstream_repl
     int64_t delay = r && r->retry_after_ms >= 0 ? (r->retry_after_ms < cap ? r->retry_after_ms : cap)
                                                  : retry_backoff_ms(b->attempt, (int64_t)f->cfg.retry_initial_ms,
                                                                     (int64_t)f->cfg.retry_max_ms, &f->rng);
-    return now_ms() + delay;
+    return clock_mono_ms() + delay;
 }
 
 /* --retry-max-elapsed-s: has b been retried for too long? */
 static int retry_expired(const flusher *f, const batch *b)
 {
     return f->cfg.retry_max_elapsed_s > 0 && b->first_sent_ms > 0 &&
-           now_ms() - b->first_sent_ms >= (int64_t)f->cfg.retry_max_elapsed_s * 1000;
+           clock_mono_ms() - b->first_sent_ms >= (int64_t)f->cfg.retry_max_elapsed_s * 1000;
 }
 
 /* A call succeeded: the upstream is no longer failing. Caller holds mu. */
@@ -210,7 +190,7 @@ static void note_success_locked(flusher *f)
 static void note_failure_locked(flusher *f, int status, const char *details)
 {
     if (!f->acct.failing)
-        f->acct.failing_since_ms = now_ms();
+        f->acct.failing_since_ms = clock_mono_ms();
     f->acct.failing = 1;
     snprintf(f->acct.last_error, sizeof f->acct.last_error, "%s: %s", upstream_status_name(status), details);
     int64_t suppressed = log_limit_check(&f->fail_log, 10000);
@@ -232,7 +212,7 @@ static size_t bucket_of(const double *bounds, size_t n, double v)
 static void record_latency_locked(flusher *f, const batch *b)
 {
     flusher_hist_set *h = &f->acct.hist;
-    double ms = (double)(now_ns() - b->sent_ns) / 1e6;
+    double ms = (double)(clock_mono_ns() - b->sent_ns) / 1e6;
     h->lat[bucket_of(flusher_lat_bounds_ms, FLUSHER_LAT_N, ms)]++;
     h->lat_sum_s += ms / 1000.0;
     h->size[bucket_of(flusher_size_bounds, FLUSHER_SIZE_N, (double)b->n)]++;
@@ -510,13 +490,13 @@ static void send_batch(flusher *f, batch *b, int unary)
     if (b->evicted && reload(f, b) < 0)
         return;
     if (b->attempt++ == 0)
-        b->first_sent_ms = now_ms();
-    b->sent_ns = now_ns();
+        b->first_sent_ms = clock_mono_ms();
+    b->sent_ns = clock_mono_ns();
     b->unary = unary;
     if (!unary) {
         size_t len;
         int err = 0;
-        uint8_t *payload = f->otlp ? otlp_payload(f->otlp, b, b->observed_ns ? b->observed_ns : wall_ns(), &len, &err)
+        uint8_t *payload = f->otlp ? otlp_payload(f->otlp, b, b->observed_ns ? b->observed_ns : clock_real_ns(), &len, &err)
                                    : batch_payload(b, f->agent_id, &len);
         b->whole = (batch_call){b, BATCH_WHOLE};
         if (err == -EINVAL) { /* cannot happen with entries record.c made; if it does, never retried in a loop */
@@ -597,8 +577,8 @@ static uint64_t pull(flusher *f)
             break;
         }
         if (b->n == 1) {
-            b->first_ms = now_ms();
-            b->observed_ns = wall_ns();
+            b->first_ms = clock_mono_ms();
+            b->observed_ns = clock_real_ns();
         }
         ring_consume(f->ring);
         f->ring_seq++;
@@ -721,7 +701,7 @@ static uint64_t shed_oldest(flusher *f)
         want = fit < cap ? fit : cap;
     uint64_t k = shed_queue(f), taken = 0;
     if (k && f->disk) { /* seal what is due into the freed spool while the ring lacks room */
-        int64_t now = now_ms();
+        int64_t now = clock_mono_ms();
         f->seal_retry_ms = 0;
         while (ring_room(f) < want && f->cur && f->cur->n > 0) {
             seal(f, now);
@@ -927,7 +907,7 @@ static void *flusher_main(void *arg)
         doorbell_arm(&f->bell);
         uint64_t took = atomic_load(&f->shed) && atomic_exchange(&f->shed, 0) ? shed_oldest(f) : 0;
         took += pull(f);
-        int64_t now = now_ms();
+        int64_t now = clock_mono_ms();
         note_progress(f, took, now);
         seal(f, now);
         publish_spooled(f);
@@ -1016,7 +996,7 @@ flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void
     if (!f)
         return NULL;
     f->cfg = *cfg;
-    f->heartbeat_ms = now_ms();
+    f->heartbeat_ms = clock_mono_ms();
     set_live(f, cfg);
     f->ring = r;
     f->on_space = on_space;
@@ -1118,7 +1098,7 @@ void flusher_stop(flusher *f, int64_t drain_ms)
         return;
     pthread_mutex_lock(&f->mu);
     f->stopping = 1;
-    f->deadline_ms = now_ms() + drain_ms;
+    f->deadline_ms = clock_mono_ms() + drain_ms;
     pthread_mutex_unlock(&f->mu);
     uint64_t one = 1; /* wake it whether or not its bell is armed */
     ssize_t w = write(f->bell.fd, &one, sizeof one);

@@ -1,5 +1,6 @@
 /* http_conns.c — counting, bounding and timing the HTTP ingest's connections (see http_conns.h). */
 #include "http_conns.h"
+#include "clock.h"
 
 #include "log.h"
 #include "membudget.h"
@@ -35,13 +36,6 @@ struct http_conns {
     int at_cap;
     log_limit lim_cap, lim_timeout;
 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 uint64_t http_conns_cap(const config *cfg)
 {
@@ -111,7 +105,7 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
     if (!info->n_added)
         return; /* evhttp moving bytes into its request keeps them held: only reads count */
     if (!c->bytes)
-        c->started_ns = mono_ns();
+        c->started_ns = clock_mono_ns();
     c->bytes += info->n_added;
     membudget *m = c->t->mem;
     if (!c->paused && !gone(c) && !membudget_may_grow(m, c, c->mem, membudget_cost(c->bytes))) {
@@ -132,7 +126,7 @@ static void resume_soon(void *arg)
 static void on_resume(evutil_socket_t fd, short what, void *arg)
 {
     http_conns *t = arg;
-    int64_t now = mono_ns();
+    int64_t now = clock_mono_ns();
     for (hconn *c = t->conns; c; c = c->next) {
         if (!c->paused)
             continue;
@@ -149,7 +143,7 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
  * --partial-record-timeout-ms as a whole (evhttp's own timeout restarts with every read). */
 static void sweep(http_conns *t, int deadlines)
 {
-    int64_t now = mono_ns(), limit_ns = (int64_t)t->cfg->partial_record_timeout_ms * 1000000;
+    int64_t now = clock_mono_ns(), limit_ns = (int64_t)t->cfg->partial_record_timeout_ms * 1000000;
     for (hconn *c = t->conns, *next; c; c = next) {
         next = c->next;
         if (gone(c)) {
@@ -203,7 +197,7 @@ void http_conns_request_done(http_conns *t, struct evhttp_request *req)
         if (c->bev == bev) {
             membudget_freed(t->mem, c->bytes);
             c->bytes = evbuffer_get_length(bufferevent_get_input(bev)); /* the next request's, already read */
-            c->started_ns = c->bytes ? mono_ns() : 0;
+            c->started_ns = c->bytes ? clock_mono_ns() : 0;
             charge(c);
             membudget_release(t->mem, c);
             return;

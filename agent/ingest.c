@@ -35,6 +35,7 @@
  * the service_name of its last record; a record with another service_name moves it to that entry (one hash lookup).
  * Refusals that belong to no record (malformed, oversized, truncated) count against the current entry. */
 #include "ingest.h"
+#include "clock.h"
 
 #include "acceptguard.h"
 #include "cgroup.h"
@@ -148,20 +149,6 @@ struct ingest {
     unsigned n_logged_uids;
 };
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t real_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Logs one bad-input event with the peer's identity, at most every 10 s per kind. */
 static void log_peer(log_limit *l, const conn *c, const char *what)
 {
@@ -190,7 +177,7 @@ static client_entry *conn_client(conn *c, const char *service, size_t len, int64
 /* The entry a refusal that belongs to no record counts against: the current one, or the connection's ""-service. */
 static client_entry *conn_blame(conn *c)
 {
-    return c->client ? c->client : conn_client(c, "", 0, mono_ns());
+    return c->client ? c->client : conn_client(c, "", 0, clock_mono_ns());
 }
 
 /* ---- pause / resume ---------------------------------------------------------------------------------- */
@@ -201,7 +188,7 @@ static void pause_all(ingest *in, size_t need)
     if (in->paused)
         return;
     in->paused = 1;
-    in->paused_at_ns = mono_ns();
+    in->paused_at_ns = clock_mono_ns();
     atomic_store_explicit(&in->st->paused_since_ns, (uint64_t)in->paused_at_ns, memory_order_relaxed);
     stat_add(&in->st->pauses, 1);
     for (conn *c = in->conns; c; c = c->next)
@@ -496,7 +483,7 @@ static int process(conn *c)
         if (c->client) /* the held record's entry: nothing of c was handled since */
             c->client->records++;
     }
-    int64_t now = real_ns(), mono = mono_ns();
+    int64_t now = clock_real_ns(), mono = clock_mono_ns();
     if (forward_active(&c->fwd) && !forward_drain(c, 0, now, mono))
         return 0;
     while (!in->paused && c->decoded < c->scan.records) {
@@ -581,7 +568,7 @@ static void mem_resume_soon(void *arg)
 static void on_mem_resume(evutil_socket_t fd, short what, void *arg)
 {
     ingest *in = arg;
-    int64_t now = mono_ns();
+    int64_t now = clock_mono_ns();
     for (conn *c = in->conns; c; c = c->next) {
         if (!c->mem_paused)
             continue;
@@ -632,7 +619,7 @@ static void conn_free(conn *c)
         c->next->prev = c->prev;
     if (in->tail == c)
         in->tail = c->prev;
-    clients_detach(in->clients, c->client, mono_ns());
+    clients_detach(in->clients, c->client, clock_mono_ns());
     event_free(c->ev);
     close(c->fd);
     forward_iter_free(&c->fwd);
@@ -677,7 +664,7 @@ static void conn_maybe_close(conn *c, int drained)
     client_entry *ce = refused ? conn_blame(c) : NULL;
     if (ce) {
         ce->rejected++;
-        ce->last_seen_ns = mono_ns();
+        ce->last_seen_ns = clock_mono_ns();
     }
     conn_free(c);
 }
@@ -724,7 +711,7 @@ static ssize_t conn_read(conn *c)
     if (!mpscan_mid_record(&c->scan))
         c->partial_since_ns = 0;
     else if (!c->partial_since_ns || c->scan.records != records_before)
-        c->partial_since_ns = mono_ns();
+        c->partial_since_ns = clock_mono_ns();
     return n;
 }
 
@@ -884,7 +871,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     membudget_trim(in->mem);
     if (in->paused)
         return;
-    int64_t now = mono_ns(), limit = (int64_t)in->cfg->partial_record_timeout_ms * 1000000;
+    int64_t now = clock_mono_ns(), limit = (int64_t)in->cfg->partial_record_timeout_ms * 1000000;
     for (conn *c = in->conns, *next; c; c = next) {
         next = c->next;
         if (!c->partial_since_ns || now - c->partial_since_ns < limit || c->held || forward_active(&c->fwd) ||
@@ -918,7 +905,7 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     if (!in->paused)
         return;
     in->paused = 0;
-    int64_t now = mono_ns();
+    int64_t now = clock_mono_ns();
     stat_add(&in->st->backpressure_ns, (uint64_t)(now - in->paused_at_ns));
     for (conn *c = in->conns; c; c = c->next) /* nobody was read while paused: partial-record clocks restart */
         if (c->partial_since_ns)
@@ -1141,7 +1128,7 @@ static void count_unqueued(conn *c)
             continue;
         }
         int rc = record_encode(&in->enc, &c->res.data, &c->src, 0, &info);
-        client_entry *ce = conn_client(c, info.service, info.service_len, mono_ns());
+        client_entry *ce = conn_client(c, info.service, info.service_len, clock_mono_ns());
         int bad = rc == -EINVAL || rc == -E2BIG || (rc == 0 && in->enc.out_len > in->enc.text_limit);
         if (rc == -EINVAL)
             stat_add(&in->st->invalid_record, 1);
@@ -1201,7 +1188,7 @@ void ingest_shutdown(ingest *in, int64_t deadline_ms)
             drained = process(c); /* what the client already wrote, bounded: a client may write forever */
         if (in->flusher)
             flusher_notify(in->flusher);
-        if (!drained && mono_ns() / 1000000 < deadline_ms) { /* ring full: the flusher is still draining it */
+        if (!drained && clock_mono_ns() / 1000000 < deadline_ms) { /* ring full: the flusher is still draining it */
             struct timespec ts = {0, 1000000};
             nanosleep(&ts, NULL);
             continue;
@@ -1216,7 +1203,7 @@ void ingest_shutdown(ingest *in, int64_t deadline_ms)
     in->paused = 0;
     uint64_t since = stat_get(&in->st->paused_since_ns); /* no on_resume will close the last pause now */
     if (since) {
-        stat_add(&in->st->backpressure_ns, (uint64_t)mono_ns() - since);
+        stat_add(&in->st->backpressure_ns, (uint64_t)clock_mono_ns() - since);
         atomic_store_explicit(&in->st->paused_since_ns, 0, memory_order_relaxed);
     }
 }

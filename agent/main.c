@@ -7,6 +7,7 @@
  * Signals: SIGTERM/SIGINT stop (drain), SIGHUP reloads the settings that can change live, SIGUSR1 logs /stats.
  * See docs/architecture.md and docs/operations.md. */
 #include "config.h"
+#include "clock.h"
 #include "flusher.h"
 #include "http_ingest.h"
 #include "ingest.h"
@@ -98,13 +99,6 @@ static void exit_now(int sig)
     ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
     (void)w;
     _exit(1);
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Creates the folder of a socket path when it is missing (one level, mode 0755), like RuntimeDirectory=. */
@@ -230,7 +224,7 @@ int main(int argc, char **argv)
         if (http_ingest_listen(hi) < 0)
             goto out_unlisten;
     }
-    stats_sources src = {&cfg, &istats, r, fl, (double)mono_ms() / 1000.0};
+    stats_sources src = {&cfg, &istats, r, fl, (double)clock_mono_ms() / 1000.0};
     if (cfg.stats_socket[0] || cfg.metrics_listen[0] || fds.stats >= 0) {
         if (fds.stats < 0 && cfg.stats_socket[0])
             ensure_parent_dir(cfg.stats_socket);
@@ -264,18 +258,18 @@ int main(int argc, char **argv)
     event_base_dispatch(base);
 out_stop:
     signal(SIGINT, exit_now); /* a second Ctrl-C while draining exits at once */
-    int64_t deadline = mono_ms() + (int64_t)cfg.drain_timeout_ms;
+    int64_t deadline = clock_mono_ms() + (int64_t)cfg.drain_timeout_ms;
     http_ingest_stop(hi);
     ingest_shutdown(in, deadline);
     http_ingest_drain(hi, deadline); /* requests already on their way; the flusher still runs */
-    int64_t left = deadline - mono_ms();
+    int64_t left = deadline - clock_mono_ms();
     flusher_stop(fl, left > 0 ? left : 0);
     report_final(&src);
     rc = 0;
     goto out;
 out_unlisten:
     http_ingest_stop(hi);
-    ingest_shutdown(in, mono_ms());
+    ingest_shutdown(in, clock_mono_ms());
 out:
     service_watchdog_free(wd);
     for (int i = 0; i < 4; i++)

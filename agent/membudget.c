@@ -1,18 +1,12 @@
 /* membudget.c — the shared bound on memory held for partial records and pending HTTP bodies (see membudget.h). */
 #include "membudget.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <malloc.h>
 #include <time.h>
 
 enum { TRIM_LARGE = 64 << 10, TRIM_AFTER = 4 << 20 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void put(_Atomic uint64_t *c, uint64_t v) { atomic_store_explicit(c, v, memory_order_relaxed); }
 static uint64_t get(_Atomic uint64_t *c) { return atomic_load_explicit(c, memory_order_relaxed); }
@@ -104,7 +98,7 @@ void membudget_paused(membudget *b, int delta)
     if (delta > 0) {
         put(&b->pauses, get(&b->pauses) + 1);
         if (n == 0)
-            put(&b->paused_since_ns, (uint64_t)mono_ns());
+            put(&b->paused_since_ns, (uint64_t)clock_mono_ns());
         put(&b->paused_now, n + 1);
         return;
     }
@@ -113,7 +107,7 @@ void membudget_paused(membudget *b, int delta)
     put(&b->paused_now, n - 1);
     if (n == 1) {
         uint64_t since = get(&b->paused_since_ns);
-        put(&b->paused_ns, get(&b->paused_ns) + ((uint64_t)mono_ns() - since));
+        put(&b->paused_ns, get(&b->paused_ns) + ((uint64_t)clock_mono_ns() - since));
         put(&b->paused_since_ns, 0);
     }
 }

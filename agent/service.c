@@ -1,6 +1,7 @@
 /* service.c — socket activation, sd_notify and the watchdog (see service.h). libsystemd does the protocol work;
  * this file decides what the agent tells systemd and when. */
 #include "service.h"
+#include "clock.h"
 
 #include "log.h"
 
@@ -51,18 +52,11 @@ struct service_watchdog {
     int stalled;       /* logged once per stall */
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Runs on the main loop, so a blocked loop stops the pings too; the flusher is checked through its heartbeat. */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     service_watchdog *w = arg;
-    int64_t age = mono_ms() - flusher_heartbeat_ms(w->f);
+    int64_t age = clock_mono_ms() - flusher_heartbeat_ms(w->f);
     if (age > w->period_ms / 2 && age > 2000) { /* the flusher wakes at least once a second */
         if (!w->stalled++)
             log_write(LOG_ERROR, "\"flusher thread stalled: not feeding the watchdog\" stalled_ms=%lld",

@@ -29,6 +29,7 @@
  * stay under --deadletter-max-bytes: when deadletter.log would pass half of it, it is renamed over
  * deadletter.log.1 (the records of the old .1 are counted evicted). docs/reliability.md documents the format. */
 #include "spool.h"
+#include "clock.h"
 #include "utf8scrub.h"
 
 #include "log.h"
@@ -81,13 +82,6 @@ struct spool {
     log_limit fsync_log;
     spool_stats st;
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void seg_path(const spool *sp, uint64_t num, char *buf, size_t n)
 {
@@ -445,7 +439,7 @@ static void note_append_locked(spool *sp, int rc)
     if (is_disk_full(rc)) {
         sp->st.disk_full = 1;
         sp->disk_err = -rc;
-        sp->last_full_ms = mono_ms();
+        sp->last_full_ms = clock_mono_ms();
         if (sp->episode)
             return;
         sp->episode = 1;
@@ -683,7 +677,7 @@ out:
 
 void spool_tick(spool *sp)
 {
-    int64_t now = mono_ms();
+    int64_t now = clock_mono_ms();
     pthread_mutex_lock(&sp->mu);
     end_episode_locked(sp, now);
     if (sp->fsync_mode == SPOOL_FSYNC_INTERVAL && sp->dirty && sp->fd >= 0 && now - sp->last_sync_ms >= 1000) {

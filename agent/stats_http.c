@@ -5,6 +5,7 @@
  * thread: the per-client table and ingest's counters are read where they are written, and the flusher is read
  * through one snapshot under its accounting mutex, never a lock ingest takes. */
 #include "stats_http.h"
+#include "clock.h"
 
 #include "acceptguard.h"
 #include "clients.h"
@@ -38,13 +39,6 @@ struct stats_http {
     stats_sources src;
     char path[108]; /* the socket file we bound and remove at free ("" when none or systemd's) */
 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* ---- replies ------------------------------------------------------------------------------------------ */
 
@@ -186,7 +180,7 @@ static void serve_clients(stats_http *h, struct evhttp_request *req, const char 
     struct evbuffer *body = evbuffer_new();
     const clients *t = h->src.ingest->clients;
     int rc = !body ? -ENOMEM
-             : t   ? clients_json(t, (size_t)top, mono_ns(), body)
+             : t   ? clients_json(t, (size_t)top, clock_mono_ns(), body)
                    : (evbuffer_add_printf(body, "{\"clients\":[],\"tracked\":0,\"evicted\":0}\n") < 0 ? -ENOMEM : 0);
     if (rc < 0)
         evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
