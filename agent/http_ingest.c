@@ -342,7 +342,7 @@ static int take_record(request *rq, const http_json_entry *e)
         return note(rq, e, OUT_TOO_LARGE, why, NULL, 0);
     }
     uint32_t sender = h->cfg->rate_limit_key == RATE_KEY_UID ? rq->src.uid : (uint32_t)rq->src.pid;
-    if (h->rl && !ratelimit_take(h->rl, sender, rq->mono_ns)) { /* the caller keeps it: 429, not a drop */
+    if (h->rl && !ratelimit_allow(h->rl, sender, rq->mono_ns)) { /* the caller keeps it: 429, not a drop */
         stat_add(&h->hs->refused_rate_limited, 1);
         log_refusal(rq, &h->lim_rate, "HTTP sender over --rate-limit: records refused with 429", "");
         return note(rq, e, OUT_LIMITED, "over --rate-limit: not taken, retry later", NULL, 0);

@@ -260,7 +260,7 @@ static void handle_record(conn *c, const msgpack_object *obj, size_t wire, int64
         return;
     }
     uint32_t sender = in->cfg->rate_limit_key == RATE_KEY_UID ? c->src.uid : (uint32_t)c->src.pid;
-    if (in->rl && !ratelimit_take(in->rl, sender, mono)) {
+    if (in->rl && !ratelimit_allow(in->rl, sender, mono)) {
         stat_add(&in->st->dropped_rate_limited, 1);
         if (ce)
             ce->dropped++;

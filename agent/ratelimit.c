@@ -108,7 +108,7 @@ static bucket *find(ratelimit *rl, uint32_t key, int64_t now_ns)
     return insert(rl->slots, rl->cap, &(bucket){key, 1, rl->burst, now_ns});
 }
 
-int ratelimit_take(ratelimit *rl, uint32_t key, int64_t now_ns)
+int ratelimit_allow(ratelimit *rl, uint32_t key, int64_t now_ns)
 {
     bucket *b = find(rl, key, now_ns);
     if (now_ns > b->last_ns) {

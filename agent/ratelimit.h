@@ -16,8 +16,8 @@ typedef struct ratelimit ratelimit;
 ratelimit *ratelimit_new(double rate, uint64_t burst, unsigned cap);
 void ratelimit_free(ratelimit *rl);
 
-/* Takes a token for `key` at now_ns (CLOCK_MONOTONIC). Returns 1 when the record may pass, 0 when the sender is
- * over its rate. */
-int ratelimit_take(ratelimit *rl, uint32_t key, int64_t now_ns);
+/* Does `key`'s bucket allow one more record at now_ns (CLOCK_MONOTONIC)? A predicate: 1 yes (a token is taken),
+ * 0 the sender is over its rate. */
+int ratelimit_allow(ratelimit *rl, uint32_t key, int64_t now_ns);
 
 #endif

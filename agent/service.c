@@ -18,7 +18,7 @@ int service_listen_fds(service_fds *out)
     int n = sd_listen_fds_with_names(1, &names); /* 1: children (none) must not see LISTEN_FDS */
     if (n < 0) {
         log_write(LOG_ERROR, "\"socket activation: cannot read LISTEN_FDS\" error=\"%s\"", strerror(-n));
-        return -1;
+        return n;
     }
     for (int i = 0; i < n; i++) {
         int fd = SD_LISTEN_FDS_START + i;

@@ -18,7 +18,7 @@ typedef struct service_fds {
 } service_fds;
 
 /* Takes the sockets systemd passed for this process. A lone unnamed socket is the ingest socket; sockets with
- * other names are logged and closed. Returns 0, or -1 when what was passed cannot be used (logged). */
+ * other names are logged and closed. Returns 0, or -errno when LISTEN_FDS cannot be read (logged). */
 int service_listen_fds(service_fds *out);
 
 /* sd_notify(0, state) when NOTIFY_SOCKET is set. */

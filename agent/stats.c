@@ -5,6 +5,7 @@
 
 #include "clients.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -285,7 +286,7 @@ int stats_view_json(const stats_view *v, const config *cfg, char *buf, size_t ca
         (unsigned long long)v->clients_evicted);
     put(&t, "\"flush_latency_ms\":{\"p50\":%g,\"p90\":%g,\"p99\":%g}}\n", f->latency_ms[0], f->latency_ms[1],
         f->latency_ms[2]);
-    return t.overflow ? -1 : (int)t.len;
+    return t.overflow ? -ENOSPC : (int)t.len;
 }
 
 int stats_json(const stats_sources *src, char *buf, size_t cap)

@@ -127,7 +127,8 @@ typedef struct stats_view {
 /* Fills v. Main loop thread only (it reads ingest's counters and the client table there). */
 void stats_collect(const stats_sources *src, stats_view *v);
 
-/* Writes the /stats JSON document of v into buf (NUL-terminated). Returns its length, or -1 if it did not fit. */
+/* Writes the /stats JSON document of v into buf (NUL-terminated). Returns its length, or -ENOSPC if it did not
+ * fit. */
 int stats_view_json(const stats_view *v, const config *cfg, char *buf, size_t cap);
 
 /* stats_collect + stats_view_json: the /stats document now (main loop thread). */
