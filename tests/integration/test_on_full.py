@@ -182,14 +182,21 @@ def test_disk_drop_oldest_drops_the_oldest_segment():
     assert len(got) >= 0.9 * tail, (len(got), tail)
 
 
+def oldest_kept(sent, got):
+    """drop-newest keeps what came first: the first record sent, and (nearly) everything delivered from the first
+    half (a record may still slip in later, when the flusher frees a little room: accepted, not wrong)."""
+    early = sum(1 for i in got if i < 0.5 * len(sent))
+    assert got[0] == 0 and early >= 0.9 * len(got), (got[0], early, len(got), got[-1], len(sent))
+
+
 def test_memory_drop_newest_keeps_writers_going():
     sent, got = check_dropping("memory", "drop-newest", SHORT_S)
-    assert got[0] == 0 and got[-1] < 0.5 * len(sent), (got[0], got[-1], len(sent))  # the oldest are kept
+    oldest_kept(sent, got)
 
 
 def test_disk_drop_newest_keeps_writers_going():
     sent, got = check_dropping("disk", "drop-newest", SHORT_S)
-    assert got[0] == 0 and got[-1] < 0.5 * len(sent), (got[0], got[-1], len(sent))
+    oldest_kept(sent, got)
 
 
 def check_block(mode):
