@@ -376,6 +376,18 @@ def send_records(sock_path, records, chunk=None):
     s.close()
 
 
+def recv_ack(s):
+    """Reads one msgpack object (a Forward ack) from socket s; fails if the agent closes first."""
+    import msgpack
+    up = msgpack.Unpacker(raw=False)
+    while True:
+        data = s.recv(4096)
+        assert data, "agent closed the connection before acking"
+        up.feed(data)
+        for obj in up:
+            return obj
+
+
 def run(tests):
     """Runs test functions in order; prints a line per test; exits non-zero on the first failure."""
     for t in tests:

@@ -16,7 +16,7 @@ import time
 
 import msgpack
 
-from harness import Agent, Sink, TempDir, accounting_holds, dead_target, run, wait_for
+from harness import Agent, Sink, TempDir, accounting_holds, dead_target, recv_ack, run, wait_for
 
 T0 = 1725013845  # 2024-08-30T10:30:45Z
 
@@ -32,15 +32,6 @@ def connect(path):
     return s
 
 
-def recv_ack(s):
-    """Reads one msgpack object (the ack) from s."""
-    up = msgpack.Unpacker(raw=False)
-    while True:
-        data = s.recv(4096)
-        assert data, "agent closed the connection before acking"
-        up.feed(data)
-        for obj in up:
-            return obj
 
 
 def start(name, *args):

@@ -31,7 +31,7 @@ import struct
 
 import msgpack
 
-from harness import Agent, Sink, TempDir, run, wait_for
+from harness import Agent, Sink, TempDir, recv_ack, run, wait_for
 
 T0 = 1725013845  # 2024-08-30T10:30:45Z
 
@@ -208,14 +208,6 @@ def counters(st):
                 events=f["events"], acks=f["acks"], acks_failed=f["acks_failed"])
 
 
-def recv_ack(s):
-    up = msgpack.Unpacker(raw=False)
-    while True:
-        data = s.recv(4096)
-        assert data, "agent closed the connection before acking"
-        up.feed(data)
-        for obj in up:
-            return obj
 
 
 def test_forward_senders_table():
