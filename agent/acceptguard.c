@@ -1,7 +1,7 @@
 /* acceptguard.c — pause a listener after an accept(2) error instead of spinning; the client-connection fd budget
  * (see acceptguard.h). Main loop thread only. */
 #include "acceptguard.h"
-#include "clock.h"
+#include "common/clock.h"
 
 #include "log.h"
 

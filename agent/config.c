@@ -8,11 +8,11 @@
  * reader counts them. */
 #include "config.h"
 
-#include "forward.h"
+#include "ingest/forward.h"
 
 #include "log.h"
-#include "otlp.h"
-#include "token.h"
+#include "flush/otlp.h"
+#include "flush/token.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -7,10 +7,10 @@
  * Signals: SIGTERM/SIGINT stop (drain), SIGHUP reloads the settings that can change live, SIGUSR1 logs /stats.
  * See docs/architecture.md and docs/operations.md. */
 #include "config.h"
-#include "clock.h"
-#include "flusher.h"
-#include "http_ingest.h"
-#include "ingest.h"
+#include "common/clock.h"
+#include "flush/flusher.h"
+#include "ingest/http_ingest.h"
+#include "ingest/ingest.h"
 #include "log.h"
 #include "ring.h"
 #include "service.h"

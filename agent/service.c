@@ -1,7 +1,7 @@
 /* service.c — socket activation, sd_notify and the watchdog (see service.h). libsystemd does the protocol work;
  * this file decides what the agent tells systemd and when. */
 #include "service.h"
-#include "clock.h"
+#include "common/clock.h"
 
 #include "log.h"
 

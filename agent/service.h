@@ -8,7 +8,7 @@
 #ifndef LOGAGENT_SERVICE_H
 #define LOGAGENT_SERVICE_H
 
-#include "flusher.h"
+#include "flush/flusher.h"
 
 #include <event2/event.h>
 

@@ -3,7 +3,7 @@
  * Every stats document starts here, so /stats, /metrics and /healthz never disagree about a number. */
 #include "stats.h"
 
-#include "clients.h"
+#include "ingest/clients.h"
 
 #include <errno.h>
 #include <stdarg.h>

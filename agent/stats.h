@@ -16,8 +16,8 @@
 
 #include "acceptguard.h"
 #include "config.h"
-#include "flusher.h"
-#include "membudget.h"
+#include "flush/flusher.h"
+#include "ingest/membudget.h"
 #include "ring.h"
 
 #include <stdatomic.h>

@@ -5,10 +5,10 @@
  * thread: the per-client table and ingest's counters are read where they are written, and the flusher is read
  * through one snapshot under its accounting mutex, never a lock ingest takes. */
 #include "stats_http.h"
-#include "clock.h"
+#include "common/clock.h"
 
 #include "acceptguard.h"
-#include "clients.h"
+#include "ingest/clients.h"
 #include "health.h"
 #include "log.h"
 #include "sockpath.h"

@@ -13,7 +13,7 @@
 #define LOGAGENT_STATS_HTTP_H
 
 #include "config.h"
-#include "flusher.h"
+#include "flush/flusher.h"
 #include "ring.h"
 #include "stats.h"
 

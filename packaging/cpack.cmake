@@ -44,8 +44,6 @@ set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
   ${CMAKE_CURRENT_SOURCE_DIR}/deb/triggers)   # ldconfig for liblogagent.so (CPack adds it only to its own scripts)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 
-# Test tools never ship, whatever install rules their folders have: tests/bench installs logagent-bench for
-# `cmake --install` users, so it is removed from the package's staging tree here.
-set(CPACK_PRE_BUILD_SCRIPTS ${CMAKE_CURRENT_SOURCE_DIR}/deb/strip-test-tools.cmake)
+# Test tools (logagent-sink, logagent-bench) have no install rule, so nothing in the staging tree needs removing.
 
 include(CPack)

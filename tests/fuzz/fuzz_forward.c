@@ -22,8 +22,8 @@
  *    message of tiny events must not make msgpack-c allocate for millions of items. */
 #include "fuzz_common.h"
 
-#include "forward.h"
-#include "mpscan.h"
+#include "ingest/forward.h"
+#include "ingest/mpscan.h"
 #include "record.h"
 
 #include <msgpack.h>

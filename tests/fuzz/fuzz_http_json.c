@@ -10,7 +10,7 @@
  *  - an encoded record whose log_id is not 32 characters when the body gave none. */
 #include "fuzz_common.h"
 
-#include "http_json.h"
+#include "ingest/http_json.h"
 #include "record.h"
 
 typedef struct run {

@@ -21,7 +21,7 @@
 #include "fuzz_common.h"
 
 #include "logagent/v1/log_service.pb-c.h"
-#include "mpscan.h"
+#include "ingest/mpscan.h"
 #include "record.h"
 
 #include <msgpack.h>

@@ -15,7 +15,7 @@
 #include "fuzz_common.h"
 
 #include "log.h"
-#include "spool.h"
+#include "flush/spool.h"
 
 #include <dirent.h>
 #include <sys/stat.h>

@@ -1,6 +1,6 @@
 /* test_batch.c — BatchWriteLogsRequest assembly: entries framed by hand decode with the generated code,
  * with agent_id and batch_id; sizes are predicted exactly; entries stay addressable one by one. */
-#include "batch.h"
+#include "flush/batch.h"
 #include "check.h"
 
 #include <logagent/v1/log_service.pb-c.h>

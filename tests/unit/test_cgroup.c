@@ -1,6 +1,6 @@
 /* test_cgroup.c — --trusted-fields: which cgroup path is reported (unified first, then systemd's, then any) and the
  * container id found in the paths of docker, containerd, CRI-O, podman and the kubepods cgroupfs layout. */
-#include "cgroup.h"
+#include "ingest/cgroup.h"
 #include "check.h"
 
 static void parse(const char *text, char *path, char *id)

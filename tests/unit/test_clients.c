@@ -2,7 +2,7 @@
  * entries, the least recently seen idle entry evicted when full (never an attached one), service names cut at a
  * UTF-8 boundary, and the JSON: sorted by records, top N, escaped names; plus stats_json_escape itself. */
 #include "check.h"
-#include "clients.h"
+#include "ingest/clients.h"
 #include "stats.h"
 
 #include <stdlib.h>

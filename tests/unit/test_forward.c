@@ -5,7 +5,7 @@
  * while the others go on; Fluent Bit's v2 entries `[[time, metadata], record]` in every mode (metadata kept under
  * forward_metadata, group markers skipped) and Message mode's option `metadata`; bad times kept, not dropped. */
 #include "check.h"
-#include "forward.h"
+#include "ingest/forward.h"
 
 #include <errno.h>
 #include <msgpack.h>

@@ -6,7 +6,7 @@
  * and back through the protobuf-c decoder, so what is checked is what the log service would receive. Bodies are
  * copied into exact-size heap buffers (never NUL-terminated), so ASan sees any read past the end. */
 #include "check.h"
-#include "http_json.h"
+#include "ingest/http_json.h"
 #include "record.h"
 
 #include <errno.h>

@@ -3,7 +3,7 @@
  * the owner finishes or memory falls under three quarters of the limit (then the resume functions run); small
  * holdings cost nothing; closing while paused keeps the counts right. */
 #include "check.h"
-#include "membudget.h"
+#include "ingest/membudget.h"
 
 #include <string.h>
 

@@ -3,7 +3,7 @@
  * refused, the "good bytes" offset, and mid-record detection for truncation; the separate limit of top-level arrays
  * (Forward messages) with its item budget, and mpscan_feed_one stopping at the first record's end. */
 #include "check.h"
-#include "mpscan.h"
+#include "ingest/mpscan.h"
 
 #include <msgpack.h>
 #include <stdlib.h>

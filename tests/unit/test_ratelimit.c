@@ -2,7 +2,7 @@
  * holds after tens of thousands of other senders came and went (the bounded table forgets only refilled buckets,
  * or the oldest when every bucket is busy). */
 #include "check.h"
-#include "ratelimit.h"
+#include "ingest/ratelimit.h"
 
 #include <stdint.h>
 

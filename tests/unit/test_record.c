@@ -6,8 +6,8 @@
 #include "check.h"
 #include "record.h"
 
-#include "batch.h"
-#include "otlp.h"
+#include "flush/batch.h"
+#include "flush/otlp.h"
 
 #include <errno.h>
 #include <math.h>

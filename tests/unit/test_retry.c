@@ -1,7 +1,7 @@
 /* test_retry.c — the retryable-status table, full-jitter backoff bounds, and google.rpc.RetryInfo parsing from a
  * grpc-status-details-bin value (well-formed, other detail types, truncated and garbage input). */
 #include "check.h"
-#include "retry.h"
+#include "flush/retry.h"
 
 int main(void)
 {

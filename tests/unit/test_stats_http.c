@@ -3,7 +3,7 @@
  * endpoints' status codes (200 /healthz, 404 naming the paths, 405 for POST) through a raw HTTP/1.0 exchange. */
 #include "check.h"
 #include "config.h"
-#include "flusher.h"
+#include "flush/flusher.h"
 #include "ring.h"
 #include "stats.h"
 #include "stats_http.h"

@@ -2,7 +2,7 @@
  * message never holds the token); re-read only when due and changed (a rename in place counts); an unusable new
  * content keeps the previous token. */
 #include "check.h"
-#include "token.h"
+#include "flush/token.h"
 
 #include <stdlib.h>
 #include <unistd.h>

@@ -19,7 +19,7 @@ import datetime
 
 import msgpack
 
-MAX_DEPTH = 32  # non-empty containers open at once, the record map included (agent/mpscan.h)
+MAX_DEPTH = 32  # non-empty containers open at once, the record map included (agent/ingest/mpscan.h)
 
 _INT_MIN = -(1 << 63)
 _UINT_MAX = (1 << 64) - 1

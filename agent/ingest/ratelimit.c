@@ -1,5 +1,5 @@
 /* ratelimit.c — token buckets in an open-addressing table (see ratelimit.h). */
-#include "ratelimit.h"
+#include "ingest/ratelimit.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -9,7 +9,7 @@
 
 #include "config.h"
 #include "ring.h"
-#include "spool.h"
+#include "flush/spool.h"
 
 #include <stdint.h>
 

@@ -1,9 +1,9 @@
 /* http_conns.c — counting, bounding and timing the HTTP ingest's connections (see http_conns.h). */
-#include "http_conns.h"
-#include "clock.h"
+#include "ingest/http_conns.h"
+#include "common/clock.h"
 
 #include "log.h"
-#include "membudget.h"
+#include "ingest/membudget.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>

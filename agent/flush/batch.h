@@ -8,7 +8,7 @@
 #ifndef LOGAGENT_BATCH_H
 #define LOGAGENT_BATCH_H
 
-#include "spool.h"
+#include "flush/spool.h"
 
 #include <stddef.h>
 #include <stdint.h>

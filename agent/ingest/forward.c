@@ -11,9 +11,9 @@
  * iteration goes on: a packed one is skipped by finding its end with a scan bounded by the packed bytes (mpscan
  * never allocates); a decoded one (Message, Forward mode) is measured as its minimal msgpack encoding. A v2
  * entry's metadata map is part of its entry and counts with it; so does Message mode's option `metadata`. */
-#include "forward.h"
+#include "ingest/forward.h"
 
-#include "mpscan.h"
+#include "ingest/mpscan.h"
 
 #include <errno.h>
 #include <math.h>

@@ -1,5 +1,5 @@
 /* sink_otlp: ExportLogsServiceRequest -> WriteLogRequest structs + OTLP extras (see sink_otlp.h).
- * The reverse of the agent's agent/otlp.c mapping: resource service.name/host.name/process.pid give
+ * The reverse of the agent's agent/flush/otlp.c mapping: resource service.name/host.name/process.pid give
  * service_name, source.hostname, source.pid; record attributes log_id, trace_id, span_id, process.user.id,
  * logagent.source.gid, process.executable.name, logagent.source.cgroup and container.id go back to their
  * fields; every other attribute is metadata (its value as text: maps and arrays as compact JSON, doubles as the

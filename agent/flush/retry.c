@@ -1,5 +1,5 @@
 /* retry.c — retryable-status table and full-jitter backoff (see retry.h). */
-#include "retry.h"
+#include "flush/retry.h"
 
 #include "pbwire.h"
 

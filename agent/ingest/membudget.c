@@ -1,6 +1,6 @@
 /* membudget.c — the shared bound on memory held for partial records and pending HTTP bodies (see membudget.h). */
-#include "membudget.h"
-#include "clock.h"
+#include "ingest/membudget.h"
+#include "common/clock.h"
 
 #include <errno.h>
 #include <malloc.h>

@@ -9,7 +9,7 @@
  * ends the program cleanly (exit 0) without a global flag. A fetch in progress finishes first (it has its
  * own --timeout). */
 #include "ctl_watch.h"
-#include "clock.h"
+#include "common/clock.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* cgroup.c — see cgroup.h. */
-#include "cgroup.h"
+#include "ingest/cgroup.h"
 
 #include <ctype.h>
 #include <errno.h>

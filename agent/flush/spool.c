@@ -28,9 +28,9 @@
  * entries; the CRC covers n_records, batch_id and the whole payload. The file and deadletter.log.1 together
  * stay under --deadletter-max-bytes: when deadletter.log would pass half of it, it is renamed over
  * deadletter.log.1 (the records of the old .1 are counted evicted). docs/reliability.md documents the format. */
-#include "spool.h"
-#include "clock.h"
-#include "utf8scrub.h"
+#include "flush/spool.h"
+#include "common/clock.h"
+#include "common/utf8scrub.h"
 
 #include "log.h"
 

@@ -1,5 +1,5 @@
 /* batch.c — BatchWriteLogsRequest assembly (see batch.h). */
-#include "batch.h"
+#include "flush/batch.h"
 
 #include "pbwire.h"
 

@@ -3,10 +3,10 @@
  * Every call is one batch of the six client ops; its context holds everything the completion needs, so the
  * reaper thread owns the context from grpc_call_start_batch on (stack.md pitfall 5: never touch it after
  * starting the batch). Live calls sit on a list under a mutex only so that shutdown can cancel them. */
-#include "upstream.h"
+#include "flush/upstream.h"
 
-#include "retry.h"
-#include "token.h"
+#include "flush/retry.h"
+#include "flush/token.h"
 
 #include <errno.h>
 #include <grpc/byte_buffer.h>

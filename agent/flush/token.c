@@ -1,5 +1,5 @@
 /* token.c — reading and re-reading the bearer token file (see token.h). */
-#include "token.h"
+#include "flush/token.h"
 
 #include "log.h"
 

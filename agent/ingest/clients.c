@@ -6,7 +6,7 @@
  * sits on the idle list in the order it went idle, which is the order it was last seen: the head is the least
  * recently seen and is the one evicted. The table grows past its cap only by attached entries, which are bounded
  * by open connections. */
-#include "clients.h"
+#include "ingest/clients.h"
 
 #include "stats.h"
 

@@ -1,5 +1,5 @@
 /* peer.c — see peer.h. */
-#include "peer.h"
+#include "ingest/peer.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -20,16 +20,16 @@
  * Connections: http_conns.h counts them (--http-max-connections), charges the request each is reading to the shared
  * --ingest-memory-bytes (pausing its reading past it) and closes one whose request takes longer than
  * --partial-record-timeout-ms as a whole. The listener is guarded against accept(2) errors (acceptguard.h). */
-#include "http_ingest.h"
+#include "ingest/http_ingest.h"
 
 #include "acceptguard.h"
-#include "clients.h"
-#include "flusher.h"
-#include "http_conns.h"
-#include "http_json.h"
+#include "ingest/clients.h"
+#include "flush/flusher.h"
+#include "ingest/http_conns.h"
+#include "ingest/http_json.h"
 #include "log.h"
-#include "peer.h"
-#include "ratelimit.h"
+#include "ingest/peer.h"
+#include "ingest/ratelimit.h"
 #include "record.h"
 #include "sockpath.h"
 #include "tcplisten.h"

@@ -13,15 +13,15 @@
  *
  * Wake-ups: the flusher arms its doorbell at the top of every turn, so a ring from ingest (new records) or
  * from the reaper (a slot or a retry freed) between its decision and its wait is never lost. */
-#include "flusher.h"
-#include "clock.h"
+#include "flush/flusher.h"
+#include "common/clock.h"
 
-#include "batch.h"
+#include "flush/batch.h"
 #include "doorbell.h"
 #include "log.h"
-#include "otlp.h"
-#include "retry.h"
-#include "upstream.h"
+#include "flush/otlp.h"
+#include "flush/retry.h"
+#include "flush/upstream.h"
 
 #include <errno.h>
 #include <logagent/v1/log_service.pb-c.h>

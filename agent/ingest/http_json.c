@@ -4,7 +4,7 @@
  * \u0000 as msgpack strings may). Each entry is then built as a msgpack_object in a msgpack_zone, reset per entry:
  * maps and arrays are allocated in the zone, strings point into jansson's values, which live until the callback
  * returns. No msgpack bytes are packed and unpacked again. */
-#include "http_json.h"
+#include "ingest/http_json.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -14,7 +14,7 @@
  * and into arrays sized up front for the whole batch (struct build), so nothing is allocated per top-level
  * attribute. Typed values that need memory (bytes, nested maps and arrays) take it from the build's arena.
  * Everything is freed once the message is packed. */
-#include "otlp.h"
+#include "flush/otlp.h"
 
 #include "pbwire.h"
 #include "record.h"

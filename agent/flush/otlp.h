@@ -9,7 +9,7 @@
 #ifndef LOGAGENT_OTLP_H
 #define LOGAGENT_OTLP_H
 
-#include "batch.h"
+#include "flush/batch.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -16,7 +16,7 @@
  * The record's first header decides its limits: a top-level array gets max_array / array_items, anything else
  * max_record / max_items. rec_items counts every item announced (a separate budget: for a native record it is
  * implied by rec_bytes, for a large Forward message of small events it is what bounds msgpack-c's zone). */
-#include "mpscan.h"
+#include "ingest/mpscan.h"
 
 #include <string.h>
 
