@@ -5,21 +5,17 @@
  * `buffer-bytes = …`). Sizes accept KiB/MiB/GiB (and k/M/G) suffixes; durations are milliseconds and accept
  * ms/s/m/h suffixes. Each value remembers its origin (default, file:line, variable, flag) for --check-config
  * and for error messages. The file is parsed by libinih; its handler is not told line numbers, so our line
- * reader counts them. */
+ * reader counts them. Once every value is read, config_check (config_check.c) judges them together.
+ * Main thread: at start-up, and again on SIGHUP. */
 #include "config.h"
-
-#include "ingest/forward.h"
+#include "config_internal.h"
 
 #include "log.h"
 #include "flush/otlp.h"
-#include "flush/token.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <grp.h>
-#include <pwd.h>
 #include <ini.h>
 #include <stdlib.h>
 #include <string.h>
@@ -471,307 +467,21 @@ static size_t opt_index(size_t offset)
     return 0;
 }
 
-/* A group name or number -> *gid (-1 for ""). Returns 0, or -ENOENT when there is no such group. */
-static int resolve_group(const char *spec, long *gid)
+config_text config_flag(size_t offset)
 {
-    *gid = -1;
-    if (!spec[0])
-        return 0;
-    char *end;
-    errno = 0;
-    unsigned long n = strtoul(spec, &end, 10);
-    if (isdigit((unsigned char)spec[0]) && *end == 0 && !errno && n < (gid_t)-1) {
-        *gid = (long)n;
-        return 0;
-    }
-    struct group gr, *found = NULL;
-    char buf[16384];
-    if (getgrnam_r(spec, &gr, buf, sizeof buf, &found) != 0 || !found)
-        return -ENOENT;
-    *gid = (long)found->gr_gid;
-    return 0;
+    config_text t;
+    flag_name(&OPTS[opt_index(offset)], t.s, sizeof t.s);
+    return t;
 }
 
-/* A user name or number -> *uid. Returns 0 or -ENOENT. */
-static int resolve_user(const char *spec, uint32_t *uid)
+config_text config_origin(const config *cfg, size_t offset)
 {
-    char *end;
-    errno = 0;
-    unsigned long n = strtoul(spec, &end, 10);
-    if (isdigit((unsigned char)spec[0]) && *end == 0 && !errno && n < (uid_t)-1) {
-        *uid = (uint32_t)n;
-        return 0;
-    }
-    struct passwd pw, *found = NULL;
-    char buf[16384];
-    if (getpwnam_r(spec, &pw, buf, sizeof buf, &found) != 0 || !found)
-        return -ENOENT;
-    *uid = (uint32_t)found->pw_uid;
-    return 0;
+    config_text t;
+    describe_origin(cfg, opt_index(offset), t.s, sizeof t.s);
+    return t;
 }
 
-/* "alice,1001, bob" -> ids (users or groups). Reports the first unknown name against the option. */
-static int resolve_id_list(const config *cfg, size_t offset, int groups, uint32_t *ids, unsigned *n)
-{
-    const char *list = (const char *)cfg + offset;
-    char item[256], where[300], flag[64];
-    *n = 0;
-    for (const char *p = list; *p;) {
-        size_t len = strcspn(p, ",");
-        const char *next = p[len] ? p + len + 1 : p + len;
-        while (len && (*p == ' ' || *p == '\t'))
-            p++, len--;
-        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-            len--;
-        const char *why = NULL;
-        long gid = -1;
-        uint32_t id = 0;
-        snprintf(item, sizeof item, "%.*s", (int)len, p);
-        if (!len)
-            why = "an empty name";
-        else if (*n == CONFIG_MAX_IDS)
-            why = "more than 64 entries";
-        else if (groups ? resolve_group(item, &gid) < 0 : resolve_user(item, &id) < 0)
-            why = groups ? "no such group" : "no such user";
-        if (why) {
-            size_t i = opt_index(offset);
-            describe_origin(cfg, i, where, sizeof where);
-            flag_name(&OPTS[i], flag, sizeof flag);
-            fprintf(stderr, "logagentd: %s '%s' (from %s): %s%s%s\n", flag, list, where, why, len ? ": " : "", item);
-            return -EINVAL;
-        }
-        ids[(*n)++] = groups ? (uint32_t)gid : id;
-        p = next;
-    }
-    return 0;
-}
-
-/* forward-message-keys: 1 to 8 non-empty keys, comma-separated. */
-static int check_forward_keys(config *cfg)
-{
-    char copy[sizeof cfg->forward_message_keys], where[300];
-    forward_opts o;
-    memcpy(copy, cfg->forward_message_keys, sizeof copy);
-    if (forward_opts_parse_keys(&o, copy) == 0)
-        return 0;
-    describe_origin(cfg, opt_index(offsetof(config, forward_message_keys)), where, sizeof where);
-    fprintf(stderr, "logagentd: forward-message-keys '%s' (from %s): want 1 to %d non-empty keys, comma-separated\n",
-            cfg->forward_message_keys, where, FORWARD_MAX_MESSAGE_KEYS);
-    return -EINVAL;
-}
-
-/* "cgroup,container_id" (either, both, or "") -> trusted_mask. */
-static int parse_trusted_fields(config *cfg)
-{
-    cfg->trusted_mask = 0;
-    for (const char *p = cfg->trusted_fields; *p;) {
-        size_t n = strcspn(p, ",");
-        const char *q = p;
-        while (n && *q == ' ')
-            q++, n--;
-        while (n && q[n - 1] == ' ')
-            n--;
-        if (n == 6 && !strncmp(q, "cgroup", 6)) {
-            cfg->trusted_mask |= TRUSTED_CGROUP;
-        } else if (n == 12 && !strncmp(q, "container_id", 12)) {
-            cfg->trusted_mask |= TRUSTED_CONTAINER_ID;
-        } else {
-            char where[300];
-            describe_origin(cfg, opt_index(offsetof(config, trusted_fields)), where, sizeof where);
-            fprintf(stderr, "logagentd: trusted-fields '%s' (from %s): '%.*s' is not one of cgroup, container_id\n",
-                    cfg->trusted_fields, where, (int)n, q);
-            return -EINVAL;
-        }
-        p += strcspn(p, ",");
-        if (*p)
-            p++;
-    }
-    return 0;
-}
-
-/* "10000:50000" or "10000/s:50000" (burst optional: the rate) -> rps, burst. */
-static int parse_rate_limit(config *cfg)
-{
-    cfg->rate_limit_rps = 0;
-    cfg->rate_limit_burst = 0;
-    if (!cfg->rate_limit[0])
-        return 0;
-    char *end;
-    errno = 0;
-    double rps = strtod(cfg->rate_limit, &end);
-    if (!strncmp(end, "/s", 2))
-        end += 2;
-    /* a rate out of range (negative, NaN, huge) is refused below; only a valid one may become the default burst
-     * (the cast of -1 or NaN would be undefined: found by fuzz_config) */
-    unsigned long long burst = rps >= 1 && rps <= 1e9 ? (unsigned long long)rps : 0;
-    if (*end == ':') {
-        char *b = end + 1;
-        burst = strtoull(b, &end, 10);
-        if (end == b || b[0] == '-')
-            end = b - 1; /* forces the error below */
-    }
-    if (errno || *end || !(rps >= 1 && rps <= 1e9) || burst < 1 || burst > 1000000000ULL) {
-        char where[300];
-        describe_origin(cfg, opt_index(offsetof(config, rate_limit)), where, sizeof where);
-        fprintf(stderr, "logagentd: rate-limit '%s' (from %s): expected RECORDS/s:BURST, e.g. 10000/s:50000 "
-                        "(1 to 1e9 records/s, burst 1 to 1e9)\n", cfg->rate_limit, where);
-        return -EINVAL;
-    }
-    cfg->rate_limit_rps = rps;
-    cfg->rate_limit_burst = burst;
-    return 0;
-}
-
-/* A file setting that names something this process cannot read. Returns 0 or -EINVAL (reported). */
-static int check_readable(const config *cfg, size_t offset)
-{
-    const char *path = (const char *)cfg + offset;
-    if (!path[0])
-        return 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    int err = fd < 0 ? errno : fstat(fd, &st) < 0 ? errno : S_ISREG(st.st_mode) ? 0 : EISDIR;
-    if (fd >= 0)
-        close(fd);
-    if (!err)
-        return 0;
-    char a[300], flag[64];
-    size_t i = opt_index(offset);
-    describe_origin(cfg, i, a, sizeof a);
-    flag_name(&OPTS[i], flag, sizeof flag);
-    fprintf(stderr, "logagentd: %s '%s' (from %s): cannot read it: %s\n", flag, path, a,
-            err == EISDIR ? "not a regular file" : strerror(err));
-    return -EINVAL;
-}
-
-/* TLS settings: files readable now, a certificate with its key, and no TLS file without upstream-tls. */
-static int check_tls(const config *cfg)
-{
-    static const size_t files[] = {offsetof(config, ca_file), offsetof(config, cert_file),
-                                   offsetof(config, key_file), offsetof(config, tls_server_name)};
-    char a[300], b[300], flag[64];
-    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
-        size_t i = opt_index(files[k]);
-        if (!cfg->upstream_tls && ((const char *)cfg + files[k])[0]) {
-            describe_origin(cfg, i, a, sizeof a);
-            flag_name(&OPTS[i], flag, sizeof flag);
-            fprintf(stderr, "logagentd: %s (from %s) needs upstream-tls = true\n", flag, a);
-            return -EINVAL;
-        }
-    }
-    if (!cfg->cert_file[0] != !cfg->key_file[0]) {
-        size_t set = opt_index(cfg->cert_file[0] ? offsetof(config, cert_file) : offsetof(config, key_file));
-        describe_origin(cfg, set, a, sizeof a);
-        flag_name(&OPTS[set], flag, sizeof flag);
-        snprintf(b, sizeof b, "%s", cfg->cert_file[0] ? "key-file" : "cert-file");
-        fprintf(stderr, "logagentd: %s (from %s) needs %s too (mTLS takes a certificate and its key)\n", flag, a, b);
-        return -EINVAL;
-    }
-    for (size_t k = 0; k < 3; k++)
-        if (check_readable(cfg, files[k]) < 0)
-            return -EINVAL;
-    if (!cfg->token_file[0])
-        return 0;
-    char why[400];
-    token_file *t = token_file_open(cfg->token_file, why, sizeof why); /* the message never holds the token */
-    if (t) {
-        token_file_free(t);
-        return 0;
-    }
-    describe_origin(cfg, opt_index(offsetof(config, token_file)), a, sizeof a);
-    fprintf(stderr, "logagentd: token-file (from %s): %s\n", a, why);
-    return -EINVAL;
-}
-
-/* forward-max-message-bytes: from max-record-bytes to buffer-bytes/4. When not set it follows those two (a small
- * buffer shrinks it, a large max-record-bytes raises it). */
-static int check_forward_max(config *cfg)
-{
-    char a[300], b[300];
-    size_t fm = opt_index(offsetof(config, forward_max_message_bytes));
-    if (cfg->origin[fm] == ORIGIN_DEFAULT) {
-        if (cfg->forward_max_message_bytes > cfg->buffer_bytes / 4)
-            cfg->forward_max_message_bytes = cfg->buffer_bytes / 4;
-        if (cfg->forward_max_message_bytes < cfg->max_record_bytes)
-            cfg->forward_max_message_bytes = cfg->max_record_bytes;
-    }
-    if (cfg->forward_max_message_bytes < cfg->max_record_bytes) {
-        describe_origin(cfg, fm, a, sizeof a);
-        describe_origin(cfg, opt_index(offsetof(config, max_record_bytes)), b, sizeof b);
-        fprintf(stderr, "logagentd: forward-max-message-bytes (%llu, from %s) must be at least max-record-bytes "
-                        "(%llu, from %s)\n", (unsigned long long)cfg->forward_max_message_bytes, a,
-                (unsigned long long)cfg->max_record_bytes, b);
-        return -EINVAL;
-    }
-    if (cfg->forward_max_message_bytes > cfg->buffer_bytes / 4) {
-        describe_origin(cfg, fm, a, sizeof a);
-        describe_origin(cfg, opt_index(offsetof(config, buffer_bytes)), b, sizeof b);
-        fprintf(stderr, "logagentd: forward-max-message-bytes (%llu, from %s) must be at most 1/4 of buffer-bytes "
-                        "(%llu, from %s)\n", (unsigned long long)cfg->forward_max_message_bytes, a,
-                (unsigned long long)cfg->buffer_bytes, b);
-        return -EINVAL;
-    }
-    return 0;
-}
-
-/* Settings that are each valid but impossible together. A default max-record-bytes follows a small buffer. */
-static int check_combinations(config *cfg)
-{
-    char a[300], b[300];
-    size_t mrb = opt_index(offsetof(config, max_record_bytes));
-    if (cfg->max_record_bytes > cfg->buffer_bytes / 16 && cfg->origin[mrb] == ORIGIN_DEFAULT)
-        cfg->max_record_bytes = cfg->buffer_bytes / 16;
-    if (cfg->max_record_bytes > cfg->buffer_bytes / 16) {
-        describe_origin(cfg, opt_index(offsetof(config, max_record_bytes)), a, sizeof a);
-        describe_origin(cfg, opt_index(offsetof(config, buffer_bytes)), b, sizeof b);
-        fprintf(stderr, "logagentd: max-record-bytes (%llu, from %s) must be at most 1/16 of buffer-bytes (%llu, "
-                        "from %s)\n", (unsigned long long)cfg->max_record_bytes, a,
-                (unsigned long long)cfg->buffer_bytes, b);
-        return -EINVAL;
-    }
-    if (check_forward_max(cfg) < 0)
-        return -EINVAL;
-    if (resolve_group(cfg->stats_socket_group, &cfg->stats_socket_gid) < 0) {
-        describe_origin(cfg, opt_index(offsetof(config, stats_socket_group)), a, sizeof a);
-        fprintf(stderr, "logagentd: stats-socket-group '%s' (from %s): no such group\n", cfg->stats_socket_group, a);
-        return -EINVAL;
-    }
-    if (resolve_group(cfg->socket_group, &cfg->socket_gid) < 0) {
-        describe_origin(cfg, opt_index(offsetof(config, socket_group)), a, sizeof a);
-        fprintf(stderr, "logagentd: socket-group '%s' (from %s): no such group\n", cfg->socket_group, a);
-        return -EINVAL;
-    }
-    if (resolve_id_list(cfg, offsetof(config, allow_uids), 0, cfg->allow_uid, &cfg->n_allow_uid) < 0 ||
-        resolve_id_list(cfg, offsetof(config, allow_gids), 1, cfg->allow_gid, &cfg->n_allow_gid) < 0 ||
-        parse_rate_limit(cfg) < 0 || parse_trusted_fields(cfg) < 0 || check_forward_keys(cfg) < 0)
-        return -EINVAL;
-    if ((cfg->n_allow_uid || cfg->n_allow_gid) && cfg->http_listen[0] && strncmp(cfg->http_listen, "unix:", 5)) {
-        describe_origin(cfg, opt_index(offsetof(config, http_listen)), a, sizeof a);
-        fprintf(stderr, "logagentd: http-listen %s (from %s) is TCP, where allow-uids/allow-gids cannot be checked "
-                        "(no peer credentials): use http-listen = unix:PATH\n", cfg->http_listen, a);
-        return -EINVAL;
-    }
-    if ((cfg->n_allow_uid || cfg->n_allow_gid) && cfg->forward_listen[0]) {
-        describe_origin(cfg, opt_index(offsetof(config, forward_listen)), a, sizeof a);
-        fprintf(stderr, "logagentd: forward-listen %s (from %s) is TCP, where allow-uids/allow-gids cannot be checked "
-                        "(no peer credentials): send Forward on the ingest socket instead\n", cfg->forward_listen, a);
-        return -EINVAL;
-    }
-    if (check_tls(cfg) < 0)
-        return -EINVAL;
-    char why[160];
-    if (otlp_resource_attrs_check(cfg->resource_attr, why, sizeof why) < 0) {
-        describe_origin(cfg, opt_index(offsetof(config, resource_attr)), a, sizeof a);
-        fprintf(stderr, "logagentd: resource-attr (from %s): %s\n", a, why);
-        return -EINVAL;
-    }
-    if (cfg->buffer == BUFFER_DISK && !cfg->spool_dir[0]) {
-        describe_origin(cfg, opt_index(offsetof(config, buffer)), a, sizeof a);
-        fprintf(stderr, "logagentd: buffer = disk (from %s) needs spool-dir\n", a);
-        return -EINVAL;
-    }
-    return 0;
-}
+int config_defaulted(const config *cfg, size_t offset) { return cfg->origin[opt_index(offset)] == ORIGIN_DEFAULT; }
 
 config_result config_load(config *cfg, int argc, char **argv)
 {
@@ -797,7 +507,7 @@ config_result config_load(config *cfg, int argc, char **argv)
     for (int k = 0; k < sc.n; k++)
         if (set_from(cfg, (size_t)sc.idx[k], sc.val[k], ORIGIN_FLAG, 0) < 0)
             return CONFIG_EXIT_USAGE;
-    return check_combinations(cfg) < 0 ? CONFIG_EXIT_USAGE : CONFIG_RUN;
+    return config_check(cfg) < 0 ? CONFIG_EXIT_USAGE : CONFIG_RUN;
 }
 
 /* ---- printing and reloading --------------------------------------------------------------------------- */

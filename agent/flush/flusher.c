@@ -2,10 +2,12 @@
  *
  * DESIGN
  * Two threads meet here. The flusher thread is the ring's only consumer: it moves records into `cur`
- * (the batch being built) and decides what to send next. The upstream reaper thread runs on_done for each
- * finished call and decides the batch's fate: acknowledged, retried (queued with a backoff time), or dropped
- * with a reason. They share `mu`, which guards the accounting, the retry queue and the in-flight count; it
- * is taken a few times per batch, never per record, and never on the ingest path.
+ * (the batch being built) and decides what to send next; that thread, the retry queue and the lifecycle live in
+ * this file. The upstream reaper thread runs flusher_call_done (outcome.c) for each finished call and decides
+ * the batch's fate: acknowledged, retried (queued with a backoff time), or dropped with a reason. They share
+ * `mu`, which guards the accounting, the retry queue and the in-flight count; it is taken a few times per batch,
+ * never per record, and never on the ingest path. The state both files reach is struct flusher, in
+ * flusher_internal.h, with which thread owns which field.
  *
  * Order: a batch waiting to retry blocks new batches (they wait behind the backoff instead of hammering a
  * failing service, and with --max-inflight 1 records leave in the order they came). The retry queue is
@@ -13,18 +15,10 @@
  *
  * Wake-ups: the flusher arms its doorbell at the top of every turn, so a ring from ingest (new records) or
  * from the reaper (a slot or a retry freed) between its decision and its wait is never lost. */
-#include "flush/flusher.h"
+#include "flush/flusher_internal.h"
 #include "common/clock.h"
 
-#include "flush/batch.h"
-#include "doorbell.h"
-#include "log.h"
-#include "flush/otlp.h"
-#include "flush/retry.h"
-#include "flush/upstream.h"
-
 #include <errno.h>
-#include <logagent/v1/log_service.pb-c.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -35,7 +29,6 @@
 #include <unistd.h>
 
 enum { M_BATCH = 0, M_UNARY = 1 };
-enum { STATUS_UNIMPLEMENTED = 12, STATUS_INTERNAL = 13 };
 
 const double flusher_lat_bounds_ms[FLUSHER_LAT_N] = {1,    2,    5,    10,    20,    50,    100,  200,
                                                       500,  1000, 2000, 5000, 10000, 30000, 60000};
@@ -43,69 +36,9 @@ const double flusher_size_bounds[FLUSHER_SIZE_N] = {1, 10, 50, 100, 250, 500, 10
 const double flusher_bytes_bounds[FLUSHER_BYTES_N] = {1024,   4096,    16384,   65536,   262144,
                                                       524288, 1048576, 2097152, 4194304, 8388608};
 
-struct flusher {
-    config cfg;
-    ring *ring;
-    upstream *up;
-    doorbell bell;
-    pthread_t thread;
-    int started;
-    flusher_space_fn on_space;
-    void *space_arg;
-    _Atomic int want_space;
-    _Atomic int shed;  /* --on-full drop-oldest: ingest asked for room */
-    _Atomic size_t shed_need; /* ... for a record of this many bytes (the largest asked since the last shed) */
-    /* what SIGHUP may change (flusher_reload); read with relaxed loads, never through cfg */
-    _Atomic uint64_t max_records, max_bytes, interval_ms;
-    /* for /healthz's "ring stuck" (flusher thread writes, relaxed; read by flusher_snapshot_get): when its loop
-     * last turned, and since when it has found records in the ring but could take none (0: it is keeping up) */
-    _Atomic int64_t heartbeat_ms, stall_since_ms;
-    size_t low_water;
-    char agent_id[160];
-
-    /* flusher thread only */
-    batch *cur;
-    int cur_full;
-    uint64_t next_id;
-
-    pthread_mutex_t mu; /* everything below */
-    pthread_cond_t cv;  /* in-flight count went down */
-    unsigned inflight;
-    batch *retry_head;
-    int unary;
-    int stopping, abandon;
-    int64_t deadline_ms;
-    uint32_t statuses_logged; /* non-retryable statuses already logged (bit per code) */
-    uint64_t rng;
-    log_limit fail_log, shed_log, partial_log, dead_log;
-    int unary_refused;              /* unary mode: the last non-retryable status, for the dead-letter file */
-    char unary_refused_details[160];
-    uint64_t batch_budget;
-    /* --on-full drop-oldest dropped a batch that was backing off: no batch is sent before shed_hold_ms, and the
-     * next one sent carries on from shed_attempt (an outage is not probed faster because records are shed) */
-    int64_t shed_hold_ms;
-    unsigned shed_attempt;
-    otlp_exporter *otlp; /* --upstream-protocol otlp (read-only once made); NULL: logagent.v1 */
-    spool *sp;          /* NULL without --spool-dir */
-    int disk;           /* --buffer disk: every batch goes through the spool */
-    log_limit spool_log;
-    int64_t seal_retry_ms; /* disk mode: spool full or failing, try sealing again at this time */
-    flusher_snapshot acct; /* the counters (latency and text filled at snapshot time) */
-
-    /* Forward acks in disk mode (flusher.h, flusher_spooled): ring_seq is how many records the flusher thread has
-     * consumed from the ring (only it writes it); `cur` holds the last cur->n of them, so everything up to
-     * ring_seq - cur->n is spooled or dropped. Published with seq_cst stores: lost before settled, settled before
-     * reading want_spooled (pairs with flusher_want_spooled then flusher_spooled on the ingest side). */
-    uint64_t ring_seq;
-    _Atomic uint64_t settled_seq, lost_seq;
-    _Atomic int want_spooled;
-    flusher_spooled_fn on_spooled;
-    void *spooled_arg;
-};
-
 #define LIVE(f, field) atomic_load_explicit(&(f)->field, memory_order_relaxed)
 
-/* ---- reaper side: call outcomes -------------------------------------------------------------------- */
+/* ---- the retry queue: both threads, under mu (flusher_internal.h) ----------------------------------- */
 
 /* Queues b for retry at its retry_at_ms, sorted by id. Caller holds mu. */
 static void retry_enqueue_locked(flusher *f, batch *b)
@@ -120,8 +53,7 @@ static void retry_enqueue_locked(flusher *f, batch *b)
         f->acct.held_bytes += b->len;
 }
 
-/* Puts b back in the queue until retry_at; a spooled batch leaves memory meanwhile. Caller holds mu. */
-static void requeue_locked(flusher *f, batch *b, int64_t retry_at)
+void flusher_requeue_locked(flusher *f, batch *b, int64_t retry_at)
 {
     if (b->spooled && !b->evicted)
         batch_evict(b);
@@ -129,8 +61,7 @@ static void requeue_locked(flusher *f, batch *b, int64_t retry_at)
     retry_enqueue_locked(f, b);
 }
 
-/* b's fate is settled (delivered, dropped or dead-lettered): its spool frame is no longer needed. */
-static void batch_settle(flusher *f, batch *b)
+void flusher_settle(flusher *f, batch *b)
 {
     if (b && b->spooled)
         spool_release(f->sp, b->ref.seg);
@@ -149,314 +80,12 @@ static batch *retry_pop_locked(flusher *f)
     return b;
 }
 
-/* Logs a non-retryable refusal once per distinct status (the counters keep counting). Caller holds mu. */
-static void note_rejection_locked(flusher *f, int status, const char *details, size_t records)
-{
-    uint32_t bit = 1u << (status & 31);
-    if (f->statuses_logged & bit)
-        return;
-    f->statuses_logged |= bit;
-    log_write(LOG_ERROR, "\"log service refused a batch: not retried, records dropped (upstream_rejected); logged "
-                         "once per status\" status=%s records=%zu details=\"%.160s\"",
-              upstream_status_name(status), records, details);
-}
-
-/* When b may be tried again: the server's RetryInfo delay if it gave one, else our backoff. */
-static int64_t retry_time_locked(flusher *f, const batch *b, const upstream_reply *r)
-{
-    /* the server's RetryInfo wins over our backoff, capped at max(--retry-max-ms, 5 min) so that a bogus delay
-     * cannot stall the pipeline for days */
-    int64_t cap = (int64_t)f->cfg.retry_max_ms > 300000 ? (int64_t)f->cfg.retry_max_ms : 300000;
-    int64_t delay = r && r->retry_after_ms >= 0 ? (r->retry_after_ms < cap ? r->retry_after_ms : cap)
-                                                 : retry_backoff_ms(b->attempt, (int64_t)f->cfg.retry_initial_ms,
-                                                                    (int64_t)f->cfg.retry_max_ms, &f->rng);
-    return clock_mono_ms() + delay;
-}
-
-/* --retry-max-elapsed-s: has b been retried for too long? */
-static int retry_expired(const flusher *f, const batch *b)
-{
-    return f->cfg.retry_max_elapsed_s > 0 && b->first_sent_ms > 0 &&
-           clock_mono_ms() - b->first_sent_ms >= (int64_t)f->cfg.retry_max_elapsed_s * 1000;
-}
-
-/* A call succeeded: the upstream is no longer failing. Caller holds mu. */
-static void note_success_locked(flusher *f)
-{
-    f->acct.failing = 0;
-    f->acct.failing_since_ms = 0;
-}
-
-static void note_failure_locked(flusher *f, int status, const char *details)
-{
-    if (!f->acct.failing)
-        f->acct.failing_since_ms = clock_mono_ms();
-    f->acct.failing = 1;
-    snprintf(f->acct.last_error, sizeof f->acct.last_error, "%s: %s", upstream_status_name(status), details);
-    int64_t suppressed = log_limit_check(&f->fail_log, 10000);
-    if (suppressed >= 0)
-        log_write(LOG_WARN, "\"upstream call failed\" status=%s details=\"%.400s\" suppressed=%lld",
-                  upstream_status_name(status), details, (long long)suppressed);
-}
-
-/* The bucket of v among n upper bounds (n when above them all). */
-static size_t bucket_of(const double *bounds, size_t n, double v)
-{
-    size_t i = 0;
-    while (i < n && v > bounds[i])
-        i++;
-    return i;
-}
-
-/* One completed call of b: its latency, records and bytes go into the histograms. Caller holds mu. */
-static void record_latency_locked(flusher *f, const batch *b)
-{
-    flusher_hist_set *h = &f->acct.hist;
-    double ms = (double)(clock_mono_ns() - b->sent_ns) / 1e6;
-    h->lat[bucket_of(flusher_lat_bounds_ms, FLUSHER_LAT_N, ms)]++;
-    h->lat_sum_s += ms / 1000.0;
-    h->size[bucket_of(flusher_size_bounds, FLUSHER_SIZE_N, (double)b->n)]++;
-    h->size_sum += b->n;
-    h->bytes[bucket_of(flusher_bytes_bounds, FLUSHER_BYTES_N, (double)b->len)]++;
-    h->bytes_sum += b->len;
-    h->count++;
-}
-
-/* A finished call leaves the in-flight set. Caller holds mu. */
-static void leave_flight_locked(flusher *f, const batch *b)
-{
-    f->inflight--;
-    f->acct.in_flight -= b->n;
-    f->acct.held_bytes -= b->len;
-    pthread_cond_broadcast(&f->cv);
-}
-
-/* Writes a refused batch to the dead-letter file: counted dead_letter, else (no room, disk error) dropped as
- * upstream_rejected with a rate-limited log line. Caller holds mu. */
-static void dead_letter_locked(flusher *f, const batch *b, int status, const char *reason)
-{
-    spool_refusal why = {status, reason};
-    int rc = spool_dead_letter(f->sp, b->id, (uint32_t)b->n, b->buf, b->len, &why);
-    if (rc == 0) {
-        f->acct.dead_letter += b->n;
-        return;
-    }
-    f->acct.dropped_upstream += b->n;
-    int64_t suppressed = log_limit_check(&f->dead_log, 10000);
-    if (suppressed >= 0)
-        log_write(LOG_ERROR, "\"cannot write the dead-letter file: refused records dropped (upstream_rejected)\" "
-                             "records=%zu error=%s errmsg=\"%s\" suppressed=%lld", b->n,
-                  rc == -EFBIG ? "EFBIG" : strerrorname_np(-rc) ? strerrorname_np(-rc) : "unknown",
-                  rc != -EFBIG                       ? strerror(-rc)
-                  : f->cfg.deadletter_max_bytes == 0 ? "no dead-letter file (--deadletter-max-bytes 0)"
-                                                     : "batch over half of --deadletter-max-bytes",
-                  (long long)suppressed);
-}
-
-/* Splits b's entries by state: ENTRY_OK flushed, ENTRY_DROP dropped (dead-lettered in disk mode, with status and
- * reason), ENTRY_RETRY into a retry batch. Caller holds mu (allocation under it is rare: only on partial failure). */
-static void settle_entries_locked(flusher *f, batch *b, const uint8_t *state, int status, const char *reason)
-{
-    batch *rb = NULL, *db = NULL;
-    for (size_t i = 0; i < b->n; i++) {
-        size_t len;
-        const uint8_t *e = batch_entry(b, i, &len);
-        if (state[i] == ENTRY_OK) {
-            f->acct.flushed++;
-        } else if (state[i] == ENTRY_RETRY && (!f->abandon || f->sp)) {
-            if (!rb && (rb = batch_new(b->id)) != NULL) {
-                rb->attempt = b->attempt;
-                rb->first_sent_ms = b->first_sent_ms;
-            }
-            if (rb)
-                rb->observed_ns = b->observed_ns;
-            if (rb && batch_add(rb, e, len) == 0)
-                continue;
-            f->acct.dropped_upstream++; /* out of memory: counted, never silent */
-        } else if (state[i] == ENTRY_RETRY) {
-            f->acct.dropped_shutdown++;
-        } else if (f->disk && (db || (db = batch_new(b->id)) != NULL) && batch_add(db, e, len) == 0) {
-            continue; /* dead-lettered below */
-        } else {
-            f->acct.dropped_upstream++;
-        }
-    }
-    if (db)
-        dead_letter_locked(f, db, status, reason);
-    batch_free(db);
-    if (rb && f->disk && spool_append(f->sp, rb->id, (uint32_t)rb->n, rb->buf, rb->len, &rb->ref) == 0)
-        rb->spooled = 1;
-    if (rb && retry_expired(f, rb)) {
-        f->acct.dropped_retry_expired += rb->n;
-        batch_settle(f, rb);
-    } else if (rb) {
-        requeue_locked(f, rb, retry_time_locked(f, rb, NULL));
-    }
-}
-
-/* Reads BatchWriteLogsResponse.rejected into per-entry states, and the first non-retryable error_message into
- * why. Returns the number rejected. */
-static size_t parse_rejects(const upstream_reply *r, uint8_t *state, size_t n, char *why, size_t why_len)
-{
-    Logagent__V1__BatchWriteLogsResponse *resp =
-        r->body ? logagent__v1__batch_write_logs_response__unpack(NULL, r->body_len, r->body) : NULL;
-    size_t rejected = 0;
-    if (!resp)
-        return 0; /* empty or unreadable body: the status said OK, so all were accepted */
-    for (size_t i = 0; i < resp->n_rejected; i++) {
-        uint32_t idx = resp->rejected[i]->index;
-        if (idx < n && state[idx] == ENTRY_OK) {
-            state[idx] = resp->rejected[i]->retryable ? ENTRY_RETRY : ENTRY_DROP;
-            rejected++;
-            if (state[idx] == ENTRY_DROP && !why[0])
-                snprintf(why, why_len, "entry refused (BatchWriteLogsResponse.rejected): %s",
-                         resp->rejected[i]->error_message ? resp->rejected[i]->error_message : "");
-        }
-    }
-    logagent__v1__batch_write_logs_response__free_unpacked(resp, NULL);
-    return rejected;
-}
-
-/* OTLP answered OK: partial_success.rejected_log_records are dropped (counted upstream_rejected; OTLP does not
- * say which ones, and its spec says not to retry them), the rest flushed. */
-static void otlp_done(flusher *f, batch *b, const upstream_reply *r)
-{
-    char msg[160];
-    uint64_t rejected = otlp_rejected(r->body, r->body_len, b->n, msg, sizeof msg);
-    pthread_mutex_lock(&f->mu);
-    record_latency_locked(f, b);
-    leave_flight_locked(f, b);
-    f->acct.batches_sent++;
-    note_success_locked(f);
-    f->acct.flushed += b->n - rejected;
-    f->acct.dropped_upstream += rejected;
-    if (rejected) {
-        int64_t suppressed = log_limit_check(&f->partial_log, 10000);
-        if (suppressed >= 0)
-            log_write(LOG_WARN, "\"OTLP export partially rejected: records dropped (upstream_rejected)\" records=%llu "
-                                "error_message=\"%.120s\" suppressed=%lld",
-                      (unsigned long long)rejected, msg, (long long)suppressed);
-    }
-    pthread_mutex_unlock(&f->mu);
-    batch_settle(f, b);
-}
-
-static void batch_done(flusher *f, batch *b, const upstream_reply *r)
-{
-    int retryable = retry_status_retryable(r->status);
-    uint8_t *state = NULL;
-    char why[200] = "";
-    if (r->status == 0 && f->otlp) {
-        otlp_done(f, b, r);
-        return;
-    }
-    if (r->status == 0 && (state = calloc(b->n ? b->n : 1, 1)) != NULL && parse_rejects(r, state, b->n, why, sizeof why) > 0) {
-        pthread_mutex_lock(&f->mu);
-        record_latency_locked(f, b);
-        leave_flight_locked(f, b);
-        f->acct.batches_sent++;
-        note_success_locked(f); /* the service answered; some entries are retried alone */
-        settle_entries_locked(f, b, state, 0, why);
-        pthread_mutex_unlock(&f->mu);
-        free(state);
-        batch_settle(f, b);
-        return;
-    }
-    free(state);
-    pthread_mutex_lock(&f->mu);
-    record_latency_locked(f, b);
-    leave_flight_locked(f, b);
-    if (r->status == 0) {
-        f->acct.batches_sent++;
-        f->acct.flushed += b->n;
-        note_success_locked(f);
-    } else if (r->status == STATUS_UNIMPLEMENTED && f->cfg.upstream_rpc == RPC_AUTO && !f->otlp) {
-        if (!f->unary)
-            log_write(LOG_WARN, "\"log service has no BatchWriteLogs (UNIMPLEMENTED): switching to unary WriteLog "
-                                "for good\" method=%s",
-                      f->cfg.batch_method);
-        f->unary = 1;
-        b->attempt = 0;
-        requeue_locked(f, b, 0);
-        b = NULL;
-    } else if (retryable && !f->abandon && retry_expired(f, b)) {
-        f->acct.batches_failed++;
-        note_failure_locked(f, r->status, r->details);
-        f->acct.dropped_retry_expired += b->n;
-    } else if (retryable && (!f->abandon || b->spooled || f->sp)) { /* abandoning: kept or spilled to disk */
-        f->acct.batches_failed++;
-        note_failure_locked(f, r->status, r->details);
-        requeue_locked(f, b, retry_time_locked(f, b, r));
-        b = NULL;
-    } else if (f->disk && !f->abandon) {
-        f->acct.batches_failed++;
-        note_failure_locked(f, r->status, r->details);
-        dead_letter_locked(f, b, r->status, r->details);
-        note_rejection_locked(f, r->status, r->details, b->n);
-    } else {
-        f->acct.batches_failed++;
-        note_failure_locked(f, r->status, r->details);
-        if (f->abandon) {
-            f->acct.dropped_shutdown += b->n;
-        } else {
-            f->acct.dropped_upstream += b->n;
-            note_rejection_locked(f, r->status, r->details, b->n);
-        }
-    }
-    pthread_mutex_unlock(&f->mu);
-    batch_settle(f, b);
-}
-
-/* One of b's unary calls (or send_batch's guard) is done. When it was the last, settles b's entries and returns 1:
- * the caller frees b with batch_settle after unlocking. Caller holds mu. */
-static int unary_release_locked(flusher *f, batch *b)
-{
-    if (--b->pending > 0)
-        return 0;
-    record_latency_locked(f, b);
-    leave_flight_locked(f, b);
-    f->acct.batches_sent++;
-    settle_entries_locked(f, b, b->state, f->unary_refused, f->unary_refused_details);
-    return 1;
-}
-
-static void unary_done(flusher *f, batch_call *c, const upstream_reply *r)
-{
-    batch *b = c->b;
-    b->state[c->index] = r->status == 0 ? ENTRY_OK : retry_status_retryable(r->status) ? ENTRY_RETRY : ENTRY_DROP;
-    pthread_mutex_lock(&f->mu);
-    f->acct.unary_calls++;
-    if (r->status == 0)
-        note_success_locked(f);
-    else
-        note_failure_locked(f, r->status, r->details);
-    if (b->state[c->index] == ENTRY_DROP) { /* what the dead-letter file says of this batch's refused entries */
-        f->unary_refused = r->status;
-        snprintf(f->unary_refused_details, sizeof f->unary_refused_details, "%s", r->details);
-    }
-    int last = unary_release_locked(f, b);
-    pthread_mutex_unlock(&f->mu);
-    if (last)
-        batch_settle(f, b);
-}
-
-static void on_done(void *ctx, void *arg, const upstream_reply *r)
-{
-    flusher *f = ctx;
-    batch_call *c = arg;
-    if (c->index == BATCH_WHOLE)
-        batch_done(f, c->b, r);
-    else
-        unary_done(f, c, r);
-    doorbell_ring(&f->bell);
-}
-
 /* ---- flusher thread: building and sending ------------------------------------------------------------ */
 
 static void call_failed_to_start(flusher *f, batch_call *c)
 {
     upstream_reply r = {.status = 14, .details = "could not start the call", .retry_after_ms = -1}; /* backoff */
-    on_done(f, c, &r);
+    flusher_call_done(f, c, &r);
 }
 
 /* Reads an evicted batch back from the spool. On failure (a frame that no longer passes its CRC) the batch is
@@ -480,7 +109,7 @@ static int reload(flusher *f, batch *b)
     f->acct.dropped_spool_corrupt += n;
     pthread_cond_broadcast(&f->cv);
     pthread_mutex_unlock(&f->mu);
-    batch_settle(f, b);
+    flusher_settle(f, b);
     return -EIO;
 }
 
@@ -502,7 +131,7 @@ static void send_batch(flusher *f, batch *b, int unary)
         if (err == -EINVAL) { /* cannot happen with entries record.c made; if it does, never retried in a loop */
             upstream_reply r = {.status = STATUS_INTERNAL, .details = "batch entries do not decode (OTLP conversion)",
                                 .retry_after_ms = -1};
-            on_done(f, &b->whole, &r);
+            flusher_call_done(f, &b->whole, &r);
             return;
         }
         if (!payload || upstream_call(f->up, M_BATCH, payload, len, (int64_t)f->cfg.rpc_timeout_ms, &b->whole) < 0)
@@ -530,10 +159,10 @@ static void send_batch(flusher *f, batch *b, int unary)
             call_failed_to_start(f, &b->calls[i]);
     }
     pthread_mutex_lock(&f->mu);
-    int last = unary_release_locked(f, b);
+    int last = flusher_unary_release_locked(f, b);
     pthread_mutex_unlock(&f->mu);
     if (last)
-        batch_settle(f, b);
+        flusher_settle(f, b);
 }
 
 /* Calls on_space when ingest waits for room and the ring has drained below half. */
@@ -641,7 +270,7 @@ static uint64_t shed_queue(flusher *f)
     while (gone) { /* spool_release does file I/O: not under mu */
         batch *b = gone;
         gone = b->next;
-        batch_settle(f, b);
+        flusher_settle(f, b);
     }
     return k;
 }
@@ -762,7 +391,7 @@ static void seal(flusher *f, int64_t now)
     pthread_mutex_lock(&f->mu);
     f->acct.batching -= b->n;
     f->cur = NULL;
-    requeue_locked(f, b, 0);
+    flusher_requeue_locked(f, b, 0);
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -854,7 +483,7 @@ static void abandon_rest(flusher *f)
     while (keep) { /* back in the queue, still counted spooled: freed at exit, kept on disk */
         batch *b = keep;
         keep = b->next;
-        requeue_locked(f, b, 0);
+        flusher_requeue_locked(f, b, 0);
     }
     if (f->cur) {
         f->acct.batching -= f->cur->n;
@@ -1023,7 +652,7 @@ flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void
                           .token_file = cfg->token_file[0] ? cfg->token_file : NULL,
                           .methods = {cfg->batch_method, cfg->unary_method},
                           .reconnect_max_ms = cfg->retry_max_ms < 5000 ? (int64_t)cfg->retry_max_ms : 5000,
-                          .done = on_done,
+                          .done = flusher_call_done,
                           .ctx = f};
     if (cfg->spool_dir[0] && open_spool(f) < 0) {
         flusher_free(f);
