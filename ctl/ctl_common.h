@@ -3,6 +3,7 @@
 #ifndef LOGAGENT_CTL_COMMON_H
 #define LOGAGENT_CTL_COMMON_H
 
+#include "common/cli.h"
 #include "ctl_http.h"
 
 #include <jansson.h>
@@ -11,7 +12,7 @@
 #define CTL_PROG "logagentctl"
 
 /* Exit statuses (docs/logagentctl.md, "Exit status"). */
-enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2 };
+enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = CLI_EXIT_USAGE };
 
 typedef struct ctl_opts {
     ctl_endpoint endpoint; /* --stats-socket, LOGAGENT_STATS_SOCKET, or the default */
