@@ -3,10 +3,11 @@
  *   logagentctl [--stats-socket PATH|HOST:PORT] [--timeout S] [--json] stats|watch|health|ready|metrics|clients
  *   logagentctl [--spool-dir DIR] [--replay [--socket PATH]] deadletter
  *
- * This file parses the command line and runs the one-shot commands. ctl_http.c speaks HTTP over the Unix
+ * This file parses the command line and runs the one-shot commands. common/httpc.c speaks HTTP over the Unix
  * socket (or TCP, for an agent started with --metrics-listen), ctl_show.c draws the tables, ctl_watch.c runs
- * `watch`, ctl_deadletter.c reads the dead-letter files. Options may come before or after the command. Exit status: 0 ok, 1 failure (agent unreachable,
- * HTTP error, unhealthy), 2 bad usage (the message names the flag or command). */
+ * `watch`, ctl_deadletter.c reads the dead-letter files. Options may come before or after the command. Exit
+ * status: 0 ok, 1 failure (agent unreachable, HTTP error, unhealthy), 2 bad usage (the message names the flag or
+ * command: common/cli.h). */
 #include "ctl_common.h"
 #include "ctl_deadletter.h"
 #include "ctl_show.h"
@@ -340,7 +341,7 @@ static int parse_args(int argc, char **argv, ctl_opts *o, const command **cmd)
     if ((used & USE_SPOOL_DIR) && !*o->spool_dir)
         return cli_usage_error(CTL_PROG, "--spool-dir needs a non-empty DIR");
     char err[300];
-    if (ctl_endpoint_parse(where, &o->endpoint, err, sizeof err) < 0)
+    if (httpc_parse_endpoint(where, &o->endpoint, err, sizeof err) < 0)
         return cli_usage_error(CTL_PROG, "bad stats socket from %s: %s", origin, err);
     return 0;
 }

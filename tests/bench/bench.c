@@ -1,6 +1,6 @@
 /* bench.c — logagent-bench: the original service's concurrent write test, through each of logagent's ingest
  * paths, measured the same way. This file: the command line, the run (threads, flush, the end-to-end wait) and
- * the JSON report. The modes live in bench_socket.c, bench_http.c (over httpc.c) and, for Python,
+ * the JSON report. The modes live in bench_socket.c, bench_http.c (over common/httpc.c) and, for Python,
  * client-shim/python/logagent/bench.py; the end-to-end wait in bench_stats.c; the record shape in bench_record.c.
  *
  * W threads together write N records shaped like the original's test data (service_name
@@ -271,7 +271,7 @@ static int parse_args(int argc, char **argv, bench *b, cli *c)
             return cli_usage_error(PROG, "--%s has no meaning in %s mode", flag_name(i), mode_names[c->mode]);
     if (c->mode == MODE_HTTP) {
         char err[200];
-        if (httpc_parse_target(c->http_url, &c->http, err, sizeof err) < 0)
+        if (httpc_parse_url(c->http_url, &c->http, err, sizeof err) < 0)
             return cli_usage_error(PROG, "--http: %s", err);
     }
     if (!b->opts.socket_path) {
@@ -390,7 +390,7 @@ static int probe(const bench *b, const cli *c)
     if (c->mode == MODE_HTTP) {
         char err[200];
         if (bench_http_probe(&c->http, err, sizeof err) < 0) {
-            fprintf(stderr, PROG ": cannot reach the agent's HTTP ingest at %s: %s\n", c->http_url, err);
+            fprintf(stderr, PROG ": cannot reach the agent's HTTP ingest: %s\n", err); /* err names it */
             return 1;
         }
         return 0;
@@ -463,7 +463,7 @@ static int run(bench *b, const cli *c)
     if (c->stats_socket) {
         char err[300];
         if (bstats_read(c->stats_socket, &base, err, sizeof err) < 0) {
-            fprintf(stderr, PROG ": cannot read the agent's stats at %s: %s\n", c->stats_socket, err);
+            fprintf(stderr, PROG ": cannot read the agent's stats: %s\n", err); /* err names the socket */
             return 1;
         }
     }
