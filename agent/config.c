@@ -10,6 +10,8 @@
 #include "config.h"
 #include "config_internal.h"
 
+#include "common/cli.h"
+
 #include "log.h"
 #include "flush/otlp.h"
 
@@ -441,19 +443,18 @@ static config_result scan_argv(config *cfg, argv_scan *sc, int argc, char **argv
         } else if (c == META_CHECK) {
             cfg->check_only = 1;
         } else if (c == '?' || c == ':') {
-            fprintf(stderr, "logagentd: %s option '%s' (try --help)\n", c == ':' ? "missing value for" : "unknown",
-                    argv[optind - 1]);
+            cli_option_error("logagentd", c == ':', argv[optind - 1]);
             return CONFIG_EXIT_USAGE;
         } else if (sc->n < (int)(sizeof sc->idx / sizeof sc->idx[0])) {
             sc->idx[sc->n] = c - 256;
             sc->val[sc->n++] = optarg ? optarg : "true"; /* a switch given alone */
         } else {
-            fprintf(stderr, "logagentd: too many options\n");
+            cli_usage_error("logagentd", "too many options");
             return CONFIG_EXIT_USAGE;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "logagentd: unexpected argument '%s' (try --help)\n", argv[optind]);
+        cli_usage_error("logagentd", "unexpected argument '%s'", argv[optind]);
         return CONFIG_EXIT_USAGE;
     }
     return CONFIG_RUN;

@@ -12,9 +12,23 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-int sockpath_prepare(const char *path, int *removed)
+/* Step "folder". Returns 0, -EPERM (world-writable without the sticky bit), or -errno from stat(2). */
+static int check_dir(const char *path)
 {
-    *removed = 0;
+    char copy[PATH_MAX];
+    snprintf(copy, sizeof copy, "%s", path);
+    struct stat st;
+    if (stat(dirname(copy), &st) < 0)
+        return -errno;
+    if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX))
+        return -EPERM;
+    return 0;
+}
+
+/* Step "path". Returns 0 when path is free for bind (a stale socket was removed: *removed set to 1),
+ * -EADDRINUSE when a live process answers on it, -EEXIST when it is not a socket, or another -errno. */
+static int prepare(const char *path, int *removed)
+{
     struct stat st;
     if (lstat(path, &st) < 0)
         return errno == ENOENT ? 0 : -errno;
@@ -36,19 +50,8 @@ int sockpath_prepare(const char *path, int *removed)
     return 0;
 }
 
-int sockpath_check_dir(const char *path)
-{
-    char copy[PATH_MAX];
-    snprintf(copy, sizeof copy, "%s", path);
-    struct stat st;
-    if (stat(dirname(copy), &st) < 0)
-        return -errno;
-    if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX))
-        return -EPERM;
-    return 0;
-}
-
-int sockpath_listen(const char *path, unsigned mode, long gid, int backlog, const char **step)
+/* Steps "bind", "chown", "listen". Returns the fd or -errno with *step set. */
+static int bind_listen(const char *path, unsigned mode, long gid, int backlog, const char **step)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     *step = "bind";
@@ -74,4 +77,30 @@ int sockpath_listen(const char *path, unsigned mode, long gid, int backlog, cons
         return rc;
     }
     return fd;
+}
+
+int sockpath_open(const char *path, unsigned mode, long gid, int backlog, int *removed, const char **step)
+{
+    *removed = 0;
+    *step = "folder";
+    int rc = check_dir(path);
+    if (rc == 0) {
+        *step = "path";
+        rc = prepare(path, removed);
+    }
+    return rc < 0 ? rc : bind_listen(path, mode, gid, backlog, step);
+}
+
+const char *sockpath_refusal(int err, const char *step)
+{
+    int folder = strcmp(step, "folder") == 0, at_path = strcmp(step, "path") == 0;
+    if (!folder && !at_path)
+        return NULL;
+    if (folder && err == -EPERM)
+        return "its folder is world-writable without the sticky bit: anyone could replace it";
+    if (at_path && err == -EADDRINUSE)
+        return "a live process listens on it (another agent?)";
+    if (at_path && err == -EEXIST)
+        return "exists and is not a socket";
+    return strerror(-err);
 }

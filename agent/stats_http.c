@@ -228,21 +228,17 @@ static void on_request(struct evhttp_request *req, void *arg)
  * (logged). */
 static int unix_listen(const char *path, const config *cfg)
 {
-    int rc, removed;
-    const char *step = "prepare";
-    if ((rc = sockpath_check_dir(path)) < 0 || (rc = sockpath_prepare(path, &removed)) < 0) {
-        log_write(LOG_ERROR, "\"cannot use the stats socket path\" socket=%s error=\"%s\"", path,
-                  rc == -EADDRINUSE ? "a live process listens on it (another agent?)"
-                  : rc == -EEXIST   ? "exists and is not a socket"
-                  : rc == -EPERM    ? "its folder is world-writable without the sticky bit: anyone could replace it"
-                                    : strerror(-rc));
-        return rc;
-    }
+    int removed;
+    const char *step;
     /* the group was resolved (and refused when unknown) by config_load */
-    int fd = sockpath_listen(path, (unsigned)cfg->stats_socket_mode, cfg->stats_socket_gid, 64, &step);
+    int fd = sockpath_open(path, (unsigned)cfg->stats_socket_mode, cfg->stats_socket_gid, 64, &removed, &step);
     if (fd < 0) {
-        log_write(LOG_ERROR, "\"cannot listen on the stats socket\" socket=%s step=%s error=\"%s\"", path, step,
-                  strerror(-fd));
+        const char *why = sockpath_refusal(fd, step);
+        if (why)
+            log_write(LOG_ERROR, "\"cannot use the stats socket path\" socket=%s error=\"%s\"", path, why);
+        else
+            log_write(LOG_ERROR, "\"cannot listen on the stats socket\" socket=%s step=%s error=\"%s\"", path, step,
+                      strerror(-fd));
         return fd;
     }
     log_write(LOG_INFO, "\"stats socket listening\" socket=%s mode=%04llo group=%s", path,

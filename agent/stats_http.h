@@ -25,9 +25,9 @@ typedef struct stats_http stats_http;
 /* Starts serving the stats endpoints on base.
  *   fd >= 0: an already bound and listening socket (systemd socket activation): served as it is; its file is not
  *            chmod'ed, chown'ed or removed (systemd owns it). On failure fd is still closed.
- *   fd < 0:  binds `path` (if not empty), replacing a leftover file, with src->cfg->stats_socket_mode and
- *            stats_socket_group applied before listen(2): bound under umask 0177, then chown/chmod, so the socket
- *            is never reachable with looser rights than asked. The file is removed by stats_http_free.
+ *   fd < 0:  binds `path` (if not empty) with sockpath_open: a stale socket replaced, stats_socket_mode and
+ *            stats_socket_group applied before listen(2), so the socket is never reachable with looser rights
+ *            than asked. The file is removed by stats_http_free.
  * Also listens on src->cfg->metrics_listen (HOST:PORT, port 0 = any free port) when set, and logs
  * `"metrics listening" address=HOST:PORT`.
  * Returns NULL on failure (an unknown group, a bind error, a bad HOST:PORT), logged with the flag to fix. */

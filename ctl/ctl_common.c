@@ -4,12 +4,15 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* A hint after the system's error text, for the errors an operator meets most. */
-static const char *hint(int err, const ctl_endpoint *ep)
+static const char *hint(int err, const httpc_target *ep)
 {
-    if (ep->tcp)
+    if (err == -ETIMEDOUT)
+        return " (--timeout)";
+    if (!ep->is_unix)
         return err == -ECONNREFUSED ? " (is logagentd running with --metrics-listen on this address?)" : "";
     switch (-err) {
     case ENOENT:
@@ -26,12 +29,31 @@ static const char *hint(int err, const ctl_endpoint *ep)
 int ctl_fetch(const ctl_opts *o, const char *target, ctl_response *res)
 {
     char err[600];
-    int rc = ctl_http_get(&o->endpoint, target, o->timeout_s, res, err, sizeof err);
+    httpc_conn c;
+    httpc_response r;
+    memset(res, 0, sizeof *res);
+    httpc_init(&c, &o->endpoint, CTL_PROG, (int)(o->timeout_s * 1000.0 + 0.5));
+    c.close_after = 1;
+    int rc = httpc_request(&c, "GET", target, NULL, NULL, 0, &r, err, sizeof err);
+    if (rc == 0) {
+        res->status = r.status;
+        memcpy(res->reason, r.reason, sizeof res->reason);
+        res->body = httpc_take_body(&c, &r);
+        res->body_len = r.body_len;
+    }
+    httpc_close(&c);
     if (rc < 0) {
         fprintf(stderr, CTL_PROG ": %s%s\n", err, hint(rc, &o->endpoint));
         return CTL_FAIL;
     }
     return 0;
+}
+
+void ctl_response_free(ctl_response *res)
+{
+    free(res->body);
+    res->body = NULL;
+    res->body_len = 0;
 }
 
 void ctl_report_status(const ctl_opts *o, const char *target, const ctl_response *res)

@@ -3,7 +3,8 @@
 #ifndef LOGAGENT_CTL_COMMON_H
 #define LOGAGENT_CTL_COMMON_H
 
-#include "ctl_http.h"
+#include "common/cli.h"
+#include "common/httpc.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -11,10 +12,10 @@
 #define CTL_PROG "logagentctl"
 
 /* Exit statuses (docs/logagentctl.md, "Exit status"). */
-enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2 };
+enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = CLI_EXIT_USAGE };
 
 typedef struct ctl_opts {
-    ctl_endpoint endpoint; /* --stats-socket, LOGAGENT_STATS_SOCKET, or the default */
+    httpc_target endpoint; /* --stats-socket, LOGAGENT_STATS_SOCKET, or the default (httpc_parse_endpoint) */
     double timeout_s;      /* --timeout: connect + request + answer */
     int json;              /* --json */
     double interval_s;     /* watch --interval */
@@ -26,7 +27,19 @@ typedef struct ctl_opts {
     int replay;                /* deadletter --replay */
 } ctl_opts;
 
-/* GETs target. Returns 0 with *res filled (any HTTP status; the caller frees it), or CTL_FAIL after printing
+/* One answer of the agent, with its body (the caller's: ctl_response_free). */
+typedef struct ctl_response {
+    int status;      /* e.g. 200, 503 */
+    char reason[64]; /* the status line's reason phrase */
+    char *body;      /* NUL-terminated (a body containing NULs is still body_len bytes long) */
+    size_t body_len;
+} ctl_response;
+
+/* Frees the body; safe on an empty or already freed response. */
+void ctl_response_free(ctl_response *res);
+
+/* GETs target (a path with an optional query, e.g. "/stats/clients?top=5") on one connection, the whole exchange
+ * within --timeout. Returns 0 with *res filled (any HTTP status; the caller frees it), or CTL_FAIL after printing
  * why to stderr, naming the socket and the system's error text. */
 int ctl_fetch(const ctl_opts *o, const char *target, ctl_response *res);
 

@@ -3,10 +3,11 @@
  *   logagentctl [--stats-socket PATH|HOST:PORT] [--timeout S] [--json] stats|watch|health|ready|metrics|clients
  *   logagentctl [--spool-dir DIR] [--replay [--socket PATH]] deadletter
  *
- * This file parses the command line and runs the one-shot commands. ctl_http.c speaks HTTP over the Unix
+ * This file parses the command line and runs the one-shot commands. common/httpc.c speaks HTTP over the Unix
  * socket (or TCP, for an agent started with --metrics-listen), ctl_show.c draws the tables, ctl_watch.c runs
- * `watch`, ctl_deadletter.c reads the dead-letter files. Options may come before or after the command. Exit status: 0 ok, 1 failure (agent unreachable,
- * HTTP error, unhealthy), 2 bad usage (the message names the flag or command). */
+ * `watch`, ctl_deadletter.c reads the dead-letter files. Options may come before or after the command. Exit
+ * status: 0 ok, 1 failure (agent unreachable, HTTP error, unhealthy), 2 bad usage (the message names the flag or
+ * command: common/cli.h). */
 #include "ctl_common.h"
 #include "ctl_deadletter.h"
 #include "ctl_show.h"
@@ -16,13 +17,15 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DEFAULT_STATS_SOCKET "/run/logagent/stats.sock"
 #define DEFAULT_SPOOL_DIR "/var/lib/logagent/spool"
 #define DEFAULT_INGEST_SOCKET "/run/logagent/ingest.sock"
+
+/* For the messages naming a missing or unknown command. */
+#define COMMAND_LIST "stats, watch, health, ready, metrics, clients or deadletter"
 
 /* Options that only some commands take. */
 enum { USE_INTERVAL = 1, USE_COUNT = 2, USE_TOP = 4, USE_JSON = 8, USE_VERBOSE = 16, USE_SPOOL_DIR = 32,
@@ -72,19 +75,6 @@ static void usage(FILE *out)
             "\n"
             "Exit status: 0 ok; 1 the agent is unreachable, answered an HTTP error, or is unhealthy;\n"
             "2 bad usage. See logagentctl(8).\n");
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, CTL_PROG ": ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nTry '" CTL_PROG " --help' for more information.\n");
-    return CTL_USAGE;
 }
 
 /* Writes the body as it came, ending in a newline. */
@@ -235,7 +225,8 @@ static int parse_seconds(const char *flag, const char *v, double lo, double hi, 
     errno = 0;
     double d = strtod(v, &end);
     if (end == v || *end || errno || !isfinite(d) || d < lo || d > hi)
-        return usage_error("%s needs a number of seconds from %g to %g, got '%s'", flag, lo, hi, v);
+        return cli_usage_error(CTL_PROG, "%s needs a number of seconds from %g to %g, got '%s'", flag, lo, hi,
+                               v);
     *out = d;
     return 0;
 }
@@ -247,7 +238,7 @@ static int parse_count(const char *flag, const char *v, long hi, long *out)
     errno = 0;
     long n = strtol(v, &end, 10);
     if (end == v || *end || errno || n < 1 || n > hi)
-        return usage_error("%s needs a whole number from 1 to %ld, got '%s'", flag, hi, v);
+        return cli_usage_error(CTL_PROG, "%s needs a whole number from 1 to %ld, got '%s'", flag, hi, v);
     *out = n;
     return 0;
 }
@@ -328,31 +319,30 @@ static int parse_args(int argc, char **argv, ctl_opts *o, const command **cmd)
     int c, rc;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         if (c == '?' || c == ':')
-            return usage_error("%s option '%s'", c == ':' ? "missing value for" : "unknown", argv[optind - 1]);
+            return cli_option_error(CTL_PROG, c == ':', argv[optind - 1]);
         if ((rc = apply_option(c == 'h' ? O_HELP : c, optarg, o, &where, &used)) != 0)
             return rc;
         if (c == O_SOCKET)
             origin = "--stats-socket";
     }
     if (optind >= argc)
-        return usage_error("missing COMMAND (stats, watch, health, ready, metrics, clients or deadletter)");
+        return cli_usage_error(CTL_PROG, "missing COMMAND (" COMMAND_LIST ")");
     if (!(*cmd = find_command(argv[optind])))
-        return usage_error("unknown command '%s' (stats, watch, health, ready, metrics, clients or deadletter)",
-                           argv[optind]);
+        return cli_usage_error(CTL_PROG, "unknown command '%s' (" COMMAND_LIST ")", argv[optind]);
     if (optind + 1 < argc)
-        return usage_error("unexpected argument '%s' after %s", argv[optind + 1], argv[optind]);
+        return cli_usage_error(CTL_PROG, "unexpected argument '%s' after %s", argv[optind + 1], argv[optind]);
     static const char *const NAMES[] = {"--interval", "--count", "--top", "--json", "--verbose", "--spool-dir",
                                         "--replay", "--socket"};
     for (unsigned bit = 0; bit < sizeof NAMES / sizeof NAMES[0]; bit++)
         if ((used & (1u << bit)) && !((*cmd)->uses & (1u << bit)))
-            return usage_error("%s does not apply to %s", NAMES[bit], (*cmd)->name);
+            return cli_usage_error(CTL_PROG, "%s does not apply to %s", NAMES[bit], (*cmd)->name);
     if ((used & USE_SOCKET) && !o->replay)
-        return usage_error("--socket needs --replay");
+        return cli_usage_error(CTL_PROG, "--socket needs --replay");
     if ((used & USE_SPOOL_DIR) && !*o->spool_dir)
-        return usage_error("--spool-dir needs a non-empty DIR");
+        return cli_usage_error(CTL_PROG, "--spool-dir needs a non-empty DIR");
     char err[300];
-    if (ctl_endpoint_parse(where, &o->endpoint, err, sizeof err) < 0)
-        return usage_error("bad stats socket from %s: %s", origin, err);
+    if (httpc_parse_endpoint(where, &o->endpoint, err, sizeof err) < 0)
+        return cli_usage_error(CTL_PROG, "bad stats socket from %s: %s", origin, err);
     return 0;
 }
 

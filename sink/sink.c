@@ -10,13 +10,13 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
+#include "common/cli.h"
 #include "sink_ledger.h"
 #include "sink_rng.h"
 #include "sink_server.h"
@@ -97,25 +97,13 @@ static void usage(FILE *f)
 	}
 }
 
-/* Reports bad usage naming the flag and exits 2. */
-__attribute__((noreturn, format(printf, 2, 3))) static void usage_error(const char *flag, const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stderr, PROG ": %s%s", flag ? flag : "", flag ? ": " : "");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs("\nTry '" PROG " --help'.\n", stderr);
-	exit(2);
-}
-
 static double parse_rate(const char *flag, const char *v)
 {
 	char *end;
 	errno = 0;
 	double d = strtod(v, &end);
 	if (errno || end == v || *end || !isfinite(d) || d < 0.0 || d > 1.0)
-		usage_error(flag, "expected a share between 0 and 1, got '%s'", v);
+		exit(cli_usage_error(PROG, "%s: expected a share between 0 and 1, got '%s'", flag, v));
 	return d;
 }
 
@@ -125,7 +113,8 @@ static uint64_t parse_u64(const char *flag, const char *v, uint64_t max)
 	errno = 0;
 	unsigned long long n = strtoull(v, &end, 10);
 	if (errno || end == v || *end || v[0] == '-' || v[0] == '+' || n > max)
-		usage_error(flag, "expected a whole number from 0 to %llu, got '%s'", (unsigned long long)max, v);
+		exit(cli_usage_error(PROG, "%s: expected a whole number from 0 to %llu, got '%s'", flag,
+				     (unsigned long long)max, v));
 	return (uint64_t)n;
 }
 
@@ -138,7 +127,8 @@ static grpc_status_code parse_status(const char *flag, const char *v)
 	long n = strtol(v, &end, 10);
 	if (end != v && !*end && n >= 1 && n <= 16)
 		return (grpc_status_code)n;
-	usage_error(flag, "expected a gRPC status name (e.g. UNAVAILABLE) or a number from 1 to 16, got '%s'", v);
+	exit(cli_usage_error(PROG, "%s: expected a gRPC status name (e.g. UNAVAILABLE) or a number from 1 to 16, got '%s'",
+			     flag, v));
 }
 
 static void apply_opt(struct sink_opts *o, enum opt_id id, const char *flag, const char *v)
@@ -146,19 +136,19 @@ static void apply_opt(struct sink_opts *o, enum opt_id id, const char *flag, con
 	switch (id) {
 	case OPT_LISTEN:
 		if (!*v)
-			usage_error(flag, "expected HOST:PORT");
+			exit(cli_usage_error(PROG, "%s: expected HOST:PORT", flag));
 		o->listen = v;
 		break;
 	case OPT_OUT:
 		if (!*v)
-			usage_error(flag, "expected a file name or -");
+			exit(cli_usage_error(PROG, "%s: expected a file name or -", flag));
 		o->out = v;
 		break;
 	case OPT_NO_BATCH: o->no_batch = 1; break;
 	case OPT_QUIET: o->quiet = 1; break;
 	case OPT_PORT_FILE:
 		if (!*v)
-			usage_error(flag, "expected a file name");
+			exit(cli_usage_error(PROG, "%s: expected a file name", flag));
 		o->port_file = v;
 		break;
 	case OPT_FAIL_RATE: o->fail_rate = parse_rate(flag, v); break;
@@ -174,7 +164,7 @@ static void apply_opt(struct sink_opts *o, enum opt_id id, const char *flag, con
 	case OPT_TOKEN_FILE: o->token_file = v; break;
 	case OPT_PROTOCOL:
 		if (strcmp(v, "otlp") && strcmp(v, "logagent"))
-			usage_error(flag, "expected logagent or otlp, got '%s'", v);
+			exit(cli_usage_error(PROG, "%s: expected logagent or otlp, got '%s'", flag, v));
 		o->otlp = !strcmp(v, "otlp");
 		break;
 	case OPT_HELP:
@@ -202,21 +192,21 @@ static void parse_args(struct sink_opts *o, int argc, char **argv)
 		int c = getopt_long(argc, argv, "", longopts, &idx);
 		if (c == -1)
 			break;
-		if (c == '?' || c == ':') {
-			const char *bad = argv[optind - 1];
-			if (optopt && optopt > 0 && optopt <= (int)N_OPTS)
-				usage_error(NULL, "option '--%s' needs a value", opt_specs[optopt - 1].name);
-			usage_error(NULL, "unknown option '%s'", bad);
+		if (c == '?' || c == ':') { /* optopt: the option whose value is missing (0: an unknown one) */
+			int missing = optopt > 0 && optopt <= (int)N_OPTS;
+			if (missing)
+				snprintf(flag, sizeof flag, "--%s", opt_specs[optopt - 1].name);
+			exit(cli_option_error(PROG, missing, missing ? flag : argv[optind - 1]));
 		}
 		snprintf(flag, sizeof flag, "--%s", opt_specs[idx].name);
 		apply_opt(o, (enum opt_id)c, flag, optarg);
 	}
 	if (optind < argc)
-		usage_error(NULL, "unexpected argument '%s' (all settings are --flags)", argv[optind]);
+		exit(cli_usage_error(PROG, "unexpected argument '%s' (all settings are --flags)", argv[optind]));
 	if (!o->tls_cert != !o->tls_key)
-		usage_error(NULL, "--tls-cert and --tls-key go together");
+		exit(cli_usage_error(PROG, "--tls-cert and --tls-key go together"));
 	if (o->tls_client_ca && !o->tls_cert)
-		usage_error("--tls-client-ca", "needs --tls-cert and --tls-key (mTLS is TLS first)");
+		exit(cli_usage_error(PROG, "--tls-client-ca: needs --tls-cert and --tls-key (mTLS is TLS first)"));
 }
 
 /* ---- signals ---- */

@@ -511,24 +511,18 @@ static int unix_listen(const char *path, const config *cfg)
         log_write(LOG_ERROR, "\"bad --http-listen: the unix: path is empty\" socket=\"%s\"", path);
         return -EINVAL;
     }
-    int removed = 0, rc = sockpath_check_dir(path);
-    if (rc == 0)
-        rc = sockpath_prepare(path, &removed);
-    if (rc < 0) {
-        log_write(LOG_ERROR, "\"cannot use the --http-listen socket path\" socket=%s error=\"%s\"", path,
-                  rc == -EADDRINUSE ? "a live process listens on it (another agent?)"
-                  : rc == -EEXIST   ? "exists and is not a socket"
-                  : rc == -EPERM    ? "its folder is world-writable without the sticky bit: anyone could replace it"
-                                    : strerror(-rc));
-        return rc;
-    }
+    int removed;
+    const char *step;
+    int fd = sockpath_open(path, (unsigned)cfg->socket_mode, cfg->socket_gid, LISTEN_BACKLOG, &removed, &step);
     if (removed)
         log_write(LOG_INFO, "\"removed stale http socket\" socket=%s", path);
-    const char *step;
-    int fd = sockpath_listen(path, (unsigned)cfg->socket_mode, cfg->socket_gid, LISTEN_BACKLOG, &step);
     if (fd < 0) {
-        log_write(LOG_ERROR, "\"cannot listen on --http-listen\" socket=%s step=%s error=\"%s\"", path, step,
-                  strerror(-fd));
+        const char *why = sockpath_refusal(fd, step);
+        if (why)
+            log_write(LOG_ERROR, "\"cannot use the --http-listen socket path\" socket=%s error=\"%s\"", path, why);
+        else
+            log_write(LOG_ERROR, "\"cannot listen on --http-listen\" socket=%s step=%s error=\"%s\"", path, step,
+                      strerror(-fd));
         return fd;
     }
     log_write(LOG_INFO, "\"http listening\" socket=%s", path);

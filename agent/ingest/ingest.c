@@ -932,29 +932,34 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
 
 static int listen_forward_tcp(ingest *in);
 
-int ingest_listen(ingest *in)
+/* Logs why sockpath_open refused the path or failed (the ingest socket's own texts: docs/operations.md). */
+static void log_open_error(const char *path, int err, const char *step)
 {
-    const char *path = in->cfg->socket_path;
-    int removed, rc = sockpath_check_dir(path);
-    if (rc == -EPERM)
+    const char *why = sockpath_refusal(err, step);
+    if (!why)
+        log_write(LOG_ERROR, "\"cannot listen on the ingest socket\" socket=%s step=%s error=\"%s\"", path, step,
+                  strerror(-err));
+    else if (err == -EPERM && strcmp(step, "folder") == 0)
         log_write(LOG_ERROR, "\"the ingest socket's folder is world-writable without the sticky bit: anyone could "
                              "replace the socket; use a private folder (e.g. /run/logagent) or chmod +t\" socket=%s",
                   path);
-    else if (rc == 0 && (rc = sockpath_prepare(path, &removed)) == -EADDRINUSE)
+    else if (err == -EADDRINUSE && strcmp(step, "path") == 0)
         log_write(LOG_ERROR, "\"another agent is already listening on the ingest socket\" socket=%s", path);
-    else if (rc == -EEXIST)
+    else if (err == -EEXIST && strcmp(step, "path") == 0)
         log_write(LOG_ERROR, "\"ingest socket path exists and is not a socket\" socket=%s", path);
-    else if (rc < 0)
-        log_write(LOG_ERROR, "\"cannot use the ingest socket path\" socket=%s error=\"%s\"", path, strerror(-rc));
-    if (rc < 0)
-        return rc;
+    else
+        log_write(LOG_ERROR, "\"cannot use the ingest socket path\" socket=%s error=\"%s\"", path, why);
+}
+
+int ingest_listen(ingest *in)
+{
+    const char *path = in->cfg->socket_path, *step;
+    int removed;
+    int fd = sockpath_open(path, (unsigned)in->cfg->socket_mode, in->cfg->socket_gid, SOMAXCONN, &removed, &step);
     if (removed)
         log_write(LOG_INFO, "\"removed stale ingest socket\" socket=%s", path);
-    const char *step;
-    int fd = sockpath_listen(path, (unsigned)in->cfg->socket_mode, in->cfg->socket_gid, SOMAXCONN, &step);
     if (fd < 0) {
-        log_write(LOG_ERROR, "\"cannot listen on the ingest socket\" socket=%s step=%s error=\"%s\"", path, step,
-                  strerror(-fd));
+        log_open_error(path, fd, step);
         return fd;
     }
     /* backlog 0: already listening (a negative one would make libevent listen(2) again with 128) */

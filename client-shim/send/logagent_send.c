@@ -23,7 +23,6 @@
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/cli.h"
 #include "logagent.h"
 #include "pack.h"
 
@@ -70,19 +70,6 @@ static void usage(FILE *out)
             "Exit status: 0 the agent confirmed every record, 1 the agent could not be reached, the socket\n"
             "is not an ingest socket, or a record was not confirmed, 2 bad usage.\n",
             DEFAULT_FLUSH_TIMEOUT_MS);
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, PROG ": ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nTry '" PROG " --help' for more information.\n");
-    return 2;
 }
 
 /* An integer whose text round-trips: optional '-', no leading zeros, fits int64. */
@@ -562,13 +549,13 @@ static int run(int argc, char **argv, logagent_field *fields)
         switch (o) {
         case O_SOCKET:
             if (!*optarg)
-                return usage_error("--socket needs a non-empty PATH");
+                return cli_usage_error(PROG, "--socket needs a non-empty PATH");
             s.path = optarg;
             break;
         case O_LEVEL:
             if (!level_known(optarg))
-                return usage_error("--level must be TRACE, DEBUG, INFO, WARN (WARNING), ERROR or FATAL (CRITICAL), "
-                                   "got '%s'", optarg);
+                return cli_usage_error(PROG, "--level must be TRACE, DEBUG, INFO, WARN (WARNING), ERROR or FATAL "
+                                             "(CRITICAL), got '%s'", optarg);
             rec.level = optarg;
             break;
         case O_SERVICE:
@@ -576,7 +563,7 @@ static int run(int argc, char **argv, logagent_field *fields)
             break;
         case O_META:
             if (parse_meta(optarg, &fields[rec.n_fields]) < 0)
-                return usage_error("--meta needs KEY=VALUE with a non-empty KEY, got '%s'", optarg);
+                return cli_usage_error(PROG, "--meta needs KEY=VALUE with a non-empty KEY, got '%s'", optarg);
             rec.n_fields++;
             break;
         case O_TRACE:
@@ -590,8 +577,8 @@ static int run(int argc, char **argv, logagent_field *fields)
             errno = 0;
             long v = strtol(optarg, &end, 10);
             if (*optarg == '\0' || *end != '\0' || errno || v < -1 || v > INT_MAX)
-                return usage_error("--flush-timeout-ms needs a number of milliseconds (-1: forever), got '%s'",
-                                   optarg);
+                return cli_usage_error(PROG, "--flush-timeout-ms needs a number of milliseconds (-1: forever), "
+                                             "got '%s'", optarg);
             s.timeout_ms = (int)v;
             break;
         }
@@ -602,10 +589,8 @@ static int run(int argc, char **argv, logagent_field *fields)
         case O_VERSION:
             printf(PROG " " LOGAGENT_VERSION "\n");
             return 0;
-        case ':':
-            return usage_error("option %s needs a value", argv[optind - 1]);
-        default:
-            return usage_error("unknown option %s", argv[optind - 1]);
+        default: /* ':' a value missing, '?' an unknown option */
+            return cli_option_error(PROG, o == ':', argv[optind - 1]);
         }
     }
     rec.fields = fields;
@@ -615,7 +600,7 @@ static int run(int argc, char **argv, logagent_field *fields)
             s.path = LOGAGENT_DEFAULT_SOCKET;
     }
     if (strlen(s.path) >= sizeof((struct sockaddr_un *)0)->sun_path)
-        return usage_error("--socket PATH is too long: '%s'", s.path);
+        return cli_usage_error(PROG, "--socket PATH is too long: '%s'", s.path);
 
     int rc = snd_connect(&s);
     if (rc < 0) {

@@ -1,6 +1,6 @@
 /* bench.c — logagent-bench: the original service's concurrent write test, through each of logagent's ingest
  * paths, measured the same way. This file: the command line, the run (threads, flush, the end-to-end wait) and
- * the JSON report. The modes live in bench_socket.c, bench_http.c (over httpc.c) and, for Python,
+ * the JSON report. The modes live in bench_socket.c, bench_http.c (over common/httpc.c) and, for Python,
  * client-shim/python/logagent/bench.py; the end-to-end wait in bench_stats.c; the record shape in bench_record.c.
  *
  * W threads together write N records shaped like the original's test data (service_name
@@ -26,7 +26,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +33,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "common/cli.h"
 
 #define MAX_WORKERS 1024
 #define PYTHON "/usr/bin/python3"
@@ -129,19 +129,6 @@ static void usage(FILE *out)
             MAX_WORKERS);
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, PROG ": ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nTry '" PROG " --help' for more information.\n");
-    return 2;
-}
-
 /* A whole-string integer in [lo, hi]. */
 static int parse_long(const char *s, long lo, long hi, long *out)
 {
@@ -157,7 +144,7 @@ static int parse_long(const char *s, long lo, long hi, long *out)
 static int set_mode(cli *c, enum mode m, const char *flag)
 {
     if (c->mode_set && c->mode != m)
-        return usage_error("%s cannot be combined with --%s: choose one mode", flag, mode_names[c->mode]);
+        return cli_usage_error(PROG, "%s cannot be combined with --%s: choose one mode", flag, mode_names[c->mode]);
     c->mode = m;
     c->mode_set = 1;
     return 0;
@@ -205,7 +192,7 @@ static const char *flag_name(int o)
     return "?";
 }
 
-/* One option's value into b / c. Returns 0, or 2 after a usage message. */
+/* One option's value into b / c. Returns 0, or CLI_EXIT_USAGE after a usage message. */
 static int take_option(int o, const char *arg, bench *b, cli *c)
 {
     long v;
@@ -213,34 +200,34 @@ static int take_option(int o, const char *arg, bench *b, cli *c)
     case O_SOCKET: b->opts.socket_path = arg; return 0;
     case O_COUNT:
         if (parse_long(arg, 1, LONG_MAX / 2, &v) < 0)
-            return usage_error("--count needs a positive number, got '%s'", arg);
+            return cli_usage_error(PROG, "--count needs a positive number, got '%s'", arg);
         b->count = v;
         return 0;
     case O_WORKERS:
         if (parse_long(arg, 1, MAX_WORKERS, &v) < 0)
-            return usage_error("--workers needs a number from 1 to %d, got '%s'", MAX_WORKERS, arg);
+            return cli_usage_error(PROG, "--workers needs a number from 1 to %d, got '%s'", MAX_WORKERS, arg);
         b->workers = (int)v;
         return 0;
     case O_BLOCK:
         if (parse_long(arg, -1, INT_MAX, &v) < 0)
-            return usage_error("--block-ms needs -1, 0 or a number of milliseconds, got '%s'", arg);
+            return cli_usage_error(PROG, "--block-ms needs -1, 0 or a number of milliseconds, got '%s'", arg);
         b->opts.block_timeout_ms = (int)v;
         return 0;
     case O_PER_WORKER: c->per_worker = 1; return 0;
     case O_BUFFER:
         if (parse_long(arg, 1, LONG_MAX, &v) < 0)
-            return usage_error("--buffer-bytes needs a positive number, got '%s'", arg);
+            return cli_usage_error(PROG, "--buffer-bytes needs a positive number, got '%s'", arg);
         b->opts.buffer_bytes = (size_t)v;
         return 0;
     case O_FLUSH:
         if (parse_long(arg, -1, INT_MAX, &v) < 0)
-            return usage_error("--flush-timeout-ms needs -1 or a number of milliseconds, got '%s'", arg);
+            return cli_usage_error(PROG, "--flush-timeout-ms needs -1 or a number of milliseconds, got '%s'", arg);
         b->flush_timeout_ms = (int)v;
         return 0;
     case O_HTTP: c->http_url = arg; return set_mode(c, MODE_HTTP, "--http");
     case O_HTTP_BATCH:
         if (parse_long(arg, 1, 100000, &v) < 0)
-            return usage_error("--http-batch needs a number of records from 1 to 100000, got '%s'", arg);
+            return cli_usage_error(PROG, "--http-batch needs a number of records from 1 to 100000, got '%s'", arg);
         b->http_batch = (int)v;
         return 0;
     case O_PYTHON: return set_mode(c, MODE_PYTHON, "--python");
@@ -249,11 +236,11 @@ static int take_option(int o, const char *arg, bench *b, cli *c)
     case O_STATS: c->stats_socket = arg; return 0;
     case O_STATS_TIMEOUT:
         if (parse_long(arg, -1, INT_MAX, &v) < 0)
-            return usage_error("--stats-timeout-ms needs -1 or a number of milliseconds, got '%s'", arg);
+            return cli_usage_error(PROG, "--stats-timeout-ms needs -1 or a number of milliseconds, got '%s'", arg);
         c->stats_timeout_ms = (int)v;
         return 0;
     }
-    return 2;
+    return CLI_EXIT_USAGE;
 }
 
 /* Parses argv into b and c. Returns -1 to go on, or an exit status (0 after --help/--version, 2 bad usage). */
@@ -270,24 +257,22 @@ static int parse_args(int argc, char **argv, bench *b, cli *c)
             printf(PROG " " LOGAGENT_VERSION "\n");
             return 0;
         }
-        if (o == ':')
-            return usage_error("option %s needs a value", argv[optind - 1]);
-        if (o == '?')
-            return usage_error("unknown option %s", argv[optind - 1]);
+        if (o == ':' || o == '?')
+            return cli_option_error(PROG, o == ':', argv[optind - 1]);
         c->given |= 1u << o;
         if (take_option(o, optarg, b, c) != 0)
-            return 2;
+            return CLI_EXIT_USAGE;
     }
     if (optind < argc)
-        return usage_error("unexpected argument '%s'", argv[optind]);
+        return cli_usage_error(PROG, "unexpected argument '%s'", argv[optind]);
     unsigned stray = c->given & ~(mode_options(c->mode) | 1u << O_COUNT | 1u << O_WORKERS);
     for (int i = O_SOCKET; i < O_HELP; i++)
         if (stray & 1u << i)
-            return usage_error("--%s has no meaning in %s mode", flag_name(i), mode_names[c->mode]);
+            return cli_usage_error(PROG, "--%s has no meaning in %s mode", flag_name(i), mode_names[c->mode]);
     if (c->mode == MODE_HTTP) {
         char err[200];
-        if (httpc_parse_target(c->http_url, &c->http, err, sizeof err) < 0)
-            return usage_error("--http: %s", err);
+        if (httpc_parse_url(c->http_url, &c->http, err, sizeof err) < 0)
+            return cli_usage_error(PROG, "--http: %s", err);
     }
     if (!b->opts.socket_path) {
         b->opts.socket_path = getenv("LOGAGENT_SOCKET");
@@ -405,7 +390,7 @@ static int probe(const bench *b, const cli *c)
     if (c->mode == MODE_HTTP) {
         char err[200];
         if (bench_http_probe(&c->http, err, sizeof err) < 0) {
-            fprintf(stderr, PROG ": cannot reach the agent's HTTP ingest at %s: %s\n", c->http_url, err);
+            fprintf(stderr, PROG ": cannot reach the agent's HTTP ingest: %s\n", err); /* err names it */
             return 1;
         }
         return 0;
@@ -478,7 +463,7 @@ static int run(bench *b, const cli *c)
     if (c->stats_socket) {
         char err[300];
         if (bstats_read(c->stats_socket, &base, err, sizeof err) < 0) {
-            fprintf(stderr, PROG ": cannot read the agent's stats at %s: %s\n", c->stats_socket, err);
+            fprintf(stderr, PROG ": cannot read the agent's stats: %s\n", err); /* err names the socket */
             return 1;
         }
     }

@@ -13,13 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "httpc.h"
+#include "common/httpc.h"
 #include "logagent.h"
 
 #define PROG "logagent-bench"
 #define BENCH_MAX_SAMPLES 5
 #define BENCH_SAMPLE_LEN 320
-#define BENCH_HTTP_IO_TIMEOUT_MS 60000   /* one HTTP request may take this long before it counts as failed */
+#define BENCH_HTTP_TIMEOUT_MS 60000      /* one HTTP request may take this long before it counts as failed */
 
 typedef struct bench {
     /* read-only while workers run */

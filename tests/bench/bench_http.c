@@ -16,7 +16,7 @@
 int bench_http_probe(const httpc_target *t, char *err, size_t errlen)
 {
     httpc_conn c;
-    httpc_init(&c, t, BENCH_HTTP_IO_TIMEOUT_MS);
+    httpc_init(&c, t, PROG, BENCH_HTTP_TIMEOUT_MS);
     int rc = httpc_connect(&c, err, errlen);
     httpc_close(&c);
     return rc;
@@ -83,7 +83,7 @@ void *bench_http_worker(void *arg)
         return NULL;
     }
     httpc_conn c;
-    httpc_init(&c, b->http, BENCH_HTTP_IO_TIMEOUT_MS);
+    httpc_init(&c, b->http, PROG, BENCH_HTTP_TIMEOUT_MS);
     long first, n;
     char err[200];
     while ((n = bench_claim(b, per, &first)) > 0) {
@@ -91,7 +91,7 @@ void *bench_http_worker(void *arg)
         httpc_response r;
         int rc = httpc_request(&c, "POST", path, ctype, body, len, &r, err, sizeof err);
         if (rc < 0) {
-            bench_note(b, 1, "POST %s (%ld records failed): %s", path, n, err);
+            bench_note(b, 1, "%s (%ld records failed)", err, n); /* err: "POST PATH on URL: why" */
             continue;
         }
         atomic_fetch_add_explicit(&b->requests, 1, memory_order_relaxed);

@@ -43,27 +43,22 @@ static int from_doc(json_t *doc, bstats *out)
 int bstats_read(const char *path, bstats *out, char *err, size_t errlen)
 {
     httpc_target t;
-    if (strlen(path) >= sizeof t.path) {
-        snprintf(err, errlen, "the stats socket path is too long: %s", path);
-        return -ENAMETOOLONG;
-    }
-    memset(&t, 0, sizeof t);
-    t.is_unix = 1;
-    strcpy(t.path, path);
-    strcpy(t.host_header, "localhost");
+    int rc = httpc_target_unix(path, &t, err, errlen);
+    if (rc < 0)
+        return rc;
     httpc_conn c;
-    httpc_init(&c, &t, 10000);
+    httpc_init(&c, &t, PROG, 10000);
     httpc_response r;
-    int rc = httpc_request(&c, "GET", "/stats", NULL, NULL, 0, &r, err, errlen);
+    rc = httpc_request(&c, "GET", "/stats", NULL, NULL, 0, &r, err, errlen);
     if (rc == 0 && r.status != 200) {
-        snprintf(err, errlen, "GET /stats answered %d: %.100s", r.status, r.body);
+        snprintf(err, errlen, "GET /stats on %s answered %d: %.100s", path, r.status, r.body);
         rc = -EPROTO;
     } else if (rc == 0) {
         json_error_t jerr;
         json_t *doc = json_loadb(r.body, r.body_len, 0, &jerr);
         rc = doc ? from_doc(doc, out) : -EPROTO;
         if (rc < 0)
-            snprintf(err, errlen, "GET /stats: no records.flushed/records.dropped in the answer (%s)",
+            snprintf(err, errlen, "GET /stats on %s: no records.flushed/records.dropped in the answer (%s)", path,
                      doc ? "missing keys" : jerr.text);
         json_decref(doc);
     }
