@@ -134,8 +134,4 @@ int stats_view_json(const stats_view *v, const config *cfg, char *buf, size_t ca
 /* stats_collect + stats_view_json: the /stats document now (main loop thread). */
 int stats_json(const stats_sources *src, char *buf, size_t cap);
 
-/* Writes s[0..n) into out as the inside of a JSON string (quotes and backslashes escaped, control characters as
- * \u00XX, invalid UTF-8 as U+FFFD), NUL-terminated, cut at a character boundary when out is too small. */
-void stats_json_escape(char *out, size_t cap, const char *s, size_t n);
-
 #endif
