@@ -16,7 +16,6 @@ const char *const stats_reject_names[STATS_REJECT_N] = {"malformed", "invalid_re
                                                         "reserved_key"};
 const char *const stats_drop_names[STATS_DROP_N] = {"buffer_full", "upstream_rejected", "retry_expired",
                                                     "spool_corrupt", "shutdown", "rate_limited"};
-const int stats_http_codes[STATS_HTTP_CODE_N] = {200, 400, 403, 404, 405, 413, 429, 500, 503};
 
 static double clock_s(clockid_t id)
 {
