@@ -16,13 +16,14 @@
 #ifndef LOGAGENT_ACCEPTGUARD_H
 #define LOGAGENT_ACCEPTGUARD_H
 
+#include "counters.h"
+
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
-/* Why accept(2) failed: the reasons of connections.accept_errors in /stats and logagent_accept_errors_total. */
-enum acceptguard_reason { ACCEPT_ERR_EMFILE = 0, ACCEPT_ERR_NOMEM = 1, ACCEPT_ERR_OTHER = 2, ACCEPT_ERR_N = 3 };
+/* Why accept(2) failed: enum acceptguard_reason (counters.h, the index of the counters it bumps), named here. */
 extern const char *const acceptguard_reason_names[ACCEPT_ERR_N]; /* emfile nomem other */
 
 /* Descriptors kept free for the stats endpoints, the upstream and the spool (the agent itself uses about 20). */

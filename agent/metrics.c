@@ -4,6 +4,8 @@
  * buckets come from the flusher's per-range counts, summed here into cumulative `le` buckets. */
 #include "metrics.h"
 
+#include "acceptguard.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>

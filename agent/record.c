@@ -8,6 +8,8 @@
  * also goes into field RECORD_F_META_TYPES, so that otlp.c can send typed attribute values (record.h). */
 #include "record.h"
 
+#include "common/utf8.h"
+#include "jsonstr.h"
 #include "pbwire.h"
 
 #include <errno.h>
@@ -73,58 +75,16 @@ static const char *span_ptr(const record_enc *e, const record_span *s)
 
 static record_span span_direct(const char *p, size_t n) { return (record_span){p, 0, n}; }
 
-/* ---- UTF-8 ---------------------------------------------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 when it is not one. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned c = p[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned min;
-    if (c >= 0xc2 && c <= 0xdf) { len = 2; min = 0x80; }
-    else if (c >= 0xe0 && c <= 0xef) { len = 3; min = 0x800; }
-    else if (c >= 0xf0 && c <= 0xf4) { len = 4; min = 0x10000; }
-    else return 0;
-    if (len > n)
-        return 0;
-    unsigned cp = c & (0x3fu >> (len - 1));
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-static int utf8_valid(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        if (p[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t l = utf8_seq(p + i, n - i);
-        if (!l)
-            return 0;
-        i += l;
-    }
-    return 1;
-}
+/* ---- UTF-8 (the rule: common/utf8.h) ---------------------------------------------------------------- */
 
 /* Appends s to e->text with every invalid byte replaced by U+FFFD. */
 static int text_put_utf8_repaired(record_enc *e, const char *s, size_t n)
 {
-    const unsigned char *p = (const unsigned char *)s;
+    const uint8_t *p = (const uint8_t *)s;
     size_t i = 0;
     while (i < n) {
-        size_t l = utf8_seq(p + i, n - i);
-        int rc = l ? text_put(e, p + i, l) : text_put(e, "\xef\xbf\xbd", 3);
+        size_t l = utf8_seq_len(p + i, n - i);
+        int rc = l ? text_put(e, p + i, l) : text_put(e, UTF8_REPLACEMENT, UTF8_REPLACEMENT_LEN);
         if (rc < 0)
             return rc;
         i += l ? l : 1;
@@ -135,7 +95,7 @@ static int text_put_utf8_repaired(record_enc *e, const char *s, size_t n)
 /* A str value as a span: direct when valid, repaired copy otherwise. */
 static int str_span(record_enc *e, const char *s, size_t n, record_span *out, record_info *info)
 {
-    if (utf8_valid(s, n)) {
+    if (utf8_valid((const uint8_t *)s, n)) {
         *out = span_direct(s, n);
         return 0;
     }
@@ -198,32 +158,18 @@ static int text_put_base64(record_enc *e, const void *data, size_t n)
     return 0;
 }
 
+/* s as a JSON string, quoted (jsonstr.h's rule; DEL stays as is in a record). */
 static int json_put_string(record_enc *e, const char *s, size_t n)
 {
     if (text_putc(e, '"') < 0)
         return -ENOMEM;
-    const unsigned char *p = (const unsigned char *)s;
+    const uint8_t *p = (const uint8_t *)s;
     for (size_t i = 0; i < n;) {
-        unsigned char c = p[i];
-        char esc[8];
-        int rc;
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            rc = text_put(e, esc, 2);
-            i++;
-        } else if (c < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            rc = text_put(e, esc, 6);
-            i++;
-        } else if (c < 0x80) {
-            rc = text_putc(e, (char)c);
-            i++;
-        } else {
-            size_t l = utf8_seq(p + i, n - i);
-            rc = l ? text_put(e, p + i, l) : text_put(e, "\xef\xbf\xbd", 3);
-            i += l ? l : 1;
-        }
+        char esc[JSON_STR_ESC_MAX];
+        const char *piece;
+        size_t len;
+        i += json_str_char(p + i, n - i, 0, esc, &piece, &len);
+        int rc = text_put(e, piece, len);
         if (rc < 0)
             return rc;
     }

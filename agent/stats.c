@@ -4,6 +4,7 @@
 #include "stats.h"
 
 #include "ingest/clients.h"
+#include "jsonstr.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -15,7 +16,6 @@ const char *const stats_reject_names[STATS_REJECT_N] = {"malformed", "invalid_re
                                                         "reserved_key"};
 const char *const stats_drop_names[STATS_DROP_N] = {"buffer_full", "upstream_rejected", "retry_expired",
                                                     "spool_corrupt", "shutdown", "rate_limited"};
-const int stats_http_codes[STATS_HTTP_CODE_N] = {200, 400, 403, 404, 405, 413, 429, 500, 503};
 
 static double clock_s(clockid_t id)
 {
@@ -106,54 +106,6 @@ void stats_collect(const stats_sources *src, stats_view *v)
     v->ring_capacity = ring_capacity(src->ring);
 }
 
-/* Length of the UTF-8 sequence starting at s (n bytes left), or 0 when it is not valid UTF-8. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len = s[0] < 0x80 ? 1 : (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
-    if (len == 0 || len > n || (len == 2 && s[0] < 0xC2) || (len == 4 && s[0] > 0xF4))
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    if ((len == 3 && s[0] == 0xE0 && s[1] < 0xA0) || (len == 3 && s[0] == 0xED && s[1] >= 0xA0) ||
-        (len == 4 && s[0] == 0xF0 && s[1] < 0x90) || (len == 4 && s[0] == 0xF4 && s[1] >= 0x90))
-        return 0; /* overlong, surrogate, or past U+10FFFF */
-    return len;
-}
-
-void stats_json_escape(char *out, size_t cap, const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t o = 0;
-    if (cap == 0)
-        return;
-    for (size_t i = 0; i < n;) {
-        char tmp[8];
-        size_t len = utf8_len(p + i, n - i), w;
-        const char *piece = tmp;
-        if (len == 0) { /* invalid byte: U+FFFD */
-            piece = "\xEF\xBF\xBD";
-            w = 3;
-            len = 1;
-        } else if (p[i] == '"' || p[i] == '\\') {
-            tmp[0] = '\\';
-            tmp[1] = (char)p[i];
-            w = 2;
-        } else if (p[i] < 0x20 || p[i] == 0x7f) {
-            w = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", p[i]);
-        } else {
-            piece = (const char *)p + i;
-            w = len;
-        }
-        if (o + w >= cap)
-            break;
-        memcpy(out + o, piece, w);
-        o += w;
-        i += len;
-    }
-    out[o] = 0;
-}
-
 /* An append-only text buffer that remembers whether anything did not fit. */
 typedef struct textbuf {
     char *buf;
@@ -208,8 +160,8 @@ static void put_upstream(textbuf *t, const stats_view *v, const config *cfg)
 {
     const flusher_snapshot *f = &v->f;
     char err[420], target[520];
-    stats_json_escape(err, sizeof err, f->last_error, strlen(f->last_error));
-    stats_json_escape(target, sizeof target, cfg->upstream, strlen(cfg->upstream));
+    json_str_escape(err, sizeof err, f->last_error, strlen(f->last_error));
+    json_str_escape(target, sizeof target, cfg->upstream, strlen(cfg->upstream));
     double failing_s = f->failing && f->failing_since_ms ? (double)(v->now_ms - f->failing_since_ms) / 1000.0 : 0;
     put(t, "\"batches\":{\"sent\":%llu,\"failed\":%llu,\"retried\":%llu,\"unary_calls\":%llu},"
            "\"upstream\":{\"state\":\"%s\",\"protocol\":\"%s\",\"mode\":\"%s\",\"target\":\"%s\","

@@ -18,7 +18,7 @@
  * docs/protocol.md), and only then removes the moved files. An interrupted replay leaves them: the next replay
  * sends them first. */
 #include "ctl_deadletter.h"
-#include "common/utf8scrub.h"
+#include "common/utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>

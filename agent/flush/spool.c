@@ -30,7 +30,7 @@
  * deadletter.log.1 (the records of the old .1 are counted evicted). docs/reliability.md documents the format. */
 #include "flush/spool.h"
 #include "common/clock.h"
-#include "common/utf8scrub.h"
+#include "common/utf8.h"
 
 #include "log.h"
 

@@ -8,7 +8,7 @@
  * by open connections. */
 #include "ingest/clients.h"
 
-#include "stats.h"
+#include "jsonstr.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -185,8 +185,8 @@ static int by_records_desc(const void *a, const void *b)
 static int entry_json(const client_entry *e, int64_t now_ns, int first, struct evbuffer *out)
 {
     char comm[6 * sizeof e->comm + 1], service[6 * CLIENTS_SERVICE_MAX + 1];
-    stats_json_escape(comm, sizeof comm, e->comm, strnlen(e->comm, sizeof e->comm));
-    stats_json_escape(service, sizeof service, e->service, e->service_len);
+    json_str_escape(comm, sizeof comm, e->comm, strnlen(e->comm, sizeof e->comm));
+    json_str_escape(service, sizeof service, e->service, e->service_len);
     double seen = now_ns > e->last_seen_ns ? (double)(now_ns - e->last_seen_ns) / 1e9 : 0.0;
     return evbuffer_add_printf(out,
         "%s{\"pid\":%d,\"uid\":%u,\"gid\":%u,\"comm\":\"%s\",\"service_name\":\"%s\",\"connections\":%llu,"

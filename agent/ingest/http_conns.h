@@ -17,7 +17,7 @@
 
 #include "acceptguard.h"
 #include "config.h"
-#include "stats.h"
+#include "counters.h"
 
 #include <event2/http.h>
 

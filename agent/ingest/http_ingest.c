@@ -27,6 +27,7 @@
 #include "flush/flusher.h"
 #include "ingest/http_conns.h"
 #include "ingest/http_json.h"
+#include "jsonstr.h"
 #include "log.h"
 #include "ingest/peer.h"
 #include "ingest/ratelimit.h"
@@ -111,7 +112,7 @@ static int put_string(struct evbuffer *out, const char *s, size_t n)
     char *buf = cap <= sizeof small ? small : malloc(cap);
     if (!buf)
         return -1;
-    stats_json_escape(buf, cap, s, n);
+    json_str_escape(buf, cap, s, n);
     int rc = evbuffer_add_printf(out, "\"%s\"", buf) < 0 ? -1 : 0;
     if (buf != small)
         free(buf);

@@ -9,8 +9,8 @@
 #define LOGAGENT_INGEST_H
 
 #include "config.h"
+#include "counters.h"
 #include "ring.h"
-#include "stats.h"
 
 #include <event2/event.h>
 

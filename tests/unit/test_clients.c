@@ -1,9 +1,8 @@
 /* test_clients.c — the per-client table: one entry per (pid, comm, service_name), a connection moving between
  * entries, the least recently seen idle entry evicted when full (never an attached one), service names cut at a
- * UTF-8 boundary, and the JSON: sorted by records, top N, escaped names; plus stats_json_escape itself. */
+ * UTF-8 boundary, and the JSON: sorted by records, top N, escaped names (the escaper itself: test_jsonstr.c). */
 #include "check.h"
 #include "ingest/clients.h"
-#include "stats.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -103,25 +102,11 @@ static void test_json_sorted_top_escaped(void)
     clients_free(t);
 }
 
-static void test_escape(void)
-{
-    char out[64];
-    stats_json_escape(out, sizeof out, "a\"b\\c\x01", 6);
-    CHECK_STR(out, "a\\\"b\\\\c\\u0001");
-    stats_json_escape(out, sizeof out, "caf\xC3\xA9 \xFF!", 8);
-    CHECK_STR(out, "caf\xC3\xA9 \xEF\xBF\xBD!");
-    stats_json_escape(out, 6, "ab\xC3\xA9xyz", 7); /* cut before a character that does not fit */
-    CHECK_STR(out, "ab\xC3\xA9x");
-    stats_json_escape(out, 4, "ab\xC3\xA9", 4);
-    CHECK_STR(out, "ab");
-}
-
 int main(void)
 {
     test_keys_and_moves();
     test_eviction_spares_attached();
     test_service_cut_at_utf8_boundary();
     test_json_sorted_top_escaped();
-    test_escape();
     return check_done("clients");
 }
