@@ -139,7 +139,9 @@ def ring_in(comp, succ):
 
 
 def module(f):
-    return f.rsplit(".", 1)[0]
+    """x.c, x.h and x_internal.h (what x's own files share, kept out of x.h) are one module."""
+    stem = f.rsplit(".", 1)[0]
+    return stem[: -len("_internal")] if stem.endswith("_internal") else stem
 
 
 def check(root):
