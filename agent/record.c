@@ -1,8 +1,9 @@
 /* record.c — msgpack record -> WriteLogRequest bytes (see record.h for the contract).
  *
- * Two passes over one record: `classify` walks the map once and collects spans (pointers into the msgpack
- * data, or offsets into e->text for values that needed converting); `emit` sizes and writes the protobuf
- * wire format by hand (pbwire.h). Text forms (docs/protocol.md, Keys): str as is (invalid UTF-8 repaired with U+FFFD so
+ * Two passes over one record: `classify` walks the record's msgpack bytes once (mpread.h: a header at a time, no
+ * object tree, no allocation) and collects spans (pointers into those bytes, or offsets into e->text for values
+ * that needed converting); `emit` sizes and writes the protobuf wire format by hand (pbwire.h). Numbers are
+ * formatted by hand (no printf) except the rare doubles fast_double does not cover. Text forms (docs/protocol.md, Keys): str as is (invalid UTF-8 repaired with U+FFFD so
  * that upstream proto3 parsers accept it), int/float/bool as text, nil as "", map/array as compact JSON,
  * bin as base64, ext as base64 of its data. With e->typed (OTLP upstream) each metadata value's msgpack type
  * also goes into field RECORD_F_META_TYPES, so that otlp.c can send typed attribute values (record.h). */
@@ -10,6 +11,7 @@
 
 #include "common/utf8.h"
 #include "jsonstr.h"
+#include "mpread.h"
 #include "pbwire.h"
 
 #include <errno.h>
@@ -29,7 +31,7 @@ typedef struct fields {
     record_span service, level, message, trace, span, log_id;
     int has_message, has_level, has_log_id;
     int64_t ts;
-    const msgpack_object_kv *taken[K_COUNT]; /* the pair each field was taken from (a repeat moves it to metadata) */
+    const uint8_t *taken[K_COUNT]; /* where the pair each field was taken from starts (a repeat moves it to metadata) */
 } fields;
 
 /* ---- growable buffers ---------------------------------------------------------------------------- */
@@ -109,14 +111,83 @@ static int str_span(record_enc *e, const char *s, size_t n, record_span *out, re
 
 /* ---- text forms ------------------------------------------------------------------------------------ */
 
-static int text_printf_double(record_enc *e, double v, int is_f32)
+/* Decimal digits of v at the end of buf[20]; returns where they start. */
+static char *u64_digits(char *end, uint64_t v)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
+}
+
+static int text_put_u64(record_enc *e, uint64_t v, int neg)
+{
+    char buf[24], *end = buf + sizeof buf;
+    char *p = u64_digits(end, v);
+    if (neg)
+        *--p = '-';
+    return text_put(e, p, (size_t)(end - p));
+}
+
+static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18};
+
+/* The common case of text_put_double without printf: a finite double in [1e-4, 1e15) whose shortest decimal has at
+ * most 15 significant digits, r / 10^k with the smallest k. Such a decimal is exactly what "%.15g" prints (fixed
+ * notation there, and it is the 15-digit rounding of v since v is within half an ulp of it, less than half a step
+ * of that grid) and it reads back as v (v is the correctly rounded r / 10^k, r and 10^k being exact doubles).
+ * Returns the length written to buf[40], or 0 when v is not such a double. */
+static int fast_double(char *buf, double v)
+{
+    double a = fabs(v);
+    if (!(a >= 1e-4 && a < 1e15))
+        return 0;
+    int x = 14; /* the decimal exponent of a: largest x with 10^x <= a */
+    while (x > -4 && a < (x >= 0 ? POW10[x] : 1.0 / POW10[-x]))
+        x--;
+    for (int k = 0; k <= 14 - x; k++) {
+        double r = nearbyint(a * POW10[k]);
+        if (r / POW10[k] != a)
+            continue;
+        uint64_t m = (uint64_t)r, scale = 1;
+        for (int i = 0; i < k; i++)
+            scale *= 10;
+        char *end = buf + 40, *p = end;
+        if (k > 0) {
+            uint64_t frac = m % scale;
+            for (int i = 0; i < k; i++, frac /= 10)
+                *--p = (char)('0' + frac % 10);
+            *--p = '.';
+        } else {
+            *--p = '0';
+            *--p = '.';
+        }
+        p = u64_digits(p, m / scale);
+        if (signbit(v))
+            *--p = '-';
+        int n = (int)(end - p);
+        memmove(buf, p, (size_t)n);
+        return n;
+    }
+    return 0;
+}
+
+/* A double's text: the shortest of "%.15g".."%.17g" (float: from "%.6g") that reads back the same, with ".0"
+ * added when it would read as an integer; NaN, Infinity, -Infinity. fast_double gives the same bytes for the
+ * usual values without printf. */
+static int text_put_double(record_enc *e, double v, int is_f32)
 {
     char buf[40];
     if (isnan(v))
         return text_put(e, "NaN", 3);
     if (isinf(v))
         return v > 0 ? text_put(e, "Infinity", 8) : text_put(e, "-Infinity", 9);
-    int n = 0;
+    if (v == 0)
+        return signbit(v) ? text_put(e, "-0.0", 4) : text_put(e, "0.0", 3);
+    int n = is_f32 ? 0 : fast_double(buf, v);
+    if (n > 0)
+        return text_put(e, buf, (size_t)n);
     for (int prec = is_f32 ? 6 : 15; prec <= 17; prec++) { /* shortest text that reads back the same */
         n = snprintf(buf, sizeof buf, "%.*g", prec, v);
         if (is_f32 ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v)
@@ -165,120 +236,129 @@ static int json_put_string(record_enc *e, const char *s, size_t n)
         return -ENOMEM;
     const uint8_t *p = (const uint8_t *)s;
     for (size_t i = 0; i < n;) {
-        char esc[JSON_STR_ESC_MAX];
-        const char *piece;
-        size_t len;
-        i += json_str_char(p + i, n - i, 0, esc, &piece, &len);
-        int rc = text_put(e, piece, len);
+        size_t run = 0; /* plain printable ASCII: the whole run at once */
+        while (i + run < n && p[i + run] >= 0x20 && p[i + run] < 0x7f && p[i + run] != '"' && p[i + run] != '\\')
+            run++;
+        int rc;
+        if (run) {
+            rc = text_put(e, p + i, run);
+            i += run;
+        } else {
+            char esc[JSON_STR_ESC_MAX];
+            const char *piece;
+            size_t len;
+            i += json_str_char(p + i, n - i, 0, esc, &piece, &len);
+            rc = text_put(e, piece, len);
+        }
         if (rc < 0)
             return rc;
     }
     return text_putc(e, '"');
 }
 
-static int text_put_scalar(record_enc *e, const msgpack_object *o, int json);
-
-static int json_put(record_enc *e, const msgpack_object *o, int depth)
+/* Moves *p past the items of v when it is a container (its header is read already). */
+static int skip_items(const mpr_value *v, const uint8_t **p, const uint8_t *end)
 {
-    if (depth > JSON_MAX_DEPTH)
-        return text_put(e, "null", 4);
-    int rc = 0;
-    if (o->type == MSGPACK_OBJECT_ARRAY) {
-        rc = text_putc(e, '[');
-        for (uint32_t i = 0; rc == 0 && i < o->via.array.size; i++) {
-            if (i)
-                rc = text_putc(e, ',');
-            if (rc == 0)
-                rc = json_put(e, &o->via.array.ptr[i], depth + 1);
-        }
-        return rc < 0 ? rc : text_putc(e, ']');
+    if (v->type == MPR_ARRAY)
+        return mpr_skip(p, end, v->len);
+    if (v->type == MPR_MAP)
+        return mpr_skip(p, end, 2 * (uint64_t)v->len);
+    return 0;
+}
+
+static int text_put_scalar(record_enc *e, const mpr_value *v, const uint8_t **p, const uint8_t *end, int json);
+
+/* A map key inside JSON: a str as a JSON string; a container as a fixed name (re-escaping its JSON would double
+ * at every level); any other scalar as its quoted text form (digits, signs, letters and base64 need no escape). */
+static int json_put_key(record_enc *e, const mpr_value *k, const uint8_t **p, const uint8_t *end)
+{
+    if (k->type == MPR_STR)
+        return json_put_string(e, k->ptr, k->len);
+    if (k->type == MPR_MAP || k->type == MPR_ARRAY) {
+        int rc = skip_items(k, p, end);
+        if (rc < 0)
+            return rc;
+        return k->type == MPR_MAP ? text_put(e, "\"(map)\"", 7) : text_put(e, "\"(array)\"", 9);
     }
-    if (o->type == MSGPACK_OBJECT_MAP) {
-        rc = text_putc(e, '{');
-        for (uint32_t i = 0; rc == 0 && i < o->via.map.size; i++) {
-            const msgpack_object_kv *kv = &o->via.map.ptr[i];
-            if (i)
-                rc = text_putc(e, ',');
-            if (rc == 0 && kv->key.type == MSGPACK_OBJECT_STR) {
-                rc = json_put_string(e, kv->key.via.str.ptr, kv->key.via.str.size);
-            } else if (rc == 0 && (kv->key.type == MSGPACK_OBJECT_MAP || kv->key.type == MSGPACK_OBJECT_ARRAY)) {
-                /* a container as a key: a fixed name (re-escaping its JSON would double at every level) */
-                rc = text_put(e, kv->key.type == MSGPACK_OBJECT_MAP ? "\"(map)\"" : "\"(array)\"",
-                              kv->key.type == MSGPACK_OBJECT_MAP ? 7 : 9);
-            } else if (rc == 0) { /* JSON keys are strings: quote the key's text form */
-                size_t off = e->text_len;
-                rc = text_put_scalar(e, &kv->key, 0);
-                if (rc == 0) {
-                    size_t n = e->text_len - off;
-                    char *tmp = malloc(n ? n : 1);
-                    if (!tmp)
-                        return -ENOMEM;
-                    memcpy(tmp, e->text + off, n);
-                    e->text_len = off;
-                    rc = json_put_string(e, tmp, n);
-                    free(tmp);
-                }
-            }
+    int rc = text_putc(e, '"');
+    if (rc == 0)
+        rc = text_put_scalar(e, k, p, end, 0);
+    return rc < 0 ? rc : text_putc(e, '"');
+}
+
+/* The JSON form of v (its header read; its items, if any, follow at *p). */
+static int json_put(record_enc *e, const mpr_value *v, const uint8_t **p, const uint8_t *end, int depth)
+{
+    if (depth > JSON_MAX_DEPTH) {
+        int rc = skip_items(v, p, end);
+        return rc < 0 ? rc : text_put(e, "null", 4);
+    }
+    if (v->type != MPR_ARRAY && v->type != MPR_MAP)
+        return text_put_scalar(e, v, p, end, 1);
+    int map = v->type == MPR_MAP;
+    int rc = text_putc(e, map ? '{' : '[');
+    for (uint32_t i = 0; rc == 0 && i < v->len; i++) {
+        mpr_value item;
+        if (i)
+            rc = text_putc(e, ',');
+        if (rc == 0 && map) {
+            if (mpr_read(p, end, &item) < 0)
+                return -EINVAL;
+            rc = json_put_key(e, &item, p, end);
             if (rc == 0)
                 rc = text_putc(e, ':');
-            if (rc == 0)
-                rc = json_put(e, &kv->val, depth + 1);
         }
-        return rc < 0 ? rc : text_putc(e, '}');
+        if (rc == 0 && mpr_read(p, end, &item) < 0)
+            return -EINVAL;
+        if (rc == 0)
+            rc = json_put(e, &item, p, end, depth + 1);
     }
-    return text_put_scalar(e, o, 1);
+    return rc < 0 ? rc : text_putc(e, map ? '}' : ']');
 }
 
 /* Appends the text form of a value: `json` selects JSON literals (strings quoted, nil as null). */
-static int text_put_scalar(record_enc *e, const msgpack_object *o, int json)
+static int text_put_scalar(record_enc *e, const mpr_value *v, const uint8_t **p, const uint8_t *end, int json)
 {
-    char buf[32];
-    int n;
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL:
+    switch (v->type) {
+    case MPR_NIL:
         return json ? text_put(e, "null", 4) : 0;
-    case MSGPACK_OBJECT_BOOLEAN:
-        return o->via.boolean ? text_put(e, "true", 4) : text_put(e, "false", 5);
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        n = snprintf(buf, sizeof buf, "%llu", (unsigned long long)o->via.u64);
-        return text_put(e, buf, (size_t)n);
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        n = snprintf(buf, sizeof buf, "%lld", (long long)o->via.i64);
-        return text_put(e, buf, (size_t)n);
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64:
-        if (json && !isfinite(o->via.f64))
+    case MPR_BOOL:
+        return v->v.b ? text_put(e, "true", 4) : text_put(e, "false", 5);
+    case MPR_UINT:
+        return text_put_u64(e, v->v.u, 0);
+    case MPR_INT:
+        return text_put_u64(e, 0 - (uint64_t)v->v.i, 1);
+    case MPR_F32:
+    case MPR_F64:
+        if (json && !isfinite(v->v.f))
             return text_put(e, "null", 4);
-        return text_printf_double(e, o->via.f64, o->type == MSGPACK_OBJECT_FLOAT32);
-    case MSGPACK_OBJECT_STR:
+        return text_put_double(e, v->v.f, v->type == MPR_F32);
+    case MPR_STR:
         if (json)
-            return json_put_string(e, o->via.str.ptr, o->via.str.size);
-        return text_put_utf8_repaired(e, o->via.str.ptr, o->via.str.size);
-    case MSGPACK_OBJECT_BIN:
-    case MSGPACK_OBJECT_EXT: {
-        const char *p = o->type == MSGPACK_OBJECT_BIN ? o->via.bin.ptr : o->via.ext.ptr;
-        size_t len = o->type == MSGPACK_OBJECT_BIN ? o->via.bin.size : o->via.ext.size;
+            return json_put_string(e, v->ptr, v->len);
+        return text_put_utf8_repaired(e, v->ptr, v->len);
+    case MPR_BIN:
+    case MPR_EXT:
         if (json && text_putc(e, '"') < 0)
             return -ENOMEM;
-        if (text_put_base64(e, p, len) < 0)
+        if (text_put_base64(e, v->ptr, v->len) < 0)
             return -ENOMEM;
         return json ? text_putc(e, '"') : 0;
-    }
-    case MSGPACK_OBJECT_ARRAY:
-    case MSGPACK_OBJECT_MAP:
-        return json_put(e, o, 0);
+    case MPR_ARRAY:
+    case MPR_MAP:
+        return json_put(e, v, p, end, 0);
     }
     return 0;
 }
 
 /* Text form of any value as a span (str values stay in place when valid UTF-8). */
-static int value_span(record_enc *e, const msgpack_object *o, record_span *out, record_info *info)
+static int value_span(record_enc *e, const mpr_value *v, const uint8_t **p, const uint8_t *end, record_span *out,
+                      record_info *info)
 {
-    if (o->type == MSGPACK_OBJECT_STR)
-        return str_span(e, o->via.str.ptr, o->via.str.size, out, info);
+    if (v->type == MPR_STR)
+        return str_span(e, v->ptr, v->len, out, info);
     size_t off = e->text_len;
-    int rc = o->type == MSGPACK_OBJECT_ARRAY || o->type == MSGPACK_OBJECT_MAP ? json_put(e, o, 0)
-                                                                                 : text_put_scalar(e, o, 0);
+    int rc = text_put_scalar(e, v, p, end, 0);
     if (rc < 0)
         return rc;
     *out = (record_span){NULL, off, e->text_len - off};
@@ -358,51 +438,41 @@ int record_parse_rfc3339(const char *s, size_t n, int64_t *out_ns)
     return 0;
 }
 
-static uint64_t be(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* Interprets a timestamp value as unix ns (any of its forms, record.h). Returns 0 and sets *ns, or -EINVAL for
  * a value that is not a time: the caller keeps it as metadata. A time before 1970 is not one (docs/protocol.md). */
-static int parse_timestamp_any(const msgpack_object *o, int64_t *ns)
+static int parse_timestamp_any(const mpr_value *v, int64_t *ns)
 {
-    switch (o->type) {
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        if (o->via.u64 > INT64_MAX)
+    const unsigned char *p = (const unsigned char *)v->ptr;
+    switch (v->type) {
+    case MPR_UINT:
+        if (v->v.u > INT64_MAX)
             return -EINVAL;
-        *ns = (int64_t)o->via.u64;
+        *ns = (int64_t)v->v.u;
         return 0;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        return -EINVAL;
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: {
-        double v = o->via.f64 * 1e9;
-        if (!isfinite(v) || v >= 9.2e18 || v <= -9.2e18)
+    case MPR_F32:
+    case MPR_F64: {
+        double d = v->v.f * 1e9;
+        if (!isfinite(d) || d >= 9.2e18 || d <= -9.2e18)
             return -EINVAL;
-        *ns = llround(v);
+        *ns = llround(d);
         return 0;
     }
-    case MSGPACK_OBJECT_EXT: {
-        const unsigned char *p = (const unsigned char *)o->via.ext.ptr;
-        if (o->via.ext.type != -1)
+    case MPR_EXT:
+        if (v->ext_type != -1)
             return -EINVAL;
-        if (o->via.ext.size == 4) {
-            *ns = (int64_t)be(p, 4) * 1000000000;
-        } else if (o->via.ext.size == 8) {
-            uint64_t v = be(p, 8);
-            if (v >> 34 >= 1000000000) /* nanoseconds past a second: not a msgpack timestamp */
+        if (v->len == 4) {
+            *ns = (int64_t)mpr_be(p, 4) * 1000000000;
+        } else if (v->len == 8) {
+            uint64_t x = mpr_be(p, 8);
+            if (x >> 34 >= 1000000000) /* nanoseconds past a second: not a msgpack timestamp */
                 return -EINVAL;
-            if (__builtin_mul_overflow((int64_t)(v & 0x3ffffffffULL), (int64_t)1000000000, ns))
+            if (__builtin_mul_overflow((int64_t)(x & 0x3ffffffffULL), (int64_t)1000000000, ns))
                 return -EINVAL;
-            if (__builtin_add_overflow(*ns, (int64_t)(v >> 34), ns)) /* found by fuzz_ingest */
+            if (__builtin_add_overflow(*ns, (int64_t)(x >> 34), ns)) /* found by fuzz_ingest */
                 return -EINVAL;
-        } else if (o->via.ext.size == 12) {
-            int64_t sec = (int64_t)be(p + 4, 8);
-            uint64_t nsec = be(p, 4);
+        } else if (v->len == 12) {
+            int64_t sec = (int64_t)mpr_be(p + 4, 8);
+            uint64_t nsec = mpr_be(p, 4);
             if (sec > 9200000000LL || sec < -9200000000LL || nsec >= 1000000000)
                 return -EINVAL;
             *ns = sec * 1000000000 + (int64_t)nsec;
@@ -410,20 +480,19 @@ static int parse_timestamp_any(const msgpack_object *o, int64_t *ns)
             return -EINVAL;
         }
         return 0;
-    }
-    case MSGPACK_OBJECT_STR:
-        return record_parse_rfc3339(o->via.str.ptr, o->via.str.size, ns);
-    default:
+    case MPR_STR:
+        return record_parse_rfc3339(v->ptr, v->len, ns);
+    default: /* a negative integer, nil, bool, bin, containers */
         return -EINVAL;
     }
 }
 
-static int parse_timestamp(const msgpack_object *o, int64_t *ns)
+static int parse_timestamp(const mpr_value *v, int64_t *ns)
 {
-    int64_t v;
-    if (parse_timestamp_any(o, &v) < 0 || v < 0)
+    int64_t t;
+    if (parse_timestamp_any(v, &t) < 0 || t < 0)
         return -EINVAL;
-    *ns = v;
+    *ns = t;
     return 0;
 }
 
@@ -478,31 +547,31 @@ static int new_log_id(record_enc *e, record_span *out)
 
 /* ---- classify and emit ----------------------------------------------------------------------------- */
 
-static int key_is(const msgpack_object *k, const char *name, size_t n)
+static int key_is(const mpr_value *k, const char *name, size_t n)
 {
-    return k->via.str.size == n && memcmp(k->via.str.ptr, name, n) == 0;
+    return k->len == n && memcmp(k->ptr, name, n) == 0;
 }
 
 /* The RECORD_T_* tag of a metadata value (record.h). */
-static char value_type(const msgpack_object *v)
+static char value_type(const mpr_value *v)
 {
     switch (v->type) {
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        return v->via.u64 <= INT64_MAX ? RECORD_T_INT : RECORD_T_STRING;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+    case MPR_UINT:
+        return v->v.u <= INT64_MAX ? RECORD_T_INT : RECORD_T_STRING;
+    case MPR_INT:
         return RECORD_T_INT;
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64:
+    case MPR_F32:
+    case MPR_F64:
         return RECORD_T_DOUBLE;
-    case MSGPACK_OBJECT_BOOLEAN:
+    case MPR_BOOL:
         return RECORD_T_BOOL;
-    case MSGPACK_OBJECT_NIL:
+    case MPR_NIL:
         return RECORD_T_NIL;
-    case MSGPACK_OBJECT_MAP:
+    case MPR_MAP:
         return RECORD_T_MAP;
-    case MSGPACK_OBJECT_ARRAY:
+    case MPR_ARRAY:
         return RECORD_T_ARRAY;
-    case MSGPACK_OBJECT_BIN:
+    case MPR_BIN:
         return RECORD_T_BIN;
     default:
         return RECORD_T_STRING;
@@ -517,44 +586,61 @@ static int add_meta(record_enc *e, record_span key, record_span val, char type)
     return 0;
 }
 
-/* A pair as metadata: its key's text form (a str key as is), its value's text form. */
-static int meta_pair(record_enc *e, const msgpack_object_kv *kv, record_info *info)
+/* A pair as metadata: its key's text form (a str key as is), its value's text form. k is read; the value is
+ * next at *p. */
+static int meta_pair(record_enc *e, const mpr_value *k, const uint8_t **p, const uint8_t *end, record_info *info)
 {
     record_span ks, vs;
-    int rc = kv->key.type == MSGPACK_OBJECT_STR ? str_span(e, kv->key.via.str.ptr, kv->key.via.str.size, &ks, info)
-                                                : value_span(e, &kv->key, &ks, info);
-    if (rc < 0 || (rc = value_span(e, &kv->val, &vs, info)) < 0)
+    mpr_value v;
+    int rc = value_span(e, k, p, end, &ks, info);
+    if (rc < 0)
         return rc;
-    return add_meta(e, ks, vs, value_type(&kv->val));
+    if (mpr_read(p, end, &v) < 0)
+        return -EINVAL;
+    if ((rc = value_span(e, &v, p, end, &vs, info)) < 0)
+        return rc;
+    return add_meta(e, ks, vs, value_type(&v));
 }
 
-/* Field `which` is taken from kv: the last of a repeated key wins, and the pair it replaces is kept as metadata
- * under the same key (nothing a client sent is discarded silently; docs/protocol.md). */
-static int take(record_enc *e, fields *f, int which, const msgpack_object_kv *kv, record_info *info)
+/* Field `which` is taken from the pair at `pair` (its key's first byte): the last of a repeated key wins, and the
+ * pair it replaces is kept as metadata under the same key (nothing a client sent is discarded silently;
+ * docs/protocol.md). */
+static int take(record_enc *e, fields *f, int which, const uint8_t *pair, const uint8_t *end, record_info *info)
 {
-    const msgpack_object_kv *prev = f->taken[which];
-    f->taken[which] = kv;
-    return prev ? meta_pair(e, prev, info) : 0;
-}
-
-/* One key/value of the record map: a direct field, the timestamp, a reserved key, or metadata. */
-static int classify_pair(record_enc *e, const msgpack_object_kv *kv, fields *f, record_info *info)
-{
-    const msgpack_object *k = &kv->key, *v = &kv->val;
-    int rc;
-    if (k->type != MSGPACK_OBJECT_STR)
-        return meta_pair(e, kv, info); /* a non-string key: its text form */
-    if (k->via.str.size > 0 && k->via.str.ptr[0] == '_') {
-        info->reserved_keys++;
+    const uint8_t *prev = f->taken[which];
+    f->taken[which] = pair;
+    if (!prev)
         return 0;
+    mpr_value k;
+    if (mpr_read(&prev, end, &k) < 0)
+        return -EINVAL;
+    return meta_pair(e, &k, &prev, end, info);
+}
+
+/* One key/value of the record map: a direct field, the timestamp, a reserved key, or metadata. The pair starts at
+ * *p; *p moves past it. */
+static int classify_pair(record_enc *e, const uint8_t **p, const uint8_t *end, fields *f, record_info *info)
+{
+    const uint8_t *pair = *p;
+    mpr_value k, v;
+    int rc;
+    if (mpr_read(p, end, &k) < 0)
+        return -EINVAL;
+    if (k.type != MPR_STR)
+        return meta_pair(e, &k, p, end, info); /* a non-string key: its text form */
+    if (mpr_read(p, end, &v) < 0)
+        return -EINVAL;
+    if (k.len > 0 && k.ptr[0] == '_') {
+        info->reserved_keys++;
+        return skip_items(&v, p, end);
     }
-    if (key_is(k, "message", 7)) {
-        if (v->type != MSGPACK_OBJECT_STR)
+    if (key_is(&k, "message", 7)) {
+        if (v.type != MPR_STR)
             return -EINVAL;
         f->has_message = 1;
-        if ((rc = take(e, f, K_MESSAGE, kv, info)) < 0)
+        if ((rc = take(e, f, K_MESSAGE, pair, end, info)) < 0)
             return rc;
-        return str_span(e, v->via.str.ptr, v->via.str.size, &f->message, info);
+        return str_span(e, v.ptr, v.len, &f->message, info);
     }
     static const struct { const char *name; size_t len; int which; } direct[] = {
         {"service_name", 12, K_SERVICE}, {"level", 5, K_LEVEL}, {"trace_id", 8, K_TRACE},
@@ -563,28 +649,32 @@ static int classify_pair(record_enc *e, const msgpack_object_kv *kv, fields *f, 
     record_span *span[K_COUNT] = {[K_SERVICE] = &f->service, [K_LEVEL] = &f->level, [K_TRACE] = &f->trace,
                                   [K_SPAN] = &f->span, [K_LOGID] = &f->log_id};
     for (size_t i = 0; i < sizeof direct / sizeof direct[0]; i++) {
-        if (!key_is(k, direct[i].name, direct[i].len))
+        if (!key_is(&k, direct[i].name, direct[i].len))
             continue;
         f->has_level |= direct[i].which == K_LEVEL;
         f->has_log_id |= direct[i].which == K_LOGID;
-        if ((rc = take(e, f, direct[i].which, kv, info)) < 0)
+        if ((rc = take(e, f, direct[i].which, pair, end, info)) < 0)
             return rc;
-        return value_span(e, v, span[direct[i].which], info);
+        return value_span(e, &v, p, end, span[direct[i].which], info);
     }
     int64_t ts;
-    if (key_is(k, "timestamp", 9) && parse_timestamp(v, &ts) == 0) {
+    if (key_is(&k, "timestamp", 9) && parse_timestamp(&v, &ts) == 0) {
         f->ts = ts; /* only on success: a failed parse may have written a partial value */
-        return take(e, f, K_TS, kv, info);
+        return take(e, f, K_TS, pair, end, info);
     }
-    if (key_is(k, "timestamp", 9))
+    if (key_is(&k, "timestamp", 9))
         info->timestamp_unparsed = 1;
-    return meta_pair(e, kv, info);
+    *p = pair; /* metadata: read the pair again as one */
+    if (mpr_read(p, end, &k) < 0)
+        return -EINVAL;
+    return meta_pair(e, &k, p, end, info);
 }
 
-static int classify(record_enc *e, const msgpack_object *obj, fields *f, record_info *info)
+static int classify(record_enc *e, const uint8_t **p, const uint8_t *end, uint32_t pairs, fields *f,
+                    record_info *info)
 {
-    for (uint32_t i = 0; i < obj->via.map.size; i++) {
-        int rc = classify_pair(e, &obj->via.map.ptr[i], f, info);
+    for (uint32_t i = 0; i < pairs; i++) {
+        int rc = classify_pair(e, p, end, f, info);
         if (rc < 0)
             return rc;
     }
@@ -714,19 +804,23 @@ static int emit(record_enc *e, const fields *f, const record_source *src)
     return 0;
 }
 
-int record_encode(record_enc *e, const msgpack_object *obj, const record_source *src, int64_t now_ns,
-                  record_info *info)
+int record_encode_raw(record_enc *e, const void *data, size_t len, const record_source *src, int64_t now_ns,
+                      record_info *info)
 {
     memset(info, 0, sizeof *info);
     e->text_len = 0;
     e->n_kv = 0;
     e->out_len = 0;
-    if (obj->type != MSGPACK_OBJECT_MAP)
+    const uint8_t *p = data, *end = p + len;
+    mpr_value m;
+    if (mpr_read(&p, end, &m) < 0 || m.type != MPR_MAP)
         return -EINVAL;
     fields f;
     memset(&f, 0, sizeof f);
     f.ts = now_ns;
-    int rc = classify(e, obj, &f, info);
+    int rc = classify(e, &p, end, m.len, &f, info);
+    if (rc == 0)
+        info->wire_len = (size_t)(p - (const uint8_t *)data);
     if (f.service.len > 0) { /* also on failure: the stats attribute a refused record to its service */
         info->service = span_ptr(e, &f.service);
         info->service_len = f.service.len;
@@ -736,6 +830,30 @@ int record_encode(record_enc *e, const msgpack_object *obj, const record_source 
     info->log_id = span_ptr(e, &f.log_id);
     info->log_id_len = f.log_id.len;
     return emit(e, &f, src);
+}
+
+/* msgpack_packer's write callback: appends to the encoder's `packed` buffer. */
+static int packed_write(void *data, const char *buf, size_t len)
+{
+    record_enc *e = data;
+    if (grow((void **)&e->packed, &e->packed_cap, e->packed_len + len, 1) < 0)
+        return -1;
+    memcpy(e->packed + e->packed_len, buf, len);
+    e->packed_len += len;
+    return 0;
+}
+
+int record_encode(record_enc *e, const msgpack_object *obj, const record_source *src, int64_t now_ns,
+                  record_info *info)
+{
+    msgpack_packer pk;
+    e->packed_len = 0;
+    msgpack_packer_init(&pk, e, packed_write);
+    if (msgpack_pack_object(&pk, *obj) != 0) {
+        memset(info, 0, sizeof *info);
+        return -ENOMEM;
+    }
+    return record_encode_raw(e, e->packed, e->packed_len, src, now_ns, info);
 }
 
 int record_enc_init(record_enc *e)
@@ -753,5 +871,6 @@ void record_enc_free(record_enc *e)
     free(e->out);
     free(e->text);
     free(e->kv);
+    free(e->packed);
     memset(e, 0, sizeof *e);
 }

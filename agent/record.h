@@ -33,6 +33,7 @@ typedef struct record_info {
     size_t service_len;     /* valid until the next record_encode on this encoder, or until the object is freed */
     const char *log_id;     /* the record's log_id as encoded (sent, or made here when absent); set on success only; */
     size_t log_id_len;      /* borrowed like `service` */
+    size_t wire_len;        /* record_encode_raw: the record map's size in bytes, once read to its end (else 0) */
 } record_info;
 
 typedef struct record_span {
@@ -73,6 +74,8 @@ typedef struct record_enc {
     record_kv *kv;
     size_t n_kv, kv_cap;
     uint64_t rng[2]; /* log_id generator state */
+    uint8_t *packed; /* record_encode: the object packed back to msgpack bytes for record_encode_raw */
+    size_t packed_len, packed_cap;
     size_t text_limit; /* 0: none; else converted text beyond it makes record_encode return -E2BIG */
     int typed;         /* set by ingest when the upstream is OTLP: also write RECORD_F_META_TYPES */
 } record_enc;
@@ -81,7 +84,14 @@ typedef struct record_enc {
 int record_enc_init(record_enc *e);
 void record_enc_free(record_enc *e);
 
-/* Encodes `obj` as a WriteLogRequest into e->out / e->out_len.
+/* Encodes the msgpack record in data[0..len) as a WriteLogRequest into e->out / e->out_len: the ingest path, one
+ * walk over the bytes the client sent. Returns as record_encode; a value cut short or malformed (0xc1) is -EINVAL.
+ * The strings info borrows point into data (or into e's buffers). Bytes after the record map are not read. */
+int record_encode_raw(record_enc *e, const void *data, size_t len, const record_source *src, int64_t now_ns,
+                      record_info *info);
+
+/* Encodes `obj` as a WriteLogRequest into e->out / e->out_len (packs it to bytes, then record_encode_raw: for the
+ * paths that build objects — Fluent Forward events, HTTP/JSON entries, tests).
  * Returns 0; -EINVAL when the object is not a map or has no string `message` (invalid_record); -E2BIG when its
  * converted text passes e->text_limit (oversized);
  * -ENOMEM when a buffer could not grow. `now_ns` is the receive time used when the record has none.

@@ -1,8 +1,9 @@
 /* ingest.c — listener, connections, msgpack stream decoding, pause/resume (see ingest.h).
  *
  * DESIGN
- * A connection's bytes go: read(2) straight into the msgpack-c unpacker's buffer -> mpscan (refuses bad
- * structure before msgpack-c buffers it) -> msgpack_unpacker_next -> record_encode -> ring. Each readable
+ * A connection's bytes go: read(2) straight into the msgpack-c unpacker's buffer (used as a byte buffer) -> mpscan
+ * (refuses bad structure, says where records end) -> record_encode_raw, which encodes each native record from
+ * those bytes -> ring. Only a Fluent Forward message (a top-level array) is unpacked by msgpack-c. Each readable
  * event does one bounded read, so a flooding client gets one turn like everyone else.
  *
  * Backpressure is a state of the stage, not of a connection: when a record does not fit, it is kept in
@@ -46,6 +47,7 @@
 #include "log.h"
 #include "ingest/membudget.h"
 #include "ingest/mpscan.h"
+#include "mpread.h"
 #include "ingest/peer.h"
 #include "ingest/ratelimit.h"
 #include "record.h"
@@ -222,13 +224,12 @@ static int queue_record(ingest *in, const uint8_t *data, size_t len)
     return 0;
 }
 
-/* A record of `wire` msgpack bytes read at `now` (CLOCK_REALTIME, its default timestamp) / `mono`. */
-static void handle_record(conn *c, const msgpack_object *obj, size_t wire, int64_t now, int64_t mono)
+/* A record of `wire` msgpack bytes, just encoded by record_encode* with result rc: counted, checked and queued,
+ * or held when the ring is full. */
+static void admit_record(conn *c, int rc, const record_info *info, size_t wire, int64_t mono)
 {
     ingest *in = c->in;
-    record_info info;
-    int rc = record_encode(&in->enc, obj, &c->src, now, &info);
-    client_entry *ce = conn_client(c, info.service, info.service_len, mono);
+    client_entry *ce = conn_client(c, info->service, info->service_len, mono);
     if (ce) {
         ce->bytes += wire;
         ce->last_seen_ns = mono;
@@ -244,13 +245,13 @@ static void handle_record(conn *c, const msgpack_object *obj, size_t wire, int64
         log_peer(&in->lim_oversized, c, "record too large once converted, skipped");
         return;
     }
-    if (info.reserved_keys) {
-        stat_add(&in->st->reserved_key, info.reserved_keys);
+    if (info->reserved_keys) {
+        stat_add(&in->st->reserved_key, info->reserved_keys);
         if (ce)
-            ce->rejected += info.reserved_keys;
+            ce->rejected += info->reserved_keys;
         log_peer(&in->lim_reserved, c, "reserved _-key dropped from a record");
     }
-    if (info.level_unknown)
+    if (info->level_unknown)
         stat_add(&in->st->level_unknown, 1);
     if (in->enc.out_len > in->enc.text_limit) {
         stat_add(&in->st->oversized, 1);
@@ -291,6 +292,35 @@ static void handle_record(conn *c, const msgpack_object *obj, size_t wire, int64
     c->held_len = in->enc.out_len;
     pause_all(in, c->held_len);
 }
+
+/* A record as an object (a Forward event) read at `now` (CLOCK_REALTIME, its default timestamp) / `mono`. */
+static void handle_record(conn *c, const msgpack_object *obj, size_t wire, int64_t now, int64_t mono)
+{
+    record_info info;
+    int rc = record_encode(&c->in->enc, obj, &c->src, now, &info);
+    admit_record(c, rc, &info, wire, mono);
+}
+
+/* A native record: the complete top-level object (not an array) at p, as the client sent it — encoded straight
+ * from these bytes. Returns its size in bytes, or 0 when the bytes are not one whole value (the scanner let
+ * through something the reader refuses: the connection fails as malformed). */
+static size_t handle_native(conn *c, const uint8_t *p, size_t avail, int64_t now, int64_t mono)
+{
+    record_info info;
+    int rc = record_encode_raw(&c->in->enc, p, avail, &c->src, now, &info);
+    size_t wire = info.wire_len;
+    if (!wire) { /* refused before its end: find the end to skip it */
+        const uint8_t *q = p;
+        if (mpr_skip(&q, p + avail, 1) < 0)
+            return 0;
+        wire = (size_t)(q - p);
+    }
+    admit_record(c, rc, &info, wire, mono);
+    return wire;
+}
+
+/* Is the value starting with byte b an array (a Fluent Forward message)? */
+static int is_array(uint8_t b) { return (b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd; }
 
 /* ---- Fluent Forward ------------------------------------------------------------------------------------ */
 
@@ -487,6 +517,17 @@ static int process(conn *c)
     if (forward_active(&c->fwd) && !forward_drain(c, 0, now, mono))
         return 0;
     while (!in->paused && c->decoded < c->scan.records) {
+        const uint8_t *p = (const uint8_t *)c->up.buffer + c->up.off;
+        if (!is_array(*p)) { /* a native record: encoded from the buffer's bytes, no msgpack-c objects */
+            size_t wire = handle_native(c, p, c->up.used - c->up.off, now, mono);
+            if (!wire) {
+                c->fail = MPSCAN_MALFORMED;
+                return 1;
+            }
+            c->up.off += wire;
+            c->decoded++;
+            continue;
+        }
         /* a record's msgpack bytes: what earlier calls parsed of it (parsed_size, reset by each success) plus
          * how far this call moved the unpacker's read offset (no buffer moves happen between the two) */
         size_t before = msgpack_unpacker_parsed_size(&c->up) - c->up.off;
@@ -495,10 +536,6 @@ static int process(conn *c)
         if (r == MSGPACK_UNPACK_SUCCESS && c->res.data.type == MSGPACK_OBJECT_ARRAY) {
             if (!forward_start(c, &c->res.data, before + c->up.off, now, mono))
                 return 0;
-            continue;
-        }
-        if (r == MSGPACK_UNPACK_SUCCESS) {
-            handle_record(c, &c->res.data, before + c->up.off, now, mono);
             continue;
         }
         if (r != MSGPACK_UNPACK_CONTINUE && !c->fail) /* the scanner should have caught it first */

@@ -1,8 +1,10 @@
 /* test_record.c — msgpack record -> WriteLogRequest: every key class, every value type, UTF-8, empty strings,
  * a 1 MiB message, the timestamp forms (and values that are not times: kept as metadata), repeated keys, levels,
  * reserved keys, invalid records, and the metadata types field
- * (--upstream-protocol otlp) read back by otlp_payload as typed OTLP values. Each case packs a record with
- * msgpack-c, encodes it with record_encode and decodes the bytes with the protobuf-c generated code. */
+ * (--upstream-protocol otlp) read back by otlp_payload as typed OTLP values; numbers formatted by hand against
+ * printf/strtod; every prefix of a record refused cleanly. Each case packs a record with msgpack-c, encodes it
+ * with record_encode_raw (the bytes) and record_encode (the object) — both must agree — and decodes the result
+ * with the protobuf-c generated code. */
 #include "check.h"
 #include "record.h"
 
@@ -41,16 +43,32 @@ static void kv(tc *t, const char *k, const char *v) { key(t, k); str(t, v); }
 
 static record_source SRC = {.pid = 4242, .uid = 1000, .gid = 100, .comm = "myapp", .hostname = "host-1"};
 
-/* Encodes the packed record; returns the decoded request (caller frees) or NULL, with *rc set. */
+/* Encodes the packed record; returns the decoded request (caller frees) or NULL, with *rc set. Both entry points
+ * run: record_encode_raw on the packed bytes (the ingest path) and record_encode on the unpacked object (Forward,
+ * HTTP), and must give the same result, byte for byte (the two encoders share a log_id generator state). */
 static Logagent__V1__WriteLogRequest *run(tc *t, record_info *info, int *rc)
 {
-    record_enc e;
+    record_enc e, eo;
     CHECK_INT(record_enc_init(&e), 0);
+    CHECK_INT(record_enc_init(&eo), 0);
+    memcpy(eo.rng, e.rng, sizeof e.rng);
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     size_t off = 0;
     CHECK_INT(msgpack_unpack_next(&u, t->sb.data, t->sb.size, &off), MSGPACK_UNPACK_SUCCESS);
-    *rc = record_encode(&e, &u.data, &SRC, NOW, info);
+    *rc = record_encode_raw(&e, t->sb.data, t->sb.size, &SRC, NOW, info);
+    record_info io;
+    int rco = record_encode(&eo, &u.data, &SRC, NOW, &io);
+    CHECK_INT(rco, *rc);
+    CHECK_INT(io.reserved_keys, info->reserved_keys);
+    CHECK_INT(io.level_unknown, info->level_unknown);
+    CHECK_INT(io.timestamp_unparsed, info->timestamp_unparsed);
+    CHECK_INT(io.service_len, info->service_len);
+    if (*rc == 0) {
+        CHECK_INT(info->wire_len, t->sb.size);
+        CHECK_INT(eo.out_len, e.out_len);
+        CHECK(eo.out_len == e.out_len && memcmp(eo.out, e.out, e.out_len) == 0);
+    }
     Logagent__V1__WriteLogRequest *req = NULL;
     if (*rc == 0) {
         req = logagent__v1__write_log_request__unpack(NULL, e.out_len, e.out);
@@ -59,6 +77,7 @@ static Logagent__V1__WriteLogRequest *run(tc *t, record_info *info, int *rc)
     msgpack_unpacked_destroy(&u);
     msgpack_sbuffer_destroy(&t->sb);
     record_enc_free(&e);
+    record_enc_free(&eo);
     return req;
 }
 
@@ -767,8 +786,152 @@ static void test_meta_types_exported(void)
     opentelemetry__proto__collector__logs__v1__export_logs_service_request__free_unpacked(req, NULL);
 }
 
+/* ---- numbers formatted by hand ------------------------------------------------------------------------ */
+
+/* The metadata text of {"message": "m", "v": <packed by pack(t, arg)>}. */
+static void number_text(void (*pack)(tc *, const void *), const void *arg, char *out, size_t cap)
+{
+    tc t;
+    tc_begin(&t, 2);
+    kv(&t, "message", "m");
+    key(&t, "v");
+    pack(&t, arg);
+    record_info info;
+    int rc;
+    Logagent__V1__WriteLogRequest *r = run(&t, &info, &rc);
+    CHECK_INT(rc, 0);
+    snprintf(out, cap, "%s", r && meta(r, "v") ? meta(r, "v") : "(none)");
+    if (r)
+        logagent__v1__write_log_request__free_unpacked(r, NULL);
+}
+
+static void pk_u64(tc *t, const void *a) { msgpack_pack_uint64(&t->pk, *(const uint64_t *)a); }
+static void pk_i64(tc *t, const void *a) { msgpack_pack_int64(&t->pk, *(const int64_t *)a); }
+static void pk_f64(tc *t, const void *a) { msgpack_pack_double(&t->pk, *(const double *)a); }
+
+/* What the text of a double must be: the shortest "%.15g".."%.17g" that strtod reads back as v, ".0" added when
+ * it reads as an integer (docs/protocol.md) — the printf definition the hand-written formatter replaces. */
+static void double_reference(double v, char *buf, size_t cap)
+{
+    if (isnan(v)) {
+        snprintf(buf, cap, "NaN");
+        return;
+    }
+    if (isinf(v)) {
+        snprintf(buf, cap, v > 0 ? "Infinity" : "-Infinity");
+        return;
+    }
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    if (!strpbrk(buf, ".eEn"))
+        snprintf(buf + n, cap - (size_t)n, ".0");
+}
+
+static void check_double(double v)
+{
+    char got[64], want[64];
+    number_text(pk_f64, &v, got, sizeof got);
+    double_reference(v, want, sizeof want);
+    if (strcmp(got, want) != 0)
+        fprintf(stderr, "double %a: got %s, want %s\n", v, got, want);
+    CHECK_STR(got, want);
+    if (isfinite(v))
+        CHECK(strtod(got, NULL) == v || (v == 0 && strtod(got, NULL) == 0));
+}
+
+static void test_numbers(void)
+{
+    /* integers of every msgpack width, at their edges */
+    static const uint64_t us[] = {0, 1, 127, 128, 255, 256, 65535, 65536, 4294967295ULL, 4294967296ULL,
+                                  9223372036854775807ULL, 9223372036854775808ULL, 18446744073709551615ULL};
+    static const int64_t is[] = {-1, -32, -33, -128, -129, -32768, -32769, -2147483648LL, -2147483649LL,
+                                 -9223372036854775807LL - 1, 1234567890123LL};
+    char got[64], want[64];
+    for (size_t i = 0; i < sizeof us / sizeof us[0]; i++) {
+        number_text(pk_u64, &us[i], got, sizeof got);
+        snprintf(want, sizeof want, "%llu", (unsigned long long)us[i]);
+        CHECK_STR(got, want);
+        CHECK(strtoull(got, NULL, 10) == us[i]);
+    }
+    for (size_t i = 0; i < sizeof is / sizeof is[0]; i++) {
+        number_text(pk_i64, &is[i], got, sizeof got);
+        snprintf(want, sizeof want, "%lld", (long long)is[i]);
+        CHECK_STR(got, want);
+        CHECK(strtoll(got, NULL, 10) == is[i]);
+    }
+    /* doubles: zeros, subnormals, the integer limits of a double, the edges of the printf-free range, decimals */
+    static const double ds[] = {0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308,
+                                9007199254740991.0, 9007199254740992.0, 9007199254740993.0, -9007199254740991.0,
+                                1e-4, 0.0001, 9.999999999999999e-5, 1e-5, 1e15, 999999999999999.0,
+                                999999999999999.9, 1e16, 1e22, 1e23, 0.1, 0.2, 0.3, 1.0 / 3, 2.0 / 3, 0.5, 1.5,
+                                -1.5, 123.456, 3.14159, 1725013845.5, 1725013845.123456, 100.0, 1e2, 12345678.9,
+                                0.000123456789012345, 1.0000000000000002, 0.9999999999999999, 4.35, 2.675,
+                                1e-3, 0.001, 0.01, 99.99, 1e14, 123456789012345.6, 12345678901234.56};
+    for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
+        check_double(ds[i]);
+    check_double(NAN);
+    check_double(INFINITY);
+    check_double(-INFINITY);
+    /* random bit patterns, and random short decimals (the values the fast path takes) */
+    uint64_t s = 0x9e3779b97f4a7c15ULL;
+    for (int i = 0; i < 20000; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        double d;
+        uint64_t bits = s;
+        memcpy(&d, &bits, sizeof d);
+        check_double(d);
+        check_double((double)(int64_t)(s % 2000000001) / (double)(1ULL << (s % 20)));
+        char dec[32];
+        snprintf(dec, sizeof dec, "%llu.%llu", (unsigned long long)(s % 100000), (unsigned long long)(s >> 44));
+        check_double(strtod(dec, NULL));
+    }
+}
+
+/* record_encode_raw on every prefix of a record refuses it cleanly (-EINVAL), and on the whole reads it all. */
+static void test_raw_truncated(void)
+{
+    tc t;
+    tc_begin(&t, 5);
+    kv(&t, "message", "hello");
+    kv(&t, "service_name", "svc");
+    key(&t, "nested");
+    msgpack_pack_map(&t.pk, 2);
+    kv(&t, "a", "b");
+    key(&t, "list");
+    msgpack_pack_array(&t.pk, 3);
+    msgpack_pack_int(&t.pk, 1);
+    msgpack_pack_double(&t.pk, 2.5);
+    msgpack_pack_bin_with_body(&t.pk, "\x01\x02", 2);
+    key(&t, "ts");
+    msgpack_pack_ext_with_body(&t.pk, "\x66\xd1\x9f\x55", 4, -1);
+    key(&t, "big");
+    msgpack_pack_uint64(&t.pk, 18446744073709551615ULL);
+    record_enc e;
+    CHECK_INT(record_enc_init(&e), 0);
+    record_info info;
+    for (size_t n = 0; n < t.sb.size; n++) {
+        uint8_t *copy = malloc(n ? n : 1); /* exactly n bytes: ASan sees any read past them */
+        memcpy(copy, t.sb.data, n);
+        CHECK_INT(record_encode_raw(&e, copy, n, &SRC, NOW, &info), -EINVAL);
+        CHECK_INT(info.wire_len, 0);
+        free(copy);
+    }
+    CHECK_INT(record_encode_raw(&e, t.sb.data, t.sb.size, &SRC, NOW, &info), 0);
+    CHECK_INT(info.wire_len, t.sb.size);
+    static const uint8_t c1[] = {0x82, 0xa7, 'm', 'e', 's', 's', 'a', 'g', 'e', 0xa1, 'x', 0xa1, 'k', 0xc1};
+    CHECK_INT(record_encode_raw(&e, c1, sizeof c1, &SRC, NOW, &info), -EINVAL); /* 0xc1: never used */
+    msgpack_sbuffer_destroy(&t.sb);
+    record_enc_free(&e);
+}
+
 int main(void)
 {
+    test_numbers();
+    test_raw_truncated();
     test_hostile_shapes();
     test_text_limit();
     test_direct_fields_and_source();
