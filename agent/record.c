@@ -836,6 +836,8 @@ int record_encode_raw(record_enc *e, const void *data, size_t len, const record_
 static int packed_write(void *data, const char *buf, size_t len)
 {
     record_enc *e = data;
+    if (len == 0) /* an empty str or bin: msgpack-c may pass buf NULL (found by fuzz_forward's regressions) */
+        return 0;
     if (grow((void **)&e->packed, &e->packed_cap, e->packed_len + len, 1) < 0)
         return -1;
     memcpy(e->packed + e->packed_len, buf, len);

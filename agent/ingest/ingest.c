@@ -1,9 +1,9 @@
 /* ingest.c — listener, connections, msgpack stream decoding, pause/resume (see ingest.h).
  *
  * DESIGN
- * A connection's bytes go: read(2) straight into the msgpack-c unpacker's buffer (used as a byte buffer) -> mpscan
- * (refuses bad structure, says where records end) -> record_encode_raw, which encodes each native record from
- * those bytes -> ring. Only a Fluent Forward message (a top-level array) is unpacked by msgpack-c. Each readable
+ * A connection's bytes go: read(2) straight into its decoder's buffer (decoder.h: mpscan refuses bad structure and
+ * says where objects end) -> record_encode_raw, which encodes each native record from those bytes -> ring. Only a
+ * Fluent Forward message (a top-level array) is unpacked by msgpack-c (into `res`, the decoder pinned meanwhile). Each readable
  * event does one bounded read, so a flooding client gets one turn like everyone else.
  *
  * Backpressure is a state of the stage, not of a connection: when a record does not fit, it is kept in
@@ -28,8 +28,8 @@
  *
  * Memory (--ingest-memory-bytes, membudget.h): a connection is charged its read buffer beyond 16 KiB; a read that
  * would grow it past the budget is refused (the connection is paused: its event is removed, `mem_paused`) unless it
- * fits in the buffer's free room or the connection is the budget's owner. msgpack-c is handed a record only once the
- * scanner has seen all of it (`decoded` < scan.records), so a record in progress is bytes, not objects. Buffers
+ * fits in the buffer's free room or the connection is the budget's owner. The decoder hands out an object only once
+ * the scanner has seen all of it, so a record in progress is bytes, not objects. Buffers
  * are given back when they empty (mem_shrink), and the heap trimmed after large frees (membudget_trim).
  *
  * Per-client accounting (clients.h): each connection caches its current client entry, the one of its pid, comm and
@@ -41,6 +41,7 @@
 #include "acceptguard.h"
 #include "ingest/cgroup.h"
 #include "ingest/clients.h"
+#include "ingest/decoder.h"
 #include "flush/flusher.h"
 #include "ingest/forward.h"
 #include "ingest/http_ingest.h"
@@ -93,9 +94,8 @@ typedef struct conn {
     struct ingest *in;
     int fd;
     struct event *ev;
-    msgpack_unpacker up;
-    msgpack_unpacked res;
-    mpscan scan;
+    decoder dec;         /* the byte stream -> whole objects (owns the read buffer and the scanner) */
+    msgpack_unpacked res; /* the Forward message being handed out, unpacked from dec's bytes (pinned meanwhile) */
     record_source src;
     char cgroup[CGROUP_PATH_MAX];         /* --trusted-fields: src.cgroup / src.container_id point here */
     char container_id[CGROUP_ID_LEN + 1];
@@ -108,10 +108,9 @@ typedef struct conn {
     int eof;       /* peer closed (or errored): close once everything is queued */
     int64_t partial_since_ns; /* CLOCK_MONOTONIC when the record now half-read began; 0 between records */
     uint64_t mem;   /* what --ingest-memory-bytes charges it now (membudget_cost of its buffer) */
-    uint64_t decoded; /* top-level objects msgpack-c returned: while it equals scan.records, no complete one waits
-                       * and msgpack-c is not called (a record in progress builds no objects, only bytes) */
+    uint64_t decoded; /* top-level objects the decoder handed out (a record in progress is bytes, not objects) */
     int mem_paused; /* reading stopped until the memory budget frees (its event is not added) */
-    forward_iter fwd; /* a Forward message being handed out; its objects live in `res` (no unpacker_next meanwhile) */
+    forward_iter fwd; /* a Forward message being handed out; its objects live in `res` (dec pinned meanwhile) */
     uint64_t fwd_first;     /* --buffer disk: the number the message's first event gets when it enters the ring */
     struct pending_ack *acks, **acks_tail; /* --buffer disk: acks waiting for the spool, oldest first (owned) */
     unsigned n_acks;
@@ -301,22 +300,13 @@ static void handle_record(conn *c, const msgpack_object *obj, size_t wire, int64
     admit_record(c, rc, &info, wire, mono);
 }
 
-/* A native record: the complete top-level object (not an array) at p, as the client sent it — encoded straight
- * from these bytes. Returns its size in bytes, or 0 when the bytes are not one whole value (the scanner let
- * through something the reader refuses: the connection fails as malformed). */
-static size_t handle_native(conn *c, const uint8_t *p, size_t avail, int64_t now, int64_t mono)
+/* A native record: the complete top-level object (not an array) of `wire` bytes at p, as the client sent it —
+ * encoded straight from these bytes. */
+static void handle_native(conn *c, const uint8_t *p, size_t wire, int64_t now, int64_t mono)
 {
     record_info info;
-    int rc = record_encode_raw(&c->in->enc, p, avail, &c->src, now, &info);
-    size_t wire = info.wire_len;
-    if (!wire) { /* refused before its end: find the end to skip it */
-        const uint8_t *q = p;
-        if (mpr_skip(&q, p + avail, 1) < 0)
-            return 0;
-        wire = (size_t)(q - p);
-    }
+    int rc = record_encode_raw(&c->in->enc, p, wire, &c->src, now, &info);
     admit_record(c, rc, &info, wire, mono);
-    return wire;
 }
 
 /* Is the value starting with byte b an array (a Fluent Forward message)? */
@@ -433,6 +423,13 @@ static void forward_ack(conn *c, const msgpack_object *chunk)
 
 /* Hands the rest of c's Forward message to handle_record, until done or paused. Returns 1 when done (acked when
  * asked), 0 when paused (the held event and the rest wait in c->held and c->fwd). */
+/* The message's events are all handed out: its objects (which point into dec's bytes) are no longer read. */
+static void forward_done(conn *c)
+{
+    forward_iter_reset(&c->fwd);
+    decoder_pin(&c->dec, 0);
+}
+
 static int forward_drain(conn *c, size_t wire, int64_t now, int64_t mono)
 {
     ingest *in = c->in;
@@ -461,23 +458,29 @@ static int forward_drain(conn *c, size_t wire, int64_t now, int64_t mono)
             log_peer(&in->lim_invalid, c,
                      "invalid Forward entry skipped (not [time, record] or [[time, metadata], record])");
             if (rc == -ENOMEM)
-                forward_iter_reset(&c->fwd);
+                forward_done(c);
             continue;
         }
         if (c->fwd.chunk)
             forward_ack(c, c->fwd.chunk);
-        forward_iter_reset(&c->fwd);
+        forward_done(c);
         return 1;
     }
     return 0;
 }
 
-/* A top-level array: a Forward message. Returns 1 when handled, 0 when paused holding some of its events. */
-static int forward_start(conn *c, const msgpack_object *arr, size_t wire, int64_t now, int64_t mono)
+/* A top-level array of `wire` bytes at p: a Forward message, unpacked by msgpack-c into `res` (its objects point
+ * into p: the decoder is pinned until the message is done). Returns 1 when handled, 0 when paused holding some of
+ * its events. */
+static int forward_start(conn *c, const uint8_t *p, size_t wire, int64_t now, int64_t mono)
 {
     ingest *in = c->in;
-    int rc = forward_begin(&c->fwd, arr);
+    size_t off = 0;
+    msgpack_unpack_return r = msgpack_unpack_next(&c->res, (const char *)p, wire, &off);
+    int rc = r == MSGPACK_UNPACK_SUCCESS ? forward_begin(&c->fwd, &c->res.data)
+             : r == MSGPACK_UNPACK_NOMEM_ERROR ? -ENOMEM : -EINVAL; /* not reached: mpscan vouched for it */
     if (rc == 0) {
+        decoder_pin(&c->dec, 1);
         stat_add(&in->st->fwd_messages, 1);
         c->fwd_first = stat_get(&in->st->received) + 1;
         return forward_drain(c, wire, now, mono);
@@ -516,31 +519,16 @@ static int process(conn *c)
     int64_t now = clock_real_ns(), mono = clock_mono_ns();
     if (forward_active(&c->fwd) && !forward_drain(c, 0, now, mono))
         return 0;
-    while (!in->paused && c->decoded < c->scan.records) {
-        const uint8_t *p = (const uint8_t *)c->up.buffer + c->up.off;
-        if (!is_array(*p)) { /* a native record: encoded from the buffer's bytes, no msgpack-c objects */
-            size_t wire = handle_native(c, p, c->up.used - c->up.off, now, mono);
-            if (!wire) {
-                c->fail = MPSCAN_MALFORMED;
-                return 1;
-            }
-            c->up.off += wire;
-            c->decoded++;
-            continue;
-        }
-        /* a record's msgpack bytes: what earlier calls parsed of it (parsed_size, reset by each success) plus
-         * how far this call moved the unpacker's read offset (no buffer moves happen between the two) */
-        size_t before = msgpack_unpacker_parsed_size(&c->up) - c->up.off;
-        msgpack_unpack_return r = msgpack_unpacker_next(&c->up, &c->res);
-        c->decoded += r == MSGPACK_UNPACK_SUCCESS;
-        if (r == MSGPACK_UNPACK_SUCCESS && c->res.data.type == MSGPACK_OBJECT_ARRAY) {
-            if (!forward_start(c, &c->res.data, before + c->up.off, now, mono))
+    const uint8_t *p;
+    size_t len;
+    while (!in->paused && decoder_next(&c->dec, &p, &len)) {
+        c->decoded++;
+        if (is_array(*p)) {
+            if (!forward_start(c, p, len, now, mono))
                 return 0;
             continue;
         }
-        if (r != MSGPACK_UNPACK_CONTINUE && !c->fail) /* the scanner should have caught it first */
-            c->fail = MPSCAN_MALFORMED;
-        return 1;
+        handle_native(c, p, len, now, mono);
     }
     return !in->paused;
 }
@@ -548,45 +536,22 @@ static int process(conn *c)
 /* ---- memory held by connections (--ingest-memory-bytes) ----------------------------------------------- */
 
 /* The bytes c's read buffer holds allocated. */
-static size_t buffer_cap(const conn *c) { return c->up.buffer ? c->up.used + c->up.free : 0; }
-
-/* What c's buffer grows to if `size` bytes are reserved in it (msgpack-c's expand_buffer, approximately: it rewinds
- * an emptied buffer, grows one whose data starts at the front, and moves the unparsed rest to a new one otherwise). */
-static size_t grown_cap(const conn *c, size_t size)
-{
-    const msgpack_unpacker *u = &c->up;
-    size_t cap = buffer_cap(c), next, need;
-    if (u->free >= size)
-        return cap;
-    if (u->off == u->used && cap >= size + 8)
-        return cap;
-    if (u->off <= 8) {
-        next = cap * 2;
-        need = size + u->used;
-    } else {
-        next = u->initial_buffer_size;
-        need = size + (u->used - u->off) + 8;
-    }
-    while (next && next < need)
-        next *= 2;
-    return next;
-}
-
 /* The size of c's next read: *size, or less (the buffer's free room) when the budget refuses its growth. Returns 0
  * when c must wait for memory instead (nothing is read). At shutdown everything may be read. */
 static int mem_allow(conn *c, size_t *size)
 {
     ingest *in = c->in;
-    if (in->stopping || membudget_may_grow(in->mem, c, c->mem, membudget_cost(grown_cap(c, *size))))
+    if (in->stopping || membudget_may_grow(in->mem, c, c->mem, membudget_cost(decoder_grown_cap(&c->dec, *size))))
         return 1;
-    if (c->up.free < MEM_MIN_READ)
+    size_t room = decoder_room(&c->dec);
+    if (room < MEM_MIN_READ)
         return 0;
-    if (*size > c->up.free)
-        *size = c->up.free;
+    if (*size > room)
+        *size = room;
     return 1;
 }
 
-static void mem_charge(conn *c) { membudget_update(c->in->mem, c, &c->mem, membudget_cost(buffer_cap(c))); }
+static void mem_charge(conn *c) { membudget_update(c->in->mem, c, &c->mem, membudget_cost(decoder_cap(&c->dec))); }
 
 static void mem_pause(conn *c)
 {
@@ -622,20 +587,18 @@ static void on_mem_resume(evutil_socket_t fd, short what, void *arg)
  * larger than `above`: a new small one replaces it. Returns 0, or -ENOMEM (c then closes as at EOF). */
 static int mem_shrink(conn *c, size_t above)
 {
-    size_t cap = buffer_cap(c);
-    if (cap <= above || c->up.used != c->up.off || mpscan_mid_record(&c->scan) || forward_active(&c->fwd) ||
-        c->held)
+    size_t cap = decoder_cap(&c->dec);
+    if (forward_active(&c->fwd) || c->held)
         return 0;
-    msgpack_unpacked_destroy(&c->res); /* its zone may still reference the old buffer */
+    int rc = decoder_shrink(&c->dec, above);
+    if (rc == 0)
+        return 0;
+    msgpack_unpacked_destroy(&c->res); /* its zone pointed into the old buffer */
     msgpack_unpacked_init(&c->res);
-    msgpack_unpacker_destroy(&c->up);
     membudget_freed(c->in->mem, cap);
-    int ok = msgpack_unpacker_init(&c->up, READ_FIRST);
-    if (!ok)
-        memset(&c->up, 0, sizeof c->up);
     c->read_size = READ_FIRST;
     mem_charge(c);
-    if (ok)
+    if (rc > 0)
         return 0;
     c->eof = 1;
     return -ENOMEM;
@@ -665,9 +628,8 @@ static void conn_free(conn *c)
         free(a);
     }
     msgpack_unpacked_destroy(&c->res);
-    membudget_freed(in->mem, buffer_cap(c));
-    if (c->up.buffer) /* none after a failed mem_shrink */
-        msgpack_unpacker_destroy(&c->up);
+    membudget_freed(in->mem, decoder_cap(&c->dec));
+    decoder_free(&c->dec);
     free(c->held);
     if (c->mem_paused)
         membudget_paused(in->mem, -1);
@@ -689,10 +651,10 @@ static void conn_maybe_close(conn *c, int drained)
         log_peer(&in->lim_malformed, c, "malformed msgpack, connection closed");
     } else if (c->fail == MPSCAN_OVERSIZED) {
         stat_add(&in->st->oversized, 1);
-        log_peer(&in->lim_oversized, c, c->scan.in_array ? "Forward message over forward_max_message_bytes (or "
+        log_peer(&in->lim_oversized, c, c->dec.scan.in_array ? "Forward message over forward_max_message_bytes (or "
                                                            "its item budget), connection closed"
                                                          : "record over max_record_bytes, connection closed");
-    } else if (mpscan_mid_record(&c->scan)) {
+    } else if (decoder_mid_object(&c->dec)) {
         stat_add(&in->st->truncated, 1);
         log_peer(&in->lim_truncated, c, "client disconnected mid-record, partial record discarded");
     } else {
@@ -711,7 +673,7 @@ static ssize_t conn_read(conn *c)
 {
     ingest *in = c->in;
     size_t want = c->read_size;
-    if (!c->up.buffer) { /* a failed mem_shrink: closing */
+    if (!c->dec.buf) { /* a failed mem_shrink: closing */
         c->eof = 1;
         return 0;
     }
@@ -719,15 +681,15 @@ static ssize_t conn_read(conn *c)
         mem_pause(c);
         return -1;
     }
-    if (!msgpack_unpacker_reserve_buffer(&c->up, want)) {
+    size_t room;
+    uint8_t *buf = decoder_space(&c->dec, want, &room);
+    if (!buf) {
         c->eof = 1;
         return 0;
     }
     mem_charge(c);
-    size_t room = msgpack_unpacker_buffer_capacity(&c->up);
     if (room > want)
         room = want;
-    uint8_t *buf = (uint8_t *)msgpack_unpacker_buffer(&c->up);
     ssize_t n = read(c->fd, buf, room);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return -1;
@@ -738,16 +700,14 @@ static ssize_t conn_read(conn *c)
     stat_add(&in->st->bytes_received, (uint64_t)n);
     if ((size_t)n == room && c->read_size < READ_CHUNK)
         c->read_size *= 2;
-    size_t good;
-    uint64_t records_before = c->scan.records;
-    int rc = mpscan_feed(&c->scan, buf, (size_t)n, &good);
-    msgpack_unpacker_buffer_consumed(&c->up, good);
+    uint64_t records_before = c->dec.scan.records;
+    int rc = decoder_wrote(&c->dec, (size_t)n);
     if (rc != MPSCAN_OK)
         c->fail = rc;
     /* the partial-record clock starts with each record left half-read, and stops between records */
-    if (!mpscan_mid_record(&c->scan))
+    if (!decoder_mid_object(&c->dec))
         c->partial_since_ns = 0;
-    else if (!c->partial_since_ns || c->scan.records != records_before)
+    else if (!c->partial_since_ns || c->dec.scan.records != records_before)
         c->partial_since_ns = clock_mono_ns();
     return n;
 }
@@ -861,7 +821,7 @@ static void conn_new(ingest *in, int fd, const record_source *srcp)
 {
     record_source src = *srcp;
     conn *c = calloc(1, sizeof *c);
-    if (!c || !msgpack_unpacker_init(&c->up, READ_FIRST)) {
+    if (!c || decoder_init(&c->dec, READ_FIRST, in->cfg->max_record_bytes, in->cfg->forward_max_message_bytes) < 0) {
         log_write(LOG_ERROR, "\"out of memory accepting a connection\"");
         free(c);
         close(fd);
@@ -878,8 +838,6 @@ static void conn_new(ingest *in, int fd, const record_source *srcp)
     c->serial = stat_get(&in->st->conn_total) + 1;
     msgpack_unpacked_init(&c->res);
     forward_iter_init(&c->fwd, &in->fwd_opts);
-    mpscan_init(&c->scan, in->cfg->max_record_bytes);
-    mpscan_set_array_limit(&c->scan, in->cfg->forward_max_message_bytes); /* Forward messages (whole chunks) */
     /* EV_CLOSED: a short-lived client's data and its close are handled in one turn */
     c->ev = event_new(in->base, fd, EV_READ | EV_CLOSED | EV_PERSIST, on_readable, c);
     c->next = in->conns;
@@ -1145,7 +1103,7 @@ static uint64_t count_forward(conn *c)
         else
             stat_add(rc == -EMSGSIZE ? &c->in->st->oversized : &c->in->st->invalid_record, 1);
     }
-    forward_iter_reset(&c->fwd);
+    forward_done(c);
     if (c->client)
         c->client->dropped += n;
     return n;
@@ -1161,15 +1119,21 @@ static void count_unqueued(conn *c)
         c->client->dropped++;
     n += count_forward(c);
     record_info info;
-    while (c->up.buffer && msgpack_unpacker_next(&c->up, &c->res) == MSGPACK_UNPACK_SUCCESS) {
-        if (c->res.data.type == MSGPACK_OBJECT_ARRAY) {
-            if (forward_begin(&c->fwd, &c->res.data) == 0)
+    const uint8_t *p;
+    size_t len;
+    while (c->dec.buf && decoder_next(&c->dec, &p, &len)) {
+        if (is_array(*p)) {
+            size_t off = 0;
+            if (msgpack_unpack_next(&c->res, (const char *)p, len, &off) == MSGPACK_UNPACK_SUCCESS &&
+                forward_begin(&c->fwd, &c->res.data) == 0) {
+                decoder_pin(&c->dec, 1);
                 n += count_forward(c);
-            else
+            } else {
                 stat_add(&in->st->invalid_record, 1);
+            }
             continue;
         }
-        int rc = record_encode(&in->enc, &c->res.data, &c->src, 0, &info);
+        int rc = record_encode_raw(&in->enc, p, len, &c->src, 0, &info);
         client_entry *ce = conn_client(c, info.service, info.service_len, clock_mono_ns());
         int bad = rc == -EINVAL || rc == -E2BIG || (rc == 0 && in->enc.out_len > in->enc.text_limit);
         if (rc == -EINVAL)

@@ -1,6 +1,7 @@
 /* fuzz_ingest.c — libFuzzer target: the bytes a client writes on the ingest socket, through what ingest.c does
- * with them: mpscan (the structure guard) -> msgpack-c's streaming unpacker -> record_encode (docs/protocol.md's
- * mapping to WriteLogRequest bytes). No sockets, no libevent: one input is one connection's byte stream.
+ * with them: the decoder (agent/ingest/decoder.c: mpscan bounds every length, whole objects come out) ->
+ * record_encode_raw (docs/protocol.md's mapping to WriteLogRequest bytes) — the agent's own code, not a copy of it.
+ * No sockets, no libevent: one input is one connection's byte stream.
  *
  * Each input is decoded five times — whole (as one read), one byte per read, and in reads of pseudo-random
  * lengths drawn from a hash of the input, all with max_record_bytes and the converted-text limit at 64 KiB (a
@@ -10,27 +11,26 @@
  * Every byte boundary is a read boundary in the one-byte pass, so a decoder that loses its place at a split shows.
  * Besides ASan/UBSan, the target aborts on:
  *  - passes with the same limits that disagree (outcome, record count, refusals or encoded bytes differ);
- *  - msgpack-c refusing bytes that mpscan let through, or the two counting records differently;
+ *  - msgpack-c refusing an object the decoder handed out, or record_encode on msgpack-c's object (the Forward and
+ *    HTTP path) disagreeing with record_encode_raw on its bytes (result, counts or encoded bytes);
  *  - an encoded record that protobuf-c cannot parse as a WriteLogRequest, a string field that is not valid UTF-8
  *    (proto3 parsers upstream would refuse the whole batch), a `source` other than the one ingest passed, a
  *    metadata key starting with `_`, an empty level or log_id, a level_unknown flag that does not match the level;
  *  - per-record wire sizes (the per-client byte counts) that do not add up to the stream's bytes;
  *  - heap in use during a pass beyond 64 x max_record_bytes + 4 x the text limit + 2 MiB: docs/security.md promises
- *    "never unbounded memory", and a few header bytes must not make msgpack-c allocate for millions of items.
- * The loop mirrors ingest.c's conn_read() and process(): keep them in step when those change. */
+ *    "never unbounded memory", and a few header bytes must not make anything allocate for millions of items.
+ * The loop is ingest.c's conn_read() and process() without the socket: decoder_space, decoder_wrote, decoder_next. */
 #include "fuzz_common.h"
 
 #include "logagent/v1/log_service.pb-c.h"
-#include "ingest/mpscan.h"
+#include "ingest/decoder.h"
 #include "record.h"
 
 #include <msgpack.h>
 #include <sanitizer/allocator_interface.h>
 
-/* ingest.c reads up to 256 KiB into an unpacker made with a 256 KiB buffer. The whole-input passes do the same
- * at a smaller scale (the msgpack-c calls and their order are ingest's; a 256 KiB buffer per pass would cost
- * most of the target's time in mmap); the split passes start from a tiny buffer so that msgpack-c's buffer
- * growth and moves with records still referenced happen all the time. */
+/* ingest.c's decoder starts at 4 KiB and grows to what reads need. The whole-input passes do the same; the split
+ * passes start from a tiny buffer so that the decoder's growth and moves happen all the time. */
 enum { READ_CHUNK = 4096, SMALL_BUF = 64 };
 enum { PASS_WHOLE, PASS_BYTES, PASS_RANDOM };
 
@@ -62,18 +62,17 @@ typedef struct limits {
 typedef struct outcome {
     int fail;          /* MPSCAN_OK or the error that closes the connection */
     int mid_record;    /* the stream ended inside a record (truncated) */
-    uint64_t records;  /* objects msgpack-c returned */
+    uint64_t records;  /* objects the decoder handed out */
     uint64_t ok, invalid, oversized, reserved;
     uint64_t wire;     /* sum of per-record wire sizes */
-    uint64_t fed;      /* bytes handed to msgpack-c */
+    uint64_t fed;      /* bytes written into the decoder */
     uint64_t digest;   /* over every record's result and encoded bytes */
 } outcome;
 
 typedef struct dec {
-    msgpack_unpacker up;
+    decoder dc;
     msgpack_unpacked res;
-    mpscan scan;
-    record_enc enc;
+    record_enc enc, enc_obj; /* record_encode_raw's; record_encode's (the cross-check) */
     record_source src;
     limits lim;
     outcome out;
@@ -187,13 +186,34 @@ static void verify_encoded(const record_enc *e, const record_info *info, const r
 
 /* ---- the ingest path --------------------------------------------------------------------------------- */
 
-/* handle_record() in ingest.c, minus the ring and the counters: classify, check, and fold into the digest. */
-static void handle_record(dec *d, const msgpack_object *obj, size_t wire)
+/* record_encode on msgpack-c's object of the same bytes must agree with record_encode_raw (one classifier). */
+static void cross_check(dec *d, const uint8_t *p, size_t n, int rc, const record_info *info)
+{
+    size_t off = 0;
+    msgpack_unpack_return r = msgpack_unpack_next(&d->res, (const char *)p, n, &off);
+    FUZZ_CHECK(r == MSGPACK_UNPACK_SUCCESS && off == n, "msgpack-c returned %d (%zu of %zu bytes) on an object the "
+               "decoder handed out", (int)r, off, n);
+    record_info io;
+    int ro = record_encode(&d->enc_obj, &d->res.data, &d->src, NOW_NS, &io);
+    FUZZ_CHECK(ro == rc, "record_encode says %d, record_encode_raw %d", ro, rc);
+    FUZZ_CHECK(io.reserved_keys == info->reserved_keys && io.level_unknown == info->level_unknown &&
+                   io.timestamp_unparsed == info->timestamp_unparsed && io.service_len == info->service_len,
+               "record_encode and record_encode_raw noticed different things");
+    if (rc == 0)
+        FUZZ_CHECK(d->enc_obj.out_len == d->enc.out_len && !memcmp(d->enc_obj.out, d->enc.out, d->enc.out_len),
+                   "record_encode and record_encode_raw encoded different bytes");
+}
+
+/* handle_native() in ingest.c, minus the ring and the counters: classify, check, and fold into the digest. */
+static void handle_record(dec *d, const uint8_t *p, size_t wire)
 {
     record_info info;
-    int rc = record_encode(&d->enc, obj, &d->src, NOW_NS, &info);
+    int rc = record_encode_raw(&d->enc, p, wire, &d->src, NOW_NS, &info);
+    cross_check(d, p, wire, rc, &info);
     d->out.wire += wire;
     FUZZ_CHECK(wire > 0, "a record of 0 wire bytes");
+    if (rc == 0)
+        FUZZ_CHECK(info.wire_len == wire, "record_encode_raw read %zu of a %zu-byte record", info.wire_len, wire);
     if (info.service)
         FUZZ_CHECK(info.service_len > 0, "service_name pointer without a length");
     if (rc == -EINVAL) {
@@ -219,50 +239,42 @@ static void handle_record(dec *d, const msgpack_object *obj, size_t wire)
         d->out.digest = fuzz_fnv(d->out.digest, d->enc.out, d->enc.out_len);
 }
 
-/* process() in ingest.c: every complete record msgpack-c has, then it must say "need more". */
+/* process() in ingest.c: every complete object the decoder has. */
 static void drain(dec *d)
 {
-    for (;;) {
-        size_t before = msgpack_unpacker_parsed_size(&d->up) - d->up.off;
-        msgpack_unpack_return r = msgpack_unpacker_next(&d->up, &d->res);
-        if (r == MSGPACK_UNPACK_SUCCESS) {
-            d->out.records++;
-            handle_record(d, &d->res.data, before + d->up.off);
-            continue;
-        }
-        FUZZ_CHECK(r == MSGPACK_UNPACK_CONTINUE, "msgpack-c returned %d on bytes mpscan passed", (int)r);
-        return;
+    const uint8_t *p;
+    size_t len;
+    while (decoder_next(&d->dc, &p, &len)) {
+        d->out.records++;
+        handle_record(d, p, len);
     }
 }
 
 /* conn_read() in ingest.c for one read of n bytes. Returns MPSCAN_OK or the error that ends the connection. */
 static int feed(dec *d, const uint8_t *p, size_t n, size_t reserve)
 {
-    FUZZ_CHECK(msgpack_unpacker_reserve_buffer(&d->up, reserve), "unpacker buffer allocation failed");
-    FUZZ_CHECK(msgpack_unpacker_buffer_capacity(&d->up) >= n, "reserved buffer smaller than asked");
-    uint8_t *buf = (uint8_t *)msgpack_unpacker_buffer(&d->up);
+    size_t room;
+    uint8_t *buf = decoder_space(&d->dc, reserve, &room);
+    FUZZ_CHECK(buf && room >= reserve && reserve >= n, "decoder_space gave %zu bytes for %zu", buf ? room : 0,
+               reserve);
     memcpy(buf, p, n);
-    size_t good;
-    int rc = mpscan_feed(&d->scan, buf, n, &good);
-    FUZZ_CHECK(good <= n && (rc != MPSCAN_OK || good == n), "mpscan good=%zu of %zu, rc=%d", good, n, rc);
-    msgpack_unpacker_buffer_consumed(&d->up, good);
-    d->out.fed += good;
+    int rc = decoder_wrote(&d->dc, n);
+    d->out.fed += n;
     drain(d);
-    FUZZ_CHECK(d->out.records == d->scan.records, "msgpack-c returned %llu records, mpscan counted %llu",
-               (unsigned long long)d->out.records, (unsigned long long)d->scan.records);
+    FUZZ_CHECK(d->out.records == d->dc.scan.records, "the decoder handed out %llu objects, mpscan counted %llu",
+               (unsigned long long)d->out.records, (unsigned long long)d->dc.scan.records);
     return rc;
 }
 
 static void dec_init(dec *d, const limits *lim, size_t init_buf)
 {
     memset(d, 0, sizeof *d);
-    FUZZ_CHECK(msgpack_unpacker_init(&d->up, init_buf), "msgpack_unpacker_init");
+    FUZZ_CHECK(decoder_init(&d->dc, init_buf, lim->max_record, lim->max_record) == 0, "decoder_init");
     msgpack_unpacked_init(&d->res);
-    mpscan_init(&d->scan, lim->max_record);
-    FUZZ_CHECK(record_enc_init(&d->enc) == 0, "record_enc_init");
-    d->enc.rng[0] = 0x0123456789abcdefULL; /* the same generated log_ids in every pass */
-    d->enc.rng[1] = 0xfedcba9876543210ULL;
-    d->enc.text_limit = lim->text_limit;
+    FUZZ_CHECK(record_enc_init(&d->enc) == 0 && record_enc_init(&d->enc_obj) == 0, "record_enc_init");
+    d->enc.rng[0] = d->enc_obj.rng[0] = 0x0123456789abcdefULL; /* the same generated log_ids in every pass */
+    d->enc.rng[1] = d->enc_obj.rng[1] = 0xfedcba9876543210ULL;
+    d->enc.text_limit = d->enc_obj.text_limit = lim->text_limit;
     d->src = (record_source){.pid = 4242, .uid = 1000, .gid = 1001, .comm = "fuzz-client", .hostname = "fuzzhost"};
     d->lim = *lim;
     d->out.digest = FUZZ_FNV_INIT;
@@ -271,8 +283,9 @@ static void dec_init(dec *d, const limits *lim, size_t init_buf)
 static void dec_free(dec *d)
 {
     msgpack_unpacked_destroy(&d->res);
-    msgpack_unpacker_destroy(&d->up);
+    decoder_free(&d->dc);
     record_enc_free(&d->enc);
+    record_enc_free(&d->enc_obj);
 }
 
 /* One connection: the input in reads cut as `mode` says. */
@@ -294,7 +307,7 @@ static outcome run_pass(const uint8_t *data, size_t size, const limits *lim, int
         off += n;
     }
     d.out.fail = rc;
-    d.out.mid_record = rc == MPSCAN_OK && mpscan_mid_record(&d.scan);
+    d.out.mid_record = rc == MPSCAN_OK && decoder_mid_object(&d.dc);
     FUZZ_CHECK(d.out.wire <= d.out.fed, "record wire sizes add up to %llu of %llu bytes fed",
                (unsigned long long)d.out.wire, (unsigned long long)d.out.fed);
     if (rc == MPSCAN_OK && !d.out.mid_record)

@@ -1,0 +1,173 @@
+/* decoder.c — a connection's byte stream -> whole top-level msgpack objects (see decoder.h).
+ *
+ * The buffer holds [start, end) not yet handed out; [start, scanned) went through mpscan, which reports each object
+ * that ends (mpscan_feed_one), so the sizes of the complete ones wait in `lens`. Moving bytes (to the front, or to a
+ * larger buffer) shifts every offset by the same amount; `lens` holds sizes, not offsets, so it never changes. */
+#include "ingest/decoder.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct decoder_old {
+    struct decoder_old *next;
+    size_t cap;
+    uint8_t *buf;
+};
+
+int decoder_init(decoder *d, size_t first, uint64_t max_record, uint64_t max_array)
+{
+    memset(d, 0, sizeof *d);
+    d->buf = malloc(first);
+    if (!d->buf)
+        return -ENOMEM;
+    d->cap = d->first = first;
+    mpscan_init(&d->scan, max_record);
+    mpscan_set_array_limit(&d->scan, max_array);
+    return 0;
+}
+
+static void free_old(decoder *d)
+{
+    for (decoder_old *o = d->old, *next; o; o = next) {
+        next = o->next;
+        free(o->buf);
+        free(o);
+    }
+    d->old = NULL;
+    d->old_bytes = 0;
+}
+
+void decoder_free(decoder *d)
+{
+    free_old(d);
+    free(d->buf);
+    free(d->lens);
+    memset(d, 0, sizeof *d);
+}
+
+/* Moves the unhanded bytes to offset 0 of `to` (d->buf itself, or a new buffer of `cap` bytes). */
+static void shift_to(decoder *d, uint8_t *to, size_t cap)
+{
+    size_t live = d->end - d->start;
+    memmove(to, d->buf + d->start, live);
+    d->scanned -= d->start;
+    d->obj_start -= d->start;
+    d->end = live;
+    d->start = 0;
+    d->buf = to;
+    d->cap = cap;
+}
+
+size_t decoder_grown_cap(const decoder *d, size_t want)
+{
+    size_t live = d->end - d->start;
+    if (!d->buf || d->cap - d->end >= want || (!d->pinned && d->cap - live >= want))
+        return decoder_cap(d);
+    size_t cap = d->cap ? d->cap : d->first;
+    while (cap < live + want)
+        cap *= 2;
+    return decoder_cap(d) + (d->pinned ? cap : cap - d->cap);
+}
+
+uint8_t *decoder_space(decoder *d, size_t want, size_t *room)
+{
+    if (!d->buf)
+        return NULL;
+    size_t live = d->end - d->start;
+    if (d->cap - d->end < want && !d->pinned && d->cap - live >= want) {
+        shift_to(d, d->buf, d->cap); /* enough room once the handed-out bytes are dropped */
+    } else if (d->cap - d->end < want) {
+        size_t cap = d->cap;
+        while (cap < live + want)
+            cap *= 2;
+        uint8_t *nb = malloc(cap);
+        decoder_old *o = d->pinned ? malloc(sizeof *o) : NULL;
+        if (!nb || (d->pinned && !o)) {
+            free(nb);
+            free(o);
+            return NULL;
+        }
+        uint8_t *ob = d->buf;
+        size_t ocap = d->cap;
+        shift_to(d, nb, cap);
+        if (o) { /* handed-out bytes may still be read: keep the old buffer until unpinned */
+            *o = (decoder_old){d->old, ocap, ob};
+            d->old = o;
+            d->old_bytes += ocap;
+        } else {
+            free(ob);
+        }
+    }
+    *room = d->cap - d->end;
+    return d->buf + d->end;
+}
+
+static int push_len(decoder *d, size_t len)
+{
+    if (d->next == d->n) /* all handed out: start the queue over */
+        d->next = d->n = 0;
+    if (d->n == d->lens_cap) {
+        size_t cap = d->lens_cap ? d->lens_cap * 2 : 64;
+        uint32_t *l = realloc(d->lens, cap * sizeof *l);
+        if (!l)
+            return -ENOMEM;
+        d->lens = l;
+        d->lens_cap = cap;
+    }
+    d->lens[d->n++] = (uint32_t)len;
+    return 0;
+}
+
+int decoder_wrote(decoder *d, size_t n)
+{
+    d->end += n;
+    while (!d->fail && d->scanned < d->end) {
+        size_t used;
+        uint64_t before = d->scan.records;
+        int rc = mpscan_feed_one(&d->scan, d->buf + d->scanned, d->end - d->scanned, &used);
+        if (rc != MPSCAN_OK) {
+            d->fail = rc;
+            d->end = d->scanned = d->obj_start; /* the refused object's bytes are never handed out */
+            break;
+        }
+        d->scanned += used;
+        if (d->scan.records != before) {
+            if (push_len(d, d->scanned - d->obj_start) < 0) {
+                d->fail = MPSCAN_MALFORMED; /* out of memory: treated as unreadable (closed after the good ones) */
+                d->end = d->scanned = d->obj_start;
+                break;
+            }
+            d->obj_start = d->scanned;
+        }
+    }
+    return d->fail;
+}
+
+int decoder_next(decoder *d, const uint8_t **p, size_t *len)
+{
+    if (d->next == d->n)
+        return 0;
+    *p = d->buf + d->start;
+    *len = d->lens[d->next++];
+    d->start += *len;
+    return 1;
+}
+
+void decoder_pin(decoder *d, int on)
+{
+    d->pinned = on;
+    if (!on)
+        free_old(d);
+}
+
+int decoder_shrink(decoder *d, size_t above)
+{
+    if (!d->buf || d->cap <= above || d->start != d->end || d->pinned || mpscan_mid_record(&d->scan))
+        return 0;
+    free(d->buf);
+    d->start = d->end = d->scanned = d->obj_start = 0;
+    d->buf = malloc(d->first);
+    d->cap = d->buf ? d->first : 0;
+    return d->buf ? 1 : -ENOMEM;
+}
