@@ -498,24 +498,28 @@ static int parse_timestamp(const mpr_value *v, int64_t *ns)
 
 /* ---- level ---------------------------------------------------------------------------------------- */
 
-static const char *const LEVELS[][2] = {
-    {"TRACE", "TRACE"}, {"DEBUG", "DEBUG"}, {"INFO", "INFO"},   {"WARN", "WARN"},
-    {"WARNING", "WARN"}, {"ERROR", "ERROR"}, {"FATAL", "FATAL"}, {"CRITICAL", "FATAL"},
-};
-
-/* Canonical upper-case name of a level, or NULL when it is not one we know. */
+/* Canonical upper-case name of a level, or NULL when it is not one we know (TRACE DEBUG INFO WARN/WARNING ERROR
+ * FATAL/CRITICAL, any case). */
 static const char *level_canonical(const char *s, size_t n)
 {
-    char up[9];
-    if (n == 0 || n > 8)
+    char up[8];
+    if (n < 4 || n > 8)
         return NULL;
     for (size_t i = 0; i < n; i++)
         up[i] = (s[i] >= 'a' && s[i] <= 'z') ? (char)(s[i] - 32) : s[i];
-    up[n] = 0;
-    for (size_t i = 0; i < sizeof LEVELS / sizeof LEVELS[0]; i++)
-        if (strcmp(up, LEVELS[i][0]) == 0)
-            return LEVELS[i][1];
-    return NULL;
+    switch (n) {
+    case 4:
+        return !memcmp(up, "INFO", 4) ? "INFO" : !memcmp(up, "WARN", 4) ? "WARN" : NULL;
+    case 5:
+        return !memcmp(up, "TRACE", 5) ? "TRACE" : !memcmp(up, "DEBUG", 5) ? "DEBUG"
+             : !memcmp(up, "ERROR", 5) ? "ERROR" : !memcmp(up, "FATAL", 5) ? "FATAL" : NULL;
+    case 7:
+        return !memcmp(up, "WARNING", 7) ? "WARN" : NULL;
+    case 8:
+        return !memcmp(up, "CRITICAL", 8) ? "FATAL" : NULL;
+    default:
+        return NULL;
+    }
 }
 
 /* ---- log ids --------------------------------------------------------------------------------------- */
@@ -547,9 +551,19 @@ static int new_log_id(record_enc *e, record_span *out)
 
 /* ---- classify and emit ----------------------------------------------------------------------------- */
 
-static int key_is(const mpr_value *k, const char *name, size_t n)
+/* The field a str key names (K_*), or -1 for metadata: told apart by length first. */
+static int field_of(const mpr_value *k)
 {
-    return k->len == n && memcmp(k->ptr, name, n) == 0;
+    const char *s = k->ptr;
+    switch (k->len) {
+    case 5: return memcmp(s, "level", 5) ? -1 : K_LEVEL;
+    case 6: return memcmp(s, "log_id", 6) ? -1 : K_LOGID;
+    case 7: return !memcmp(s, "message", 7) ? K_MESSAGE : !memcmp(s, "span_id", 7) ? K_SPAN : -1;
+    case 8: return memcmp(s, "trace_id", 8) ? -1 : K_TRACE;
+    case 9: return memcmp(s, "timestamp", 9) ? -1 : K_TS;
+    case 12: return memcmp(s, "service_name", 12) ? -1 : K_SERVICE;
+    default: return -1;
+    }
 }
 
 /* The RECORD_T_* tag of a metadata value (record.h). */
@@ -634,7 +648,8 @@ static int classify_pair(record_enc *e, const uint8_t **p, const uint8_t *end, f
         info->reserved_keys++;
         return skip_items(&v, p, end);
     }
-    if (key_is(&k, "message", 7)) {
+    int which = field_of(&k);
+    if (which == K_MESSAGE) {
         if (v.type != MPR_STR)
             return -EINVAL;
         f->has_message = 1;
@@ -642,27 +657,21 @@ static int classify_pair(record_enc *e, const uint8_t **p, const uint8_t *end, f
             return rc;
         return str_span(e, v.ptr, v.len, &f->message, info);
     }
-    static const struct { const char *name; size_t len; int which; } direct[] = {
-        {"service_name", 12, K_SERVICE}, {"level", 5, K_LEVEL}, {"trace_id", 8, K_TRACE},
-        {"span_id", 7, K_SPAN},          {"log_id", 6, K_LOGID},
-    };
     record_span *span[K_COUNT] = {[K_SERVICE] = &f->service, [K_LEVEL] = &f->level, [K_TRACE] = &f->trace,
                                   [K_SPAN] = &f->span, [K_LOGID] = &f->log_id};
-    for (size_t i = 0; i < sizeof direct / sizeof direct[0]; i++) {
-        if (!key_is(&k, direct[i].name, direct[i].len))
-            continue;
-        f->has_level |= direct[i].which == K_LEVEL;
-        f->has_log_id |= direct[i].which == K_LOGID;
-        if ((rc = take(e, f, direct[i].which, pair, end, info)) < 0)
+    if (which >= 0 && which != K_TS) {
+        f->has_level |= which == K_LEVEL;
+        f->has_log_id |= which == K_LOGID;
+        if ((rc = take(e, f, which, pair, end, info)) < 0)
             return rc;
-        return value_span(e, &v, p, end, span[direct[i].which], info);
+        return value_span(e, &v, p, end, span[which], info);
     }
     int64_t ts;
-    if (key_is(&k, "timestamp", 9) && parse_timestamp(&v, &ts) == 0) {
+    if (which == K_TS && parse_timestamp(&v, &ts) == 0) {
         f->ts = ts; /* only on success: a failed parse may have written a partial value */
         return take(e, f, K_TS, pair, end, info);
     }
-    if (key_is(&k, "timestamp", 9))
+    if (which == K_TS)
         info->timestamp_unparsed = 1;
     *p = pair; /* metadata: read the pair again as one */
     if (mpr_read(p, end, &k) < 0)

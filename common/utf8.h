@@ -43,8 +43,35 @@ static inline size_t utf8_seq_len(const uint8_t *p, size_t n)
 
 /* 1 when all of p[0..n) is valid UTF-8. ASCII is passed over eight bytes at a time without the full check (the
  * common case on the record path, where every str value is checked). */
+/* Are all of p[0..n) ASCII? A few word loads (overlapping at the ends), no byte loop: keys and values are short. */
+static inline int utf8_all_ascii(const uint8_t *p, size_t n)
+{
+    if (n >= 8) {
+        uint64_t acc = 0, w;
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            memcpy(&w, p + i, 8);
+            acc |= w;
+        }
+        memcpy(&w, p + n - 8, 8);
+        return !((acc | w) & 0x8080808080808080u);
+    }
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+        return !((a | b) & 0x80808080u);
+    }
+    unsigned acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc |= p[i];
+    return !(acc & 0x80);
+}
+
 static inline int utf8_valid(const uint8_t *p, size_t n)
 {
+    if (utf8_all_ascii(p, n))
+        return 1;
     for (size_t i = 0; i < n;) {
         if (p[i] < 0x80) {
             uint64_t w;

@@ -2,7 +2,8 @@
  *
  * The buffer holds [start, end) not yet handed out; [start, scanned) went through mpscan, which reports each object
  * that ends (mpscan_feed_one), so the sizes of the complete ones wait in `lens`. Moving bytes (to the front, or to a
- * larger buffer) shifts every offset by the same amount; `lens` holds sizes, not offsets, so it never changes. */
+ * larger buffer) shifts every offset by the same amount; a record wholly in the buffer is checked by mpscan_whole in
+ * one go, only one cut by a read goes through the byte-wise scanner; `lens` holds sizes, not offsets, so it never changes. */
 #include "ingest/decoder.h"
 
 #include <errno.h>
@@ -125,7 +126,11 @@ int decoder_wrote(decoder *d, size_t n)
     while (!d->fail && d->scanned < d->end) {
         size_t used;
         uint64_t before = d->scan.records;
-        int rc = mpscan_feed_one(&d->scan, d->buf + d->scanned, d->end - d->scanned, &used);
+        int rc = MPSCAN_MORE;
+        if (!mpscan_mid_record(&d->scan)) /* between records: a whole one is walked in one go */
+            rc = mpscan_whole(&d->scan, d->buf + d->scanned, d->end - d->scanned, &used);
+        if (rc == MPSCAN_MORE) /* one cut by the read: byte-wise, resumable */
+            rc = mpscan_feed_one(&d->scan, d->buf + d->scanned, d->end - d->scanned, &used);
         if (rc != MPSCAN_OK) {
             d->fail = rc;
             d->end = d->scanned = d->obj_start; /* the refused object's bytes are never handed out */

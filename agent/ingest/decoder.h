@@ -62,8 +62,9 @@ static inline size_t decoder_pending(const decoder *d) { return d->n - d->next; 
  * meanwhile. */
 void decoder_pin(decoder *d, int on);
 
-/* The stream stops inside an object (a client that closes now truncated one). */
-static inline int decoder_mid_object(const decoder *d) { return mpscan_mid_record(&d->scan); }
+/* The stream stops inside an object that may still complete (a client that closes now truncated one); never after
+ * a refusal. */
+static inline int decoder_mid_object(const decoder *d) { return !d->fail && mpscan_mid_record(&d->scan); }
 
 /* Bytes held: the buffer, and the ones replaced while pinned. */
 static inline size_t decoder_cap(const decoder *d) { return d->cap + d->old_bytes; }

@@ -192,3 +192,61 @@ int mpscan_feed_one(mpscan *s, const uint8_t *p, size_t n, size_t *used)
         *used = 0;
     return rc;
 }
+
+int mpscan_whole(mpscan *s, const uint8_t *p, size_t n, size_t *used)
+{
+    uint64_t stack[MPSCAN_MAX_DEPTH], rec_bytes = 0, rec_items = 0;
+    int depth = 0;
+    size_t i = 0;
+    if (n == 0)
+        return MPSCAN_MORE;
+    int in_array = is_array_header(p[0]);
+    uint64_t cur_max = in_array ? s->max_array : s->max_record, cur_items = in_array ? s->array_items : s->max_items;
+    for (;;) { /* header_done and item_done of scan(), with the state in locals */
+        if (i >= n)
+            return MPSCAN_MORE;
+        uint8_t b = p[i], hl = 1;
+        uint64_t payload = 0, items = 0;
+        int container = 0;
+        if (b <= 0x7f || b >= 0xe0) { /* the usual one-byte headers first: fixint, fixstr, fixmap, fixarray */
+        } else if (b >= 0xa0 && b <= 0xbf) {
+            payload = b & 0x1f;
+        } else if (b <= 0x9f) {
+            container = 1;
+            items = b <= 0x8f ? 2u * (b & 0x0f) : (uint64_t)(b & 0x0f);
+        } else if ((hl = header_len(b)) == 0) {
+            s->in_array = in_array;
+            return MPSCAN_MALFORMED;
+        } else if (n - i < hl) {
+            return MPSCAN_MORE;
+        } else {
+            header_decode(p + i, &payload, &items, &container);
+        }
+        if (depth > 0)
+            rec_bytes -= 1;
+        rec_bytes += hl + payload + items;
+        rec_items += items;
+        if (rec_bytes > cur_max || payload > cur_max || rec_items > cur_items || (container && depth == MPSCAN_MAX_DEPTH)) {
+            s->in_array = in_array;
+            return rec_bytes > cur_max || payload > cur_max || rec_items > cur_items ? MPSCAN_OVERSIZED
+                                                                                     : MPSCAN_MALFORMED;
+        }
+        i += hl;
+        if (container && items > 0) {
+            stack[depth++] = items;
+            continue;
+        }
+        if (n - i < payload)
+            return MPSCAN_MORE;
+        i += (size_t)payload;
+        while (depth > 0 && --stack[depth - 1] == 0)
+            depth--;
+        if (depth == 0) {
+            s->in_array = in_array;
+            s->records++;
+            *used = i;
+            return MPSCAN_OK;
+        }
+    }
+}
+

@@ -23,7 +23,8 @@
 enum mpscan_result {
     MPSCAN_OK = 0,
     MPSCAN_MALFORMED = -1, /* 0xc1, or a container (even an empty one) inside MPSCAN_MAX_DEPTH open ones */
-    MPSCAN_OVERSIZED = -2  /* a record larger than max_record, or a header announcing one */
+    MPSCAN_OVERSIZED = -2, /* a record larger than max_record, or a header announcing one */
+    MPSCAN_MORE = 1        /* mpscan_whole: the record does not end in the bytes given */
 };
 
 typedef struct mpscan {
@@ -56,6 +57,13 @@ int mpscan_feed(mpscan *s, const uint8_t *p, size_t n, size_t *good);
 /* Like mpscan_feed, but stops right after the first record that ends in p: *used = the bytes up to its end (or n
  * when none ends there; then s->records did not move). On error *used = 0. */
 int mpscan_feed_one(mpscan *s, const uint8_t *p, size_t n, size_t *used);
+
+/* mpscan_feed_one's fast path, for a scanner between records (!mpscan_mid_record): when a whole record is in p, it
+ * is walked with the scanner's state in registers — the same checks in the same order, so the same verdict — and
+ * MPSCAN_OK returned with *used = its size (s->records counts it). An error is returned as mpscan_feed_one would
+ * (the scanner must not be fed again). MPSCAN_MORE when p ends inside the record: s is unchanged, feed the same
+ * bytes to mpscan_feed_one. */
+int mpscan_whole(mpscan *s, const uint8_t *p, size_t n, size_t *used);
 
 /* True when the stream stops inside a record (a client that disconnects now truncated one). */
 int mpscan_mid_record(const mpscan *s);
