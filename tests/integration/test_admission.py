@@ -166,18 +166,34 @@ def tag(rec, case_id):
     return dict(rec, case=case_id) if isinstance(rec, dict) else rec
 
 
-def start(name, *args, dead=False):
-    tmp = TempDir(name)
-    if dead:
-        target, port = dead_target(tmp)
-        sink = None
-    else:
-        sink = Sink(tmp).start()
-        target, port = sink.target, sink.port
-    http_path = tmp.file("http.sock")
-    a = Agent(tmp, target, "--http-listen", "unix:" + http_path, *args).start()
+def agent(tmp, name, target, *args):
+    """An agent of this test: HTTP on a unix: socket in tmp (the sender is this process, as on the ingest socket)."""
+    http_path = tmp.file(name + "-http.sock")
+    a = Agent(tmp, target, "--http-listen", "unix:" + http_path, *args, name=name)
     a.http_path = http_path
-    return tmp, sink, port, a
+    return a
+
+
+def agents_per_path(tmp, target, *args):
+    """One agent per path (for cases that use up the sender's rate or need a service that comes back), started at
+    once: {path: started agent}."""
+    import threading
+    got = {p: agent(tmp, p, target, *args) for p in PATHS}
+    errors = []
+
+    def start(a):
+        try:
+            a.start()
+        except Exception as e:  # noqa: BLE001 — reported below
+            errors.append(e)
+    threads = [threading.Thread(target=start, args=(a,)) for a in got.values()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return got
 
 
 def check(problems, what, got, want):
@@ -187,7 +203,9 @@ def check(problems, what, got, want):
 
 def test_cases_on_every_path():
     """Every case of CASES through every path on one agent (--batch-max-bytes 1KiB for the size cases)."""
-    tmp, sink, _, a = start("adm-cases", "--batch-max-bytes", "1KiB", "--flush-interval-ms", "20")
+    tmp = TempDir("adm-cases")
+    sink = Sink(tmp).start()
+    a = agent(tmp, "agent", sink.target, "--batch-max-bytes", "1KiB", "--flush-interval-ms", "20").start()
     problems, want_delivered = [], {}
     for path in PATHS:
         for name, recs, want, fate in CASES:
@@ -216,8 +234,10 @@ def test_over_rate_limit():
     """--rate-limit 1:1: the first record takes the sender's only token, the second (with reserved keys and an unknown
     level) is over the rate: a socket client's is dropped, an HTTP caller's answered 429 and left with it."""
     problems = []
-    for path in PATHS:
-        tmp, sink, _, a = start("adm-rate-" + path, "--rate-limit", "1:1", "--flush-interval-ms", "20")
+    tmp = TempDir("adm-rate")
+    sink = Sink(tmp).start()
+    agents = agents_per_path(tmp, sink.target, "--rate-limit", "1:1", "--flush-interval-ms", "20")
+    for path, a in agents.items():
         first, over = "%s:rate_first" % path, "%s:over_rate" % path
         before = snapshot(a)
         answers = send(a, path, [{"message": "first", "case": first}, dict(MARKED, message="over", case=over)])
@@ -230,10 +250,11 @@ def test_over_rate_limit():
         else:
             want = plus(TAKEN, MARKS, {"received": 1, "dropped.rate_limited": 1, "client.dropped": 1})
         check(problems, path, delta(before, snapshot(a)), want)
-        sink.wait_count(1)
         a.wait_flushed(1)
-        check(problems, path + " delivered", (len(delivered(sink, first)), len(delivered(sink, over))), (1, 0))
         assert a.stop() == 0
+    for path in PATHS:
+        first, over = "%s:rate_first" % path, "%s:over_rate" % path
+        check(problems, path + " delivered", (len(delivered(sink, first)), len(delivered(sink, over))), (1, 0))
     assert not problems, "\n".join(problems)
 
 
@@ -279,7 +300,9 @@ def test_full_drop_newest():
     """The ring full (log service down) under --on-full drop-newest: the record is received and dropped on every path
     — the policy said to shed it, so HTTP answers 503 without Retry-After — and its marks are counted as it was
     taken; it is never delivered."""
-    tmp, _, port, a = start("adm-dropnew", "--on-full", "drop-newest", *FULL_ARGS, dead=True)
+    tmp = TempDir("adm-dropnew")
+    target, port = dead_target(tmp)
+    a = agent(tmp, "agent", target, "--on-full", "drop-newest", *FULL_ARGS).start()
     fill(a, False, flusher_at_budget)
     dropped = snapshot(a)["dropped.buffer_full"]
     fill(a, False, lambda st: st["records"]["dropped"]["buffer_full"] > dropped)
@@ -308,39 +331,42 @@ def test_full_block():
     """The ring full (log service down) under --on-full block: a socket client's record waits (reading pauses; nothing
     counted against it), an HTTP caller gets 503 with Retry-After and keeps it; once the service is back the socket's
     arrives and the caller's is sent again: either way it is delivered exactly once and counted once."""
-    problems = []
-    final = plus(MARKS, {"client.records": 1})
-    for path in PATHS:
-        tmp, _, port, a = start("adm-block-" + path, *FULL_ARGS, dead=True)
-        case_id = "%s:full_block" % path
-        rec = dict(BIG, case=case_id)
+    problems, before = [], {}
+    tmp = TempDir("adm-block")
+    target, port = dead_target(tmp)
+    agents = agents_per_path(tmp, target, *FULL_ARGS)
+    rec = {path: dict(BIG, case="%s:full_block" % path) for path in PATHS}
+    for path, a in agents.items():  # the service down: each agent's ring full, then the case
         if is_http(path):
             fill(a, True, flusher_at_budget)
             refused = snapshot(a)["http.refused_full"]
             fill(a, True, lambda st: st["http"]["refused_full"] > refused)
-            before = snapshot(a)
-            answers = send(a, path, [rec])
-            check(problems, case_id + " while full", delta(before, snapshot(a)), {"http.refused_full": 1})
-            check(problems, case_id + " status", answers[0][0], 503)
-            check(problems, case_id + " Retry-After", answers[0][1].get("retry-after"), "1")
-            sink = Sink(tmp, port=port).start()
-            wait_for(lambda: send(a, path, [rec])[0][0] == 200, 60, "the record taken once the service is back")
+            before[path] = snapshot(a)
+            answers = send(a, path, [rec[path]])
+            check(problems, path + " while full", delta(before[path], snapshot(a)), {"http.refused_full": 1})
+            check(problems, path + " status", answers[0][0], 503)
+            check(problems, path + " Retry-After", answers[0][1].get("retry-after"), "1")
         else:
             fill(a, False, lambda st: st["backpressure_active"])
-            before = snapshot(a)
+            before[path] = snapshot(a)
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.connect(a.socket)
-            s.sendall(stream_bytes(path, [rec]))
+            s.sendall(stream_bytes(path, [rec[path]]))
             s.close()
-            sink = Sink(tmp, port=port).start()
-            wait_for(lambda: snapshot(a)["rejected.reserved_key"] - before["rejected.reserved_key"] == 2, 60,
-                     "the record admitted once the service is back")
-        got = delta(before, snapshot(a), ignore=("received", "http.refused_full"))
-        check(problems, case_id, got, final)
+    sink = Sink(tmp, port=port).start()  # the service is back
+    final = plus(MARKS, {"client.records": 1})
+    for path, a in agents.items():
+        if is_http(path):  # the caller sends it again until it is taken
+            wait_for(lambda: send(a, path, [rec[path]])[0][0] == 200, 60, path + ": taken once the service is back")
+        else:
+            wait_for(lambda: snapshot(a)["rejected.reserved_key"] - before[path]["rejected.reserved_key"] == 2, 60,
+                     path + ": admitted once the service is back")
+        check(problems, path, delta(before[path], snapshot(a), ignore=("received", "http.refused_full")), final)
         st = a.stats()
-        assert a.stop() == 0
-        check(problems, case_id + " delivered", len(delivered(sink, case_id)), 1)
+        assert a.stop() == 0  # drains what it holds
         check(problems, path + " nothing dropped", sum(st["records"]["dropped"].values()), 0)
+    for path in PATHS:
+        check(problems, path + " delivered", len(delivered(sink, rec[path]["case"])), 1)
     assert not problems, "\n".join(problems)
 
 
