@@ -120,7 +120,8 @@ static void report_final(const stats_sources *src)
     flusher_snapshot_get(src->flusher, &f);
     uint64_t in_drop = stat_get(&src->ingest->dropped_shutdown);
     uint64_t in_full = stat_get(&src->ingest->dropped_full);
-    uint64_t received = stat_get(&src->ingest->received) + in_drop + in_full;
+    uint64_t received = stat_get(&src->ingest->received) + in_drop + in_full + /* as /stats counts it */
+                        stat_get(&src->ingest->dropped_rate_limited) + stat_get(&src->ingest->dropped_nomem);
     uint64_t unsent = f.dropped_shutdown + in_drop;
     log_write(LOG_INFO,
               "\"stopped\" received=%llu flushed=%llu unsent=%llu dropped_upstream_rejected=%llu "

@@ -15,7 +15,8 @@
 const char *const stats_reject_names[STATS_REJECT_N] = {"malformed", "invalid_record", "oversized", "truncated",
                                                         "reserved_key"};
 const char *const stats_drop_names[STATS_DROP_N] = {"buffer_full", "upstream_rejected", "retry_expired",
-                                                    "spool_corrupt", "shutdown", "rate_limited"};
+                                                    "spool_corrupt", "shutdown", "rate_limited",
+                                                    "out_of_memory"};
 
 static double clock_s(clockid_t id)
 {
@@ -59,7 +60,7 @@ void stats_collect(const stats_sources *src, stats_view *v)
      * take what was counted before, so taken <= received below */
     uint64_t ring_received = stat_get(&in->received);
     uint64_t in_drop_shutdown = stat_get(&in->dropped_shutdown), in_drop_full = stat_get(&in->dropped_full);
-    uint64_t in_drop_rate = stat_get(&in->dropped_rate_limited);
+    uint64_t in_drop_rate = stat_get(&in->dropped_rate_limited), in_drop_nomem = stat_get(&in->dropped_nomem);
     v->rejected[0] = stat_get(&in->malformed);
     v->rejected[1] = stat_get(&in->invalid_record);
     v->rejected[2] = stat_get(&in->oversized);
@@ -94,7 +95,7 @@ void stats_collect(const stats_sources *src, stats_view *v)
     v->fwd_acks = stat_get(&in->fwd_acks);
     v->fwd_acks_failed = stat_get(&in->fwd_acks_failed);
     flusher_snapshot_get(src->flusher, &v->f);
-    v->received = ring_received + in_drop_shutdown + in_drop_full + in_drop_rate;
+    v->received = ring_received + in_drop_shutdown + in_drop_full + in_drop_rate + in_drop_nomem;
     v->in_ring = ring_received - v->f.taken;
     v->dropped[0] = v->f.dropped_buffer_full + in_drop_full;
     v->dropped[1] = v->f.dropped_upstream;
@@ -102,6 +103,7 @@ void stats_collect(const stats_sources *src, stats_view *v)
     v->dropped[3] = v->f.dropped_spool_corrupt;
     v->dropped[4] = v->f.dropped_shutdown + in_drop_shutdown;
     v->dropped[5] = in_drop_rate;
+    v->dropped[6] = in_drop_nomem;
     v->ring_used = ring_used_bytes(src->ring);
     v->ring_capacity = ring_capacity(src->ring);
 }

@@ -31,9 +31,10 @@ typedef struct stats_sources {
 
 /* The reasons a record is refused at ingest, and dropped anywhere: the keys of /stats' records.rejected and
  * records.dropped, and the `reason` label values in /metrics, in this order. */
-enum { STATS_REJECT_N = 5, STATS_DROP_N = 6 };
+enum { STATS_REJECT_N = 5, STATS_DROP_N = 7 };
 extern const char *const stats_reject_names[STATS_REJECT_N]; /* malformed invalid_record oversized truncated reserved_key */
-extern const char *const stats_drop_names[STATS_DROP_N]; /* buffer_full upstream_rejected retry_expired spool_corrupt shutdown rate_limited */
+/* buffer_full upstream_rejected retry_expired spool_corrupt shutdown rate_limited out_of_memory */
+extern const char *const stats_drop_names[STATS_DROP_N];
 
 /* One consistent reading of every counter. */
 typedef struct stats_view {

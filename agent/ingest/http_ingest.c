@@ -4,14 +4,17 @@
  * DESIGN
  * evhttp hands us a request once its body is complete; everything then happens in that one callback, on the main
  * loop thread: the body is split into entries (http_json_parse), each entry is encoded (record_encode, the socket's
- * own mapping) and pushed into the ring, and the answer is sent. Nothing is held between callbacks, so there is no
- * per-request state to free at shutdown and a 200 is sent only for records already in the ring.
+ * own mapping) and goes through the socket's admission path (admit.h: the same checks, ring and counters; what
+ * differs is that a record not taken stays the caller's), and the answer is sent. Nothing is held between
+ * callbacks, so there is no per-request state to free at shutdown and a 200 is sent only for records already in
+ * the ring.
  *
  * Order and fullness: a request's entries enter the ring in body order. Once one does not fit, none after it is
  * tried (they would overtake it): with --on-full block (and drop-oldest, which also asks the flusher to shed the
  * oldest) they are answered "buffer full, retry" and stay the caller's — not received, not dropped; with drop-newest
- * they are dropped and counted as the socket path counts them. While socket ingest is paused for backpressure the
- * ring counts as full here too: clients already waiting get the room first.
+ * they are dropped and counted as the socket path counts them (admission decides and counts, this file answers).
+ * While socket ingest is paused for backpressure the ring counts as full here too: clients already waiting get the
+ * room first.
  *
  * Bodies: evhttp itself refuses (413, its own HTML page, connection closed, not counted here) a body announcing
  * more than twice --http-max-body-bytes; between the two we answer 413 with our JSON and count it. libevent 2.1 has
@@ -23,6 +26,7 @@
 #include "ingest/http_ingest.h"
 
 #include "acceptguard.h"
+#include "ingest/admit.h"
 #include "ingest/clients.h"
 #include "flush/flusher.h"
 #include "ingest/http_conns.h"
@@ -30,7 +34,6 @@
 #include "jsonstr.h"
 #include "log.h"
 #include "ingest/peer.h"
-#include "ingest/ratelimit.h"
 #include "record.h"
 #include "sockpath.h"
 #include "tcplisten.h"
@@ -75,8 +78,9 @@ struct http_ingest {
     uint64_t serial; /* requests seen, for the client table's connection count */
     record_enc enc;
     char hostname[64];
-    log_limit lim_malformed, lim_invalid, lim_oversized, lim_full, lim_refused, lim_rate;
-    ratelimit *rl; /* --rate-limit for HTTP senders (a budget of their own; TCP callers share sender 0) */
+    log_limit lim_malformed, lim_invalid, lim_oversized, lim_refused;
+    admit *adm; /* every entry's fate and counters (admit.h), with --rate-limit for HTTP senders (a budget of their
+                 * own; TCP callers share sender 0) */
 };
 
 /* One request being answered (lives in on_request's frame). */
@@ -280,106 +284,66 @@ static int note(request *rq, const http_json_entry *e, enum outcome out, const c
     return rc ? -ENOMEM : 0;
 }
 
-/* Queues one encoded record. Returns 0, or -ENOBUFS when the ring is full or socket ingest waits for room. */
-static int queue_record(http_ingest *h, const uint8_t *data, size_t len)
-{
-    if (stat_get(&h->st->paused_since_ns))
-        return -ENOBUFS;
-    void *p = ring_reserve(h->ring, len);
-    if (!p)
-        return -ENOBUFS;
-    memcpy(p, data, len);
-    stat_add(&h->st->received, 1); /* before commit: the flusher can never count it first */
-    ring_commit(h->ring, p);
-    return 0;
-}
-
-/* The record did not fit (or an earlier one of this request did not). */
-static int refuse_full(request *rq, const http_json_entry *e, const record_info *info, client_entry *ce)
+/* What admission did with an entry (admit.h counted and logged it), as the answer says it. */
+static int answer_fate(request *rq, const http_json_entry *e, admit_fate fate, const record_info *info,
+                       const char *invalid)
 {
     http_ingest *h = rq->h;
-    if (h->cfg->on_full == FULL_DROP_NEWEST) {
-        stat_add(&h->st->dropped_full, 1);
-        stat_add(&h->st->reserved_key, info->reserved_keys);
-        if (ce)
-            ce->dropped++;
-        log_refusal(rq, &h->lim_full, "buffer full: HTTP record dropped (--on-full drop-newest)", "");
-        return note(rq, e, OUT_DROPPED, "buffer full: record dropped (--on-full drop-newest)", NULL, 0);
-    }
-    stat_add(&h->hs->refused_full, 1);
-    if (h->cfg->on_full == FULL_DROP_OLDEST && !rq->shed && h->flusher) {
-        flusher_shed_oldest(h->flusher, h->enc.out_len);
-        rq->shed = 1;
-    }
-    log_refusal(rq, &h->lim_full, "buffer full: HTTP record refused with 503 (the caller keeps it)", "");
-    return note(rq, e, OUT_FULL, "buffer full: not taken, retry later", NULL, 0);
-}
-
-/* A well-formed entry: encode it like a socket record and queue it. */
-static int take_record(request *rq, const http_json_entry *e)
-{
-    http_ingest *h = rq->h;
-    record_info info;
-    int rc = record_encode(&h->enc, e->record, &rq->src, rq->now_ns, &info);
-    client_entry *ce = request_client(rq, info.service, info.service_len);
-    if (ce)
-        ce->last_seen_ns = rq->mono_ns;
-    if (rc == -ENOMEM)
-        return note(rq, e, OUT_NOMEM, "out of memory", NULL, 0);
-    if (rc == -EINVAL) { /* http_json checked message already: a map with a string message always encodes */
-        stat_add(&h->st->invalid_record, 1);
-        if (ce)
-            ce->rejected++;
-        return note(rq, e, OUT_BAD, "not a record", NULL, 0);
-    }
-    if (rc < 0 || h->enc.out_len > h->enc.text_limit) {
-        char why[160];
+    char why[160];
+    switch (fate) {
+    case ADMIT_QUEUED:
+        return note(rq, e, OUT_OK, NULL, info->log_id, info->log_id_len);
+    case ADMIT_INVALID:
+        return note(rq, e, OUT_BAD, invalid, NULL, 0);
+    case ADMIT_OVERSIZED:
         snprintf(why, sizeof why, "record too large once converted (more than %zu bytes: --batch-max-bytes minus "
                  "256, or a quarter of the ring)", h->enc.text_limit);
-        stat_add(&h->st->oversized, 1);
-        if (ce)
-            ce->rejected++;
-        log_refusal(rq, &h->lim_oversized, "HTTP record too large, refused", why);
         return note(rq, e, OUT_TOO_LARGE, why, NULL, 0);
-    }
-    uint32_t sender = h->cfg->rate_limit_key == RATE_KEY_UID ? rq->src.uid : (uint32_t)rq->src.pid;
-    if (h->rl && !ratelimit_allow(h->rl, sender, rq->mono_ns)) { /* the caller keeps it: 429, not a drop */
-        stat_add(&h->hs->refused_rate_limited, 1);
-        log_refusal(rq, &h->lim_rate, "HTTP sender over --rate-limit: records refused with 429", "");
+    case ADMIT_RATE_LIMITED:
         return note(rq, e, OUT_LIMITED, "over --rate-limit: not taken, retry later", NULL, 0);
-    }
-    if (rq->full || queue_record(h, h->enc.out, h->enc.out_len) < 0) {
+    case ADMIT_DROPPED_FULL:
+        rq->full = 1; /* none after it is tried: they would overtake it */
+        return note(rq, e, OUT_DROPPED, "buffer full: record dropped (--on-full drop-newest)", NULL, 0);
+    case ADMIT_FULL:
         rq->full = 1;
-        return refuse_full(rq, e, &info, ce);
+        if (h->cfg->on_full == FULL_DROP_OLDEST && !rq->shed && h->flusher) {
+            flusher_shed_oldest(h->flusher, h->enc.out_len);
+            rq->shed = 1;
+        }
+        return note(rq, e, OUT_FULL, "buffer full: not taken, retry later", NULL, 0);
+    default: /* ADMIT_NOMEM (ADMIT_HELD is a stream's) */
+        return note(rq, e, OUT_NOMEM, "out of memory", NULL, 0);
     }
-    stat_add(&h->hs->records, 1);
-    stat_add(&h->st->reserved_key, info.reserved_keys);
-    stat_add(&h->st->level_unknown, (uint64_t)info.level_unknown);
-    if (ce) {
-        ce->records++;
-        ce->rejected += info.reserved_keys;
-    }
-    return note(rq, e, OUT_OK, NULL, info.log_id, info.log_id_len);
 }
 
-/* http_json_fn: one entry of the body. */
+/* http_json_fn: one entry of the body, through the one admission path — encoded like a socket record when
+ * http_json made a record of it, refused as not a record (invalid_record) when it did not. */
 static int on_entry(void *arg, const http_json_entry *e)
 {
     request *rq = arg;
     http_ingest *h = rq->h;
     rq->entries++;
-    if (e->status == HTTP_JSON_OK)
-        return take_record(rq, e);
-    client_entry *ce = rq->client ? rq->client : request_client(rq, "", 0);
-    if (ce) {
-        ce->rejected++;
-        ce->last_seen_ns = rq->mono_ns;
+    admit_from from = {.src = &rq->src, .peer = rq->peer, .mono_ns = rq->mono_ns, .full = rq->full};
+    record_info info;
+    if (e->status == HTTP_JSON_MALFORMED) { /* not JSON: no record at all, refused as the stream's bytes are */
+        client_entry *ce = rq->client ? rq->client : request_client(rq, "", 0);
+        if (ce) {
+            ce->rejected++;
+            ce->last_seen_ns = rq->mono_ns;
+        }
+        stat_add(&h->st->malformed, 1);
+        log_refusal(rq, &h->lim_malformed, "HTTP entry is not JSON, skipped", e->error);
+        return note(rq, e, OUT_BAD, e->error, NULL, 0);
     }
-    int malformed = e->status == HTTP_JSON_MALFORMED;
-    stat_add(malformed ? &h->st->malformed : &h->st->invalid_record, 1);
-    log_refusal(rq, malformed ? &h->lim_malformed : &h->lim_invalid,
-                malformed ? "HTTP entry is not JSON, skipped" : "HTTP entry is not a record, skipped", e->error);
-    return note(rq, e, OUT_BAD, e->error, NULL, 0);
+    if (e->status != HTTP_JSON_OK) { /* JSON that is not a record: refused as the encoder refuses one */
+        memset(&info, 0, sizeof info);
+        from.client = rq->client ? rq->client : request_client(rq, "", 0);
+        from.detail = e->error;
+        return answer_fate(rq, e, admit_record(h->adm, NULL, -EINVAL, &info, &from, NULL, NULL), &info, e->error);
+    }
+    int rc = record_encode(&h->enc, e->record, &rq->src, rq->now_ns, &info);
+    from.client = request_client(rq, info.service, info.service_len);
+    return answer_fate(rq, e, admit_record(h->adm, &h->enc, rc, &info, &from, NULL, NULL), &info, "not a record");
 }
 
 /* ---- requests ------------------------------------------------------------------------------------------- */
@@ -575,9 +539,8 @@ http_ingest *http_ingest_new(struct event_base *base, const config *cfg, ring *r
     h->hs = &st->http;
     if (gethostname(h->hostname, sizeof h->hostname - 1) < 0)
         strcpy(h->hostname, "unknown");
-    if (cfg->rate_limit_rps > 0)
-        h->rl = ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst, 4096);
-    if (record_enc_init(&h->enc) < 0 || !(h->http = evhttp_new(base)) || (cfg->rate_limit_rps > 0 && !h->rl) ||
+    if (record_enc_init(&h->enc) < 0 || !(h->http = evhttp_new(base)) ||
+        !(h->adm = admit_new(ADMIT_REQUEST, cfg, r, st)) ||
         !(h->conns = http_conns_new(base, h->http, cfg, st))) {
         http_ingest_free(h);
         return NULL;
@@ -655,6 +618,6 @@ void http_ingest_free(http_ingest *h)
     if (h->path[0])
         unlink(h->path);
     record_enc_free(&h->enc);
-    ratelimit_free(h->rl);
+    admit_free(h->adm);
     free(h);
 }

@@ -9,10 +9,10 @@
  *
  * Served by evhttp on --http-listen (unix:PATH, created 0660 like the ingest socket, or HOST:PORT) on the main loop
  * thread: the thread that runs ingest, so the ring keeps one producer thread and records from both paths are
- * counted in the same ingest counters. Bodies become records in http_json.h and are encoded by record_encode exactly
- * like socket records; a request is answered only after its records are in the ring (or refused), so a 200 means
- * the agent holds them. A full ring is never waited on: the request gets 503 with Retry-After (docs/protocol.md has
- * every status and body). */
+ * counted in the same ingest counters. Bodies become records in http_json.h, are encoded by record_encode exactly
+ * like socket records and admitted by the same admit_record (admit.h); a request is answered only after its
+ * records are in the ring (or refused), so a 200 means the agent holds them. A full ring is never waited on: the
+ * request gets 503 with Retry-After (docs/protocol.md has every status and body). */
 #ifndef LOGAGENT_HTTP_INGEST_H
 #define LOGAGENT_HTTP_INGEST_H
 

@@ -22,6 +22,8 @@ static const char *const DIRECT[] = {"message", "service_name", "level", "trace_
 typedef struct conv {
     msgpack_zone *zone;
     int status;                     /* of the entry being built */
+    int nomem;                      /* an allocation failed: the parse stops with -ENOMEM (the agent's trouble,
+                                     * not the entry's: it is not handed out as a bad entry) */
     char error[HTTP_JSON_ERROR_MAX];
 } conv;
 
@@ -47,6 +49,12 @@ static int fail(conv *c, int status, const char *fmt, ...)
     vsnprintf(c->error, sizeof c->error, fmt, ap);
     va_end(ap);
     c->status = status;
+    return -1;
+}
+
+static int no_memory(conv *c)
+{
+    c->nomem = 1;
     return -1;
 }
 
@@ -83,7 +91,7 @@ static int container_to_object(conv *c, json_t *v, msgpack_object *o, int depth)
     void *items = NULL;
     if (n && !(items = msgpack_zone_malloc(c->zone, n * (json_is_object(v) ? sizeof(msgpack_object_kv)
                                                                            : sizeof(msgpack_object)))))
-        return fail(c, HTTP_JSON_INVALID, "out of memory");
+        return no_memory(c);
     if (json_is_array(v)) {
         msgpack_object *arr = items;
         for (; i < n; i++)
@@ -192,7 +200,7 @@ static int entry_to_record(conv *c, json_t *entry, int one, msgpack_object *out)
     size_t cap = json_object_size(entry) + (json_is_object(meta) ? json_object_size(meta) : 0), n = 0;
     msgpack_object_kv *kv = msgpack_zone_malloc(c->zone, (cap ? cap : 1) * sizeof *kv);
     if (!kv)
-        return fail(c, HTTP_JSON_INVALID, "out of memory");
+        return no_memory(c);
     int has_message = 0;
     const char *key;
     size_t klen;
@@ -223,7 +231,10 @@ static int deliver(conv *c, json_t *entry, int one, size_t index, size_t line, h
     msgpack_object rec;
     http_json_entry e = {.index = index, .line = line};
     msgpack_zone_clear(c->zone);
-    if (entry && entry_to_record(c, entry, one, &rec) == 0) {
+    int built = entry && entry_to_record(c, entry, one, &rec) == 0;
+    if (c->nomem)
+        return -ENOMEM;
+    if (built) {
         e.status = HTTP_JSON_OK;
         e.record = &rec;
     } else {
@@ -268,6 +279,8 @@ static int parse_lines(conv *c, const char *body, size_t len, http_json_fn fn, v
         if (q < eol) {
             json_error_t je;
             json_t *entry = json_loadb(p, (size_t)(eol - p), JSON_FLAGS, &je);
+            if (!entry && json_error_code(&je) == json_error_out_of_memory)
+                return -ENOMEM;
             if (!entry) {
                 syntax_text(c->error, sizeof c->error, &je, line);
                 c->status = HTTP_JSON_MALFORMED;

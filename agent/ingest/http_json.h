@@ -57,7 +57,9 @@ typedef struct http_json_error {
 
 /* Splits body[0..len) (not necessarily NUL-terminated; any bytes) into entries and calls fn for each.
  * Returns the number of entries handed to fn (0 for an empty array); -EINVAL when the body is refused as a whole (fn
- * not called; *err says why); -ENOMEM; or fn's negative return. Allocates only while it runs; keeps no state. */
+ * not called; *err says why); -ENOMEM (also when building an entry fails to allocate: that is never handed to fn as
+ * a bad entry, so the caller answers "out of memory" rather than blaming the entry); or fn's negative return.
+ * Allocates only while it runs; keeps no state. */
 int http_json_parse(const char *body, size_t len, enum http_json_mode mode, http_json_fn fn, void *arg,
                     http_json_error *err);
 

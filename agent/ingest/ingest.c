@@ -2,12 +2,13 @@
  *
  * DESIGN
  * A connection's bytes go: read(2) straight into its decoder's buffer (decoder.h: mpscan refuses bad structure and
- * says where objects end) -> record_encode_raw, which encodes each native record from those bytes -> ring. Only a
- * Fluent Forward message (a top-level array) is unpacked by msgpack-c (into `res`, the decoder pinned meanwhile). Each readable
- * event does one bounded read, so a flooding client gets one turn like everyone else.
+ * says where objects end) -> record_encode_raw, which encodes each native record from those bytes -> admission
+ * (admit.h: size, --rate-limit, ring, --on-full, every record counter) -> ring. Only a Fluent Forward message (a
+ * top-level array) is unpacked by msgpack-c (into `res`, the decoder pinned meanwhile). Each readable event does
+ * one bounded read, so a flooding client gets one turn like everyone else.
  *
- * Backpressure is a state of the stage, not of a connection: when a record does not fit, it is kept in
- * `held` on its connection, every connection's read event is removed, and the flusher is asked to call
+ * Backpressure is a state of the stage, not of a connection: when a record does not fit, admission hands back a copy
+ * kept in `held` on its connection, every connection's read event is removed, and the flusher is asked to call
  * ingest_space_available when the ring is half empty. Resuming first finishes each connection's held record
  * and already-buffered records, then re-adds read events. Connections are never closed for backpressure.
  *
@@ -39,6 +40,7 @@
 #include "common/clock.h"
 
 #include "acceptguard.h"
+#include "ingest/admit.h"
 #include "ingest/cgroup.h"
 #include "ingest/clients.h"
 #include "ingest/decoder.h"
@@ -48,9 +50,7 @@
 #include "log.h"
 #include "ingest/membudget.h"
 #include "ingest/mpscan.h"
-#include "mpread.h"
 #include "ingest/peer.h"
-#include "ingest/ratelimit.h"
 #include "record.h"
 #include "sockpath.h"
 #include "tcplisten.h"
@@ -72,7 +72,7 @@
 
 /* A connection's reads start at READ_FIRST bytes and double while they come back full, up to READ_CHUNK: a quiet or
  * short-lived client costs a few KiB (thousands of them may be open), a flooder gets large reads. */
-enum { READ_FIRST = 4096, READ_CHUNK = 256 * 1024, SHUTDOWN_READS = 64, RATE_SENDERS = 4096, LOGGED_UIDS = 64 };
+enum { READ_FIRST = 4096, READ_CHUNK = 256 * 1024, SHUTDOWN_READS = 64, LOGGED_UIDS = 64 };
 
 /* --ingest-memory-bytes (membudget.h): a read refused growth still goes ahead into the buffer's free room when there
  * is at least MEM_MIN_READ of it; a buffer over MEM_SHRINK_ABOVE with nothing left in it is given back at once (one
@@ -140,9 +140,9 @@ struct ingest {
     char fwd_keys[128]; /* --forward-message-keys, split in place: fwd_opts.message_keys point here */
     clients *clients;
     char hostname[64];
-    log_limit lim_full, lim_malformed, lim_oversized, lim_invalid, lim_truncated, lim_reserved, lim_max_conn,
-        lim_refused, lim_rate, lim_timeout, lim_fwd_ack;
-    ratelimit *rl;            /* --rate-limit; NULL when off */
+    log_limit lim_malformed, lim_oversized, lim_invalid, lim_truncated, lim_max_conn, lim_refused, lim_timeout,
+        lim_fwd_ack;
+    admit *adm;               /* every record's fate and counters (admit.h), with --rate-limit */
     struct event *sweep_ev;   /* once a second: connections holding a partial record too long */
     membudget *mem;           /* --ingest-memory-bytes, shared with the HTTP ingest (st->mem) */
     struct event *mem_resume_ev; /* the budget freed: resume connections paused for memory */
@@ -211,85 +211,15 @@ void ingest_space_available(void *arg)
 
 /* ---- records -------------------------------------------------------------------------------------- */
 
-/* Queues one encoded record. Returns 0, or -ENOBUFS when the ring is full (the caller holds the record). */
-static int queue_record(ingest *in, const uint8_t *data, size_t len)
-{
-    void *p = ring_reserve(in->ring, len);
-    if (!p)
-        return -ENOBUFS;
-    memcpy(p, data, len);
-    stat_add(&in->st->received, 1); /* before commit: the flusher can never count it first */
-    ring_commit(in->ring, p);
-    return 0;
-}
-
-/* A record of `wire` msgpack bytes, just encoded by record_encode* with result rc: counted, checked and queued,
- * or held when the ring is full. */
-static void admit_record(conn *c, int rc, const record_info *info, size_t wire, int64_t mono)
+/* A record of `wire` msgpack bytes, just encoded by record_encode* with result rc, through the one admission path
+ * (admit.h): queued, refused or dropped there (counted and logged), or held by c — every read then pauses. */
+static void offer_record(conn *c, int rc, const record_info *info, size_t wire, int64_t mono)
 {
     ingest *in = c->in;
-    client_entry *ce = conn_client(c, info->service, info->service_len, mono);
-    if (ce) {
-        ce->bytes += wire;
-        ce->last_seen_ns = mono;
-        ce->rejected += (rc < 0); /* reserved keys below, only for records that are kept (as the global count) */
-    }
-    if (rc == -EINVAL) {
-        stat_add(&in->st->invalid_record, 1);
-        log_peer(&in->lim_invalid, c, "invalid record skipped (not a map, or no string message)");
-        return;
-    }
-    if (rc < 0) { /* -E2BIG: its metadata text would pass what one batch may carry */
-        stat_add(&in->st->oversized, 1);
-        log_peer(&in->lim_oversized, c, "record too large once converted, skipped");
-        return;
-    }
-    if (info->reserved_keys) {
-        stat_add(&in->st->reserved_key, info->reserved_keys);
-        if (ce)
-            ce->rejected += info->reserved_keys;
-        log_peer(&in->lim_reserved, c, "reserved _-key dropped from a record");
-    }
-    if (info->level_unknown)
-        stat_add(&in->st->level_unknown, 1);
-    if (in->enc.out_len > in->enc.text_limit) {
-        stat_add(&in->st->oversized, 1);
-        if (ce)
-            ce->rejected++;
-        log_peer(&in->lim_oversized, c, "record too large once encoded, skipped");
-        return;
-    }
-    uint32_t sender = in->cfg->rate_limit_key == RATE_KEY_UID ? c->src.uid : (uint32_t)c->src.pid;
-    if (in->rl && !ratelimit_allow(in->rl, sender, mono)) {
-        stat_add(&in->st->dropped_rate_limited, 1);
-        if (ce)
-            ce->dropped++;
-        log_peer(&in->lim_rate, c, "sender over --rate-limit: records dropped");
-        return;
-    }
-    if (queue_record(in, in->enc.out, in->enc.out_len) == 0) {
-        if (ce)
-            ce->records++;
-        return;
-    }
-    if (in->cfg->on_full == FULL_DROP_NEWEST) {
-        stat_add(&in->st->dropped_full, 1);
-        if (ce)
-            ce->dropped++;
-        log_peer(&in->lim_full, c, "buffer full: record dropped (--on-full drop-newest)");
-        return;
-    }
-    c->held = malloc(in->enc.out_len);
-    if (!c->held) {
-        stat_add(&in->st->invalid_record, 1);
-        if (ce)
-            ce->rejected++;
-        log_peer(&in->lim_invalid, c, "record skipped: out of memory");
-        return;
-    }
-    memcpy(c->held, in->enc.out, in->enc.out_len);
-    c->held_len = in->enc.out_len;
-    pause_all(in, c->held_len);
+    admit_from from = {.src = &c->src, .client = conn_client(c, info->service, info->service_len, mono),
+                       .wire = wire, .mono_ns = mono};
+    if (admit_record(in->adm, &in->enc, rc, info, &from, &c->held, &c->held_len) == ADMIT_HELD)
+        pause_all(in, c->held_len);
 }
 
 /* A record as an object (a Forward event) read at `now` (CLOCK_REALTIME, its default timestamp) / `mono`. */
@@ -297,7 +227,7 @@ static void handle_record(conn *c, const msgpack_object *obj, size_t wire, int64
 {
     record_info info;
     int rc = record_encode(&c->in->enc, obj, &c->src, now, &info);
-    admit_record(c, rc, &info, wire, mono);
+    offer_record(c, rc, &info, wire, mono);
 }
 
 /* A native record: the complete top-level object (not an array) of `wire` bytes at p, as the client sent it —
@@ -306,7 +236,7 @@ static void handle_native(conn *c, const uint8_t *p, size_t wire, int64_t now, i
 {
     record_info info;
     int rc = record_encode_raw(&c->in->enc, p, wire, &c->src, now, &info);
-    admit_record(c, rc, &info, wire, mono);
+    offer_record(c, rc, &info, wire, mono);
 }
 
 /* Is the value starting with byte b an array (a Fluent Forward message)? */
@@ -507,14 +437,13 @@ static int process(conn *c)
 {
     ingest *in = c->in;
     if (c->held) {
-        if (queue_record(in, c->held, c->held_len) < 0) {
+        /* c->client: the held record's entry (nothing of c was handled since) */
+        if (admit_queue_held(in->adm, c->held, c->held_len, c->client) < 0) {
             pause_all(in, c->held_len);
             return 0;
         }
         free(c->held);
         c->held = NULL;
-        if (c->client) /* the held record's entry: nothing of c was handled since */
-            c->client->records++;
     }
     int64_t now = clock_real_ns(), mono = clock_mono_ns();
     if (forward_active(&c->fwd) && !forward_drain(c, 0, now, mono))
@@ -748,8 +677,8 @@ static void log_refused(ingest *in, const record_source *src)
                         "pid=%d uid=%u gid=%u comm=\"%s\"", src->pid, src->uid, src->gid, src->comm);
 }
 
-/* Admission: allowed by --allow-uids/--allow-gids. Returns 1, or 0 after closing fd (counted, logged). */
-static int admit(ingest *in, int fd, const record_source *src)
+/* Connection admission: allowed by --allow-uids/--allow-gids. Returns 1, or 0 after closing fd (counted, logged). */
+static int peer_admitted(ingest *in, int fd, const record_source *src)
 {
     if (peer_allowed(in->cfg, fd, src))
         return 1;
@@ -800,7 +729,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     ingest *in = arg;
     record_source src;
     peer_identity(fd, in->hostname, &src);
-    if (admit(in, fd, &src))
+    if (peer_admitted(in, fd, &src))
         conn_new(in, fd, &src);
 }
 
@@ -1055,11 +984,10 @@ ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_s
     in->mem = &st->mem;
     in->mem->limit = cfg->ingest_memory_bytes;
     in->clients = clients_new(CLIENTS_DEFAULT_CAP);
-    if (cfg->rate_limit_rps > 0)
-        in->rl = ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst, RATE_SENDERS);
+    in->adm = admit_new(ADMIT_STREAM, cfg, r, st);
     struct timeval second = {1, 0};
     if (!in->resume_ev || !in->acks_ev || !in->sweep_ev || !in->mem_resume_ev ||
-        membudget_on_resume(in->mem, mem_resume_soon, in) < 0 || !in->clients || (cfg->rate_limit_rps > 0 && !in->rl) ||
+        membudget_on_resume(in->mem, mem_resume_soon, in) < 0 || !in->clients || !in->adm ||
         record_enc_init(&in->enc) < 0 || event_add(in->sweep_ev, &second) < 0) {
         ingest_free(in);
         return NULL;
@@ -1237,7 +1165,7 @@ void ingest_free(ingest *in)
         event_free(in->sweep_ev);
     if (in->mem_resume_ev)
         event_free(in->mem_resume_ev);
-    ratelimit_free(in->rl);
+    admit_free(in->adm);
     if (in->st->clients == in->clients)
         in->st->clients = NULL;
     clients_free(in->clients);

@@ -1,0 +1,218 @@
+/* admit.c — the one admission path (see admit.h): one encoded record's fate, every counter it moves, its log line.
+ *
+ * DESIGN
+ * The steps run in a fixed order and the first that refuses decides: the encoder's verdict (not a record, too large
+ * once converted, out of memory), the encoded size against one request and the ring (enc->text_limit), the sender's
+ * --rate-limit bucket, then the ring. A full ring is the --on-full policy's: drop-newest drops the record (received
+ * and dropped), block and drop-oldest leave it to the caller — a stream holds a copy and pauses, a request answers 503
+ * (the callers also ask the flusher to shed under drop-oldest: when and how often differs, so that stays theirs).
+ *
+ * What a record noticed (reserved `_`-keys, a level kept as sent) is counted by `taken` when the agent takes it and
+ * by nothing else, so a record moves exactly one fate counter plus, when taken, these two. */
+#include "ingest/admit.h"
+
+#include "ingest/ratelimit.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { RATE_SENDERS = 4096 };
+
+enum limit { LIM_INVALID, LIM_OVERSIZED, LIM_NOMEM, LIM_RATE, LIM_FULL, LIM_RESERVED, LIM_N };
+
+struct admit {
+    admit_kind kind;
+    const config *cfg;
+    ring *ring;
+    ingest_stats *st;
+    ratelimit *rl; /* --rate-limit; NULL when off */
+    log_limit lim[LIM_N];
+};
+
+admit *admit_new(admit_kind kind, const config *cfg, ring *r, ingest_stats *st)
+{
+    admit *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->kind = kind;
+    a->cfg = cfg;
+    a->ring = r;
+    a->st = st;
+    if (cfg->rate_limit_rps > 0 && !(a->rl = ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst, RATE_SENDERS))) {
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void admit_free(admit *a)
+{
+    if (!a)
+        return;
+    ratelimit_free(a->rl);
+    free(a);
+}
+
+/* Logs one event about from's record, at most every 10 s per kind of event. */
+static void note_log(admit *a, enum limit which, const admit_from *from, const char *what, size_t limit)
+{
+    int64_t suppressed = log_limit_check(&a->lim[which], 10000);
+    if (suppressed < 0)
+        return;
+    char who[128];
+    if (from->peer)
+        snprintf(who, sizeof who, "%s", from->peer);
+    else
+        snprintf(who, sizeof who, "pid=%d uid=%u comm=\"%s\"", from->src->pid, from->src->uid, from->src->comm);
+    char extra[280] = "";
+    if (from->detail)
+        snprintf(extra, sizeof extra, " error=\"%.200s\"", from->detail);
+    else if (limit)
+        snprintf(extra, sizeof extra, " limit=%zu", limit);
+    log_write(LOG_WARN, "\"%s\" %s%s suppressed=%lld", what, who, extra, (long long)suppressed);
+}
+
+/* The log text of each event, for each kind (the HTTP ones name HTTP: operators search for them). */
+static const char *text(const admit *a, enum limit which, int converted)
+{
+    int http = a->kind == ADMIT_REQUEST;
+    switch (which) {
+    case LIM_INVALID: return http ? "HTTP entry is not a record, skipped"
+                                  : "invalid record skipped (not a map, or no string message)";
+    case LIM_OVERSIZED:
+        if (http)
+            return "HTTP record too large, refused";
+        return converted ? "record too large once converted, skipped" : "record too large once encoded, skipped";
+    case LIM_NOMEM: return http ? "out of memory: HTTP record refused with 500 (the caller keeps it)"
+                                : "out of memory: record dropped";
+    case LIM_RATE: return http ? "HTTP sender over --rate-limit: records refused with 429"
+                               : "sender over --rate-limit: records dropped";
+    case LIM_FULL: return http ? "buffer full: HTTP record dropped (--on-full drop-newest)"
+                               : "buffer full: record dropped (--on-full drop-newest)";
+    default: return "reserved _-key dropped from a record";
+    }
+}
+
+/* The agent takes an encoded record (queued, held, or dropped at ingest): what it noticed is counted now, once. */
+static void taken(admit *a, const record_info *info, const admit_from *from)
+{
+    if (info->reserved_keys) {
+        stat_add(&a->st->reserved_key, info->reserved_keys);
+        if (from->client)
+            from->client->rejected += info->reserved_keys;
+        note_log(a, LIM_RESERVED, from, text(a, LIM_RESERVED, 0), 0);
+    }
+    if (info->level_unknown)
+        stat_add(&a->st->level_unknown, 1);
+}
+
+/* Dropped at ingest (received, then dropped with `reason`): the record is the agent's, so it was taken. */
+static admit_fate drop(admit *a, _Atomic uint64_t *reason, int encoded, const record_info *info,
+                       const admit_from *from, admit_fate fate)
+{
+    stat_add(reason, 1);
+    if (from->client)
+        from->client->dropped++;
+    if (encoded)
+        taken(a, info, from);
+    return fate;
+}
+
+/* Refused as the client's bad input. */
+static admit_fate reject(admit *a, _Atomic uint64_t *reason, const admit_from *from, admit_fate fate)
+{
+    stat_add(reason, 1);
+    if (from->client)
+        from->client->rejected++;
+    return fate;
+}
+
+/* Into the ring: 0, or -ENOBUFS when it has no room (or, for a request, socket ingest is waiting for room: clients
+ * already waiting get it first). */
+static int queue(admit *a, const uint8_t *data, size_t len)
+{
+    if (a->kind == ADMIT_REQUEST && stat_get(&a->st->paused_since_ns))
+        return -ENOBUFS;
+    void *p = ring_reserve(a->ring, len);
+    if (!p)
+        return -ENOBUFS;
+    memcpy(p, data, len);
+    stat_add(&a->st->received, 1); /* before commit: the flusher can never count it first */
+    ring_commit(a->ring, p);
+    return 0;
+}
+
+/* The ring had no room for an encoded record: the --on-full policy. */
+static admit_fate full(admit *a, const record_enc *enc, const record_info *info, const admit_from *from,
+                       uint8_t **held, size_t *held_len)
+{
+    if (a->cfg->on_full == FULL_DROP_NEWEST) {
+        note_log(a, LIM_FULL, from, text(a, LIM_FULL, 0), 0);
+        return drop(a, &a->st->dropped_full, 1, info, from, ADMIT_DROPPED_FULL);
+    }
+    if (a->kind == ADMIT_REQUEST) {
+        stat_add(&a->st->http.refused_full, 1);
+        note_log(a, LIM_FULL, from, "buffer full: HTTP record refused with 503 (the caller keeps it)", 0);
+        return ADMIT_FULL;
+    }
+    uint8_t *copy = malloc(enc->out_len);
+    if (!copy) {
+        note_log(a, LIM_NOMEM, from, text(a, LIM_NOMEM, 0), 0);
+        return drop(a, &a->st->dropped_nomem, 1, info, from, ADMIT_NOMEM);
+    }
+    memcpy(copy, enc->out, enc->out_len);
+    *held = copy;
+    *held_len = enc->out_len;
+    taken(a, info, from);
+    return ADMIT_HELD;
+}
+
+admit_fate admit_record(admit *a, const record_enc *enc, int rc, const record_info *info, const admit_from *from,
+                        uint8_t **held, size_t *held_len)
+{
+    int http = a->kind == ADMIT_REQUEST;
+    client_entry *ce = from->client;
+    if (ce) {
+        ce->bytes += from->wire;
+        ce->last_seen_ns = from->mono_ns;
+    }
+    if (rc == -ENOMEM) {
+        note_log(a, LIM_NOMEM, from, text(a, LIM_NOMEM, 0), 0);
+        return http ? ADMIT_NOMEM : drop(a, &a->st->dropped_nomem, 0, info, from, ADMIT_NOMEM);
+    }
+    if (rc == -EINVAL) {
+        note_log(a, LIM_INVALID, from, text(a, LIM_INVALID, 0), 0);
+        return reject(a, &a->st->invalid_record, from, ADMIT_INVALID);
+    }
+    if (rc < 0 || enc->out_len > enc->text_limit) { /* -E2BIG: its converted text alone is past the limit */
+        note_log(a, LIM_OVERSIZED, from, text(a, LIM_OVERSIZED, rc < 0), enc ? enc->text_limit : 0);
+        return reject(a, &a->st->oversized, from, ADMIT_OVERSIZED);
+    }
+    uint32_t sender = a->cfg->rate_limit_key == RATE_KEY_UID ? from->src->uid : (uint32_t)from->src->pid;
+    if (a->rl && !ratelimit_allow(a->rl, sender, from->mono_ns)) {
+        note_log(a, LIM_RATE, from, text(a, LIM_RATE, 0), 0);
+        if (!http)
+            return drop(a, &a->st->dropped_rate_limited, 1, info, from, ADMIT_RATE_LIMITED);
+        stat_add(&a->st->http.refused_rate_limited, 1);
+        return ADMIT_RATE_LIMITED;
+    }
+    if ((http && from->full) || queue(a, enc->out, enc->out_len) < 0)
+        return full(a, enc, info, from, held, held_len);
+    if (http)
+        stat_add(&a->st->http.records, 1);
+    if (ce)
+        ce->records++;
+    taken(a, info, from);
+    return ADMIT_QUEUED;
+}
+
+int admit_queue_held(admit *a, const uint8_t *data, size_t len, client_entry *client)
+{
+    if (queue(a, data, len) < 0)
+        return -ENOBUFS;
+    if (client)
+        client->records++;
+    return 0;
+}
