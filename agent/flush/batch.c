@@ -68,7 +68,7 @@ static int buf_make_room(batch *b, size_t need)
     int shared = buf_shared(b);
     if (need <= b->cap && !shared)
         return 0;
-    size_t cap = b->cap ? b->cap : BATCH_MIN_CAP;
+    size_t cap = b->cap ? b->cap : need > BATCH_MIN_CAP ? need : BATCH_MIN_CAP; /* first: exact (batch_reserve) */
     while (cap < need)
         cap *= 2;
     batch_buf *m;

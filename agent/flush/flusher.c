@@ -207,12 +207,13 @@ static void note_batch_size(flusher *f, const batch *b)
     f->hint_records = b->n > records ? b->n : records;
 }
 
-/* A new `cur`, sized by the hint (at most --batch-max-bytes). NULL when memory ran out. */
+/* A new `cur`, sized by the hint and an eighth more (records vary), at most --batch-max-bytes. NULL when memory
+ * ran out. */
 static batch *new_cur(flusher *f)
 {
     batch *b = batch_new(++f->next_id);
-    uint64_t max = LIVE(f, max_bytes);
-    if (b && batch_reserve(b, f->hint_bytes < max ? f->hint_bytes : (size_t)max, f->hint_records) < 0)
+    uint64_t max = LIVE(f, max_bytes), want = f->hint_bytes + f->hint_bytes / 8;
+    if (b && batch_reserve(b, want < max ? (size_t)want : (size_t)max, f->hint_records) < 0)
         f->hint_bytes = f->hint_records = 0; /* memory is short: let batch_add grow it as records come */
     return b;
 }
