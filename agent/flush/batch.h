@@ -1,10 +1,21 @@
 /* batch.h — a BatchWriteLogsRequest being assembled from already-encoded WriteLogRequest records.
  *
  * The body is `repeated WriteLogRequest entries = 1` framed by hand (tag, length, bytes), so adding a record
- * is one memcpy; the trailer (agent_id, batch_id) is written by batch_payload at send time. The batch also
- * remembers where each entry sits, so unary mode and partial rejects can address entries one by one.
- * A batch is owned by exactly one stage at a time (flusher while building or retrying, upstream while in
- * flight); nothing in it is shared. */
+ * is one memcpy (the only copy of a record's bytes on the flush side: ring -> batch); the trailer (agent_id,
+ * batch_id) is written once, by batch_request, into the room kept after the entries, so the whole request is
+ * one contiguous run of the batch's own buffer and gRPC sends it from there. The batch also remembers where
+ * each entry sits, so unary mode and partial rejects can address entries one by one.
+ *
+ * Ownership. A batch (the struct, its entry index, its unary state) is owned by exactly one stage at a time
+ * (flusher while building or retrying, upstream while in flight); nothing in it is shared. Its bytes live in a
+ * batch_buf, reference-counted: the batch holds one reference, and every gRPC slice made from them holds
+ * another (batch_buf_hold, released by the slice's destroy callback through batch_buf_release, on whichever
+ * thread gRPC drops it — possibly after the call's done callback, after the batch was freed, evicted or
+ * re-sent). So a retried batch re-sends the same bytes while an earlier call's slice may still exist, and
+ * freeing or evicting the batch never frees bytes gRPC still reads. The rule that makes sharing safe: bytes a
+ * slice may cover are never written again. batch_add into a shared buffer first moves the batch to a private
+ * copy (never happens on the paths of flusher.c: only `cur` is added to, and it is never sent before it leaves
+ * `cur`); the trailer is written only into the room past the entries, which no slice covers before it exists. */
 #ifndef LOGAGENT_BATCH_H
 #define LOGAGENT_BATCH_H
 
@@ -22,9 +33,14 @@ typedef struct batch_call {
 } batch_call;
 #define BATCH_WHOLE UINT32_MAX
 
+/* A batch's bytes (batch.c): refcounted so that gRPC slices can share them (see the top of this file). */
+typedef struct batch_buf batch_buf;
+
 typedef struct batch {
-    uint8_t *buf;     /* framed entries */
-    size_t len, cap;
+    uint8_t *buf;     /* framed entries (inside mem; NULL when there is none) */
+    size_t len, cap;  /* entries' bytes; room in buf (entries and the trailer) */
+    size_t tlen;      /* trailer bytes written at buf + len by batch_request (0: not yet) */
+    batch_buf *mem;   /* the batch's reference to its bytes */
     uint32_t *off;    /* per entry: offset of its WriteLogRequest bytes in buf */
     uint32_t *elen;   /* per entry: their length */
     size_t n, ncap;
@@ -40,7 +56,7 @@ typedef struct batch {
     unsigned pending;     /* unary: calls not yet completed */
     uint8_t *state;       /* unary: per-entry outcome (batch_entry_state) */
     int spooled;          /* has a frame in the spool (ref), held there until its fate is settled */
-    int evicted;          /* spooled and its bytes freed from memory: batch_load before sending */
+    int evicted;          /* spooled and its bytes freed from memory: read back (batch_load_begin/end) before sending */
     spool_ref ref;
     batch_call whole;     /* call argument in batch mode */
     batch_call *calls;    /* call arguments in unary mode, one per entry */
@@ -50,20 +66,30 @@ typedef struct batch {
 enum batch_entry_state { ENTRY_OK = 0, ENTRY_RETRY = 1, ENTRY_DROP = 2 };
 
 batch *batch_new(uint64_t id);
+/* Frees the batch and drops its reference to its bytes (freed now, or when gRPC drops the last slice). */
 void batch_free(batch *b);
+
+/* Makes room for `bytes` of entries (plus the trailer) and `records` entries, so that batch_add does not grow
+ * the buffer on the way (one allocation per batch instead of a doubling realloc chain). Returns 0 or -ENOMEM
+ * (batch unchanged). */
+int batch_reserve(batch *b, size_t bytes, size_t records);
 
 /* Bytes the batch's request would have with one more entry of `len` bytes (trailer not counted). */
 size_t batch_size_with(const batch *b, size_t len);
 
-/* Appends one encoded WriteLogRequest. Returns 0 or -ENOMEM (batch unchanged). */
+/* Appends one encoded WriteLogRequest (the trailer, if written, is dropped: batch_request writes it again).
+ * Returns 0 or -ENOMEM (batch unchanged). */
 int batch_add(batch *b, const void *rec, size_t len);
 
-/* Frees the entries' memory of a spooled batch (n, len and ref stay). */
+/* Drops the batch's entries from memory (a spooled batch: n, len and ref stay); gRPC keeps what it holds. */
 void batch_evict(batch *b);
 
-/* Restores entries from their framed bytes (as batch->buf holds them). Returns 0, -EINVAL if they don't parse, or
- * -ENOMEM. */
-int batch_load(batch *b, const uint8_t *framed, size_t len);
+/* Reading an evicted batch back from the spool, without a copy: batch_load_begin gives a new private buffer
+ * for the batch's `len` framed bytes (as batch->buf holds them; room for the trailer kept), the caller reads
+ * them into it, and batch_load_end indexes the entries where they lie. begin returns NULL when memory ran out;
+ * end returns 0, or -EINVAL when the bytes do not parse as b->n entries (or -ENOMEM). */
+uint8_t *batch_load_begin(batch *b, size_t len);
+int batch_load_end(batch *b);
 
 /* Entry i's WriteLogRequest bytes. */
 static inline const uint8_t *batch_entry(const batch *b, size_t i, size_t *len)
@@ -72,8 +98,15 @@ static inline const uint8_t *batch_entry(const batch *b, size_t i, size_t *len)
     return b->buf + b->off[i];
 }
 
-/* Writes the complete BatchWriteLogsRequest (entries + agent_id + batch_id) into a new malloc'd buffer that
- * the caller owns. Returns NULL on allocation failure. */
-uint8_t *batch_payload(const batch *b, const char *agent_id, size_t *len);
+/* The complete BatchWriteLogsRequest (entries + agent_id + batch_id): b's own bytes, the trailer written past
+ * the entries the first time (the same bytes every later time: agent_id and id do not change). The pointer is
+ * b->buf; it stays valid while a reference to b->mem is held. Returns NULL on allocation failure. */
+const uint8_t *batch_request(batch *b, const char *agent_id, size_t *len);
+
+/* A new reference to b's bytes (b must have some: after batch_request, or for an entry of a loaded batch), for
+ * a gRPC slice to own. Pass it to batch_buf_release when done; its type fits a slice's destroy callback. */
+void *batch_buf_hold(batch *b);
+/* Drops one reference (any thread); the last one frees the bytes. */
+void batch_buf_release(void *mem);
 
 #endif

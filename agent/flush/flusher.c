@@ -14,7 +14,15 @@
  * kept sorted by batch id.
  *
  * Wake-ups: the flusher arms its doorbell at the top of every turn, so a ring from ingest (new records) or
- * from the reaper (a slot or a retry freed) between its decision and its wait is never lost. */
+ * from the reaper (a slot or a retry freed) between its decision and its wait is never lost.
+ *
+ * Bytes: a record is copied once here, from the ring into `cur` (allocated at the size of the recent batches:
+ * note_batch_size), and never again: send_batch hands gRPC the batch's own bytes (batch_request) with a
+ * reference to them that the slice owns (batch_buf_hold; upstream.h), one per unary call too; in OTLP mode the
+ * converted request is a buffer of its own that the slice frees. A batch may be retried, evicted, spilled or
+ * freed while gRPC still holds an earlier call's slice: its bytes live until both are done (batch.h has the
+ * rules, docs/architecture.md "The flush side" the table). An evicted batch is read back from the spool
+ * straight into its new buffer (reload). */
 #include "flush/flusher_internal.h"
 #include "common/clock.h"
 
@@ -88,16 +96,15 @@ static void call_failed_to_start(flusher *f, batch_call *c)
     flusher_call_done(f, c, &r);
 }
 
-/* Reads an evicted batch back from the spool. On failure (a frame that no longer passes its CRC) the batch is
- * dropped, counted dropped_spool_corrupt, and -EIO returned. */
+/* Reads an evicted batch back from the spool, straight into the batch's new buffer. On failure (a frame that no
+ * longer passes its CRC) the batch is dropped, counted dropped_spool_corrupt, and -EIO returned. */
 static int reload(flusher *f, batch *b)
 {
     size_t plen = b->len, n = b->n;
-    uint8_t *buf = malloc(b->len ? b->len : 1);
-    int rc = buf ? spool_read(f->sp, &b->ref, buf) : -ENOMEM;
+    uint8_t *dst = batch_load_begin(b, b->len);
+    int rc = dst ? spool_read(f->sp, &b->ref, dst) : -ENOMEM;
     if (rc == 0)
-        rc = batch_load(b, buf, b->len);
-    free(buf);
+        rc = batch_load_end(b);
     if (rc == 0)
         return 0;
     log_write(LOG_ERROR, "\"spooled batch unreadable: dropped\" batch_id=%llu records=%u error=%d",
@@ -113,7 +120,36 @@ static int reload(flusher *f, batch *b)
     return -EIO;
 }
 
-/* Sends b (already counted in flight) as one BatchWriteLogs call, or as one WriteLog per entry. */
+/* OTLP's request is a buffer of its own: the slice owns it and frees it. */
+static void free_payload(void *p) { free(p); }
+
+/* Starts b's whole-batch call: the batch's own bytes (a reference handed to gRPC), or, in OTLP mode, the request
+ * converted from them. */
+static void send_whole(flusher *f, batch *b)
+{
+    size_t len = 0;
+    int err = 0;
+    b->whole = (batch_call){b, BATCH_WHOLE};
+    if (f->otlp) {
+        uint8_t *req = otlp_payload(f->otlp, b, b->observed_ns ? b->observed_ns : clock_real_ns(), &len, &err);
+        if (err == -EINVAL) { /* cannot happen with entries record.c made; if it does, never retried in a loop */
+            upstream_reply r = {.status = STATUS_INTERNAL, .details = "batch entries do not decode (OTLP conversion)",
+                                .retry_after_ms = -1};
+            flusher_call_done(f, &b->whole, &r);
+        } else if (!req || upstream_call(f->up, M_BATCH, req, len, free_payload, req, (int64_t)f->cfg.rpc_timeout_ms,
+                                         &b->whole) < 0) {
+            call_failed_to_start(f, &b->whole);
+        }
+        return;
+    }
+    const uint8_t *req = batch_request(b, f->agent_id, &len);
+    if (!req || upstream_call(f->up, M_BATCH, req, len, batch_buf_release, batch_buf_hold(b),
+                              (int64_t)f->cfg.rpc_timeout_ms, &b->whole) < 0)
+        call_failed_to_start(f, &b->whole);
+}
+
+/* Sends b (already counted in flight) as one BatchWriteLogs call, or as one WriteLog per entry. Either way gRPC
+ * sends b's bytes where they are, each slice holding a reference to them (batch.h). */
 static void send_batch(flusher *f, batch *b, int unary)
 {
     if (b->evicted && reload(f, b) < 0)
@@ -123,20 +159,7 @@ static void send_batch(flusher *f, batch *b, int unary)
     b->sent_ns = clock_mono_ns();
     b->unary = unary;
     if (!unary) {
-        size_t len;
-        int err = 0;
-        uint8_t *payload = f->otlp ? otlp_payload(f->otlp, b, b->observed_ns ? b->observed_ns : clock_real_ns(), &len, &err)
-                                   : batch_payload(b, f->agent_id, &len);
-        b->whole = (batch_call){b, BATCH_WHOLE};
-        if (err == -EINVAL) { /* cannot happen with entries record.c made; if it does, never retried in a loop */
-            upstream_reply r = {.status = STATUS_INTERNAL, .details = "batch entries do not decode (OTLP conversion)",
-                                .retry_after_ms = -1};
-            flusher_call_done(f, &b->whole, &r);
-            return;
-        }
-        if (!payload || upstream_call(f->up, M_BATCH, payload, len, (int64_t)f->cfg.rpc_timeout_ms, &b->whole) < 0)
-            call_failed_to_start(f, &b->whole);
-        free(payload);
+        send_whole(f, b);
         return;
     }
     free(b->state);
@@ -155,7 +178,8 @@ static void send_batch(flusher *f, batch *b, int unary)
         size_t len;
         const uint8_t *e = batch_entry(b, i, &len);
         b->calls[i] = (batch_call){b, (uint32_t)i};
-        if (upstream_call(f->up, M_UNARY, e, len, (int64_t)f->cfg.rpc_timeout_ms, &b->calls[i]) < 0)
+        if (upstream_call(f->up, M_UNARY, e, len, batch_buf_release, batch_buf_hold(b), (int64_t)f->cfg.rpc_timeout_ms,
+                          &b->calls[i]) < 0)
             call_failed_to_start(f, &b->calls[i]);
     }
     pthread_mutex_lock(&f->mu);
@@ -173,6 +197,27 @@ static void maybe_space(flusher *f)
         f->on_space(f->space_arg);
 }
 
+/* The next batch is allocated at the size of the recent ones, so that it is one allocation filled in place
+ * rather than a chain of doubling reallocs (each a copy): the hint follows the largest recent batch, decaying by
+ * an eighth per batch. Called as `cur` leaves (sent or sealed). Flusher thread. */
+static void note_batch_size(flusher *f, const batch *b)
+{
+    size_t bytes = f->hint_bytes - f->hint_bytes / 8, records = f->hint_records - f->hint_records / 8;
+    f->hint_bytes = b->len > bytes ? b->len : bytes;
+    f->hint_records = b->n > records ? b->n : records;
+}
+
+/* A new `cur`, sized by the hint and an eighth more (records vary), at most --batch-max-bytes. NULL when memory
+ * ran out. */
+static batch *new_cur(flusher *f)
+{
+    batch *b = batch_new(++f->next_id);
+    uint64_t max = LIVE(f, max_bytes), want = f->hint_bytes + f->hint_bytes / 8;
+    if (b && batch_reserve(b, want < max ? (size_t)want : (size_t)max, f->hint_records) < 0)
+        f->hint_bytes = f->hint_records = 0; /* memory is short: let batch_add grow it as records come */
+    return b;
+}
+
 /* Moves committed records from the ring into cur until it is full, the batch budget is used up (batches in
  * flight and waiting to retry count against it), or the ring is empty. */
 static uint64_t pull(flusher *f)
@@ -181,7 +226,7 @@ static uint64_t pull(flusher *f)
     uint64_t held = f->acct.held_bytes;
     pthread_mutex_unlock(&f->mu);
     if (!f->cur) {
-        f->cur = batch_new(++f->next_id);
+        f->cur = new_cur(f);
         f->cur_full = 0;
         if (!f->cur)
             return 0;
@@ -388,6 +433,7 @@ static void seal(flusher *f, int64_t now)
     }
     b->spooled = 1;
     b->ref = ref;
+    note_batch_size(f, b);
     pthread_mutex_lock(&f->mu);
     f->acct.batching -= b->n;
     f->cur = NULL;
@@ -411,6 +457,7 @@ static batch *next_to_send_locked(flusher *f, int64_t now)
         b = f->cur;
         f->cur = NULL;
         f->acct.batching -= b->n;
+        note_batch_size(f, b);
     }
     if (b && b->attempt == 0 && f->shed_attempt > 0) { /* takes over the backoff of a shed batch */
         b->attempt = f->shed_attempt;

@@ -3,7 +3,8 @@
  *
  * flusher.c runs the flusher thread (building, sending, sealing, shedding) and the lifecycle; outcome.c runs on the
  * upstream reaper thread and decides what a finished call means for its batch. Both reach the retry queue and the
- * accounting under `mu`. The public interface stays flusher.h. */
+ * accounting under `mu`. The public interface stays flusher.h. A batch's bytes may outlive the batch in a gRPC
+ * slice (batch.h: refcounted, never written once shared). */
 #ifndef LOGAGENT_FLUSHER_INTERNAL_H
 #define LOGAGENT_FLUSHER_INTERNAL_H
 
@@ -45,6 +46,7 @@ struct flusher {
     batch *cur;
     int cur_full;
     uint64_t next_id;
+    size_t hint_bytes, hint_records; /* the size to allocate the next `cur` at (note_batch_size) */
 
     pthread_mutex_t mu; /* everything below */
     pthread_cond_t cv;  /* in-flight count went down */

@@ -5,7 +5,10 @@
  * The conversion is done at send time from the batch's bytes (the ring, the batch and the spool keep holding
  * WriteLogRequest entries, so retries, spooling and accounting are the same code in both modes). docs/interop.md (OpenTelemetry)
  * has the mapping table. An otlp_exporter is read-only once made: the flusher thread and the reaper may use it
- * at once. */
+ * at once.
+ *
+ * The request is a new buffer (the conversion is the one copy of OTLP mode): the flusher hands it to
+ * upstream_call with `free` as its release, so the gRPC slice owns it and frees it when gRPC is done. */
 #ifndef LOGAGENT_OTLP_H
 #define LOGAGENT_OTLP_H
 

@@ -10,7 +10,11 @@
  * when a call could not start (or its payload could not be made) and for send_batch's unary guard. It is apart
  * from flusher.c because it is the other thread's half: it never touches the batch being built or the ring, only
  * the batch it was handed, the retry queue, the spool (dead letters, frames of entries to retry) and the
- * counters. */
+ * counters.
+ *
+ * A finished call's slice may still hold the batch's bytes (gRPC drops it when it is done: batch.h), so this file
+ * only reads them: entries to retry or dead-letter are copied into new batches (rare paths), and the batch itself
+ * is requeued (re-sent as it is), evicted or freed — never written to. */
 #include "flush/flusher_internal.h"
 #include "common/clock.h"
 

@@ -67,7 +67,8 @@ int spool_replay_next(spool *sp, spool_ref *ref);
  * and the fdatasync's error under --spool-fsync always). On failure nothing of the frame is left in the file. */
 int spool_append(spool *sp, uint64_t id, uint32_t n, const uint8_t *payload, size_t len, spool_ref *ref);
 
-/* Reads a batch's payload (ref->len bytes) into buf, checking its CRC. Returns 0, -EIO on a bad CRC, or -errno. */
+/* Reads a batch's payload (ref->len bytes) into buf, checking its CRC. The flusher reads it straight into the
+ * batch's new buffer (batch_load_begin), which gRPC then sends as it is. Returns 0, -EIO on a bad CRC, or -errno. */
 int spool_read(spool *sp, const spool_ref *ref, uint8_t *buf);
 
 /* One batch of segment `seg` is settled (delivered, dropped or dead-lettered): deletes the segment when it was

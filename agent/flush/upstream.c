@@ -2,7 +2,12 @@
  *
  * Every call is one batch of the six client ops; its context holds everything the completion needs, so the
  * reaper thread owns the context from grpc_call_start_batch on (stack.md pitfall 5: never touch it after
- * starting the batch). Live calls sit on a list under a mutex only so that shutdown can cancel them. */
+ * starting the batch). Live calls sit on a list under a mutex only so that shutdown can cancel them.
+ *
+ * Request bytes: grpc_slice_new_with_user_data points a slice at the caller's bytes with the caller's
+ * reference as its user data; the byte buffer takes a reference to the slice, the call holds the byte buffer
+ * until ucall_free, and chttp2 may hold the slice a little longer (until its write completes): the release
+ * runs when the last of these goes, on that thread. No byte of a request is copied here. */
 #include "flush/upstream.h"
 
 #include "flush/retry.h"
@@ -303,11 +308,24 @@ upstream *upstream_new(const upstream_config *cfg, char *err, size_t errlen)
     return u;
 }
 
-int upstream_call(upstream *u, int m, const uint8_t *req, size_t len, int64_t timeout_ms, void *call_arg)
+/* The slice gRPC sends: req's bytes themselves, owning the caller's reference (released when gRPC unrefs it). */
+static grpc_slice request_slice(const uint8_t *req, size_t len, upstream_release_fn release, void *owner)
+{
+    if (len == 0) { /* nothing to point at: no reference to keep */
+        release(owner);
+        return grpc_empty_slice();
+    }
+    return grpc_slice_new_with_user_data((void *)req, len, release, owner);
+}
+
+int upstream_call(upstream *u, int m, const uint8_t *req, size_t len, upstream_release_fn release, void *owner,
+                  int64_t timeout_ms, void *call_arg)
 {
     ucall *c = calloc(1, sizeof *c);
-    if (!c)
+    if (!c) {
+        release(owner);
         return -ENOMEM;
+    }
     gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
     c->call = grpc_channel_create_registered_call(u->channel, NULL, GRPC_PROPAGATE_DEFAULTS, u->cq,
                                                   u->method_handle[m], deadline, NULL);
@@ -315,10 +333,8 @@ int upstream_call(upstream *u, int m, const uint8_t *req, size_t len, int64_t ti
     c->details = grpc_empty_slice();
     grpc_metadata_array_init(&c->initial_md);
     grpc_metadata_array_init(&c->trailing_md);
-    grpc_slice s = grpc_slice_malloc(len);
-    if (len)
-        memcpy(GRPC_SLICE_START_PTR(s), req, len);
-    c->send = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice s = request_slice(req, len, release, owner);
+    c->send = grpc_raw_byte_buffer_create(&s, 1); /* takes its own reference to s: ours goes */
     grpc_slice_unref(s);
 
     grpc_op ops[6];

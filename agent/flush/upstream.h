@@ -1,9 +1,14 @@
 /* upstream.h — the gRPC side: one channel, one completion queue, one thread that reaps completions.
  *
- * Callers hand over an encoded request (copied into a gRPC slice) and an opaque argument; when the call
- * ends — OK, failed, deadline, or cancelled — the done callback runs on the upstream thread with the
- * status and the response bytes. The callback is called exactly once per call that upstream_call accepted
- * (returned 0), and never for one it refused. */
+ * Callers hand over an encoded request and an opaque argument; when the call ends — OK, failed, deadline, or
+ * cancelled — the done callback runs on the upstream thread with the status and the response bytes. The
+ * callback is called exactly once per call that upstream_call accepted (returned 0), and never for one it
+ * refused.
+ *
+ * The request is not copied: gRPC sends it from the caller's bytes, through a slice that owns one reference to
+ * them (`owner`, released with `release`). upstream_call takes that reference over in every case; gRPC calls
+ * release(owner) once, on whichever thread drops the slice last — which may be after the done callback —, and
+ * upstream_call calls it itself when the call cannot start. Until then the bytes must not change. */
 #ifndef LOGAGENT_UPSTREAM_H
 #define LOGAGENT_UPSTREAM_H
 
@@ -44,8 +49,14 @@ typedef struct upstream_config {
  * in err. */
 upstream *upstream_new(const upstream_config *cfg, char *err, size_t errlen);
 
-/* Starts a unary call of method index `m` (0 or 1 in cfg->methods). Returns 0, or -errno. */
-int upstream_call(upstream *u, int m, const uint8_t *req, size_t len, int64_t timeout_ms, void *call_arg);
+/* Releases one reference to a request's bytes (see the top of this file). */
+typedef void (*upstream_release_fn)(void *owner);
+
+/* Starts a unary call of method index `m` (0 or 1 in cfg->methods) sending req[0..len), whose reference `owner`
+ * it takes over (released with `release` when gRPC is done with the bytes, or before returning on failure).
+ * Returns 0, or -errno. */
+int upstream_call(upstream *u, int m, const uint8_t *req, size_t len, upstream_release_fn release, void *owner,
+                  int64_t timeout_ms, void *call_arg);
 
 /* Cancels every call in flight (each still gets its done callback, with CANCELLED). Any thread. */
 void upstream_cancel_all(upstream *u);
