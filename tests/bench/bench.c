@@ -450,7 +450,8 @@ static double process_cpu_seconds(void)
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) < 0)
         return 0;
-    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 /* Sums what the socket workers measured of their write loops into m. */
