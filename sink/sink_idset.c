@@ -1,15 +1,19 @@
 /* sink_idset: the log_id set behind the sink's unique/duplicate counters.
- * DESIGN: two open-addressing tables (power of two, linear probing, at most 3/4 full, doubled past that).
- *  - hex: a key of exactly 32 lowercase hex digits (what liblogagent and logagentd generate) is stored as
- *    its 128-bit value, 16 bytes a slot, nothing else: exact, and memory is what costs most here (first
- *    touch of a page is slow, and a million ids must fit easily). Value 0 marks an empty slot; the key
- *    "000…0" itself is kept in a flag.
- *  - any other key: a slot holds its 64-bit hash and a pointer to [uint32 length][bytes] in an
- *    append-only arena of chunks that never move. A NULL pointer marks an empty slot.
- * Inserting many keys at once hashes them all first and prefetches slots a few keys ahead, so the
- * cache misses of random slots overlap. Tables of TABLE_MMAP_MIN bytes and more come from
- * mmap(MAP_POPULATE): on the VMs we run on, faulting a table in at once costs ~3 us a page against
- * ~15-20 us a page when random inserts touch it page by page. There is no removal. */
+ * DESIGN: exact (keys are compared, never just hashed), and as cheap as possible while calls come in,
+ * because the sink shares the machine with the agent the benchmark measures. Two kinds of keys:
+ *  - hex: a key of exactly 32 lowercase hex digits (what liblogagent and logagentd generate) is parsed
+ *    to its 128-bit value (a table lookup per digit) and appended to a log of 16-byte values. Nothing
+ *    is looked up while calls come in: idset_count sorts the log (LSD radix sort on the high half,
+ *    11 bits a pass, passes where every key has the same digit skipped; then runs of an equal high half
+ *    by the low half), drops the repeats and keeps the sorted unique values as the log's first segment,
+ *    so the counters are exact whenever they are read (the summary at exit, SIGUSR1). Sorting is
+ *    linear in the log's length and touches memory in order; a hash table touches a random slot per
+ *    key, and on the VMs we run on a cold page costs tens of microseconds.
+ *  - any other key: an open-addressing table (power of two, linear probing, at most 3/4 full, doubled
+ *    past that) of 64-bit hashes and pointers to [uint32 length][bytes] in an append-only arena of
+ *    chunks that never move; a NULL pointer marks an empty slot. Checked at once, as before.
+ * The log's segments and the sort's buffers are anonymous mappings marked MADV_HUGEPAGE: a 2 MiB page
+ * is faulted in once where 512 small pages would each fault. There is no removal. */
 #include "sink_idset.h"
 
 #include <errno.h>
@@ -19,11 +23,21 @@
 
 #define IDSET_INITIAL_SLOTS 4096u
 #define IDSET_CHUNK_BYTES (1u << 20)
-#define IDSET_PREFETCH_AHEAD 16
 #define TABLE_MMAP_MIN (1u << 20)
+#define SEGMENT_KEYS ((size_t)1 << 18) /* 4 MiB of 16-byte values per log segment */
+#define RADIX_BITS 11
+#define RADIX_BUCKETS (1u << RADIX_BITS)
+#define RADIX_PASSES ((64 + RADIX_BITS - 1) / RADIX_BITS)
+#define RADIX_MIN 4096 /* fewer keys than this are sorted with qsort */
 
-struct hex_slot {
-	uint64_t hi, lo; /* both 0: empty */
+struct hex_key {
+	uint64_t hi, lo;
+};
+
+/* A run of hex values: the sorted unique ones (first segment after a count) or appended ones. */
+struct segment {
+	struct hex_key *keys; /* a mapping of map_bytes */
+	size_t n, cap, map_bytes;
 };
 
 struct str_slot {
@@ -37,39 +51,201 @@ struct idset_chunk {
 	unsigned char data[];
 };
 
-/* One key of an idset_add_many call, prepared: its kind, value or hash, home slot. */
-struct prepared {
-	int hex;
-	uint64_t hi, lo;  /* hex value */
-	uint64_t hash;    /* other keys */
-};
-
 struct idset {
-	struct hex_slot *hex;
-	size_t hex_mask;
-	uint64_t hex_count; /* excluding the zero key */
-	int has_zero;
+	struct segment *segs;  /* the hex log, oldest first */
+	size_t n_segs, segs_cap;
+	size_t n_hex;          /* values in the log */
+	size_t n_sorted;       /* the first n_sorted values (segment 0) are sorted and unique */
 	struct str_slot *str;
 	size_t str_mask;
 	uint64_t str_count;
 	struct idset_chunk *chunks; /* newest first */
-	struct prepared *prep;      /* scratch for idset_add_many */
-	size_t prep_cap;
 };
 
-/* ---- hashing ---- */
+/* ---- memory ---- */
 
-static uint64_t mix64(uint64_t h)
+/* Zeroed memory of at least bytes, from mmap (huge pages asked for); NULL when out of memory. The size
+ * actually mapped goes to *mapped. */
+static void *map_zeroed(size_t bytes, size_t *mapped)
 {
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
-	return h;
+	size_t n = (bytes + 4095) & ~(size_t)4095;
+	void *p = mmap(NULL, n ? n : 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+#ifdef MADV_HUGEPAGE
+	(void)madvise(p, n ? n : 4096, MADV_HUGEPAGE); /* a hint: without it small pages do */
+#endif
+	*mapped = n ? n : 4096;
+	return p;
 }
 
-/* 64-bit hash of a byte string: 8-byte words folded with multiply/rotate, then mix64. */
+static void unmap(void *p, size_t mapped)
+{
+	if (p)
+		munmap(p, mapped);
+}
+
+/* ---- hex keys ---- */
+
+/* Each lowercase hex digit's value plus one; 0 for every other byte. */
+static const unsigned char hex_digit[256] = {
+	['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8,
+	['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
+/* Parses 16 lowercase hex digits; returns 0 or -1. No branch per digit. */
+static int parse_hex16(const unsigned char *p, uint64_t *v)
+{
+	uint64_t r = 0;
+	unsigned ok = 1;
+	for (int i = 0; i < 16; i++) {
+		unsigned d = hex_digit[p[i]];
+		ok &= d != 0;
+		r = (r << 4) | ((d - 1) & 15);
+	}
+	*v = r;
+	return ok ? 0 : -1;
+}
+
+/* Appends one value to the log. Returns 0 or -ENOMEM. */
+static int log_append(struct idset *s, struct hex_key k)
+{
+	struct segment *last = s->n_segs ? &s->segs[s->n_segs - 1] : NULL;
+	if (!last || last->n == last->cap) {
+		if (s->n_segs == s->segs_cap) {
+			size_t cap = s->segs_cap ? s->segs_cap * 2 : 16;
+			struct segment *ns = realloc(s->segs, cap * sizeof *ns);
+			if (!ns)
+				return -ENOMEM;
+			s->segs = ns;
+			s->segs_cap = cap;
+		}
+		last = &s->segs[s->n_segs];
+		last->keys = map_zeroed(SEGMENT_KEYS * sizeof *last->keys, &last->map_bytes);
+		if (!last->keys)
+			return -ENOMEM;
+		last->n = 0;
+		last->cap = SEGMENT_KEYS;
+		s->n_segs++;
+	}
+	last->keys[last->n++] = k;
+	s->n_hex++;
+	return 0;
+}
+
+/* ---- sorting the log ---- */
+
+static int key_cmp(const void *a, const void *b)
+{
+	const struct hex_key *x = a, *y = b;
+	if (x->hi != y->hi)
+		return x->hi < y->hi ? -1 : 1;
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+static unsigned digit(uint64_t v, int pass)
+{
+	return (unsigned)(v >> (pass * RADIX_BITS)) & (RADIX_BUCKETS - 1);
+}
+
+/* Every segment's values, in order, into dst (room for s->n_hex); frees the segments. */
+static void log_gather(struct idset *s, struct hex_key *dst)
+{
+	for (size_t i = 0; i < s->n_segs; i++) {
+		memcpy(dst, s->segs[i].keys, s->segs[i].n * sizeof *dst);
+		dst += s->segs[i].n;
+		unmap(s->segs[i].keys, s->segs[i].map_bytes);
+	}
+	s->n_segs = 0;
+}
+
+/* One radix pass of src[0..n) into dst by digit `pass` of hi, using that digit's histogram. */
+static void radix_pass(const struct hex_key *src, struct hex_key *dst, size_t n, int pass, size_t *hist)
+{
+	size_t sum = 0;
+	for (unsigned b = 0; b < RADIX_BUCKETS; b++) {
+		size_t c = hist[b];
+		hist[b] = sum;
+		sum += c;
+	}
+	for (size_t i = 0; i < n; i++)
+		dst[hist[digit(src[i].hi, pass)]++] = src[i];
+}
+
+/* Sorts a[0..n) by hi with tmp (room for n) as the other buffer; returns whichever holds the result. */
+static struct hex_key *radix_sort_hi(struct hex_key *a, struct hex_key *tmp, size_t n)
+{
+	size_t *hist = calloc((size_t)RADIX_PASSES * RADIX_BUCKETS, sizeof *hist);
+	if (!hist) {
+		qsort(a, n, sizeof *a, key_cmp); /* slower, same result */
+		return a;
+	}
+	for (size_t i = 0; i < n; i++)
+		for (int p = 0; p < RADIX_PASSES; p++)
+			hist[(size_t)p * RADIX_BUCKETS + digit(a[i].hi, p)]++;
+	struct hex_key *src = a, *dst = tmp;
+	for (int p = 0; p < RADIX_PASSES; p++) {
+		size_t *h = hist + (size_t)p * RADIX_BUCKETS;
+		if (h[digit(src[0].hi, p)] == n)
+			continue; /* every key has this digit: the pass would change nothing */
+		radix_pass(src, dst, n, p, h);
+		struct hex_key *t = src;
+		src = dst;
+		dst = t;
+	}
+	free(hist);
+	return src;
+}
+
+/* Sorts runs of an equal hi by lo, then drops repeats. Returns the number of unique values left. */
+static size_t sort_runs_and_dedup(struct hex_key *a, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+		while (j < n && a[j].hi == a[i].hi)
+			j++;
+		if (j - i > 1)
+			qsort(a + i, j - i, sizeof *a, key_cmp);
+		i = j;
+	}
+	size_t u = 0;
+	for (size_t i = 0; i < n; i++)
+		if (u == 0 || a[i].hi != a[u - 1].hi || a[i].lo != a[u - 1].lo)
+			a[u++] = a[i];
+	return u;
+}
+
+/* Sorts the whole log and keeps its unique values as one segment. Returns 0 or -ENOMEM (log unchanged).
+ * Memory: the log plus one copy while gathering, then two copies while sorting (the log is gone by then). */
+static int log_settle(struct idset *s)
+{
+	if (s->n_sorted == s->n_hex)
+		return 0;
+	size_t n = s->n_hex, a_bytes, t_bytes = 0;
+	struct hex_key *a = map_zeroed(n * sizeof *a, &a_bytes);
+	if (!a)
+		return -ENOMEM;
+	log_gather(s, a);
+	struct hex_key *tmp = n >= RADIX_MIN ? map_zeroed(n * sizeof *tmp, &t_bytes) : NULL;
+	struct hex_key *sorted = a;
+	if (tmp)
+		sorted = radix_sort_hi(a, tmp, n);
+	else
+		qsort(a, n, sizeof *a, key_cmp); /* few keys, or no memory for the radix sort's second buffer */
+	size_t u = sort_runs_and_dedup(sorted, n);
+	if (sorted == a)
+		unmap(tmp, t_bytes);
+	else
+		unmap(a, a_bytes);
+	s->segs[0] = (struct segment){sorted, u, u, sorted == a ? a_bytes : t_bytes}; /* segs_cap >= 1 */
+	s->n_segs = 1;
+	s->n_hex = s->n_sorted = u;
+	return 0;
+}
+
+/* ---- other keys ---- */
+
+/* 64-bit hash of a byte string: 8-byte words folded with multiply/rotate, then a final mix. */
 static uint64_t str_hash(const unsigned char *p, size_t len)
 {
 	uint64_t h = 0x9e3779b97f4a7c15ull ^ (len * 0xff51afd7ed558ccdull);
@@ -84,40 +260,14 @@ static uint64_t str_hash(const unsigned char *p, size_t len)
 	uint64_t tail = 0;
 	if (len)
 		memcpy(&tail, p, len);
-	return mix64(h ^ (tail * 0x4cf5ad432745937full));
+	h ^= tail * 0x4cf5ad432745937full;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return h;
 }
-
-static uint64_t hex_hash(uint64_t hi, uint64_t lo)
-{
-	return mix64(hi ^ mix64(lo));
-}
-
-/* Parses 16 lowercase hex digits; returns 0 or -1. */
-static int parse_hex16(const unsigned char *p, uint64_t *v)
-{
-	uint64_t r = 0;
-	for (int i = 0; i < 16; i++) {
-		unsigned c = p[i], d;
-		if (c - '0' < 10)
-			d = c - '0';
-		else if (c - 'a' < 6)
-			d = c - 'a' + 10;
-		else
-			return -1;
-		r = (r << 4) | d;
-	}
-	*v = r;
-	return 0;
-}
-
-static void prepare(const struct idset_key *k, struct prepared *out)
-{
-	const unsigned char *p = k->p;
-	out->hex = k->len == 32 && parse_hex16(p, &out->hi) == 0 && parse_hex16(p + 16, &out->lo) == 0;
-	out->hash = out->hex ? hex_hash(out->hi, out->lo) : str_hash(p, k->len);
-}
-
-/* ---- tables ---- */
 
 /* Returns zeroed memory for a table of the given size, or NULL. */
 static void *table_alloc(size_t bytes)
@@ -138,58 +288,12 @@ static void table_free(void *p, size_t bytes)
 		munmap(p, bytes);
 }
 
-struct idset *idset_new(void)
-{
-	struct idset *s = calloc(1, sizeof *s);
-	if (!s)
-		return NULL;
-	s->hex_mask = s->str_mask = IDSET_INITIAL_SLOTS - 1;
-	s->hex = table_alloc(IDSET_INITIAL_SLOTS * sizeof *s->hex);
-	s->str = table_alloc(IDSET_INITIAL_SLOTS * sizeof *s->str);
-	if (!s->hex || !s->str) {
-		idset_free(s);
-		return NULL;
-	}
-	return s;
-}
-
-/* Smallest power-of-two slot count that keeps count keys at most 3/4 full, at least the current. */
-static size_t slots_for(uint64_t count, size_t current)
-{
-	size_t n = current;
-	while (count * 4 > (uint64_t)n * 3)
-		n *= 2;
-	return n;
-}
-
-/* Makes the hex table big enough for need keys; returns 0 or -ENOMEM (table unchanged). */
-static int hex_reserve(struct idset *s, uint64_t need)
-{
-	size_t n = slots_for(need, s->hex_mask + 1);
-	if (n == s->hex_mask + 1)
-		return 0;
-	struct hex_slot *t = table_alloc(n * sizeof *t);
-	if (!t)
-		return -ENOMEM;
-	for (size_t i = 0; i <= s->hex_mask; i++) {
-		struct hex_slot v = s->hex[i];
-		if (!v.hi && !v.lo)
-			continue;
-		size_t j = hex_hash(v.hi, v.lo) & (n - 1);
-		while (t[j].hi || t[j].lo)
-			j = (j + 1) & (n - 1);
-		t[j] = v;
-	}
-	table_free(s->hex, (s->hex_mask + 1) * sizeof *s->hex);
-	s->hex = t;
-	s->hex_mask = n - 1;
-	return 0;
-}
-
-/* Same for the other-keys table. */
+/* Makes the table big enough for need keys (at most 3/4 full); returns 0 or -ENOMEM (table unchanged). */
 static int str_reserve(struct idset *s, uint64_t need)
 {
-	size_t n = slots_for(need, s->str_mask + 1);
+	size_t n = s->str_mask + 1;
+	while (need * 4 > (uint64_t)n * 3)
+		n *= 2;
 	if (n == s->str_mask + 1)
 		return 0;
 	struct str_slot *t = table_alloc(n * sizeof *t);
@@ -207,26 +311,6 @@ static int str_reserve(struct idset *s, uint64_t need)
 	s->str = t;
 	s->str_mask = n - 1;
 	return 0;
-}
-
-/* Returns 1 if added, 0 if present. The table has room. */
-static int hex_insert(struct idset *s, const struct prepared *k)
-{
-	if (!k->hi && !k->lo) {
-		int added = !s->has_zero;
-		s->has_zero = 1;
-		return added;
-	}
-	size_t i = k->hash & s->hex_mask;
-	while (s->hex[i].hi || s->hex[i].lo) {
-		if (s->hex[i].hi == k->hi && s->hex[i].lo == k->lo)
-			return 0;
-		i = (i + 1) & s->hex_mask;
-	}
-	s->hex[i].hi = k->hi;
-	s->hex[i].lo = k->lo;
-	s->hex_count++;
-	return 1;
 }
 
 /* Copies key into the arena as [uint32 len][bytes]; returns it or NULL when out of memory. */
@@ -260,65 +344,64 @@ static int str_equal(const unsigned char *stored, const struct idset_key *k)
 	return len == k->len && memcmp(stored + sizeof len, k->p, k->len) == 0;
 }
 
-/* Returns 1 if added, 0 if present, -ENOMEM. The table has room. */
-static int str_insert(struct idset *s, const struct idset_key *key, const struct prepared *k)
+/* Adds a key that is not hex. Returns 0 or -ENOMEM. */
+static int str_add(struct idset *s, const struct idset_key *key)
 {
-	size_t i = k->hash & s->str_mask;
+	if (key->len > UINT32_MAX || str_reserve(s, s->str_count + 1) < 0)
+		return -ENOMEM;
+	uint64_t hash = str_hash(key->p, key->len);
+	size_t i = hash & s->str_mask;
 	while (s->str[i].key) {
-		if (s->str[i].hash == k->hash && str_equal(s->str[i].key, key))
+		if (s->str[i].hash == hash && str_equal(s->str[i].key, key))
 			return 0;
 		i = (i + 1) & s->str_mask;
 	}
 	const unsigned char *stored = arena_store(s, key);
 	if (!stored)
 		return -ENOMEM;
-	s->str[i].hash = k->hash;
+	s->str[i].hash = hash;
 	s->str[i].key = stored;
 	s->str_count++;
-	return 1;
+	return 0;
 }
 
-static void prefetch_home(const struct idset *s, const struct prepared *k)
+/* ---- the set ---- */
+
+struct idset *idset_new(void)
 {
-	if (k->hex)
-		__builtin_prefetch(&s->hex[k->hash & s->hex_mask], 1);
-	else
-		__builtin_prefetch(&s->str[k->hash & s->str_mask], 1);
+	struct idset *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	s->str_mask = IDSET_INITIAL_SLOTS - 1;
+	s->str = table_alloc(IDSET_INITIAL_SLOTS * sizeof *s->str);
+	if (!s->str) {
+		idset_free(s);
+		return NULL;
+	}
+	return s;
 }
 
-long idset_add_many(struct idset *s, const struct idset_key *keys, size_t n)
+int idset_add_many(struct idset *s, const struct idset_key *keys, size_t n)
 {
-	if (n > s->prep_cap) {
-		struct prepared *p = realloc(s->prep, n * sizeof *p);
-		if (!p)
-			return -ENOMEM;
-		s->prep = p;
-		s->prep_cap = n;
-	}
-	size_t n_hex = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (keys[i].len > UINT32_MAX)
-			return -ENOMEM;
-		prepare(&keys[i], &s->prep[i]);
-		n_hex += (size_t)s->prep[i].hex;
-	}
-	if (hex_reserve(s, s->hex_count + n_hex) < 0 || str_reserve(s, s->str_count + (n - n_hex)) < 0)
-		return -ENOMEM;
-	long added = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (i + IDSET_PREFETCH_AHEAD < n)
-			prefetch_home(s, &s->prep[i + IDSET_PREFETCH_AHEAD]);
-		int r = s->prep[i].hex ? hex_insert(s, &s->prep[i]) : str_insert(s, &keys[i], &s->prep[i]);
+		const unsigned char *p = keys[i].p;
+		struct hex_key k;
+		int r;
+		if (keys[i].len == 32 && parse_hex16(p, &k.hi) == 0 && parse_hex16(p + 16, &k.lo) == 0)
+			r = log_append(s, k);
+		else
+			r = str_add(s, &keys[i]);
 		if (r < 0)
 			return r;
-		added += r;
 	}
-	return added;
+	return 0;
 }
 
-uint64_t idset_count(const struct idset *s)
+long long idset_count(struct idset *s)
 {
-	return s->hex_count + (uint64_t)s->has_zero + s->str_count;
+	if (log_settle(s) < 0)
+		return -ENOMEM;
+	return (long long)(s->n_hex + s->str_count);
 }
 
 void idset_free(struct idset *s)
@@ -330,8 +413,9 @@ void idset_free(struct idset *s)
 		free(s->chunks);
 		s->chunks = next;
 	}
-	table_free(s->hex, (s->hex_mask + 1) * sizeof *s->hex);
+	for (size_t i = 0; i < s->n_segs; i++)
+		unmap(s->segs[i].keys, s->segs[i].map_bytes);
+	free(s->segs);
 	table_free(s->str, (s->str_mask + 1) * sizeof *s->str);
-	free(s->prep);
 	free(s);
 }

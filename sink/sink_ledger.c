@@ -18,8 +18,8 @@
 #include "sink_wire.h"
 
 struct ledger_counters {
-	uint64_t entries;           /* accepted entries */
-	uint64_t duplicates;        /* accepted entries whose log_id was seen before */
+	uint64_t entries;           /* accepted entries; those whose log_id was seen before (duplicates) are
+				     * entries - no_log_id - the set's count, worked out when the summary is printed */
 	uint64_t no_log_id;         /* accepted entries with an empty log_id (not in the set) */
 	uint64_t batches;           /* BatchWriteLogs answered OK */
 	uint64_t unary_calls;       /* WriteLog answered OK */
@@ -260,12 +260,10 @@ static void count_keys(struct ledger *l)
 		if (l->keys[i].len)
 			l->keys[n++] = l->keys[i];
 	}
-	long added = idset_add_many(l->ids, l->keys, n);
-	if (added < 0)
+	if (idset_add_many(l->ids, l->keys, n) < 0)
 		ledger_oom();
 	l->n.entries += l->n_keys;
 	l->n.no_log_id += l->n_keys - n;
-	l->n.duplicates += n - (size_t)added;
 	l->n_keys = 0;
 }
 
@@ -503,15 +501,19 @@ int ledger_failed(const struct ledger *l)
 	return l->failed;
 }
 
-void ledger_print_summary(const struct ledger *l, FILE *f)
+void ledger_print_summary(struct ledger *l, FILE *f)
 {
 	const struct ledger_counters *n = &l->n;
+	long long unique = idset_count(l->ids);
+	if (unique < 0)
+		ledger_oom();
+	uint64_t duplicates = n->entries - n->no_log_id - (uint64_t)unique;
 	fprintf(f,
 		"{\"entries\":%" PRIu64 ",\"unique_log_ids\":%" PRIu64 ",\"duplicates\":%" PRIu64
 		",\"batches\":%" PRIu64 ",\"unary_calls\":%" PRIu64 ",\"injected_failures\":%" PRIu64
 		",\"rejected_entries\":%" PRIu64 ",\"no_log_id\":%" PRIu64 ",\"invalid_requests\":%" PRIu64
 		",\"unauthenticated\":%" PRIu64 "}\n",
-		n->entries, idset_count(l->ids), n->duplicates, n->batches, n->unary_calls,
+		n->entries, (uint64_t)unique, duplicates, n->batches, n->unary_calls,
 		n->injected_failures, n->rejected_entries, n->no_log_id, n->invalid_requests,
 		n->unauthenticated);
 	fflush(f);

@@ -50,8 +50,9 @@ void ledger_count_unauthenticated(struct ledger *l);
 /* True once writing the output failed. */
 int ledger_failed(const struct ledger *l);
 
-/* Prints the one-line JSON summary of the counters to f and flushes f. */
-void ledger_print_summary(const struct ledger *l, FILE *f);
+/* Prints the one-line JSON summary of the counters to f and flushes f (settling the log_id set first:
+ * linear in the log_ids received). */
+void ledger_print_summary(struct ledger *l, FILE *f);
 
 /* Frees the ledger; NULL is allowed. */
 void ledger_free(struct ledger *l);

@@ -16,7 +16,7 @@ struct wire_field {
 	struct wire_span data; /* WT_LEN */
 };
 
-static int wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+static int wire_varint_slow(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
 	uint64_t r = 0;
 	for (unsigned shift = 0; shift < 64; shift += 7) {
@@ -32,8 +32,18 @@ static int wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 	return -EINVAL;
 }
 
+/* A varint; tags and the lengths of an entry's fields are nearly always one byte, so that case is inline. */
+static inline int wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	if (*p < end && **p < 0x80) {
+		*v = *(*p)++;
+		return 0;
+	}
+	return wire_varint_slow(p, end, v);
+}
+
 /* Reads one field at *p and advances past it. Returns 0 or -EINVAL. */
-static int wire_next(const uint8_t **p, const uint8_t *end, struct wire_field *f)
+static inline int wire_next(const uint8_t **p, const uint8_t *end, struct wire_field *f)
 {
 	uint64_t tag, n;
 	if (wire_varint(p, end, &tag) < 0 || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff)

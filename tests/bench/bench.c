@@ -6,7 +6,14 @@
  * W threads together write N records shaped like the original's test data (service_name
  * django-concurrent-test, random level, concurrent-trace-%06d / concurrent-span-%06d, adv_id, aweme_id,
  * plan_id, monitor_type, co_id as ints and strings, an RFC 3339 timestamp; ~310 bytes of msgpack with the
- * library's log_id; bench_record.c), then print the original's JSON report on stdout.
+ * library's log_id; bench_record.c), then print the original's JSON report on stdout. The records are built
+ * before the clock starts (at most BENCH_RING_MAX of them, reused in turn past that), so what is timed is the
+ * library (or HTTP) and the agent, not the bench formatting records. Besides the original's keys the report
+ * says what the bench measured of itself: prepared_records and prepare_seconds (outside the clock),
+ * bench_cpu_seconds (this process, all threads, while sending) and, in socket mode, write_cpu_seconds and
+ * write_cpu_us_per_record (the writer threads' CPU over their write loops: liblogagent's cost per
+ * logagent_write on the caller's side) and write_latency_us (p50/p99/max of a sample of single writes,
+ * bench_lat.c).
  *
  *   --socket PATH (default mode)  through liblogagent; then flush. success_count counts records queued by the
  *                                 library, failed_count records it refused (dropped on a full buffer); the
@@ -29,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -125,8 +133,12 @@ static void usage(FILE *out)
             "  --flush-timeout-ms N   socket: wait at most N ms for the final flush (default 60000; -1 forever)\n"
             "  --help, --version\n"
             "\n"
+            "The records are built before the clock starts (at most %d, reused in turn past that). Besides the\n"
+            "original's report it gives the bench's own CPU time and, in socket mode, the writer threads' CPU per\n"
+            "logagent_write (write_cpu_us_per_record) and the p50/p99/max time of a sample of single writes.\n"
+            "\n"
             "Exit status: 0 every record accepted (and delivered, end to end), 1 otherwise, 2 bad usage.\n",
-            MAX_WORKERS);
+            MAX_WORKERS, BENCH_RING_MAX);
 }
 
 /* A whole-string integer in [lo, hi]. */
@@ -356,10 +368,35 @@ static int exec_python(const bench *b, const cli *c)
     return 1;
 }
 
-static void print_report(const bench *b, const cli *c, double duration, long delivered, double e2e_s)
+/* What a run measured of itself besides the counts in bench. */
+typedef struct measured {
+    double duration;          /* from the first worker's start to the end of sending (and the shared flush) */
+    double prepare_s;         /* building the records, before the clock started */
+    double cpu_s;             /* this process's CPU time (all threads) over duration */
+    long writes;              /* socket mode: logagent_write calls... */
+    double write_cpu_s;       /* ...and the workers' CPU time over their write loops */
+    int lat_rc;               /* 0: lat holds the sampled single-write times; -errno: none */
+    bench_lat_summary lat;
+} measured;
+
+/* The socket mode's own measurements: "write_cpu_*" (the library's cost per logagent_write on the calling
+ * threads) and "write_latency_us" (one write, sampled). */
+static void print_write_measures(const measured *m)
+{
+    printf("\"write_cpu_seconds\":%.4f,\"write_cpu_us_per_record\":%.4f,", m->write_cpu_s,
+           m->writes > 0 ? m->write_cpu_s * 1e6 / (double)m->writes : 0.0);
+    if (m->lat_rc == 0)
+        printf("\"write_latency_us\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f,\"samples\":%zu,\"every\":%ld},",
+               m->lat.p50_ns / 1e3, m->lat.p99_ns / 1e3, m->lat.max_ns / 1e3, m->lat.samples, m->lat.stride);
+    else
+        printf("\"write_latency_us\":null,");
+}
+
+static void print_report(const bench *b, const cli *c, const measured *m, long delivered, double e2e_s)
 {
     long ok = atomic_load(&b->ok);
     long failed = b->count - ok; /* refused, plus any never written (a worker that could not start) */
+    double duration = m->duration;
     printf("{\"success\":true,\"test_type\":\"concurrent\",\"total_count\":%ld,\"success_count\":%ld,"
            "\"failed_count\":%ld,\"max_workers\":%d,\"duration_seconds\":%.3f,\"logs_per_second\":%.2f,",
            b->count, ok, failed, b->workers, duration, duration > 0 ? (double)ok / duration : 0.0);
@@ -371,6 +408,10 @@ static void print_report(const bench *b, const cli *c, double duration, long del
         json_string(c->http_url);
         printf(",\"http_batch\":%d,\"requests\":%ld,", b->http_batch, atomic_load(&b->requests));
     }
+    printf("\"prepared_records\":%zu,\"prepare_seconds\":%.4f,\"bench_cpu_seconds\":%.4f,"
+           "\"bench_cpu_us_per_record\":%.4f,", b->ring.n, m->prepare_s, m->cpu_s, m->cpu_s * 1e6 / (double)b->count);
+    if (c->mode == MODE_SOCKET)
+        print_write_measures(m);
     if (c->stats_socket)
         printf("\"delivered\":%ld,\"delivered_per_second\":%.2f,\"e2e_duration_seconds\":%.3f,", delivered,
                e2e_s > 0 ? (double)delivered / e2e_s : 0.0, e2e_s);
@@ -403,20 +444,48 @@ static int probe(const bench *b, const cli *c)
     return 0;
 }
 
-/* Starts the workers, waits for them (and the shared client's flush). Returns the seconds it took. */
-static double run_workers(bench *b, const cli *c)
+/* This process's CPU time so far, all threads (the library's I/O thread too), in seconds. */
+static double process_cpu_seconds(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) < 0)
+        return 0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* Sums what the socket workers measured of their write loops into m. */
+static void gather_write_measures(const bench_worker *ws, int started, measured *m)
+{
+    int64_t cpu_ns = 0;
+    for (int i = 0; i < started; i++) {
+        m->writes += ws[i].writes;
+        cpu_ns += ws[i].cpu_ns;
+    }
+    m->write_cpu_s = (double)cpu_ns / 1e9;
+    m->lat_rc = bench_lat_summarize(ws, started, &m->lat);
+}
+
+/* Starts the workers, waits for them (and the shared client's flush); fills m. */
+static void run_workers(bench *b, const cli *c, measured *m)
 {
     bench_worker *ws = calloc((size_t)b->workers, sizeof *ws);
     if (!ws) {
         bench_note(b, 0, "out of memory");
-        return 0;
+        return;
     }
-    void *(*fn)(void *) = c->mode == MODE_HTTP ? bench_http_worker : bench_socket_worker;
-    double t0 = mono_seconds();
-    int started = 0;
+    int socket = c->mode == MODE_SOCKET, started = 0;
     for (int i = 0; i < b->workers; i++) {
         ws[i].b = b;
         ws[i].id = i;
+        if (socket && bench_lat_init(&ws[i].lat, b->count / b->workers + 1) < 0) {
+            bench_note(b, 0, "out of memory");
+            goto out;
+        }
+    }
+    void *(*fn)(void *) = c->mode == MODE_HTTP ? bench_http_worker : bench_socket_worker;
+    double t0 = mono_seconds(), cpu0 = process_cpu_seconds();
+    for (int i = 0; i < b->workers; i++) {
         int rc = pthread_create(&ws[i].thread, NULL, fn, &ws[i]);
         if (rc != 0) {
             bench_note(b, 0, "cannot start worker %d: %s", i, strerror(rc));
@@ -431,8 +500,27 @@ static double run_workers(bench *b, const cli *c)
         if (rc < 0)
             bench_note(b, 0, "flush: %s", strerror(-rc));
     }
+    m->duration = mono_seconds() - t0;
+    m->cpu_s = process_cpu_seconds() - cpu0;
+    if (socket)
+        gather_write_measures(ws, started, m);
+out:
+    for (int i = 0; i < b->workers; i++)
+        bench_lat_free(&ws[i].lat);
     free(ws);
-    return mono_seconds() - t0;
+}
+
+/* Builds the run's records (before the clock starts). Returns 0, or 1 after a message. */
+static int prepare(bench *b, const cli *c, measured *m)
+{
+    double t0 = mono_seconds();
+    int rc = bench_ring_build(&b->ring, b->count, c->mode == MODE_HTTP);
+    m->prepare_s = mono_seconds() - t0;
+    if (rc < 0) {
+        fprintf(stderr, PROG ": cannot build the records: %s\n", strerror(-rc));
+        return 1;
+    }
+    return 0;
 }
 
 /* The end-to-end wait: *delivered and *e2e_s (from t0). Returns 0 when every accepted record was flushed. */
@@ -474,14 +562,18 @@ static int run(bench *b, const cli *c)
             return 1;
         }
     }
+    measured m = { .lat_rc = -ENODATA };
+    if (prepare(b, c, &m) != 0)
+        return 1;
     double t0 = mono_seconds();
-    double duration = run_workers(b, c);
+    run_workers(b, c, &m);
     long delivered = 0;
     double e2e_s = 0;
     int e2e_rc = c->stats_socket ? wait_delivered(b, c, &base, t0, &delivered, &e2e_s) : 0;
-    print_report(b, c, duration, delivered, e2e_s);
+    print_report(b, c, &m, delivered, e2e_s);
     if (b->shared)
         logagent_client_free(b->shared, 0);
+    bench_ring_free(&b->ring);
     return atomic_load(&b->ok) == b->count && b->n_errors == 0 && e2e_rc == 0 ? 0 : 1;
 }
 

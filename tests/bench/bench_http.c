@@ -3,15 +3,14 @@
  * request to /api/write_log/ (the original service's endpoint and body; the answer must be 200 with
  * {"success": true, "log_id": "..."}) or N records per request as NDJSON to /api/write_logs/ (the answer must be
  * 200 with {"accepted": N, ...}). Anything else counts the request's records as failed, with the status and
- * body as an error sample (503 means the agent's buffer is full). Records are never re-sent. */
+ * body as an error sample (503 means the agent's buffer is full). Records are never re-sent. A request's body is
+ * copied together from the JSON bodies built before the clock started (b->ring). */
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
-
-#define REC_JSON_MAX 512   /* one record's JSON is about 330 bytes */
 
 int bench_http_probe(const httpc_target *t, char *err, size_t errlen)
 {
@@ -52,19 +51,18 @@ static long judge(bench *b, const httpc_response *r, long n)
     return ok;
 }
 
-/* Builds the body of records first..first+n-1 into buf (cap >= n * REC_JSON_MAX). Returns its length. */
-static size_t build_body(bench *b, char *buf, long first, long n, uint32_t *rs)
+/* Copies the body of records first..first+n-1 into buf (cap >= n * (BENCH_JSON_MAX + 1)). Returns its length. */
+static size_t build_body(const bench *b, char *buf, long first, long n)
 {
-    size_t len = 0;
-    brec br;
-    for (long i = first; i < first + n; i++) {
-        brec_make(&br, i, rs);
-        int k = brec_json(&br, buf + len, REC_JSON_MAX);
-        if (k < 0)
-            abort(); /* cannot happen: brec_make's fields are bounded */
-        len += (size_t)k;
+    const bring *ring = &b->ring;
+    size_t len = 0, k = (size_t)(first - 1) % ring->n;
+    for (long i = 0; i < n; i++) {
+        size_t from = ring->json_off[k], to = ring->json_off[k + 1];
+        memcpy(buf + len, ring->json + from, to - from);
+        len += to - from;
         if (b->http_batch)
             buf[len++] = '\n';
+        k = k + 1 == ring->n ? 0 : k + 1;
     }
     return len;
 }
@@ -76,8 +74,7 @@ void *bench_http_worker(void *arg)
     long per = b->http_batch ? b->http_batch : 1;
     const char *path = b->http_batch ? "/api/write_logs/" : "/api/write_log/";
     const char *ctype = b->http_batch ? "application/x-ndjson" : "application/json";
-    uint32_t rs = brec_seed(w->id);
-    char *body = malloc((size_t)per * REC_JSON_MAX);
+    char *body = malloc((size_t)per * (BENCH_JSON_MAX + 1));
     if (!body) {
         bench_note(b, 0, "worker %d: out of memory", w->id);
         return NULL;
@@ -87,7 +84,7 @@ void *bench_http_worker(void *arg)
     long first, n;
     char err[200];
     while ((n = bench_claim(b, per, &first)) > 0) {
-        size_t len = build_body(b, body, first, n, &rs);
+        size_t len = build_body(b, body, first, n);
         httpc_response r;
         int rc = httpc_request(&c, "POST", path, ctype, body, len, &r, err, sizeof err);
         if (rc < 0) {

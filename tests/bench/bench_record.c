@@ -1,9 +1,12 @@
-/* bench_record.c — what every logagent-bench mode shares: the work counter, the error tally and the record
+/* bench_record.c — what every logagent-bench mode shares: the work counter, the error tally, the record
  * shape of the original service's concurrent test (its test data: service_name django-concurrent-test, a random
  * level, concurrent-trace-%06d / concurrent-span-%06d, adv_id, aweme_id, plan_id, monitor_type, co_id and an
- * RFC 3339 timestamp), so the socket and HTTP modes send the same records. */
+ * RFC 3339 timestamp), so the socket and HTTP modes send the same records, and the ring of those records built
+ * before the clock starts (the original's test data is fixed too: formatting it is not what is measured). */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "bench.h"
@@ -58,12 +61,6 @@ static void rfc3339_now(char *buf, size_t n)
     snprintf(buf, n, "%.20s.%06u+00:00", head, (unsigned)(ts.tv_nsec / 1000) % 1000000u);
 }
 
-uint32_t brec_seed(int worker_id)
-{
-    uint32_t rs = 2463534242u ^ (uint32_t)((uint32_t)worker_id * 0x9e3779b9u);
-    return rs ? rs : 1;
-}
-
 void brec_make(brec *r, long i, uint32_t *rs)
 {
     static const char *const levels[] = { "INFO", "WARN", "ERROR", "DEBUG" };
@@ -90,4 +87,63 @@ int brec_json(const brec *r, char *buf, size_t cap)
                      r->message, r->level, r->trace_id, r->span_id, r->adv_id, r->aweme_id, r->plan_id,
                      r->monitor_type, r->co_id, r->timestamp);
     return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+/* An entry as a record for logagent_write: its fields point into the entry itself (the ring never moves). */
+static void prep_socket(bprep *e)
+{
+    const brec *br = &e->rec;
+    e->f[0] = (logagent_field){ .key = "adv_id", .type = LOGAGENT_INT, .v.i = br->adv_id };
+    e->f[1] = (logagent_field){ .key = "aweme_id", .type = LOGAGENT_INT, .v.i = br->aweme_id };
+    e->f[2] = (logagent_field){ .key = "plan_id", .type = LOGAGENT_INT, .v.i = br->plan_id };
+    e->f[3] = (logagent_field){ .key = "monitor_type", .type = LOGAGENT_STR, .v.s = br->monitor_type };
+    e->f[4] = (logagent_field){ .key = "co_id", .type = LOGAGENT_INT, .v.i = br->co_id };
+    e->f[5] = (logagent_field){ .key = "timestamp", .type = LOGAGENT_STR, .v.s = br->timestamp };
+    e->r = (logagent_record){ .message = br->message, .service_name = BREC_SERVICE, .level = br->level,
+                              .trace_id = br->trace_id, .span_id = br->span_id, .fields = e->f, .n_fields = 6 };
+}
+
+/* The JSON bodies of n records into ring->json / json_off. Returns 0 or -ENOMEM. */
+static int build_json(bring *ring, size_t n, uint32_t *rs)
+{
+    ring->json = malloc(n * BENCH_JSON_MAX);
+    ring->json_off = malloc((n + 1) * sizeof *ring->json_off);
+    if (!ring->json || !ring->json_off)
+        return -ENOMEM;
+    uint32_t off = 0;
+    brec br;
+    for (size_t k = 0; k < n; k++) {
+        brec_make(&br, (long)k + 1, rs);
+        int len = brec_json(&br, ring->json + off, BENCH_JSON_MAX);
+        if (len < 0)
+            abort(); /* cannot happen: brec_make's fields are bounded */
+        ring->json_off[k] = off;
+        off += (uint32_t)len;
+    }
+    ring->json_off[n] = off;
+    return 0;
+}
+
+int bench_ring_build(bring *ring, long count, int json)
+{
+    *ring = (bring){ .n = count < BENCH_RING_MAX ? (size_t)count : BENCH_RING_MAX };
+    uint32_t rs = 2463534242u;
+    if (json)
+        return build_json(ring, ring->n, &rs);
+    ring->socket = malloc(ring->n * sizeof *ring->socket);
+    if (!ring->socket)
+        return -ENOMEM;
+    for (size_t k = 0; k < ring->n; k++) {
+        brec_make(&ring->socket[k].rec, (long)k + 1, &rs);
+        prep_socket(&ring->socket[k]);
+    }
+    return 0;
+}
+
+void bench_ring_free(bring *ring)
+{
+    free(ring->socket);
+    free(ring->json);
+    free(ring->json_off);
+    *ring = (bring){ 0 };
 }

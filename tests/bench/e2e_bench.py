@@ -11,9 +11,13 @@ and measures:
   accepted rec/s   the bench's own logs_per_second (records the client library handed to the agent's socket)
   agent CPU        utime+stime delta of logagentd (/proc/PID/stat) over the same window, also per thread
   agent peak RSS   VmHWM of logagentd (/proc/PID/status) when the run is delivered (fresh agent per run)
-  sink CPU         the same for logagent-sink; bench CPU from the bench's rusage
+  sink CPU         the same for logagent-sink; bench CPU from the bench's rusage (whole process)
   other CPU        what the rest of the machine used meanwhile (/proc/stat): a noisy-neighbour indicator
   page faults      minflt deltas of the agent and the sink
+  per record       CPU per record of the agent, the sink and the bench while it sends (its report's
+                   bench_cpu_seconds: the records are built before its clock starts), liblogagent's CPU per
+                   logagent_write on the writer threads (write_cpu_us_per_record) and the p50/p99 time of one
+                   write (a sample; write_latency_us)
 
 and checks the sink's summary line on exit: unique_log_ids must equal the records sent and duplicates must
 be 0; the agent must have received N and flushed N with nothing dropped or rejected. Anything else is
@@ -396,6 +400,10 @@ def one_run(args, workers, rep, errors):
             "agent_minor_faults": af1 - af0 if af1 is not None else None,
             "sink_minor_faults": sf1 - sf0 if sf1 is not None else None,
             "bench_cpu_s": round((ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime), 3),
+            "bench_send_cpu_s": report.get("bench_cpu_seconds") if report else None,
+            "write_us_per_record": report.get("write_cpu_us_per_record") if report else None,
+            "write_p50_us": ((report or {}).get("write_latency_us") or {}).get("p50"),
+            "write_p99_us": ((report or {}).get("write_latency_us") or {}).get("p99"),
             "stats_polls": polls,
             "agent_stats": {k: st.get(k) for k in ("records", "batches", "backpressure_seconds",
                                                     "backpressure_pauses", "flush_latency_ms", "bytes_received")},
@@ -413,6 +421,10 @@ def one_run(args, workers, rep, errors):
         if res["agent_cpu_s"] is not None and wall > 0:
             res["agent_core_pct"] = round(100.0 * res["agent_cpu_s"] / wall, 1)
             res["agent_us_per_record"] = round(1e6 * res["agent_cpu_s"] / n, 2)
+        if res["sink_cpu_s"] is not None:
+            res["sink_us_per_record"] = round(1e6 * res["sink_cpu_s"] / n, 3)
+        if res["bench_send_cpu_s"] is not None:
+            res["bench_us_per_record"] = round(1e6 * res["bench_send_cpu_s"] / n, 3)
         r = st["records"]
         if r["received"] - st0["records"]["received"] != n:
             loud(run_errors, "w=%d rep=%d: agent received %d records, sent %d" %
@@ -523,6 +535,11 @@ def summarize(runs, workers_list):
              "agent_minor_faults": med(rows, "agent_minor_faults"),
              "sink_minor_faults": med(rows, "sink_minor_faults"),
              "bench_cpu_s": med(rows, "bench_cpu_s"),
+             "sink_us_per_record": med(rows, "sink_us_per_record"),
+             "bench_us_per_record": med(rows, "bench_us_per_record"),
+             "write_us_per_record": med(rows, "write_us_per_record"),
+             "write_p50_us": med(rows, "write_p50_us"),
+             "write_p99_us": med(rows, "write_p99_us"),
              "other_cpu_s": med(rows, "other_cpu_s"),
              "steal_s": med(rows, "steal_s"),
              "errors": sum(len(r["errors"]) for r in rows)}
@@ -577,6 +594,16 @@ def _print_rows(summary):
             fmt(s["agent_peak_rss_mib"], ".1f"), fmt(s["sink_cpu_s"], ".2f"), fmt(s["bench_cpu_s"], ".2f"),
             fmt(s["other_cpu_s"], ".2f"), s["errors"]))
     print("(other CPU: what everything else on the machine used during the run; large values mean a noisy run)")
+    print()
+    print("CPU per record (us, median): the agent, the sink, the bench while sending (records built before its clock),")
+    print("liblogagent on the writer threads per logagent_write; and one write's p50 / p99 time (a sample, us):")
+    print("%7s %10s %10s %10s %10s %10s %10s" % ("workers", "agent", "sink", "bench", "write", "write p50",
+                                                 "write p99"))
+    for s in summary:
+        print("%7d %10s %10s %10s %10s %10s %10s" % (
+            s["workers"], fmt(s["agent_us_per_record"], ".3f"), fmt(s["sink_us_per_record"], ".3f"),
+            fmt(s["bench_us_per_record"], ".3f"), fmt(s["write_us_per_record"], ".3f"),
+            fmt(s["write_p50_us"], ".3f"), fmt(s["write_p99_us"], ".3f")))
     print()
     print("agent CPU by thread (s, median), and minor page faults (median) of the agent / the sink:")
     for s in summary:
@@ -656,10 +683,13 @@ def main():
             runs.append(r)
             if not args.json:
                 sys.stderr.write("e2e_bench: w=%-3d rep %d: delivered %s rec/s, accepted %s rec/s, agent CPU %s s, "
-                                 "peak RSS %s MiB, sink CPU %s s, other CPU %s s, load %.2f%s\n" % (
+                                 "peak RSS %s MiB, sink CPU %s s, bench CPU %s s sending (write %s us/rec, p99 %s "
+                                 "us), other CPU %s s, load %.2f%s\n" % (
                                      w, rep, fmt(r.get("delivered_rps"), ".0f"), fmt(r.get("accepted_rps"), ".0f"),
                                      fmt(r.get("agent_cpu_s"), ".2f"), fmt(r.get("agent_peak_rss_mib"), ".1f"),
-                                     fmt(r.get("sink_cpu_s"), ".2f"), fmt(r.get("other_cpu_s"), ".2f"),
+                                     fmt(r.get("sink_cpu_s"), ".2f"), fmt(r.get("bench_send_cpu_s"), ".2f"),
+                                     fmt(r.get("write_us_per_record"), ".3f"), fmt(r.get("write_p99_us"), ".2f"),
+                                     fmt(r.get("other_cpu_s"), ".2f"),
                                      r["loadavg_before"] or 0,
                                      "" if not r["errors"] else "  ** %d ERROR(S) **" % len(r["errors"])))
                 sys.stderr.flush()

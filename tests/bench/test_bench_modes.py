@@ -40,6 +40,20 @@ def pair(name, *agent_args):
     return tmp, sink, Agent(tmp, sink.target, "--flush-interval-ms", "20", *agent_args).start()
 
 
+def assert_measured(rep, n, socket=True):
+    """The bench's measurements of itself are there and sane (not how fast they are: a benchmark is no test)."""
+    assert rep["prepared_records"] == min(n, 8192) and rep["prepare_seconds"] >= 0, rep
+    assert rep["bench_cpu_seconds"] > 0 and rep["bench_cpu_us_per_record"] > 0, rep
+    if not socket:
+        assert "write_cpu_seconds" not in rep and "write_latency_us" not in rep, rep
+        return
+    assert rep["write_cpu_seconds"] > 0 and rep["write_cpu_us_per_record"] > 0, rep
+    assert rep["write_cpu_seconds"] <= rep["bench_cpu_seconds"] * 1.05 + 0.01, rep  # the write loops are part of it
+    lat = rep["write_latency_us"]
+    assert lat["samples"] > 0 and lat["every"] >= 64, rep
+    assert 0 < lat["p50"] <= lat["p99"] <= lat["max"], rep
+
+
 def assert_delivered(rep, n, workers):
     assert rep["success_count"] == n and rep["failed_count"] == 0 and rep["total_count"] == n, rep
     assert rep["max_workers"] == workers and rep["delivered"] == n, rep
@@ -68,11 +82,25 @@ def test_socket_e2e():
     assert rc == 0, (rc, rep, err)
     assert_delivered(rep, 500, 4)
     assert rep["client"] == "shared" and "mode" not in rep, rep  # the socket report keeps its shape
+    assert_measured(rep, 500)
     assert_sink_has(sink, 500)
     assert a.stats()["records"]["flushed"] == 500
     # without --stats-socket: the report has no end-to-end keys
     rc, rep, err = bench("--socket", a.socket, "--count", "10", "--workers", "1")
     assert rc == 0 and "delivered" not in rep and rep["success_count"] == 10, (rc, rep, err)
+    # more records than the bench builds before the clock: they repeat the first ones' content, each its own log_id
+    n = 8192 + 3000
+    a.wait_flushed(510)  # the end-to-end wait counts from the agent's flushed count when it starts
+    rc, rep, err = bench("--socket", a.socket, "--count", str(n), "--workers", "3", "--per-worker-client",
+                         "--stats-socket", a.stats_socket)
+    assert rc == 0 and rep["client"] == "per-worker", (rc, rep, err)
+    assert_delivered(rep, n, 3)
+    assert_measured(rep, n)
+    sink.wait_count(500 + 10 + n)
+    es = sink.entries()[510:]
+    nums = sorted(int(MSG.match(e["message"]).group(1)) for e in es)
+    assert nums == sorted(list(range(1, 8193)) + list(range(1, 3001))), nums[:20]
+    assert len({e["log_id"] for e in es}) == n
     assert a.stop() == 0
 
 
@@ -183,6 +211,7 @@ def test_http_mode():
                          a.stats_socket)
     assert rc == 0, (rc, rep, err)
     assert_delivered(rep, 300, 3)
+    assert_measured(rep, 300, socket=False)
     assert rep["mode"] == "http" and rep["requests"] == 300 and rep["http_batch"] == 0, rep
     rc, rep, err = bench("--http", "unix:" + http, "--http-batch", "40", "--count", "300", "--workers", "3",
                          "--stats-socket", a.stats_socket)
