@@ -192,10 +192,16 @@ def test_disk_drop_oldest_drops_the_oldest_segment():
 
 
 def oldest_kept(sent, got):
-    """drop-newest keeps what came first: the first record sent, and (nearly) everything delivered from the first
-    half (a record may still slip in later, when the flusher frees a little room: accepted, not wrong)."""
-    early = sum(1 for i in got if i < 0.5 * len(sent))
-    assert got[0] == 0 and early >= 0.9 * len(got), (got[0], early, len(got), got[-1], len(sent))
+    """drop-newest keeps what came first: every record taken before the buffer first filled is delivered — an
+    unbroken run from the first record sent — and that run is the larger part of what is delivered. Records still
+    slip in later, each time the flusher moves a batch out of the full ring (a batch in flight lets the next one go:
+    how often depends on the machine's speed; accepted, not wrong), but at most as many as the batches' share of
+    the buffer takes, after at least the ring's worth (half of --buffer-bytes; with --buffer disk the spool too) of
+    first records: the run is about half of what is delivered or more (0.4: a batch frames records a little more
+    densely than the ring). Measured: 81-100% in memory (the old bound, 90% from the first half, failed at 81% on a
+    loaded machine), 100% on disk."""
+    run = next((k for k, i in enumerate(got) if i != k), len(got))
+    assert got[0] == 0 and run >= 0.4 * len(got), (run, len(got), got[-1], len(sent))
 
 
 def test_memory_drop_newest_keeps_writers_going():
