@@ -360,29 +360,47 @@ static uint64_t shed_ring(flusher *f, size_t want)
 
 static void seal(flusher *f, int64_t now);
 
+/* --buffer disk: moves the ring into the spool — the batch being built sealed whether due or not, then the records
+ * after it — until `want` bytes of the ring are free or the spool refuses (full, or failing; or it refused less
+ * than 50 ms ago, unless `now_too`: room was just made). Returns the records taken out of the ring. Flusher thread
+ * only. */
+static uint64_t spool_ring(flusher *f, size_t want, int now_too)
+{
+    int64_t now = clock_mono_ms();
+    uint64_t taken = 0;
+    if (now_too)
+        f->seal_retry_ms = 0;
+    for (;;) {
+        taken += pull(f);
+        if (ring_room(f) >= want || !f->cur || f->cur->n == 0)
+            return taken;
+        f->cur_full = 1; /* due now: the ring needs its room */
+        seal(f, now);
+        if (f->cur)
+            return taken; /* the spool refused it */
+    }
+}
+
 /* --on-full drop-oldest: ingest found the ring full and asked for room. Drops the oldest records that are not in
- * flight until a slice of the ring (SHED_SLICE), and room for the record ingest holds, is free, oldest first: the queued batches (shed_queue), then — in
- * memory, or when the spool still refuses — the batch being built, then the oldest records of the ring. With
- * --buffer disk the oldest records are the oldest spool segment: once it is gone the batch being built is sealed
- * into the room it left, and the ring drains into the spool as usual. Counted dropped_buffer_full; ingest is told
- * there is room (on_space) whatever the ring's low-water mark. Returns the records it took out of the ring (shed or
- * batched: progress for /healthz's "ring stuck"). Flusher thread only. */
+ * flight until a slice of the ring (SHED_SLICE), and room for the record ingest holds, is free, oldest first: the
+ * queued batches (shed_queue), then — in memory, or when the spool still refuses — the batch being built, then the
+ * oldest records of the ring. With --buffer disk the buffer is the spool: a full ring only means the flusher fell
+ * behind (a busy machine) until the spool refuses a batch, so the ring first drains into the spool, and nothing is
+ * dropped while the spool takes it; then the oldest records are the oldest spool segment, and once it is gone the
+ * ring drains into the room it left. Counted dropped_buffer_full; ingest is told there is room (on_space) whatever
+ * the ring's low-water mark. Returns the records it took out of the ring (shed or batched: progress for /healthz's
+ * "ring stuck"). Flusher thread only. */
 static uint64_t shed_oldest(flusher *f)
 {
     size_t cap = ring_capacity(f->ring), need = atomic_exchange(&f->shed_need, 0);
     size_t want = cap / SHED_SLICE, fit = 2 * (((need + 7u) & ~(size_t)7u) + 8); /* the record's ring footprint */
     if (want < fit) /* free space in two pieces (before and after the wrap): one of them then holds the record */
         want = fit < cap ? fit : cap;
-    uint64_t k = shed_queue(f), taken = 0;
-    if (k && f->disk) { /* seal what is due into the freed spool while the ring lacks room */
-        int64_t now = clock_mono_ms();
-        f->seal_retry_ms = 0;
-        while (ring_room(f) < want && f->cur && f->cur->n > 0) {
-            seal(f, now);
-            if (f->cur)
-                break; /* not due, or the spool refused it */
-            taken += pull(f);
-        }
+    uint64_t k = 0, taken = f->disk ? spool_ring(f, want, 0) : 0;
+    if (!f->disk || ring_room(f) < want) {
+        k = shed_queue(f);
+        if (k && f->disk)
+            taken += spool_ring(f, want, 1); /* into the room the oldest segment left */
     }
     if (ring_room(f) < want) {
         uint64_t from_cur = shed_cur(f), from_ring = shed_ring(f, want);

@@ -26,6 +26,7 @@ RATE = 10000        # records a second per writer
 TICK = 0.01         # the writer sends RATE * TICK records every TICK
 OUTAGE_S = float(os.environ.get("LOGAGENT_TEST_SHED_S", "8"))
 SHORT_S = 4.0       # drop-newest and block: long enough to fill everything and stay there
+FULL_SAMPLES = 2    # drop policies: the outage lasts until this many sampling intervals began with the buffer full
 
 
 class Writer(threading.Thread):
@@ -102,8 +103,15 @@ def outage(mode, policy, seconds):
     a = Agent(tmp, target, *args).start()
     w = Writer(a.socket)
     w.start()
-    samples, t_end = [], time.monotonic() + seconds
-    while time.monotonic() < t_end:
+    # At least `seconds`; under a drop policy, until the buffer has been full for FULL_SAMPLES sampling intervals
+    # (a loaded machine fills it later and samples less often), which has to happen within scaled(seconds + 30).
+    t0 = time.monotonic()
+    samples, t_end, give_up = [], t0 + seconds, t0 + scaled(seconds + 30)
+
+    def going_on():
+        now = time.monotonic()
+        return now < t_end or (policy != "block" and len(rates(samples)) < FULL_SAMPLES and now < give_up)
+    while going_on():
         st = a.stats()  # /stats answers throughout
         assert accounting_holds(st), st
         samples.append((time.monotonic(), st["records"]["received"], st["records"]["dropped"]["buffer_full"],
@@ -149,7 +157,7 @@ def rates(samples):
 def check_dropping(mode, policy, seconds):
     samples, sent, delivered, st, w = outage(mode, policy, seconds)
     per_s = rates(samples)
-    assert len(per_s) >= 2, samples  # the buffer was full for most of the outage (a loaded machine fills it later)
+    assert len(per_s) >= FULL_SAMPLES, samples  # the buffer filled, and stayed full, while the service was down
     for recv, shed in per_s:
         assert recv > 0, per_s  # the agent keeps receiving
         assert 0.5 * recv <= shed <= 1.5 * recv, per_s  # shedding follows the inflow, second by second
@@ -161,7 +169,8 @@ def check_dropping(mode, policy, seconds):
               st["backpressure_seconds"], st["backpressure_pauses"], " ".join("%d/%d" % (r, d) for r, d in per_s),
               total_d / total_r))
     if mode == "memory":  # a pause lasts one shed (with --buffer disk it includes a segment's fdatasync: not timed)
-        assert st["backpressure_seconds"] < 0.25 * seconds, st
+        lasted = max(seconds, samples[-1][0] - samples[0][0])
+        assert st["backpressure_seconds"] < 0.25 * lasted, st
     index = {lid: i for i, lid in enumerate(sent)}
     got = sorted(index[lid] for lid in delivered)
     return sent, got
@@ -183,10 +192,16 @@ def test_disk_drop_oldest_drops_the_oldest_segment():
 
 
 def oldest_kept(sent, got):
-    """drop-newest keeps what came first: the first record sent, and (nearly) everything delivered from the first
-    half (a record may still slip in later, when the flusher frees a little room: accepted, not wrong)."""
-    early = sum(1 for i in got if i < 0.5 * len(sent))
-    assert got[0] == 0 and early >= 0.9 * len(got), (got[0], early, len(got), got[-1], len(sent))
+    """drop-newest keeps what came first: every record taken before the buffer first filled is delivered — an
+    unbroken run from the first record sent — and that run is the larger part of what is delivered. Records still
+    slip in later, each time the flusher moves a batch out of the full ring (a batch in flight lets the next one go:
+    how often depends on the machine's speed; accepted, not wrong), but at most as many as the batches' share of
+    the buffer takes, after at least the ring's worth (half of --buffer-bytes; with --buffer disk the spool too) of
+    first records: the run is about half of what is delivered or more (0.4: a batch frames records a little more
+    densely than the ring). Measured: 81-100% in memory (the old bound, 90% from the first half, failed at 81% on a
+    loaded machine), 100% on disk."""
+    run = next((k for k, i in enumerate(got) if i != k), len(got))
+    assert got[0] == 0 and run >= 0.4 * len(got), (run, len(got), got[-1], len(sent))
 
 
 def test_memory_drop_newest_keeps_writers_going():

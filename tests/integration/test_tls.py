@@ -5,11 +5,14 @@ agent must be told --tls-server-name to reach 127.0.0.1), a client certificate f
 trusts. The sink serves TLS with --tls-cert/--tls-key, requires client certificates with --tls-client-ca and a
 bearer token with --token-file (re-read on every call). Checked: records arrive exactly once over TLS + mTLS +
 token; a wrong CA, a missing client certificate, a wrong server name deliver nothing and hold the records (retried,
-counted); a rotated token is picked up by the running agent (UNAUTHENTICATED
-is retried, nothing lost); the token never appears in the agent's log nor in --check-config; every bad setting exits 2
-naming it."""
+counted, the cause told); a connection that takes a second to set up is waited for; a rotated token is picked up by
+the running agent (UNAUTHENTICATED is retried, nothing lost); the token never appears in the agent's log nor in
+--check-config; every bad setting exits 2 naming it."""
 import os
+import socket
 import subprocess
+import threading
+import time
 
 from harness import BIN, Agent, Sink, TempDir, accounting_holds, run, scaled, send_records, wait_for
 
@@ -118,10 +121,19 @@ def test_trust_failures_hold_records():
         assert st["records"]["flushed"] == 0 and sink.count() == 0, (what, st["records"])
         held = st["records"]["retry_wait"] + st["records"]["in_flight"] + st["records"]["batching"]
         assert held == 50, (what, st["records"])
-        failed = [l for l in agent.logtext().splitlines() if "upstream call failed" in l]
-        whys = why if isinstance(why, tuple) else (why,)
-        assert failed and "status=UNAVAILABLE" in failed[0] and any(w in failed[0] for w in whys), (what, failed[:1])
         assert accounting_holds(st), st["records"]
+        whys = why if isinstance(why, tuple) else (why,)
+
+        def told():
+            """The cause, in what the operator reads: a logged failure (one line per 10 s, later ones counted in
+            suppressed=) or upstream.last_error (/stats, logagentctl show: the latest failure). Not required of the
+            first line: an attempt can end before gRPC gets to say why (the server hangs up, a handshake cut
+            short), and a later failure of the same status is not logged for 10 s."""
+            failed = [l for l in agent.logtext().splitlines() if "upstream call failed" in l]
+            seen = failed + [agent.stats()["upstream"]["last_error"]]
+            return failed if any(w in line for line in seen for w in whys) else None
+        failed = wait_for(told, 30, "%s: the log or upstream.last_error says %s" % (what, " or ".join(whys)))
+        assert all("status=UNAVAILABLE" in line for line in failed), (what, failed)  # retried, never dropped
         assert agent.stop() == 0
         sink.stop()
     # and with a correct configuration the same sink setup delivers (the control for the cases above)
@@ -132,6 +144,71 @@ def test_trust_failures_hold_records():
     check_exactly(sink, 50, "good")
     assert agent.stop() == 0
     sink.stop()
+
+
+class SlowLink(threading.Thread):
+    """A TCP relay to 127.0.0.1:port that holds each new connection `delay` seconds before passing bytes on: a
+    service far away or busy, whose TLS handshake takes that long."""
+
+    def __init__(self, port, delay):
+        super().__init__(daemon=True)
+        self.to, self.delay = port, delay
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.lsock.getsockname()[1]
+        self.start()
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.relay, args=(c,), daemon=True).start()
+
+    def relay(self, c):
+        time.sleep(self.delay)  # the slow link itself (the fault under test), not a synchronisation
+        u = socket.create_connection(("127.0.0.1", self.to))
+        for a, b in ((c, u), (u, c)):
+            threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pipe(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.lsock.close()
+
+
+def test_slow_handshake_is_not_cut_short():
+    """A connection that takes a second to set up (TCP + TLS) is waited for: the first call goes through, no call
+    fails. (A found bug: the agent gave a connection attempt 100 ms — GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, which gRPC
+    uses as the least time an attempt gets — and on a loaded CI machine TLS handshakes were cut short, reported as
+    "Handshake write failed".)"""
+    tmp = TempDir("tls-slow")
+    pki = make_pki(tmp)
+    sink = tls_sink(tmp, pki)
+    link = SlowLink(sink.port, 1.0)
+    agent = Agent(tmp, "127.0.0.1:%d" % link.port, *agent_tls_args(pki)).start()
+    send_records(agent.socket, records(20, "slow"))
+    sink.wait_count(20)
+    check_exactly(sink, 20, "slow")
+    st = agent.stats()
+    assert st["batches"]["failed"] == 0, (st["batches"], st["upstream"])
+    assert agent.stop() == 0
+    sink.stop()
+    link.close()
 
 
 def test_rotated_token_is_picked_up_without_loss():
@@ -230,5 +307,5 @@ def test_bad_tls_settings_exit_2_naming_them():
 
 if __name__ == "__main__":
     run([test_mtls_with_token_delivers_exactly_once, test_trust_failures_hold_records,
-         test_rotated_token_is_picked_up_without_loss, test_token_without_tls_warns,
+         test_slow_handshake_is_not_cut_short, test_rotated_token_is_picked_up_without_loss, test_token_without_tls_warns,
          test_bad_tls_settings_exit_2_naming_them])
