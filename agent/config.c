@@ -32,6 +32,7 @@ static const char *const BUFFER_NAMES[] = {"memory", "disk", NULL};
 static const char *const FSYNC_NAMES[] = {"always", "interval", "never", NULL};
 static const char *const RATE_KEY_NAMES[] = {"pid", "uid", NULL};
 static const char *const PROTOCOL_NAMES[] = {"logagent", "otlp", NULL};
+static const char *const COMPRESSION_NAMES[] = {"none", "gzip", NULL};
 
 typedef struct opt {
     const char *name;
@@ -77,6 +78,8 @@ static const opt OPTS[] = {
     ENUM(upstream_rpc, "auto", RPC_NAMES, "auto|batch|unary: auto starts with batch, unary on UNIMPLEMENTED"),
     ENUM(upstream_protocol, "logagent", PROTOCOL_NAMES,
          "logagent|otlp: otlp sends OTLP LogsService/Export (upstream-rpc ignored)"),
+    ENUM(upstream_compression, "none", COMPRESSION_NAMES,
+         "none|gzip: compress every call's message to the log service (gRPC's grpc-encoding: gzip)"),
     STR(resource_attr, "", "otlp: KEY=VALUE,... resource attributes added to every export (empty: none)"),
     BOOL(upstream_tls, "false", "TLS to the log service (flag alone = true; or =true|false)"),
     STR(ca_file, "", "PEM CA certificates to verify the log service with (empty: gRPC's default roots)"),
@@ -154,8 +157,25 @@ static int parse_u64_suffix(const char *s, opt_type t, uint64_t *out)
     return 0;
 }
 
-/* Sets one option from text. Returns 0, or -EINVAL with a reason in why. */
-static int opt_set(config *cfg, const opt *o, const char *val, const char **why)
+/* "expected one of: block, drop-newest, drop-oldest" into buf. */
+static const char *words_expected(const opt *o, char *buf, size_t cap)
+{
+    size_t n = (size_t)snprintf(buf, cap, "expected one of:");
+    for (int i = 0; o->names[i] && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s %s", i ? "," : "", o->names[i]);
+    return buf;
+}
+
+/* "out of range: 1..100" (sizes and durations in the units the flag takes) into buf. */
+static const char *range_expected(const opt *o, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "out of range: %llu..%llu%s", (unsigned long long)o->min, (unsigned long long)o->max,
+             o->type == T_SIZE ? " bytes" : o->type == T_MS ? " ms" : "");
+    return buf;
+}
+
+/* Sets one option from text. Returns 0, or -EINVAL with a reason in why (a constant, or written into buf). */
+static int opt_set(config *cfg, const opt *o, const char *val, const char **why, char *buf, size_t cap)
 {
     char *field = (char *)cfg + o->offset;
     uint64_t v;
@@ -173,7 +193,7 @@ static int opt_set(config *cfg, const opt *o, const char *val, const char **why)
                 *(int *)field = i;
                 return 0;
             }
-        *why = "not one of the accepted words (see --help)";
+        *why = words_expected(o, buf, cap);
         return -EINVAL;
     case T_BOOL:
         if (!strcmp(val, "true") || !strcmp(val, "yes") || !strcmp(val, "on") || !strcmp(val, "1")) {
@@ -200,7 +220,7 @@ static int opt_set(config *cfg, const opt *o, const char *val, const char **why)
             return -EINVAL;
         }
         if (v < o->min || v > o->max) {
-            *why = "out of range";
+            *why = range_expected(o, buf, cap);
             return -EINVAL;
         }
         *(uint64_t *)field = v;
@@ -255,11 +275,12 @@ static void describe_origin(const config *cfg, size_t i, char *buf, size_t cap)
 static int set_from(config *cfg, size_t i, const char *val, int origin, unsigned line)
 {
     const char *why = "";
+    char buf[200];
     unsigned char old_origin = cfg->origin[i];
     unsigned old_line = cfg->origin_line[i];
     cfg->origin[i] = (unsigned char)origin;
     cfg->origin_line[i] = line;
-    if (opt_set(cfg, &OPTS[i], val, &why) == 0)
+    if (opt_set(cfg, &OPTS[i], val, &why, buf, sizeof buf) == 0)
         return 0;
     char where[300], flag[64];
     describe_origin(cfg, i, where, sizeof where);

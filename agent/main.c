@@ -244,13 +244,14 @@ int main(int argc, char **argv)
             goto out_stop;
         }
     wd = service_watchdog_start(base, fl);
-    log_write(LOG_INFO, "\"logagentd started\" version=%s socket=%s stats_socket=%s upstream=%s rpc=%s "
+    log_write(LOG_INFO, "\"logagentd started\" version=%s socket=%s stats_socket=%s upstream=%s rpc=%s compression=%s "
                         "ring_bytes=%zu batch_max_records=%llu flush_interval_ms=%llu max_inflight=%llu config=%s",
               LOGAGENT_VERSION_STRING, cfg.socket_path, cfg.stats_socket, cfg.upstream,
               cfg.upstream_protocol == PROTOCOL_OTLP ? "otlp-export"
               : cfg.upstream_rpc == RPC_AUTO         ? "auto"
               : cfg.upstream_rpc == RPC_BATCH        ? "batch"
                                                      : "unary",
+              cfg.upstream_compression == COMPRESSION_GZIP ? "gzip" : "none",
               ring_capacity(r), (unsigned long long)cfg.batch_max_records,
               (unsigned long long)cfg.flush_interval_ms, (unsigned long long)cfg.max_inflight,
               cfg.config_file_found ? cfg.config_file : "none");

@@ -166,12 +166,13 @@ static void put_upstream(textbuf *t, const stats_view *v, const config *cfg)
     json_str_escape(target, sizeof target, cfg->upstream, strlen(cfg->upstream));
     double failing_s = f->failing && f->failing_since_ms ? (double)(v->now_ms - f->failing_since_ms) / 1000.0 : 0;
     put(t, "\"batches\":{\"sent\":%llu,\"failed\":%llu,\"retried\":%llu,\"unary_calls\":%llu},"
-           "\"upstream\":{\"state\":\"%s\",\"protocol\":\"%s\",\"mode\":\"%s\",\"target\":\"%s\","
+           "\"upstream\":{\"state\":\"%s\",\"protocol\":\"%s\",\"mode\":\"%s\",\"compression\":\"%s\",\"target\":\"%s\","
            "\"last_error\":\"%s\",\"failing_seconds\":%.3f},",
         (unsigned long long)f->batches_sent, (unsigned long long)f->batches_failed,
         (unsigned long long)f->batches_retried, (unsigned long long)f->unary_calls, f->failing ? "failing" : "ok",
         cfg->upstream_protocol == PROTOCOL_OTLP ? "otlp" : "logagent",
-        cfg->upstream_protocol == PROTOCOL_OTLP ? "export" : f->unary ? "unary" : "batch", target, err,
+        cfg->upstream_protocol == PROTOCOL_OTLP ? "export" : f->unary ? "unary" : "batch",
+        cfg->upstream_compression != COMPRESSION_GZIP ? "none" : f->gzip_refused ? "gzip_refused" : "gzip", target, err,
         failing_s < 0 ? 0 : failing_s);
 }
 

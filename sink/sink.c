@@ -28,6 +28,7 @@ struct sink_opts {
 	const char *out;
 	const char *port_file;
 	int no_batch;
+	int no_compression;
 	int otlp;
 	int quiet;
 	double fail_rate;
@@ -43,7 +44,7 @@ struct sink_opts {
 enum opt_id {
 	OPT_LISTEN = 1, OPT_OUT, OPT_NO_BATCH, OPT_QUIET, OPT_PORT_FILE, OPT_FAIL_RATE, OPT_FAIL_CODE,
 	OPT_FAIL_FIRST, OPT_DELAY_MS, OPT_REJECT_RATE, OPT_SEED, OPT_RETRY_AFTER_MS, OPT_TLS_CERT, OPT_TLS_KEY,
-	OPT_TLS_CLIENT_CA, OPT_TOKEN_FILE, OPT_PROTOCOL, OPT_HELP
+	OPT_TLS_CLIENT_CA, OPT_TOKEN_FILE, OPT_PROTOCOL, OPT_NO_COMPRESSION, OPT_HELP
 };
 
 /* The option table drives getopt_long and --help. */
@@ -70,6 +71,7 @@ static const struct opt_spec {
 	{"tls-client-ca", "FILE", OPT_TLS_CLIENT_CA, "require client certificates signed by this PEM CA (mTLS)"},
 	{"token-file", "FILE", OPT_TOKEN_FILE, "require 'authorization: Bearer <token>' with the token in FILE (re-read per call); else UNAUTHENTICATED"},
 	{"protocol", "logagent|otlp", OPT_PROTOCOL, "otlp: serve OTLP LogsService/Export (same JSON lines, plus an \"otlp\" object)"},
+	{"no-compression", NULL, OPT_NO_COMPRESSION, "take only uncompressed messages (gRPC answers a gzip one UNIMPLEMENTED), like a service built without gzip"},
 	{"help", NULL, OPT_HELP, "show this help"},
 };
 
@@ -145,6 +147,7 @@ static void apply_opt(struct sink_opts *o, enum opt_id id, const char *flag, con
 		o->out = v;
 		break;
 	case OPT_NO_BATCH: o->no_batch = 1; break;
+	case OPT_NO_COMPRESSION: o->no_compression = 1; break;
 	case OPT_QUIET: o->quiet = 1; break;
 	case OPT_PORT_FILE:
 		if (!*v)
@@ -350,7 +353,7 @@ int main(int argc, char **argv)
 	}
 
 	grpc_init();
-	struct server_config sc = {.listen = o.listen, .no_batch = o.no_batch, .otlp = o.otlp, .delay_ms = o.delay_ms,
+	struct server_config sc = {.listen = o.listen, .no_batch = o.no_batch, .no_compression = o.no_compression, .otlp = o.otlp, .delay_ms = o.delay_ms,
 				   .fail_rate = o.fail_rate, .fail_first = o.fail_first, .fail_code = o.fail_code,
 				   .retry_after_ms = o.retry_after_ms, .ledger = ledger, .rng = &rng,
 				   .tls_cert = o.tls_cert, .tls_key = o.tls_key, .tls_client_ca = o.tls_client_ca,

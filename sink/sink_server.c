@@ -483,9 +483,9 @@ static void server_dispatch(struct server *s, struct call_tag *tag, int ok)
 
 /* ---- server lifecycle ---- */
 
-static grpc_server *server_create(void)
+static grpc_server *server_create(int no_compression)
 {
-	grpc_arg args[2];
+	grpc_arg args[3];
 	memset(args, 0, sizeof args);
 	args[0].type = GRPC_ARG_INTEGER;
 	args[0].key = (char *)GRPC_ARG_ALLOW_REUSEPORT; /* a port in use must fail, not be shared */
@@ -493,7 +493,10 @@ static grpc_server *server_create(void)
 	args[1].type = GRPC_ARG_INTEGER;
 	args[1].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
 	args[1].value.integer = SERVER_MAX_RECV_BYTES;
-	grpc_channel_args cargs = {2, args};
+	args[2].type = GRPC_ARG_INTEGER; /* bit 0: identity; the others are gRPC's compression algorithms */
+	args[2].key = (char *)GRPC_COMPRESSION_CHANNEL_ENABLED_ALGORITHMS_BITSET;
+	args[2].value.integer = no_compression ? 1 : (1 << GRPC_COMPRESS_ALGORITHMS_COUNT) - 1;
+	grpc_channel_args cargs = {3, args};
 	return grpc_server_create(&cargs, NULL);
 }
 
@@ -507,7 +510,7 @@ struct server *server_new(const struct server_config *cfg, char *err, size_t err
 	s->cfg = *cfg;
 	s->t_shutdown = (struct call_tag){TAG_SHUTDOWN, NULL};
 	s->cq = grpc_completion_queue_create_for_next(NULL);
-	s->server = server_create();
+	s->server = server_create(cfg->no_compression);
 	if (!s->cq || !s->server) {
 		snprintf(err, errlen, "cannot create the gRPC server");
 		server_free(s);

@@ -14,6 +14,7 @@
 struct server_config {
 	const char *listen;         /* HOST:PORT (port 0: the OS picks), or unix:PATH */
 	int no_batch;               /* BatchWriteLogs answers UNIMPLEMENTED */
+	int no_compression;         /* only identity-encoded messages (gRPC refuses the others) */
 	int otlp;                   /* serve OTLP LogsService/Export instead of logagent.v1.LogService */
 	long delay_ms;              /* each answer waits this long (other calls go on meanwhile) */
 	double fail_rate;           /* share of calls failed on purpose */

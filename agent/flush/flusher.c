@@ -717,6 +717,7 @@ flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void
                           .token_file = cfg->token_file[0] ? cfg->token_file : NULL,
                           .methods = {cfg->batch_method, cfg->unary_method},
                           .reconnect_max_ms = cfg->retry_max_ms < 5000 ? (int64_t)cfg->retry_max_ms : 5000,
+                          .gzip = cfg->upstream_compression == COMPRESSION_GZIP,
                           .done = flusher_call_done,
                           .ctx = f};
     if (cfg->spool_dir[0] && open_spool(f) < 0) {
@@ -844,6 +845,7 @@ void flusher_snapshot_get(flusher *f, flusher_snapshot *s)
     if (f->sp)
         spool_get_stats(f->sp, &s->spool);
     s->unary = !f->otlp && (f->unary || f->cfg.upstream_rpc == RPC_UNARY);
+    s->gzip_refused = f->up ? upstream_gzip_refused(f->up) : 0;
     s->heartbeat_ms = LIVE(f, heartbeat_ms);
     s->stall_since_ms = LIVE(f, stall_since_ms);
     s->latency_ms[0] = percentile_locked(f, 0.50);

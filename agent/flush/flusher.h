@@ -51,6 +51,7 @@ typedef struct flusher_snapshot {
     uint64_t batch_budget;     /* what batches may hold: --buffer-bytes minus the ring */
     uint64_t batches_sent, batches_failed, batches_retried, unary_calls;
     int unary;                 /* 1 once the upstream mode is unary */
+    int gzip_refused;          /* 1 once the service refused gzip: calls go uncompressed */
     int failing;               /* 1 from a failed call until the next success */
     int64_t failing_since_ms;  /* CLOCK_MONOTONIC ms of the first failed call since the last success (0: none) */
     int64_t heartbeat_ms;      /* CLOCK_MONOTONIC ms of the flusher loop's last turn (it turns at least every second) */

@@ -12,6 +12,7 @@
 
 #include "flush/retry.h"
 #include "flush/token.h"
+#include "log.h"
 
 #include <errno.h>
 #include <grpc/byte_buffer.h>
@@ -21,6 +22,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,8 +52,9 @@ typedef struct ucall {
     grpc_byte_buffer *send;
     grpc_byte_buffer *recv;
     grpc_metadata_array initial_md, trailing_md;
-    grpc_metadata auth;     /* authorization, sent when has_auth */
+    grpc_metadata md[2];    /* initial metadata: authorization (has_auth: md[0]), the encoding asked for */
     int has_auth;
+    int gzip;               /* this call's message went gzip-compressed */
     grpc_status_code status;
     grpc_slice details;
     const char *error_string;
@@ -70,6 +73,8 @@ struct upstream {
     pthread_cond_t idle;
     ucall *live_head;
     size_t live;
+    int gzip;               /* --upstream-compression gzip (the channel's default algorithm) */
+    atomic_int gzip_refused; /* the service answered a gzip call "not implemented": calls go uncompressed */
     pthread_mutex_t tok_mu; /* guards tok and auth */
     token_file *tok;        /* NULL: no token */
     grpc_slice auth;        /* "Bearer <token>" */
@@ -79,6 +84,11 @@ static const char *const STATUS_NAMES[] = {
     "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
     "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
     "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+
+int upstream_gzip_refused(upstream *u)
+{
+    return atomic_load(&u->gzip_refused);
+}
 
 const char *upstream_status_name(int status)
 {
@@ -102,7 +112,7 @@ static void live_remove(upstream *u, ucall *c)
 static void ucall_free(ucall *c)
 {
     if (c->has_auth)
-        grpc_slice_unref(c->auth.value);
+        grpc_slice_unref(c->md[0].value);
     grpc_metadata_array_destroy(&c->initial_md);
     grpc_metadata_array_destroy(&c->trailing_md);
     if (c->send)
@@ -117,6 +127,21 @@ static void ucall_free(ucall *c)
     free(c);
 }
 
+/* A service without gzip answers a compressed message UNIMPLEMENTED, with details naming the (de)compressor
+ * (gRPC core: "Compression algorithm 'gzip' is disabled."; grpc-go: "Decompressor is not installed ..."; Java:
+ * "Can't find decompressor for gzip"). Not a missing method: the agent sends uncompressed from then on, logs it
+ * once, and the call counts as a retryable failure (UNAVAILABLE), so the batch goes again, uncompressed. */
+static int gzip_refused(upstream *u, const ucall *c, upstream_reply *r)
+{
+    if (!c->gzip || r->status != GRPC_STATUS_UNIMPLEMENTED || !strstr(r->details, "ompress"))
+        return 0;
+    r->status = GRPC_STATUS_UNAVAILABLE;
+    if (atomic_exchange(&u->gzip_refused, 1) == 0)
+        log_write(LOG_WARN, "\"the log service does not take gzip-compressed messages: sending uncompressed from now "
+                            "on (set --upstream-compression none)\" details=\"%.160s\"", r->details);
+    return 1;
+}
+
 /* Runs the done callback for a finished call, with the response flattened into one slice. */
 static void finish(upstream *u, ucall *c, int ok)
 {
@@ -127,6 +152,7 @@ static void finish(upstream *u, ucall *c, int ok)
                                                    GRPC_SLICE_LENGTH(c->trailing_md.metadata[i].value));
     char *details = grpc_slice_to_c_string(c->details);
     r.details = details ? details : "";
+    gzip_refused(u, c, &r);
     grpc_slice flat = grpc_empty_slice();
     if (r.status == GRPC_STATUS_OK && c->recv) {
         grpc_byte_buffer_reader rd;
@@ -265,6 +291,7 @@ upstream *upstream_new(const upstream_config *cfg, char *err, size_t errlen)
     grpc_init();
     u->done = cfg->done;
     u->ctx = cfg->ctx;
+    u->gzip = cfg->gzip;
     pthread_mutex_init(&u->mu, NULL);
     pthread_mutex_init(&u->tok_mu, NULL);
     pthread_cond_init(&u->idle, NULL);
@@ -280,6 +307,9 @@ upstream *upstream_new(const upstream_config *cfg, char *err, size_t errlen)
         {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, {.integer = (int)cfg->reconnect_max_ms}},
         {GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = 30000}},
         {GRPC_ARG_INTEGER, (char *)GRPC_ARG_ENABLE_RETRIES, {.integer = 0}}, /* retries are ours */
+        /* --upstream-compression: gRPC compresses each message and says so in grpc-encoding (see gzip_refused) */
+        {GRPC_ARG_INTEGER, (char *)GRPC_COMPRESSION_CHANNEL_DEFAULT_ALGORITHM,
+         {.integer = cfg->gzip ? GRPC_COMPRESS_GZIP : GRPC_COMPRESS_NONE}},
         {GRPC_ARG_STRING, (char *)GRPC_ARG_PRIMARY_USER_AGENT_STRING, {.string = (char *)"logagent/" LOGAGENT_VERSION_STRING}},
         {GRPC_ARG_STRING, (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, {.string = NULL}}, /* last: optional */
     };
@@ -343,13 +373,19 @@ int upstream_call(upstream *u, int m, const uint8_t *req, size_t len, upstream_r
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    size_t nmd = 0;
     if (u->tok) {
-        c->auth.key = grpc_slice_from_static_string("authorization");
-        c->auth.value = auth_value(u);
+        c->md[nmd].key = grpc_slice_from_static_string("authorization");
+        c->md[nmd++].value = auth_value(u);
         c->has_auth = 1;
-        ops[0].data.send_initial_metadata.count = 1;
-        ops[0].data.send_initial_metadata.metadata = &c->auth;
     }
+    c->gzip = u->gzip && !atomic_load(&u->gzip_refused);
+    if (u->gzip && !c->gzip) { /* this call overrides the channel's default: identity */
+        c->md[nmd].key = grpc_slice_from_static_string(GRPC_COMPRESSION_REQUEST_ALGORITHM_MD_KEY);
+        c->md[nmd++].value = grpc_slice_from_static_string("identity");
+    }
+    ops[0].data.send_initial_metadata.count = nmd;
+    ops[0].data.send_initial_metadata.metadata = nmd ? c->md : NULL;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = c->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;

@@ -41,6 +41,7 @@ typedef struct upstream_config {
     const char *token_file; /* "authorization: Bearer <its content>" on every call (re-read when it changes); NULL: none */
     const char *methods[2]; /* full method paths, registered once */
     int64_t reconnect_max_ms;
+    int gzip;               /* 1: every call's message is gzip-compressed (grpc-encoding: gzip) */
     upstream_done_fn done;
     void *ctx;
 } upstream_config;
@@ -66,5 +67,8 @@ void upstream_free(upstream *u);
 
 /* Short readable name of a status code ("UNAVAILABLE"). */
 const char *upstream_status_name(int status);
+
+/* 1 once the service refused a gzip-compressed call (see upstream.c's gzip_refused): calls go uncompressed. */
+int upstream_gzip_refused(upstream *u);
 
 #endif

@@ -362,6 +362,76 @@ class StatsPoller:
         return self.problems, self.polls, self.slowest
 
 
+class TcpProxy:
+    """A TCP forwarder on a free 127.0.0.1 port to `target` ("HOST:PORT"), counting the bytes each way (to_target:
+    what the agent put on the wire). Threads, real sockets; stopped at the end of the test by close()."""
+
+    def __init__(self, target):
+        import threading
+        host, port = target.rsplit(":", 1)
+        self.dest = (host, int(port))
+        self.to_target = self.from_target = 0
+        self._lock = threading.Lock()
+        self._socks = []
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def target(self):
+        return "127.0.0.1:%d" % self.port
+
+    def _accept(self):
+        import threading
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            try:
+                d = socket.create_connection(self.dest, timeout=10)
+            except OSError:
+                c.close()
+                continue
+            d.settimeout(None)
+            with self._lock:
+                self._socks += [c, d]
+            threading.Thread(target=self._pump, args=(c, d, "to_target"), daemon=True).start()
+            threading.Thread(target=self._pump, args=(d, c, "from_target"), daemon=True).start()
+
+    def _pump(self, src, dst, counter):
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            with self._lock:
+                setattr(self, counter, getattr(self, counter) + len(data))
+            try:
+                dst.sendall(data)
+            except OSError:
+                break
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)  # wakes the accept thread
+        except OSError:
+            pass
+        self.lsock.close()
+        with self._lock:
+            for s in self._socks:
+                s.close()
+
+
 def send_records(sock_path, records, chunk=None):
     """Writes msgpack records (dicts) or raw bytes on one new connection, then closes it."""
     import msgpack
