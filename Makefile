@@ -27,6 +27,7 @@ test-asan:
 	CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=address $(CMAKE_FLAGS) >/dev/null
 	cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1:abort_on_error=0 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 LOGAGENT_SANITIZER=address \
 	  ctest --output-on-failure -j2
 

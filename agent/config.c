@@ -80,7 +80,7 @@ static const opt OPTS[] = {
          "logagent|otlp: otlp sends OTLP LogsService/Export (upstream-rpc ignored)"),
     ENUM(upstream_compression, "none", COMPRESSION_NAMES,
          "none|gzip: compress every call's message to the log service (gRPC's grpc-encoding: gzip)"),
-    STR(resource_attr, "", "otlp: KEY=VALUE,... resource attributes added to every export (empty: none)"),
+    STR(resource_attr, "", "KEY=VALUE,... attributes of where the agent runs, sent once per call (both protocols; a value may be ${env:NAME})"),
     BOOL(upstream_tls, "false", "TLS to the log service (flag alone = true; or =true|false)"),
     STR(ca_file, "", "PEM CA certificates to verify the log service with (empty: gRPC's default roots)"),
     STR(cert_file, "", "PEM client certificate (chain) for mTLS; needs key-file"),

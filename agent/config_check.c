@@ -15,7 +15,7 @@
 
 #include "ingest/forward.h"
 
-#include "flush/otlp.h"
+#include "flush/resattr.h"
 #include "flush/token.h"
 
 #include <ctype.h>
@@ -281,7 +281,7 @@ int config_check(config *cfg)
     if (check_tls(cfg) < 0)
         return -EINVAL;
     char why[160];
-    if (otlp_resource_attrs_check(cfg->resource_attr, why, sizeof why) < 0)
+    if (resattr_check(cfg->resource_attr, why, sizeof why) < 0)
         return check_fail("resource-attr (from %s): %s", FROM(cfg, resource_attr), why);
     if (cfg->buffer == BUFFER_DISK && !cfg->spool_dir[0])
         return check_fail("buffer = disk (from %s) needs spool-dir", FROM(cfg, buffer));

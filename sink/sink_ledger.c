@@ -193,7 +193,10 @@ static void out_otlp(struct ledger *l, const struct sink_otlp_extra *x)
 }
 
 /* Appends one entry as a JSON line, in the key order of README's tour and docs/protocol.md (Upstream) (then the otlp object when x is not NULL). */
-static void out_entry(struct ledger *l, const Logagent__V1__WriteLogRequest *e, const struct sink_otlp_extra *x)
+/* One JSON line for entry e; x: the OTLP fields (NULL for logagent.v1); res: BatchWriteLogsRequest.resource
+ * (printed as "resource" when not empty). */
+static void out_entry(struct ledger *l, const Logagent__V1__WriteLogRequest *e, const struct sink_otlp_extra *x,
+		      Logagent__V1__BatchWriteLogsRequest__ResourceEntry *const *res, size_t n_res)
 {
 	OUT_LIT(l, "{\"log_id\":");
 	out_str(l, e->log_id);
@@ -214,6 +217,17 @@ static void out_entry(struct ledger *l, const Logagent__V1__WriteLogRequest *e, 
 	OUT_LIT(l, "}");
 	if (e->source)
 		out_source(l, e->source);
+	if (n_res) {
+		OUT_LIT(l, ",\"resource\":{");
+		for (size_t i = 0; i < n_res; i++) {
+			if (i)
+				OUT_LIT(l, ",");
+			out_str(l, res[i]->key);
+			OUT_LIT(l, ":");
+			out_str(l, res[i]->value);
+		}
+		OUT_LIT(l, "}");
+	}
 	if (x)
 		out_otlp(l, x);
 	OUT_LIT(l, "}\n");
@@ -361,7 +375,7 @@ static int write_log_lines(struct ledger *l, const uint8_t *req, size_t len, str
 	Logagent__V1__WriteLogRequest *e = logagent__v1__write_log_request__unpack(NULL, len, req);
 	if (!e)
 		return -EINVAL;
-	out_entry(l, e, NULL);
+	out_entry(l, e, NULL, NULL, 0);
 	int r = out_flush(l);
 	if (r == 0) {
 		keys_push(l, e->log_id, strlen(e->log_id));
@@ -420,7 +434,7 @@ static int batch_lines(struct ledger *l, const uint8_t *req, size_t len, struct 
 	for (size_t i = 0; i < b->n_entries; i++) {
 		if (is_rejected(l, &cursor, i))
 			continue;
-		out_entry(l, b->entries[i], NULL);
+		out_entry(l, b->entries[i], NULL, b->resource, b->n_resource);
 		keys_push(l, b->entries[i]->log_id, strlen(b->entries[i]->log_id));
 	}
 	int r = out_flush(l);
@@ -462,7 +476,7 @@ int ledger_otlp_export(struct ledger *l, const uint8_t *req, size_t len, struct 
 		if (is_rejected(l, &cursor, i))
 			continue;
 		if (!l->cfg.quiet)
-			out_entry(l, &b.entries[i], &b.extra[i]);
+			out_entry(l, &b.entries[i], &b.extra[i], NULL, 0);
 		keys_push(l, b.entries[i].log_id, strlen(b.entries[i].log_id));
 	}
 	int r = l->cfg.quiet ? 0 : out_flush(l);

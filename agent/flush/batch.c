@@ -21,11 +21,13 @@ struct batch_buf {
 #define BATCH_TRAILER_MAX 180
 #define BATCH_MIN_CAP (64 * 1024)
 
-batch *batch_new(uint64_t id)
+batch *batch_new(uint64_t id, size_t resource_len)
 {
     batch *b = calloc(1, sizeof *b);
-    if (b)
+    if (b) {
         b->id = id;
+        b->room = BATCH_TRAILER_MAX + resource_len;
+    }
     return b;
 }
 
@@ -110,11 +112,11 @@ static int index_make_room(batch *b, size_t n)
     return 0;
 }
 
-size_t batch_size_with(const batch *b, size_t len) { return b->len + pbw_len_field_size(len) + BATCH_TRAILER_MAX; }
+size_t batch_size_with(const batch *b, size_t len) { return b->len + pbw_len_field_size(len) + b->room; }
 
 int batch_reserve(batch *b, size_t bytes, size_t records)
 {
-    if (bytes + BATCH_TRAILER_MAX > b->cap && buf_make_room(b, bytes + BATCH_TRAILER_MAX) < 0)
+    if (bytes + b->room > b->cap && buf_make_room(b, bytes + b->room) < 0)
         return -ENOMEM;
     return index_make_room(b, records);
 }
@@ -134,12 +136,13 @@ int batch_add(batch *b, const void *rec, size_t len)
     return 0;
 }
 
-const uint8_t *batch_request(batch *b, const char *agent_id, size_t *len)
+const uint8_t *batch_request(batch *b, const char *agent_id, const uint8_t *resource, size_t resource_len,
+                             size_t *len)
 {
     if (b->tlen == 0) {
         /* the room past the entries: no slice covers it before the trailer is in it (batch.h) */
         size_t alen = strlen(agent_id);
-        size_t t = (alen ? pbw_len_field_size(alen) : 0) + (b->id ? pbw_varint_field_size(b->id) : 0);
+        size_t t = (alen ? pbw_len_field_size(alen) : 0) + (b->id ? pbw_varint_field_size(b->id) : 0) + resource_len;
         if ((!b->mem || b->len + t > b->cap) && buf_make_room(b, b->len + t) < 0)
             return NULL;
         uint8_t *p = b->buf + b->len;
@@ -147,6 +150,10 @@ const uint8_t *batch_request(batch *b, const char *agent_id, size_t *len)
             p = pbw_put_bytes(p, 2, agent_id, alen);
         if (b->id)
             p = pbw_put_uint(p, 3, b->id);
+        if (resource_len) { /* field 4's map entries, encoded once (resattr.c) */
+            memcpy(p, resource, resource_len);
+            p += resource_len;
+        }
         b->tlen = (size_t)(p - (b->buf + b->len));
     }
     *len = b->len + b->tlen;
@@ -168,7 +175,7 @@ void batch_evict(batch *b)
 uint8_t *batch_load_begin(batch *b, size_t len)
 {
     batch_evict(b);
-    if (buf_make_room(b, len + BATCH_TRAILER_MAX) < 0)
+    if (buf_make_room(b, len + b->room) < 0)
         return NULL;
     b->len = len;
     return b->buf;

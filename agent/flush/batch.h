@@ -40,6 +40,7 @@ typedef struct batch {
     uint8_t *buf;     /* framed entries (inside mem; NULL when there is none) */
     size_t len, cap;  /* entries' bytes; room in buf (entries and the trailer) */
     size_t tlen;      /* trailer bytes written at buf + len by batch_request (0: not yet) */
+    size_t room;      /* bytes kept past the entries for the trailer (agent_id, batch_id, resource) */
     batch_buf *mem;   /* the batch's reference to its bytes */
     uint32_t *off;    /* per entry: offset of its WriteLogRequest bytes in buf */
     uint32_t *elen;   /* per entry: their length */
@@ -65,7 +66,9 @@ typedef struct batch {
 
 enum batch_entry_state { ENTRY_OK = 0, ENTRY_RETRY = 1, ENTRY_DROP = 2 };
 
-batch *batch_new(uint64_t id);
+/* A new empty batch whose requests will carry resource_len bytes of BatchWriteLogsRequest.resource (0: none;
+ * flush/resattr.h) besides agent_id and batch_id: the room every buffer keeps past its entries. */
+batch *batch_new(uint64_t id, size_t resource_len);
 /* Frees the batch and drops its reference to its bytes (freed now, or when gRPC drops the last slice). */
 void batch_free(batch *b);
 
@@ -74,7 +77,7 @@ void batch_free(batch *b);
  * (batch unchanged). */
 int batch_reserve(batch *b, size_t bytes, size_t records);
 
-/* Bytes the batch's request would have with one more entry of `len` bytes (trailer not counted). */
+/* Bytes the batch's request would have with one more entry of `len` bytes (the trailer's room counted). */
 size_t batch_size_with(const batch *b, size_t len);
 
 /* Appends one encoded WriteLogRequest (the trailer, if written, is dropped: batch_request writes it again).
@@ -101,7 +104,8 @@ static inline const uint8_t *batch_entry(const batch *b, size_t i, size_t *len)
 /* The complete BatchWriteLogsRequest (entries + agent_id + batch_id): b's own bytes, the trailer written past
  * the entries the first time (the same bytes every later time: agent_id and id do not change). The pointer is
  * b->buf; it stays valid while a reference to b->mem is held. Returns NULL on allocation failure. */
-const uint8_t *batch_request(batch *b, const char *agent_id, size_t *len);
+const uint8_t *batch_request(batch *b, const char *agent_id, const uint8_t *resource, size_t resource_len,
+                             size_t *len);
 
 /* A new reference to b's bytes (b must have some: after batch_request, or for an entry of a loaded batch), for
  * a gRPC slice to own. Pass it to batch_buf_release when done; its type fits a slice's destroy callback. */

@@ -142,7 +142,7 @@ static void send_whole(flusher *f, batch *b)
         }
         return;
     }
-    const uint8_t *req = batch_request(b, f->agent_id, &len);
+    const uint8_t *req = batch_request(b, f->agent_id, f->res ? f->res->pb : NULL, f->res ? f->res->pb_len : 0, &len);
     if (!req || upstream_call(f->up, M_BATCH, req, len, batch_buf_release, batch_buf_hold(b),
                               (int64_t)f->cfg.rpc_timeout_ms, &b->whole) < 0)
         call_failed_to_start(f, &b->whole);
@@ -211,7 +211,7 @@ static void note_batch_size(flusher *f, const batch *b)
  * ran out. */
 static batch *new_cur(flusher *f)
 {
-    batch *b = batch_new(++f->next_id);
+    batch *b = flusher_batch_new(f, ++f->next_id);
     uint64_t max = LIVE(f, max_bytes), want = f->hint_bytes + f->hint_bytes / 8;
     if (b && batch_reserve(b, want < max ? (size_t)want : (size_t)max, f->hint_records) < 0)
         f->hint_bytes = f->hint_records = 0; /* memory is short: let batch_add grow it as records come */
@@ -559,7 +559,7 @@ static void abandon_rest(flusher *f)
     const void *p;
     batch *b = NULL;
     while ((p = ring_peek(f->ring, &len)) != NULL) {
-        if (!b && !(b = batch_new(++f->next_id)))
+        if (!b && !(b = flusher_batch_new(f, ++f->next_id)))
             break;
         if (batch_add(b, p, len) < 0)
             break;
@@ -646,7 +646,7 @@ static int open_spool(flusher *f)
     spool_ref ref;
     batch *tail = NULL;
     while (spool_replay_next(f->sp, &ref)) {
-        batch *b = batch_new(ref.id);
+        batch *b = flusher_batch_new(f, ref.id);
         if (!b)
             return -ENOMEM;
         b->n = ref.n;
@@ -682,6 +682,27 @@ void flusher_reload(flusher *f, const config *cfg)
 {
     set_live(f, cfg);
     doorbell_ring(&f->bell); /* a shorter interval may make the building batch due now */
+}
+
+/* --resource-attr, its ${env:NAME} values read now: f->res (NULL when empty). A variable that is not set leaves
+ * its pair out, with a warning; a set unary WriteLog cannot carry is said so. Returns 0, or -1 (logged). */
+static int setup_resource(flusher *f, const config *cfg)
+{
+    char err[256];
+    if (!cfg->resource_attr[0])
+        return 0;
+    if (!(f->res = resattr_new(cfg->resource_attr, err, sizeof err))) {
+        log_write(LOG_ERROR, "\"cannot use --resource-attr\" error=\"%s\"", err);
+        return -1;
+    }
+    if (f->res->unset[0])
+        log_write(LOG_WARN, "\"resource-attr: environment variables not set, their attributes left out\" "
+                            "variables=%s", f->res->unset);
+    if (f->res->n && cfg->upstream_protocol != PROTOCOL_OTLP && cfg->upstream_rpc == RPC_UNARY)
+        log_write(LOG_WARN, "\"resource-attr is not sent with upstream-rpc unary: WriteLog has no place for it "
+                            "(BatchWriteLogs carries it)\"");
+    log_write(LOG_INFO, "\"resource attributes\" count=%zu", f->res->n);
+    return 0;
 }
 
 flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void *space_arg)
@@ -720,17 +741,14 @@ flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void
                           .gzip = cfg->upstream_compression == COMPRESSION_GZIP,
                           .done = flusher_call_done,
                           .ctx = f};
-    if (cfg->spool_dir[0] && open_spool(f) < 0) {
+    char err[256];
+    if (setup_resource(f, cfg) < 0) { /* before the spool: replayed batches get the trailer's room */
         flusher_free(f);
         return NULL;
     }
-    if (uc.token_file && !uc.tls)
-        log_write(LOG_WARN, "\"token-file without upstream-tls: the bearer token crosses the network in clear "
-                            "text\" upstream=%s", cfg->upstream);
-    char err[256];
     if (cfg->upstream_protocol == PROTOCOL_OTLP) {
-        if (!(f->otlp = otlp_exporter_new(cfg->resource_attr, err, sizeof err))) {
-            log_write(LOG_ERROR, "\"cannot set up the OTLP exporter\" error=\"%s\"", err);
+        if (!(f->otlp = otlp_exporter_new(f->res))) {
+            log_write(LOG_ERROR, "\"cannot set up the OTLP exporter\" error=\"out of memory\"");
             flusher_free(f);
             return NULL;
         }
@@ -738,6 +756,13 @@ flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void
         log_write(LOG_INFO, "\"upstream protocol otlp: one LogsService/Export per batch (upstream-rpc ignored)\" "
                             "upstream=%s method=%s", cfg->upstream, OTLP_EXPORT_METHOD);
     }
+    if (cfg->spool_dir[0] && open_spool(f) < 0) {
+        flusher_free(f);
+        return NULL;
+    }
+    if (uc.token_file && !uc.tls)
+        log_write(LOG_WARN, "\"token-file without upstream-tls: the bearer token crosses the network in clear "
+                            "text\" upstream=%s", cfg->upstream);
     if (!(f->up = upstream_new(&uc, err, sizeof err))) {
         log_write(LOG_ERROR, "\"cannot create the gRPC channel\" upstream=%s error=\"%s\"", cfg->upstream, err);
         flusher_free(f);
@@ -814,6 +839,7 @@ void flusher_free(flusher *f)
     }
     spool_close(f->sp);
     otlp_exporter_free(f->otlp);
+    resattr_free(f->res);
     doorbell_close(&f->bell);
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cv);

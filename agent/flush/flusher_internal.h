@@ -14,6 +14,7 @@
 #include "doorbell.h"
 #include "log.h"
 #include "flush/otlp.h"
+#include "flush/resattr.h"
 #include "flush/upstream.h"
 
 #include <pthread.h>
@@ -66,6 +67,7 @@ struct flusher {
     int64_t shed_hold_ms;
     unsigned shed_attempt;
     otlp_exporter *otlp; /* --upstream-protocol otlp (read-only once made); NULL: logagent.v1 */
+    resattr *res;       /* --resource-attr, expanded (read-only once made; both protocols); NULL: none */
     spool *sp;          /* NULL without --spool-dir */
     int disk;           /* --buffer disk: every batch goes through the spool */
     log_limit spool_log;
@@ -82,6 +84,13 @@ struct flusher {
     flusher_spooled_fn on_spooled;
     void *spooled_arg;
 };
+
+/* A new batch with room for the request's trailer: BatchWriteLogsRequest.resource only in logagent.v1 mode (OTLP
+ * converts the batch and puts --resource-attr in each Resource instead). */
+static inline batch *flusher_batch_new(const flusher *f, uint64_t id)
+{
+    return batch_new(id, f->res && !f->otlp ? f->res->pb_len : 0);
+}
 
 /* ---- the retry queue (flusher.c): both threads, under mu ---------------------------------------------- */
 

@@ -45,81 +45,20 @@ typedef Logagent__V1__WriteLogRequest Entry;
  * container id. */
 enum { RECORD_FIXED_ATTRS = 8, RESOURCE_FIXED_ATTRS = 3 };
 
-typedef struct kv_pair {
-    char *key, *value; /* point into otlp_exporter.store */
-} kv_pair;
-
 struct otlp_exporter {
-    kv_pair *attrs;
-    size_t n;
-    char *store;
+    const resattr *extra; /* --resource-attr (not owned; NULL: none) */
 };
 
-/* ---- --resource-attr ------------------------------------------------------------------------------- */
-
-/* Walks "k=v,k2=v2" in place (commas and '=' become NULs) into out (NULL: only checks). Returns the count or
- * -EINVAL with why filled. */
-static long split_attrs(char *s, kv_pair *out, char *why, size_t whylen)
-{
-    long n = 0;
-    while (s && *s) {
-        char *comma = strchr(s, ',');
-        if (comma)
-            *comma = 0;
-        char *eq = strchr(s, '=');
-        if (!eq || eq == s) {
-            snprintf(why, whylen, "'%.60s': expected KEY=VALUE (comma-separated pairs, KEY not empty)", s);
-            return -EINVAL;
-        }
-        *eq = 0;
-        if (out)
-            out[n] = (kv_pair){s, eq + 1};
-        n++;
-        s = comma ? comma + 1 : NULL;
-    }
-    return n;
-}
-
-int otlp_resource_attrs_check(const char *spec, char *why, size_t whylen)
-{
-    char *copy = strdup(spec);
-    if (!copy) {
-        snprintf(why, whylen, "out of memory");
-        return -ENOMEM;
-    }
-    long n = split_attrs(copy, NULL, why, whylen);
-    free(copy);
-    return n < 0 ? (int)n : 0;
-}
-
-otlp_exporter *otlp_exporter_new(const char *spec, char *why, size_t whylen)
+otlp_exporter *otlp_exporter_new(const resattr *extra)
 {
     otlp_exporter *x = calloc(1, sizeof *x);
-    if (!x || !(x->store = strdup(spec ? spec : ""))) {
-        snprintf(why, whylen, "out of memory");
-        free(x);
-        return NULL;
-    }
-    long n = split_attrs(x->store, NULL, why, whylen);
-    if (n >= 0) { /* the first pass cut the string: split a fresh copy */
-        strcpy(x->store, spec ? spec : "");
-        x->attrs = calloc(n ? (size_t)n : 1, sizeof *x->attrs);
-        n = x->attrs ? split_attrs(x->store, x->attrs, why, whylen) : -ENOMEM;
-    }
-    if (n < 0) {
-        otlp_exporter_free(x);
-        return NULL;
-    }
-    x->n = (size_t)n;
+    if (x)
+        x->extra = extra;
     return x;
 }
 
 void otlp_exporter_free(otlp_exporter *x)
 {
-    if (!x)
-        return;
-    free(x->attrs);
-    free(x->store);
     free(x);
 }
 
@@ -560,10 +499,12 @@ static int fill_record(build *bd, size_t i, uint64_t observed_ns)
 
 static int has_extra(const otlp_exporter *x, const char *key)
 {
-    for (size_t i = 0; i < x->n; i++)
-        if (!strcmp(x->attrs[i].key, key))
-            return 1;
-    return 0;
+    return resattr_get(x->extra, key) != NULL;
+}
+
+static size_t n_extra(const otlp_exporter *x)
+{
+    return x->extra ? x->extra->n : 0;
 }
 
 /* Group k's ResourceLogs: resource attributes (a --resource-attr of the same key wins) and its one scope. */
@@ -579,8 +520,8 @@ static void fill_group(build *bd, const otlp_exporter *x, group *g)
         attr_str(bd, "host.name", g->host);
     if (!has_extra(x, "process.pid") && g->pid > 0)
         attr_int(bd, "process.pid", g->pid);
-    for (size_t i = 0; i < x->n; i++)
-        attr_str(bd, x->attrs[i].key, x->attrs[i].value);
+    for (size_t i = 0; i < n_extra(x); i++)
+        attr_str(bd, x->extra->pairs[i].key, x->extra->pairs[i].value);
     g->res = res_init;
     g->res.attributes = bd->kvp + first;
     g->res.n_attributes = bd->nkv - first;
@@ -680,7 +621,7 @@ uint8_t *otlp_payload(const otlp_exporter *x, const batch *b, int64_t observed_n
     if (rc == 0)
         rc = group_entries(&bd);
     if (rc == 0)
-        rc = build_alloc(&bd, x->n);
+        rc = build_alloc(&bd, n_extra(x));
     if (rc == 0)
         rc = fill_all(&bd, x, observed_ns > 0 ? (uint64_t)observed_ns : 0);
     if (rc == 0) {

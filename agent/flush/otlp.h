@@ -13,6 +13,7 @@
 #define LOGAGENT_OTLP_H
 
 #include "flush/batch.h"
+#include "flush/resattr.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -21,12 +22,9 @@
 
 typedef struct otlp_exporter otlp_exporter;
 
-/* Checks a --resource-attr value ("k=v,k2=v2"; "" is none). Returns 0, or -EINVAL with the reason in why. */
-int otlp_resource_attrs_check(const char *spec, char *why, size_t whylen);
-
-/* Makes an exporter adding the --resource-attr pairs of spec to every resource. NULL when spec is invalid (why
- * says why) or memory ran out. */
-otlp_exporter *otlp_exporter_new(const char *spec, char *why, size_t whylen);
+/* Makes an exporter adding the --resource-attr pairs of extra (NULL: none; not owned, must outlive the exporter)
+ * to every resource. NULL when memory ran out. */
+otlp_exporter *otlp_exporter_new(const resattr *extra);
 void otlp_exporter_free(otlp_exporter *x);
 
 /* Builds the ExportLogsServiceRequest for b's entries into a new malloc'd buffer the caller owns.

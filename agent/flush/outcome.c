@@ -141,7 +141,7 @@ static void settle_entries_locked(flusher *f, batch *b, const uint8_t *state, in
         if (state[i] == ENTRY_OK) {
             f->acct.flushed++;
         } else if (state[i] == ENTRY_RETRY && (!f->abandon || f->sp)) {
-            if (!rb && (rb = batch_new(b->id)) != NULL) {
+            if (!rb && (rb = flusher_batch_new(f, b->id)) != NULL) {
                 rb->attempt = b->attempt;
                 rb->first_sent_ms = b->first_sent_ms;
             }
@@ -152,7 +152,7 @@ static void settle_entries_locked(flusher *f, batch *b, const uint8_t *state, in
             f->acct.dropped_upstream++; /* out of memory: counted, never silent */
         } else if (state[i] == ENTRY_RETRY) {
             f->acct.dropped_shutdown++;
-        } else if (f->disk && (db || (db = batch_new(b->id)) != NULL) && batch_add(db, e, len) == 0) {
+        } else if (f->disk && (db || (db = flusher_batch_new(f, b->id)) != NULL) && batch_add(db, e, len) == 0) {
             continue; /* dead-lettered below */
         } else {
             f->acct.dropped_upstream++;

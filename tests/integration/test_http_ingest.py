@@ -475,9 +475,24 @@ def test_full_buffer_drop_newest_and_drop_oldest():
             refused.remove(m)
         return not refused
     wait_for(resend, 30, "refused records taken after the oldest were shed")
+    # The first 503 can come while the flusher has not yet moved the ring into batches (a busy machine): then the
+    # resent records fit without shedding. Fresh records keep coming until the buffer (ring and batch budget) is
+    # really full and only shedding makes room; every one of them is taken (drop-oldest never refuses for long).
+    fresh = 0
+
+    def shed():
+        nonlocal fresh
+        chunk = [{"message": "fresh %d %d %s" % (fresh, i, "p" * 200)} for i in range(100)]
+        status, _, doc = post(t, MANY, chunk)
+        fresh += 1
+        assert all(doc["log_ids"]) or status == 503, (status, doc)
+        if not all(doc["log_ids"]):
+            return None
+        return a.stats()["records"]["dropped"]["buffer_full"] > 0
+    wait_for(shed, 60, "the oldest shed to take new records")
     st = a.stats()
     assert st["records"]["dropped"]["buffer_full"] > 0 and accounting_holds(st), st["records"]
-    assert st["records"]["received"] == st["http"]["records"] == len(accepted) + n_refused, st
+    assert st["records"]["received"] == st["http"]["records"] >= len(accepted) + n_refused, st
     assert a.stop() == 0
 
 

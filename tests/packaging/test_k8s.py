@@ -110,6 +110,32 @@ def test_upstream_from_env():
             ref["name"], ref["key"])
 
 
+def test_resource_attributes_from_the_downward_api():
+    """--resource-attr names the pod, namespace and node through ${env:NAME}; each variable it names is set in the
+    agent's container from the Downward API (a name without its variable would be left out at run time), and the
+    value passes the agent's own --check-config with those variables set."""
+    import subprocess
+    agent, _ = containers()
+    e = env(agent)
+    spec = env_value(agent, "LOGAGENT_RESOURCE_ATTR")
+    assert spec, "LOGAGENT_RESOURCE_ATTR not set on the agent"
+    names = re.findall(r"\$\{(?:env:)?([A-Za-z0-9_]+)\}", spec)
+    want = {"k8s.pod.name": "metadata.name", "k8s.namespace.name": "metadata.namespace",
+            "k8s.node.name": "spec.nodeName"}
+    pairs = dict(p.split("=", 1) for p in spec.split(","))
+    assert set(want) <= set(pairs), pairs
+    for key, path in want.items():
+        var = re.fullmatch(r"\$\{(?:env:)?([A-Za-z0-9_]+)\}", pairs[key]).group(1)
+        assert e[var]["valueFrom"]["fieldRef"]["fieldPath"] == path, (key, e[var])
+    for n in names:
+        assert "valueFrom" in e.get(n, {}) or "value" in e.get(n, {}), "%s is named but not set" % n
+    env_vars = dict(os.environ, LOGAGENT_CONFIG="", LOGAGENT_RESOURCE_ATTR=spec)
+    env_vars.update({n: "x" for n in names})
+    p = subprocess.run([os.path.join(BIN, "logagentd"), "--check-config"], capture_output=True, text=True,
+                       env=env_vars, timeout=60)
+    assert p.returncode == 0 and "resource-attr = " + spec in p.stdout, (p.returncode, p.stdout[-2000:], p.stderr)
+
+
 def test_non_root_read_only_with_resources():
     spec = pod_spec()
     agent, apps = containers()
@@ -140,4 +166,5 @@ def test_grace_period_outlasts_the_drain():
 if __name__ == "__main__":
     run([test_parses_with_the_expected_kinds, test_socket_volume_shared_where_the_app_writes,
          test_probes_use_logagentctl_on_the_agents_stats_socket, test_upstream_from_env,
-         test_non_root_read_only_with_resources, test_grace_period_outlasts_the_drain])
+         test_resource_attributes_from_the_downward_api, test_non_root_read_only_with_resources,
+         test_grace_period_outlasts_the_drain])

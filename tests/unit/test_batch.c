@@ -35,7 +35,7 @@ static size_t encode_entry(int i, uint8_t *buf, size_t cap)
 
 static batch *make_batch(uint64_t id, int n)
 {
-    batch *b = batch_new(id);
+    batch *b = batch_new(id, 0);
     uint8_t buf[256];
     for (int i = 0; i < n; i++)
         CHECK_INT(batch_add(b, buf, encode_entry(i, buf, sizeof buf)), 0);
@@ -95,7 +95,7 @@ static uint8_t *read_all(grpc_byte_buffer *bb, size_t *len)
 
 static void test_assembly(void)
 {
-    batch *b = batch_new(77);
+    batch *b = batch_new(77, 0);
     uint8_t buf[256];
     for (int i = 0; i < 300; i++) {
         size_t n = encode_entry(i, buf, sizeof buf);
@@ -105,7 +105,7 @@ static void test_assembly(void)
     }
     CHECK_INT(b->n, 300);
     size_t len;
-    const uint8_t *req = batch_request(b, "agent-x", &len);
+    const uint8_t *req = batch_request(b, "agent-x", NULL, 0, &len);
     CHECK(req == b->buf);                 /* the batch's own bytes: nothing copied */
     CHECK(len <= batch_size_with(b, 0)); /* the whole request stays within what the size check promised */
     check_request(req, len, 77, 300);
@@ -126,14 +126,14 @@ static void test_assembly(void)
 /* batch_reserve: the entries are written in place, the buffer never moves. */
 static void test_reserve(void)
 {
-    batch *b = batch_new(1);
+    batch *b = batch_new(1, 0);
     CHECK_INT(batch_reserve(b, 300 * 64, 300), 0);
     const uint8_t *at = b->buf;
     uint8_t buf[256];
     for (int i = 0; i < 300; i++)
         CHECK_INT(batch_add(b, buf, encode_entry(i, buf, sizeof buf)), 0);
     size_t len;
-    CHECK(batch_request(b, "agent-x", &len) == at && b->buf == at);
+    CHECK(batch_request(b, "agent-x", NULL, 0, &len) == at && b->buf == at);
     check_request(b->buf, len, 1, 300);
     batch_free(b);
 }
@@ -144,7 +144,7 @@ static void test_slice_outlives_batch(void)
     atomic_store(&released, 0);
     batch *b = make_batch(5, 100);
     size_t len;
-    const uint8_t *req = batch_request(b, "agent-x", &len);
+    const uint8_t *req = batch_request(b, "agent-x", NULL, 0, &len);
     grpc_byte_buffer *bb = share(b, req, len);
     batch_free(b);
     CHECK_INT(atomic_load(&released), 0);
@@ -164,15 +164,15 @@ static void test_retry_after_release(void)
     atomic_store(&released, 0);
     batch *b = make_batch(6, 50);
     size_t len1, len2, len3;
-    const uint8_t *req = batch_request(b, "agent-x", &len1);
+    const uint8_t *req = batch_request(b, "agent-x", NULL, 0, &len1);
     uint8_t *first = malloc(len1);
     memcpy(first, req, len1);
     grpc_byte_buffer_destroy(share(b, req, len1));
     CHECK_INT(atomic_load(&released), 1);
-    req = batch_request(b, "agent-x", &len2);
+    req = batch_request(b, "agent-x", NULL, 0, &len2);
     CHECK(len2 == len1 && memcmp(req, first, len1) == 0);
     grpc_byte_buffer *second = share(b, req, len2);
-    req = batch_request(b, "agent-x", &len3);
+    req = batch_request(b, "agent-x", NULL, 0, &len3);
     CHECK(len3 == len1 && memcmp(req, first, len1) == 0);
     grpc_byte_buffer *third = share(b, req, len3);
     batch_free(b);
@@ -193,7 +193,7 @@ static void test_evict_and_load_while_shared(void)
     atomic_store(&released, 0);
     batch *b = make_batch(7, 80);
     size_t len, framed = b->len, n = b->n;
-    const uint8_t *req = batch_request(b, "agent-x", &len);
+    const uint8_t *req = batch_request(b, "agent-x", NULL, 0, &len);
     uint8_t *disk = malloc(framed); /* what spool_append wrote */
     memcpy(disk, b->buf, framed);
     grpc_byte_buffer *old = share(b, req, len);
@@ -205,7 +205,7 @@ static void test_evict_and_load_while_shared(void)
     CHECK_INT(batch_load_end(b), 0);
     CHECK(!b->evicted && b->n == n);
     size_t len2;
-    const uint8_t *req2 = batch_request(b, "agent-x", &len2);
+    const uint8_t *req2 = batch_request(b, "agent-x", NULL, 0, &len2);
     CHECK_INT(len2, len);
     check_request(req2, len2, 7, 80);
     size_t got;
@@ -233,14 +233,14 @@ static void test_add_to_shared_copies(void)
     atomic_store(&released, 0);
     batch *b = make_batch(8, 10);
     size_t len;
-    const uint8_t *req = batch_request(b, "agent-x", &len);
+    const uint8_t *req = batch_request(b, "agent-x", NULL, 0, &len);
     uint8_t *before = malloc(len);
     memcpy(before, req, len);
     grpc_byte_buffer *held = share(b, req, len);
     uint8_t buf[256];
     CHECK_INT(batch_add(b, buf, encode_entry(10, buf, sizeof buf)), 0);
     size_t len2;
-    const uint8_t *req2 = batch_request(b, "agent-x", &len2);
+    const uint8_t *req2 = batch_request(b, "agent-x", NULL, 0, &len2);
     CHECK(req2 != req); /* moved to a copy */
     check_request(req2, len2, 8, 11);
     size_t got;

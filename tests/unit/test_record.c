@@ -679,9 +679,8 @@ static ExportRequest *export_typed(int typed_flag)
     uint8_t *bytes = encode_copy(&e, &t, &len);
     msgpack_sbuffer_destroy(&t.sb);
     record_enc_free(&e);
-    char why[128];
-    otlp_exporter *x = otlp_exporter_new("", why, sizeof why);
-    batch *b = batch_new(1);
+    otlp_exporter *x = otlp_exporter_new(NULL);
+    batch *b = batch_new(1, 0);
     CHECK(x && b && bytes && batch_add(b, bytes, len) == 0);
     int err = 0;
     uint8_t *out = x && b ? otlp_payload(x, b, NOW, &len, &err) : NULL;
@@ -716,9 +715,8 @@ static void test_meta_types_edges(void)
     uint8_t *bytes = encode_copy(&e, &t, &len);
     msgpack_sbuffer_destroy(&t.sb);
     record_enc_free(&e);
-    char why[128];
-    otlp_exporter *x = otlp_exporter_new("", why, sizeof why);
-    batch *b = batch_new(1);
+    otlp_exporter *x = otlp_exporter_new(NULL);
+    batch *b = batch_new(1, 0);
     CHECK(x && b && bytes && batch_add(b, bytes, len) == 0);
     int err = 0;
     uint8_t *out = x && b ? otlp_payload(x, b, NOW, &len, &err) : NULL;
