@@ -485,9 +485,9 @@ def test_full_buffer_drop_newest_and_drop_oldest():
         chunk = [{"message": "fresh %d %d %s" % (fresh, i, "p" * 200)} for i in range(100)]
         status, _, doc = post(t, MANY, chunk)
         fresh += 1
-        assert all(doc["log_ids"]) or status == 503, (status, doc)
+        assert status in (200, 503), (status, doc)
         if not all(doc["log_ids"]):
-            return None
+            return None  # refused ("retry later"): the flusher sheds meanwhile
         return a.stats()["records"]["dropped"]["buffer_full"] > 0
     wait_for(shed, 60, "the oldest shed to take new records")
     st = a.stats()
