@@ -26,7 +26,7 @@ enum acceptguard_reason { ACCEPT_ERR_EMFILE = 0, ACCEPT_ERR_NOMEM = 1, ACCEPT_ER
 /* The HTTP/JSON ingest's own counters (http_ingest.h), main loop thread only, like ingest's. What its records do
  * to the record counters (received, rejected, dropped) is counted in ingest_stats, so every ingest path adds up in
  * one place. */
-enum { STATS_HTTP_CODE_N = 9 };
+enum { STATS_HTTP_CODE_N = 10 };
 extern const int stats_http_codes[STATS_HTTP_CODE_N]; /* 200 400 403 404 405 413 429 500 503 */
 
 typedef struct http_stats {

@@ -31,6 +31,9 @@
 #include "flush/flusher.h"
 #include "ingest/http_conns.h"
 #include "ingest/http_json.h"
+#include "ingest/otlp_in.h"
+#include "common/gunzip.h"
+#include "pbwire.h"
 #include "jsonstr.h"
 #include "log.h"
 #include "ingest/peer.h"
@@ -83,11 +86,15 @@ struct http_ingest {
                  * own; TCP callers share sender 0) */
 };
 
+/* POST /v1/logs: OTLP/HTTP (otlp_in.h), beside http_json's two modes. */
+enum { MODE_OTLP = 2 };
+
 /* One request being answered (lives in on_request's frame). */
 typedef struct request {
     http_ingest *h;
     struct evhttp_request *req;
-    enum http_json_mode mode;
+    int mode; /* enum http_json_mode, or MODE_OTLP */
+    int otlp_json; /* MODE_OTLP: the body (and the answer) is OTLP's JSON, else protobuf */
     record_source src;
     char peer[96]; /* who, for log lines */
     int64_t now_ns, mono_ns;
@@ -157,6 +164,7 @@ static const char *reason_of(int code)
     case 403: return "Forbidden";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
     case 429: return "Too Many Requests";
     case 503: return "Service Unavailable";
     default: return "Internal Server Error";
@@ -376,6 +384,8 @@ static int route(const char *path)
         return HTTP_JSON_ONE;
     if (!strcmp(path, "/api/write_logs/") || !strcmp(path, "/api/write_logs"))
         return HTTP_JSON_MANY;
+    if (!strcmp(path, "/v1/logs"))
+        return MODE_OTLP;
     return -1;
 }
 
@@ -405,6 +415,134 @@ static void serve(request *rq, const char *body, size_t len)
     }
 }
 
+/* ---- OTLP/HTTP: POST /v1/logs -------------------------------------------------------------------------- */
+
+/* OTLP/HTTP's answers, in the request's own encoding: 200 with an ExportLogsServiceResponse (its partial_success
+ * when records were refused), or a google.rpc.Status (code = the gRPC status that means the same) for the rest. */
+static void send_otlp(request *rq, int http_code, int grpc_code, const char *msg, size_t rejected)
+{
+    struct evbuffer *body = evbuffer_new();
+    size_t mlen = strlen(msg);
+    int rc = body ? 0 : -1;
+    if (rc == 0 && rq->otlp_json) {
+        if (http_code == 200 && !rejected)
+            rc = evbuffer_add_printf(body, "{}") < 0;
+        else if (http_code == 200)
+            rc = evbuffer_add_printf(body, "{\"partialSuccess\":{\"rejectedLogRecords\":\"%zu\",\"errorMessage\":",
+                                     rejected) < 0 || put_string(body, msg, mlen) < 0 || evbuffer_add(body, "}}", 2) < 0;
+        else
+            rc = evbuffer_add_printf(body, "{\"code\":%d,\"message\":", grpc_code) < 0 ||
+                 put_string(body, msg, mlen) < 0 || evbuffer_add(body, "}", 1) < 0;
+    } else if (rc == 0) { /* protobuf: at most two small messages, written by hand (pbwire.h) */
+        uint8_t buf[64 + HTTP_JSON_ERROR_MAX + 256], *p = buf, inner[32 + sizeof buf], *q = inner;
+        if (mlen > HTTP_JSON_ERROR_MAX + 200)
+            mlen = HTTP_JSON_ERROR_MAX + 200;
+        if (http_code == 200 && rejected) { /* partial_success = 1 {rejected_log_records = 1, error_message = 2} */
+            q = pbw_put_uint(q, 1, rejected);
+            q = pbw_put_bytes(q, 2, msg, mlen);
+            p = pbw_put_bytes(p, 1, inner, (size_t)(q - inner));
+        } else if (http_code != 200) { /* Status {code = 1, message = 2} */
+            p = pbw_put_uint(p, 1, (uint64_t)grpc_code);
+            p = pbw_put_bytes(p, 2, msg, mlen);
+        }
+        rc = evbuffer_add(body, buf, (size_t)(p - buf));
+    }
+    struct evkeyvalq *hd = evhttp_request_get_output_headers(rq->req);
+    evhttp_add_header(hd, "Content-Type", rq->otlp_json ? "application/json" : "application/x-protobuf");
+    if (http_code == 503 || http_code == 429)
+        evhttp_add_header(hd, "Retry-After", "1");
+    if (rq->h->stopping)
+        evhttp_add_header(hd, "Connection", "close");
+    stat_add(&rq->h->hs->requests, 1);
+    size_t i = code_index(rc == 0 ? http_code : 500);
+    if (i < STATS_HTTP_CODE_N)
+        stat_add(&rq->h->hs->responses[i], 1);
+    evhttp_send_reply(rq->req, rc == 0 ? http_code : 500, reason_of(rc == 0 ? http_code : 500), rc == 0 ? body : NULL);
+    if (body)
+        evbuffer_free(body);
+}
+
+/* After the records went through admission: retry the whole request when any did not fit (503; the records taken
+ * before it come again with the same log_ids, which the service keeps once) or was over --rate-limit (429); else
+ * 200, naming the records refused for good (partial_success: not retried by the client). */
+static void send_otlp_result(request *rq)
+{
+    const size_t *o = rq->outcomes;
+    size_t rejected = o[OUT_BAD] + o[OUT_TOO_LARGE];
+    char msg[sizeof rq->first_error + 64];
+    if (o[OUT_FULL] || o[OUT_DROPPED] || o[OUT_NOMEM])
+        send_otlp(rq, 503, 14, o[OUT_NOMEM] ? "out of memory: retry later" : "buffer full: retry later", 0);
+    else if (o[OUT_LIMITED])
+        send_otlp(rq, 429, 8, "over --rate-limit: retry later", 0);
+    else {
+        snprintf(msg, sizeof msg, "%zu of %zu log records refused; the first: %s", rejected, rq->entries,
+                 rq->first_error);
+        send_otlp(rq, 200, 0, rejected ? msg : "", rejected);
+    }
+}
+
+/* The body as OTLP says to read it: Content-Type picks the encoding (415 otherwise), Content-Encoding gzip is
+ * inflated up to --http-max-body-bytes (a bomb gets 413). Returns the body to read (*owned: free it), or NULL after
+ * answering. */
+static const char *otlp_body(request *rq, const char *body, size_t *len, char **owned)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(rq->req);
+    const char *ct = evhttp_find_header(in, "Content-Type"), *ce = evhttp_find_header(in, "Content-Encoding");
+    *owned = NULL;
+    if (ct && !strncasecmp(ct, "application/json", 16))
+        rq->otlp_json = 1;
+    else if (!ct || strncasecmp(ct, "application/x-protobuf", 22)) {
+        send_otlp(rq, 415, 3, "Content-Type must be application/x-protobuf or application/json", 0);
+        return NULL;
+    }
+    if (!ce || !strcasecmp(ce, "identity"))
+        return body;
+    if (strcasecmp(ce, "gzip")) {
+        send_otlp(rq, 415, 3, "Content-Encoding must be gzip or none", 0);
+        return NULL;
+    }
+    size_t max = rq->h->cfg->http_max_body_bytes;
+    int rc = gunzip(body, *len, max, owned, len);
+    if (rc == 0)
+        return *owned;
+    stat_add(rc == -EMSGSIZE ? &rq->h->st->oversized : &rq->h->st->malformed, 1);
+    char msg[160];
+    snprintf(msg, sizeof msg, "gzip body inflates past --http-max-body-bytes (%zu)", max);
+    if (rc == -EMSGSIZE)
+        send_otlp(rq, 413, 3, msg, 0);
+    else if (rc == -EBADMSG)
+        send_otlp(rq, 400, 3, "Content-Encoding gzip, but the body is not gzip data", 0);
+    else
+        send_otlp(rq, 503, 14, "out of memory: retry later", 0);
+    return NULL;
+}
+
+static void serve_otlp(request *rq, const char *body, size_t len)
+{
+    http_ingest *h = rq->h;
+    char *owned;
+    if (!(body = otlp_body(rq, body, &len, &owned)))
+        return;
+    http_json_error err;
+    int n = otlp_in_parse(body, len, rq->otlp_json ? OTLP_IN_JSON : OTLP_IN_PROTOBUF, on_entry, rq, &err);
+    if (n == -EINVAL) {
+        int malformed = err.status == HTTP_JSON_MALFORMED;
+        stat_add(malformed ? &h->st->malformed : &h->st->invalid_record, 1);
+        client_entry *ce = request_client(rq, "", 0);
+        if (ce)
+            ce->rejected++;
+        log_refusal(rq, malformed ? &h->lim_malformed : &h->lim_invalid, "OTLP/HTTP body refused", err.text);
+        send_otlp(rq, 400, 3, err.text, 0);
+    } else if (n < 0 && !rq->outcomes[OUT_OK]) {
+        send_otlp(rq, 503, 14, "out of memory: retry later", 0);
+    } else {
+        if (n < 0)
+            rq->outcomes[OUT_NOMEM]++;
+        send_otlp_result(rq);
+    }
+    free(owned);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     http_ingest *h = arg;
@@ -413,7 +551,8 @@ static void on_request(struct evhttp_request *req, void *arg)
     int mode = route(path);
     char msg[256];
     if (mode < 0) {
-        snprintf(msg, sizeof msg, "unknown path %.100s: POST one record to /api/write_log/, many to /api/write_logs/",
+        snprintf(msg, sizeof msg, "unknown path %.100s: POST one record to /api/write_log/, many to /api/write_logs/, "
+                                  "OTLP to /v1/logs",
                  path ? path : "?");
         send_error(h, req, 404, 0, msg);
         return;
@@ -423,7 +562,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         send_error(h, req, 405, mode == HTTP_JSON_MANY, "method not allowed: POST a JSON body");
         return;
     }
-    request rq = {.h = h, .req = req, .mode = (enum http_json_mode)mode, .now_ns = clock_ns(CLOCK_REALTIME),
+    request rq = {.h = h, .req = req, .mode = mode, .now_ns = clock_ns(CLOCK_REALTIME),
                   .mono_ns = clock_ns(CLOCK_MONOTONIC)};
     h->serial++;
     request_source(&rq);
@@ -450,6 +589,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         const char *body = len ? (const char *)evbuffer_pullup(in, -1) : ""; /* contiguous: jansson wants that */
         if (!body || !(rq.ids = evbuffer_new()) || !(rq.errors = evbuffer_new()))
             send_error(h, req, 500, mode == HTTP_JSON_MANY, "out of memory");
+        else if (mode == MODE_OTLP)
+            serve_otlp(&rq, body, len);
         else
             serve(&rq, body, len);
     }
