@@ -432,6 +432,47 @@ class TcpProxy:
                 s.close()
 
 
+INTEROP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interop")
+
+
+def node_peers():
+    """The real Node.js peers of tests/interop (the OpenTelemetry JS SDK, @grpc/grpc-js, ...), installed by `npm ci`
+    from the lockfile there into a folder shared by the tests of one machine (keyed by the lockfile's hash, under a
+    file lock). Returns (NODE_PATH, None), or (None, why) when node, npm or the registry is missing: the caller then
+    prints "skip" — except under CI=true, where a missing prerequisite fails the test instead (CI installs them)."""
+    import fcntl
+    import hashlib
+    import shutil
+    why = None
+    if not shutil.which("node") or not shutil.which("npm"):
+        why = "node or npm not installed (packaging/install-deps.sh installs them)"
+    else:
+        with open(os.path.join(INTEROP, "package-lock.json"), "rb") as f:
+            key = hashlib.sha256(f.read()).hexdigest()[:16]
+        folder = os.path.join(tempfile.gettempdir(), "la-npm-" + key)
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not os.path.exists(os.path.join(folder, ".done")):
+                for name in ("package.json", "package-lock.json"):
+                    shutil.copy(os.path.join(INTEROP, name), folder)
+                try:
+                    p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error",
+                                        "--fetch-retries=2", "--fetch-timeout=60000"], cwd=folder,
+                                       capture_output=True, text=True, timeout=300)
+                    if p.returncode != 0:
+                        why = "npm ci failed (registry unreachable?): %s" % (p.stderr.strip().splitlines() or ["?"])[0]
+                    else:
+                        open(os.path.join(folder, ".done"), "w").close()
+                except subprocess.TimeoutExpired:
+                    why = "npm ci took more than 300 s (registry unreachable?)"
+        if not why:
+            return os.path.join(folder, "node_modules"), None
+    if os.environ.get("CI") == "true":
+        raise AssertionError("interop prerequisite missing under CI: %s" % why)
+    return None, why
+
+
 def send_records(sock_path, records, chunk=None):
     """Writes msgpack records (dicts) or raw bytes on one new connection, then closes it."""
     import msgpack

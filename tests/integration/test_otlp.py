@@ -7,20 +7,20 @@ metadata types (int, float, bool, map, array, nil, bin) reaching the OTLP sink t
 the same WriteLogRequest as before (checked on the raw wire by a python3-grpcio service, and in the sink's lines);
 and an independent peer (tests/interop/otlp_peer.js: Node.js, @grpc/grpc-js, the protobufjs schema generated from the
 official opentelemetry-proto that @opentelemetry/otlp-transformer ships) decoding the agent's export. That last test
-skips (says why, passes) when node or npm is missing or the npm registry cannot be reached."""
+installs its packages from tests/interop/package-lock.json (harness.node_peers) and skips (says why, passes) when node,
+npm or the registry is missing — except under CI=true, where that fails the test."""
 import json
 import os
-import shutil
 import subprocess
 import time
 
-from harness import BIN, Agent, Sink, TempDir, UnixHTTPConnection, accounting_holds, dead_target, run, scaled, \
-    send_records, spawn, wait_for
+from harness import BIN, Agent, Sink, TempDir, UnixHTTPConnection, accounting_holds, dead_target, node_peers, run, \
+    scaled, send_records, spawn, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEER = os.path.join(HERE, "..", "interop", "otlp_peer.js")
-# 0.203.0: a release that still ships build/src/generated/root.js (later ones dropped the generated decoder)
-NPM_PACKAGES = ["@grpc/grpc-js@1", "@opentelemetry/otlp-transformer@0.203.0"]
+# tests/interop/package-lock.json pins @grpc/grpc-js and @opentelemetry/otlp-transformer 0.203.0 (a release that
+# still ships build/src/generated/root.js: later ones dropped the generated decoder)
 
 OTLP = ("--upstream-protocol", "otlp")
 SEVERITY = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
@@ -274,31 +274,16 @@ def test_check_config_and_bad_resource_attr():
     assert rc == 2 and "upstream-protocol" in err, err
 
 
-def npm_install(folder):
-    """Installs the peer's packages into folder; returns None, or why it could not (then the test skips)."""
-    if not shutil.which("node") or not shutil.which("npm"):
-        return "node or npm not installed"
-    try:
-        p = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "--fetch-retries=1",
-                            "--fetch-timeout=30000", "--prefix", folder] + NPM_PACKAGES,
-                           capture_output=True, text=True, timeout=240)
-    except subprocess.TimeoutExpired:
-        return "npm install took more than 240 s (registry unreachable?)"
-    if p.returncode != 0:
-        return "npm install failed (registry unreachable?): %s" % (p.stderr.strip().splitlines() or ["?"])[0]
-    return None
-
-
 def test_independent_node_peer_decodes_the_export():
     tmp = TempDir("otlp-node")
-    why = npm_install(tmp.file("npm"))
+    node_path, why = node_peers()
     if why:
         print("   skip: independent OTLP peer not run: %s" % why)
         return
     port_file, out = tmp.file("peer.port"), tmp.file("peer.jsonl")
     with open(out, "wb") as f, open(tmp.file("peer.stderr"), "wb") as err:
         peer = spawn(["node", PEER, port_file], stdout=f, stderr=err,
-                     env=dict(os.environ, NODE_PATH=tmp.file("npm/node_modules")))
+                     env=dict(os.environ, NODE_PATH=node_path))
     port = wait_for(lambda: peer.poll() is None and os.path.exists(port_file) and open(port_file).read().strip(),
                     scaled(30), "node peer listening")
     hsock = tmp.file("http.sock")

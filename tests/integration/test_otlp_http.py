@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 
-from harness import Agent, Sink, TempDir, dead_target, run, scaled, wait_for
+from harness import INTEROP, Agent, Sink, TempDir, dead_target, node_peers, run, scaled, spawn, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROTO = os.path.join(HERE, "..", "..", "proto")
@@ -298,5 +298,49 @@ def test_full_buffer_503_then_every_record_once():
     assert summary["unique_log_ids"] == n, summary
 
 
+def test_opentelemetry_js_sdk_through_the_agent():
+    """A client nobody on the team wrote: the OpenTelemetry JS SDK (LoggerProvider + BatchLogRecordProcessor) with
+    its official OTLP/HTTP log exporters, JSON and protobuf (tests/interop/otel_sdk_sender.js), sending to the
+    agent; every field checked at the sink."""
+    node_path, why = node_peers()
+    if why:
+        print("   skip: OpenTelemetry JS SDK not run: %s" % why)
+        return
+    tmp = TempDir("otlp-http-sdk")
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target, "--http-listen", "127.0.0.1:0", "--flush-interval-ms", "20").start()
+    url = "http://127.0.0.1:%d/v1/logs" % http_port(a)
+    n = 300
+    for kind in ("http-json", "http-proto"):
+        p = spawn(["node", os.path.join(INTEROP, "otel_sdk_sender.js"), kind, url, str(n)],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, NODE_PATH=node_path))
+        out, err = p.communicate(timeout=scaled(120))
+        assert p.returncode == 0 and json.loads(out) == {"exported": n, "failed": 0}, (kind, out, err[-2000:])
+    sink.wait_count(2 * n)
+    st = a.wait_flushed(2 * n)
+    assert a.stop() == 0
+    summary = sink.stop()
+    assert summary["entries"] == 2 * n and summary["unique_log_ids"] == 2 * n, summary
+    assert st["http"]["responses"]["200"] >= 2 and st["records"]["rejected"]["invalid_record"] == 0, st
+    seen = set()
+    for e in sink.entries():
+        kind, i = e["message"].split()[1], int(e["message"].split()[2])
+        seen.add((kind, i))
+        odd = i % 2 == 1
+        assert e["service_name"] == "otel-js-app" and e["level"] == ("ERROR" if odd else "WARN"), e
+        assert e["timestamp_unix_nano"] == (1700000000000 + i) * 1000000, e
+        if odd:
+            assert "trace_id" not in e and "span_id" not in e, e
+        else:
+            assert e["trace_id"] == "0102030405060708090a0b0c0d0e0f10" and e["span_id"] == "1112131415161718", e
+        ratio = i / 4
+        assert e["metadata"] == {"i": str(i), "odd": "true" if odd else "false",
+                                 "ratio": str(int(ratio)) if ratio == int(ratio) else repr(ratio),
+                                 "tags": '["a","b"]', "ctx": '{"k":"v%d"}' % i,
+                                 "deployment.environment": "test"}, e["metadata"]
+    assert seen == {(k, i) for k in ("http-json", "http-proto") for i in range(n)}
+
+
 if __name__ == "__main__":
-    run([test_mapping_protobuf_json_and_gzip, test_bad_requests, test_full_buffer_503_then_every_record_once])
+    run([test_mapping_protobuf_json_and_gzip, test_bad_requests, test_full_buffer_503_then_every_record_once,
+         test_opentelemetry_js_sdk_through_the_agent])
