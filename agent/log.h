@@ -13,6 +13,11 @@
 enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 
 void log_set_level(int level);
+
+/* When stderr is the journal's stream (systemd's JOURNAL_STREAM names its device and inode), every line starts
+ * with its syslog priority, <7> debug, <6> info, <4> warn, <3> error, which journald reads and removes
+ * (SyslogLevelPrefix=, on by default). Called once at start. */
+void log_detect_journal(void);
 /* Parses debug|info|warn|error; returns the level or -1. */
 int log_level_parse(const char *s);
 
@@ -26,5 +31,10 @@ typedef struct log_limit {
 
 /* Returns the number of suppressed lines to report (>= 0) when this occurrence may be logged, or -1. */
 int64_t log_limit_check(log_limit *l, int64_t interval_ms);
+
+/* A line a library wants to log (gRPC's, through gpr_set_log_function), in the agent's format:
+ *   msg="grpc: Handshake failed with fatal error SSL_ERROR_SSL: ..." source=ssl_transport_security.cc:1501
+ * at most one line per level per 10 s (suppressed= counts the others), quotes and line breaks taken out. */
+void log_library(int level, const char *lib, const char *file, int line, const char *msg);
 
 #endif

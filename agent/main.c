@@ -114,28 +114,26 @@ static void ensure_parent_dir(const char *path)
     }
 }
 
+/* The last line: the totals and every drop and reject reason, by the names /stats and /metrics use
+ * (dropped_<reason>, rejected_<reason>), read through the same stats_collect. */
 static void report_final(const stats_sources *src)
 {
-    flusher_snapshot f;
-    flusher_snapshot_get(src->flusher, &f);
-    uint64_t in_drop = stat_get(&src->ingest->dropped_shutdown);
-    uint64_t in_full = stat_get(&src->ingest->dropped_full);
-    uint64_t received = stat_get(&src->ingest->received) + in_drop + in_full + /* as /stats counts it */
-                        stat_get(&src->ingest->dropped_rate_limited) + stat_get(&src->ingest->dropped_nomem);
-    uint64_t unsent = f.dropped_shutdown + in_drop;
-    log_write(LOG_INFO,
-              "\"stopped\" received=%llu flushed=%llu unsent=%llu dropped_upstream_rejected=%llu "
-              "dropped_retry_expired=%llu dropped_buffer_full=%llu dropped_shutdown=%llu spooled=%llu replayed=%llu "
-              "dead_letter=%llu rejected_malformed=%llu rejected_invalid=%llu rejected_oversized=%llu "
-              "rejected_truncated=%llu",
-              (unsigned long long)received, (unsigned long long)f.flushed, (unsigned long long)unsent,
-              (unsigned long long)f.dropped_upstream, (unsigned long long)f.dropped_retry_expired,
-              (unsigned long long)(f.dropped_buffer_full + in_full), (unsigned long long)unsent,
-              (unsigned long long)f.spooled, (unsigned long long)f.replayed, (unsigned long long)f.dead_letter,
-              (unsigned long long)stat_get(&src->ingest->malformed),
-              (unsigned long long)stat_get(&src->ingest->invalid_record),
-              (unsigned long long)stat_get(&src->ingest->oversized),
-              (unsigned long long)stat_get(&src->ingest->truncated));
+    stats_view v;
+    stats_collect(src, &v);
+    char reasons[1024];
+    size_t n = 0;
+    for (size_t i = 0; i < STATS_DROP_N && n < sizeof reasons; i++)
+        n += (size_t)snprintf(reasons + n, sizeof reasons - n, " dropped_%s=%llu", stats_drop_names[i],
+                              (unsigned long long)v.dropped[i]);
+    for (size_t i = 0; i < STATS_REJECT_N && n < sizeof reasons; i++)
+        n += (size_t)snprintf(reasons + n, sizeof reasons - n, " rejected_%s=%llu", stats_reject_names[i],
+                              (unsigned long long)v.rejected[i]);
+    uint64_t unsent = v.dropped[STATS_DROP_SHUTDOWN];
+    log_write(LOG_INFO, "\"stopped\" received=%llu flushed=%llu unsent=%llu spooled=%llu replayed=%llu "
+                        "dead_letter=%llu%s",
+              (unsigned long long)v.received, (unsigned long long)v.f.flushed, (unsigned long long)unsent,
+              (unsigned long long)v.f.spooled, (unsigned long long)v.f.replayed, (unsigned long long)v.f.dead_letter,
+              reasons);
 }
 
 /* Binds (or takes from systemd) the ingest socket. */
@@ -176,6 +174,7 @@ int main(int argc, char **argv)
         return 0;
     }
     log_set_level(cfg.log_level);
+    log_detect_journal();
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
     /* Batches are 100 KiB-4 MiB buffers made and freed many times a second: keep them on the heap instead of

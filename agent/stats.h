@@ -34,6 +34,7 @@ typedef struct stats_sources {
 enum { STATS_REJECT_N = 5, STATS_DROP_N = 7 };
 extern const char *const stats_reject_names[STATS_REJECT_N]; /* malformed invalid_record oversized truncated reserved_key */
 /* buffer_full upstream_rejected retry_expired spool_corrupt shutdown rate_limited out_of_memory */
+enum { STATS_DROP_SHUTDOWN = 4 }; /* its index: what the drain could not deliver */
 extern const char *const stats_drop_names[STATS_DROP_N];
 
 /* One consistent reading of every counter. */

@@ -20,6 +20,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -84,6 +85,16 @@ static const char *const STATUS_NAMES[] = {
     "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
     "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
     "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+
+/* gRPC's log lines (gpr_log) through the agent's logger: one format, rate-limited, the journal's priorities.
+ * gRPC's ERROR lines are the details of a failed connection attempt the agent retries: warnings here. */
+static void grpc_log_line(gpr_log_func_args *a)
+{
+    int level = a->severity == GPR_LOG_SEVERITY_ERROR ? LOG_WARN
+                : a->severity == GPR_LOG_SEVERITY_INFO ? LOG_INFO
+                                                       : LOG_DEBUG;
+    log_library(level, "grpc", a->file, a->line, a->message);
+}
 
 int upstream_gzip_refused(upstream *u)
 {
@@ -288,6 +299,7 @@ upstream *upstream_new(const upstream_config *cfg, char *err, size_t errlen)
         free(u);
         return NULL;
     }
+    gpr_set_log_function(grpc_log_line); /* before grpc_init: its own first lines too */
     grpc_init();
     u->done = cfg->done;
     u->ctx = cfg->ctx;

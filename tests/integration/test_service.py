@@ -6,6 +6,7 @@ LISTEN_FDS/LISTEN_FDNAMES/LISTEN_PID; records flow through them, the socket file
 written while no agent runs wait in the kernel for the next one. A lone unnamed fd is the ingest socket; an fd that
 is not a listening socket is refused with exit 1."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -131,6 +132,34 @@ def test_single_unnamed_fd_is_ingest_and_bad_fd_refused():
     assert "not a listening Unix stream socket" in open(log).read(), open(log).read()
 
 
+def test_journal_gets_each_lines_priority():
+    """Under systemd, stderr is the journal's stream and JOURNAL_STREAM names its device:inode: every line then
+    starts with its syslog priority (<6> info, <4> warn, <3> error), which journald reads (SyslogLevelPrefix=).
+    The test plays journald: the agent's stderr is a file whose device:inode it puts in JOURNAL_STREAM. Without the
+    variable (or when it names another file, e.g. stderr redirected by hand) lines have no prefix."""
+    tmp = TempDir("journal")
+    sink = Sink(tmp).start()
+    path = tmp.file("journal.log")
+    open(path, "ab").close()
+    st = os.stat(path)
+    a = Agent(tmp, sink.target, "--resource-attr", "pod=${env:LOGAGENT_TEST_UNSET}", name="journal",
+              env={"JOURNAL_STREAM": "%d:%d" % (st.st_dev, st.st_ino)})
+    a.log_path = path
+    a.start()
+    send_records(a.socket, [{"message": "hello journal"}])
+    sink.wait_count(1)
+    assert a.stop() == 0
+    lines = a.logtext().splitlines()
+    assert lines and all(re.match(r"^<[3467]>ts=", l) for l in lines), lines[:5]
+    levels = {re.match(r"^<(\d)>ts=\S+ level=(\w+)", l).groups() for l in lines}
+    assert ("6", "info") in levels and ("4", "warn") in levels, levels  # the unset variable's warning
+    assert all({"debug": "7", "info": "6", "warn": "4", "error": "3"}[lv] == p for p, lv in levels), levels
+    # another file than the one JOURNAL_STREAM names: no prefix
+    b = Agent(tmp, sink.target, name="plain", env={"JOURNAL_STREAM": "%d:%d" % (st.st_dev, st.st_ino)}).start()
+    assert b.stop() == 0
+    assert all(l.startswith("ts=") for l in b.logtext().splitlines()), b.logtext()[:500]
+
+
 if __name__ == "__main__":
     run([test_notify_ready_watchdog_reload_stopping, test_socket_activation_hands_over_records_between_agents,
-         test_single_unnamed_fd_is_ingest_and_bad_fd_refused])
+         test_single_unnamed_fd_is_ingest_and_bad_fd_refused, test_journal_gets_each_lines_priority])

@@ -152,6 +152,14 @@ def test_known_traffic_stats_and_metrics_say_exactly_that():
     assert sum(c["bytes"] for c in me) == complete, (me, complete)
     assert doc["clients"]["tracked"] == len(clients), doc["clients"]
     assert a.stop() == 0
+    # the last line names every drop and reject reason with /stats' and /metrics' words, and the same numbers
+    last = [l for l in a.logtext().splitlines() if 'msg="stopped"' in l][-1]
+    got = dict(re.findall(r" (\w+)=(\d+)", last))
+    want_keys = {"received", "flushed", "unsent", "spooled", "replayed", "dead_letter"}
+    want_keys |= {"dropped_" + k for k in doc["records"]["dropped"]} | {"rejected_" + k for k in want}
+    assert set(got) == want_keys, (sorted(got), sorted(want_keys))
+    assert all(int(got["rejected_" + k]) == v for k, v in want.items()), last
+    assert int(got["received"]) == int(got["flushed"]) == total and int(got["unsent"]) == 0, last
 
 
 def test_healthz_follows_the_log_service():

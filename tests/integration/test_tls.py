@@ -9,6 +9,7 @@ counted, the cause told); a connection that takes a second to set up is waited f
 the running agent (UNAUTHENTICATED is retried, nothing lost); the token never appears in the agent's log nor in
 --check-config; every bad setting exits 2 naming it."""
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -136,6 +137,14 @@ def test_trust_failures_hold_records():
         assert all("status=UNAVAILABLE" in line for line in failed), (what, failed)  # retried, never dropped
         assert agent.stop() == 0
         sink.stop()
+        # gRPC's own lines come through the agent's logger: logfmt, never gRPC's raw "E1207 12:00:00 ... file.cc]"
+        log = agent.logtext().splitlines()
+        raw = [l for l in log if re.match(r"^[EWID]\d{4} ", l)]
+        assert not raw, (what, raw[:3])
+        if i == 0:  # the refused certificate: gRPC's handshake line, with its source, rate-limited
+            grpc = [l for l in log if 'msg="grpc: ' in l]
+            assert grpc and all(re.search(r' source=\S+\.cc:\d+ suppressed=\d+$', l) for l in grpc), grpc[:3]
+            assert any("certificate verify failed" in l for l in grpc), grpc[:3]
     # and with a correct configuration the same sink setup delivers (the control for the cases above)
     sink = tls_sink(tmp, pki, name="good")
     agent = Agent(tmp, sink.target, *agent_tls_args(pki), name="good").start()
