@@ -309,6 +309,55 @@ static int find_opt(const char *key)
     return -1;
 }
 
+/* Edit distance of a and b (at most 63 characters each: longer is "far"). */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[64];
+    if (la > 63 || lb > 63)
+        return 64;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[lb];
+}
+
+/* The setting name nearest to key (`_` read as `-`, case ignored) when it is a likely typo — at most 2 edits, or
+ * a quarter of its length — written into out ("" when none); config/help/version/check-config count too. */
+static const char *nearest_opt(const char *key, char *out, size_t cap)
+{
+    static const char *const META[] = {"config", "check-config", "help", "version"};
+    char want[64], flag[64];
+    size_t n = 0, best = 64;
+    for (; key[n] && n + 1 < sizeof want; n++)
+        want[n] = key[n] == '_' ? '-' : (char)tolower((unsigned char)key[n]);
+    want[n] = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < N_OPTS + 4; i++) {
+        if (i < N_OPTS)
+            flag_name(&OPTS[i], flag, sizeof flag);
+        else
+            snprintf(flag, sizeof flag, "%s", META[i - N_OPTS]);
+        size_t d = distance(want, flag), limit = strlen(flag) / 4 > 2 ? strlen(flag) / 4 : 2;
+        if (d < best && d <= limit) {
+            best = d;
+            snprintf(out, cap, "%s", flag);
+        }
+    }
+    return out;
+}
+
 /* ---- the config file (libinih) -------------------------------------------------------------------------- */
 
 typedef struct file_ctx {
@@ -350,8 +399,13 @@ static int file_handler(void *user, const char *section, const char *name, const
     }
     int i = find_opt(name);
     if (i < 0) {
-        fprintf(stderr, "logagentd: %s:%u: unknown key '%s' (see logagentd --help)\n", cfg->config_file, fc->line,
-                name);
+        char near[64];
+        if (nearest_opt(name, near, sizeof near)[0])
+            fprintf(stderr, "logagentd: %s:%u: unknown key '%s': did you mean '%s'? (see logagentd --help)\n",
+                    cfg->config_file, fc->line, name, near);
+        else
+            fprintf(stderr, "logagentd: %s:%u: unknown key '%s' (see logagentd --help)\n", cfg->config_file,
+                    fc->line, name);
         fc->errors++;
         return 1;
     }
@@ -464,7 +518,17 @@ static config_result scan_argv(config *cfg, argv_scan *sc, int argc, char **argv
         } else if (c == META_CHECK) {
             cfg->check_only = 1;
         } else if (c == '?' || c == ':') {
-            cli_option_error("logagentd", c == ':', argv[optind - 1]);
+            const char *arg = argv[optind - 1];
+            char near[64] = "", key[64];
+            if (c == '?' && !strncmp(arg, "--", 2)) { /* the name alone: --buffer-byte=8MiB -> buffer-byte */
+                snprintf(key, sizeof key, "%s", arg + 2);
+                key[strcspn(key, "=")] = 0;
+                nearest_opt(key, near, sizeof near);
+            }
+            if (near[0])
+                cli_usage_error("logagentd", "unknown option '%s': did you mean --%s?", arg, near);
+            else
+                cli_option_error("logagentd", c == ':', arg);
             return CONFIG_EXIT_USAGE;
         } else if (sc->n < (int)(sizeof sc->idx / sizeof sc->idx[0])) {
             sc->idx[sc->n] = c - 256;

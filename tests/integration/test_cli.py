@@ -26,7 +26,11 @@ def test_help_and_version():
 
 def test_bad_usage_exits_2_naming_the_flag():
     rc, _, err = agent_run("--no-such-flag")
-    assert rc == 2 and "--no-such-flag" in err, err
+    assert rc == 2 and "--no-such-flag" in err and "did you mean" not in err, err
+    rc, _, err = agent_run("--upstrem", "x:1")  # a typo: the nearest flag is named
+    assert rc == 2 and "unknown option '--upstrem': did you mean --upstream?" in err, err
+    rc, _, err = agent_run("--check-confg")
+    assert rc == 2 and "did you mean --check-config?" in err, err
     rc, _, err = agent_run("--buffer-bytes", "lots")
     assert rc == 2 and "--buffer-bytes" in err and "lots" in err, err
     rc, _, err = agent_run("--upstream-rpc", "sometimes")

@@ -88,7 +88,8 @@ def test_running_agent_uses_the_file():
 
 ERROR_ROWS = [
     # (file text, what stderr must contain besides "FILE:LINE")
-    ("bufer-bytes = 1MiB\n", 1, ["unknown key 'bufer-bytes'"]),
+    ("bufer-bytes = 1MiB\n", 1, ["unknown key 'bufer-bytes': did you mean 'buffer-bytes'?"]),
+    ("colour = blue\n", 1, ["unknown key 'colour' (see logagentd --help)"]),
     ("\n\nbuffer-bytes = lots\n", 3, ["invalid value 'lots'", "'buffer-bytes'", "size"]),
     ("max-inflight = 0\n", 1, ["'max-inflight'", "out of range"]),
     ("upstream-rpc = sometimes\n", 1, ["'upstream-rpc'"]),
