@@ -236,9 +236,7 @@ static int json_put_string(record_enc *e, const char *s, size_t n)
         return -ENOMEM;
     const uint8_t *p = (const uint8_t *)s;
     for (size_t i = 0; i < n;) {
-        size_t run = 0; /* plain printable ASCII: the whole run at once */
-        while (i + run < n && p[i + run] >= 0x20 && p[i + run] < 0x7f && p[i + run] != '"' && p[i + run] != '\\')
-            run++;
+        size_t run = json_str_run(p + i, n - i); /* plain printable ASCII: the whole run at once */
         int rc;
         if (run) {
             rc = text_put(e, p + i, run);
