@@ -27,12 +27,8 @@ enum { JSON_MAX_DEPTH = 64 };
 
 enum { K_MESSAGE, K_SERVICE, K_LEVEL, K_TRACE, K_SPAN, K_LOGID, K_TS, K_COUNT };
 
-typedef struct fields {
-    record_span service, level, message, trace, span, log_id;
-    int has_message, has_level, has_log_id;
-    int64_t ts;
-    const uint8_t *taken[K_COUNT]; /* where the pair each field was taken from starts (a repeat moves it to metadata) */
-} fields;
+typedef record_fields fields; /* record.h: kept in the encoder between record_prepare_raw and record_write */
+_Static_assert((int)K_COUNT == (int)RECORD_TAKEN_N, "record.h's RECORD_TAKEN_N is K_COUNT");
 
 /* ---- growable buffers ---------------------------------------------------------------------------- */
 
@@ -755,24 +751,31 @@ static uint8_t *put_types(uint8_t *p, const record_enc *e, size_t n)
     return p;
 }
 
-static int emit(record_enc *e, const fields *f, const record_source *src)
+/* Sizes the entry of the record classified into e->f (sent by src): e->out_len, and what record_write needs. */
+static void plan(record_enc *e, const record_source *src)
 {
-    size_t n_types = types_len(e);
-    size_t comm_len = src ? strnlen(src->comm, sizeof src->comm) : 0;
-    size_t host_len = src && src->hostname ? strlen(src->hostname) : 0;
-    size_t src_len = src ? source_size(src, comm_len, host_len) : 0;
+    const fields *f = &e->f;
+    e->src = src;
+    e->n_types = types_len(e);
+    e->comm_len = src ? strnlen(src->comm, sizeof src->comm) : 0;
+    e->host_len = src && src->hostname ? strlen(src->hostname) : 0;
+    e->src_len = src ? source_size(src, e->comm_len, e->host_len) : 0;
     size_t total = str_size(&f->service) + str_size(&f->level) + str_size(&f->message) + str_size(&f->trace) +
                    str_size(&f->span) + str_size(&f->log_id);
     for (size_t i = 0; i < e->n_kv; i++)
         total += pbw_len_field_size(str_size(&e->kv[i].key) + str_size(&e->kv[i].val));
     if (f->ts)
         total += pbw_varint_field_size((uint64_t)f->ts);
-    if (src_len)
-        total += pbw_len_field_size(src_len);
-    total += types_size(n_types);
-    if (grow((void **)&e->out, &e->out_cap, total, 1) < 0)
-        return -ENOMEM;
-    uint8_t *p = e->out;
+    if (e->src_len)
+        total += pbw_len_field_size(e->src_len);
+    e->out_len = total + types_size(e->n_types);
+}
+
+size_t record_write(const record_enc *e, uint8_t *dst)
+{
+    const fields *f = &e->f;
+    const record_source *src = e->src;
+    uint8_t *p = dst;
     p = put_str(p, F_SERVICE, e, &f->service);
     p = put_str(p, F_LEVEL, e, &f->level);
     p = put_str(p, F_MESSAGE, e, &f->message);
@@ -788,55 +791,73 @@ static int emit(record_enc *e, const fields *f, const record_source *src)
     p = put_str(p, F_LOGID, e, &f->log_id);
     if (f->ts)
         p = pbw_put_uint(p, F_TS, (uint64_t)f->ts);
-    if (src_len) {
+    if (e->src_len) {
         p = pbw_put_tag(p, F_SOURCE, PBW_LEN);
-        p = pbw_put_varint(p, src_len);
+        p = pbw_put_varint(p, e->src_len);
         if (src->pid)
             p = pbw_put_uint(p, 1, (uint64_t)(int64_t)src->pid);
         if (src->uid)
             p = pbw_put_uint(p, 2, src->uid);
         if (src->gid)
             p = pbw_put_uint(p, 3, src->gid);
-        if (comm_len)
-            p = pbw_put_bytes(p, 4, src->comm, comm_len);
-        if (host_len)
-            p = pbw_put_bytes(p, 5, src->hostname, host_len);
+        if (e->comm_len)
+            p = pbw_put_bytes(p, 4, src->comm, e->comm_len);
+        if (e->host_len)
+            p = pbw_put_bytes(p, 5, src->hostname, e->host_len);
         if (opt_len(src->cgroup))
             p = pbw_put_bytes(p, 6, src->cgroup, opt_len(src->cgroup));
         if (opt_len(src->container_id))
             p = pbw_put_bytes(p, 7, src->container_id, opt_len(src->container_id));
     }
-    p = put_types(p, e, n_types);
-    e->out_len = (size_t)(p - e->out);
+    p = put_types(p, e, e->n_types);
+    return (size_t)(p - dst);
+}
+
+int record_prepare_raw(record_enc *e, const void *data, size_t len, const record_source *src, int64_t now_ns,
+                       record_info *info)
+{
+    memset(info, 0, sizeof *info);
+    e->text_len = 0;
+    e->n_kv = 0;
+    e->out_len = 0;
+    e->out_pending = 0;
+    const uint8_t *p = data, *end = p + len;
+    mpr_value m;
+    if (mpr_read(&p, end, &m) < 0 || m.type != MPR_MAP)
+        return -EINVAL;
+    fields *f = &e->f;
+    memset(f, 0, sizeof *f);
+    f->ts = now_ns;
+    int rc = classify(e, &p, end, m.len, f, info);
+    if (rc == 0)
+        info->wire_len = (size_t)(p - (const uint8_t *)data);
+    if (f->service.len > 0) { /* also on failure: the stats attribute a refused record to its service */
+        info->service = span_ptr(e, &f->service);
+        info->service_len = f->service.len;
+    }
+    if (rc < 0)
+        return rc;
+    info->log_id = span_ptr(e, &f->log_id);
+    info->log_id_len = f->log_id.len;
+    plan(e, src);
+    e->out_pending = 1;
     return 0;
 }
 
 int record_encode_raw(record_enc *e, const void *data, size_t len, const record_source *src, int64_t now_ns,
                       record_info *info)
 {
-    memset(info, 0, sizeof *info);
-    e->text_len = 0;
-    e->n_kv = 0;
-    e->out_len = 0;
-    const uint8_t *p = data, *end = p + len;
-    mpr_value m;
-    if (mpr_read(&p, end, &m) < 0 || m.type != MPR_MAP)
-        return -EINVAL;
-    fields f;
-    memset(&f, 0, sizeof f);
-    f.ts = now_ns;
-    int rc = classify(e, &p, end, m.len, &f, info);
-    if (rc == 0)
-        info->wire_len = (size_t)(p - (const uint8_t *)data);
-    if (f.service.len > 0) { /* also on failure: the stats attribute a refused record to its service */
-        info->service = span_ptr(e, &f.service);
-        info->service_len = f.service.len;
-    }
+    int rc = record_prepare_raw(e, data, len, src, now_ns, info);
     if (rc < 0)
         return rc;
-    info->log_id = span_ptr(e, &f.log_id);
-    info->log_id_len = f.log_id.len;
-    return emit(e, &f, src);
+    if (grow((void **)&e->out, &e->out_cap, e->out_len, 1) < 0) {
+        e->out_len = 0;
+        e->out_pending = 0;
+        return -ENOMEM;
+    }
+    record_write(e, e->out);
+    e->out_pending = 0;
+    return 0;
 }
 
 /* msgpack_packer's write callback: appends to the encoder's `packed` buffer. */

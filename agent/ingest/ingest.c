@@ -231,11 +231,11 @@ static void handle_record(conn *c, const msgpack_object *obj, size_t wire, int64
 }
 
 /* A native record: the complete top-level object (not an array) of `wire` bytes at p, as the client sent it —
- * encoded straight from these bytes. */
+ * classified and sized from these bytes, then written by admission straight into the ring. */
 static void handle_native(conn *c, const uint8_t *p, size_t wire, int64_t now, int64_t mono)
 {
     record_info info;
-    int rc = record_encode_raw(&c->in->enc, p, wire, &c->src, now, &info);
+    int rc = record_prepare_raw(&c->in->enc, p, wire, &c->src, now, &info);
     offer_record(c, rc, &info, wire, mono);
 }
 

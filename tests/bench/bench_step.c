@@ -1,8 +1,8 @@
 /* bench_step.c — logagent-bench-step: the agent's record step alone, on one thread, over records already in memory.
  *
  * What ingest does with a connection's bytes, minus the socket and the event loop: copy a read's worth into the
- * decoder (decoder_space/decoder_wrote: mpscan over every byte), take each whole record (decoder_next), encode it
- * (record_encode_raw), and push it into the ring (reserve, copy, commit). The ring is drained after each read, as
+ * decoder (decoder_space/decoder_wrote: mpscan over every byte), take each whole record (decoder_next), classify
+ * and size it (record_prepare_raw), and write it straight into the ring (reserve, record_write, commit). The ring is drained after each read, as
  * the flusher would, so it never fills. The records are the original service's shape, packed by liblogagent's own
  * packer (the exact bytes the C client sends), distinct by message, trace and span ids.
  *
@@ -107,12 +107,12 @@ static int run(const unsigned char *recs, size_t len, long count, size_t read_si
         int64_t now = 1765000000000000000LL;
         while (decoder_next(&d, &p, &plen)) {
             record_info info;
-            if (record_encode_raw(&e, p, plen, &src, now, &info) < 0)
+            if (record_prepare_raw(&e, p, plen, &src, now, &info) < 0)
                 return -EINVAL;
-            void *slot = ring_reserve(r, e.out_len);
+            uint8_t *slot = ring_reserve(r, e.out_len); /* as admission does: sized, then written in place */
             if (!slot)
                 return -ENOBUFS;
-            memcpy(slot, e.out, e.out_len);
+            record_write(&e, slot);
             ring_commit(r, slot);
             done++;
         }
