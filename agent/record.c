@@ -250,26 +250,60 @@ static int json_put_string(record_enc *e, const char *s, size_t n)
     return text_putc(e, '"');
 }
 
-/* Moves *p past the items of v when it is a container (its header is read already). */
-static int skip_items(const mpr_value *v, const uint8_t **p, const uint8_t *end)
+/* Notes a container header read `depth` containers deep (the record map is at 0): e->nesting is the deepest
+ * nesting seen (containers on the path, the record map counting 1), what mpscan's depth limit is checked on. */
+static inline void note_container(record_enc *e, int depth)
 {
-    if (v->type == MPR_ARRAY)
-        return mpr_skip(p, end, v->len);
-    if (v->type == MPR_MAP)
-        return mpr_skip(p, end, 2 * (uint64_t)v->len);
+    if (depth + 1 > e->nesting)
+        e->nesting = depth + 1;
+}
+
+enum { SKIP_STACK = 40 }; /* deeper than mpscan lets through (32): past it, only "deeper" is noted */
+
+/* Moves *p past the items of v when it is a container (its header, read `depth` deep, is read already), noting the
+ * nesting of the containers inside it (note_container). Without recursion: a stack of the items still to pass. */
+static int skip_items(record_enc *e, const mpr_value *v, const uint8_t **p, const uint8_t *end, int depth)
+{
+    uint64_t left[SKIP_STACK];
+    int sp = 0;
+    if (v->type != MPR_ARRAY && v->type != MPR_MAP)
+        return 0;
+    left[sp++] = v->type == MPR_MAP ? 2 * (uint64_t)v->len : v->len;
+    while (sp > 0) {
+        if (left[sp - 1] == 0) {
+            sp--;
+            continue;
+        }
+        left[sp - 1]--;
+        mpr_value it;
+        if (mpr_read(p, end, &it) < 0)
+            return -EINVAL;
+        if (it.type != MPR_ARRAY && it.type != MPR_MAP)
+            continue;
+        note_container(e, depth + sp);
+        uint64_t n = it.type == MPR_MAP ? 2 * (uint64_t)it.len : it.len;
+        if (sp == SKIP_STACK) { /* deeper than any record mpscan passes: the rest without the nesting */
+            note_container(e, depth + sp + 1);
+            for (int i = 0; i < sp; i++)
+                n += left[i];
+            return mpr_skip(p, end, n);
+        }
+        left[sp++] = n;
+    }
     return 0;
 }
 
 static int text_put_scalar(record_enc *e, const mpr_value *v, const uint8_t **p, const uint8_t *end, int json);
 
-/* A map key inside JSON: a str as a JSON string; a container as a fixed name (re-escaping its JSON would double
+/* A map key inside JSON (read `depth` deep): a str as a JSON string; a container as a fixed name (re-escaping its JSON would double
  * at every level); any other scalar as its quoted text form (digits, signs, letters and base64 need no escape). */
-static int json_put_key(record_enc *e, const mpr_value *k, const uint8_t **p, const uint8_t *end)
+static int json_put_key(record_enc *e, const mpr_value *k, const uint8_t **p, const uint8_t *end, int depth)
 {
     if (k->type == MPR_STR)
         return json_put_string(e, k->ptr, k->len);
     if (k->type == MPR_MAP || k->type == MPR_ARRAY) {
-        int rc = skip_items(k, p, end);
+        note_container(e, depth);
+        int rc = skip_items(e, k, p, end, depth);
         if (rc < 0)
             return rc;
         return k->type == MPR_MAP ? text_put(e, "\"(map)\"", 7) : text_put(e, "\"(array)\"", 9);
@@ -280,15 +314,17 @@ static int json_put_key(record_enc *e, const mpr_value *k, const uint8_t **p, co
     return rc < 0 ? rc : text_putc(e, '"');
 }
 
-/* The JSON form of v (its header read; its items, if any, follow at *p). */
+/* The JSON form of v (its header read; its items, if any, follow at *p). `depth`: JSON levels above v; v's header
+ * was read depth + 1 deep in the record (a metadata value of the record map is at JSON depth 0). */
 static int json_put(record_enc *e, const mpr_value *v, const uint8_t **p, const uint8_t *end, int depth)
 {
-    if (depth > JSON_MAX_DEPTH) {
-        int rc = skip_items(v, p, end);
-        return rc < 0 ? rc : text_put(e, "null", 4);
-    }
     if (v->type != MPR_ARRAY && v->type != MPR_MAP)
         return text_put_scalar(e, v, p, end, 1);
+    note_container(e, depth + 1);
+    if (depth > JSON_MAX_DEPTH) {
+        int rc = skip_items(e, v, p, end, depth + 1);
+        return rc < 0 ? rc : text_put(e, "null", 4);
+    }
     int map = v->type == MPR_MAP;
     int rc = text_putc(e, map ? '{' : '[');
     for (uint32_t i = 0; rc == 0 && i < v->len; i++) {
@@ -298,7 +334,7 @@ static int json_put(record_enc *e, const mpr_value *v, const uint8_t **p, const 
         if (rc == 0 && map) {
             if (mpr_read(p, end, &item) < 0)
                 return -EINVAL;
-            rc = json_put_key(e, &item, p, end);
+            rc = json_put_key(e, &item, p, end, depth + 2);
             if (rc == 0)
                 rc = text_putc(e, ':');
         }
@@ -640,7 +676,9 @@ static int classify_pair(record_enc *e, const uint8_t **p, const uint8_t *end, f
         return -EINVAL;
     if (k.len > 0 && k.ptr[0] == '_') {
         info->reserved_keys++;
-        return skip_items(&v, p, end);
+        if (v.type == MPR_ARRAY || v.type == MPR_MAP)
+            note_container(e, 1);
+        return skip_items(e, &v, p, end, 1);
     }
     int which = field_of(&k);
     if (which == K_MESSAGE) {
@@ -828,9 +866,12 @@ int record_prepare_raw(record_enc *e, const void *data, size_t len, const record
     fields *f = &e->f;
     memset(f, 0, sizeof *f);
     f->ts = now_ns;
+    e->nesting = 1; /* the record map */
     int rc = classify(e, &p, end, m.len, f, info);
-    if (rc == 0)
+    if (rc == 0) {
         info->wire_len = (size_t)(p - (const uint8_t *)data);
+        info->nesting = e->nesting;
+    }
     if (f->service.len > 0) { /* also on failure: the stats attribute a refused record to its service */
         info->service = span_ptr(e, &f->service);
         info->service_len = f->service.len;

@@ -34,6 +34,7 @@ typedef struct record_info {
     const char *log_id;     /* the record's log_id as encoded (sent, or made here when absent); set on success only; */
     size_t log_id_len;      /* borrowed like `service` */
     size_t wire_len;        /* record_encode_raw: the record map's size in bytes, once read to its end (else 0) */
+    int nesting;            /* record_encode_raw, on success: containers on its deepest path (the map counts 1) */
 } record_info;
 
 typedef struct record_span {
@@ -92,6 +93,7 @@ typedef struct record_enc {
     record_fields f;   /* the record last classified, and what record_write needs to write it: */
     const record_source *src;
     size_t n_types, comm_len, host_len, src_len;
+    int nesting; /* the walk so far: deepest nesting of containers seen */
 } record_enc;
 
 /* Initialises an encoder (seeds its log_id generator from getrandom). Returns 0 or -errno. */
