@@ -2,7 +2,9 @@
  *
  * Two passes over one record: `classify` walks the record's msgpack bytes once (mpread.h: a header at a time, no
  * object tree, no allocation) and collects spans (pointers into those bytes, or offsets into e->text for values
- * that needed converting); `emit` sizes and writes the protobuf wire format by hand (pbwire.h). Numbers are
+ * that needed converting), noting the nesting of its containers (ingest settles mpscan's checks on this walk);
+ * `plan` sizes the entry (record_prepare_raw stops there) and `record_write` writes the protobuf wire format by hand
+ * (pbwire.h) where the caller says: a ring reservation of that size, or e->out (record_encode_raw). Numbers are
  * formatted by hand (no printf) except the rare doubles fast_double does not cover. Text forms (docs/protocol.md, Keys): str as is (invalid UTF-8 repaired with U+FFFD so
  * that upstream proto3 parsers accept it), int/float/bool as text, nil as "", map/array as compact JSON,
  * bin as base64, ext as base64 of its data. With e->typed (OTLP upstream) each metadata value's msgpack type

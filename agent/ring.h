@@ -21,8 +21,8 @@ void ring_free(ring *r);
 
 /* Producer side (any number of threads). ring_reserve returns a pointer to `len` writable bytes, or NULL
  * when the ring is full (or len > ring_max_record). The caller writes the record and then must call
- * ring_commit (or ring_abort) on that pointer; until then the consumer waits at this record. Lock-free. Writing a
- * record in place (an encoder straight into the ring): docs/architecture.md, "Into the ring", has the rules. */
+ * ring_commit (or ring_abort) on that pointer; until then the consumer waits at this record. Lock-free. Writing
+ * a record in place (an encoder straight into the ring): docs/architecture.md, "One walk, into the ring". */
 void *ring_reserve(ring *r, size_t len);
 void ring_commit(ring *r, void *rec);
 /* Gives a reservation up instead of committing it (an encode that fails after ring_reserve): its span is published

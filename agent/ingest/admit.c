@@ -142,7 +142,7 @@ static void put_entry(const record_enc *enc, uint8_t *dst)
 /* Into the ring: enc's entry, or (enc NULL) the len bytes at data. 0, or -ENOBUFS when it has no room (or, for a
  * request, socket ingest is waiting for room: clients already waiting get it first). Reserve, write in place,
  * commit: the reservation has the entry's exact size, and nothing between reserve and commit can block or fail
- * (docs/architecture.md, "Into the ring"). */
+ * (docs/architecture.md, "One walk, into the ring"). */
 static int queue(admit *a, const record_enc *enc, const uint8_t *data, size_t len)
 {
     if (a->kind == ADMIT_REQUEST && stat_get(&a->st->paused_since_ns))

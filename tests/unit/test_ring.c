@@ -1,5 +1,6 @@
 /* test_ring.c — the lock-free ring: one producer, many producers, wrap-around, full and empty, ring_abort, and a
- * multi-thread stress run checking every record exactly once and in order per producer (ring_push, and in place with aborts; run under TSan too). */
+ * multi-thread stress run checking every record exactly once and in order per producer (ring_push, and written in
+ * place with aborts among them; run under TSan too). */
 #include "check.h"
 #include "ring.h"
 
