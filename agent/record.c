@@ -297,8 +297,9 @@ static int skip_items(record_enc *e, const mpr_value *v, const uint8_t **p, cons
 
 static int text_put_scalar(record_enc *e, const mpr_value *v, const uint8_t **p, const uint8_t *end, int json);
 
-/* A map key inside JSON (read `depth` deep): a str as a JSON string; a container as a fixed name (re-escaping its JSON would double
- * at every level); any other scalar as its quoted text form (digits, signs, letters and base64 need no escape). */
+/* A map key inside JSON (read `depth` deep): a str as a JSON string; a container as a fixed name (re-escaping its
+ * JSON would double at every level); any other scalar as its quoted text form (digits, signs, letters and base64
+ * need no escape). */
 static int json_put_key(record_enc *e, const mpr_value *k, const uint8_t **p, const uint8_t *end, int depth)
 {
     if (k->type == MPR_STR)

@@ -5,9 +5,9 @@
  * walked once, by record_prepare_raw, which classifies and sizes it and whose walk also settles the structure checks
  * (take_native: mpscan_walked) -> admission (admit.h: size, --rate-limit, ring, --on-full, every record counter),
  * which writes the entry straight into the ring. A record cut by a read, or one that must wait (backpressure),
- * goes through mpscan first (bad structure refused, where objects end) and is encoded by process. Only a Fluent Forward message (a
- * top-level array) is unpacked by msgpack-c (into `res`, the decoder pinned meanwhile). Each readable event does
- * one bounded read, so a flooding client gets one turn like everyone else.
+ * goes through mpscan first (bad structure refused, where objects end) and is encoded by process. Only a Fluent
+ * Forward message (a top-level array) is unpacked by msgpack-c (into `res`, the decoder pinned meanwhile). Each
+ * readable event does one bounded read, so a flooding client gets one turn like everyone else.
  *
  * Backpressure is a state of the stage, not of a connection: when a record does not fit, admission hands back a copy
  * kept in `held` on its connection, every connection's read event is removed, and the flusher is asked to call
