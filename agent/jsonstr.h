@@ -9,7 +9,8 @@
  * log service has always been sent).
  *
  * Two writers share the rule: json_str_escape fills a bounded buffer (the stats side), record.c appends each piece
- * to its growing text buffer (json_str_char is inline for that path). */
+ * to its growing text buffer (json_str_char is inline for that path). Both copy runs of plain ASCII at once
+ * (json_str_run) and take the rest a character at a time. */
 #ifndef LOGAGENT_JSONSTR_H
 #define LOGAGENT_JSONSTR_H
 
@@ -57,6 +58,16 @@ static inline size_t json_str_char(const uint8_t *p, size_t n, unsigned flags, c
     *piece = (const char *)p;
     *len = l;
     return l;
+}
+
+/* How many bytes at the start of p[0..n) are printable ASCII other than '"' and '\\' (below DEL): bytes every
+ * flag setting writes as they are, so a writer copies the run at once and calls json_str_char for what follows. */
+static inline size_t json_str_run(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && p[i] >= 0x20 && p[i] < 0x7f && p[i] != '"' && p[i] != '\\')
+        i++;
+    return i;
 }
 
 /* Writes s[0..n) into out as the inside of a JSON string (the rule above, with JSON_STR_ESCAPE_DEL),

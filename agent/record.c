@@ -2,7 +2,9 @@
  *
  * Two passes over one record: `classify` walks the record's msgpack bytes once (mpread.h: a header at a time, no
  * object tree, no allocation) and collects spans (pointers into those bytes, or offsets into e->text for values
- * that needed converting); `emit` sizes and writes the protobuf wire format by hand (pbwire.h). Numbers are
+ * that needed converting), noting the nesting of its containers (ingest settles mpscan's checks on this walk);
+ * `plan` sizes the entry (record_prepare_raw stops there) and `record_write` writes the protobuf wire format by hand
+ * (pbwire.h) where the caller says: a ring reservation of that size, or e->out (record_encode_raw). Numbers are
  * formatted by hand (no printf) except the rare doubles fast_double does not cover. Text forms (docs/protocol.md, Keys): str as is (invalid UTF-8 repaired with U+FFFD so
  * that upstream proto3 parsers accept it), int/float/bool as text, nil as "", map/array as compact JSON,
  * bin as base64, ext as base64 of its data. With e->typed (OTLP upstream) each metadata value's msgpack type
@@ -27,12 +29,8 @@ enum { JSON_MAX_DEPTH = 64 };
 
 enum { K_MESSAGE, K_SERVICE, K_LEVEL, K_TRACE, K_SPAN, K_LOGID, K_TS, K_COUNT };
 
-typedef struct fields {
-    record_span service, level, message, trace, span, log_id;
-    int has_message, has_level, has_log_id;
-    int64_t ts;
-    const uint8_t *taken[K_COUNT]; /* where the pair each field was taken from starts (a repeat moves it to metadata) */
-} fields;
+typedef record_fields fields; /* record.h: kept in the encoder between record_prepare_raw and record_write */
+_Static_assert((int)K_COUNT == (int)RECORD_TAKEN_N, "record.h's RECORD_TAKEN_N is K_COUNT");
 
 /* ---- growable buffers ---------------------------------------------------------------------------- */
 
@@ -236,9 +234,7 @@ static int json_put_string(record_enc *e, const char *s, size_t n)
         return -ENOMEM;
     const uint8_t *p = (const uint8_t *)s;
     for (size_t i = 0; i < n;) {
-        size_t run = 0; /* plain printable ASCII: the whole run at once */
-        while (i + run < n && p[i + run] >= 0x20 && p[i + run] < 0x7f && p[i + run] != '"' && p[i + run] != '\\')
-            run++;
+        size_t run = json_str_run(p + i, n - i); /* plain printable ASCII: the whole run at once */
         int rc;
         if (run) {
             rc = text_put(e, p + i, run);
@@ -256,26 +252,61 @@ static int json_put_string(record_enc *e, const char *s, size_t n)
     return text_putc(e, '"');
 }
 
-/* Moves *p past the items of v when it is a container (its header is read already). */
-static int skip_items(const mpr_value *v, const uint8_t **p, const uint8_t *end)
+/* Notes a container header read `depth` containers deep (the record map is at 0): e->nesting is the deepest
+ * nesting seen (containers on the path, the record map counting 1), what mpscan's depth limit is checked on. */
+static inline void note_container(record_enc *e, int depth)
 {
-    if (v->type == MPR_ARRAY)
-        return mpr_skip(p, end, v->len);
-    if (v->type == MPR_MAP)
-        return mpr_skip(p, end, 2 * (uint64_t)v->len);
+    if (depth + 1 > e->nesting)
+        e->nesting = depth + 1;
+}
+
+enum { SKIP_STACK = 40 }; /* deeper than mpscan lets through (32): past it, only "deeper" is noted */
+
+/* Moves *p past the items of v when it is a container (its header, read `depth` deep, is read already), noting the
+ * nesting of the containers inside it (note_container). Without recursion: a stack of the items still to pass. */
+static int skip_items(record_enc *e, const mpr_value *v, const uint8_t **p, const uint8_t *end, int depth)
+{
+    uint64_t left[SKIP_STACK];
+    int sp = 0;
+    if (v->type != MPR_ARRAY && v->type != MPR_MAP)
+        return 0;
+    left[sp++] = v->type == MPR_MAP ? 2 * (uint64_t)v->len : v->len;
+    while (sp > 0) {
+        if (left[sp - 1] == 0) {
+            sp--;
+            continue;
+        }
+        left[sp - 1]--;
+        mpr_value it;
+        if (mpr_read(p, end, &it) < 0)
+            return -EINVAL;
+        if (it.type != MPR_ARRAY && it.type != MPR_MAP)
+            continue;
+        note_container(e, depth + sp);
+        uint64_t n = it.type == MPR_MAP ? 2 * (uint64_t)it.len : it.len;
+        if (sp == SKIP_STACK) { /* deeper than any record mpscan passes: the rest without the nesting */
+            note_container(e, depth + sp + 1);
+            for (int i = 0; i < sp; i++)
+                n += left[i];
+            return mpr_skip(p, end, n);
+        }
+        left[sp++] = n;
+    }
     return 0;
 }
 
 static int text_put_scalar(record_enc *e, const mpr_value *v, const uint8_t **p, const uint8_t *end, int json);
 
-/* A map key inside JSON: a str as a JSON string; a container as a fixed name (re-escaping its JSON would double
- * at every level); any other scalar as its quoted text form (digits, signs, letters and base64 need no escape). */
-static int json_put_key(record_enc *e, const mpr_value *k, const uint8_t **p, const uint8_t *end)
+/* A map key inside JSON (read `depth` deep): a str as a JSON string; a container as a fixed name (re-escaping its
+ * JSON would double at every level); any other scalar as its quoted text form (digits, signs, letters and base64
+ * need no escape). */
+static int json_put_key(record_enc *e, const mpr_value *k, const uint8_t **p, const uint8_t *end, int depth)
 {
     if (k->type == MPR_STR)
         return json_put_string(e, k->ptr, k->len);
     if (k->type == MPR_MAP || k->type == MPR_ARRAY) {
-        int rc = skip_items(k, p, end);
+        note_container(e, depth);
+        int rc = skip_items(e, k, p, end, depth);
         if (rc < 0)
             return rc;
         return k->type == MPR_MAP ? text_put(e, "\"(map)\"", 7) : text_put(e, "\"(array)\"", 9);
@@ -286,15 +317,17 @@ static int json_put_key(record_enc *e, const mpr_value *k, const uint8_t **p, co
     return rc < 0 ? rc : text_putc(e, '"');
 }
 
-/* The JSON form of v (its header read; its items, if any, follow at *p). */
+/* The JSON form of v (its header read; its items, if any, follow at *p). `depth`: JSON levels above v; v's header
+ * was read depth + 1 deep in the record (a metadata value of the record map is at JSON depth 0). */
 static int json_put(record_enc *e, const mpr_value *v, const uint8_t **p, const uint8_t *end, int depth)
 {
-    if (depth > JSON_MAX_DEPTH) {
-        int rc = skip_items(v, p, end);
-        return rc < 0 ? rc : text_put(e, "null", 4);
-    }
     if (v->type != MPR_ARRAY && v->type != MPR_MAP)
         return text_put_scalar(e, v, p, end, 1);
+    note_container(e, depth + 1);
+    if (depth > JSON_MAX_DEPTH) {
+        int rc = skip_items(e, v, p, end, depth + 1);
+        return rc < 0 ? rc : text_put(e, "null", 4);
+    }
     int map = v->type == MPR_MAP;
     int rc = text_putc(e, map ? '{' : '[');
     for (uint32_t i = 0; rc == 0 && i < v->len; i++) {
@@ -304,7 +337,7 @@ static int json_put(record_enc *e, const mpr_value *v, const uint8_t **p, const 
         if (rc == 0 && map) {
             if (mpr_read(p, end, &item) < 0)
                 return -EINVAL;
-            rc = json_put_key(e, &item, p, end);
+            rc = json_put_key(e, &item, p, end, depth + 2);
             if (rc == 0)
                 rc = text_putc(e, ':');
         }
@@ -646,7 +679,9 @@ static int classify_pair(record_enc *e, const uint8_t **p, const uint8_t *end, f
         return -EINVAL;
     if (k.len > 0 && k.ptr[0] == '_') {
         info->reserved_keys++;
-        return skip_items(&v, p, end);
+        if (v.type == MPR_ARRAY || v.type == MPR_MAP)
+            note_container(e, 1);
+        return skip_items(e, &v, p, end, 1);
     }
     int which = field_of(&k);
     if (which == K_MESSAGE) {
@@ -757,24 +792,31 @@ static uint8_t *put_types(uint8_t *p, const record_enc *e, size_t n)
     return p;
 }
 
-static int emit(record_enc *e, const fields *f, const record_source *src)
+/* Sizes the entry of the record classified into e->f (sent by src): e->out_len, and what record_write needs. */
+static void plan(record_enc *e, const record_source *src)
 {
-    size_t n_types = types_len(e);
-    size_t comm_len = src ? strnlen(src->comm, sizeof src->comm) : 0;
-    size_t host_len = src && src->hostname ? strlen(src->hostname) : 0;
-    size_t src_len = src ? source_size(src, comm_len, host_len) : 0;
+    const fields *f = &e->f;
+    e->src = src;
+    e->n_types = types_len(e);
+    e->comm_len = src ? strnlen(src->comm, sizeof src->comm) : 0;
+    e->host_len = src && src->hostname ? strlen(src->hostname) : 0;
+    e->src_len = src ? source_size(src, e->comm_len, e->host_len) : 0;
     size_t total = str_size(&f->service) + str_size(&f->level) + str_size(&f->message) + str_size(&f->trace) +
                    str_size(&f->span) + str_size(&f->log_id);
     for (size_t i = 0; i < e->n_kv; i++)
         total += pbw_len_field_size(str_size(&e->kv[i].key) + str_size(&e->kv[i].val));
     if (f->ts)
         total += pbw_varint_field_size((uint64_t)f->ts);
-    if (src_len)
-        total += pbw_len_field_size(src_len);
-    total += types_size(n_types);
-    if (grow((void **)&e->out, &e->out_cap, total, 1) < 0)
-        return -ENOMEM;
-    uint8_t *p = e->out;
+    if (e->src_len)
+        total += pbw_len_field_size(e->src_len);
+    e->out_len = total + types_size(e->n_types);
+}
+
+size_t record_write(const record_enc *e, uint8_t *dst)
+{
+    const fields *f = &e->f;
+    const record_source *src = e->src;
+    uint8_t *p = dst;
     p = put_str(p, F_SERVICE, e, &f->service);
     p = put_str(p, F_LEVEL, e, &f->level);
     p = put_str(p, F_MESSAGE, e, &f->message);
@@ -790,55 +832,76 @@ static int emit(record_enc *e, const fields *f, const record_source *src)
     p = put_str(p, F_LOGID, e, &f->log_id);
     if (f->ts)
         p = pbw_put_uint(p, F_TS, (uint64_t)f->ts);
-    if (src_len) {
+    if (e->src_len) {
         p = pbw_put_tag(p, F_SOURCE, PBW_LEN);
-        p = pbw_put_varint(p, src_len);
+        p = pbw_put_varint(p, e->src_len);
         if (src->pid)
             p = pbw_put_uint(p, 1, (uint64_t)(int64_t)src->pid);
         if (src->uid)
             p = pbw_put_uint(p, 2, src->uid);
         if (src->gid)
             p = pbw_put_uint(p, 3, src->gid);
-        if (comm_len)
-            p = pbw_put_bytes(p, 4, src->comm, comm_len);
-        if (host_len)
-            p = pbw_put_bytes(p, 5, src->hostname, host_len);
+        if (e->comm_len)
+            p = pbw_put_bytes(p, 4, src->comm, e->comm_len);
+        if (e->host_len)
+            p = pbw_put_bytes(p, 5, src->hostname, e->host_len);
         if (opt_len(src->cgroup))
             p = pbw_put_bytes(p, 6, src->cgroup, opt_len(src->cgroup));
         if (opt_len(src->container_id))
             p = pbw_put_bytes(p, 7, src->container_id, opt_len(src->container_id));
     }
-    p = put_types(p, e, n_types);
-    e->out_len = (size_t)(p - e->out);
+    p = put_types(p, e, e->n_types);
+    return (size_t)(p - dst);
+}
+
+int record_prepare_raw(record_enc *e, const void *data, size_t len, const record_source *src, int64_t now_ns,
+                       record_info *info)
+{
+    memset(info, 0, sizeof *info);
+    e->text_len = 0;
+    e->n_kv = 0;
+    e->out_len = 0;
+    e->out_pending = 0;
+    const uint8_t *p = data, *end = p + len;
+    mpr_value m;
+    if (mpr_read(&p, end, &m) < 0 || m.type != MPR_MAP)
+        return -EINVAL;
+    fields *f = &e->f;
+    memset(f, 0, sizeof *f);
+    f->ts = now_ns;
+    e->nesting = 1; /* the record map */
+    int rc = classify(e, &p, end, m.len, f, info);
+    if (rc == 0) {
+        info->wire_len = (size_t)(p - (const uint8_t *)data);
+        info->nesting = e->nesting;
+    }
+    if (f->service.len > 0) { /* also on failure: the stats attribute a refused record to its service */
+        info->service = span_ptr(e, &f->service);
+        info->service_len = f->service.len;
+    }
+    if (rc < 0)
+        return rc;
+    info->log_id = span_ptr(e, &f->log_id);
+    info->log_id_len = f->log_id.len;
+    plan(e, src);
+    e->out_pending = 1;
     return 0;
 }
 
 int record_encode_raw(record_enc *e, const void *data, size_t len, const record_source *src, int64_t now_ns,
                       record_info *info)
 {
-    memset(info, 0, sizeof *info);
-    e->text_len = 0;
-    e->n_kv = 0;
-    e->out_len = 0;
-    const uint8_t *p = data, *end = p + len;
-    mpr_value m;
-    if (mpr_read(&p, end, &m) < 0 || m.type != MPR_MAP)
-        return -EINVAL;
-    fields f;
-    memset(&f, 0, sizeof f);
-    f.ts = now_ns;
-    int rc = classify(e, &p, end, m.len, &f, info);
-    if (rc == 0)
-        info->wire_len = (size_t)(p - (const uint8_t *)data);
-    if (f.service.len > 0) { /* also on failure: the stats attribute a refused record to its service */
-        info->service = span_ptr(e, &f.service);
-        info->service_len = f.service.len;
-    }
+    int rc = record_prepare_raw(e, data, len, src, now_ns, info);
     if (rc < 0)
         return rc;
-    info->log_id = span_ptr(e, &f.log_id);
-    info->log_id_len = f.log_id.len;
-    return emit(e, &f, src);
+    if (grow((void **)&e->out, &e->out_cap, e->out_len, 1) < 0) {
+        e->out_len = 0;
+        e->out_pending = 0;
+        return -ENOMEM;
+    }
+    record_write(e, e->out);
+    e->out_pending = 0;
+    return 0;
 }
 
 /* msgpack_packer's write callback: appends to the encoder's `packed` buffer. */

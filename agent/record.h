@@ -34,6 +34,7 @@ typedef struct record_info {
     const char *log_id;     /* the record's log_id as encoded (sent, or made here when absent); set on success only; */
     size_t log_id_len;      /* borrowed like `service` */
     size_t wire_len;        /* record_encode_raw: the record map's size in bytes, once read to its end (else 0) */
+    int nesting;            /* record_encode_raw, on success: containers on its deepest path (the map counts 1) */
 } record_info;
 
 typedef struct record_span {
@@ -65,6 +66,16 @@ enum record_type {
     RECORD_T_BIN = 'x',    /* base64 */
 };
 
+enum { RECORD_TAKEN_N = 7 };
+
+/* The fields of one record as classified (record.c): spans into its bytes or the encoder's text. */
+typedef struct record_fields {
+    record_span service, level, message, trace, span, log_id;
+    int has_message, has_level, has_log_id;
+    int64_t ts;
+    const uint8_t *taken[RECORD_TAKEN_N]; /* where the pair each field was taken from starts (a repeat: metadata) */
+} record_fields;
+
 /* Reusable encoder state: owns its buffers, grows them as needed, never shrinks below what was used. */
 typedef struct record_enc {
     uint8_t *out; /* the encoded WriteLogRequest after record_encode */
@@ -78,6 +89,11 @@ typedef struct record_enc {
     size_t packed_len, packed_cap;
     size_t text_limit; /* 0: none; else converted text beyond it makes record_encode return -E2BIG */
     int typed;         /* set by ingest when the upstream is OTLP: also write RECORD_F_META_TYPES */
+    int out_pending;   /* record_prepare_raw: the entry (out_len bytes) is planned, not written: record_write */
+    record_fields f;   /* the record last classified, and what record_write needs to write it: */
+    const record_source *src;
+    size_t n_types, comm_len, host_len, src_len;
+    int nesting; /* the walk so far: deepest nesting of containers seen */
 } record_enc;
 
 /* Initialises an encoder (seeds its log_id generator from getrandom). Returns 0 or -errno. */
@@ -89,6 +105,17 @@ void record_enc_free(record_enc *e);
  * The strings info borrows point into data (or into e's buffers). Bytes after the record map are not read. */
 int record_encode_raw(record_enc *e, const void *data, size_t len, const record_source *src, int64_t now_ns,
                       record_info *info);
+
+/* record_encode_raw without the writing, for an encoder writing straight into the ring: classifies the record and
+ * sizes its entry (e->out_len), sets e->out_pending, and writes nothing; record_write then writes the entry where
+ * the caller wants it (a ring reservation of e->out_len bytes). Returns as record_encode_raw (never -ENOMEM for the
+ * entry's own bytes: there are none). e, data and src must stay as they are until record_write. */
+int record_prepare_raw(record_enc *e, const void *data, size_t len, const record_source *src, int64_t now_ns,
+                       record_info *info);
+
+/* Writes the entry record_prepare_raw planned (or record_encode_raw wrote into e->out) into dst: e->out_len bytes,
+ * no allocation, no system call, cannot fail. Returns the bytes written (e->out_len). */
+size_t record_write(const record_enc *e, uint8_t *dst);
 
 /* Encodes `obj` as a WriteLogRequest into e->out / e->out_len (packs it to bytes, then record_encode_raw: for the
  * paths that build objects — Fluent Forward events, HTTP/JSON entries, tests).

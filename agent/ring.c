@@ -5,7 +5,7 @@
  * so `head - tail` is the used size with no wrap ambiguity. Each record occupies an 8-byte header plus its
  * body, padded to 8 bytes. The header's first word is atomic: 0 = not yet committed, COMMIT|len = ready,
  * COMMIT|PAD|n = skip n bytes (used when a record would straddle the end of the array; the record then
- * starts at offset 0).
+ * starts at offset 0; and by ring_abort, which turns a reservation given up into padding of its own size).
  *
  * Producers claim [head, head+total) with a CAS on `head` after checking `head + total - tail <= cap`,
  * write the body, then publish the header word with a release store. The consumer reads header words at its
@@ -127,6 +127,14 @@ void ring_commit(ring *r, void *rec)
     (void)r;
     ring_hdr *hd = (ring_hdr *)((uint8_t *)rec - RING_HDR);
     atomic_store_explicit(&hd->word, RING_F_COMMIT | hd->len, memory_order_release);
+}
+
+void ring_abort(ring *r, void *rec)
+{
+    (void)r;
+    ring_hdr *hd = (ring_hdr *)((uint8_t *)rec - RING_HDR);
+    size_t span = align8(RING_HDR + hd->len); /* what ring_reserve claimed for it, header included */
+    atomic_store_explicit(&hd->word, RING_F_COMMIT | RING_F_PAD | (uint32_t)span, memory_order_release);
 }
 
 int ring_push(ring *r, const void *data, size_t len)

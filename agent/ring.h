@@ -21,9 +21,14 @@ void ring_free(ring *r);
 
 /* Producer side (any number of threads). ring_reserve returns a pointer to `len` writable bytes, or NULL
  * when the ring is full (or len > ring_max_record). The caller writes the record and then must call
- * ring_commit on that pointer; until then the consumer waits at this record. Lock-free. */
+ * ring_commit (or ring_abort) on that pointer; until then the consumer waits at this record. Lock-free. Writing
+ * a record in place (an encoder straight into the ring): docs/architecture.md, "One walk, into the ring". */
 void *ring_reserve(ring *r, size_t len);
 void ring_commit(ring *r, void *rec);
+/* Gives a reservation up instead of committing it (an encode that fails after ring_reserve): its span is published
+ * as padding, which the consumer skips, so the consumer is never held at it. Like ring_commit: the exact pointer
+ * ring_reserve returned, once, and no write to the span after it. */
+void ring_abort(ring *r, void *rec);
 /* Convenience: reserve + memcpy + commit. Returns 0, or -ENOBUFS when full, -EMSGSIZE when too large. */
 int ring_push(ring *r, const void *data, size_t len);
 

@@ -129,16 +129,31 @@ static admit_fate reject(admit *a, _Atomic uint64_t *reason, const admit_from *f
     return fate;
 }
 
-/* Into the ring: 0, or -ENOBUFS when it has no room (or, for a request, socket ingest is waiting for room: clients
- * already waiting get it first). */
-static int queue(admit *a, const uint8_t *data, size_t len)
+/* Writes enc's entry (enc->out_len bytes) at dst: straight from the record when the encoder only planned it
+ * (record_prepare_raw), else from enc->out. No allocation, no system call: it runs inside a ring reservation. */
+static void put_entry(const record_enc *enc, uint8_t *dst)
+{
+    if (enc->out_pending)
+        record_write(enc, dst);
+    else
+        memcpy(dst, enc->out, enc->out_len);
+}
+
+/* Into the ring: enc's entry, or (enc NULL) the len bytes at data. 0, or -ENOBUFS when it has no room (or, for a
+ * request, socket ingest is waiting for room: clients already waiting get it first). Reserve, write in place,
+ * commit: the reservation has the entry's exact size, and nothing between reserve and commit can block or fail
+ * (docs/architecture.md, "One walk, into the ring"). */
+static int queue(admit *a, const record_enc *enc, const uint8_t *data, size_t len)
 {
     if (a->kind == ADMIT_REQUEST && stat_get(&a->st->paused_since_ns))
         return -ENOBUFS;
-    void *p = ring_reserve(a->ring, len);
+    uint8_t *p = ring_reserve(a->ring, len);
     if (!p)
         return -ENOBUFS;
-    memcpy(p, data, len);
+    if (enc)
+        put_entry(enc, p);
+    else
+        memcpy(p, data, len);
     stat_add(&a->st->received, 1); /* before commit: the flusher can never count it first */
     ring_commit(a->ring, p);
     return 0;
@@ -162,7 +177,7 @@ static admit_fate full(admit *a, const record_enc *enc, const record_info *info,
         note_log(a, LIM_NOMEM, from, text(a, LIM_NOMEM, 0), 0);
         return drop(a, &a->st->dropped_nomem, 1, info, from, ADMIT_NOMEM);
     }
-    memcpy(copy, enc->out, enc->out_len);
+    put_entry(enc, copy); /* the held record has its own copy: the client's bytes move on */
     *held = copy;
     *held_len = enc->out_len;
     taken(a, info, from);
@@ -198,7 +213,7 @@ admit_fate admit_record(admit *a, const record_enc *enc, int rc, const record_in
         stat_add(&a->st->http.refused_rate_limited, 1);
         return ADMIT_RATE_LIMITED;
     }
-    if ((http && from->full) || queue(a, enc->out, enc->out_len) < 0)
+    if ((http && from->full) || queue(a, enc, NULL, enc->out_len) < 0)
         return full(a, enc, info, from, held, held_len);
     if (http)
         stat_add(&a->st->http.records, 1);
@@ -210,7 +225,7 @@ admit_fate admit_record(admit *a, const record_enc *enc, int rc, const record_in
 
 int admit_queue_held(admit *a, const uint8_t *data, size_t len, client_entry *client)
 {
-    if (queue(a, data, len) < 0)
+    if (queue(a, NULL, data, len) < 0)
         return -ENOBUFS;
     if (client)
         client->records++;

@@ -68,10 +68,11 @@ typedef struct admit admit;
 admit *admit_new(admit_kind kind, const config *cfg, ring *r, ingest_stats *st);
 void admit_free(admit *a);
 
-/* Decides, counts and logs the record record_encode/record_encode_raw just wrote into enc: rc is the encoder's result
- * (0, -EINVAL, -E2BIG, -ENOMEM; a caller's own parser refusing an entry as not a record passes -EINVAL and enc NULL),
- * info what it noticed. ADMIT_QUEUED: the record is in the ring. ADMIT_HELD (stream only): *held / *held_len are a
- * copy the caller owns (free) and passes to admit_queue_held; held may be NULL for requests. */
+/* Decides, counts and logs the record record_encode/record_encode_raw just wrote into enc (or record_prepare_raw
+ * planned: its entry is then written straight into the ring reservation, or into the held copy): rc is the
+ * encoder's result (0, -EINVAL, -E2BIG, -ENOMEM; a caller's own parser refusing an entry as not a record passes
+ * -EINVAL and enc NULL), info what it noticed. ADMIT_QUEUED: the record is in the ring. ADMIT_HELD (stream only):
+ * *held / *held_len are a copy the caller owns (free) and passes to admit_queue_held; held may be NULL for requests. */
 admit_fate admit_record(admit *a, const record_enc *enc, int rc, const record_info *info, const admit_from *from,
                         uint8_t **held, size_t *held_len);
 

@@ -2,8 +2,9 @@
  *
  * The buffer holds [start, end) not yet handed out; [start, scanned) went through mpscan, which reports each object
  * that ends (mpscan_feed_one), so the sizes of the complete ones wait in `lens`. Moving bytes (to the front, or to a
- * larger buffer) shifts every offset by the same amount; a record wholly in the buffer is checked by mpscan_whole in
- * one go, only one cut by a read goes through the byte-wise scanner; `lens` holds sizes, not offsets, so it never changes. */
+ * larger buffer) shifts every offset by the same amount; a native record wholly in the buffer is offered to the taker
+ * (walked once, by the encoder, and gone), any other record wholly in the buffer is checked by mpscan_whole in one go,
+ * only one cut by a read goes through the byte-wise scanner; `lens` holds sizes, not offsets, so it never changes. */
 #include "ingest/decoder.h"
 
 #include <errno.h>
@@ -104,6 +105,8 @@ uint8_t *decoder_space(decoder *d, size_t want, size_t *room)
     return d->buf + d->end;
 }
 
+static int is_map(uint8_t b) { return (b >= 0x80 && b <= 0x8f) || b == 0xde || b == 0xdf; }
+
 static int push_len(decoder *d, size_t len)
 {
     if (d->next == d->n) /* all handed out: start the queue over */
@@ -127,6 +130,12 @@ int decoder_wrote(decoder *d, size_t n)
         size_t used;
         uint64_t before = d->scan.records;
         int rc = MPSCAN_MORE;
+        if (!mpscan_mid_record(&d->scan) && d->take && d->next == d->n && is_map(d->buf[d->scanned]) &&
+            d->take(d->take_ctx, &d->scan, d->buf + d->scanned, d->end - d->scanned, &used)) {
+            d->scanned += used; /* taken: walked once, by the encoder; nothing before it was left to hand out */
+            d->start = d->obj_start = d->scanned;
+            continue;
+        }
         if (!mpscan_mid_record(&d->scan)) /* between records: a whole one is walked in one go */
             rc = mpscan_whole(&d->scan, d->buf + d->scanned, d->end - d->scanned, &used);
         if (rc == MPSCAN_MORE) /* one cut by the read: byte-wise, resumable */
@@ -137,7 +146,10 @@ int decoder_wrote(decoder *d, size_t n)
             break;
         }
         d->scanned += used;
-        if (d->scan.records != before) {
+        if (d->scan.records != before && d->take && d->next == d->n && is_map(d->buf[d->obj_start]) &&
+            d->take(d->take_ctx, NULL, d->buf + d->obj_start, d->scanned - d->obj_start, &used)) {
+            d->start = d->obj_start = d->scanned; /* checked by the scanner (cut by a read), taken now: in order */
+        } else if (d->scan.records != before) {
             if (push_len(d, d->scanned - d->obj_start) < 0) {
                 d->fail = MPSCAN_MALFORMED; /* out of memory: treated as unreadable (closed after the good ones) */
                 d->end = d->scanned = d->obj_start;

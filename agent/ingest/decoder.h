@@ -4,7 +4,9 @@
  * read(2) returned). mpscan (mpscan.h) walks the new bytes once, bounding every length before anything is decoded
  * (--max-record-bytes, nesting, item budgets; a top-level array — a Fluent Forward message — has its own limit),
  * and the decoder notes where each object ends. decoder_next then hands out the complete objects in order as spans
- * of its buffer: a native record goes to record_encode_raw as it is, a Forward message to msgpack-c. Any split of
+ * of its buffer: a native record goes to record_encode_raw as it is, a Forward message to msgpack-c. With a taker
+ * (decoder_set_taker), a native record wholly in the buffer is walked once, by the encoder, instead: the taker
+ * encodes and admits it right there, and the scanner's verdict follows from that walk (mpscan_walked). Any split of
  * the stream gives the same objects and the same verdict. A refused object (malformed, oversized) stops the
  * scanning; the objects before it are still handed out.
  *
@@ -24,6 +26,17 @@
 
 typedef struct decoder_old decoder_old;
 
+/* A taker (decoder_set_taker): offered a native record — a top-level map, at a record boundary, with nothing before
+ * it still to hand out — that starts at p with `avail` bytes of the buffer after it. It walks the record once (the
+ * encoder's walk: record_prepare_raw), and when that walk read it whole and well-formed, asks mpscan_walked for the
+ * scanner's verdict; on MPSCAN_OK it takes the record (encodes and admits it) and returns 1 with *used = its size.
+ * Otherwise it returns 0 having taken nothing, and the decoder scans the record as it would without a taker.
+ * With s NULL, the record is exactly [p, p + avail) and the scanner has passed it already (a record cut by a read, or
+ * one the taker's walk did not settle): the taker takes it as decoder_next's caller would (1), or declines (0) and it
+ * is handed out by decoder_next. Either way the taker declines whenever records must wait (its caller's backpressure):
+ * the decoder then hands out every later record in order. */
+typedef int (*decoder_taker)(void *ctx, mpscan *s, const uint8_t *p, size_t avail, size_t *used);
+
 typedef struct decoder {
     uint8_t *buf;          /* owned; NULL only after a failed decoder_shrink */
     size_t cap, first;     /* its size; the size it starts (and shrinks back) at */
@@ -37,6 +50,8 @@ typedef struct decoder {
     int pinned;
     decoder_old *old;      /* buffers replaced while pinned: freed at decoder_pin(d, 0) */
     size_t old_bytes;
+    decoder_taker take;    /* NULL, or who takes a whole native record as it is read (one walk) */
+    void *take_ctx;
 } decoder;
 
 /* Sets up an empty decoder with a `first`-byte buffer and mpscan's limits (max_record for every object, max_array
@@ -47,6 +62,14 @@ void decoder_free(decoder *d);
 /* Room for at least `want` more bytes at the end: moves or grows the buffer as needed (not over what is pinned).
  * Returns where to write and sets *room (>= want), or NULL when out of memory. */
 uint8_t *decoder_space(decoder *d, size_t want, size_t *room);
+
+/* From now on, native records found whole by decoder_wrote are first offered to `take` (see decoder_taker): a record
+ * it takes is never handed out by decoder_next; everything else is scanned and handed out as before, in order. */
+static inline void decoder_set_taker(decoder *d, decoder_taker take, void *ctx)
+{
+    d->take = take;
+    d->take_ctx = ctx;
+}
 
 /* n bytes were written at decoder_space's pointer: scans them. Returns 0, or the MPSCAN_* refusal met in them (also
  * kept in d->fail; the complete objects before it are still handed out). */

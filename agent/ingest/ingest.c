@@ -1,11 +1,13 @@
 /* ingest.c — listener, connections, msgpack stream decoding, pause/resume (see ingest.h).
  *
  * DESIGN
- * A connection's bytes go: read(2) straight into its decoder's buffer (decoder.h: mpscan refuses bad structure and
- * says where objects end) -> record_encode_raw, which encodes each native record from those bytes -> admission
- * (admit.h: size, --rate-limit, ring, --on-full, every record counter) -> ring. Only a Fluent Forward message (a
- * top-level array) is unpacked by msgpack-c (into `res`, the decoder pinned meanwhile). Each readable event does
- * one bounded read, so a flooding client gets one turn like everyone else.
+ * A connection's bytes go: read(2) straight into its decoder's buffer (decoder.h) -> a native record wholly read is
+ * walked once, by record_prepare_raw, which classifies and sizes it and whose walk also settles the structure checks
+ * (take_native: mpscan_walked) -> admission (admit.h: size, --rate-limit, ring, --on-full, every record counter),
+ * which writes the entry straight into the ring. A record cut by a read, or one that must wait (backpressure),
+ * goes through mpscan first (bad structure refused, where objects end) and is encoded by process. Only a Fluent
+ * Forward message (a top-level array) is unpacked by msgpack-c (into `res`, the decoder pinned meanwhile). Each
+ * readable event does one bounded read, so a flooding client gets one turn like everyone else.
  *
  * Backpressure is a state of the stage, not of a connection: when a record does not fit, admission hands back a copy
  * kept in `held` on its connection, every connection's read event is removed, and the flusher is asked to call
@@ -109,6 +111,7 @@ typedef struct conn {
     int64_t partial_since_ns; /* CLOCK_MONOTONIC when the record now half-read began; 0 between records */
     uint64_t mem;   /* what --ingest-memory-bytes charges it now (membudget_cost of its buffer) */
     uint64_t decoded; /* top-level objects the decoder handed out (a record in progress is bytes, not objects) */
+    int64_t read_real_ns, read_mono_ns; /* the clocks at the last read: records taken as they are read (take_native) */
     int mem_paused; /* reading stopped until the memory budget frees (its event is not added) */
     forward_iter fwd; /* a Forward message being handed out; its objects live in `res` (dec pinned meanwhile) */
     uint64_t fwd_first;     /* --buffer disk: the number the message's first event gets when it enters the ring */
@@ -231,12 +234,33 @@ static void handle_record(conn *c, const msgpack_object *obj, size_t wire, int64
 }
 
 /* A native record: the complete top-level object (not an array) of `wire` bytes at p, as the client sent it —
- * encoded straight from these bytes. */
+ * classified and sized from these bytes, then written by admission straight into the ring. */
 static void handle_native(conn *c, const uint8_t *p, size_t wire, int64_t now, int64_t mono)
 {
     record_info info;
-    int rc = record_encode_raw(&c->in->enc, p, wire, &c->src, now, &info);
+    int rc = record_prepare_raw(&c->in->enc, p, wire, &c->src, now, &info);
     offer_record(c, rc, &info, wire, mono);
+}
+
+/* decoder_taker: a native record wholly in c's buffer, just read, with nothing of c before it still waiting —
+ * encoded in the one walk that also checks it (mpscan_walked), and admitted as process would. Declined (0) when
+ * records must wait (paused, a held record, a Forward message being handed out) or the walk did not settle it.
+ * With s NULL the scanner has checked the record already (p, avail: exactly it): encoded and admitted as process
+ * would. */
+static int take_native(void *arg, mpscan *s, const uint8_t *p, size_t avail, size_t *used)
+{
+    conn *c = arg;
+    ingest *in = c->in;
+    if (in->paused || c->held || forward_active(&c->fwd))
+        return 0;
+    record_info info;
+    int rc = record_prepare_raw(&in->enc, p, avail, &c->src, c->read_real_ns, &info);
+    if (s && (rc < 0 || mpscan_walked(s, p, info.wire_len, info.nesting) != MPSCAN_OK))
+        return 0; /* not settled by this walk (a refusal, a record cut by the read): the scanner's, then again */
+    c->decoded++;
+    offer_record(c, rc, &info, s ? info.wire_len : avail, c->read_mono_ns);
+    *used = s ? info.wire_len : avail;
+    return 1;
 }
 
 /* Is the value starting with byte b an array (a Fluent Forward message)? */
@@ -630,6 +654,8 @@ static ssize_t conn_read(conn *c)
     if ((size_t)n == room && c->read_size < READ_CHUNK)
         c->read_size *= 2;
     uint64_t records_before = c->dec.scan.records;
+    c->read_real_ns = clock_real_ns(); /* for the records take_native takes as they are scanned */
+    c->read_mono_ns = clock_mono_ns();
     int rc = decoder_wrote(&c->dec, (size_t)n);
     if (rc != MPSCAN_OK)
         c->fail = rc;
@@ -645,6 +671,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     conn *c = arg;
     ingest *in = c->in;
+    uint64_t decoded = c->decoded; /* before reading: records are taken as they are read (take_native) */
     if (conn_read(c) < 0)
         return;
     for (int reads = 1; (what & EV_CLOSED) && !c->eof && !c->fail && reads < SHUTDOWN_READS; reads++)
@@ -652,7 +679,6 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
             break;
     if (c->eof || c->fail)
         event_del(c->ev);
-    uint64_t decoded = c->decoded;
     int drained = process(c);
     if (c->decoded != decoded) /* a record done: if it was the one allowed past the budget, others get a turn */
         membudget_release(in->mem, c);
@@ -757,6 +783,7 @@ static void conn_new(ingest *in, int fd, const record_source *srcp)
         return;
     }
     c->in = in;
+    decoder_set_taker(&c->dec, take_native, c);
     c->fd = fd;
     c->src = src;
     if (in->cfg->trusted_mask && src.pid > 0 && cgroup_read(src.pid, c->cgroup, sizeof c->cgroup, c->container_id) == 0) {

@@ -18,6 +18,8 @@
  * implied by rec_bytes, for a large Forward message of small events it is what bounds msgpack-c's zone). */
 #include "ingest/mpscan.h"
 
+#include "mpread.h"
+
 #include <string.h>
 
 void mpscan_init(mpscan *s, uint64_t max_record)
@@ -42,30 +44,19 @@ int mpscan_mid_record(const mpscan *s) { return s->depth > 0 || s->hdr_have > 0 
 /* Header length for a first byte, or 0 for the never-used 0xc1. A header ends where msgpack-c decides on it, so
  * msgpack-c never sees a header mpscan has not checked yet: for ext that is after the length (msgpack-c reads
  * the type byte with the data, and refuses an ext32 of length 0xffffffff as soon as it has the length), so the
- * type byte is counted as payload here. */
-static uint8_t header_len(uint8_t b)
-{
-    if (b <= 0xbf || b >= 0xe0)
-        return 1; /* fixint, fixmap, fixarray, fixstr, negative fixint */
-    switch (b) {
-    case 0xc0: case 0xc2: case 0xc3: case 0xca: case 0xcb: case 0xcc: case 0xcd: case 0xce: case 0xcf:
-    case 0xd0: case 0xd1: case 0xd2: case 0xd3:
-        return 1;
-    case 0xc4: case 0xd9: case 0xc7: return 2; /* bin8, str8, ext8 */
-    case 0xc5: case 0xda: case 0xdc: case 0xde: case 0xc8: return 3; /* 16-bit length or count, ext16 */
-    case 0xc6: case 0xdb: case 0xdd: case 0xdf: case 0xc9: return 5; /* 32-bit length or count, ext32 */
-    case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: return 1; /* fixext */
-    default: return 0;                       /* 0xc1 */
-    }
-}
+ * type byte is counted as payload here. One table lookup per header. */
+static const uint8_t header_lens[256] = {
+    [0x00 ... 0xc0] = 1,                      /* fixint, fixmap, fixarray, fixstr, nil */
+    [0xc1] = 0,                               /* never used */
+    [0xc2 ... 0xc3] = 1, [0xca ... 0xd3] = 1, /* bool, float, int */
+    [0xc4] = 2, [0xd9] = 2, [0xc7] = 2,       /* bin8, str8, ext8 */
+    [0xc5] = 3, [0xda] = 3, [0xdc] = 3, [0xde] = 3, [0xc8] = 3, /* 16-bit length or count, ext16 */
+    [0xc6] = 5, [0xdb] = 5, [0xdd] = 5, [0xdf] = 5, [0xc9] = 5, /* 32-bit length or count, ext32 */
+    [0xd4 ... 0xd8] = 1,                      /* fixext */
+    [0xe0 ... 0xff] = 1,                      /* negative fixint */
+};
 
-static uint64_t be_n(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
+static uint8_t header_len(uint8_t b) { return header_lens[b]; }
 
 /* Decodes a complete header into payload length and container item count (0 for non-containers). */
 static void header_decode(const uint8_t *h, uint64_t *payload, uint64_t *items, int *container)
@@ -85,20 +76,20 @@ static void header_decode(const uint8_t *h, uint64_t *payload, uint64_t *items, 
     case 0xce: case 0xd2: *payload = 4; return;
     case 0xcf: case 0xd3: *payload = 8; return;
     case 0xc4: case 0xd9: *payload = h[1]; return;
-    case 0xc5: case 0xda: *payload = be_n(h + 1, 2); return;
-    case 0xc6: case 0xdb: *payload = be_n(h + 1, 4); return;
+    case 0xc5: case 0xda: *payload = mpr_be(h + 1, 2); return;
+    case 0xc6: case 0xdb: *payload = mpr_be(h + 1, 4); return;
     case 0xc7: *payload = h[1] + 1ULL; return; /* ext: the type byte counts as payload, see header_len */
-    case 0xc8: *payload = be_n(h + 1, 2) + 1; return;
-    case 0xc9: *payload = be_n(h + 1, 4) + 1; return;
+    case 0xc8: *payload = mpr_be(h + 1, 2) + 1; return;
+    case 0xc9: *payload = mpr_be(h + 1, 4) + 1; return;
     case 0xd4: *payload = 2; return;
     case 0xd5: *payload = 3; return;
     case 0xd6: *payload = 5; return;
     case 0xd7: *payload = 9; return;
     case 0xd8: *payload = 17; return;
-    case 0xdc: *container = 1; *items = be_n(h + 1, 2); return;
-    case 0xdd: *container = 1; *items = be_n(h + 1, 4); return;
-    case 0xde: *container = 1; *items = 2 * be_n(h + 1, 2); return;
-    case 0xdf: *container = 1; *items = 2 * be_n(h + 1, 4); return;
+    case 0xdc: *container = 1; *items = mpr_be(h + 1, 2); return;
+    case 0xdd: *container = 1; *items = mpr_be(h + 1, 4); return;
+    case 0xde: *container = 1; *items = 2 * mpr_be(h + 1, 2); return;
+    case 0xdf: *container = 1; *items = 2 * mpr_be(h + 1, 4); return;
     default: return;
     }
 }

@@ -68,4 +68,21 @@ int mpscan_whole(mpscan *s, const uint8_t *p, size_t n, size_t *used);
 /* True when the stream stops inside a record (a client that disconnects now truncated one). */
 int mpscan_mid_record(const mpscan *s);
 
+/* The verdict mpscan_whole would give a record, between records, that another walk has already read whole and found
+ * well-formed (no 0xc1, every length within the bytes, ending after len bytes), given the deepest nesting of its
+ * containers (the top-level one counting 1): MPSCAN_OK (and it counts the record) when it passes the limits; else
+ * nothing is decided (MPSCAN_MORE: scan it). It is the same verdict because the record's running size — bytes read
+ * plus announced payloads plus one per announced item to come — never decreases and ends at len, and its items,
+ * each at least a byte, number fewer than len: only the size, the nesting, 0xc1 and the end can refuse such a
+ * record. For a top-level map: a top-level array (a Forward message) has its own limits and is always scanned. */
+static inline int mpscan_walked(mpscan *s, const uint8_t *p, uint64_t len, int nesting)
+{
+    int map = (p[0] >= 0x80 && p[0] <= 0x8f) || p[0] == 0xde || p[0] == 0xdf;
+    if (!map || len > s->max_record || len > s->max_items || nesting > MPSCAN_MAX_DEPTH || mpscan_mid_record(s))
+        return MPSCAN_MORE;
+    s->in_array = 0;
+    s->records++;
+    return MPSCAN_OK;
+}
+
 #endif

@@ -1,12 +1,17 @@
 /* bench_step.c — logagent-bench-step: the agent's record step alone, on one thread, over records already in memory.
  *
  * What ingest does with a connection's bytes, minus the socket and the event loop: copy a read's worth into the
- * decoder (decoder_space/decoder_wrote: mpscan over every byte), take each whole record (decoder_next), encode it
- * (record_encode_raw), and push it into the ring (reserve, copy, commit). The ring is drained after each read, as
+ * decoder (decoder_space/decoder_wrote), classify and size each whole record in one walk (record_prepare_raw, which
+ * also settles mpscan's checks), and write it straight into the ring (reserve, record_write, commit); the records
+ * cut by a read go through mpscan and decoder_next first. The ring is drained after each read, as
  * the flusher would, so it never fills. The records are the original service's shape, packed by liblogagent's own
  * packer (the exact bytes the C client sends), distinct by message, trace and span ids.
  *
- *   logagent-bench-step [--count N] [--distinct K] [--read BYTES] [--repeat R]
+ *   logagent-bench-step [--count N] [--distinct K] [--read BYTES] [--repeat R] [--one-walk 1|0]
+ *
+ * --one-walk 1 (the default, what ingest does): a record wholly read is taken as it is scanned — one walk by the
+ * encoder settles the structure checks too (decoder_set_taker). 0: every record through mpscan first, then the
+ * encoder (what a record cut by a read, or held back by backpressure, still goes through).
  *
  * Prints one line per repeat and the best: records/s and ns of thread CPU per record (docs/benchmarks.md). A
  * benchmark, not a test: nothing is asserted about speed; every record must encode (exit 1 otherwise). */
@@ -80,8 +85,43 @@ typedef struct run_result {
     double cpu, wall;
 } run_result;
 
+/* What ingest's take_native does with a record wholly read: one walk (record_prepare_raw) that also settles the
+ * scanner's checks (mpscan_walked), then reserve -> record_write -> commit. */
+typedef struct taker {
+    record_enc *e;
+    ring *r;
+    const record_source *src;
+    int64_t now;
+    long done;
+    int err;
+} taker;
+
+static int take(void *arg, mpscan *s, const uint8_t *p, size_t avail, size_t *used)
+{
+    taker *t = arg;
+    record_info info;
+    int rc = record_prepare_raw(t->e, p, avail, t->src, t->now, &info);
+    if (s && (rc < 0 || mpscan_walked(s, p, info.wire_len, info.nesting) != MPSCAN_OK))
+        return 0;
+    if (rc < 0) { /* s NULL: checked by the scanner (cut by a read), and every record must encode */
+        t->err = -EINVAL;
+        *used = avail;
+        return 1;
+    }
+    uint8_t *slot = ring_reserve(t->r, t->e->out_len);
+    if (slot) {
+        record_write(t->e, slot);
+        ring_commit(t->r, slot);
+        t->done++;
+    } else {
+        t->err = -ENOBUFS;
+    }
+    *used = s ? info.wire_len : avail;
+    return 1;
+}
+
 /* Pushes `count` records (cycling through the packed ones) through decoder -> encoder -> ring. */
-static int run(const unsigned char *recs, size_t len, long count, size_t read_size, run_result *out)
+static int run(const unsigned char *recs, size_t len, long count, size_t read_size, int one_walk, run_result *out)
 {
     decoder d;
     record_enc e;
@@ -90,6 +130,9 @@ static int run(const unsigned char *recs, size_t len, long count, size_t read_si
     if (!r || decoder_init(&d, 4096, 1 << 20, 16 << 20) < 0 || record_enc_init(&e) < 0)
         return -ENOMEM;
     e.text_limit = 1 << 20;
+    taker tk = {&e, r, &src, 1765000000000000000LL, 0, 0};
+    if (one_walk)
+        decoder_set_taker(&d, take, &tk);
     long done = 0;
     size_t off = 0;
     double c0 = cpu_s(), w0 = wall_s();
@@ -100,19 +143,23 @@ static int run(const unsigned char *recs, size_t len, long count, size_t read_si
             return -ENOMEM;
         memcpy(w, recs + off, n); /* what read(2) does */
         off = off + n == len ? 0 : off + n;
+        tk.done = 0;
         if (decoder_wrote(&d, n) != MPSCAN_OK)
             return -EBADMSG;
+        if (tk.err)
+            return tk.err;
+        done += tk.done; /* taken as they were read */
         const uint8_t *p;
         size_t plen;
         int64_t now = 1765000000000000000LL;
         while (decoder_next(&d, &p, &plen)) {
             record_info info;
-            if (record_encode_raw(&e, p, plen, &src, now, &info) < 0)
+            if (record_prepare_raw(&e, p, plen, &src, now, &info) < 0)
                 return -EINVAL;
-            void *slot = ring_reserve(r, e.out_len);
+            uint8_t *slot = ring_reserve(r, e.out_len); /* as admission does: sized, then written in place */
             if (!slot)
                 return -ENOBUFS;
-            memcpy(slot, e.out, e.out_len);
+            record_write(&e, slot);
             ring_commit(r, slot);
             done++;
         }
@@ -132,7 +179,7 @@ static int run(const unsigned char *recs, size_t len, long count, size_t read_si
 
 int main(int argc, char **argv)
 {
-    long count = 2000000, distinct = 10000, repeat = 3;
+    long count = 2000000, distinct = 10000, repeat = 3, one_walk = 1;
     size_t read_size = 256 * 1024;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--count"))
@@ -143,6 +190,8 @@ int main(int argc, char **argv)
             read_size = (size_t)atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--repeat"))
             repeat = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--one-walk"))
+            one_walk = atol(argv[i + 1]);
         else {
             fprintf(stderr, "logagent-bench-step: unknown option '%s'\n", argv[i]);
             return 2;
@@ -162,7 +211,7 @@ int main(int argc, char **argv)
     double best = 0, best_ns = 0;
     for (long i = 0; i < repeat; i++) {
         run_result res;
-        int rc = run(recs, len, count, read_size, &res);
+        int rc = run(recs, len, count, read_size, one_walk, &res);
         if (rc < 0) {
             fprintf(stderr, "logagent-bench-step: %s\n", strerror(-rc));
             return 1;

@@ -3,14 +3,17 @@
  * record_encode_raw (docs/protocol.md's mapping to WriteLogRequest bytes) — the agent's own code, not a copy of it.
  * No sockets, no libevent: one input is one connection's byte stream.
  *
- * Each input is decoded five times — whole (as one read), one byte per read, and in reads of pseudo-random
+ * Each input is decoded seven times — whole (as one read), one byte per read, and in reads of pseudo-random
  * lengths drawn from a hash of the input, all with max_record_bytes and the converted-text limit at 64 KiB (a
  * legal setting; the code paths are those of the 1 MiB default, while msgpack-c's allocations for announced
  * item counts stay small enough to keep the target fast); then whole and in random reads again with small limits
- * (max_record_bytes 256, converted text 1 KiB) so the oversized paths are reachable from small inputs.
+ * (max_record_bytes 256, converted text 1 KiB) so the oversized paths are reachable from small inputs. Like ingest,
+ * the passes give the decoder a taker (a native record read whole is walked once, by the encoder, whose walk
+ * settles mpscan's checks); one whole pass per limit runs without it (mpscan, then the encoder) and must agree.
  * Every byte boundary is a read boundary in the one-byte pass, so a decoder that loses its place at a split shows.
  * Besides ASan/UBSan, the target aborts on:
  *  - passes with the same limits that disagree (outcome, record count, refusals or encoded bytes differ);
+ *  - the encoder's walk settling a record (mpscan_walked) that a scanner of its own does not pass, or ends elsewhere;
  *  - msgpack-c refusing an object the decoder handed out, or record_encode on msgpack-c's object (the Forward and
  *    HTTP path) disagreeing with record_encode_raw on its bytes (result, counts or encoded bytes);
  *  - an encoded record that protobuf-c cannot parse as a WriteLogRequest, a string field that is not valid UTF-8
@@ -67,6 +70,7 @@ typedef struct outcome {
     uint64_t wire;     /* sum of per-record wire sizes */
     uint64_t fed;      /* bytes written into the decoder */
     uint64_t digest;   /* over every record's result and encoded bytes */
+    uint64_t taken;    /* of `records`, taken as read by the taker (one walk); not compared */
 } outcome;
 
 typedef struct dec {
@@ -239,6 +243,41 @@ static void handle_record(dec *d, const uint8_t *p, size_t wire)
         d->out.digest = fuzz_fnv(d->out.digest, d->enc.out, d->enc.out_len);
 }
 
+/* take_native() in ingest.c: a native record offered as it is read. With s, the encoder's walk must settle the
+ * scanner's checks (mpscan_walked); whenever it says MPSCAN_OK, a scanner of its own must agree, record end
+ * included (the fold is exact, never a guess). Then it is handled as process() would (encoded again for the checks,
+ * from the same log_id generator state). */
+static int fuzz_take(void *arg, mpscan *s, const uint8_t *p, size_t avail, size_t *used)
+{
+    dec *d = arg;
+    record_info info;
+    uint64_t rng[2] = {d->enc.rng[0], d->enc.rng[1]};
+    int rc = record_prepare_raw(&d->enc, p, avail, &d->src, NOW_NS, &info);
+    size_t wire = avail;
+    if (s) {
+        if (rc < 0 || mpscan_walked(s, p, info.wire_len, info.nesting) != MPSCAN_OK) {
+            d->enc.rng[0] = rng[0], d->enc.rng[1] = rng[1]; /* as if not tried: the scanner's, then process's */
+            return 0;
+        }
+        mpscan m;
+        size_t u = 0;
+        mpscan_init(&m, d->lim.max_record);
+        mpscan_set_array_limit(&m, d->lim.max_record);
+        int v = mpscan_feed_one(&m, p, avail, &u);
+        FUZZ_CHECK(v == MPSCAN_OK && u == info.wire_len && m.records == 1,
+                   "the encoder's walk settled a %zu-byte record that mpscan says %d about (%zu bytes)",
+                   info.wire_len, v, u);
+        wire = info.wire_len;
+    }
+    FUZZ_CHECK(rc < 0 || d->enc.out_pending, "record_prepare_raw planned nothing");
+    d->enc.rng[0] = rng[0], d->enc.rng[1] = rng[1];
+    d->out.records++;
+    d->out.taken++;
+    handle_record(d, p, wire);
+    *used = wire;
+    return 1;
+}
+
 /* process() in ingest.c: every complete object the decoder has. */
 static void drain(dec *d)
 {
@@ -266,10 +305,12 @@ static int feed(dec *d, const uint8_t *p, size_t n, size_t reserve)
     return rc;
 }
 
-static void dec_init(dec *d, const limits *lim, size_t init_buf)
+static void dec_init(dec *d, const limits *lim, size_t init_buf, int taker)
 {
     memset(d, 0, sizeof *d);
     FUZZ_CHECK(decoder_init(&d->dc, init_buf, lim->max_record, lim->max_record) == 0, "decoder_init");
+    if (taker)
+        decoder_set_taker(&d->dc, fuzz_take, d);
     msgpack_unpacked_init(&d->res);
     FUZZ_CHECK(record_enc_init(&d->enc) == 0 && record_enc_init(&d->enc_obj) == 0, "record_enc_init");
     d->enc.rng[0] = d->enc_obj.rng[0] = 0x0123456789abcdefULL; /* the same generated log_ids in every pass */
@@ -289,12 +330,12 @@ static void dec_free(dec *d)
 }
 
 /* One connection: the input in reads cut as `mode` says. */
-static outcome run_pass(const uint8_t *data, size_t size, const limits *lim, int mode)
+static outcome run_pass(const uint8_t *data, size_t size, const limits *lim, int mode, int taker)
 {
     size_t live0 = g_heap_live;
     g_heap_peak = g_heap_live;
     dec d;
-    dec_init(&d, lim, mode == PASS_WHOLE ? READ_CHUNK : SMALL_BUF);
+    dec_init(&d, lim, mode == PASS_WHOLE ? READ_CHUNK : SMALL_BUF, taker);
     uint64_t rng = fuzz_fnv(FUZZ_FNV_INIT, data, size);
     int rc = MPSCAN_OK;
     for (size_t off = 0; off < size && rc == MPSCAN_OK;) {
@@ -353,13 +394,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const limits dflt = {64u << 10, 64u << 10}, small = {256, 1024};
-    outcome whole = run_pass(data, size, &dflt, PASS_WHOLE);
-    outcome bytes = run_pass(data, size, &dflt, PASS_BYTES);
+    outcome whole = run_pass(data, size, &dflt, PASS_WHOLE, 1);
+    outcome scanned = run_pass(data, size, &dflt, PASS_WHOLE, 0);
+    same_outcome(&whole, &scanned, "whole: one walk vs scanned then encoded");
+    outcome bytes = run_pass(data, size, &dflt, PASS_BYTES, 1);
     same_outcome(&whole, &bytes, "whole vs one byte per read");
-    outcome rnd = run_pass(data, size, &dflt, PASS_RANDOM);
+    outcome rnd = run_pass(data, size, &dflt, PASS_RANDOM, 1);
     same_outcome(&whole, &rnd, "whole vs random reads");
-    outcome s_whole = run_pass(data, size, &small, PASS_WHOLE);
-    outcome s_rnd = run_pass(data, size, &small, PASS_RANDOM);
+    outcome s_whole = run_pass(data, size, &small, PASS_WHOLE, 1);
+    outcome s_scanned = run_pass(data, size, &small, PASS_WHOLE, 0);
+    same_outcome(&s_whole, &s_scanned, "small limits, whole: one walk vs scanned then encoded");
+    outcome s_rnd = run_pass(data, size, &small, PASS_RANDOM, 1);
     same_outcome(&s_whole, &s_rnd, "small limits: whole vs random reads");
     if (g_verbose) {
         describe(&whole, "max_record 64KiB");

@@ -1,9 +1,13 @@
 /* test_decoder.c — the ingest decoder: a stream of records cut at every byte boundary (and one byte at a time, and
  * at random) gives the same objects and the same verdict as the stream whole; a refusal (malformed, oversized)
  * hands out the good objects before it and never the bad one's bytes; a pinned decoder keeps handed-out bytes where
- * they are while it grows (ASan sees a read of freed bytes); shrinking; the growth decoder_grown_cap predicts. */
+ * they are while it grows (ASan sees a read of freed bytes); shrinking; the growth decoder_grown_cap predicts. Every
+ * split also runs with a taker (the one-walk path: the encoder's walk settles the scanner's checks) and with a taker
+ * that keeps declining (backpressure): the same objects, in the same order, and the same verdict; the nesting limit
+ * on that path. */
 #include "check.h"
 #include "ingest/decoder.h"
+#include "record.h"
 
 #include <msgpack.h>
 #include <stdlib.h>
@@ -46,18 +50,51 @@ typedef struct seen {
     uint8_t *bytes;
     size_t len, objects;
     int fail, mid;
+    size_t taken, walked; /* objects the taker took; of those, settled by the encoder's walk alone */
 } seen;
+
+static void add(seen *out, const uint8_t *p, size_t n)
+{
+    out->bytes = realloc(out->bytes, out->len + n);
+    memcpy(out->bytes + out->len, p, n);
+    out->len += n;
+    out->objects++;
+}
 
 static void take(decoder *d, seen *out)
 {
     const uint8_t *p;
     size_t n;
-    while (decoder_next(d, &p, &n)) {
-        out->bytes = realloc(out->bytes, out->len + n);
-        memcpy(out->bytes + out->len, p, n);
-        out->len += n;
-        out->objects++;
-    }
+    while (decoder_next(d, &p, &n))
+        add(out, p, n);
+}
+
+/* How run() feeds the decoder: without a taker (the scanner's verdicts, what the others must equal), with a taker
+ * (one walk, as ingest's take_native), with a taker that declines every third offer (backpressure: order holds). */
+enum { MODE_SCAN, MODE_TAKER, MODE_TAKER_WAITS, MODE_N };
+static int g_mode;
+
+typedef struct taker_ctx {
+    seen *out;
+    record_enc enc;
+    unsigned offers;
+} taker_ctx;
+
+static int test_taker(void *arg, mpscan *s, const uint8_t *p, size_t avail, size_t *used)
+{
+    taker_ctx *t = arg;
+    if (g_mode == MODE_TAKER_WAITS && t->offers++ % 3 == 2)
+        return 0;
+    record_source src = {.pid = 1, .comm = "t"};
+    record_info info;
+    int rc = record_prepare_raw(&t->enc, p, avail, &src, 1, &info);
+    if (s && (rc < 0 || mpscan_walked(s, p, info.wire_len, info.nesting) != MPSCAN_OK))
+        return 0;
+    *used = s ? info.wire_len : avail;
+    add(t->out, p, *used);
+    t->out->taken++;
+    t->out->walked += s != NULL;
+    return 1;
 }
 
 /* Feeds data in pieces: cuts[] are the piece ends (the last must be n). */
@@ -66,7 +103,11 @@ static seen run(const uint8_t *data, size_t n, const size_t *cuts, size_t ncuts,
 {
     seen out = {0};
     decoder d;
+    taker_ctx tc = {&out, {0}, 0};
     CHECK_INT(decoder_init(&d, 16, max_record, max_array), 0);
+    CHECK_INT(record_enc_init(&tc.enc), 0);
+    if (g_mode != MODE_SCAN)
+        decoder_set_taker(&d, test_taker, &tc);
     size_t off = 0;
     for (size_t i = 0; i < ncuts && !d.fail; i++) {
         size_t piece = cuts[i] - off, room;
@@ -80,6 +121,7 @@ static seen run(const uint8_t *data, size_t n, const size_t *cuts, size_t ncuts,
     out.fail = d.fail;
     out.mid = decoder_mid_object(&d);
     decoder_free(&d);
+    record_enc_free(&tc.enc);
     return out;
 }
 
@@ -93,11 +135,10 @@ static void same(const seen *a, const seen *b, const char *what, size_t at)
     CHECK(ok);
 }
 
-/* Every split point, one byte at a time, and random pieces: all as the whole stream. */
-static void every_split(const uint8_t *data, size_t n, uint64_t max_record, uint64_t max_array, seen *whole_out)
+static void every_split_mode(const uint8_t *data, size_t n, uint64_t max_record, uint64_t max_array,
+                             const seen *whole_p)
 {
-    size_t all[1] = {n};
-    seen whole = run(data, n, all, 1, max_record, max_array);
+    seen whole = *whole_p;
     for (size_t k = 0; k <= n; k++) {
         size_t cuts[2] = {k, n};
         seen s = run(data, n, cuts, 2, max_record, max_array);
@@ -121,9 +162,24 @@ static void every_split(const uint8_t *data, size_t n, uint64_t max_record, uint
     same(&s, &whole, "random pieces", 0);
     free(s.bytes);
     free(bytes);
-    *whole_out = whole;
 }
 
+/* Every split point, one byte at a time, and random pieces, each without and with a taker: all as the whole stream
+ * without one. */
+static void every_split(const uint8_t *data, size_t n, uint64_t max_record, uint64_t max_array, seen *whole_out)
+{
+    size_t all[1] = {n};
+    g_mode = MODE_SCAN;
+    seen whole = run(data, n, all, 1, max_record, max_array);
+    for (g_mode = MODE_SCAN; g_mode < MODE_N; g_mode++)
+        every_split_mode(data, n, max_record, max_array, &whole);
+    g_mode = MODE_TAKER;
+    seen t = run(data, n, all, 1, max_record, max_array);
+    whole.taken = t.taken;
+    whole.walked = t.walked;
+    free(t.bytes);
+    *whole_out = whole;
+}
 static void test_splits(void)
 {
     stream s;
@@ -140,6 +196,8 @@ static void test_splits(void)
     CHECK_INT(whole.len, s.sb.size);
     CHECK(memcmp(whole.bytes, s.sb.data, s.sb.size) == 0);
     CHECK_INT(whole.fail, MPSCAN_OK);
+    CHECK_INT(whole.taken, 6); /* with a taker, read whole: the 6 native records taken, settled by their walk */
+    CHECK_INT(whole.walked, 6);
     free(whole.bytes);
     /* cut short: the last record is in progress */
     seen cut;
@@ -166,6 +224,7 @@ static void test_refusals(void)
     CHECK_INT(m.fail, MPSCAN_MALFORMED);
     CHECK_INT(m.objects, 2);
     CHECK_INT(m.len, good);
+    CHECK_INT(m.walked, 2);
     free(m.bytes);
     msgpack_sbuffer_destroy(&s.sb);
 
@@ -179,8 +238,53 @@ static void test_refusals(void)
     CHECK_INT(o.fail, MPSCAN_OVERSIZED);
     CHECK_INT(o.objects, 1);
     CHECK_INT(o.len, good);
+    CHECK_INT(o.walked, 1);
     free(o.bytes);
     msgpack_sbuffer_destroy(&s.sb);
+}
+
+/* `levels` arrays nested under the record map: as a value, under a reserved key (skipped, not converted), and as a
+ * key inside a map value (a JSON key named, not converted). */
+static void put_nested(stream *s, int where, int levels)
+{
+    msgpack_pack_map(&s->pk, 2);
+    put_str(s, "message");
+    put_str(s, "m");
+    if (where == 2) {
+        put_str(s, "v");
+        msgpack_pack_map(&s->pk, 1);
+        levels--;
+    } else {
+        put_str(s, where == 1 ? "_r" : "v");
+    }
+    for (int i = 0; i < levels; i++)
+        msgpack_pack_array(&s->pk, i + 1 < levels ? 1 : 0);
+    if (where == 2)
+        msgpack_pack_int(&s->pk, 1);
+}
+
+/* mpscan's nesting limit (32 containers, the record map included) holds on the one-walk path: 32 pass, 33 are
+ * malformed, wherever the deepest container is. */
+static void test_nesting(void)
+{
+    for (int where = 0; where < 3; where++) {
+        for (int depth = 31; depth <= 32; depth++) { /* containers under the record map: 32 or 33 in all */
+            stream s;
+            stream_init(&s);
+            put_record(&s, 0, 10);
+            size_t good = s.sb.size;
+            put_nested(&s, where, depth);
+            put_record(&s, 1, 10);
+            seen r;
+            every_split((const uint8_t *)s.sb.data, s.sb.size, 1 << 20, 1 << 20, &r);
+            CHECK_INT(r.fail, depth == 31 ? MPSCAN_OK : MPSCAN_MALFORMED);
+            CHECK_INT(r.objects, depth == 31 ? 3 : 1);
+            CHECK_INT(r.len, depth == 31 ? s.sb.size : good);
+            CHECK_INT(r.walked, depth == 31 ? 3 : 1);
+            free(r.bytes);
+            msgpack_sbuffer_destroy(&s.sb);
+        }
+    }
 }
 
 static void test_pinned_growth_and_shrink(void)
@@ -235,6 +339,7 @@ int main(void)
 {
     test_splits();
     test_refusals();
+    test_nesting();
     test_pinned_growth_and_shrink();
     return check_done("test_decoder");
 }

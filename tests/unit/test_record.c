@@ -56,6 +56,7 @@ static Logagent__V1__WriteLogRequest *run(tc *t, record_info *info, int *rc)
     msgpack_unpacked_init(&u);
     size_t off = 0;
     CHECK_INT(msgpack_unpack_next(&u, t->sb.data, t->sb.size, &off), MSGPACK_UNPACK_SUCCESS);
+    uint64_t rng0[2] = {e.rng[0], e.rng[1]};
     *rc = record_encode_raw(&e, t->sb.data, t->sb.size, &SRC, NOW, info);
     record_info io;
     int rco = record_encode(&eo, &u.data, &SRC, NOW, &io);
@@ -69,6 +70,22 @@ static Logagent__V1__WriteLogRequest *run(tc *t, record_info *info, int *rc)
         CHECK_INT(eo.out_len, e.out_len);
         CHECK(eo.out_len == e.out_len && memcmp(eo.out, e.out, e.out_len) == 0);
     }
+    record_enc ep; /* record_prepare_raw + record_write (straight into the ring): the same result, the same bytes */
+    CHECK_INT(record_enc_init(&ep), 0);
+    memcpy(ep.rng, rng0, sizeof rng0); /* the state before this record: the same log_id if one is made */
+    record_info ip;
+    CHECK_INT(record_prepare_raw(&ep, t->sb.data, t->sb.size, &SRC, NOW, &ip), *rc);
+    if (*rc == 0) {
+        uint8_t *w = malloc(ep.out_len + 1);
+        CHECK(ep.out_pending && ep.out_len == e.out_len && w != NULL);
+        if (w) {
+            w[ep.out_len] = 0xa5;
+            CHECK_INT(record_write(&ep, w), e.out_len);
+            CHECK(memcmp(w, e.out, e.out_len) == 0 && w[ep.out_len] == 0xa5); /* exactly out_len bytes */
+        }
+        free(w);
+    }
+    record_enc_free(&ep);
     Logagent__V1__WriteLogRequest *req = NULL;
     if (*rc == 0) {
         req = logagent__v1__write_log_request__unpack(NULL, e.out_len, e.out);

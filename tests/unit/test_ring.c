@@ -1,5 +1,6 @@
-/* test_ring.c — the lock-free ring: one producer, many producers, wrap-around, full and empty, and a
- * multi-thread stress run checking every record exactly once and in order per producer (run under TSan too). */
+/* test_ring.c — the lock-free ring: one producer, many producers, wrap-around, full and empty, ring_abort, and a
+ * multi-thread stress run checking every record exactly once and in order per producer (ring_push, and written in
+ * place with aborts among them; run under TSan too). */
 #include "check.h"
 #include "ring.h"
 
@@ -121,12 +122,65 @@ static void test_commit_order(void)
     ring_free(r);
 }
 
+/* A reservation given up (ring_abort) is skipped by the consumer, holds nothing back once aborted, and its space
+ * comes back at release: in the middle, at the end, and around the wrap. */
+static void test_abort(void)
+{
+    ring *r = ring_new(4096);
+    size_t len;
+    char *a = ring_reserve(r, 5), *b = ring_reserve(r, 100), *c = ring_reserve(r, 3);
+    CHECK(a && b && c);
+    memcpy(a, "first", 5);
+    memset(b, 'x', 100); /* half-written, then given up */
+    memcpy(c, "end", 3);
+    ring_commit(r, a);
+    ring_commit(r, c);
+    const char *p = ring_peek(r, &len);
+    CHECK(p && len == 5 && memcmp(p, "first", 5) == 0);
+    ring_consume(r);
+    CHECK(ring_peek(r, &len) == NULL); /* b is neither committed nor aborted: the consumer waits there */
+    ring_abort(r, b);
+    p = ring_peek(r, &len);
+    CHECK(p && len == 3 && memcmp(p, "end", 3) == 0);
+    ring_consume(r);
+    CHECK(ring_peek(r, &len) == NULL);
+    ring_release(r);
+    CHECK_INT(ring_used_bytes(r), 0);
+    char *d = ring_reserve(r, 0); /* the last reservation aborted: the consumer stops after it */
+    CHECK(d != NULL);
+    ring_abort(r, d);
+    CHECK(ring_peek(r, &len) == NULL);
+    ring_release(r);
+    CHECK_INT(ring_used_bytes(r), 0);
+    for (int lap = 0; lap < 200; lap++) { /* around the wrap: every other reservation aborted */
+        char *x = ring_reserve(r, 40 + lap % 50), *y = ring_reserve(r, 7);
+        CHECK(x && y);
+        memset(x, 'z', 40 + lap % 50);
+        memcpy(y, &lap, sizeof lap < 7 ? sizeof lap : 7);
+        ring_abort(r, x);
+        ring_commit(r, y);
+        p = ring_peek(r, &len);
+        int got = -1;
+        CHECK(p && len == 7);
+        if (p)
+            memcpy(&got, p, sizeof got);
+        CHECK_INT(got, lap);
+        ring_consume(r);
+        CHECK(ring_peek(r, &len) == NULL);
+        ring_release(r);
+    }
+    CHECK_INT(ring_used_bytes(r), 0);
+    ring_free(r);
+}
+
 enum { PRODUCERS = 4 };
 
 typedef struct prod_arg {
     ring *r;
     uint32_t id;
     uint32_t count;
+    int inplace; /* reserve/write/commit, every fifth record first reserved, written and aborted */
+    int aborted;
 } prod_arg;
 
 static void *producer(void *arg)
@@ -139,21 +193,39 @@ static void *producer(void *arg)
         memcpy(rec + 4, &seq, 4);
         for (size_t i = 8; i < n; i++)
             rec[i] = (uint8_t)(seq ^ i);
-        if (ring_push(a->r, rec, n) == 0)
+        if (a->inplace && seq % 5 == 3 && !a->aborted) { /* written in place, then given up: never seen */
+            uint8_t *slot = ring_reserve(a->r, n);
+            if (!slot) {
+                sched_yield();
+                continue;
+            }
+            memset(slot, 0xee, n);
+            ring_abort(a->r, slot);
+            a->aborted = 1;
+            continue;
+        }
+        a->aborted = 0;
+        uint8_t *slot = a->inplace ? ring_reserve(a->r, n) : NULL;
+        if (slot) { /* reserve -> write in place -> commit, as the record step does */
+            memcpy(slot, rec, n);
+            ring_commit(a->r, slot);
             seq++;
-        else
+        } else if (!a->inplace && ring_push(a->r, rec, n) == 0) {
+            seq++;
+        } else {
             sched_yield();
+        }
     }
     return NULL;
 }
 
-static void test_stress_mpsc(uint32_t per_producer)
+static void test_stress_mpsc(uint32_t per_producer, int inplace)
 {
     ring *r = ring_new(64 * 1024);
     pthread_t t[PRODUCERS];
     prod_arg args[PRODUCERS];
     for (uint32_t i = 0; i < PRODUCERS; i++) {
-        args[i] = (prod_arg){r, i, per_producer};
+        args[i] = (prod_arg){r, i, per_producer, inplace, 0};
         pthread_create(&t[i], NULL, producer, &args[i]);
     }
     uint32_t next[PRODUCERS] = {0};
@@ -198,6 +270,8 @@ int main(void)
     test_exactly_full();
     test_wrap_around();
     test_commit_order();
-    test_stress_mpsc(n ? (uint32_t)atoi(n) : 200000);
+    test_abort();
+    test_stress_mpsc(n ? (uint32_t)atoi(n) : 200000, 0);
+    test_stress_mpsc(n ? (uint32_t)atoi(n) / 2 : 100000, 1);
     return check_done("test_ring");
 }
