@@ -135,6 +135,30 @@ static int read_whole(const uint8_t **p, const uint8_t *end, mpr_value *v)
     return skip_items(v, p, end);
 }
 
+/* read_whole with the usual headers of a record's keys and values (fixstr, positive fixint) read here: a walk over a
+ * record calls it twice per pair. */
+static inline int read_whole_fast(const uint8_t **p, const uint8_t *end, mpr_value *v)
+{
+    const uint8_t *q = *p;
+    if (q < end && *q >= 0xa0 && *q <= 0xbf) {
+        size_t n = *q & 0x1f;
+        if ((size_t)(end - q - 1) < n)
+            return -EINVAL;
+        v->type = MPR_STR;
+        v->len = (uint32_t)n;
+        v->ptr = (const char *)q + 1;
+        *p = q + 1 + n;
+        return 0;
+    }
+    if (q < end && *q <= 0x7f) {
+        v->type = MPR_UINT;
+        v->v.u = *q;
+        *p = q + 1;
+        return 0;
+    }
+    return read_whole(p, end, v);
+}
+
 static int is_time(const mpr_value *v)
 {
     return v->type == MPR_UINT || v->type == MPR_INT || v->type == MPR_F32 || v->type == MPR_F64 ||
@@ -410,10 +434,10 @@ static int walk_record(forward_iter *it, const uint8_t **p, const uint8_t *end, 
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *kp = *p, *vp;
         mpr_value k, v;
-        if (read_whole(p, end, &k) < 0)
+        if (read_whole_fast(p, end, &k) < 0)
             return -EINVAL;
         vp = *p;
-        if (read_whole(p, end, &v) < 0)
+        if (read_whole_fast(p, end, &v) < 0)
             return -EINVAL;
         if (k.type != MPR_STR) {
             it->deep |= k.type >= MPR_ARRAY || v.type >= MPR_ARRAY;
