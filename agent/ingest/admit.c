@@ -184,8 +184,9 @@ static admit_fate full(admit *a, const record_enc *enc, const record_info *info,
     return ADMIT_HELD;
 }
 
-admit_fate admit_record(admit *a, const record_enc *enc, int rc, const record_info *info, const admit_from *from,
-                        uint8_t **held, size_t *held_len)
+/* The steps before the rate limit: the sender's bytes, then the encoder's verdict and the encoded size. Returns the
+ * fate of a record refused there (counted and logged), or ADMIT_QUEUED when it passes them. */
+static admit_fate refusal(admit *a, const record_enc *enc, int rc, const record_info *info, const admit_from *from)
 {
     int http = a->kind == ADMIT_REQUEST;
     client_entry *ce = from->client;
@@ -205,6 +206,17 @@ admit_fate admit_record(admit *a, const record_enc *enc, int rc, const record_in
         note_log(a, LIM_OVERSIZED, from, text(a, LIM_OVERSIZED, rc < 0), enc ? enc->text_limit : 0);
         return reject(a, &a->st->oversized, from, ADMIT_OVERSIZED);
     }
+    return ADMIT_QUEUED;
+}
+
+admit_fate admit_record(admit *a, const record_enc *enc, int rc, const record_info *info, const admit_from *from,
+                        uint8_t **held, size_t *held_len)
+{
+    admit_fate fate = refusal(a, enc, rc, info, from);
+    if (fate != ADMIT_QUEUED)
+        return fate;
+    int http = a->kind == ADMIT_REQUEST;
+    client_entry *ce = from->client;
     uint32_t sender = a->cfg->rate_limit_key == RATE_KEY_UID ? from->src->uid : (uint32_t)from->src->pid;
     if (a->rl && !ratelimit_allow(a->rl, sender, from->mono_ns)) {
         note_log(a, LIM_RATE, from, text(a, LIM_RATE, 0), 0);
@@ -230,4 +242,12 @@ int admit_queue_held(admit *a, const uint8_t *data, size_t len, client_entry *cl
     if (client)
         client->records++;
     return 0;
+}
+
+admit_fate admit_unqueued(admit *a, const record_enc *enc, int rc, const record_info *info, const admit_from *from)
+{
+    admit_fate fate = refusal(a, enc, rc, info, from);
+    if (fate != ADMIT_QUEUED)
+        return fate;
+    return drop(a, &a->st->dropped_shutdown, 1, info, from, ADMIT_DROPPED_SHUTDOWN);
 }

@@ -48,6 +48,7 @@ typedef enum admit_fate {
     ADMIT_DROPPED_FULL, /* ring full, --on-full drop-newest: received and dropped.buffer_full (both kinds) */
     ADMIT_HELD,         /* stream, ring full, block/drop-oldest: *held is the caller's to queue later; pause reading */
     ADMIT_FULL,         /* request, ring full, block/drop-oldest: the caller's (503); nothing after it may be tried */
+    ADMIT_DROPPED_SHUTDOWN, /* admit_unqueued: a good record left at shutdown, dropped.shutdown */
 } admit_fate;
 
 /* Who offers the record, and what the caller knows. */
@@ -75,6 +76,11 @@ void admit_free(admit *a);
  * *held / *held_len are a copy the caller owns (free) and passes to admit_queue_held; held may be NULL for requests. */
 admit_fate admit_record(admit *a, const record_enc *enc, int rc, const record_info *info, const admit_from *from,
                         uint8_t **held, size_t *held_len);
+
+/* Shutdown (stream): a record the connection still had when the ring could take no more, classified as admit_record
+ * would (the same refusals, counters and logs) but never queued: a good one is dropped (dropped.shutdown, the
+ * client's `dropped`, its reserved keys and unknown level counted as taken). */
+admit_fate admit_unqueued(admit *a, const record_enc *enc, int rc, const record_info *info, const admit_from *from);
 
 /* A record held earlier (ADMIT_HELD) into the ring. Returns 0 (received; client->records), or -ENOBUFS when there is
  * still no room (nothing counted: the caller keeps holding it). */

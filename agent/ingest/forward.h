@@ -1,4 +1,4 @@
-/* forward.h — the Fluent Forward protocol (v1) on the ingest socket: one decoded top-level msgpack array in, the
+/* forward.h — the Fluent Forward protocol (v1) on the ingest socket: one top-level msgpack array (its bytes) in, the
  * native record maps it stands for out, one event at a time.
  *
  * Modes (told apart by the second element): Message `[tag, time, record(, option)]`, Forward
@@ -17,10 +17,15 @@
  * `forward_metadata` when set) are kept as `record_<key>`. A time that is a number or ext but not a valid time
  * (negative, out of range, NaN, nanoseconds >= 10^9, another ext) does not drop the event: it is handed on as
  * `timestamp` as sent (a positive integer beyond range as its decimal text), which record_encode reads as a
- * native timestamp: kept as metadata, the receive time used. The caller hands that map to record_encode.
+ * native timestamp: kept as metadata, the receive time used.
  *
- * No libevent here: unit tests and fuzz targets drive it directly. A forward_iter borrows the array object: the
- * caller keeps it alive (its msgpack zone) until forward_iter_reset or the iteration ends. */
+ * forward.c reads the message's own bytes (mpread.h: every length bounded, no object tree) and hands each event out
+ * as the msgpack bytes of that map, written into the iterator's buffer: a small header and the mapped keys, then
+ * the record's pairs copied as sent — so the caller encodes it with record_encode_raw, the native records'
+ * classifier. Only the option map's `chunk` is decoded by msgpack-c (for the ack).
+ *
+ * No libevent here: unit tests and fuzz targets drive it directly. A forward_iter borrows the message's bytes: the
+ * caller keeps them in place (the decoder pinned) until forward_iter_reset or the iteration ends. */
 #ifndef LOGAGENT_FORWARD_H
 #define LOGAGENT_FORWARD_H
 
@@ -33,6 +38,7 @@
 typedef struct forward_opts {
     const char *message_keys[FORWARD_MAX_MESSAGE_KEYS]; /* tried in order; borrowed */
     unsigned n_message_keys;
+    size_t message_key_lens[FORWARD_MAX_MESSAGE_KEYS]; /* their lengths (set with them) */
     size_t max_inflated; /* CompressedPackedForward: the decompressed entries may be at most this many bytes */
     size_t max_record;   /* one event's [time, record] may be at most this many bytes of msgpack (as a native
                           * record); a larger one is refused alone (-EMSGSIZE) */
@@ -43,20 +49,24 @@ enum forward_mode { FORWARD_MESSAGE = 1, FORWARD_FORWARD, FORWARD_PACKED, FORWAR
 typedef struct forward_iter {
     const forward_opts *opts;
     int mode;
-    msgpack_object tag;          /* a str */
+    const uint8_t *tag;          /* the tag's msgpack bytes (a str, header included) */
+    size_t tag_len;
+    const char *tag_str;         /* its text and length */
+    uint32_t tag_str_len;
     const msgpack_object *chunk; /* the option map's `chunk`, NULL when none: answer {"ack": chunk} when done */
-    const msgpack_object *opt_meta; /* Message mode: the option map's `metadata` (a map), NULL when none */
-    const msgpack_object *single_time, *single_record; /* Message mode */
-    const msgpack_object *entries; /* Forward mode: the entries array */
-    uint32_t next_entry;           /* Forward mode: index; Message mode: 0 or 1 */
+    msgpack_unpacked opt;        /* `chunk` decoded by msgpack-c (its zone) */
+    const uint8_t *opt_meta;     /* Message mode: the option map's `metadata` (a map's bytes), NULL when none */
+    size_t opt_meta_len;
+    const uint8_t *single_time, *single_record; /* Message mode: the time's and the record's bytes */
+    size_t single_time_len, single_record_len;
+    const uint8_t *cur, *end;      /* Forward mode: the next entry, the end of the message's bytes */
+    uint32_t entries_left;         /* Forward mode: entries not handed out; Message mode: 1, then 0 */
     const char *packed;            /* Packed modes: the concatenated entries (borrowed or `inflated`) */
     size_t packed_len, packed_off;
     char *inflated;                /* owned: CompressedPackedForward's decompressed entries */
-    msgpack_unpacked entry;        /* Packed modes: the entry being handed out */
-    msgpack_object_kv *kv;         /* owned: the built map's pairs */
-    size_t kv_cap;
-    int64_t ts_ns;                 /* the built map's timestamp value */
-    char time_text[24];            /* the built map's timestamp as text, for a time out of range (forward.c) */
+    uint8_t *ev;                   /* owned: the event handed out, as a msgpack map */
+    size_t ev_cap;
+    int deep;                      /* the entry just read had a container inside a value (forward.c) */
 } forward_iter;
 
 /* Fills o with the default message keys (message, log, msg) and max_inflated = 8 * max_record, max_record. */
@@ -71,26 +81,29 @@ void forward_iter_init(forward_iter *it, const forward_opts *opts);
 void forward_iter_reset(forward_iter *it);
 void forward_iter_free(forward_iter *it);
 
-/* Starts on one top-level array. Returns 0 (events follow), -EINVAL when it is not a Forward message (skip it,
+/* Starts on one top-level array: the msgpack bytes msg[0..len) (one value; the caller keeps them in place while the
+ * iteration lasts). Returns 0 (events follow), -EINVAL when it is not a Forward message (skip it,
  * invalid_record), -EBADMSG for compressed entries that do not inflate (invalid_record), -EMSGSIZE when they
  * inflate past opts->max_inflated (oversized), -ENOMEM. On error the iterator holds nothing. */
-int forward_begin(forward_iter *it, const msgpack_object *arr);
+int forward_begin(forward_iter *it, const void *msg, size_t len);
 
-/* The next event as a native record map in *out (valid until the next call or reset). Returns 1 for an event,
- * 0 when there are no more, -EINVAL for an entry that is not [time, record] or [[time, map], record] with a
- * map record and a number or ext time (skip it, invalid_record;
- * calling again goes on with the next one, except in packed modes where bytes that are not msgpack, or a
- * truncated entry, end the message), -EMSGSIZE for an event over opts->max_record bytes (skip it, oversized;
- * calling again goes on with the next one), -ENOMEM. Every call makes progress: at most one call per entry (a
- * packed entry: per entry that starts) plus the final 0. */
-int forward_next(forward_iter *it, msgpack_object *out);
+/* The next event as the msgpack bytes of a native record map, *map / *len (valid until the next call or reset):
+ * the caller encodes them with record_encode_raw. Returns 1 for an event, 0 when there are no more, -EINVAL for an
+ * entry that is not [time, record] or [[time, map], record] with a map record and a number or ext time (skip it,
+ * invalid_record; calling again goes on with the next one, except in packed modes where bytes that are not
+ * msgpack, or a truncated entry, end the message), -EMSGSIZE for an event over opts->max_record bytes (skip it,
+ * oversized; calling again goes on with the next one), -ENOMEM (the event could not be built; calling again goes
+ * on with the next one). Every call makes progress: at most one call per entry (a packed entry: per entry that
+ * starts) plus the final 0. */
+int forward_next(forward_iter *it, const uint8_t **map, size_t *len);
 
 /* True while forward_begin succeeded and forward_next has not returned 0 yet. */
 int forward_active(const forward_iter *it);
 
-/* Converts an event time (int seconds, EventTime ext 0, float seconds) to unix ns. Returns 0, or -EINVAL for
- * anything else, a time before 1970, past int64 ns (2262), or EventTime nanoseconds >= 10^9. */
-int forward_time_ns(const msgpack_object *t, int64_t *out_ns);
+/* Converts an event time, the msgpack value t[0..len) (int seconds, EventTime ext 0, float seconds), to unix ns.
+ * Returns 0, or -EINVAL for anything else, a time before 1970, past int64 ns (2262), or EventTime nanoseconds
+ * >= 10^9. */
+int forward_time_ns(const void *t, size_t len, int64_t *out_ns);
 
 /* Packs {"ack": chunk} into buf. Returns its length, or 0 when it does not fit in cap. */
 size_t forward_pack_ack(const msgpack_object *chunk, char *buf, size_t cap);

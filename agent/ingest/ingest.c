@@ -5,9 +5,10 @@
  * walked once, by record_prepare_raw, which classifies and sizes it and whose walk also settles the structure checks
  * (take_native: mpscan_walked) -> admission (admit.h: size, --rate-limit, ring, --on-full, every record counter),
  * which writes the entry straight into the ring. A record cut by a read, or one that must wait (backpressure),
- * goes through mpscan first (bad structure refused, where objects end) and is encoded by process. Only a Fluent
- * Forward message (a top-level array) is unpacked by msgpack-c (into `res`, the decoder pinned meanwhile). Each
- * readable event does one bounded read, so a flooding client gets one turn like everyone else.
+ * goes through mpscan first (bad structure refused, where objects end) and is encoded by process. A Fluent Forward
+ * message (a top-level array) is read in place by forward.c, the decoder pinned meanwhile; each event it writes out
+ * as a native record map goes through record_prepare_raw and admission too. Each readable event does one bounded
+ * read, so a flooding client gets one turn like everyone else.
  *
  * Backpressure is a state of the stage, not of a connection: when a record does not fit, admission hands back a copy
  * kept in `held` on its connection, every connection's read event is removed, and the flusher is asked to call
@@ -19,9 +20,9 @@
  * can be queued.
  *
  * Fluent Forward (forward.h): a top-level array is a Forward message. Its events go one by one through the same
- * handle_record as native records; when one does not fit it becomes `held` as usual and the rest stay in the
- * connection's forward_iter (their objects live in `res`, which is not reused until the message is done), so a
- * message is never split or lost by backpressure. `{"ack": chunk}` is written once its last event is in the ring;
+ * admission as native records; when one does not fit it becomes `held` as usual and the rest stay in the
+ * connection's forward_iter (reading the message's bytes, which the pinned decoder keeps in place until the message
+ * is done), so a message is never split or lost by backpressure. `{"ack": chunk}` is written once its last event is in the ring;
  * with --buffer disk, once every event of the message has left memory for the spool: the ack waits in the
  * connection's FIFO `acks` with the record numbers its events may have (flusher_spooled: records are numbered by
  * `received` as they enter the ring) and goes out when the flusher reports them settled — unless one of them was
@@ -97,7 +98,6 @@ typedef struct conn {
     int fd;
     struct event *ev;
     decoder dec;         /* the byte stream -> whole objects (owns the read buffer and the scanner) */
-    msgpack_unpacked res; /* the Forward message being handed out, unpacked from dec's bytes (pinned meanwhile) */
     record_source src;
     char cgroup[CGROUP_PATH_MAX];         /* --trusted-fields: src.cgroup / src.container_id point here */
     char container_id[CGROUP_ID_LEN + 1];
@@ -113,7 +113,7 @@ typedef struct conn {
     uint64_t decoded; /* top-level objects the decoder handed out (a record in progress is bytes, not objects) */
     int64_t read_real_ns, read_mono_ns; /* the clocks at the last read: records taken as they are read (take_native) */
     int mem_paused; /* reading stopped until the memory budget frees (its event is not added) */
-    forward_iter fwd; /* a Forward message being handed out; its objects live in `res` (dec pinned meanwhile) */
+    forward_iter fwd; /* a Forward message being handed out, read in dec's bytes (dec pinned meanwhile) */
     uint64_t fwd_first;     /* --buffer disk: the number the message's first event gets when it enters the ring */
     struct pending_ack *acks, **acks_tail; /* --buffer disk: acks waiting for the spool, oldest first (owned) */
     unsigned n_acks;
@@ -225,20 +225,14 @@ static void offer_record(conn *c, int rc, const record_info *info, size_t wire, 
         pause_all(in, c->held_len);
 }
 
-/* A record as an object (a Forward event) read at `now` (CLOCK_REALTIME, its default timestamp) / `mono`. */
-static void handle_record(conn *c, const msgpack_object *obj, size_t wire, int64_t now, int64_t mono)
-{
-    record_info info;
-    int rc = record_encode(&c->in->enc, obj, &c->src, now, &info);
-    offer_record(c, rc, &info, wire, mono);
-}
-
 /* A native record: the complete top-level object (not an array) of `wire` bytes at p, as the client sent it —
- * classified and sized from these bytes, then written by admission straight into the ring. */
-static void handle_native(conn *c, const uint8_t *p, size_t wire, int64_t now, int64_t mono)
+ * classified and sized from these bytes, then written by admission straight into the ring; or a Forward event, the
+ * map forward_next wrote (`wire`: the message's bytes with its first event, else 0). Read at `now` (CLOCK_REALTIME,
+ * its default timestamp) / `mono`. */
+static void handle_native(conn *c, const uint8_t *p, size_t len, size_t wire, int64_t now, int64_t mono)
 {
     record_info info;
-    int rc = record_prepare_raw(&c->in->enc, p, wire, &c->src, now, &info);
+    int rc = record_prepare_raw(&c->in->enc, p, len, &c->src, now, &info);
     offer_record(c, rc, &info, wire, mono);
 }
 
@@ -375,44 +369,51 @@ static void forward_ack(conn *c, const msgpack_object *chunk)
     send_ack(c, buf, forward_pack_ack(chunk, buf, sizeof buf));
 }
 
-/* Hands the rest of c's Forward message to handle_record, until done or paused. Returns 1 when done (acked when
- * asked), 0 when paused (the held event and the rest wait in c->held and c->fwd). */
-/* The message's events are all handed out: its objects (which point into dec's bytes) are no longer read. */
+/* The message's events are all handed out: its bytes (in dec's buffer) are no longer read. */
 static void forward_done(conn *c)
 {
     forward_iter_reset(&c->fwd);
     decoder_pin(&c->dec, 0);
 }
 
+/* An entry forward_next refused: -EMSGSIZE (over --max-record-bytes: oversized) or -EINVAL (not an event:
+ * invalid_record), the client's bad input. */
+static void forward_bad_event(conn *c, int rc)
+{
+    ingest *in = c->in;
+    stat_add(rc == -EMSGSIZE ? &in->st->oversized : &in->st->invalid_record, 1);
+    client_entry *ce = conn_blame(c);
+    if (ce)
+        ce->rejected++;
+    if (rc == -EMSGSIZE)
+        log_peer(&in->lim_oversized, c, "Forward event over max_record_bytes skipped");
+    else
+        log_peer(&in->lim_invalid, c, "invalid Forward entry skipped (not [time, record] or [[time, metadata], record])");
+}
+
+/* Hands the rest of c's Forward message to admission, until done or paused. Returns 1 when done (acked when asked),
+ * 0 when paused (the held event and the rest wait in c->held and c->fwd). */
 static int forward_drain(conn *c, size_t wire, int64_t now, int64_t mono)
 {
     ingest *in = c->in;
-    msgpack_object ev;
+    const uint8_t *ev;
+    size_t len;
     while (!in->paused) {
-        int rc = forward_next(&c->fwd, &ev);
+        int rc = forward_next(&c->fwd, &ev, &len);
         if (rc == 1) {
             stat_add(&in->st->fwd_events, 1);
-            handle_record(c, &ev, wire, now, mono);
+            handle_native(c, ev, len, wire, now, mono);
             wire = 0; /* the message's bytes count once, with its first event */
             continue;
         }
-        if (rc == -EMSGSIZE) {
-            stat_add(&in->st->oversized, 1);
-            client_entry *ce = conn_blame(c);
-            if (ce)
-                ce->rejected++;
-            log_peer(&in->lim_oversized, c, "Forward event over max_record_bytes skipped");
+        if (rc == -ENOMEM) { /* the event could not be built: the agent's trouble (admit.h), the message ends */
+            record_info none = {0};
+            offer_record(c, rc, &none, wire, mono);
+            forward_done(c);
             continue;
         }
         if (rc < 0) {
-            stat_add(&in->st->invalid_record, 1);
-            client_entry *ce = conn_blame(c);
-            if (ce)
-                ce->rejected++;
-            log_peer(&in->lim_invalid, c,
-                     "invalid Forward entry skipped (not [time, record] or [[time, metadata], record])");
-            if (rc == -ENOMEM)
-                forward_done(c);
+            forward_bad_event(c, rc);
             continue;
         }
         if (c->fwd.chunk)
@@ -423,21 +424,32 @@ static int forward_drain(conn *c, size_t wire, int64_t now, int64_t mono)
     return 0;
 }
 
-/* A top-level array of `wire` bytes at p: a Forward message, unpacked by msgpack-c into `res` (its objects point
- * into p: the decoder is pinned until the message is done). Returns 1 when handled, 0 when paused holding some of
- * its events. */
+static void forward_refused(conn *c, int rc, size_t wire, int64_t mono);
+
+/* A top-level array of `wire` bytes at p: a Forward message, read in place by forward.c (the decoder is pinned
+ * until the message is done). Returns 1 when handled, 0 when paused holding some of its events. */
 static int forward_start(conn *c, const uint8_t *p, size_t wire, int64_t now, int64_t mono)
 {
     ingest *in = c->in;
-    size_t off = 0;
-    msgpack_unpack_return r = msgpack_unpack_next(&c->res, (const char *)p, wire, &off);
-    int rc = r == MSGPACK_UNPACK_SUCCESS ? forward_begin(&c->fwd, &c->res.data)
-             : r == MSGPACK_UNPACK_NOMEM_ERROR ? -ENOMEM : -EINVAL; /* not reached: mpscan vouched for it */
+    int rc = forward_begin(&c->fwd, p, wire);
     if (rc == 0) {
         decoder_pin(&c->dec, 1);
         stat_add(&in->st->fwd_messages, 1);
         c->fwd_first = stat_get(&in->st->received) + 1;
         return forward_drain(c, wire, now, mono);
+    }
+    forward_refused(c, rc, wire, mono);
+    return 1;
+}
+
+/* A Forward message of `wire` bytes that forward_begin refused with rc: counted and logged. */
+static void forward_refused(conn *c, int rc, size_t wire, int64_t mono)
+{
+    ingest *in = c->in;
+    if (rc == -ENOMEM) { /* the agent's trouble, not the client's: one record's worth dropped.out_of_memory */
+        record_info none = {0};
+        offer_record(c, rc, &none, wire, mono);
+        return;
     }
     client_entry *ce = conn_blame(c);
     if (ce) {
@@ -452,7 +464,6 @@ static int forward_start(conn *c, const uint8_t *p, size_t wire, int64_t now, in
         log_peer(&in->lim_invalid, c, rc == -EBADMSG ? "Forward compressed entries are not valid gzip, skipped"
                                                      : "invalid record skipped (an array that is not a Forward message)");
     }
-    return 1;
 }
 
 /* Queues the held record and every complete record buffered on c, until done or the ring is full.
@@ -481,7 +492,7 @@ static int process(conn *c)
                 return 0;
             continue;
         }
-        handle_native(c, p, len, now, mono);
+        handle_native(c, p, len, len, now, mono);
     }
     return !in->paused;
 }
@@ -546,8 +557,6 @@ static int mem_shrink(conn *c, size_t above)
     int rc = decoder_shrink(&c->dec, above);
     if (rc == 0)
         return 0;
-    msgpack_unpacked_destroy(&c->res); /* its zone pointed into the old buffer */
-    msgpack_unpacked_init(&c->res);
     membudget_freed(c->in->mem, cap);
     c->read_size = READ_FIRST;
     mem_charge(c);
@@ -580,7 +589,6 @@ static void conn_free(conn *c)
         next = a->next;
         free(a);
     }
-    msgpack_unpacked_destroy(&c->res);
     membudget_freed(in->mem, decoder_cap(&c->dec));
     decoder_free(&c->dec);
     free(c->held);
@@ -792,7 +800,6 @@ static void conn_new(ingest *in, int fd, const record_source *srcp)
     }
     c->read_size = READ_FIRST;
     c->serial = stat_get(&in->st->conn_total) + 1;
-    msgpack_unpacked_init(&c->res);
     forward_iter_init(&c->fwd, &in->fwd_opts);
     /* EV_CLOSED: a short-lived client's data and its close are handled in one turn */
     c->ev = event_new(in->base, fd, EV_READ | EV_CLOSED | EV_PERSIST, on_readable, c);
@@ -1046,61 +1053,58 @@ void ingest_set_flusher(ingest *in, struct flusher *f)
         flusher_set_spooled_fn(f, spooled_ring, in);
 }
 
-/* The events of c's Forward message not handed out yet, at shutdown: returns how many (dropped_shutdown); bad
- * entries count invalid_record. Not acked. */
-static uint64_t count_forward(conn *c)
+/* A record left at shutdown (a native record's bytes, or a Forward event's map; NULL: an event forward_next could
+ * not build, -ENOMEM) of `wire` bytes: classified by admission as it would have been had there been room (bad
+ * ones rejected, reserved keys and unknown levels counted for the others) and dropped as dropped_shutdown. */
+static void count_one(conn *c, const uint8_t *p, size_t len, size_t wire)
 {
-    uint64_t n = 0;
-    msgpack_object ev;
-    for (int rc; forward_active(&c->fwd) && (rc = forward_next(&c->fwd, &ev)) != 0;) {
-        if (rc == 1)
-            n++;
-        else
-            stat_add(rc == -EMSGSIZE ? &c->in->st->oversized : &c->in->st->invalid_record, 1);
-    }
-    forward_done(c);
-    if (c->client)
-        c->client->dropped += n;
-    return n;
+    ingest *in = c->in;
+    record_info info = {0};
+    int rc = p ? record_encode_raw(&in->enc, p, len, &c->src, 0, &info) : -ENOMEM;
+    int64_t mono = clock_mono_ns();
+    admit_from from = {.src = &c->src, .client = conn_client(c, info.service, info.service_len, mono),
+                       .wire = wire, .mono_ns = mono};
+    admit_unqueued(in->adm, &in->enc, rc, &info, &from);
 }
 
-/* Counts what a connection still holds at shutdown: the held record and complete buffered records, each
- * classified as it would have been had there been room (bad ones are rejected, good ones dropped_shutdown). */
+/* The events of c's Forward message not handed out yet, at shutdown (`wire`: the message's bytes when none was):
+ * each through count_one, bad entries counted as forward_drain counts them. Not acked. */
+static void count_forward(conn *c, size_t wire)
+{
+    const uint8_t *ev;
+    size_t len;
+    for (int rc; forward_active(&c->fwd) && (rc = forward_next(&c->fwd, &ev, &len)) != 0; wire = 0) {
+        if (rc == 1 || rc == -ENOMEM)
+            count_one(c, rc == 1 ? ev : NULL, len, wire);
+        else
+            forward_bad_event(c, rc);
+    }
+    forward_done(c);
+}
+
+/* Counts what a connection still holds at shutdown: the held record (already admitted: dropped_shutdown) and the
+ * complete buffered records and Forward events, each through count_one. */
 static void count_unqueued(conn *c)
 {
     ingest *in = c->in;
     uint64_t n = c->held ? 1 : 0;
     if (n && c->client)
         c->client->dropped++;
-    n += count_forward(c);
-    record_info info;
+    count_forward(c, 0);
     const uint8_t *p;
     size_t len;
     while (c->dec.buf && decoder_next(&c->dec, &p, &len)) {
-        if (is_array(*p)) {
-            size_t off = 0;
-            if (msgpack_unpack_next(&c->res, (const char *)p, len, &off) == MSGPACK_UNPACK_SUCCESS &&
-                forward_begin(&c->fwd, &c->res.data) == 0) {
-                decoder_pin(&c->dec, 1);
-                n += count_forward(c);
-            } else {
-                stat_add(&in->st->invalid_record, 1);
-            }
+        if (!is_array(*p)) {
+            count_one(c, p, len, len);
             continue;
         }
-        int rc = record_encode_raw(&in->enc, p, len, &c->src, 0, &info);
-        client_entry *ce = conn_client(c, info.service, info.service_len, clock_mono_ns());
-        int bad = rc == -EINVAL || rc == -E2BIG || (rc == 0 && in->enc.out_len > in->enc.text_limit);
-        if (rc == -EINVAL)
-            stat_add(&in->st->invalid_record, 1);
-        else if (bad)
-            stat_add(&in->st->oversized, 1);
-        else
-            n++;
-        if (ce && bad)
-            ce->rejected++;
-        else if (ce)
-            ce->dropped++;
+        int rc = forward_begin(&c->fwd, p, len);
+        if (rc < 0) {
+            forward_refused(c, rc, len, clock_mono_ns());
+            continue;
+        }
+        decoder_pin(&c->dec, 1);
+        count_forward(c, len);
     }
     stat_add(&in->st->dropped_shutdown, n);
     free(c->held);

@@ -27,7 +27,9 @@ With --latency K (default 5) it also measures a lone record's latency: K times, 
 and time until its line appears in the sink's --out file (the agent's default flush interval is 100 ms).
 --repeat 0 measures only that. --warmup N sends N records through each fresh agent before the measured run
 (steady state: ring pages already touched); --agent-env KEY=VALUE sets the agent's environment (e.g.
-GLIBC_TUNABLES). --json / --json-out FILE give every run's numbers. See docs/benchmarks.md.
+GLIBC_TUNABLES). --forward EVENTS sends Fluent Forward PackedForward messages of EVENTS events each
+(tests/bench/forward_client.py) instead of running logagent-bench. --json / --json-out FILE give every run's
+numbers. See docs/benchmarks.md.
 
 Debian's /usr/bin/python3 only: nothing outside the standard library (plus tests/integration/harness.py).
 """
@@ -36,6 +38,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import shutil
 import signal
 import statistics
@@ -181,8 +184,9 @@ def loadavg():
 class Procs:
     """One sink + one agent in a fresh temp folder; stop() checks their exits and the sink's summary."""
 
-    def __init__(self, build, agent_args, sink_args, name, agent_env=None):
+    def __init__(self, build, agent_args, sink_args, name, agent_env=None, agent_prefix=None):
         self.build = build
+        self.agent_prefix = agent_prefix or []
         self.agent_env = agent_env or {}
         self.tmp = harness.TempDir(name)
         self.sink = self.agent = None
@@ -202,11 +206,11 @@ class Procs:
         self.socket = self.tmp.file("ingest.sock")
         self.stats_socket = self.tmp.file("stats.sock")
         self.agent_log = open(self.tmp.file("agent.log"), "wb")
-        self.agent = subprocess.Popen([self.bin("logagentd"), "--socket", self.socket, "--stats-socket",
+        self.agent = subprocess.Popen(self.agent_prefix + [self.bin("logagentd"), "--socket", self.socket, "--stats-socket",
                                        self.stats_socket, "--upstream", "127.0.0.1:%d" % port] + self.agent_args,
                                       stdout=self.agent_log, stderr=self.agent_log,
                                       env=dict(os.environ, **self.agent_env))
-        self._wait(self._agent_ready, 20, "the agent's stats socket")
+        self._wait(self._agent_ready, 120 if self.agent_prefix else 20, "the agent's stats socket")
         return self
 
     def _wait(self, cond, timeout, what):
@@ -304,22 +308,36 @@ class Procs:
 
 # ---- one throughput run -----------------------------------------------------------------------------------
 
+def client_cmd(args, ps, n, workers):
+    """The sender of n records: logagent-bench, or with --forward EVENTS forward_client.py (PackedForward messages
+    of EVENTS events each, built before its clock starts)."""
+    if args.forward:
+        client = os.path.join(HERE, "forward_client.py")
+        packed = ps.tmp.file("forward-%d.pickle" % n)
+        subprocess.run([sys.executable, client, "--prepare", packed, str(n), str(workers), str(args.forward)],
+                       check=True)
+        return [sys.executable, client, ps.socket, packed]
+    return [ps.bin("logagent-bench"), "--socket", ps.socket, "--count", str(n), "--workers", str(workers)] \
+        + args.bench_arg
+
+
 def one_run(args, workers, rep, errors):
     n = args.count
-    ps = Procs(args.build, args.agent_arg, ["--quiet"] + args.sink_arg, "bench-w%d" % workers, args.agent_env)
+    ps = Procs(args.build, args.agent_arg, ["--quiet"] + args.sink_arg, "bench-w%d" % workers, args.agent_env,
+               shlex.split(args.agent_prefix))
     res = {"workers": workers, "repeat": rep, "count": n, "loadavg_before": loadavg()}
     run_errors = []
     try:
         ps.start()
         apid, spid = ps.agent.pid, ps.sink.pid
         if args.warmup:
-            warm = subprocess.run([ps.bin("logagent-bench"), "--socket", ps.socket, "--count", str(args.warmup),
-                                   "--workers", str(workers)] + args.bench_arg,
+            warm = subprocess.run(client_cmd(args, ps, args.warmup, workers),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             if warm.returncode != 0:
                 loud(run_errors, "w=%d rep=%d: warm-up bench exited %s: %s" %
                      (workers, rep, warm.returncode, warm.stderr.decode(errors="replace")[-500:]))
             ps._wait(lambda: ps.stats()["records"]["flushed"] >= args.warmup, args.timeout, "the warm-up records")
+        cmd = client_cmd(args, ps, n, workers)  # before any counter is read: --forward packs its messages here
         st0 = ps.stats()
         base = st0["records"]["flushed"]
         a_threads0 = thread_cpu(apid)
@@ -327,8 +345,6 @@ def one_run(args, workers, rep, errors):
         af0, sf0 = minor_faults(apid), minor_faults(spid)
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         sys0 = system_cpu()
-        cmd = [ps.bin("logagent-bench"), "--socket", ps.socket, "--count", str(n), "--workers", str(workers)] \
-            + args.bench_arg
         t0 = time.monotonic()
         bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         t_bench = t_done = None
@@ -567,6 +583,8 @@ def print_table(machine, args, summary, lat):
         print("logagent end-to-end benchmark: latency only")
     print("machine: %s x %s, kernel %s; build %s" % (machine["nproc"], machine["cpu_model"], machine["kernel"],
                                                     args.build))
+    if args.forward:
+        print("sender: tests/bench/forward_client.py, PackedForward messages of %d events" % args.forward)
     print("agent args: %s%s%s" % (" ".join(args.agent_arg) or "(defaults)",
                                   "".join("; env %s=%s" % kv for kv in sorted(args.agent_env.items())),
                                   "; %d warm-up records first" % args.warmup if args.warmup else "; cold agent"))
@@ -648,6 +666,12 @@ def main():
     ap.add_argument("--sink-arg", action="append", default=[], metavar="ARG", help="argument passed to logagent-sink")
     ap.add_argument("--bench-arg", action="append", default=[], metavar="ARG",
                     help="argument passed to logagent-bench (e.g. --per-worker-client)")
+    ap.add_argument("--forward", type=int, default=0, metavar="EVENTS",
+                    help="send Fluent Forward PackedForward messages of EVENTS events each (tests/bench/"
+                         "forward_client.py, over --workers connections) instead of running logagent-bench")
+    ap.add_argument("--agent-prefix", default="", metavar="CMD",
+                    help="command the agent runs under, e.g. 'valgrind --tool=callgrind --callgrind-out-file=F' "
+                         "(instruction counts: docs/benchmarks.md)")
     ap.add_argument("--latency", type=int, default=5, metavar="K", help="lone-record latency samples (0: skip)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds a run may take to deliver (default 300)")
     ap.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
@@ -665,6 +689,8 @@ def main():
     if args.repeat < 0:
         die("--repeat must be 0 or more")
     args.workers = parse_workers(args.workers or ["1,4,16"])
+    if args.forward < 0:
+        die("--forward must be 0 or more")
     if args.warmup < 0:
         die("--warmup must be 0 or more")
     env = {}
@@ -697,7 +723,7 @@ def main():
     summary = summarize(runs, args.workers) if runs else []
 
     doc = {"machine": machine, "build": args.build, "count": args.count, "repeat": args.repeat,
-           "agent_args": args.agent_arg, "agent_env": args.agent_env, "warmup": args.warmup, "sink_args": args.sink_arg, "bench_args": args.bench_arg,
+           "agent_args": args.agent_arg, "agent_env": args.agent_env, "warmup": args.warmup, "forward": args.forward, "sink_args": args.sink_arg, "bench_args": args.bench_arg,
            "summary": summary, "latency": lat, "runs": runs, "errors": errors}
     if args.json_out:
         with open(args.json_out, "w") as f:

@@ -1,30 +1,37 @@
-/* fuzz_forward.c — libFuzzer target: Fluent Forward messages through forward.c's API, as ingest.c drives it:
- * the input's msgpack stream is bounded by mpscan (max_record for native records, the Forward message limit and
- * its item budget for top-level arrays), msgpack-c decodes what mpscan vouched for, each top-level array goes to
- * forward_begin / forward_next, and each event to record_encode. No sockets, no libevent.
+/* fuzz_forward.c — libFuzzer target: Fluent Forward messages through forward.c's API, as ingest.c drives it: the
+ * input is a connection's byte stream fed to the real decoder (agent/ingest/decoder.c: mpscan bounds max_record
+ * for native records, the Forward message limit and its item budget for top-level arrays), each top-level array it
+ * hands out goes to forward_begin / forward_next (the decoder pinned meanwhile), and each event's map to
+ * record_encode_raw. No sockets, no libevent.
+ *
+ * Each message also goes through the oracle, ref/ref_forward.c: the object-tree implementation forward.c replaced
+ * (msgpack-c decodes the message, the event is an object, record_encode packs it back). Both must agree on every
+ * verdict, and every event must encode to the same bytes (the log_id generators seeded alike).
  *
  * The first input byte picks the limits (so small inputs reach every limit): max_record 256 B or 4 KiB; the
- * message limit 1, 4 or 16 x max_record (also max_inflated, as ingest sets it); the rest is the stream.
+ * message limit 1, 4 or 16 x max_record (also max_inflated, as ingest sets it); the size of each read (7, 64,
+ * 4096 or 65536 bytes); the rest is the stream.
  * Besides ASan/UBSan, the target aborts when forward.h's contract breaks:
  *  - forward_begin returns anything but 0, -EINVAL, -EBADMSG, -EMSGSIZE, -ENOMEM; after an error the iterator
  *    holds something (active, a chunk); -EBADMSG / -EMSGSIZE for a message that asks for no gzip;
  *  - forward_next returns anything but 1, 0, -EINVAL, -EMSGSIZE, -ENOMEM; it does not end within one call per
  *    entry (Forward mode: array items, Message: 1, packed: bytes) plus one; it is active after 0, or not 0 then;
- *  - an event is not a map starting with service_name = the tag (the same bytes), a timestamp (a non-negative
- *    integer, or a bad time handed on as sent: a negative integer, float, ext or the decimal str of a positive
- *    integer) and a string message, then forward_metadata (a non-empty map) or not, or another key repeats one
- *    of those;
+ *  - an event is not one msgpack map starting with service_name = the tag (the same bytes), a timestamp (a
+ *    non-negative integer, or a bad time handed on as sent: a negative integer, float, ext or the decimal str of
+ *    a positive integer) and a string message, then forward_metadata (a non-empty map) or not, or another key
+ *    repeats one of those;
  *  - an event is larger, as msgpack, than max_record plus what the mapping adds (the tag, four keys, renames, a
  *    time's decimal text);
- *  - record_encode calls an event invalid_record (every event has a string message);
+ *  - record_encode_raw calls an event invalid_record (every event has a string message);
+ *  - forward.c and the oracle disagree (a verdict, the chunk, an event's encoded bytes or what it noticed);
  *  - two iterations of the same message disagree (events, results), or the ack does not decode to {"ack": chunk};
- *  - heap in use passes 64 x max(max_record, the item budget) + 4 x the message limit + 2 MiB: a Forward-mode
- *    message of tiny events must not make msgpack-c allocate for millions of items. */
+ *  - heap in use passes 64 x max(max_record, the item budget) + 4 x the message limit + 2 MiB. */
 #include "fuzz_common.h"
 
+#include "ingest/decoder.h"
 #include "ingest/forward.h"
-#include "ingest/mpscan.h"
 #include "record.h"
+#include "ref/ref_forward.h"
 
 #include <msgpack.h>
 #include <sanitizer/allocator_interface.h>
@@ -49,9 +56,13 @@ static void on_free(const volatile void *p)
 typedef struct ctx {
     forward_opts opts;
     forward_iter it;
-    record_enc enc;
+    ref_forward_opts ref_opts;
+    ref_forward_iter ref_it;
+    msgpack_unpacked msg; /* the oracle's view of the message */
+    msgpack_unpacked ev;  /* an event's map, decoded to check its shape */
+    record_enc enc, ref_enc;
     record_source src;
-    msgpack_sbuffer sb; /* an event packed, to measure it */
+    msgpack_sbuffer sb; /* packed objects, to compare them */
 } ctx;
 
 static int str_eq(const msgpack_object *o, const char *s)
@@ -75,26 +86,42 @@ static int wants_gzip(const msgpack_object *arr)
     return 0;
 }
 
-/* The calls forward_next may take for this message before it says 0. */
-static uint64_t max_calls(const forward_iter *it)
+/* The calls forward_next may take for this message before it says 0 (`arr`: the message as an object). */
+static uint64_t max_calls(const forward_iter *it, const msgpack_object *arr)
 {
     switch (it->mode) {
     case FORWARD_MESSAGE: return 2;
-    case FORWARD_FORWARD: return (uint64_t)it->entries->via.array.size + 1;
+    case FORWARD_FORWARD: return (uint64_t)arr->via.array.ptr[1].via.array.size + 1;
     default: return (uint64_t)it->packed_len + 1;
     }
 }
 
-/* One event: its shape, its size, and record_encode's view of it. Returns a digest of it. */
-static uint64_t check_event(ctx *c, const msgpack_object *ev, uint64_t h)
+/* Two objects pack to the same bytes (NaN-safe, unlike msgpack_object_equal). */
+static int same_object(ctx *c, const msgpack_object *a, const msgpack_object *b)
 {
+    msgpack_packer pk;
+    msgpack_sbuffer_clear(&c->sb);
+    msgpack_packer_init(&pk, &c->sb, msgpack_sbuffer_write);
+    FUZZ_CHECK(msgpack_pack_object(&pk, *a) == 0, "cannot pack");
+    size_t n = c->sb.size;
+    FUZZ_CHECK(msgpack_pack_object(&pk, *b) == 0, "cannot pack");
+    return c->sb.size == 2 * n && !memcmp(c->sb.data, c->sb.data + n, n);
+}
+
+/* One event's map (map[0..len)): its shape and size; record_encode_raw's view of it against the oracle's event
+ * `ref` through record_encode. Returns a digest of it. */
+static uint64_t check_event(ctx *c, const uint8_t *map, size_t len, const msgpack_object *ref, uint64_t h)
+{
+    size_t off = 0;
+    FUZZ_CHECK(msgpack_unpack_next(&c->ev, (const char *)map, len, &off) == MSGPACK_UNPACK_SUCCESS && off == len,
+               "an event is not one msgpack value");
+    const msgpack_object *ev = &c->ev.data;
     FUZZ_CHECK(ev->type == MSGPACK_OBJECT_MAP && ev->via.map.size >= 3, "an event is not a map of >= 3 keys");
     const msgpack_object_kv *kv = ev->via.map.ptr;
     FUZZ_CHECK(str_eq(&kv[0].key, "service_name") && str_eq(&kv[1].key, "timestamp") &&
                    str_eq(&kv[2].key, "message"), "an event does not start with service_name, timestamp, message");
-    FUZZ_CHECK(kv[0].val.type == MSGPACK_OBJECT_STR && kv[0].val.via.str.size == c->it.tag.via.str.size &&
-                   (kv[0].val.via.str.size == 0 || /* an empty tag: both pointers may be NULL */
-                    !memcmp(kv[0].val.via.str.ptr, c->it.tag.via.str.ptr, kv[0].val.via.str.size)),
+    FUZZ_CHECK(kv[0].val.type == MSGPACK_OBJECT_STR && kv[0].val.via.str.size == c->it.tag_str_len &&
+                   (c->it.tag_str_len == 0 || !memcmp(kv[0].val.via.str.ptr, c->it.tag_str, c->it.tag_str_len)),
                "service_name is not the tag");
     msgpack_object_type tt = kv[1].val.type;
     FUZZ_CHECK(tt == MSGPACK_OBJECT_POSITIVE_INTEGER || tt == MSGPACK_OBJECT_NEGATIVE_INTEGER ||
@@ -111,25 +138,37 @@ static uint64_t check_event(ctx *c, const msgpack_object *ev, uint64_t h)
         FUZZ_CHECK(first == 3 || i < first || !str_eq(&kv[i].key, "forward_metadata"),
                    "key %u repeats forward_metadata", i);
     }
-    msgpack_sbuffer_clear(&c->sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &c->sb, msgpack_sbuffer_write);
-    FUZZ_CHECK(msgpack_pack_object(&pk, *ev) == 0, "cannot pack an event");
     /* added by the mapping: the tag and its key (<= 5 + 13), timestamp (10 + 9, or a time's decimal text, <= 21),
      * "message" (8), "forward_metadata" (17), a map header that grows (4), and up to 4 renamed keys, each <= 13
      * bytes longer */
-    size_t bound = c->opts.max_record + c->it.tag.via.str.size + 150;
-    FUZZ_CHECK(c->sb.size <= bound, "an event of %zu bytes passed max_record %zu", c->sb.size, c->opts.max_record);
-    record_info info;
-    int rc = record_encode(&c->enc, ev, &c->src, NOW_NS, &info);
-    FUZZ_CHECK(rc == 0 || rc == -E2BIG || rc == -ENOMEM, "record_encode said %d for an event", rc);
-    h = fuzz_fnv(h, c->sb.data, c->sb.size);
+    size_t bound = c->opts.max_record + c->it.tag_str_len + 150;
+    FUZZ_CHECK(len <= bound, "an event of %zu bytes passed max_record %zu", len, c->opts.max_record);
+    if (!same_object(c, ev, ref)) {
+        msgpack_object_print(stderr, *ev);
+        fprintf(stderr, "\n");
+        msgpack_object_print(stderr, *ref);
+        fprintf(stderr, "\n");
+    }
+    FUZZ_CHECK(same_object(c, ev, ref), "the event is not the oracle's");
+    record_info info, ref_info;
+    c->enc.rng[0] = c->ref_enc.rng[0] = 0x9e3779b97f4a7c15ULL;
+    c->enc.rng[1] = c->ref_enc.rng[1] = 0xbf58476d1ce4e5b9ULL;
+    int rc = record_encode_raw(&c->enc, map, len, &c->src, NOW_NS, &info);
+    int ref_rc = record_encode(&c->ref_enc, ref, &c->src, NOW_NS, &ref_info);
+    FUZZ_CHECK(rc == 0 || rc == -E2BIG || rc == -ENOMEM, "record_encode_raw said %d for an event", rc);
+    FUZZ_CHECK(rc == ref_rc, "record_encode_raw said %d, the oracle's record_encode %d", rc, ref_rc);
+    FUZZ_CHECK(rc != 0 || (c->enc.out_len == c->ref_enc.out_len && !memcmp(c->enc.out, c->ref_enc.out, c->enc.out_len)),
+               "the event encodes to other bytes than the oracle's");
+    FUZZ_CHECK(rc != 0 || (info.reserved_keys == ref_info.reserved_keys && info.level_unknown == ref_info.level_unknown &&
+                           info.timestamp_unparsed == ref_info.timestamp_unparsed &&
+                           info.utf8_repaired == ref_info.utf8_repaired), "the event's record_info differs");
+    h = fuzz_fnv(h, map, len);
     int32_t r32 = rc;
     return fuzz_fnv(h, &r32, sizeof r32);
 }
 
 /* The ack of a finished message decodes to {"ack": chunk}. */
-static void check_ack(const msgpack_object *chunk)
+static void check_ack(ctx *c, const msgpack_object *chunk)
 {
     char buf[512];
     size_t n = forward_pack_ack(chunk, buf, sizeof buf);
@@ -140,17 +179,23 @@ static void check_ack(const msgpack_object *chunk)
     size_t off = 0;
     FUZZ_CHECK(msgpack_unpack_next(&u, buf, n, &off) == MSGPACK_UNPACK_SUCCESS && off == n, "ack does not decode");
     FUZZ_CHECK(u.data.type == MSGPACK_OBJECT_MAP && u.data.via.map.size == 1 && str_eq(&u.data.via.map.ptr[0].key, "ack")
-                   && msgpack_object_equal(u.data.via.map.ptr[0].val, *chunk), "ack is not {\"ack\": chunk}");
+                   && same_object(c, &u.data.via.map.ptr[0].val, chunk), "ack is not {\"ack\": chunk}");
     msgpack_unpacked_destroy(&u);
 }
 
-/* One message through forward_begin / forward_next. Returns a digest of what it gave. */
-static uint64_t iterate(ctx *c, const msgpack_object *arr)
+/* One message (its bytes p[0..len), as the decoder handed them out) through forward_begin / forward_next and the
+ * oracle. Returns a digest of what it gave. */
+static uint64_t iterate(ctx *c, const uint8_t *p, size_t len)
 {
     uint64_t h = FUZZ_FNV_INIT;
-    int rc = forward_begin(&c->it, arr);
+    size_t off = 0;
+    FUZZ_CHECK(msgpack_unpack_next(&c->msg, (const char *)p, len, &off) == MSGPACK_UNPACK_SUCCESS && off == len,
+               "msgpack-c cannot decode a message the decoder handed out");
+    const msgpack_object *arr = &c->msg.data;
+    int rc = forward_begin(&c->it, p, len), ref_rc = ref_forward_begin(&c->ref_it, arr);
     FUZZ_CHECK(rc == 0 || rc == -EINVAL || rc == -EBADMSG || rc == -EMSGSIZE || rc == -ENOMEM,
                "forward_begin returned %d", rc);
+    FUZZ_CHECK(rc == ref_rc, "forward_begin returned %d, the oracle %d", rc, ref_rc);
     h = fuzz_fnv(h, &rc, sizeof rc);
     if (rc < 0) {
         FUZZ_CHECK(!forward_active(&c->it) && !c->it.chunk, "forward_begin failed (%d) but holds something", rc);
@@ -158,48 +203,63 @@ static uint64_t iterate(ctx *c, const msgpack_object *arr)
         return h;
     }
     FUZZ_CHECK(forward_active(&c->it), "forward_begin succeeded but is not active");
-    uint64_t limit = max_calls(&c->it), calls = 0;
-    msgpack_object ev;
+    FUZZ_CHECK(c->it.mode == c->ref_it.mode, "mode %d, the oracle's %d", c->it.mode, c->ref_it.mode);
+    FUZZ_CHECK(!c->it.chunk == !c->ref_it.chunk && (!c->it.chunk || same_object(c, c->it.chunk, c->ref_it.chunk)),
+               "the chunk is not the oracle's");
+    uint64_t limit = max_calls(&c->it, arr), calls = 0;
+    const uint8_t *map;
+    size_t mlen;
+    msgpack_object ref;
     for (;;) {
         FUZZ_CHECK(++calls <= limit, "forward_next did not end within %llu calls", (unsigned long long)limit);
-        rc = forward_next(&c->it, &ev);
+        rc = forward_next(&c->it, &map, &mlen);
+        ref_rc = ref_forward_next(&c->ref_it, &ref);
         FUZZ_CHECK(rc == 1 || rc == 0 || rc == -EINVAL || rc == -EMSGSIZE || rc == -ENOMEM,
                    "forward_next returned %d", rc);
+        FUZZ_CHECK(rc == ref_rc, "forward_next returned %d, the oracle %d (call %llu)", rc, ref_rc,
+                   (unsigned long long)calls);
         h = fuzz_fnv(h, &rc, sizeof rc);
         if (rc == 0)
             break;
         FUZZ_CHECK(forward_active(&c->it), "forward_next gave %d while not active", rc);
         if (rc == 1)
-            h = check_event(c, &ev, h);
+            h = check_event(c, map, mlen, &ref, h);
     }
-    FUZZ_CHECK(!forward_active(&c->it) && forward_next(&c->it, &ev) == 0, "active (or more events) after 0");
+    FUZZ_CHECK(!forward_active(&c->it) && forward_next(&c->it, &map, &mlen) == 0, "active (or more events) after 0");
     if (c->it.chunk)
-        check_ack(c->it.chunk);
+        check_ack(c, c->it.chunk);
     forward_iter_reset(&c->it);
+    ref_forward_iter_reset(&c->ref_it);
     return h;
 }
 
-/* ingest.c's path for one input: mpscan bounds the stream, msgpack-c decodes it, arrays go to forward.c. */
-static void run(ctx *c, const uint8_t *p, size_t n, uint64_t max_message)
+/* ingest.c's path for one input: the decoder takes the stream in reads of `chunk` bytes and hands out whole
+ * objects; top-level arrays go to forward.c (twice: the same answers), the decoder pinned meanwhile. */
+static void run(ctx *c, const uint8_t *p, size_t n, uint64_t max_message, size_t chunk)
 {
-    mpscan s;
-    mpscan_init(&s, c->opts.max_record);
-    mpscan_set_array_limit(&s, max_message);
-    size_t good;
-    mpscan_feed(&s, p, n, &good);
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    size_t off = 0;
-    while (off < good) {
-        msgpack_unpack_return r = msgpack_unpack_next(&u, (const char *)p, good, &off);
-        if (r != MSGPACK_UNPACK_SUCCESS && r != MSGPACK_UNPACK_EXTRA_BYTES)
-            break; /* a trailing partial record */
-        if (u.data.type != MSGPACK_OBJECT_ARRAY)
-            continue;
-        uint64_t a = iterate(c, &u.data), b = iterate(c, &u.data);
-        FUZZ_CHECK(a == b, "two iterations of one message disagree");
+    decoder d;
+    FUZZ_CHECK(decoder_init(&d, 4096, c->opts.max_record, max_message) == 0, "decoder_init");
+    for (size_t off = 0; off < n;) {
+        size_t want = n - off < chunk ? n - off : chunk, room;
+        uint8_t *w = decoder_space(&d, want, &room);
+        FUZZ_CHECK(w != NULL && room >= want, "decoder_space");
+        memcpy(w, p + off, want);
+        off += want;
+        int refused = decoder_wrote(&d, want);
+        const uint8_t *obj;
+        size_t len;
+        while (decoder_next(&d, &obj, &len)) {
+            if (!((obj[0] >= 0x90 && obj[0] <= 0x9f) || obj[0] == 0xdc || obj[0] == 0xdd))
+                continue; /* a native record: fuzz_ingest's */
+            decoder_pin(&d, 1);
+            uint64_t a = iterate(c, obj, len), b = iterate(c, obj, len);
+            FUZZ_CHECK(a == b, "two iterations of one message disagree");
+            decoder_pin(&d, 0);
+        }
+        if (refused)
+            break;
     }
-    msgpack_unpacked_destroy(&u);
+    decoder_free(&d);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -210,6 +270,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    static const size_t reads[4] = {7, 64, 4096, 65536};
     if (size < 1)
         return 0;
     size_t live0 = g_heap_live;
@@ -220,14 +281,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&c, 0, sizeof c);
     forward_opts_default(&c.opts, (size_t)max_record);
     c.opts.max_inflated = (size_t)max_message;
+    ref_forward_opts_default(&c.ref_opts, (size_t)max_record);
+    c.ref_opts.max_inflated = (size_t)max_message;
     forward_iter_init(&c.it, &c.opts);
-    FUZZ_CHECK(record_enc_init(&c.enc) == 0, "record_enc_init");
-    c.enc.text_limit = 64u << 10;
+    ref_forward_iter_init(&c.ref_it, &c.ref_opts);
+    msgpack_unpacked_init(&c.msg);
+    msgpack_unpacked_init(&c.ev);
+    FUZZ_CHECK(record_enc_init(&c.enc) == 0 && record_enc_init(&c.ref_enc) == 0, "record_enc_init");
+    c.enc.text_limit = c.ref_enc.text_limit = 64u << 10;
     c.src = (record_source){.pid = 4242, .uid = 1000, .gid = 1001, .comm = "fuzz-client", .hostname = "fuzzhost"};
     msgpack_sbuffer_init(&c.sb);
-    run(&c, data + 1, size - 1, max_message);
+    run(&c, data + 1, size - 1, max_message, reads[(data[0] >> 4) & 3]);
     forward_iter_free(&c.it);
+    ref_forward_iter_free(&c.ref_it);
+    msgpack_unpacked_destroy(&c.msg);
+    msgpack_unpacked_destroy(&c.ev);
     record_enc_free(&c.enc);
+    record_enc_free(&c.ref_enc);
     msgpack_sbuffer_destroy(&c.sb);
     uint64_t items = max_message / 16 > max_record ? max_message / 16 : max_record;
     size_t bound = 64 * (size_t)items + 4 * (size_t)max_message + (2u << 20);

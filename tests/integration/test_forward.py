@@ -288,7 +288,44 @@ def test_shutdown_mid_forward_message_counts_every_event():
     got = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
     assert got["flushed"] == 0 and got["received"] == got["unsent"], line
     assert got["received"] >= paused_at and got["received"] % 100 == 0, (paused_at, line)
-    assert got["rejected_invalid"] == 0, line
+    assert got["rejected_invalid_record"] == 0, line
+
+
+def test_shutdown_classifies_unread_events_as_admission_does():
+    """SIGTERM while the ring is full and a Forward message sits unread on a second connection: at shutdown its events
+    are classified by admission (admit_unqueued), so one too large once converted is rejected as oversized — not
+    counted unsent as a good one is. (Before, the shutdown count called every event of a message a good one.)"""
+    tmp = TempDir("fwd_shutdown_classify")
+    target, _ = dead_target(tmp)
+    a = Agent(tmp, target, "--flush-interval-ms", "20", "--buffer-bytes", "256KiB", "--batch-max-bytes", "1KiB",
+              "--drain-timeout-ms", "300").start()
+    filler = connect(a.socket)
+    data = b"".join(msgpack.packb(["bulk", [[T0, {"message": "m %03d %03d" % (k, i), "pad": "x" * 40}]
+                                            for i in range(100)]]) for k in range(60))
+
+    def send():
+        try:
+            filler.sendall(data)
+        except OSError:  # the agent stopped reading and closed the connection
+            pass
+    sender = threading.Thread(target=send)
+    sender.start()
+    wait_for(lambda: a.stats()["backpressure_active"], 30, "the ring full")
+    # 600 one-byte ints (~0.6 KiB of msgpack) become "[1,1,…]" (1.2 KiB of text): past --batch-max-bytes 1KiB - 256
+    events = []
+    for i in range(10):
+        events.append([T0, {"message": "good %d" % i}])
+        events.append([T0, {"message": "big %d" % i, "list": [1] * 600}])
+    late = connect(a.socket)
+    late.sendall(msgpack.packb(["late", b"".join(msgpack.packb(e) for e in events)], use_bin_type=True))
+    assert a.stop() == 0
+    sender.join()
+    filler.close()
+    late.close()
+    line = [l for l in a.logtext().splitlines() if '"stopped"' in l][-1]
+    got = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+    assert got["flushed"] == 0 and got["received"] == got["unsent"], line
+    assert got["rejected_oversized"] == 10 and got["rejected_invalid_record"] == 0, line
 
 
 def bad_case(name, payload, counter):
@@ -589,7 +626,8 @@ if __name__ == "__main__":
     run([test_fluent_logger_sync_and_async, test_every_mode_and_time_form, test_message_keys_mapping,
          test_forward_message_keys_option,
          test_chunk_ack_after_records_are_in, test_forward_listen_tcp, test_forward_messages_under_backpressure,
-         test_shutdown_mid_forward_message_counts_every_event, test_bad_tag_not_a_string,
+         test_shutdown_mid_forward_message_counts_every_event, test_shutdown_classifies_unread_events_as_admission_does,
+         test_bad_tag_not_a_string,
          test_bad_array_too_short_or_long, test_bad_second_element, test_bad_option_not_a_map,
          test_bad_message_mode_record_not_a_map, test_bad_event_times_keep_their_events,
          test_bad_forward_entry_skipped_rest_kept,
