@@ -118,10 +118,10 @@ static void report_final(const stats_sources *src)
 {
     flusher_snapshot f;
     flusher_snapshot_get(src->flusher, &f);
-    uint64_t in_drop = stat_get(&src->ingest->dropped_shutdown);
-    uint64_t in_full = stat_get(&src->ingest->dropped_full);
-    uint64_t received = stat_get(&src->ingest->received) + in_drop + in_full + /* as /stats counts it */
-                        stat_get(&src->ingest->dropped_rate_limited) + stat_get(&src->ingest->dropped_nomem);
+    uint64_t in_drop = STAT_SUM(src->ingest, dropped_shutdown);
+    uint64_t in_full = STAT_SUM(src->ingest, dropped_full);
+    uint64_t received = STAT_SUM(src->ingest, received) + in_drop + in_full + /* as /stats counts it */
+                        STAT_SUM(src->ingest, dropped_rate_limited) + STAT_SUM(src->ingest, dropped_nomem);
     uint64_t unsent = f.dropped_shutdown + in_drop;
     log_write(LOG_INFO,
               "\"stopped\" received=%llu flushed=%llu unsent=%llu dropped_upstream_rejected=%llu "
@@ -132,10 +132,10 @@ static void report_final(const stats_sources *src)
               (unsigned long long)f.dropped_upstream, (unsigned long long)f.dropped_retry_expired,
               (unsigned long long)(f.dropped_buffer_full + in_full), (unsigned long long)unsent,
               (unsigned long long)f.spooled, (unsigned long long)f.replayed, (unsigned long long)f.dead_letter,
-              (unsigned long long)stat_get(&src->ingest->malformed),
-              (unsigned long long)stat_get(&src->ingest->invalid_record),
-              (unsigned long long)stat_get(&src->ingest->oversized),
-              (unsigned long long)stat_get(&src->ingest->truncated));
+              (unsigned long long)STAT_SUM(src->ingest, malformed),
+              (unsigned long long)STAT_SUM(src->ingest, invalid_record),
+              (unsigned long long)STAT_SUM(src->ingest, oversized),
+              (unsigned long long)STAT_SUM(src->ingest, truncated));
 }
 
 /* Binds (or takes from systemd) the ingest socket. */
