@@ -179,7 +179,10 @@ struct ingest {
     struct event *limit_ev;      /* loop 0: a connection closed on another loop */
     pthread_t thread;            /* loops 1..: their thread */
     int thread_started;
-    pthread_mutex_t handoff_mu;  /* loops 1..: guards handoff */
+    pthread_mutex_t handoff_mu;  /* loops 1..: guards handoff and next_cfg */
+    config *own_cfg;             /* loops 1..: their copy of the settings (in->cfg points here), their thread's */
+    config *next_cfg;            /* loops 1..: SIGHUP's settings, copied by main, taken by on_reload */
+    int reload_pending;
     handoff *handoff, **handoff_tail; /* loops 1..: connections handed over, oldest first */
     struct event *handoff_ev, *stop_ev, *reload_ev; /* loops 1..: woken by loop 0 / the main thread */
     _Atomic int64_t stop_deadline_ms; /* loops 1..: ingest_shutdown's deadline, for stop_ev */
@@ -1086,7 +1089,18 @@ static uint64_t conn_cap(const config *cfg)
 static void ingest_free_loop(ingest *in);
 static void reload_loop(ingest *in);
 static void on_stop(evutil_socket_t fd, short what, void *arg);
-static void on_reload(evutil_socket_t fd, short what, void *arg) { reload_loop(arg); }
+/* Loops 1..: takes the settings SIGHUP applied (a copy main made: the live ones change under main, never under
+ * a loop's feet). */
+static void on_reload(evutil_socket_t fd, short what, void *arg)
+{
+    ingest *in = arg;
+    pthread_mutex_lock(&in->handoff_mu);
+    if (in->reload_pending)
+        *in->own_cfg = *in->next_cfg;
+    in->reload_pending = 0;
+    pthread_mutex_unlock(&in->handoff_mu);
+    reload_loop(in);
+}
 
 /* One event loop on `base` with counters `st`; loop0 NULL makes loop 0 (the listeners' loop, which owns the client
  * table and the memory budget the others share). NULL on allocation failure. */
@@ -1095,6 +1109,15 @@ static ingest *loop_new(struct event_base *base, const config *cfg, ring *r, ing
     ingest *in = calloc(1, sizeof *in);
     if (!in)
         return NULL;
+    if (loop0 && (!(in->own_cfg = malloc(sizeof *cfg)) || !(in->next_cfg = malloc(sizeof *cfg)))) {
+        free(in->own_cfg);
+        free(in);
+        return NULL;
+    }
+    if (loop0) {
+        *in->own_cfg = *cfg;
+        cfg = in->own_cfg;
+    }
     in->base = base;
     in->cfg = cfg;
     in->ring = r;
@@ -1227,8 +1250,14 @@ static void reload_loop(ingest *in)
 void ingest_reload(ingest *in)
 {
     reload_loop(in);
-    for (unsigned i = 1; i < in->n_loops; i++) /* each loop's own fields, on its own thread */
-        event_active(in->loops[i]->reload_ev, EV_READ, 0);
+    for (unsigned i = 1; i < in->n_loops; i++) { /* each loop's own copy, taken on its own thread */
+        ingest *l = in->loops[i];
+        pthread_mutex_lock(&l->handoff_mu);
+        *l->next_cfg = *in->cfg;
+        l->reload_pending = 1;
+        pthread_mutex_unlock(&l->handoff_mu);
+        event_active(l->reload_ev, EV_READ, 0);
+    }
 }
 
 void ingest_set_flusher(ingest *in, struct flusher *f)
@@ -1459,5 +1488,7 @@ static void ingest_free_loop(ingest *in)
     }
     record_enc_free(&in->enc);
     pthread_mutex_destroy(&in->handoff_mu);
+    free(in->own_cfg);
+    free(in->next_cfg);
     free(in);
 }
