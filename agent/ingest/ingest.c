@@ -1225,6 +1225,10 @@ static int start_loops(ingest *in)
             continue;
         rc = -pthread_create(&l->thread, NULL, loop_thread, l);
         l->thread_started = rc == 0;
+        char name[16];
+        snprintf(name, sizeof name, "ingest-%u", i % 1000u); /* at most 16 loops */
+        if (rc == 0)
+            pthread_setname_np(l->thread, name); /* top -H, e2e_bench's per-thread CPU */
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc < 0)
