@@ -4,8 +4,8 @@
  *
  * Each connection reads into its own msgpack-c streaming unpacker, guarded by an mpscan that refuses
  * oversized or malformed input before msgpack-c buffers it. Complete records are mapped (record.h) and
- * pushed into the ring. When the ring is full, reading stops on every connection of that loop (clients feel it as a full
- * socket; connections stay open) until the flusher reports the ring half empty again. */
+ * pushed into the ring. When the ring is full, reading stops on every connection of that loop (clients feel it
+ * as a full socket; connections stay open) until the flusher reports the ring half empty again. */
 #ifndef LOGAGENT_INGEST_H
 #define LOGAGENT_INGEST_H
 
