@@ -38,6 +38,7 @@ typedef struct config {
     uint32_t allow_uid[CONFIG_MAX_IDS], allow_gid[CONFIG_MAX_IDS]; /* those lists resolved by config_load */
     unsigned n_allow_uid, n_allow_gid;
     uint64_t max_connections;    /* ingest connections at once; at the limit accepting stops (backlog) */
+    uint64_t ingest_threads;     /* ingest event loops; 0: cpus_ingest_threads_default() (ingest/cpus.h) */
     uint64_t partial_record_timeout_ms; /* a connection holding a partial record this long is closed (slowloris) */
     uint64_t ingest_memory_bytes; /* memory for partial records and pending HTTP bodies across connections */
     uint64_t http_max_connections; /* HTTP ingest connections at once; at the limit accepting stops (backlog) */

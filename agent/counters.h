@@ -2,9 +2,9 @@
  * floor, so that a stage can count without seeing who reads (stats.h gathers every stage's counters into the stats
  * documents; the flusher keeps its own under its mutex, flusher.h).
  *
- * Plain atomics, each written by the one stage that owns it. Ingest owns the `in_*` counters (its thread is the
- * only writer, so increments are relaxed load+store with no lock prefix; the HTTP ingest adds its records'
- * outcomes to them from that same thread) and the per-client table (clients.h, main loop only). Readers (the stats
+ * Plain atomics, each written by the one stage that owns it. Ingest owns the `in_*` counters (each ingest thread
+ * has its own ingest_stats and is its only writer, so increments are relaxed load+store with no lock prefix; the
+ * HTTP ingest adds its records' outcomes to loop 0's from that same thread; readers sum them, STAT_SUM) and the per-client table (clients.h, main loop only). Readers (the stats
  * socket) load them with relaxed loads.
  *
  * This header includes nothing of ours but leaf headers (ingest/membudget.h: ingest_stats holds the memory budget
@@ -15,6 +15,7 @@
 #include "ingest/membudget.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct clients;
@@ -72,6 +73,8 @@ typedef struct ingest_stats {
     membudget mem;                    /* --ingest-memory-bytes: partial records and HTTP bodies (both ingests) */
     struct clients *clients;          /* per-client counters: set by ingest_new, main loop thread only */
     http_stats http;                  /* the HTTP ingest's own (written by http_ingest, same thread) */
+    struct ingest_stats *next_thread; /* --ingest-threads: the next loop's counters (NULL: the last); loop 0's are
+                                         the head, with the HTTP ingest's, the memory budget and the client table */
 } ingest_stats;
 
 /* Single-writer increment: cheaper than atomic_fetch_add, safe because only the owner writes. */
@@ -81,5 +84,15 @@ static inline void stat_add(_Atomic uint64_t *c, uint64_t n)
 }
 
 static inline uint64_t stat_get(_Atomic uint64_t *c) { return atomic_load_explicit(c, memory_order_relaxed); }
+
+/* A counter summed over every ingest thread (the chain from loop 0's ingest_stats): STAT_SUM(st, received). */
+static inline uint64_t stat_sum_at(ingest_stats *s, size_t offset)
+{
+    uint64_t n = 0;
+    for (; s; s = s->next_thread)
+        n += stat_get((_Atomic uint64_t *)((char *)s + offset));
+    return n;
+}
+#define STAT_SUM(s, field) stat_sum_at((s), offsetof(ingest_stats, field))
 
 #endif

@@ -7,9 +7,11 @@
  * COMMIT|PAD|n = skip n bytes (used when a record would straddle the end of the array; the record then
  * starts at offset 0; and by ring_abort, which turns a reservation given up into padding of its own size).
  *
- * Producers claim [head, head+total) with a CAS on `head` after checking `head + total - tail <= cap`,
- * write the body, then publish the header word with a release store. The consumer reads header words at its
- * private `read` position with acquire loads: a committed header makes the body written before it visible.
+ * Producers claim [head, head+total) with a CAS on `head` after checking `head + total - tail <= cap` (with
+ * several producer threads a `head` loaded before `tail` may be older than it: reserve then reloads head rather
+ * than report a false "full"), write the body, then publish the header word with a release store. The consumer
+ * reads header words at its private `read` position with acquire loads: a committed header makes the body
+ * written before it visible.
  * Because records are published by header rather than by `head`, a producer that reserved later may commit
  * earlier; the consumer simply stops at the first uncommitted header, so records come out in reservation
  * order.
@@ -50,6 +52,12 @@ struct ring {
     alignas(64) uint64_t read;         /* consumer only: next position to peek */
     uint64_t peek_size;                /* consumer only: total size of the record last peeked */
 };
+
+/* Test seam: tests/unit/test_ring_race.c compiles this file with RING_AFTER_HEAD_LOAD defined, to run another
+ * producer and the consumer exactly between ring_reserve's load of `head` and its load of `tail`. */
+#ifndef RING_AFTER_HEAD_LOAD
+#define RING_AFTER_HEAD_LOAD(r) ((void)0)
+#endif
 
 static size_t align8(size_t n) { return (n + 7u) & ~(size_t)7u; }
 
@@ -102,14 +110,22 @@ void *ring_reserve(ring *r, size_t len)
         return NULL;
     size_t need = align8(RING_HDR + len);
     uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+    RING_AFTER_HEAD_LOAD(r);
     uint64_t pad, total;
     for (;;) {
         uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
         size_t to_end = r->cap - (size_t)(h & r->mask);
         pad = need > to_end ? to_end : 0;
         total = pad + need;
-        if (h + total - t > r->cap)
-            return NULL;
+        if (h + total - t > r->cap) {
+            /* Full, unless `h` is older than `t`: other producers reserved and the consumer released past it
+             * between the two loads (tail > h, and the subtraction wrapped). A head loaded after the acquire of
+             * tail is never older than it (the consumer saw those records committed), so reload and retry. */
+            if (h - t <= r->cap)
+                return NULL;
+            h = atomic_load_explicit(&r->head, memory_order_relaxed);
+            continue;
+        }
         if (atomic_compare_exchange_weak_explicit(&r->head, &h, h + total, memory_order_relaxed,
                                                   memory_order_relaxed))
             break;

@@ -25,12 +25,28 @@ static double clock_s(clockid_t id)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Past pauses plus the one going on now, if any. */
+/* Past pauses plus the one going on now, if any: the longest of the ingest threads' (they pause on the same full
+ * ring, about together; a sum would count one wait once per thread). */
 static double backpressure_s(ingest_stats *in, int64_t now_ns)
 {
-    uint64_t since = stat_get(&in->paused_since_ns);
-    uint64_t now = (uint64_t)now_ns;
-    return (double)(stat_get(&in->backpressure_ns) + (since && now > since ? now - since : 0)) / 1e9;
+    double most = 0;
+    for (; in; in = in->next_thread) {
+        uint64_t since = stat_get(&in->paused_since_ns);
+        uint64_t now = (uint64_t)now_ns;
+        double s = (double)(stat_get(&in->backpressure_ns) + (since && now > since ? now - since : 0)) / 1e9;
+        if (s > most)
+            most = s;
+    }
+    return most;
+}
+
+/* Is some ingest thread paused (the ring full) now? */
+static int any_paused(ingest_stats *in)
+{
+    for (; in; in = in->next_thread)
+        if (stat_get(&in->paused_since_ns))
+            return 1;
+    return 0;
 }
 
 static void http_collect(http_stats *h, stats_view *v)
@@ -56,24 +72,26 @@ void stats_collect(const stats_sources *src, stats_view *v)
     v->uptime_s = mono - src->start_mono;
     v->start_unix_s = clock_s(CLOCK_REALTIME) - v->uptime_s;
     v->now_ms = (int64_t)(mono * 1000.0);
-    /* ingest's counters first: this is ingest's thread, so they cannot move while we read; the flusher can only
-     * take what was counted before, so taken <= received below */
-    uint64_t ring_received = stat_get(&in->received);
-    uint64_t in_drop_shutdown = stat_get(&in->dropped_shutdown), in_drop_full = stat_get(&in->dropped_full);
-    uint64_t in_drop_rate = stat_get(&in->dropped_rate_limited), in_drop_nomem = stat_get(&in->dropped_nomem);
-    v->rejected[0] = stat_get(&in->malformed);
-    v->rejected[1] = stat_get(&in->invalid_record);
-    v->rejected[2] = stat_get(&in->oversized);
-    v->rejected[3] = stat_get(&in->truncated);
-    v->rejected[4] = stat_get(&in->reserved_key);
-    v->level_unknown = stat_get(&in->level_unknown);
-    v->bytes_received = stat_get(&in->bytes_received);
-    v->conn_active = stat_get(&in->conn_active);
-    v->conn_total = stat_get(&in->conn_total);
-    v->conn_max_reached = stat_get(&in->conn_max_reached);
-    v->conn_refused_not_allowed = stat_get(&in->conn_refused_not_allowed);
-    v->conn_timed_out = stat_get(&in->conn_timed_out);
-    v->conn_fd_limit_reached = stat_get(&in->conn_fd_limit_reached);
+    /* the flusher's first, then ingest's (summed over the ingest threads, which go on counting meanwhile): a record
+     * is counted received before it is committed to the ring, so everything the flusher took is in the sum and
+     * taken <= received below */
+    flusher_snapshot_get(src->flusher, &v->f);
+    uint64_t ring_received = STAT_SUM(in, received);
+    uint64_t in_drop_shutdown = STAT_SUM(in, dropped_shutdown), in_drop_full = STAT_SUM(in, dropped_full);
+    uint64_t in_drop_rate = STAT_SUM(in, dropped_rate_limited), in_drop_nomem = STAT_SUM(in, dropped_nomem);
+    v->rejected[0] = STAT_SUM(in, malformed);
+    v->rejected[1] = STAT_SUM(in, invalid_record);
+    v->rejected[2] = STAT_SUM(in, oversized);
+    v->rejected[3] = STAT_SUM(in, truncated);
+    v->rejected[4] = STAT_SUM(in, reserved_key);
+    v->level_unknown = STAT_SUM(in, level_unknown);
+    v->bytes_received = STAT_SUM(in, bytes_received);
+    v->conn_active = STAT_SUM(in, conn_active);
+    v->conn_total = STAT_SUM(in, conn_total);
+    v->conn_max_reached = STAT_SUM(in, conn_max_reached);
+    v->conn_refused_not_allowed = STAT_SUM(in, conn_refused_not_allowed);
+    v->conn_timed_out = STAT_SUM(in, conn_timed_out);
+    v->conn_fd_limit_reached = STAT_SUM(in, conn_fd_limit_reached);
     v->mem_limit = in->mem.limit;
     v->mem_used = stat_get(&in->mem.used);
     v->mem_pauses = stat_get(&in->mem.pauses);
@@ -82,19 +100,18 @@ void stats_collect(const stats_sources *src, stats_view *v)
     v->mem_paused_s = (double)(stat_get(&in->mem.paused_ns) + (mem_since && now_ns > mem_since ? now_ns - mem_since : 0)) / 1e9;
     for (size_t i = 0; i < ACCEPT_ERR_N; i++)
         v->accept_errors[i] = stat_get(&in->accept_errors[i]);
-    v->pauses = stat_get(&in->pauses);
-    v->paused = stat_get(&in->paused_since_ns) != 0;
+    v->pauses = STAT_SUM(in, pauses);
+    v->paused = any_paused(in);
     v->backpressure_s = backpressure_s(in, (int64_t)(mono * 1e9));
     if (in->clients) {
         v->clients_tracked = clients_tracked(in->clients);
         v->clients_evicted = clients_evicted(in->clients);
     }
     http_collect(&in->http, v);
-    v->fwd_messages = stat_get(&in->fwd_messages);
-    v->fwd_events = stat_get(&in->fwd_events);
-    v->fwd_acks = stat_get(&in->fwd_acks);
-    v->fwd_acks_failed = stat_get(&in->fwd_acks_failed);
-    flusher_snapshot_get(src->flusher, &v->f);
+    v->fwd_messages = STAT_SUM(in, fwd_messages);
+    v->fwd_events = STAT_SUM(in, fwd_events);
+    v->fwd_acks = STAT_SUM(in, fwd_acks);
+    v->fwd_acks_failed = STAT_SUM(in, fwd_acks_failed);
     v->received = ring_received + in_drop_shutdown + in_drop_full + in_drop_rate + in_drop_nomem;
     v->in_ring = ring_received - v->f.taken;
     v->dropped[0] = v->f.dropped_buffer_full + in_drop_full;

@@ -5,17 +5,19 @@
  * connection's current entry: never evicted, so a connection's cached pointer stays valid) or idle, and then it
  * sits on the idle list in the order it went idle, which is the order it was last seen: the head is the least
  * recently seen and is the one evicted. The table grows past its cap only by attached entries, which are bounded
- * by open connections. */
+ * by open connections. Every function that walks or changes the structure holds `mu` (clients.h, Threads). */
 #include "ingest/clients.h"
 
 #include "jsonstr.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct clients {
+    pthread_mutex_t mu;
     client_entry **buckets;
     size_t nbuckets; /* power of two */
     size_t n, cap;
@@ -28,6 +30,7 @@ clients *clients_new(size_t cap)
     clients *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
+    pthread_mutex_init(&t->mu, NULL);
     t->cap = cap ? cap : 1;
     t->nbuckets = 64;
     while (t->nbuckets < t->cap * 2)
@@ -49,6 +52,7 @@ void clients_free(clients *t)
             free(e);
         }
     free(t->buckets);
+    pthread_mutex_destroy(&t->mu);
     free(t);
 }
 
@@ -138,7 +142,7 @@ static client_entry *create(clients *t, uint32_t h, const record_source *src, co
     return e;
 }
 
-void clients_detach(clients *t, client_entry *e, int64_t now_ns)
+static void detach_locked(clients *t, client_entry *e, int64_t now_ns)
 {
     if (!e || e->attached == 0)
         return;
@@ -149,15 +153,27 @@ void clients_detach(clients *t, client_entry *e, int64_t now_ns)
     }
 }
 
+void clients_detach(clients *t, client_entry *e, int64_t now_ns)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&t->mu);
+    detach_locked(t, e, now_ns);
+    pthread_mutex_unlock(&t->mu);
+}
+
 client_entry *clients_attach(clients *t, client_entry *cur, const record_source *src, uint64_t conn,
                              const char *service, size_t len, int64_t now_ns)
 {
     len = clients_key_len(service, len);
-    clients_detach(t, cur, now_ns);
     uint32_t h = key_hash(src->pid, src->comm, service, len);
+    pthread_mutex_lock(&t->mu);
+    detach_locked(t, cur, now_ns);
     client_entry *e = find(t, h, src, service, len);
-    if (!e && !(e = create(t, h, src, service, len)))
+    if (!e && !(e = create(t, h, src, service, len))) {
+        pthread_mutex_unlock(&t->mu);
         return NULL;
+    }
     if (e->attached++ == 0 && (e->idle_prev || t->idle_head == e))
         idle_unlink(t, e);
     if (e->last_conn != conn) {
@@ -165,21 +181,43 @@ client_entry *clients_attach(clients *t, client_entry *cur, const record_source 
         e->connections++;
     }
     e->last_seen_ns = now_ns;
+    pthread_mutex_unlock(&t->mu);
     return e;
 }
 
-size_t clients_tracked(const clients *t) { return t->n; }
-uint64_t clients_evicted(const clients *t) { return t->evicted; }
+size_t clients_tracked(const clients *t)
+{
+    clients *m = (clients *)t; /* the lock is not part of the value */
+    pthread_mutex_lock(&m->mu);
+    size_t n = t->n;
+    pthread_mutex_unlock(&m->mu);
+    return n;
+}
+
+uint64_t clients_evicted(const clients *t)
+{
+    clients *m = (clients *)t;
+    pthread_mutex_lock(&m->mu);
+    uint64_t n = t->evicted;
+    pthread_mutex_unlock(&m->mu);
+    return n;
+}
+
+/* An entry and its counters read once: the ingest threads go on adding to them while the table is sorted. */
+typedef struct snap {
+    const client_entry *e;
+    uint64_t records, bytes;
+} snap;
 
 /* Most records first; then most bytes; then pid, for a stable order. */
 static int by_records_desc(const void *a, const void *b)
 {
-    const client_entry *x = *(client_entry *const *)a, *y = *(client_entry *const *)b;
+    const snap *x = a, *y = b;
     if (x->records != y->records)
         return x->records < y->records ? 1 : -1;
     if (x->bytes != y->bytes)
         return x->bytes < y->bytes ? 1 : -1;
-    return x->pid < y->pid ? -1 : x->pid > y->pid;
+    return x->e->pid < y->e->pid ? -1 : x->e->pid > y->e->pid;
 }
 
 static int entry_json(const client_entry *e, int64_t now_ns, int first, struct evbuffer *out)
@@ -200,20 +238,25 @@ static int entry_json(const client_entry *e, int64_t now_ns, int first, struct e
 
 int clients_json(const clients *t, size_t top, int64_t now_ns, struct evbuffer *out)
 {
-    client_entry **all = malloc((t->n ? t->n : 1) * sizeof *all);
-    if (!all)
+    clients *m = (clients *)t;
+    pthread_mutex_lock(&m->mu);
+    snap *all = malloc((t->n ? t->n : 1) * sizeof *all);
+    if (!all) {
+        pthread_mutex_unlock(&m->mu);
         return -ENOMEM;
+    }
     size_t n = 0;
     for (size_t i = 0; i < t->nbuckets; i++)
         for (client_entry *e = t->buckets[i]; e; e = e->hnext)
-            all[n++] = e;
+            all[n++] = (snap){e, e->records, e->bytes};
     qsort(all, n, sizeof *all, by_records_desc);
     int rc = evbuffer_add_printf(out, "{\"clients\":[") < 0 ? -ENOMEM : 0;
     for (size_t i = 0; rc == 0 && i < n && i < top; i++)
-        rc = entry_json(all[i], now_ns, i == 0, out);
+        rc = entry_json(all[i].e, now_ns, i == 0, out);
     if (rc == 0 && evbuffer_add_printf(out, "],\"tracked\":%zu,\"evicted\":%llu}\n", t->n,
                                        (unsigned long long)t->evicted) < 0)
         rc = -ENOMEM;
+    pthread_mutex_unlock(&m->mu);
     free(all);
     return rc;
 }

@@ -4,8 +4,10 @@
  * connection and looks the table up again only when a record's service_name differs from that entry's, so the
  * per-record cost is a length compare, a short memcmp and a few additions.
  *
- * Threads: main loop only. Ingest writes the counters and the stats socket reads them, both on the libevent loop
- * thread, so they are plain fields: no lock, no atomics.
+ * Threads: one table for every ingest thread (--ingest-threads), so that a client's connections spread over several
+ * loops add up in one row. The table's structure (attach, detach, eviction, the JSON) is under its mutex, taken
+ * only when a connection opens, closes or changes service_name; the counters are atomics that the loops add to
+ * without the lock (an entry attached to a connection is never evicted, so its pointer stays valid).
  *
  * Bounds: at most `cap` entries, plus entries still attached to open connections (at most one per connection).
  * When a new key arrives and the table is full, the least recently seen entry with no connection attached is
@@ -19,6 +21,7 @@
 #include "record.h"
 
 #include <event2/buffer.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -30,11 +33,11 @@ typedef struct clients clients;
 
 /* One client. Ingest adds to the counters directly; the fields below the line are the table's. */
 typedef struct client_entry {
-    uint64_t records;  /* records accepted into the ring */
-    uint64_t bytes;    /* msgpack bytes of every complete object read (accepted, refused or dropped) */
-    uint64_t rejected; /* bad input: malformed/oversized/truncated connections, invalid records, reserved keys */
-    uint64_t dropped;  /* dropped at ingest: --on-full drop-newest, or unread at shutdown */
-    int64_t last_seen_ns; /* CLOCK_MONOTONIC of the last record or refusal */
+    _Atomic uint64_t records;  /* records accepted into the ring */
+    _Atomic uint64_t bytes;    /* msgpack bytes of every complete object read (accepted, refused or dropped) */
+    _Atomic uint64_t rejected; /* bad input: malformed/oversized/truncated connections, invalid records, reserved keys */
+    _Atomic uint64_t dropped;  /* dropped at ingest: --on-full drop-newest, or unread at shutdown */
+    _Atomic int64_t last_seen_ns; /* CLOCK_MONOTONIC of the last record or refusal */
     /* ---- the table's own ---- */
     int32_t pid;
     uint32_t uid, gid;

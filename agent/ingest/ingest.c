@@ -38,7 +38,18 @@
  *
  * Per-client accounting (clients.h): each connection caches its current client entry, the one of its pid, comm and
  * the service_name of its last record; a record with another service_name moves it to that entry (one hash lookup).
- * Refusals that belong to no record (malformed, oversized, truncated) count against the current entry. */
+ * Refusals that belong to no record (malformed, oversized, truncated) count against the current entry.
+ *
+ * Threads (--ingest-threads N; docs/architecture.md, Threads): a `struct ingest` is one event loop. Loop 0 runs on
+ * the main loop with the listeners (and the HTTP ingest and stats endpoints beside it); loops 1..N-1 run on threads
+ * of their own, each with its own event_base, connections, encoder, admission (rate-limit buckets), log limits,
+ * pause state and counters (an ingest_stats of its own, chained from loop 0's: stats.c sums them). Loop 0 accepts
+ * every connection, counts it against --max-connections (conns_open, an atomic decremented by whichever loop
+ * closes it) and hands it to a loop: round-robin, or by sender (pid or uid) with --rate-limit so that a sender's
+ * bucket lives on one loop. The handover is a short mutex-guarded list and an event_active on that loop. Shared by
+ * every loop: the ring (lock-free), the client table and the memory budget (each with its own mutex, taken per
+ * connection change or per read, never per record), the flusher (atomics). --buffer disk keeps one loop: its
+ * Forward acks number records by `received` in ring order, which needs a single producer. */
 #include "ingest/ingest.h"
 #include "common/clock.h"
 
@@ -46,6 +57,7 @@
 #include "ingest/admit.h"
 #include "ingest/cgroup.h"
 #include "ingest/clients.h"
+#include "ingest/cpus.h"
 #include "ingest/decoder.h"
 #include "flush/flusher.h"
 #include "ingest/forward.h"
@@ -59,10 +71,13 @@
 #include "tcplisten.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <event2/listener.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <msgpack.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +107,16 @@ typedef struct pending_ack {
 
 /* Acks one connection may have waiting; past this the ack is withheld (counted acks_failed, the client resends). */
 enum { MAX_PENDING_ACKS = 4096 };
+/* A read buffer this large, once freed, schedules malloc_trim (on_trim). */
+enum { TRIM_AFTER_BYTES = 1 << 20 };
+
+/* A connection accepted by loop 0 for another loop, waiting in that loop's handoff list. */
+typedef struct handoff {
+    struct handoff *next;
+    int fd;
+    uint64_t serial;
+    record_source src;
+} handoff;
 
 typedef struct conn {
     struct ingest *in;
@@ -149,8 +174,26 @@ struct ingest {
     struct event *sweep_ev;   /* once a second: connections holding a partial record too long */
     membudget *mem;           /* --ingest-memory-bytes, shared with the HTTP ingest (st->mem) */
     struct event *mem_resume_ev; /* the budget freed: resume connections paused for memory */
+    struct event *trim_ev;    /* 200 ms after a large read buffer was freed: give the heap's free pages back */
+    int trim_pending;
     uint32_t logged_uids[LOGGED_UIDS]; /* uids already logged as refused (each once) */
     unsigned n_logged_uids;
+    /* --ingest-threads (see the top of this file): */
+    struct ingest *loop0;        /* the loop with the listeners (this one, for loop 0) */
+    struct ingest **loops;       /* loop 0: every loop, loops[0] == loop 0 */
+    unsigned n_loops, next_loop; /* loop 0: how many; the next one round-robin */
+    _Atomic uint64_t conns_open; /* loop 0: connections of every loop (the --max-connections count) */
+    uint64_t serials;            /* loop 0: connections accepted (their serial numbers) */
+    struct event *limit_ev;      /* loop 0: a connection closed on another loop */
+    pthread_t thread;            /* loops 1..: their thread */
+    int thread_started;
+    pthread_mutex_t handoff_mu;  /* loops 1..: guards handoff and next_cfg */
+    config *own_cfg;             /* loops 1..: their copy of the settings (in->cfg points here), their thread's */
+    config *next_cfg;            /* loops 1..: SIGHUP's settings, copied by main, taken by on_reload */
+    int reload_pending;
+    handoff *handoff, **handoff_tail; /* loops 1..: connections handed over, oldest first */
+    struct event *handoff_ev, *stop_ev, *reload_ev; /* loops 1..: woken by loop 0 / the main thread */
+    _Atomic int64_t stop_deadline_ms; /* loops 1..: ingest_shutdown's deadline, for stop_ev */
 };
 
 /* Logs one bad-input event with the peer's identity, at most every 10 s per kind. */
@@ -208,8 +251,9 @@ static void pause_all(ingest *in, size_t need)
 
 void ingest_space_available(void *arg)
 {
-    ingest *in = arg;
-    event_active(in->resume_ev, EV_READ, 0);
+    ingest *in = arg; /* loop 0: every loop may be waiting */
+    for (unsigned i = 0; i < in->n_loops; i++)
+        event_active(in->loops[i]->resume_ev, EV_READ, 0);
 }
 
 /* ---- records -------------------------------------------------------------------------------------- */
@@ -547,6 +591,28 @@ static void on_mem_resume(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A burst of large records is over: the heap's free pages go back to the system. main.c keeps glibc from trimming
+ * by itself (batches stay on the heap), and a loop's buffers live in its own thread's arena, which would otherwise
+ * keep them: malloc_trim(0) releases the free pages of every arena. */
+static void on_trim(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ingest *in = arg;
+    in->trim_pending = 0;
+    malloc_trim(0);
+}
+
+/* Called when a read buffer of `cap` bytes is freed: a large one schedules a trim (one per 200 ms at most). */
+static void note_freed(ingest *in, size_t cap)
+{
+    if (cap < TRIM_AFTER_BYTES || in->trim_pending || !in->trim_ev)
+        return;
+    struct timeval later = {0, 200 * 1000};
+    in->trim_pending = 1;
+    evtimer_add(in->trim_ev, &later);
+}
+
 /* Gives c's buffer back when it holds nothing (no partial record, no Forward message being handed out) and is
  * larger than `above`: a new small one replaces it. Returns 0, or -ENOMEM (c then closes as at EOF). */
 static int mem_shrink(conn *c, size_t above)
@@ -558,6 +624,7 @@ static int mem_shrink(conn *c, size_t above)
     if (rc == 0)
         return 0;
     membudget_freed(c->in->mem, cap);
+    note_freed(c->in, cap);
     c->read_size = READ_FIRST;
     mem_charge(c);
     if (rc > 0)
@@ -569,6 +636,17 @@ static int mem_shrink(conn *c, size_t above)
 /* ---- connections ------------------------------------------------------------------------------------ */
 
 static void limit_connections(ingest *in);
+
+/* A connection of `in` closed (or was never taken): one less against --max-connections, counted by loop 0. */
+static void conn_gone(ingest *in)
+{
+    ingest *l0 = in->loop0;
+    atomic_fetch_sub_explicit(&l0->conns_open, 1, memory_order_relaxed);
+    if (l0 == in)
+        limit_connections(in);
+    else
+        event_active(l0->limit_ev, EV_READ, 0);
+}
 
 static void conn_free(conn *c)
 {
@@ -590,6 +668,7 @@ static void conn_free(conn *c)
         free(a);
     }
     membudget_freed(in->mem, decoder_cap(&c->dec));
+    note_freed(in, decoder_cap(&c->dec));
     decoder_free(&c->dec);
     free(c->held);
     if (c->mem_paused)
@@ -597,7 +676,7 @@ static void conn_free(conn *c)
     membudget_update(in->mem, c, &c->mem, 0);
     free(c);
     stat_add(&in->st->conn_active, (uint64_t)-1);
-    limit_connections(in);
+    conn_gone(in);
 }
 
 /* Closes c when it is finished: failed or at EOF, with nothing left that could still be queued. */
@@ -735,7 +814,7 @@ static void want_accepting(ingest *in, int on)
  * --max-connections, or the open-file budget when that is smaller (counted fd_limit_reached, not max_reached). */
 static void limit_connections(ingest *in)
 {
-    uint64_t active = stat_get(&in->st->conn_active);
+    uint64_t active = atomic_load_explicit(&in->conns_open, memory_order_relaxed);
     if (!in->accept_paused && active >= in->max_conns && in->listener) {
         want_accepting(in, 0);
         in->accept_paused = 1;
@@ -756,7 +835,72 @@ static void limit_connections(ingest *in)
     }
 }
 
-static void conn_new(ingest *in, int fd, const record_source *src);
+static void on_limit(evutil_socket_t fd, short what, void *arg) { limit_connections(arg); }
+
+static void conn_new(ingest *in, int fd, const record_source *src, uint64_t serial);
+
+/* The loop a new connection goes to: round-robin; with --rate-limit, by sender, so that each sender's bucket (in
+ * its loop's admission) sees all its records. */
+static ingest *pick_loop(ingest *in, const record_source *src)
+{
+    if (in->n_loops <= 1)
+        return in;
+    if (in->cfg->rate_limit_rps > 0) {
+        uint32_t key = in->cfg->rate_limit_key == RATE_KEY_UID ? src->uid : (uint32_t)src->pid;
+        return in->loops[(key * 2654435761u) % in->n_loops];
+    }
+    ingest *to = in->loops[in->next_loop];
+    in->next_loop = (in->next_loop + 1) % in->n_loops;
+    return to;
+}
+
+/* Queues fd for loop `to` and wakes it (on_handoff). Closes fd when out of memory. */
+static void handoff_push(ingest *to, int fd, const record_source *src, uint64_t serial)
+{
+    handoff *h = malloc(sizeof *h);
+    if (!h) {
+        log_write(LOG_ERROR, "\"out of memory accepting a connection\"");
+        close(fd);
+        conn_gone(to->loop0);
+        return;
+    }
+    *h = (handoff){.fd = fd, .serial = serial, .src = *src};
+    pthread_mutex_lock(&to->handoff_mu);
+    *to->handoff_tail = h;
+    to->handoff_tail = &h->next;
+    pthread_mutex_unlock(&to->handoff_mu);
+    event_active(to->handoff_ev, EV_READ, 0);
+}
+
+/* Loops 1..: takes the connections loop 0 handed over. */
+static void on_handoff(evutil_socket_t fd, short what, void *arg)
+{
+    ingest *in = arg;
+    pthread_mutex_lock(&in->handoff_mu);
+    handoff *h = in->handoff;
+    in->handoff = NULL;
+    in->handoff_tail = &in->handoff;
+    pthread_mutex_unlock(&in->handoff_mu);
+    for (handoff *next; h; h = next) {
+        next = h->next;
+        conn_new(in, h->fd, &h->src, h->serial);
+        free(h);
+    }
+}
+
+/* Loop 0: a new connection counts against --max-connections here (so the limit is exact whichever loop serves
+ * it), then goes to its loop. */
+static void dispatch(ingest *in, int fd, const record_source *src)
+{
+    atomic_fetch_add_explicit(&in->conns_open, 1, memory_order_relaxed);
+    uint64_t serial = ++in->serials;
+    ingest *to = pick_loop(in, src);
+    if (to == in)
+        conn_new(in, fd, src, serial);
+    else
+        handoff_push(to, fd, src, serial);
+    limit_connections(in);
+}
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
@@ -764,7 +908,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     record_source src;
     peer_identity(fd, in->hostname, &src);
     if (peer_admitted(in, fd, &src))
-        conn_new(in, fd, &src);
+        dispatch(in, fd, &src);
 }
 
 /* --forward-listen: a TCP peer has no kernel credentials; it is pid 0, uid 0, comm "forward" (config_load refuses
@@ -776,11 +920,11 @@ static void on_accept_tcp(struct evconnlistener *l, evutil_socket_t fd, struct s
     memset(&src, 0, sizeof src);
     snprintf(src.comm, sizeof src.comm, "forward");
     src.hostname = in->hostname;
-    conn_new(in, fd, &src);
+    dispatch(in, fd, &src);
 }
 
 /* Takes a new connection into the list (and reads it unless paused). Closes fd when out of memory. */
-static void conn_new(ingest *in, int fd, const record_source *srcp)
+static void conn_new(ingest *in, int fd, const record_source *srcp, uint64_t serial)
 {
     record_source src = *srcp;
     conn *c = calloc(1, sizeof *c);
@@ -788,6 +932,7 @@ static void conn_new(ingest *in, int fd, const record_source *srcp)
         log_write(LOG_ERROR, "\"out of memory accepting a connection\"");
         free(c);
         close(fd);
+        conn_gone(in);
         return;
     }
     c->in = in;
@@ -799,7 +944,7 @@ static void conn_new(ingest *in, int fd, const record_source *srcp)
         c->src.container_id = in->cfg->trusted_mask & TRUSTED_CONTAINER_ID ? c->container_id : NULL;
     }
     c->read_size = READ_FIRST;
-    c->serial = stat_get(&in->st->conn_total) + 1;
+    c->serial = serial;
     forward_iter_init(&c->fwd, &in->fwd_opts);
     /* EV_CLOSED: a short-lived client's data and its close are handled in one turn */
     c->ev = event_new(in->base, fd, EV_READ | EV_CLOSED | EV_PERSIST, on_readable, c);
@@ -811,7 +956,6 @@ static void conn_new(ingest *in, int fd, const record_source *srcp)
     in->conns = c;
     stat_add(&in->st->conn_active, 1);
     stat_add(&in->st->conn_total, 1);
-    limit_connections(in);
     if (!in->paused)
         event_add(c->ev, NULL);
     log_write(LOG_DEBUG, "\"client connected\" pid=%d uid=%u comm=\"%s\"", c->src.pid, c->src.uid, c->src.comm);
@@ -889,6 +1033,7 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
 /* ---- listening ---------------------------------------------------------------------------------------- */
 
 static int listen_forward_tcp(ingest *in);
+static int start_loops(ingest *in);
 
 /* Logs why sockpath_open refused the path or failed (the ingest socket's own texts: docs/operations.md). */
 static void log_open_error(const char *path, int err, const char *step)
@@ -912,7 +1057,9 @@ static void log_open_error(const char *path, int err, const char *step)
 int ingest_listen(ingest *in)
 {
     const char *path = in->cfg->socket_path, *step;
-    int removed;
+    int removed, rc = start_loops(in);
+    if (rc < 0)
+        return rc;
     int fd = sockpath_open(path, (unsigned)in->cfg->socket_mode, in->cfg->socket_gid, SOMAXCONN, &removed, &step);
     if (removed)
         log_write(LOG_INFO, "\"removed stale ingest socket\" socket=%s", path);
@@ -936,6 +1083,9 @@ int ingest_listen(ingest *in)
 
 int ingest_listen_fd(ingest *in, int fd)
 {
+    int rc = start_loops(in);
+    if (rc < 0)
+        return rc;
     if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
         log_write(LOG_ERROR, "\"socket activation: the ingest fd is not a listening Unix stream socket\" fd=%d", fd);
         return -EINVAL;
@@ -999,41 +1149,160 @@ static uint64_t conn_cap(const config *cfg)
     return cap;
 }
 
-ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_stats *st)
+static void ingest_free_loop(ingest *in);
+static void reload_loop(ingest *in);
+static void on_stop(evutil_socket_t fd, short what, void *arg);
+/* Loops 1..: takes the settings SIGHUP applied (a copy main made: the live ones change under main, never under
+ * a loop's feet). */
+static void on_reload(evutil_socket_t fd, short what, void *arg)
+{
+    ingest *in = arg;
+    pthread_mutex_lock(&in->handoff_mu);
+    if (in->reload_pending)
+        *in->own_cfg = *in->next_cfg;
+    in->reload_pending = 0;
+    pthread_mutex_unlock(&in->handoff_mu);
+    reload_loop(in);
+}
+
+/* One event loop on `base` with counters `st`; loop0 NULL makes loop 0 (the listeners' loop, which owns the client
+ * table and the memory budget the others share). NULL on allocation failure. */
+static ingest *loop_new(struct event_base *base, const config *cfg, ring *r, ingest_stats *st, ingest *loop0)
 {
     ingest *in = calloc(1, sizeof *in);
     if (!in)
         return NULL;
+    if (loop0 && (!(in->own_cfg = malloc(sizeof *cfg)) || !(in->next_cfg = malloc(sizeof *cfg)))) {
+        free(in->own_cfg);
+        free(in);
+        return NULL;
+    }
+    if (loop0) {
+        *in->own_cfg = *cfg;
+        cfg = in->own_cfg;
+    }
     in->base = base;
     in->cfg = cfg;
     in->ring = r;
     in->st = st;
-    in->max_conns = conn_cap(cfg);
+    in->loop0 = loop0 ? loop0 : in;
+    in->handoff_tail = &in->handoff;
+    pthread_mutex_init(&in->handoff_mu, NULL);
     if (gethostname(in->hostname, sizeof in->hostname - 1) < 0)
         strcpy(in->hostname, "unknown");
     in->resume_ev = event_new(base, -1, 0, on_resume, in);
     in->acks_ev = event_new(base, -1, 0, on_acks, in);
     in->sweep_ev = event_new(base, -1, EV_PERSIST, on_sweep, in);
     in->mem_resume_ev = event_new(base, -1, 0, on_mem_resume, in);
-    in->mem = &st->mem;
-    in->mem->limit = cfg->ingest_memory_bytes;
-    in->clients = clients_new(CLIENTS_DEFAULT_CAP);
+    in->trim_ev = evtimer_new(base, on_trim, in);
+    int ok = in->resume_ev && in->acks_ev && in->sweep_ev && in->mem_resume_ev && in->trim_ev;
+    if (loop0) {
+        in->mem = loop0->mem;
+        in->clients = loop0->clients;
+        in->handoff_ev = event_new(base, -1, 0, on_handoff, in);
+        in->stop_ev = event_new(base, -1, 0, on_stop, in);
+        in->reload_ev = event_new(base, -1, 0, on_reload, in);
+        ok = ok && in->handoff_ev && in->stop_ev && in->reload_ev;
+    } else {
+        in->max_conns = conn_cap(cfg);
+        in->mem = &st->mem;
+        membudget_init(in->mem, cfg->ingest_memory_bytes);
+        in->clients = clients_new(CLIENTS_DEFAULT_CAP);
+        in->limit_ev = event_new(base, -1, 0, on_limit, in);
+        ok = ok && in->limit_ev;
+    }
     in->adm = admit_new(ADMIT_STREAM, cfg, r, st);
     struct timeval second = {1, 0};
-    if (!in->resume_ev || !in->acks_ev || !in->sweep_ev || !in->mem_resume_ev ||
-        membudget_on_resume(in->mem, mem_resume_soon, in) < 0 || !in->clients || !in->adm ||
+    if (!ok || membudget_on_resume(in->mem, mem_resume_soon, in) < 0 || !in->clients || !in->adm ||
         record_enc_init(&in->enc) < 0 || event_add(in->sweep_ev, &second) < 0) {
-        ingest_free(in);
+        ingest_free_loop(in);
         return NULL;
     }
-    st->clients = in->clients;
+    if (!loop0)
+        st->clients = in->clients;
     forward_opts_default(&in->fwd_opts, (size_t)cfg->max_record_bytes);
     in->enc.typed = cfg->upstream_protocol == PROTOCOL_OTLP; /* metadata types for otlp.c (record.h) */
-    ingest_reload(in);
+    reload_loop(in);
     return in;
 }
 
-void ingest_reload(ingest *in)
+/* --ingest-threads, resolved: 0 is the CPUs the agent may use (cpus.h); --buffer disk keeps one (see the top). */
+static unsigned loop_count(const config *cfg)
+{
+    unsigned n = cfg->ingest_threads ? (unsigned)cfg->ingest_threads : cpus_ingest_threads_default();
+    if (n > 1 && cfg->buffer == BUFFER_DISK) {
+        log_write(LOG_INFO, "\"--buffer disk: one ingest thread (Forward acks wait for the spool by record number, "
+                            "which needs one producer)\" ingest_threads=%u", n);
+        n = 1;
+    }
+    return n;
+}
+
+ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_stats *st)
+{
+    ingest *in = loop_new(base, cfg, r, st, NULL);
+    if (!in)
+        return NULL;
+    unsigned n = loop_count(cfg);
+    if (!(in->loops = calloc(n, sizeof *in->loops))) {
+        ingest_free(in);
+        return NULL;
+    }
+    in->loops[0] = in;
+    in->n_loops = 1;
+    ingest_stats *prev = st;
+    while (in->n_loops < n) {
+        struct event_base *b = event_base_new();
+        ingest_stats *ls = calloc(1, sizeof *ls);
+        ingest *l = b && ls ? loop_new(b, cfg, r, ls, in) : NULL;
+        if (!l) {
+            if (b)
+                event_base_free(b);
+            free(ls);
+            ingest_free(in);
+            return NULL;
+        }
+        in->loops[in->n_loops++] = l;
+        prev->next_thread = ls; /* stats.c sums the chain */
+        prev = ls;
+    }
+    return in;
+}
+
+static void *loop_thread(void *arg)
+{
+    ingest *in = arg;
+    event_base_loop(in->base, EVLOOP_NO_EXIT_ON_EMPTY); /* until on_stop */
+    return NULL;
+}
+
+/* Starts loops 1.. on their threads, which block every signal (the main loop handles them). 0 or -errno. */
+static int start_loops(ingest *in)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = 0;
+    for (unsigned i = 1; i < in->n_loops && rc == 0; i++) {
+        ingest *l = in->loops[i];
+        if (l->thread_started)
+            continue;
+        rc = -pthread_create(&l->thread, NULL, loop_thread, l);
+        l->thread_started = rc == 0;
+        char name[16];
+        snprintf(name, sizeof name, "ingest-%u", i % 1000u); /* at most 16 loops */
+        if (rc == 0)
+            pthread_setname_np(l->thread, name); /* top -H, e2e_bench's per-thread CPU */
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc < 0)
+        log_write(LOG_ERROR, "\"cannot start the ingest threads\" error=\"%s\"", strerror(-rc));
+    else if (in->n_loops > 1)
+        log_write(LOG_INFO, "\"ingest threads started\" ingest_threads=%u", in->n_loops);
+    return rc;
+}
+
+static void reload_loop(ingest *in)
 {
     snprintf(in->fwd_keys, sizeof in->fwd_keys, "%s", in->cfg->forward_message_keys);
     if (forward_opts_parse_keys(&in->fwd_opts, in->fwd_keys) < 0) /* config_load checked it: not reached */
@@ -1046,11 +1315,25 @@ void ingest_reload(ingest *in)
         in->enc.text_limit = ring_max_record(in->ring);
 }
 
+void ingest_reload(ingest *in)
+{
+    reload_loop(in);
+    for (unsigned i = 1; i < in->n_loops; i++) { /* each loop's own copy, taken on its own thread */
+        ingest *l = in->loops[i];
+        pthread_mutex_lock(&l->handoff_mu);
+        *l->next_cfg = *in->cfg;
+        l->reload_pending = 1;
+        pthread_mutex_unlock(&l->handoff_mu);
+        event_active(l->reload_ev, EV_READ, 0);
+    }
+}
+
 void ingest_set_flusher(ingest *in, struct flusher *f)
 {
-    in->flusher = f;
+    for (unsigned i = 0; i < in->n_loops; i++)
+        in->loops[i]->flusher = f;
     if (f)
-        flusher_set_spooled_fn(f, spooled_ring, in);
+        flusher_set_spooled_fn(f, spooled_ring, in); /* --buffer disk: one loop */
 }
 
 /* A record left at shutdown (a native record's bytes, or a Forward event's map; NULL: an event forward_next could
@@ -1121,6 +1404,25 @@ static void accept_backlog(ingest *in)
         on_accept(in->listener, fd, NULL, 0, in);
 }
 
+static void loop_drain(ingest *in, int64_t deadline_ms);
+
+/* Loops 1..: ingest_shutdown's part on this loop's thread, then the loop ends (its thread returns). */
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    ingest *in = arg;
+    in->stopping = 1;
+    on_handoff(-1, 0, in); /* connections loop 0 accepted last (its backlog) are drained too */
+    loop_drain(in, atomic_load(&in->stop_deadline_ms));
+    event_base_loopbreak(in->base);
+}
+
+/* Ends loop i's thread: its on_stop drains it by deadline_ms. */
+static void stop_loop(ingest *in, int64_t deadline_ms)
+{
+    atomic_store(&in->stop_deadline_ms, deadline_ms);
+    event_active(in->stop_ev, EV_READ, 0);
+}
+
 void ingest_shutdown(ingest *in, int64_t deadline_ms)
 {
     in->stopping = 1;
@@ -1141,6 +1443,22 @@ void ingest_shutdown(ingest *in, int64_t deadline_ms)
         in->listener = NULL;
     }
     in->listening = 0;
+    for (unsigned i = 1; i < in->n_loops; i++) /* the other loops drain theirs meanwhile, on their threads */
+        if (in->loops[i]->thread_started)
+            stop_loop(in->loops[i], deadline_ms);
+    loop_drain(in, deadline_ms);
+    for (unsigned i = 1; i < in->n_loops; i++) {
+        ingest *l = in->loops[i];
+        if (l->thread_started)
+            pthread_join(l->thread, NULL);
+        l->thread_started = 0;
+    }
+}
+
+/* Reads what this loop's clients already wrote and queues it (waiting for ring space up to deadline_ms), then
+ * closes every connection. Its own thread. */
+static void loop_drain(ingest *in, int64_t deadline_ms)
+{
     for (conn *c = in->conns; c; c = c->next) /* reading now happens here, not in events */
         event_del(c->ev);
     if (in->sweep_ev)
@@ -1177,7 +1495,34 @@ void ingest_free(ingest *in)
 {
     if (!in)
         return;
-    membudget_forget(in->mem, in);
+    for (unsigned i = 1; i < in->n_loops; i++) { /* not shut down (a start that failed): stop them now */
+        ingest *l = in->loops[i];
+        if (l->thread_started) {
+            stop_loop(l, clock_mono_ns() / 1000000);
+            pthread_join(l->thread, NULL);
+        }
+        struct event_base *b = l->base;
+        ingest_stats *ls = l->st;
+        ingest_free_loop(l);
+        event_base_free(b);
+        free(ls);
+    }
+    in->st->next_thread = NULL;
+    free(in->loops);
+    ingest_free_loop(in);
+}
+
+static void ingest_free_loop(ingest *in)
+{
+    if (!in)
+        return;
+    for (handoff *h = in->handoff, *next; h; h = next) { /* never taken: close them */
+        next = h->next;
+        close(h->fd);
+        free(h);
+    }
+    if (in->mem)
+        membudget_forget(in->mem, in);
     acceptguard_free(in->guard);
     acceptguard_free(in->fwd_guard);
     if (in->listener)
@@ -1196,10 +1541,21 @@ void ingest_free(ingest *in)
         event_free(in->sweep_ev);
     if (in->mem_resume_ev)
         event_free(in->mem_resume_ev);
+    if (in->trim_ev)
+        event_free(in->trim_ev);
+    struct event *evs[4] = {in->limit_ev, in->handoff_ev, in->stop_ev, in->reload_ev};
+    for (int i = 0; i < 4; i++)
+        if (evs[i])
+            event_free(evs[i]);
     admit_free(in->adm);
-    if (in->st->clients == in->clients)
-        in->st->clients = NULL;
-    clients_free(in->clients);
+    if (in->loop0 == in) { /* the client table is loop 0's */
+        if (in->st->clients == in->clients)
+            in->st->clients = NULL;
+        clients_free(in->clients);
+    }
     record_enc_free(&in->enc);
+    pthread_mutex_destroy(&in->handoff_mu);
+    free(in->own_cfg);
+    free(in->next_cfg);
     free(in);
 }

@@ -1,10 +1,11 @@
 /* ingest.h — the ingest stage: the Unix listening socket, client connections, msgpack decoding, and
- * backpressure. Runs entirely on the main libevent loop thread.
+ * backpressure. Runs on the main libevent loop (loop 0: the listeners and its share of the connections) and on
+ * --ingest-threads - 1 more loops of its own (ingest.c, Threads); the functions below are the main thread's.
  *
  * Each connection reads into its own msgpack-c streaming unpacker, guarded by an mpscan that refuses
  * oversized or malformed input before msgpack-c buffers it. Complete records are mapped (record.h) and
- * pushed into the ring. When the ring is full, reading stops on every connection (clients feel it as a full
- * socket; connections stay open) until the flusher reports the ring half empty again. */
+ * pushed into the ring. When the ring is full, reading stops on every connection of that loop (clients feel it
+ * as a full socket; connections stay open) until the flusher reports the ring half empty again. */
 #ifndef LOGAGENT_INGEST_H
 #define LOGAGENT_INGEST_H
 
@@ -17,7 +18,8 @@
 typedef struct ingest ingest;
 struct flusher;
 
-/* Creates the stage (no socket yet). NULL on allocation failure. */
+/* Creates the stage (no socket yet): loop 0 on `base` with counters `st`, and the other loops (their event bases and
+ * counters, chained from st->next_thread; their threads start with ingest_listen*). NULL on allocation failure. */
 ingest *ingest_new(struct event_base *base, const config *cfg, ring *r, ingest_stats *st);
 void ingest_set_flusher(ingest *in, struct flusher *f);
 
@@ -37,7 +39,8 @@ int ingest_listen_fd(ingest *in, int fd);
 void ingest_space_available(void *arg);
 
 /* Stops accepting (the socket file is removed), reads what clients already wrote (waiting for ring space up
- * to deadline_ms of CLOCK_MONOTONIC), then closes every connection. Records it could not queue are counted
+ * to deadline_ms of CLOCK_MONOTONIC), then closes every connection; every loop drains its own on its thread, and
+ * the threads are joined before this returns. Records it could not queue are counted
  * dropped_shutdown. */
 void ingest_shutdown(ingest *in, int64_t deadline_ms);
 void ingest_free(ingest *in);

@@ -10,42 +10,62 @@ enum { TRIM_LARGE = 64 << 10, TRIM_AFTER = 4 << 20 };
 
 static void put(_Atomic uint64_t *c, uint64_t v) { atomic_store_explicit(c, v, memory_order_relaxed); }
 static uint64_t get(_Atomic uint64_t *c) { return atomic_load_explicit(c, memory_order_relaxed); }
+static void lock(membudget *b) { pthread_mutex_lock(&b->mu); }
+static void unlock(membudget *b) { pthread_mutex_unlock(&b->mu); }
+
+void membudget_init(membudget *b, uint64_t limit)
+{
+    pthread_mutex_init(&b->mu, NULL);
+    b->limit = limit;
+}
 
 int membudget_on_resume(membudget *b, membudget_resume_fn fn, void *arg)
 {
+    int rc = -ENOSPC;
+    lock(b);
     for (unsigned i = 0; i < MEMBUDGET_USERS; i++)
         if (!b->resume[i]) {
             b->resume[i] = fn;
             b->resume_arg[i] = arg;
-            return 0;
+            rc = 0;
+            break;
         }
-    return -ENOSPC;
+    unlock(b);
+    return rc;
 }
 
 void membudget_forget(membudget *b, void *arg)
 {
+    lock(b);
     for (unsigned i = 0; i < MEMBUDGET_USERS; i++)
         if (b->resume_arg[i] == arg) {
             b->resume[i] = NULL;
             b->resume_arg[i] = NULL;
         }
+    unlock(b);
 }
 
 void membudget_freed(membudget *b, uint64_t bytes)
 {
-    if (bytes >= TRIM_LARGE)
-        b->freed += bytes;
+    if (bytes < TRIM_LARGE)
+        return;
+    lock(b);
+    b->freed += bytes;
+    unlock(b);
 }
 
 void membudget_trim(membudget *b)
 {
-    if (b->freed < TRIM_AFTER)
-        return;
-    b->freed = 0;
-    malloc_trim(0);
+    lock(b);
+    int trim = b->freed >= TRIM_AFTER;
+    if (trim)
+        b->freed = 0;
+    unlock(b);
+    if (trim)
+        malloc_trim(0);
 }
 
-int membudget_may_grow(membudget *b, const void *who, uint64_t have, uint64_t want)
+static int may_grow(membudget *b, const void *who, uint64_t have, uint64_t want)
 {
     uint64_t used = get(&b->used);
     if (want <= have || b->owner == who || used - have + want <= b->limit)
@@ -56,6 +76,16 @@ int membudget_may_grow(membudget *b, const void *who, uint64_t have, uint64_t wa
         return 1;
     }
     return 0;
+}
+
+int membudget_may_grow(membudget *b, const void *who, uint64_t have, uint64_t want)
+{
+    if (want <= have) /* shrinking or the same: no need to look at the others */
+        return 1;
+    lock(b);
+    int ok = may_grow(b, who, have, want);
+    unlock(b);
+    return ok;
 }
 
 static void wake(membudget *b)
@@ -69,14 +99,17 @@ static void wake(membudget *b)
 
 void membudget_release(membudget *b, const void *who)
 {
-    if (b->owner != who)
-        return;
-    b->owner = NULL;
-    wake(b);
+    lock(b);
+    if (b->owner == who) {
+        b->owner = NULL;
+        wake(b);
+    }
+    unlock(b);
 }
 
 void membudget_update(membudget *b, const void *who, uint64_t *have, uint64_t now)
 {
+    lock(b);
     put(&b->used, get(&b->used) - *have + now);
     *have = now;
     int woken = 0;
@@ -90,9 +123,10 @@ void membudget_update(membudget *b, const void *who, uint64_t *have, uint64_t no
     }
     if (woken)
         wake(b);
+    unlock(b);
 }
 
-void membudget_paused(membudget *b, int delta)
+static void paused(membudget *b, int delta)
 {
     uint64_t n = get(&b->paused_now);
     if (delta > 0) {
@@ -110,4 +144,11 @@ void membudget_paused(membudget *b, int delta)
         put(&b->paused_ns, get(&b->paused_ns) + ((uint64_t)clock_mono_ns() - since));
         put(&b->paused_since_ns, 0);
     }
+}
+
+void membudget_paused(membudget *b, int delta)
+{
+    lock(b);
+    paused(b, delta);
+    unlock(b);
 }

@@ -7,19 +7,23 @@
  * owner becomes it and goes on, so the one connection that needs memory to finish its record always can (no
  * deadlock; the total may pass the limit by that one record). Others are paused — their reading stops, their
  * memory is kept, nothing is dropped — until the owner finishes its record (or closes) or the total falls under three
- * quarters of the limit; then every paused connection is resumed and tries again. Main loop thread only; the counters are
- * atomics for the stats documents. */
+ * quarters of the limit; then every paused connection is resumed and tries again. One budget for every ingest thread
+ * (--ingest-threads) and the HTTP ingest: each call takes `mu` (once per read, not per record); the resume functions
+ * run under it and must only wake their loop (event_active). The counters are atomics for the stats documents. */
 #ifndef LOGAGENT_MEMBUDGET_H
 #define LOGAGENT_MEMBUDGET_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
-enum { MEMBUDGET_FREE_BYTES = 16 << 10, MEMBUDGET_USERS = 2 };
+/* Users: the HTTP ingest and every ingest thread (at most 16, config.c). */
+enum { MEMBUDGET_FREE_BYTES = 16 << 10, MEMBUDGET_USERS = 17 };
 
 typedef void (*membudget_resume_fn)(void *arg);
 
 typedef struct membudget {
+    pthread_mutex_t mu;              /* membudget_init; all zeros is glibc's PTHREAD_MUTEX_INITIALIZER too */
     uint64_t limit;                  /* --ingest-memory-bytes */
     _Atomic uint64_t used;           /* bytes charged now */
     _Atomic uint64_t pauses;         /* times a connection was paused for memory */
@@ -35,6 +39,9 @@ typedef struct membudget {
 
 /* What a connection holding `bytes` is charged: 0 up to MEMBUDGET_FREE_BYTES, all of it above. */
 static inline uint64_t membudget_cost(uint64_t bytes) { return bytes > MEMBUDGET_FREE_BYTES ? bytes : 0; }
+
+/* Sets up b with `limit` bytes (--ingest-memory-bytes), before any thread uses it. */
+void membudget_init(membudget *b, uint64_t limit);
 
 /* Registers fn(arg), called (from membudget_update) when paused connections may try again. 0 or -ENOSPC. */
 int membudget_on_resume(membudget *b, membudget_resume_fn fn, void *arg);

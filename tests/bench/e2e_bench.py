@@ -120,7 +120,8 @@ def agent_thread_names(pid, threads):
     """Names the agent's own threads. logagentd's threads all say `logagentd`: the main one (tid == pid) runs
     the libevent loop (ingest + stats socket); upstream_new() starts the gRPC completion reaper before
     flusher_start() starts the flusher, so by tid order: main, reaper, flusher. gRPC's threads keep their
-    own names (event_engine, default-executo, timer_manager, ...)."""
+    own names (event_engine, default-executo, timer_manager, ...), and so do the ingest loops past the first
+    (--ingest-threads: ingest-1, ingest-2, ...)."""
     own = sorted(t for t, (comm, _) in threads.items() if comm == "logagentd" and t != pid)
     names = {pid: "ingest (main loop)"}
     if len(own) == 2:

@@ -359,7 +359,10 @@ def test_full_block():
         if is_http(path):  # the caller sends it again until it is taken
             wait_for(lambda: send(a, path, [rec[path]])[0][0] == 200, 60, path + ": taken once the service is back")
         else:
-            wait_for(lambda: snapshot(a)["rejected.reserved_key"] - before[path]["rejected.reserved_key"] == 2, 60,
+            # both the first and the last counter admission moves (the loop serving the connection may be another
+            # thread than the one answering /stats: a record's counters are not read at one instant)
+            wait_for(lambda: (lambda now: now["rejected.reserved_key"] - before[path]["rejected.reserved_key"] == 2
+                              and now["client.records"] - before[path]["client.records"] == 1)(snapshot(a)), 60,
                      path + ": admitted once the service is back")
         check(problems, path, delta(before[path], snapshot(a), ignore=("received", "http.refused_full")), final)
         st = a.stats()

@@ -1,11 +1,13 @@
-/* test_ring.c — the lock-free ring: one producer, many producers, wrap-around, full and empty, ring_abort, and a
+/* test_ring.c — the lock-free ring: one producer, many producers, wrap-around, full and empty, ring_abort, a
  * multi-thread stress run checking every record exactly once and in order per producer (ring_push, and written in
- * place with aborts among them; run under TSan too). */
+ * place with aborts among them; run under TSan too), and a run where the ring can never be full, so that any
+ * "full" answer from ring_reserve is a bug. */
 #include "check.h"
 #include "ring.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -262,6 +264,90 @@ static void test_stress_mpsc(uint32_t per_producer, int inplace)
     ring_free(r);
 }
 
+/* Several producers on a small ring, each with at most NF_OUTSTANDING records not yet released by the consumer:
+ * NF_PRODUCERS x NF_OUTSTANDING x 64 bytes (+ one PAD each) is half the ring, so the ring is never full and every
+ * NULL from ring_reserve is a wrong "full". (ring_reserve once loaded `head` before `tail`: when other producers and
+ * the consumer moved past in between, tail > head and the free-space check underflowed.) A producer that merely
+ * retries on NULL cannot see that; this one counts them. */
+enum { NF_PRODUCERS = 4, NF_OUTSTANDING = 4, NF_REC = 56 };
+
+typedef struct nf_shared {
+    ring *r;
+    uint32_t per_producer;
+    _Atomic uint32_t released[NF_PRODUCERS]; /* consumer: records of producer i released so far */
+    _Atomic uint64_t spurious_full;
+} nf_shared;
+
+typedef struct nf_arg {
+    nf_shared *s;
+    uint32_t id;
+} nf_arg;
+
+static void *nf_producer(void *arg)
+{
+    nf_arg *a = arg;
+    nf_shared *s = a->s;
+    for (uint32_t seq = 0; seq < s->per_producer;) {
+        if (seq - atomic_load_explicit(&s->released[a->id], memory_order_acquire) >= NF_OUTSTANDING) {
+            sched_yield();
+            continue;
+        }
+        uint8_t *p = ring_reserve(s->r, NF_REC);
+        if (!p) {
+            atomic_fetch_add_explicit(&s->spurious_full, 1, memory_order_relaxed);
+            continue;
+        }
+        memcpy(p, &a->id, 4);
+        memcpy(p + 4, &seq, 4);
+        ring_commit(s->r, p);
+        seq++;
+    }
+    return NULL;
+}
+
+static void test_never_full(uint32_t per_producer)
+{
+    nf_shared s = {.r = ring_new(4096), .per_producer = per_producer};
+    CHECK((size_t)NF_PRODUCERS * NF_OUTSTANDING * 2 * (8 + NF_REC) <= ring_capacity(s.r));
+    pthread_t t[NF_PRODUCERS];
+    nf_arg args[NF_PRODUCERS];
+    for (uint32_t i = 0; i < NF_PRODUCERS; i++) {
+        atomic_init(&s.released[i], 0);
+        args[i] = (nf_arg){&s, i};
+        pthread_create(&t[i], NULL, nf_producer, &args[i]);
+    }
+    uint32_t seen[NF_PRODUCERS] = {0};
+    uint64_t total = 0, bad = 0;
+    while (total < (uint64_t)per_producer * NF_PRODUCERS) {
+        size_t len;
+        const uint8_t *p;
+        uint32_t got[NF_PRODUCERS] = {0};
+        int k = 0;
+        while ((p = ring_peek(s.r, &len)) != NULL) {
+            uint32_t id, seq;
+            memcpy(&id, p, 4);
+            memcpy(&seq, p + 4, 4);
+            if (id >= NF_PRODUCERS || seq != seen[id] || len != NF_REC)
+                bad++;
+            else
+                seen[id]++, got[id]++;
+            total++, k++;
+            ring_consume(s.r);
+        }
+        ring_release(s.r);
+        for (int i = 0; i < NF_PRODUCERS; i++)
+            if (got[i])
+                atomic_fetch_add_explicit(&s.released[i], got[i], memory_order_release);
+        if (k == 0)
+            sched_yield();
+    }
+    for (int i = 0; i < NF_PRODUCERS; i++)
+        pthread_join(t[i], NULL);
+    CHECK_INT(bad, 0);
+    CHECK_INT(atomic_load(&s.spurious_full), 0);
+    ring_free(s.r);
+}
+
 int main(void)
 {
     const char *n = getenv("RING_STRESS_RECORDS");
@@ -273,5 +359,6 @@ int main(void)
     test_abort();
     test_stress_mpsc(n ? (uint32_t)atoi(n) : 200000, 0);
     test_stress_mpsc(n ? (uint32_t)atoi(n) / 2 : 100000, 1);
+    test_never_full(n ? (uint32_t)atoi(n) : 200000);
     return check_done("test_ring");
 }
