@@ -462,8 +462,32 @@ static int load_file(config *cfg, int required)
     return fc.errors ? -EINVAL : 0;
 }
 
+/* A LOGAGENT_* variable that names no setting but is a likely typo of one (LOGAGENT_BUFER_BYTES) is said so: it
+ * would otherwise be ignored in silence. Others (the client library's LOGAGENT_CLIENT_*, a test's) are not. */
+static void warn_env_typos(void)
+{
+    extern char **environ;
+    for (char **e = environ; e && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        char key[64], near[64];
+        size_t n = eq ? (size_t)(eq - *e) : 0;
+        if (n <= 9 || n - 9 >= sizeof key || strncmp(*e, "LOGAGENT_", 9))
+            continue;
+        for (size_t i = 0; i < n - 9; i++)
+            key[i] = (*e)[9 + i] == '_' ? '-' : (char)tolower((unsigned char)(*e)[9 + i]);
+        key[n - 9] = 0;
+        if (find_opt(key) >= 0 || !strcmp(key, "config") || !nearest_opt(key, near, sizeof near)[0])
+            continue;
+        for (char *p = near; *p; p++)
+            *p = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+        fprintf(stderr, "logagentd: warning: %.*s is not a setting, ignored: did you mean LOGAGENT_%s?\n", (int)n, *e,
+                near);
+    }
+}
+
 static int load_env(config *cfg)
 {
+    warn_env_typos();
     for (size_t i = 0; i < N_OPTS; i++) {
         char env[80];
         env_name(&OPTS[i], env, sizeof env);

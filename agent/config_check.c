@@ -251,6 +251,37 @@ static int check_forward_max(config *cfg)
     return 0;
 }
 
+/* --upstream: a gRPC target gRPC can use. HOST:PORT (or [V6]:PORT) with a port 1-65535, or a target URI of a
+ * resolver gRPC has (dns:, ipv4:, ipv6:, unix:, unix-abstract:, vsock:) with something after it. Refused here
+ * rather than by gRPC at the first call ("no server name supplied in dns URI", every reconnect). */
+static int check_upstream(const config *cfg)
+{
+    static const char *const SCHEMES[] = {"dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:", NULL};
+    const char *u = cfg->upstream;
+    const char *hint = "write HOST:PORT (e.g. collector.example:4317), or a gRPC target such as "
+                       "dns:///host:port, ipv4:10.0.0.1:4317,10.0.0.2:4317 or unix:/run/logservice.sock";
+    if (!u[0])
+        return check_fail("upstream (from %s) is empty: %s", FROM(cfg, upstream), hint);
+    for (int i = 0; SCHEMES[i]; i++) {
+        size_t n = strlen(SCHEMES[i]);
+        if (!strncmp(u, SCHEMES[i], n)) {
+            const char *rest = u + n;
+            rest += strspn(rest, "/");
+            if (!rest[0] || rest[0] == ':')
+                return check_fail("upstream '%s' (from %s) names no address after %s: %s", u, FROM(cfg, upstream),
+                                  SCHEMES[i], hint);
+            return 0;
+        }
+    }
+    const char *colon = strrchr(u, ':'), *close = strrchr(u, ']');
+    char *end;
+    unsigned long port = colon ? strtoul(colon + 1, &end, 10) : 0;
+    if (!colon || (close && close > colon) || colon == u || !colon[1] || *end || port < 1 || port > 65535)
+        return check_fail("upstream '%s' (from %s) is not HOST:PORT with a port 1-65535: %s", u, FROM(cfg, upstream),
+                          hint);
+    return 0;
+}
+
 /* Settings that are each valid but impossible together. A default max-record-bytes follows a small buffer. */
 int config_check(config *cfg)
 {
@@ -278,7 +309,7 @@ int config_check(config *cfg)
         return check_fail("forward-listen %s (from %s) is TCP, where allow-uids/allow-gids cannot be checked (no peer "
                           "credentials): send Forward on the ingest socket instead", cfg->forward_listen,
                           FROM(cfg, forward_listen));
-    if (check_tls(cfg) < 0)
+    if (check_tls(cfg) < 0 || check_upstream(cfg) < 0)
         return -EINVAL;
     char why[160];
     if (resattr_check(cfg->resource_attr, why, sizeof why) < 0)

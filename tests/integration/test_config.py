@@ -99,6 +99,11 @@ ERROR_ROWS = [
     ("spool-dir = " + "x" * 300 + "\n", 1, ["longer than"]),
     ("buffer = disk\n", 1, ["needs spool-dir"]),
     ("buffer-bytes = 1MiB\nmax-record-bytes = 1MiB\n", 2, ["max-record-bytes", "1/16 of buffer-bytes"]),
+    ("on-full = sometimes\n", 1, ["'on-full'", "expected one of: block, drop-newest, drop-oldest"]),
+    ("health-spool-pct = 200\n", 1, ["out of range: 1..100"]),
+    ("upstream =\n", 1, ["upstream", "is empty: write HOST:PORT"]),
+    ("upstream = localhost\n", 1, ["upstream 'localhost'", "not HOST:PORT with a port 1-65535"]),
+    ("upstream = dns:///\n", 1, ["upstream 'dns:///'", "names no address after dns:"]),
 ]
 
 
@@ -121,6 +126,12 @@ def test_config_errors_exit_2_naming_file_line_and_key():
     # an environment value still names its variable
     rc, _, err = agentd("--check-config", "--config", "", env_extra={"LOGAGENT_BUFFER_BYTES": "huge"})
     assert rc == 2 and "LOGAGENT_BUFFER_BYTES" in err, err
+    # a LOGAGENT_* variable that is a typo of a setting is said so (and ignored); the client library's are not
+    rc, out, err = agentd("--check-config", "--config", "", env_extra={"LOGAGENT_BUFER_BYTES": "8MiB",
+                                                                     "LOGAGENT_CLIENT_BUFFER_BYTES": "1MiB"})
+    assert rc == 0 and "buffer-bytes = 64MiB" in out, (rc, out, err)
+    assert err == "logagentd: warning: LOGAGENT_BUFER_BYTES is not a setting, ignored: did you mean " \
+                  "LOGAGENT_BUFFER_BYTES?\n", err
 
 
 
