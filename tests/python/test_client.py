@@ -571,8 +571,19 @@ def test_bad_environment_values_are_reported_in_every_result():
     logagent.close(timeout=0)
 
 
+def test_import_without_msgpack_names_the_package():
+    """A first contact: an interpreter without msgpack (here: Debian's python3 with -S, so no dist-packages) gets
+    an error that names the package to install, not a bare "No module named 'msgpack'"."""
+    r = subprocess.run([PY, "-S", "-c", "import sys; sys.path.insert(0, %r); import logagent" % PYPATH],
+                       capture_output=True, text=True, timeout=scaled(30))
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError: logagent needs the msgpack module") and \
+        "apt install python3-msgpack" in last and "pip install msgpack" in last, r.stderr
+
+
 if __name__ == "__main__":
-    run([test_write_log_fields_arrive_exactly, test_error_rows, test_8_threads_1000_records_exactly_once,
+    run([test_import_without_msgpack_names_the_package, test_write_log_fields_arrive_exactly, test_error_rows, test_8_threads_1000_records_exactly_once,
          test_fork_child_writes_through_its_own_connection,
          test_record_cut_by_a_disconnect_is_resent_whole_written_ones_never,
          test_agent_killed_and_restarted_under_a_running_writer, test_exit_without_flush_still_delivers,

@@ -17,7 +17,13 @@ Metadata rules (the same as pack.c's):
 """
 import datetime
 
-import msgpack
+try:
+    import msgpack
+except ModuleNotFoundError as e:  # the one dependency: say which package gives it, not only its module name
+    raise ModuleNotFoundError(
+        "logagent needs the msgpack module, which this interpreter (%s) does not have: on Debian or Ubuntu "
+        "`apt install python3-msgpack` (for /usr/bin/python3), elsewhere `pip install msgpack`" % __import__("sys").executable,
+        name="msgpack") from e
 
 MAX_DEPTH = 32  # non-empty containers open at once, the record map included (agent/ingest/mpscan.h)
 
