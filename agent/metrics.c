@@ -6,10 +6,14 @@
 
 #include "acceptguard.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 typedef struct writer {
     struct evbuffer *out;
@@ -38,9 +42,21 @@ static void sample(writer *w, const char *name, const char *labels, uint64_t v)
     put(w, "%s%s%s%s %llu\n", name, labels ? "{" : "", labels ? labels : "", labels ? "}" : "", (unsigned long long)v);
 }
 
+/* v as the shortest text that reads back (strtod) as v itself: 15, 16 or 17 significant digits. */
+static const char *exact(char *buf, size_t cap, double v)
+{
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, cap, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    return buf;
+}
+
 static void sample_f(writer *w, const char *name, const char *labels, double v)
 {
-    put(w, "%s%s%s%s %.9g\n", name, labels ? "{" : "", labels ? labels : "", labels ? "}" : "", v);
+    char num[32];
+    put(w, "%s%s%s%s %s\n", name, labels ? "{" : "", labels ? labels : "", labels ? "}" : "", exact(num, sizeof num, v));
 }
 
 /* A family with one unlabelled sample. */
@@ -97,7 +113,8 @@ static void histogram(writer *w, const char *name, const char *help, const doubl
         sample(w, bucket, labels, cum);
     }
     sample(w, bucket, "le=\"+Inf\"", cum + counts[n]);
-    put(w, "%s_sum %.9g\n%s_count %llu\n", name, sum, name, (unsigned long long)count);
+    char num[32];
+    put(w, "%s_sum %s\n%s_count %llu\n", name, exact(num, sizeof num, sum), name, (unsigned long long)count);
 }
 
 static void records(writer *w, const stats_view *v)
@@ -107,9 +124,11 @@ static void records(writer *w, const stats_view *v)
         "Records accepted from clients: queued in the ring, or dropped at ingest (drop-newest, shutdown).",
         v->received);
     one(w, "logagent_records_flushed_total", "counter", "Records acknowledged by the log service.", f->flushed);
-    by_reason(w, "logagent_records_rejected_total", "counter",
-              "Bad client input refused at ingest, by reason (reserved_key counts keys removed from kept records).",
-              stats_reject_names, v->rejected, STATS_REJECT_N);
+    by_reason(w, "logagent_records_rejected_total", "counter", "Records refused at ingest as bad client input, by reason.",
+              stats_reject_names, v->rejected, STATS_REJECT_N - 1); /* the last, reserved_key, counts keys: below */
+    one(w, "logagent_reserved_keys_removed_total", "counter",
+        "Keys starting with _ removed from records the agent took (a key, not a record, each).",
+        v->rejected[STATS_REJECT_N - 1]);
     by_reason(w, "logagent_records_dropped_total", "counter", "Records lost, by reason.", stats_drop_names,
               v->dropped, STATS_DROP_N);
     one(w, "logagent_records_dead_letter_total", "counter",
@@ -297,6 +316,43 @@ static void agent_side(writer *w, const stats_view *v, const health_report *h)
     sample(w, "logagent_build_info", "version=\"" LOGAGENT_VERSION_STRING "\"", 1);
 }
 
+/* The standard process_* families (Prometheus client libraries' names), from /proc/self: a scraper's usual
+ * CPU, memory and fd panels work on the agent as on any process. */
+static void process_side(writer *w, const stats_view *v)
+{
+    unsigned long utime = 0, stime = 0, vsize = 0;
+    long rss = 0;
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (f) {
+        char buf[1024];
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        buf[n] = 0;
+        const char *p = strrchr(buf, ')'); /* comm may hold spaces: fields after it, from the 3rd (state) */
+        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d %*u %lu %ld",
+                         &utime, &stime, &vsize, &rss) != 4)
+            utime = stime = vsize = 0, rss = 0;
+        fclose(f);
+    }
+    double tick = (double)sysconf(_SC_CLK_TCK);
+    long page = sysconf(_SC_PAGESIZE);
+    one_f(w, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+          tick > 0 ? (double)(utime + stime) / tick : 0);
+    one(w, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", (uint64_t)rss * (uint64_t)page);
+    one(w, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", vsize);
+    uint64_t fds = 0;
+    DIR *d = opendir("/proc/self/fd");
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+        fds += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    one(w, "process_open_fds", "gauge", "Number of open file descriptors.", fds ? fds - 1 : 0); /* not opendir's */
+    struct rlimit rl;
+    one(w, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+        getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (uint64_t)rl.rlim_cur : 0);
+    one_f(w, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
+          v->start_unix_s);
+}
+
 int metrics_render(const stats_view *v, const config *cfg, const health_report *h, struct evbuffer *out)
 {
     writer w = {out, 0};
@@ -307,5 +363,6 @@ int metrics_render(const stats_view *v, const config *cfg, const health_report *
     upstream_side(&w, v, cfg);
     spool_side(&w, v, cfg);
     agent_side(&w, v, h);
+    process_side(&w, v);
     return w.err;
 }

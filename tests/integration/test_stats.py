@@ -16,6 +16,7 @@ import socket
 import stat
 import subprocess
 import threading
+import time
 
 import msgpack
 from prometheus_client.parser import text_string_to_metric_families
@@ -48,7 +49,7 @@ def check_exposition(text):
         if line.startswith("#") or not line:
             continue
         name = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0)
-        assert name.startswith("logagent_"), line
+        assert name.startswith("logagent_") or name.startswith("process_"), line
         fam = name
         for suffix in ("_bucket", "_sum", "_count"):
             if name.endswith(suffix) and types.get(name[:-len(suffix)]) == "histogram":
@@ -78,6 +79,41 @@ def metric(values, name, **labels):
     return values[(name, tuple(sorted(labels.items())))]
 
 
+DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "metrics.md")
+
+
+def documented_metrics():
+    """docs/metrics.md's tables: {family name: (type, the row's text)}."""
+    rows = {}
+    with open(DOCS, encoding="utf-8") as f:
+        for line in f:
+            m = re.match(r"^\| `((?:logagent|process)_[a-z0-9_]+)`(?:\{[^}]*\})? \| (counter|gauge|histogram) \|", line)
+            if m:
+                rows[m.group(1)] = (m.group(2), line)
+    return rows
+
+
+def check_against_docs(text):
+    """Every family served is documented with its type, every documented family is served, and every label value
+    served (but the free-form target/version/le) is named in its family's row."""
+    docs = documented_metrics()
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    assert set(types) == set(docs), ("served, not documented", sorted(set(types) - set(docs)),
+                                     "documented, not served", sorted(set(docs) - set(types)))
+    wrong = {n: (t, docs[n][0]) for n, t in types.items() if docs[n][0] != t}
+    assert not wrong, wrong
+    missing = set()
+    for line in text.splitlines():
+        m = re.match(r"^([a-z0-9_]+)\{(.*)\} ", line)
+        if not m:
+            continue
+        fam = re.sub(r"_(bucket|sum|count)$", "", m.group(1)) if m.group(1) not in types else m.group(1)
+        for k, v in re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2)):
+            if k not in ("target", "version", "le") and "`%s`" % v not in docs[fam][1]:
+                missing.add((fam, k, v))
+    assert not missing, sorted(missing)
+
+
 def metrics_agree(st, m):
     """Every /stats number that /metrics exposes is the same."""
     r = st["records"]
@@ -96,7 +132,9 @@ def metrics_agree(st, m):
              ("logagent_ring_capacity_bytes", {}, st["ring"]["capacity_bytes"]),
              ("logagent_spool_bytes", {}, st["spool"]["bytes"]),
              ("logagent_clients_tracked", {}, st["clients"]["tracked"])]
-    pairs += [("logagent_records_rejected_total", {"reason": k}, v) for k, v in r["rejected"].items()]
+    pairs += [("logagent_records_rejected_total", {"reason": k}, v) for k, v in r["rejected"].items()
+              if k != "reserved_key"]
+    pairs += [("logagent_reserved_keys_removed_total", {}, r["rejected"]["reserved_key"])]
     pairs += [("logagent_records_dropped_total", {"reason": k}, v) for k, v in r["dropped"].items()]
     pairs += [("logagent_records_held", {"stage": k}, r[k if k != "ring" else "in_ring"])
               for k in ("ring", "batching", "in_flight", "retry_wait", "spooled")]
@@ -134,7 +172,14 @@ def test_known_traffic_stats_and_metrics_say_exactly_that():
     status, headers, text = get(a.stats_socket, "/metrics")
     assert status == 200 and headers["content-type"] == METRICS_TYPE, (status, headers)
     m = check_exposition(text)
+    check_against_docs(text)
     metrics_agree(a.stats(), m)
+    assert metric(m, "logagent_reserved_keys_removed_total") == 2  # keys, not records: one record, two _-keys
+    assert metric(m, "process_start_time_seconds") == metric(m, "logagent_start_time_seconds")
+    assert 0 < metric(m, "process_cpu_seconds_total") < 60 and metric(m, "process_open_fds") > 3
+    assert metric(m, "process_resident_memory_bytes") > 1 << 20 and metric(m, "process_max_fds") >= 1024
+    start = float(re.search(r"^logagent_start_time_seconds (\S+)$", text, re.M).group(1))
+    assert abs(start - (time.time() - metric(m, "logagent_uptime_seconds"))) < 5 and start % 10 != 0, start
     assert metric(m, "logagent_records_rejected_total", reason="invalid_record") == 3
     calls = metric(m, "logagent_flush_duration_seconds_count")  # one observation per completed call
     assert calls == st["batches"]["sent"] + st["batches"]["failed"] and calls >= 1, (calls, st["batches"])
