@@ -100,7 +100,8 @@ def expected_files():
     v = project_version()
     files = {"/usr/sbin/logagentd", "/usr/bin/logagent-send", "/usr/include/logagent.h",
              lib + "liblogagent.so.%s" % v, lib + "liblogagent.so.1", lib + "liblogagent.so", lib + "liblogagent.a",
-             lib + "pkgconfig/logagent.pc", CONF, "/usr/share/doc/logagent/deployment.md"}
+             lib + "pkgconfig/logagent.pc", CONF, "/usr/share/doc/logagent/deployment.md",
+             "/usr/share/doc/logagent/copyright"}
     files |= {"/lib/systemd/system/" + u for u in UNITS}
     for page in [p for p in os.listdir(MAN) if re.search(r"\.[1-8]$", p)]:  # logagentctl.8 too, once written
         files.add("/usr/share/man/man%s/%s.gz" % (page.rsplit(".", 1)[1], page))
