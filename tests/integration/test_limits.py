@@ -154,12 +154,14 @@ def push(conns, goal, seconds, pid, peak):
 
 
 def warm_up(a, sink):
-    """48 MB of records through the ring and the batches: RSS then includes what --buffer-bytes holds. Returns how
-    many records it sent (none under sanitizers, where RSS is not checked)."""
+    """48 MB of records through the ring and the batches, on 8 connections so that every ingest loop (they take
+    connections in turn) has read 1 MB records: RSS then includes what --buffer-bytes holds and each loop's own
+    buffers and heap. Returns how many records it sent (none under sanitizers, where RSS is not checked)."""
     if SAN:
         return 0
     big = "w" * 1000000
-    send_records(a.socket, [{"message": "warm-up %d " % i + big} for i in range(48)])
+    for c in range(8):
+        send_records(a.socket, [{"message": "warm-up %d " % (6 * c + i) + big} for i in range(6)])
     sink.wait_count(48, 60)
     return 48
 
