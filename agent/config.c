@@ -118,7 +118,8 @@ _Static_assert(N_OPTS <= CONFIG_MAX_OPTS, "raise CONFIG_MAX_OPTS");
 
 /* What SIGHUP applies while running (config_apply_live); everything else needs a restart. */
 static const char *const LIVE_OPTS[] = {"log_level", "batch_max_records", "batch_max_bytes", "flush_interval_ms",
-                                        "on_full", "health_failing_ms", "health_spool_pct", NULL};
+                                        "on_full", "health_failing_ms", "health_spool_pct", "upstream", "ca_file",
+                                        "cert_file", "key_file", "tls_server_name", NULL};
 
 /* --socket_path is spelled --socket on the command line, as docs/operations.md documents it. */
 static void flag_name(const opt *o, char *buf, size_t n)

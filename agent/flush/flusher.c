@@ -678,9 +678,30 @@ static void set_live(flusher *f, const config *cfg)
 
 int64_t flusher_heartbeat_ms(flusher *f) { return atomic_load_explicit(&f->heartbeat_ms, memory_order_relaxed); }
 
+/* SIGHUP: a new channel when the upstream moved, or with TLS on (cert-manager rotates the files in place: they are
+ * read again). Calls in flight finish on the old channel; batches held are sent on the new one. */
+static void reload_channel(flusher *f, const config *cfg)
+{
+    int moved = strcmp(cfg->upstream, f->target) != 0;
+    if (!f->up || (!moved && !cfg->upstream_tls))
+        return;
+    upstream_tls tls = {.ca_file = cfg->ca_file, .cert_file = cfg->cert_file, .key_file = cfg->key_file,
+                        .server_name = cfg->tls_server_name};
+    char err[256];
+    if (upstream_reload(f->up, cfg->upstream, cfg->upstream_tls ? &tls : NULL, err, sizeof err) < 0) {
+        log_write(LOG_ERROR, "\"reload: the new upstream settings cannot be used, the running channel is kept\" "
+                             "upstream=%s error=\"%s\"", cfg->upstream, err);
+        return;
+    }
+    log_write(LOG_INFO, "\"upstream channel rebuilt\" upstream=%s previous=%s tls=%s", cfg->upstream, f->target,
+              cfg->upstream_tls ? "files-read-again" : "off");
+    snprintf(f->target, sizeof f->target, "%s", cfg->upstream);
+}
+
 void flusher_reload(flusher *f, const config *cfg)
 {
     set_live(f, cfg);
+    reload_channel(f, cfg);
     doorbell_ring(&f->bell); /* a shorter interval may make the building batch due now */
 }
 
@@ -733,6 +754,7 @@ flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void
     }
     upstream_tls tls = {.ca_file = cfg->ca_file, .cert_file = cfg->cert_file, .key_file = cfg->key_file,
                         .server_name = cfg->tls_server_name};
+    snprintf(f->target, sizeof f->target, "%s", cfg->upstream);
     upstream_config uc = {.target = cfg->upstream,
                           .tls = cfg->upstream_tls ? &tls : NULL,
                           .token_file = cfg->token_file[0] ? cfg->token_file : NULL,

@@ -42,6 +42,7 @@ struct flusher {
     _Atomic int64_t heartbeat_ms, stall_since_ms;
     size_t low_water;
     char agent_id[160];
+    char target[sizeof ((config *)0)->upstream]; /* the channel's target now (flusher_reload: main thread only) */
 
     /* flusher thread only */
     batch *cur;

@@ -64,9 +64,12 @@ typedef struct ucall {
 } ucall;
 
 struct upstream {
+    pthread_mutex_t ch_mu; /* guards channel and method_handle: a reload (upstream_reload) swaps them */
     grpc_channel *channel;
     grpc_completion_queue *cq;
     void *method_handle[2];
+    const char *methods[2];   /* the method paths (the flusher's config: they outlive us) */
+    int64_t reconnect_max_ms; /* channel settings kept for a reload */
     upstream_done_fn done;
     void *ctx;
     pthread_t thread;
@@ -203,6 +206,7 @@ static void upstream_free_early(upstream *u)
     token_file_free(u->tok);
     pthread_mutex_destroy(&u->mu);
     pthread_mutex_destroy(&u->tok_mu);
+    pthread_mutex_destroy(&u->ch_mu);
     pthread_cond_destroy(&u->idle);
     grpc_shutdown();
     free(u);
@@ -272,9 +276,15 @@ static grpc_channel_credentials *channel_creds(const upstream_tls *tls, char *er
     const char *path[3] = {tls->ca_file, tls->cert_file, tls->key_file};
     char *pem[3] = {NULL, NULL, NULL};
     grpc_channel_credentials *creds = NULL;
-    for (int i = 0; i < 3; i++)
+    static const char *const marker[3] = {"-----BEGIN CERTIFICATE-----", "-----BEGIN CERTIFICATE-----", "PRIVATE KEY-----"};
+    for (int i = 0; i < 3; i++) {
         if (path[i] && path[i][0] && !(pem[i] = read_pem(what[i], path[i], err, errlen)))
             goto out;
+        if (pem[i] && !strstr(pem[i], marker[i])) { /* gRPC would take it and fail every handshake later */
+            snprintf(err, errlen, "%s %s holds no PEM %s", what[i], path[i], i == 2 ? "private key" : "certificate");
+            goto out;
+        }
+    }
     grpc_ssl_pem_key_cert_pair pair = {pem[2], pem[1]};
     creds = grpc_ssl_credentials_create_ex(pem[0], pem[1] ? &pair : NULL, NULL, NULL);
     if (!creds)
@@ -286,6 +296,44 @@ out:
         free(pem[i]);
     }
     return creds;
+}
+
+/* A channel to target with the TLS files read now (and every other setting as at start), its two methods
+ * registered. Returns 0, or -1 with the reason in err (nothing made). */
+static int make_channel(upstream *u, const char *target, const upstream_tls *tls, grpc_channel **out, void *handles[2],
+                        char *err, size_t errlen)
+{
+    grpc_arg args[] = {
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = -1}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = 64 << 20}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, {.integer = 100}},
+        /* despite its name, gRPC's least time for one connection attempt (TCP connect + TLS handshake), whatever the
+         * backoff: 20 s, gRPC's default (at 100 ms a handshake on a busy machine or with a distant service was cut
+         * short, failing as "Handshake read/write failed") */
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, {.integer = 20000}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, {.integer = (int)u->reconnect_max_ms}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = 30000}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_ENABLE_RETRIES, {.integer = 0}}, /* retries are ours */
+        /* --upstream-compression: gRPC compresses each message and says so in grpc-encoding (see gzip_refused) */
+        {GRPC_ARG_INTEGER, (char *)GRPC_COMPRESSION_CHANNEL_DEFAULT_ALGORITHM,
+         {.integer = u->gzip ? GRPC_COMPRESS_GZIP : GRPC_COMPRESS_NONE}},
+        {GRPC_ARG_STRING, (char *)GRPC_ARG_PRIMARY_USER_AGENT_STRING, {.string = (char *)"logagent/" LOGAGENT_VERSION_STRING}},
+        {GRPC_ARG_STRING, (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, {.string = NULL}}, /* last: optional */
+    };
+    size_t nargs = sizeof args / sizeof args[0];
+    if (tls && tls->server_name && tls->server_name[0])
+        args[nargs - 1].value.string = (char *)tls->server_name;
+    else
+        nargs--;
+    grpc_channel_args ca = {nargs, args};
+    grpc_channel_credentials *creds = channel_creds(tls, err, errlen);
+    if (!creds)
+        return -1;
+    *out = grpc_channel_create(target, creds, &ca);
+    grpc_channel_credentials_release(creds);
+    for (int i = 0; i < 2; i++)
+        handles[i] = grpc_channel_register_call(*out, u->methods[i], NULL, NULL);
+    return 0;
 }
 
 upstream *upstream_new(const upstream_config *cfg, char *err, size_t errlen)
@@ -304,43 +352,19 @@ upstream *upstream_new(const upstream_config *cfg, char *err, size_t errlen)
     u->done = cfg->done;
     u->ctx = cfg->ctx;
     u->gzip = cfg->gzip;
+    u->methods[0] = cfg->methods[0];
+    u->methods[1] = cfg->methods[1];
+    u->reconnect_max_ms = cfg->reconnect_max_ms;
+    pthread_mutex_init(&u->ch_mu, NULL);
     pthread_mutex_init(&u->mu, NULL);
     pthread_mutex_init(&u->tok_mu, NULL);
     pthread_cond_init(&u->idle, NULL);
     u->auth = u->tok ? bearer_slice(token_file_value(u->tok)) : grpc_empty_slice();
-    grpc_arg args[] = {
-        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = -1}},
-        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = 64 << 20}},
-        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, {.integer = 100}},
-        /* despite its name, gRPC's least time for one connection attempt (TCP connect + TLS handshake), whatever the
-         * backoff: 20 s, gRPC's default (at 100 ms a handshake on a busy machine or with a distant service was cut
-         * short, failing as "Handshake read/write failed") */
-        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, {.integer = 20000}},
-        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, {.integer = (int)cfg->reconnect_max_ms}},
-        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = 30000}},
-        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_ENABLE_RETRIES, {.integer = 0}}, /* retries are ours */
-        /* --upstream-compression: gRPC compresses each message and says so in grpc-encoding (see gzip_refused) */
-        {GRPC_ARG_INTEGER, (char *)GRPC_COMPRESSION_CHANNEL_DEFAULT_ALGORITHM,
-         {.integer = cfg->gzip ? GRPC_COMPRESS_GZIP : GRPC_COMPRESS_NONE}},
-        {GRPC_ARG_STRING, (char *)GRPC_ARG_PRIMARY_USER_AGENT_STRING, {.string = (char *)"logagent/" LOGAGENT_VERSION_STRING}},
-        {GRPC_ARG_STRING, (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, {.string = NULL}}, /* last: optional */
-    };
-    size_t nargs = sizeof args / sizeof args[0];
-    if (cfg->tls && cfg->tls->server_name && cfg->tls->server_name[0])
-        args[nargs - 1].value.string = (char *)cfg->tls->server_name;
-    else
-        nargs--;
-    grpc_channel_args ca = {nargs, args};
-    grpc_channel_credentials *creds = channel_creds(cfg->tls, err, errlen);
-    if (!creds) {
+    if (make_channel(u, cfg->target, cfg->tls, &u->channel, u->method_handle, err, errlen) < 0) {
         upstream_free_early(u);
         return NULL;
     }
-    u->channel = grpc_channel_create(cfg->target, creds, &ca);
-    grpc_channel_credentials_release(creds);
     u->cq = grpc_completion_queue_create_for_next(NULL);
-    for (int i = 0; i < 2; i++)
-        u->method_handle[i] = grpc_channel_register_call(u->channel, cfg->methods[i], NULL, NULL);
     if (pthread_create(&u->thread, NULL, reaper_main, u) != 0) {
         snprintf(err, errlen, "cannot start the gRPC completion thread");
         grpc_completion_queue_shutdown(u->cq);
@@ -372,8 +396,10 @@ int upstream_call(upstream *u, int m, const uint8_t *req, size_t len, upstream_r
         return -ENOMEM;
     }
     gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+    pthread_mutex_lock(&u->ch_mu);
     c->call = grpc_channel_create_registered_call(u->channel, NULL, GRPC_PROPAGATE_DEFAULTS, u->cq,
                                                   u->method_handle[m], deadline, NULL);
+    pthread_mutex_unlock(&u->ch_mu);
     c->arg = call_arg;
     c->details = grpc_empty_slice();
     grpc_metadata_array_init(&c->initial_md);
@@ -455,6 +481,23 @@ void upstream_free(upstream *u)
     grpc_shutdown();
     pthread_mutex_destroy(&u->mu);
     pthread_mutex_destroy(&u->tok_mu);
+    pthread_mutex_destroy(&u->ch_mu);
     pthread_cond_destroy(&u->idle);
     free(u);
+}
+
+int upstream_reload(upstream *u, const char *target, const upstream_tls *tls, char *err, size_t errlen)
+{
+    grpc_channel *fresh, *old;
+    void *handles[2];
+    if (make_channel(u, target, tls, &fresh, handles, err, errlen) < 0)
+        return -1;
+    pthread_mutex_lock(&u->ch_mu);
+    old = u->channel;
+    u->channel = fresh;
+    u->method_handle[0] = handles[0];
+    u->method_handle[1] = handles[1];
+    pthread_mutex_unlock(&u->ch_mu);
+    grpc_channel_destroy(old); /* the application's reference: calls still on it hold their own and finish */
+    return 0;
 }

@@ -68,6 +68,11 @@ void upstream_free(upstream *u);
 /* Short readable name of a status code ("UNAVAILABLE"). */
 const char *upstream_status_name(int status);
 
+/* A new channel to target (TLS: the certificate, key and CA files read again now) for every later call; calls in
+ * flight finish on the old one. Returns 0, or -1 with the reason in err and the running channel kept (a file that
+ * cannot be read or that gRPC refuses). Any thread (SIGHUP's: the main thread). */
+int upstream_reload(upstream *u, const char *target, const upstream_tls *tls, char *err, size_t errlen);
+
 /* 1 once the service refused a gzip-compressed call (see upstream.c's gzip_refused): calls go uncompressed. */
 int upstream_gzip_refused(upstream *u);
 

@@ -10,12 +10,14 @@ the running agent (UNAUTHENTICATED is retried, nothing lost); the token never ap
 --check-config; every bad setting exits 2 naming it."""
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import threading
 import time
 
-from harness import BIN, Agent, Sink, TempDir, accounting_holds, run, scaled, send_records, wait_for
+from harness import BIN, Agent, Sink, TempDir, accounting_holds, dead_target, run, scaled, send_records, wait_for
 
 D = os.path.join(BIN, "logagentd")
 TOKEN1 = "tok-Zq81-first-secret"
@@ -153,6 +155,63 @@ def test_trust_failures_hold_records():
     check_exactly(sink, 50, "good")
     assert agent.stop() == 0
     sink.stop()
+
+
+def test_sighup_rereads_certificates_and_moves_the_upstream():
+    """What operators rotate, without a restart and without losing what is held: (1) the CA file replaced in place
+    (cert-manager's rotation) while the agent cannot verify the service — records wait, SIGHUP, they arrive once;
+    (2) the upstream moved in the config file from a dead address to the service — SIGHUP, they arrive once, and
+    /stats names the new target; (3) a CA file that is not PEM at reload: the running channel is kept, said so."""
+    tmp = TempDir("tls-reload")
+    pki = make_pki(tmp)
+    sink = tls_sink(tmp, pki)
+    ca = tmp.file("rotating-ca.pem")
+    shutil.copy(pki["other-ca.pem"], ca)  # the agent starts with a CA that does not sign the service's certificate
+    args = agent_tls_args(pki)
+    args[args.index("--ca-file") + 1] = ca
+    a = Agent(tmp, sink.target, "--retry-max-ms", "300", *args, name="rot").start()
+    send_records(a.socket, records(100, "rot"))
+    wait_for(lambda: a.stats()["batches"]["failed"] >= 2, 30, "calls failing with the old CA")
+    assert sink.count() == 0
+    shutil.copy(pki["ca.pem"], ca + ".new")
+    os.rename(ca + ".new", ca)  # replaced in place, as a Secret volume does
+    a.proc.send_signal(signal.SIGHUP)
+    sink.wait_count(100, timeout=scaled(60))
+    a.wait_flushed(100)
+    check_exactly(sink, 100, "rot")
+    assert "upstream channel rebuilt" in a.logtext() and "tls=files-read-again" in a.logtext(), a.logtext()[-2000:]
+    # (3) a broken CA file at reload: kept running on the channel it has, delivering
+    with open(ca, "w") as f:
+        f.write("not a certificate\n")
+    a.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "the running channel is kept" in a.logtext() or "reload failed" in a.logtext(), 20,
+             "the bad CA refused at reload")
+    send_records(a.socket, records(10, "after"))
+    wait_for(lambda: sum(1 for e in sink.entries() if e["message"].startswith("after ")) == 10, 30,
+             "records still delivered on the running channel")
+    assert a.stop() == 0
+    sink.stop()
+    # (2) the upstream moved: the agent reads it from its config file (a flag would win over the file)
+    target, port = dead_target(tmp)
+    plain = Sink(tmp, port=None, name="plain").start()
+    conf = tmp.file("agent.conf")
+    with open(conf, "w") as f:
+        f.write("upstream = %s\nretry-max-ms = 300\n" % target)
+    b = Agent(tmp, target, name="moved", env={"LOGAGENT_CONFIG": conf})
+    b.cmd = lambda: [os.path.join(BIN, "logagentd"), "--socket", b.socket, "--stats-socket", b.stats_socket]
+    b.start()
+    send_records(b.socket, records(100, "moved"))
+    wait_for(lambda: b.stats()["batches"]["failed"] >= 1, 30, "calls failing on the dead address")
+    with open(conf, "w") as f:
+        f.write("upstream = %s\nretry-max-ms = 300\n" % plain.target)
+    b.proc.send_signal(signal.SIGHUP)
+    plain.wait_count(100, timeout=scaled(60))
+    st = b.wait_flushed(100)
+    assert st["upstream"]["target"] == plain.target, st["upstream"]
+    assert re.search(r'"configuration reloaded" .*applied=\S*upstream', b.logtext()), b.logtext()[-2000:]
+    check_exactly(plain, 100, "moved")
+    assert b.stop() == 0
+    plain.stop()
 
 
 class SlowLink(threading.Thread):
@@ -317,4 +376,4 @@ def test_bad_tls_settings_exit_2_naming_them():
 if __name__ == "__main__":
     run([test_mtls_with_token_delivers_exactly_once, test_trust_failures_hold_records,
          test_slow_handshake_is_not_cut_short, test_rotated_token_is_picked_up_without_loss, test_token_without_tls_warns,
-         test_bad_tls_settings_exit_2_naming_them])
+         test_bad_tls_settings_exit_2_naming_them, test_sighup_rereads_certificates_and_moves_the_upstream])
