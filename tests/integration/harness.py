@@ -97,9 +97,13 @@ def http_get(path, url, method="GET"):
         c.close()
 
 
+_tempdirs = []  # the current test's TempDirs: removed when it passes, kept (and named) when it fails
+
+
 class TempDir:
     def __init__(self, name):
         self.path = tempfile.mkdtemp(prefix="la-%s-" % name)
+        _tempdirs.append(self.path)
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -508,7 +512,7 @@ def run(tests):
         except Exception:
             import traceback
             traceback.print_exc()
-            print("FAIL %s" % t.__name__)
+            print("FAIL %s (its files are kept: %s)" % (t.__name__, " ".join(_tempdirs)))
             sys.exit(1)
         finally:
             del _watched[:]
@@ -519,5 +523,8 @@ def run(tests):
                 if p.poll() is None:
                     p.kill()
                     p.wait()
+        import shutil
+        while _tempdirs:  # a passing test leaves nothing behind (sinks' outputs can be hundreds of MB)
+            shutil.rmtree(_tempdirs.pop(), ignore_errors=True)
         print("ok   %s (%.1fs)" % (t.__name__, time.monotonic() - start))
         sys.stdout.flush()
