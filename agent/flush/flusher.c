@@ -27,6 +27,7 @@
 #include "common/clock.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -71,8 +72,12 @@ void flusher_requeue_locked(flusher *f, batch *b, int64_t retry_at)
 
 void flusher_settle(flusher *f, batch *b)
 {
-    if (b && b->spooled)
+    if (!b)
+        return;
+    if (b->spooled)
         spool_release(f->sp, b->ref.seg);
+    atomic_fetch_add_explicit(&f->freed_bytes, b->cap, memory_order_relaxed);
+    atomic_store_explicit(&f->freed_at_ms, clock_mono_ms(), memory_order_relaxed);
     batch_free(b);
 }
 
@@ -594,6 +599,21 @@ static void publish_spooled(flusher *f)
         f->on_spooled(f->spooled_arg);
 }
 
+/* Once the flusher is idle (nothing in the ring, in `cur`, in flight or waiting to retry) and the batches settled
+ * since the last time held TRIM_AFTER_BYTES or more, the heap's free pages go back to the system: main.c keeps
+ * glibc from trimming by itself, so a burst of large records would otherwise stay resident. TRIM_QUIET_MS after
+ * the last settle, so that gRPC has dropped its references to the last call's bytes (batch.h). Never while
+ * records flow: malloc_trim walks every arena, and the next batches would fault their pages in again. */
+enum { TRIM_AFTER_BYTES = 4 << 20, TRIM_QUIET_MS = 250 };
+
+static void maybe_trim(flusher *f, int idle, int64_t now)
+{
+    if (!idle || LIVE(f, freed_bytes) < TRIM_AFTER_BYTES || now - LIVE(f, freed_at_ms) < TRIM_QUIET_MS)
+        return;
+    atomic_store_explicit(&f->freed_bytes, 0, memory_order_relaxed);
+    malloc_trim(0);
+}
+
 static void *flusher_main(void *arg)
 {
     flusher *f = arg;
@@ -610,7 +630,8 @@ static void *flusher_main(void *arg)
         pthread_mutex_lock(&f->mu);
         batch *b = next_to_send_locked(f, now);
         int unary = !f->otlp && (f->unary || f->cfg.upstream_rpc == RPC_UNARY);
-        int done = !b && f->stopping && f->inflight == 0 && !f->retry_head && (!f->cur || f->cur->n == 0);
+        int idle = !b && f->inflight == 0 && !f->retry_head && (!f->cur || f->cur->n == 0);
+        int done = idle && f->stopping;
         int expired = f->stopping && now >= f->deadline_ms;
         if (expired && !done)
             f->abandon = 1;
@@ -625,6 +646,7 @@ static void *flusher_main(void *arg)
             break;
         if (expired)
             break;
+        maybe_trim(f, idle && !ring_peek(f->ring, &len), now);
         if (!ring_peek(f->ring, &len) || f->cur_full)
             doorbell_wait(&f->bell, wait);
     }

@@ -40,6 +40,10 @@ struct flusher {
     /* for /healthz's "ring stuck" (flusher thread writes, relaxed; read by flusher_snapshot_get): when its loop
      * last turned, and since when it has found records in the ring but could take none (0: it is keeping up) */
     _Atomic int64_t heartbeat_ms, stall_since_ms;
+    /* batch memory settled since the flusher last trimmed the heap, and when the last was (any thread writes;
+     * the flusher thread trims once it is idle: maybe_trim) */
+    _Atomic uint64_t freed_bytes;
+    _Atomic int64_t freed_at_ms;
     size_t low_water;
     char agent_id[160];
     char target[sizeof ((config *)0)->upstream]; /* the channel's target now (flusher_reload: main thread only) */
