@@ -72,6 +72,9 @@ static const opt OPTS[] = {
     STR(metrics_listen, "", "also serve /stats, /metrics, /healthz over TCP on HOST:PORT (empty: off)"),
     STR(http_listen, "", "also take records as JSON over HTTP on unix:PATH or HOST:PORT (empty: off)"),
     NUM(http_max_body_bytes, T_SIZE, "1MiB", 1024, 64 << 20, "largest HTTP request body; larger ones get 413"),
+    STR(otlp_listen, "", "also take OTLP logs over gRPC (LogsService/Export) on unix:PATH and/or HOST:PORT, comma-separated (empty: off)"),
+    NUM(otlp_max_request_bytes, T_SIZE, "4MiB", 1024, 64 << 20,
+        "largest OTLP/gRPC request message; larger ones get RESOURCE_EXHAUSTED"),
     STR(forward_message_keys, "message,log,msg", "Fluent Forward: record keys tried in order as the message"),
     STR(forward_listen, "", "also take Fluent Forward over TCP on HOST:PORT, no authentication (empty: off)"),
     NUM(health_failing_ms, T_MS, "60s", 1000, 86400000, "/healthz says 503 once the upstream fails this long"),
@@ -229,6 +232,24 @@ static int opt_set(config *cfg, const opt *o, const char *val, const char **why,
         *(uint64_t *)field = v;
         return 0;
     }
+}
+
+int config_list_next(const char **cursor, char *item, size_t cap)
+{
+    const char *s = *cursor;
+    if (!*s)
+        return 0;
+    const char *comma = strchr(s, ','), *end = comma ? comma : s + strlen(s);
+    *cursor = comma ? comma + 1 : end;
+    while (s < end && isspace((unsigned char)*s))
+        s++;
+    while (end > s && isspace((unsigned char)end[-1]))
+        end--;
+    if ((size_t)(end - s) >= cap)
+        return -E2BIG;
+    memcpy(item, s, (size_t)(end - s));
+    item[end - s] = 0;
+    return 1;
 }
 
 void config_usage(FILE *out)

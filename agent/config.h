@@ -53,6 +53,9 @@ typedef struct config {
     char stats_socket_group[64]; /* group name or number to own the stats socket ("" = the agent's) */
     long stats_socket_gid;       /* that group resolved by config_load; -1 when "" */
     char metrics_listen[128];    /* "HOST:PORT": also serve the stats endpoints over TCP ("" = off) */
+#define OTLP_LISTEN_MAX 4
+    char otlp_listen[272];       /* "unix:PATH" and/or "HOST:PORT", comma-separated: OTLP/gRPC ingest ("" = off) */
+    uint64_t otlp_max_request_bytes; /* largest OTLP/gRPC request message */
     char http_listen[128];       /* "unix:PATH" or "HOST:PORT": take records as JSON over HTTP ("" = off) */
     uint64_t http_max_body_bytes; /* largest HTTP request body; past it 413 */
     char forward_message_keys[128]; /* Fluent Forward: record keys tried in order as the message */
@@ -106,6 +109,10 @@ typedef enum config_result { CONFIG_RUN = 0, CONFIG_EXIT_OK = 1, CONFIG_EXIT_USA
  * itself. Returns CONFIG_RUN to go on, CONFIG_EXIT_OK (exit 0) or CONFIG_EXIT_USAGE (exit 2). With
  * --check-config, cfg->check_only is set and CONFIG_RUN returned: the caller prints it (config_print). */
 config_result config_load(config *cfg, int argc, char **argv);
+
+/* The next item of a comma-separated list setting (--otlp-listen), white space around it trimmed, into item.
+ * Returns 1 (an item, possibly empty), 0 at the end, -E2BIG when it does not fit (skipped). *cursor moves on. */
+int config_list_next(const char **cursor, char *item, size_t cap);
 
 /* Writes the --help text (generated from the option table). */
 void config_usage(FILE *out);

@@ -17,6 +17,7 @@
 
 #include "flush/resattr.h"
 #include "flush/token.h"
+#include "tcplisten.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -282,6 +283,28 @@ static int check_upstream(const config *cfg)
     return 0;
 }
 
+/* --otlp-listen: one to OTLP_LISTEN_MAX addresses, each unix:PATH (a path that fits a socket address) or HOST:PORT;
+ * a TCP one is refused beside --allow-uids/--allow-gids, which it could not check. */
+static int check_otlp_listen(const config *cfg)
+{
+    const char *cur = cfg->otlp_listen;
+    char item[sizeof cfg->otlp_listen], host[256], port[32];
+    int n = 0, rc;
+    while ((rc = config_list_next(&cur, item, sizeof item)) != 0) {
+        int is_unix = rc > 0 && strncmp(item, "unix:", 5) == 0;
+        if (rc < 0 || !item[0] || ++n > OTLP_LISTEN_MAX ||
+            (is_unix ? !item[5] || strlen(item + 5) >= 108
+                     : tcplisten_split(item, host, sizeof host, port, sizeof port) < 0 || !port[0]))
+            return check_fail("otlp-listen '%s' (from %s): expected up to %d addresses, comma-separated, each "
+                              "unix:PATH or HOST:PORT (e.g. unix:/run/logagent/otlp.sock,127.0.0.1:4317)",
+                              cfg->otlp_listen, FROM(cfg, otlp_listen), OTLP_LISTEN_MAX);
+        if (!is_unix && (cfg->n_allow_uid || cfg->n_allow_gid))
+            return check_fail("otlp-listen %s (from %s) is TCP, where allow-uids/allow-gids cannot be checked (no "
+                              "peer credentials): use otlp-listen = unix:PATH", item, FROM(cfg, otlp_listen));
+    }
+    return 0;
+}
+
 /* Settings that are each valid but impossible together. A default max-record-bytes follows a small buffer. */
 int config_check(config *cfg)
 {
@@ -309,7 +332,7 @@ int config_check(config *cfg)
         return check_fail("forward-listen %s (from %s) is TCP, where allow-uids/allow-gids cannot be checked (no peer "
                           "credentials): send Forward on the ingest socket instead", cfg->forward_listen,
                           FROM(cfg, forward_listen));
-    if (check_tls(cfg) < 0 || check_upstream(cfg) < 0)
+    if (check_tls(cfg) < 0 || check_upstream(cfg) < 0 || check_otlp_listen(cfg) < 0)
         return -EINVAL;
     char why[160];
     if (resattr_check(cfg->resource_attr, why, sizeof why) < 0)

@@ -43,6 +43,24 @@ typedef struct http_stats {
     int enabled;                                   /* --http-listen is set */
 } http_stats;
 
+/* The OTLP/gRPC ingest's own counters (otlp_grpc.h), written on the main loop thread only (every call is answered
+ * there). Its records' fates are counted in ingest_stats as every other path's. */
+enum { STATS_GRPC_CODE_N = 6 };
+extern const int stats_grpc_codes[STATS_GRPC_CODE_N];          /* 0 3 8 12 13 14 */
+extern const char *const stats_grpc_code_names[STATS_GRPC_CODE_N]; /* OK INVALID_ARGUMENT ... UNAVAILABLE */
+
+typedef struct otlp_grpc_stats {
+    _Atomic uint64_t calls;                        /* Export calls answered */
+    _Atomic uint64_t responses[STATS_GRPC_CODE_N]; /* ... by gRPC status, in stats_grpc_codes' order */
+    _Atomic uint64_t records;                      /* records accepted into the ring over OTLP/gRPC */
+    _Atomic uint64_t request_bytes;                /* request message bytes received (after gRPC's decompression) */
+    _Atomic uint64_t refused_full;                 /* records answered UNAVAILABLE, buffer full (the caller's) */
+    _Atomic uint64_t refused_rate_limited;         /* records answered RESOURCE_EXHAUSTED (the caller's) */
+    _Atomic uint64_t conn_total;                   /* connections accepted and handed to gRPC */
+    _Atomic uint64_t conn_refused_not_allowed;     /* closed at accept: not in --allow-uids/--allow-gids */
+    int enabled;                                   /* --otlp-listen is set */
+} otlp_grpc_stats;
+
 typedef struct ingest_stats {
     _Atomic uint64_t received;       /* records accepted into the ring */
     _Atomic uint64_t bytes_received; /* raw bytes read from client sockets */
@@ -73,6 +91,7 @@ typedef struct ingest_stats {
     membudget mem;                    /* --ingest-memory-bytes: partial records and HTTP bodies (both ingests) */
     struct clients *clients;          /* per-client counters: set by ingest_new, main loop thread only */
     http_stats http;                  /* the HTTP ingest's own (written by http_ingest, same thread) */
+    otlp_grpc_stats otlp_grpc;        /* the OTLP/gRPC ingest's own (written on the same thread) */
     struct ingest_stats *next_thread; /* --ingest-threads: the next loop's counters (NULL: the last); loop 0's are
                                          the head, with the HTTP ingest's, the memory budget and the client table */
 } ingest_stats;

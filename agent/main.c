@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "flush/flusher.h"
 #include "ingest/http_ingest.h"
+#include "ingest/otlp_grpc.h"
 #include "ingest/ingest.h"
 #include "log.h"
 #include "ring.h"
@@ -36,6 +37,7 @@ typedef struct agent {
     char **argv;
     ingest *in;
     http_ingest *hi;
+    otlp_grpc *og;
     flusher *fl;
     stats_sources *src;
     struct event_base *base;
@@ -68,6 +70,7 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
     ingest_reload(a->in);
     if (a->hi)
         http_ingest_reload(a->hi);
+    otlp_grpc_reload(a->og);
     log_write(LOG_INFO, "\"configuration reloaded\" file=%s applied=%s", a->cfg->config_file, live[0] ? live : "none");
     if (restart[0])
         log_write(LOG_WARN, "\"changed settings need a restart to apply (kept as running)\" settings=%s", restart);
@@ -186,6 +189,7 @@ int main(int argc, char **argv)
     ring *r = NULL;
     ingest *in = NULL;
     http_ingest *hi = NULL;
+    otlp_grpc *og = NULL;
     flusher *fl = NULL;
     stats_http *sh = NULL;
     service_watchdog *wd = NULL;
@@ -224,6 +228,18 @@ int main(int argc, char **argv)
         if (http_ingest_listen(hi) < 0)
             goto out_unlisten;
     }
+    if (cfg.otlp_listen[0]) {
+        if (!(og = otlp_grpc_new(base, &cfg, r, &istats)))
+            goto out_unlisten;
+        otlp_grpc_set_flusher(og, fl);
+        const char *cur = cfg.otlp_listen;
+        char item[sizeof cfg.otlp_listen];
+        while (config_list_next(&cur, item, sizeof item) > 0)
+            if (strncmp(item, "unix:", 5) == 0)
+                ensure_parent_dir(item + 5);
+        if (otlp_grpc_listen(og) < 0)
+            goto out_unlisten;
+    }
     stats_sources src = {&cfg, &istats, r, fl, (double)clock_mono_ms() / 1000.0};
     if (cfg.stats_socket[0] || cfg.metrics_listen[0] || fds.stats >= 0) {
         if (fds.stats < 0 && cfg.stats_socket[0])
@@ -235,7 +251,7 @@ int main(int argc, char **argv)
         log_write(LOG_ERROR, "\"cannot start the flusher thread\"");
         goto out_unlisten;
     }
-    agent a = {&cfg, argc, argv, in, hi, fl, &src, base};
+    agent a = {&cfg, argc, argv, in, hi, og, fl, &src, base};
     event_callback_fn handlers[4] = {on_stop_signal, on_stop_signal, on_reload_signal, on_dump_signal};
     for (int i = 0; i < 4; i++)
         if (!(sigs[i] = evsignal_new(base, SIGNALS[i], handlers[i], &a)) || evsignal_add(sigs[i], NULL) < 0) {
@@ -261,6 +277,7 @@ out_stop:
     signal(SIGINT, exit_now); /* a second Ctrl-C while draining exits at once */
     int64_t deadline = clock_mono_ms() + (int64_t)cfg.drain_timeout_ms;
     http_ingest_stop(hi);
+    otlp_grpc_stop(og); /* calls not answered yet are told to retry: nothing of them was taken */
     ingest_shutdown(in, deadline);
     http_ingest_drain(hi, deadline); /* requests already on their way; the flusher still runs */
     int64_t left = deadline - clock_mono_ms();
@@ -270,6 +287,7 @@ out_stop:
     goto out;
 out_unlisten:
     http_ingest_stop(hi);
+    otlp_grpc_stop(og);
     ingest_shutdown(in, clock_mono_ms());
 out:
     service_watchdog_free(wd);
@@ -278,6 +296,7 @@ out:
             event_free(sigs[i]);
     stats_http_free(sh);
     http_ingest_free(hi);
+    otlp_grpc_free(og);
     flusher_free(fl);
     ingest_free(in);
     ring_free(r);

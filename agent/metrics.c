@@ -240,6 +240,32 @@ static void http_side(writer *w, const stats_view *v)
         v->http_refused_full);
 }
 
+static void grpc_side(writer *w, const stats_view *v)
+{
+    one(w, "logagent_otlp_grpc_enabled", "gauge", "1 when records are taken as OTLP over gRPC (--otlp-listen).",
+        (uint64_t)v->grpc_enabled);
+    family(w, "logagent_otlp_grpc_calls_total", "counter", "OTLP/gRPC Export calls answered, by gRPC status.");
+    for (size_t i = 0; i < STATS_GRPC_CODE_N; i++) {
+        char labels[48];
+        snprintf(labels, sizeof labels, "code=\"%s\"", stats_grpc_code_names[i]);
+        sample(w, "logagent_otlp_grpc_calls_total", labels, v->grpc_responses[i]);
+    }
+    one(w, "logagent_otlp_grpc_records_total", "counter",
+        "Records accepted into the ring over OTLP/gRPC (included in logagent_records_received_total).",
+        v->grpc_records);
+    one(w, "logagent_otlp_grpc_received_bytes_total", "counter", "OTLP/gRPC request message bytes received.",
+        v->grpc_request_bytes);
+    one(w, "logagent_otlp_grpc_records_refused_full_total", "counter",
+        "OTLP/gRPC records answered UNAVAILABLE because the buffer was full: still with the caller, not dropped.",
+        v->grpc_refused_full);
+    one(w, "logagent_otlp_grpc_records_refused_rate_limited_total", "counter",
+        "OTLP/gRPC records answered RESOURCE_EXHAUSTED for a sender over --rate-limit: still with the caller.",
+        v->grpc_refused_rate_limited);
+    one(w, "logagent_otlp_grpc_connections_total", "counter", "OTLP/gRPC connections accepted.", v->grpc_conn_total);
+    one(w, "logagent_otlp_grpc_connections_refused_total", "counter",
+        "OTLP/gRPC connections closed at accept: the peer is not in --allow-uids/--allow-gids.", v->grpc_conn_refused);
+}
+
 static void upstream_side(writer *w, const stats_view *v, const config *cfg)
 {
     const flusher_snapshot *f = &v->f;
@@ -359,6 +385,7 @@ int metrics_render(const stats_view *v, const config *cfg, const health_report *
     records(&w, v);
     ingest_side(&w, v, cfg);
     http_side(&w, v);
+    grpc_side(&w, v);
     forward_side(&w, v);
     upstream_side(&w, v, cfg);
     spool_side(&w, v, cfg);

@@ -64,6 +64,20 @@ static void http_collect(http_stats *h, stats_view *v)
     v->http_timed_out = stat_get(&h->timed_out);
 }
 
+static void grpc_collect(otlp_grpc_stats *g, stats_view *v)
+{
+    v->grpc_enabled = g->enabled;
+    v->grpc_calls = stat_get(&g->calls);
+    for (size_t i = 0; i < STATS_GRPC_CODE_N; i++)
+        v->grpc_responses[i] = stat_get(&g->responses[i]);
+    v->grpc_records = stat_get(&g->records);
+    v->grpc_request_bytes = stat_get(&g->request_bytes);
+    v->grpc_refused_full = stat_get(&g->refused_full);
+    v->grpc_refused_rate_limited = stat_get(&g->refused_rate_limited);
+    v->grpc_conn_total = stat_get(&g->conn_total);
+    v->grpc_conn_refused = stat_get(&g->conn_refused_not_allowed);
+}
+
 void stats_collect(const stats_sources *src, stats_view *v)
 {
     ingest_stats *in = src->ingest;
@@ -108,6 +122,7 @@ void stats_collect(const stats_sources *src, stats_view *v)
         v->clients_evicted = clients_evicted(in->clients);
     }
     http_collect(&in->http, v);
+    grpc_collect(&in->otlp_grpc, v);
     v->fwd_messages = STAT_SUM(in, fwd_messages);
     v->fwd_events = STAT_SUM(in, fwd_events);
     v->fwd_acks = STAT_SUM(in, fwd_acks);
@@ -225,6 +240,20 @@ static void put_http(textbuf *t, const stats_view *v)
     put(t, "}},");
 }
 
+static void put_grpc(textbuf *t, const stats_view *v)
+{
+    put(t, "\"otlp_grpc\":{\"enabled\":%s,\"calls\":%llu,\"records\":%llu,\"request_bytes\":%llu,"
+           "\"refused_full\":%llu,\"refused_rate_limited\":%llu,\"connections\":{\"total\":%llu,"
+           "\"refused_not_allowed\":%llu},\"responses\":{", v->grpc_enabled ? "true" : "false",
+        (unsigned long long)v->grpc_calls, (unsigned long long)v->grpc_records,
+        (unsigned long long)v->grpc_request_bytes, (unsigned long long)v->grpc_refused_full,
+        (unsigned long long)v->grpc_refused_rate_limited, (unsigned long long)v->grpc_conn_total,
+        (unsigned long long)v->grpc_conn_refused);
+    for (size_t i = 0; i < STATS_GRPC_CODE_N; i++)
+        put(t, "%s\"%s\":%llu", i ? "," : "", stats_grpc_code_names[i], (unsigned long long)v->grpc_responses[i]);
+    put(t, "}},");
+}
+
 int stats_view_json(const stats_view *v, const config *cfg, char *buf, size_t cap)
 {
     const flusher_snapshot *f = &v->f;
@@ -251,6 +280,7 @@ int stats_view_json(const stats_view *v, const config *cfg, char *buf, size_t ca
         (unsigned long long)v->mem_paused_now, v->mem_paused_s);
     put_spool(&t, v, cfg);
     put_http(&t, v);
+    put_grpc(&t, v);
     put(&t, "\"forward\":{\"messages\":%llu,\"events\":%llu,\"acks\":%llu,\"acks_failed\":%llu},",
         (unsigned long long)v->fwd_messages, (unsigned long long)v->fwd_events, (unsigned long long)v->fwd_acks,
         (unsigned long long)v->fwd_acks_failed);

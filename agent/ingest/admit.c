@@ -29,6 +29,9 @@ struct admit {
     ingest_stats *st;
     ratelimit *rl; /* --rate-limit; NULL when off */
     log_limit lim[LIM_N];
+    /* ADMIT_REQUEST: the stage's own counters and its name in log lines (admit_set_requests; HTTP by default) */
+    const char *req_name;
+    _Atomic uint64_t *req_records, *req_full, *req_limited;
 };
 
 admit *admit_new(admit_kind kind, const config *cfg, ring *r, ingest_stats *st)
@@ -40,11 +43,21 @@ admit *admit_new(admit_kind kind, const config *cfg, ring *r, ingest_stats *st)
     a->cfg = cfg;
     a->ring = r;
     a->st = st;
+    admit_set_requests(a, "HTTP", &st->http.records, &st->http.refused_full, &st->http.refused_rate_limited);
     if (cfg->rate_limit_rps > 0 && !(a->rl = ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst, RATE_SENDERS))) {
         free(a);
         return NULL;
     }
     return a;
+}
+
+void admit_set_requests(admit *a, const char *name, _Atomic uint64_t *records, _Atomic uint64_t *refused_full,
+                        _Atomic uint64_t *refused_rate_limited)
+{
+    a->req_name = name;
+    a->req_records = records;
+    a->req_full = refused_full;
+    a->req_limited = refused_rate_limited;
 }
 
 void admit_free(admit *a)
@@ -74,35 +87,42 @@ static void note_log(admit *a, enum limit which, const admit_from *from, const c
     log_write(LOG_WARN, "\"%s\" %s%s suppressed=%lld", what, who, extra, (long long)suppressed);
 }
 
-/* The log text of each event, for each kind (the HTTP ones name HTTP: operators search for them). */
-static const char *text(const admit *a, enum limit which, int converted)
+/* The log text of each event, for each kind (a request stage's name its own, e.g. "HTTP": operators search for
+ * them), written into buf when it names the stage. */
+static const char *text(const admit *a, enum limit which, int converted, char *buf, size_t cap)
 {
-    int http = a->kind == ADMIT_REQUEST;
+    if (which == LIM_RESERVED)
+        return "reserved _-key dropped from a record";
+    if (a->kind == ADMIT_REQUEST) {
+        const char *n = a->req_name;
+        switch (which) {
+        case LIM_INVALID: snprintf(buf, cap, "%s entry is not a record, skipped", n); break;
+        case LIM_OVERSIZED: snprintf(buf, cap, "%s record too large, refused", n); break;
+        case LIM_NOMEM: snprintf(buf, cap, "out of memory: %s record refused (the caller keeps it)", n); break;
+        case LIM_RATE: snprintf(buf, cap, "%s sender over --rate-limit: records refused (retry later)", n); break;
+        default: snprintf(buf, cap, "buffer full: %s record dropped (--on-full drop-newest)", n); break;
+        }
+        return buf;
+    }
     switch (which) {
-    case LIM_INVALID: return http ? "HTTP entry is not a record, skipped"
-                                  : "invalid record skipped (not a map, or no string message)";
+    case LIM_INVALID: return "invalid record skipped (not a map, or no string message)";
     case LIM_OVERSIZED:
-        if (http)
-            return "HTTP record too large, refused";
         return converted ? "record too large once converted, skipped" : "record too large once encoded, skipped";
-    case LIM_NOMEM: return http ? "out of memory: HTTP record refused with 500 (the caller keeps it)"
-                                : "out of memory: record dropped";
-    case LIM_RATE: return http ? "HTTP sender over --rate-limit: records refused with 429"
-                               : "sender over --rate-limit: records dropped";
-    case LIM_FULL: return http ? "buffer full: HTTP record dropped (--on-full drop-newest)"
-                               : "buffer full: record dropped (--on-full drop-newest)";
-    default: return "reserved _-key dropped from a record";
+    case LIM_NOMEM: return "out of memory: record dropped";
+    case LIM_RATE: return "sender over --rate-limit: records dropped";
+    default: return "buffer full: record dropped (--on-full drop-newest)";
     }
 }
 
 /* The agent takes an encoded record (queued, held, or dropped at ingest): what it noticed is counted now, once. */
 static void taken(admit *a, const record_info *info, const admit_from *from)
 {
+    char tb[160];
     if (info->reserved_keys) {
         stat_add(&a->st->reserved_key, info->reserved_keys);
         if (from->client)
             from->client->rejected += info->reserved_keys;
-        note_log(a, LIM_RESERVED, from, text(a, LIM_RESERVED, 0), 0);
+        note_log(a, LIM_RESERVED, from, text(a, LIM_RESERVED, 0, tb, sizeof tb), 0);
     }
     if (info->level_unknown)
         stat_add(&a->st->level_unknown, 1);
@@ -163,18 +183,20 @@ static int queue(admit *a, const record_enc *enc, const uint8_t *data, size_t le
 static admit_fate full(admit *a, const record_enc *enc, const record_info *info, const admit_from *from,
                        uint8_t **held, size_t *held_len)
 {
+    char tb[160];
     if (a->cfg->on_full == FULL_DROP_NEWEST) {
-        note_log(a, LIM_FULL, from, text(a, LIM_FULL, 0), 0);
+        note_log(a, LIM_FULL, from, text(a, LIM_FULL, 0, tb, sizeof tb), 0);
         return drop(a, &a->st->dropped_full, 1, info, from, ADMIT_DROPPED_FULL);
     }
     if (a->kind == ADMIT_REQUEST) {
-        stat_add(&a->st->http.refused_full, 1);
-        note_log(a, LIM_FULL, from, "buffer full: HTTP record refused with 503 (the caller keeps it)", 0);
+        stat_add(a->req_full, 1);
+        snprintf(tb, sizeof tb, "buffer full: %s record refused, retry later (the caller keeps it)", a->req_name);
+        note_log(a, LIM_FULL, from, tb, 0);
         return ADMIT_FULL;
     }
     uint8_t *copy = malloc(enc->out_len);
     if (!copy) {
-        note_log(a, LIM_NOMEM, from, text(a, LIM_NOMEM, 0), 0);
+        note_log(a, LIM_NOMEM, from, text(a, LIM_NOMEM, 0, tb, sizeof tb), 0);
         return drop(a, &a->st->dropped_nomem, 1, info, from, ADMIT_NOMEM);
     }
     put_entry(enc, copy); /* the held record has its own copy: the client's bytes move on */
@@ -188,6 +210,7 @@ static admit_fate full(admit *a, const record_enc *enc, const record_info *info,
  * fate of a record refused there (counted and logged), or ADMIT_QUEUED when it passes them. */
 static admit_fate refusal(admit *a, const record_enc *enc, int rc, const record_info *info, const admit_from *from)
 {
+    char tb[160];
     int http = a->kind == ADMIT_REQUEST;
     client_entry *ce = from->client;
     if (ce) {
@@ -195,15 +218,15 @@ static admit_fate refusal(admit *a, const record_enc *enc, int rc, const record_
         ce->last_seen_ns = from->mono_ns;
     }
     if (rc == -ENOMEM) {
-        note_log(a, LIM_NOMEM, from, text(a, LIM_NOMEM, 0), 0);
+        note_log(a, LIM_NOMEM, from, text(a, LIM_NOMEM, 0, tb, sizeof tb), 0);
         return http ? ADMIT_NOMEM : drop(a, &a->st->dropped_nomem, 0, info, from, ADMIT_NOMEM);
     }
     if (rc == -EINVAL) {
-        note_log(a, LIM_INVALID, from, text(a, LIM_INVALID, 0), 0);
+        note_log(a, LIM_INVALID, from, text(a, LIM_INVALID, 0, tb, sizeof tb), 0);
         return reject(a, &a->st->invalid_record, from, ADMIT_INVALID);
     }
     if (rc < 0 || enc->out_len > enc->text_limit) { /* -E2BIG: its converted text alone is past the limit */
-        note_log(a, LIM_OVERSIZED, from, text(a, LIM_OVERSIZED, rc < 0), enc ? enc->text_limit : 0);
+        note_log(a, LIM_OVERSIZED, from, text(a, LIM_OVERSIZED, rc < 0, tb, sizeof tb), enc ? enc->text_limit : 0);
         return reject(a, &a->st->oversized, from, ADMIT_OVERSIZED);
     }
     return ADMIT_QUEUED;
@@ -212,6 +235,7 @@ static admit_fate refusal(admit *a, const record_enc *enc, int rc, const record_
 admit_fate admit_record(admit *a, const record_enc *enc, int rc, const record_info *info, const admit_from *from,
                         uint8_t **held, size_t *held_len)
 {
+    char tb[160];
     admit_fate fate = refusal(a, enc, rc, info, from);
     if (fate != ADMIT_QUEUED)
         return fate;
@@ -219,16 +243,16 @@ admit_fate admit_record(admit *a, const record_enc *enc, int rc, const record_in
     client_entry *ce = from->client;
     uint32_t sender = a->cfg->rate_limit_key == RATE_KEY_UID ? from->src->uid : (uint32_t)from->src->pid;
     if (a->rl && !ratelimit_allow(a->rl, sender, from->mono_ns)) {
-        note_log(a, LIM_RATE, from, text(a, LIM_RATE, 0), 0);
+        note_log(a, LIM_RATE, from, text(a, LIM_RATE, 0, tb, sizeof tb), 0);
         if (!http)
             return drop(a, &a->st->dropped_rate_limited, 1, info, from, ADMIT_RATE_LIMITED);
-        stat_add(&a->st->http.refused_rate_limited, 1);
+        stat_add(a->req_limited, 1);
         return ADMIT_RATE_LIMITED;
     }
     if ((http && from->full) || queue(a, enc, NULL, enc->out_len) < 0)
         return full(a, enc, info, from, held, held_len);
     if (http)
-        stat_add(&a->st->http.records, 1);
+        stat_add(a->req_records, 1);
     if (ce)
         ce->records++;
     taken(a, info, from);

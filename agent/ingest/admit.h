@@ -68,6 +68,10 @@ typedef struct admit admit;
  * memory. */
 admit *admit_new(admit_kind kind, const config *cfg, ring *r, ingest_stats *st);
 void admit_free(admit *a);
+/* ADMIT_REQUEST: the counters of the stage's records taken, refused "full, retry" and refused over --rate-limit, and
+ * its name in log lines ("HTTP" and st->http's by default; the OTLP/gRPC ingest has its own). Borrowed. */
+void admit_set_requests(admit *a, const char *name, _Atomic uint64_t *records, _Atomic uint64_t *refused_full,
+                        _Atomic uint64_t *refused_rate_limited);
 
 /* Decides, counts and logs the record record_encode/record_encode_raw just wrote into enc (or record_prepare_raw
  * planned: its entry is then written straight into the ring reservation, or into the held copy): rc is the

@@ -1,0 +1,221 @@
+"""test_otlp_grpc.py — OTLP/gRPC logs ingest (--otlp-listen: LogsService/Export) with the real agent and the real sink.
+
+The client is Debian's python3-grpcio (gRPC's own Python stack, not our code) with the official OpenTelemetry protos
+compiled by protoc (test_otlp_http.otlp_modules), on a Unix socket and on TCP. Checked as a user would: every field
+at the sink (docs/interop.md's mapping, the same as OTLP/HTTP's), `source` from the kernel on unix: and "nothing
+trusted" over TCP, the status codes and messages, RetryInfo in grpc-status-details-bin when the client must retry,
+the counters in /stats and /metrics; bad calls refused with the others unaffected; a full buffer answered UNAVAILABLE
+and the same requests sent again until taken, every record then at the sink once by log_id; --allow-uids."""
+import os
+import re
+import subprocess
+
+import grpc
+
+from harness import BIN, Agent, Sink, TempDir, dead_target, http_get, run, scaled, wait_for
+from test_otlp_http import RECORDS, RESOURCE, SVC, expected, request
+
+EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+
+def addresses(a):
+    """The agent's --otlp-listen addresses as it logged them: [unix:PATH, HOST:PORT, ...]."""
+    wait_for(lambda: "otlp grpc listening" in a.logtext(), 10, "otlp grpc listening line")
+    return re.findall(r'msg="otlp grpc listening" address=(\S+)', a.logtext())
+
+
+def export(target, req, timeout=30, compression=None, method=EXPORT, raw=None):
+    """One Export call; returns (code, details, response or None, trailing metadata dict)."""
+    with grpc.insecure_channel(target) as ch:
+        call = ch.unary_unary(method, request_serializer=lambda b: b,
+                              response_deserializer=SVC.ExportLogsServiceResponse.FromString)
+        try:
+            resp, c = call.with_call(raw if raw is not None else req.SerializeToString(), timeout=scaled(timeout),
+                                     compression=compression)
+            return grpc.StatusCode.OK, "", resp, dict(c.trailing_metadata() or ())
+        except grpc.RpcError as e:
+            return e.code(), e.details(), None, dict(e.trailing_metadata() or ())
+
+
+def fields(data):
+    """A protobuf message's fields as {number: [values]} (varints as ints, the rest as bytes): enough to read
+    google.rpc.Status, Any, RetryInfo and Duration, whose protos are not in the tree."""
+    out, i = {}, 0
+    while i < len(data):
+        key, i = varint(data, i)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            v, i = varint(data, i)
+        elif wire == 2:
+            n, i = varint(data, i)
+            v, i = data[i:i + n], i + n
+        else:
+            raise AssertionError("unexpected wire type %d" % wire)
+        out.setdefault(num, []).append(v)
+    return out
+
+
+def varint(data, i):
+    v, shift = 0, 0
+    while True:
+        b = data[i]
+        i += 1
+        v |= (b & 0x7f) << shift
+        shift += 7
+        if not b & 0x80:
+            return v, i
+
+
+def retry_delay_s(md):
+    """RetryInfo's retry_delay from grpc-status-details-bin (google.rpc.Status.details[0]), in seconds."""
+    st = fields(md["grpc-status-details-bin"])
+    anyv = fields(st[3][0])
+    assert anyv[1][0] == b"type.googleapis.com/google.rpc.RetryInfo", anyv
+    dur = fields(fields(anyv[2][0])[1][0])
+    return dur.get(1, [0])[0] + dur.get(2, [0])[0] / 1e9
+
+
+def test_mapping_unix_and_tcp():
+    tmp = TempDir("otlp-grpc-map")
+    sink = Sink(tmp).start()
+    path = tmp.file("otlp.sock")
+    a = Agent(tmp, sink.target, "--otlp-listen", "unix:%s, 127.0.0.1:0" % path, "--flush-interval-ms", "20").start()
+    addrs = addresses(a)
+    assert addrs[0] == "unix:" + path and re.match(r"127\.0\.0\.1:\d+$", addrs[1]), addrs
+    assert os.stat(path).st_mode & 0o777 == os.stat(a.socket).st_mode & 0o777 == 0o660  # the ingest socket's rights
+    req = request(RESOURCE, RECORDS)
+    for target, comp in ((addrs[0], None), (addrs[1], None), (addrs[1], grpc.Compression.Gzip)):
+        code, details, resp, _ = export(target, req, compression=comp)
+        assert code == grpc.StatusCode.OK and not resp.HasField("partial_success"), (target, code, details)
+    n = 3 * 3
+    sink.wait_count(n)
+    st = a.wait_flushed(n)
+    g = st["otlp_grpc"]
+    assert g["enabled"] and g["calls"] == 3 and g["responses"]["OK"] == 3 and g["records"] == n, g
+    assert g["connections"]["total"] == 3 and g["request_bytes"] == 3 * len(req.SerializeToString()), g
+    assert st["records"]["received"] == n, st["records"]
+    status, metrics = http_get(a.stats_socket, "/metrics")
+    assert 'logagent_otlp_grpc_calls_total{code="OK"} 3' in metrics and "logagent_otlp_grpc_records_total 9" in \
+        metrics, metrics
+    assert a.stop() == 0
+    summary = sink.stop()
+    # the same request's bytes give the same log_ids (a retry is kept once): three sends, three ids
+    assert summary["entries"] == n and summary["unique_log_ids"] == 3, summary
+    entries = sink.entries()
+    unix = {"pid": os.getpid(), "uid": os.getuid()}
+    for k, source in enumerate((unix, {"comm": "otlp-grpc", "pid": 0}, {"comm": "otlp-grpc", "pid": 0})):
+        got = sorted(entries[3 * k:3 * k + 3], key=lambda e: e["timestamp_unix_nano"])
+        for i, e in enumerate(got):
+            expected(e, i, source)
+    assert not os.path.exists(path), "the socket file is removed at stop"
+
+
+def test_bad_calls_and_rate_limit():
+    tmp = TempDir("otlp-grpc-bad")
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target, "--otlp-listen", "127.0.0.1:0", "--flush-interval-ms", "20",
+              "--otlp-max-request-bytes", "64KiB").start()
+    target = addresses(a)[0]
+    good = request(RESOURCE, [{"body": "kept %d" % i} for i in range(2)])
+    bad_id = request(RESOURCE, [{"body": "before"}, {"body": "short id", "trace_id": b"\x01\x02\x03\x04"},
+                                {"body": "after"}])
+    code, details, resp, _ = export(target, bad_id)
+    assert code == grpc.StatusCode.OK and resp.partial_success.rejected_log_records == 1, (code, details, resp)
+    assert "trace_id is 4 bytes, not 16" in resp.partial_success.error_message, resp
+    big = request(RESOURCE, [{"body": "x" * 70000}])
+    rows = [("not protobuf", dict(raw=b"\xff\xff\xff\xff"), grpc.StatusCode.INVALID_ARGUMENT, "not an OTLP"),
+            ("another method", dict(method="/opentelemetry.proto.collector.logs.v1.LogsService/Other"),
+             grpc.StatusCode.UNIMPLEMENTED, "unknown method"),
+            ("over --otlp-max-request-bytes", dict(req=big), grpc.StatusCode.RESOURCE_EXHAUSTED, "")]
+    for what, kw, want, text in rows:
+        code, details, resp, md = export(target, kw.pop("req", good), **kw)
+        assert code == want and text in (details or ""), (what, code, details)
+        assert "grpc-status-details-bin" not in md, (what, md)  # not to be retried
+    code, _, resp, _ = export(target, good)  # the good ones around them all arrive
+    assert code == grpc.StatusCode.OK
+    sink.wait_count(4)
+    st = a.wait_flushed(4)
+    r, g = st["records"]["rejected"], st["otlp_grpc"]
+    assert r["invalid_record"] == 1 and r["malformed"] == 1, r
+    assert g["responses"]["OK"] == 2 and g["responses"]["INVALID_ARGUMENT"] == 1, g
+    assert g["responses"]["UNIMPLEMENTED"] == 1 and g["records"] == 4, g
+    assert "OTLP/gRPC request refused" in a.logtext(), a.logtext()[-2000:]
+    assert a.stop() == 0
+    assert sorted(e["message"] for e in sink.entries()) == ["after", "before", "kept 0", "kept 1"]
+
+    # --rate-limit: over it, the call is refused with RESOURCE_EXHAUSTED and RetryInfo (the client retries later)
+    a = Agent(tmp, sink.target, "--otlp-listen", "127.0.0.1:0", "--rate-limit", "5:5", name="limited").start()
+    code, details, _, md = export(addresses(a)[0], request(RESOURCE, [{"body": "r%d" % i} for i in range(20)]))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "rate-limit" in details, (code, details)
+    assert retry_delay_s(md) == 1, md
+    g = a.stats()["otlp_grpc"]
+    assert g["refused_rate_limited"] >= 1 and g["responses"]["RESOURCE_EXHAUSTED"] == 1, g
+    assert a.stop() == 0
+
+
+def test_full_buffer_unavailable_then_every_record_once():
+    tmp = TempDir("otlp-grpc-full")
+    target, port = dead_target(tmp)
+    a = Agent(tmp, target, "--otlp-listen", "127.0.0.1:0", "--buffer-bytes", "128KiB", "--flush-interval-ms", "20",
+              "--retry-max-ms", "200").start()
+    addr = addresses(a)[0]
+    reqs = [request(RESOURCE, [{"body": "r%03d-%03d %s" % (k, i, "p" * 200)} for i in range(50)]) for k in range(40)]
+    pending = list(range(len(reqs)))
+    while True:  # until one is refused: the buffer is full and the service down
+        assert pending, "the buffer never filled"
+        code, details, _, md = export(addr, reqs[pending[0]])
+        if code != grpc.StatusCode.OK:
+            assert code == grpc.StatusCode.UNAVAILABLE and "buffer full" in details, (code, details)
+            assert retry_delay_s(md) == 1, md
+            break
+        pending.pop(0)
+    g = a.stats()["otlp_grpc"]
+    assert g["refused_full"] >= 1 and g["responses"]["UNAVAILABLE"] == 1, g
+    sink = Sink(tmp, port=port).start()
+
+    def resend():  # a client's retry loop: the same requests until each is taken
+        while pending:
+            if export(addr, reqs[pending[0]])[0] != grpc.StatusCode.OK:
+                return False
+            pending.pop(0)
+        return True
+    wait_for(resend, scaled(60), "every request taken")
+    n = 50 * len(reqs)
+    wait_for(lambda: len({e["log_id"] for e in sink.entries()}) >= n, scaled(60), "%d distinct log_ids" % n)
+    assert a.stop() == 0
+    summary = sink.stop()
+    by_id = {}
+    for e in sink.entries():
+        assert by_id.setdefault(e["log_id"], e["message"]) == e["message"], e  # a duplicate is the same record
+    assert sorted(by_id.values()) == sorted("r%03d-%03d %s" % (k, i, "p" * 200) for k in range(40)
+                                            for i in range(50))
+    assert summary["unique_log_ids"] == n, summary
+
+
+def test_allow_uids():
+    """A peer not in --allow-uids is closed at accept (counted, logged; nothing of it taken); TCP beside the
+    allow-lists is refused by --check-config, which could not check it."""
+    tmp = TempDir("otlp-grpc-allow")
+    sink = Sink(tmp).start()
+    path = tmp.file("otlp.sock")
+    other = str(os.getuid() + 4242)
+    a = Agent(tmp, sink.target, "--otlp-listen", "unix:" + path, "--allow-uids", other).start()
+    code, details, _, _ = export("unix:" + path, request(RESOURCE, [{"body": "not taken"}]), timeout=3)
+    assert code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED), (code, details)
+    st = a.stats()
+    assert st["otlp_grpc"]["connections"]["refused_not_allowed"] >= 1 and st["otlp_grpc"]["calls"] == 0, st
+    assert st["records"]["received"] == 0
+    assert "OTLP/gRPC connection refused: peer not in --allow-uids/--allow-gids" in a.logtext()
+    assert a.stop() == 0
+    sink.stop()
+    p = subprocess.run([os.path.join(BIN, "logagentd"), "--check-config", "--otlp-listen", "127.0.0.1:4317",
+                        "--allow-uids", other], capture_output=True, text=True, env=dict(os.environ, LOGAGENT_CONFIG=""))
+    assert p.returncode != 0 and "where allow-uids/allow-gids cannot be checked" in p.stderr, (p.returncode, p.stderr)
+    p = subprocess.run([os.path.join(BIN, "logagentd"), "--check-config", "--otlp-listen", "unix:"],
+                       capture_output=True, text=True, env=dict(os.environ, LOGAGENT_CONFIG=""))
+    assert p.returncode != 0 and "each unix:PATH or HOST:PORT" in p.stderr, (p.returncode, p.stderr)
+
+
+if __name__ == "__main__":
+    run([test_mapping_unix_and_tcp, test_bad_calls_and_rate_limit, test_full_buffer_unavailable_then_every_record_once,
+         test_allow_uids])
