@@ -12,8 +12,11 @@ import subprocess
 
 import grpc
 
-from harness import BIN, Agent, Sink, TempDir, dead_target, http_get, run, scaled, wait_for
-from test_otlp_http import RECORDS, RESOURCE, SVC, expected, request
+import json
+
+from harness import (BIN, INTEROP, Agent, Sink, TempDir, dead_target, http_get, node_peers, run, scaled, spawn,
+                     wait_for)
+from test_otlp_http import RECORDS, RESOURCE, SVC, expected, request, sdk_entries_ok
 
 EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
@@ -216,6 +219,44 @@ def test_allow_uids():
     assert p.returncode != 0 and "each unix:PATH or HOST:PORT" in p.stderr, (p.returncode, p.stderr)
 
 
+def test_opentelemetry_js_sdk_grpc_exporter():
+    """A client nobody on the team wrote: the OpenTelemetry JS SDK's official gRPC log exporter
+    (@opentelemetry/exporter-logs-otlp-grpc on @grpc/grpc-js, pinned by tests/interop/package-lock.json) sending
+    through the agent, on TCP and on a Unix socket; every field checked at the sink."""
+    node_path, why = node_peers()
+    if why:
+        print("   skip: OpenTelemetry JS SDK not run: %s" % why)
+        return
+    tmp = TempDir("otlp-grpc-sdk")
+    sink = Sink(tmp).start()
+    path = tmp.file("otlp.sock")
+    a = Agent(tmp, sink.target, "--otlp-listen", "127.0.0.1:0,unix:" + path, "--flush-interval-ms", "20").start()
+    tcp = addresses(a)[0]
+    n = 300
+    # unix:// is neither http:// nor https://: the SDK wants TLS there unless told otherwise, as docs/interop.md says
+    env = dict(os.environ, NODE_PATH=node_path, OTEL_EXPORTER_OTLP_LOGS_INSECURE="true")
+    for url in ("http://" + tcp, "unix://" + path):
+        p = spawn(["node", os.path.join(INTEROP, "otel_sdk_sender.js"), "grpc", url, str(n)],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        out, err = p.communicate(timeout=scaled(120))
+        assert p.returncode == 0 and json.loads(out) == {"exported": n, "failed": 0}, (url, out, err[-2000:])
+    sink.wait_count(2 * n)
+    st = a.wait_flushed(2 * n)
+    assert a.stop() == 0
+    summary = sink.stop()
+    assert summary["entries"] == 2 * n, summary
+    g = st["otlp_grpc"]
+    assert g["records"] == 2 * n and g["responses"]["OK"] == g["calls"] >= 2, g
+    entries = sink.entries()
+    by_source = {}
+    for e in entries:
+        by_source.setdefault(e["source"]["comm"], []).append(e)
+    assert len(by_source.get("otlp-grpc", [])) == n and len(by_source.get("node", [])) == n, \
+        {k: len(v) for k, v in by_source.items()}
+    for group in by_source.values():
+        sdk_entries_ok(group, ("grpc",), n)
+
+
 if __name__ == "__main__":
     run([test_mapping_unix_and_tcp, test_bad_calls_and_rate_limit, test_full_buffer_unavailable_then_every_record_once,
-         test_allow_uids])
+         test_allow_uids, test_opentelemetry_js_sdk_grpc_exporter])

@@ -301,6 +301,27 @@ def test_full_buffer_503_then_every_record_once():
     assert summary["unique_log_ids"] == n, summary
 
 
+def sdk_entries_ok(entries, kinds, n):
+    """The records otel_sdk_sender.js sent with each exporter in kinds (n each), every field as the SDK set it."""
+    seen = set()
+    for e in entries:
+        kind, i = e["message"].split()[1], int(e["message"].split()[2])
+        seen.add((kind, i))
+        odd = i % 2 == 1
+        assert e["service_name"] == "otel-js-app" and e["level"] == ("ERROR" if odd else "WARN"), e
+        assert e["timestamp_unix_nano"] == (1700000000000 + i) * 1000000, e
+        if odd:
+            assert "trace_id" not in e and "span_id" not in e, e
+        else:
+            assert e["trace_id"] == "0102030405060708090a0b0c0d0e0f10" and e["span_id"] == "1112131415161718", e
+        ratio = i / 4
+        assert e["metadata"] == {"i": str(i), "odd": "true" if odd else "false",
+                                 "ratio": str(int(ratio)) if ratio == int(ratio) else repr(ratio),
+                                 "tags": '["a","b"]', "ctx": '{"k":"v%d"}' % i,
+                                 "deployment.environment": "test"}, e["metadata"]
+    assert seen == {(k, i) for k in kinds for i in range(n)}
+
+
 def test_opentelemetry_js_sdk_through_the_agent():
     """A client nobody on the team wrote: the OpenTelemetry JS SDK (LoggerProvider + BatchLogRecordProcessor) with
     its official OTLP/HTTP log exporters, JSON and protobuf (tests/interop/otel_sdk_sender.js), sending to the
@@ -325,23 +346,7 @@ def test_opentelemetry_js_sdk_through_the_agent():
     summary = sink.stop()
     assert summary["entries"] == 2 * n and summary["unique_log_ids"] == 2 * n, summary
     assert st["http"]["responses"]["200"] >= 2 and st["records"]["rejected"]["invalid_record"] == 0, st
-    seen = set()
-    for e in sink.entries():
-        kind, i = e["message"].split()[1], int(e["message"].split()[2])
-        seen.add((kind, i))
-        odd = i % 2 == 1
-        assert e["service_name"] == "otel-js-app" and e["level"] == ("ERROR" if odd else "WARN"), e
-        assert e["timestamp_unix_nano"] == (1700000000000 + i) * 1000000, e
-        if odd:
-            assert "trace_id" not in e and "span_id" not in e, e
-        else:
-            assert e["trace_id"] == "0102030405060708090a0b0c0d0e0f10" and e["span_id"] == "1112131415161718", e
-        ratio = i / 4
-        assert e["metadata"] == {"i": str(i), "odd": "true" if odd else "false",
-                                 "ratio": str(int(ratio)) if ratio == int(ratio) else repr(ratio),
-                                 "tags": '["a","b"]', "ctx": '{"k":"v%d"}' % i,
-                                 "deployment.environment": "test"}, e["metadata"]
-    assert seen == {(k, i) for k in ("http-json", "http-proto") for i in range(n)}
+    sdk_entries_ok(sink.entries(), ("http-json", "http-proto"), n)
 
 
 if __name__ == "__main__":
