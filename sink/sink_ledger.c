@@ -228,6 +228,15 @@ static void out_entry(struct ledger *l, const Logagent__V1__WriteLogRequest *e, 
 		}
 		OUT_LIT(l, "}");
 	}
+	if (e->base.n_unknown_fields) { /* fields proto/logagent/v1 does not define: a service would not expect them */
+		OUT_LIT(l, ",\"unknown_fields\":[");
+		for (size_t i = 0; i < e->base.n_unknown_fields; i++) {
+			if (i)
+				OUT_LIT(l, ",");
+			out_fmt_int(l, "", (int64_t)e->base.unknown_fields[i].tag);
+		}
+		OUT_LIT(l, "]");
+	}
 	if (x)
 		out_otlp(l, x);
 	OUT_LIT(l, "}\n");

@@ -160,6 +160,63 @@ const uint8_t *batch_request(batch *b, const char *agent_id, const uint8_t *reso
     return b->buf;
 }
 
+/* Copies entry [src, src + len) to dst without its `field` fields; returns the bytes written (never more than len).
+ * dst may overlap src from below (dst <= src). */
+static size_t strip_entry(uint8_t *dst, const uint8_t *src, size_t len, uint32_t field)
+{
+    const uint8_t *p = src, *end = src + len, *data;
+    size_t n = 0, dlen;
+    uint32_t f;
+    int wire;
+    uint64_t v;
+    while (p < end) {
+        const uint8_t *start = p;
+        if (pbw_get_field(&p, end, &f, &wire, &v, &data, &dlen) < 0)
+            break; /* batch_strip_field checked every entry first */
+        if (f == field)
+            continue;
+        memmove(dst + n, start, (size_t)(p - start));
+        n += (size_t)(p - start);
+    }
+    return n;
+}
+
+static int entry_parses(const uint8_t *p, size_t len)
+{
+    const uint8_t *end = p + len, *data;
+    size_t dlen;
+    uint32_t f;
+    int wire;
+    uint64_t v;
+    while (p < end)
+        if (pbw_get_field(&p, end, &f, &wire, &v, &data, &dlen) < 0)
+            return 0;
+    return 1;
+}
+
+long batch_strip_field(batch *b, uint32_t field)
+{
+    for (size_t i = 0; i < b->n; i++) /* every entry parses: then nothing can fail half-way */
+        if (!entry_parses(b->buf + b->off[i], b->elen[i]))
+            return -EINVAL;
+    size_t out = 0, before = b->len;
+    for (size_t i = 0; i < b->n; i++) {
+        /* entry i moves down to `out`; its frame header (tag, varint length) can only get shorter */
+        size_t len = b->elen[i], old_hdr = 1 + pbw_varint_size(len);
+        size_t kept = strip_entry(b->buf + out + old_hdr, b->buf + b->off[i], len, field);
+        uint8_t hdr[16];
+        size_t hlen = (size_t)(pbw_put_varint(pbw_put_tag(hdr, 1, PBW_LEN), kept) - hdr);
+        memmove(b->buf + out + hlen, b->buf + out + old_hdr, kept);
+        memcpy(b->buf + out, hdr, hlen);
+        b->off[i] = (uint32_t)(out + hlen);
+        b->elen[i] = (uint32_t)kept;
+        out += hlen + kept;
+    }
+    b->len = out;
+    b->tlen = 0;
+    return (long)(before - out);
+}
+
 void batch_evict(batch *b)
 {
     batch_buf_release(b->mem);

@@ -94,6 +94,12 @@ void batch_evict(batch *b);
 uint8_t *batch_load_begin(batch *b, size_t len);
 int batch_load_end(batch *b);
 
+/* Removes field `field` from every entry (in place: the batch only shrinks), then indexes the entries again.
+ * For a batch read back from the spool: entries written for an OTLP upstream carry the agent's private metadata
+ * types (record.h, RECORD_F_META_TYPES), which a native log service must not receive. Returns how many bytes it
+ * removed, or -EINVAL when an entry does not parse (the batch is then unchanged). */
+long batch_strip_field(batch *b, uint32_t field);
+
 /* Entry i's WriteLogRequest bytes. */
 static inline const uint8_t *batch_entry(const batch *b, size_t i, size_t *len)
 {

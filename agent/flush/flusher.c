@@ -25,6 +25,7 @@
  * straight into its new buffer (reload). */
 #include "flush/flusher_internal.h"
 #include "common/clock.h"
+#include "record.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -101,15 +102,25 @@ static void call_failed_to_start(flusher *f, batch_call *c)
     flusher_call_done(f, c, &r);
 }
 
-/* Reads an evicted batch back from the spool, straight into the batch's new buffer. On failure (a frame that no
- * longer passes its CRC) the batch is dropped, counted dropped_spool_corrupt, and -EIO returned. */
+/* Reads an evicted batch back from the spool, straight into the batch's new buffer (its frame's size: b->len may
+ * be less, see below). For the native upstream, entries written for an OTLP upstream (a spool kept across a switch
+ * of --upstream-protocol) lose their private metadata types (RECORD_F_META_TYPES), which the log service must not
+ * receive; the bytes held in flight are corrected. On failure (a frame that no longer passes its CRC) the batch is
+ * dropped, counted dropped_spool_corrupt, and -EIO returned. */
 static int reload(flusher *f, batch *b)
 {
     size_t plen = b->len, n = b->n;
-    uint8_t *dst = batch_load_begin(b, b->len);
+    uint8_t *dst = batch_load_begin(b, b->ref.len);
     int rc = dst ? spool_read(f->sp, &b->ref, dst) : -ENOMEM;
     if (rc == 0)
         rc = batch_load_end(b);
+    if (rc == 0 && !f->otlp && batch_strip_field(b, RECORD_F_META_TYPES) < 0)
+        rc = -EINVAL;
+    if (rc == 0 && b->len != plen) {
+        pthread_mutex_lock(&f->mu);
+        f->acct.held_bytes = f->acct.held_bytes + b->len - plen;
+        pthread_mutex_unlock(&f->mu);
+    }
     if (rc == 0)
         return 0;
     log_write(LOG_ERROR, "\"spooled batch unreadable: dropped\" batch_id=%llu records=%u error=%d",

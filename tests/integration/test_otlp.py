@@ -254,6 +254,32 @@ def test_native_upstream_gets_no_types_field():
     assert a.stop() == 0
 
 
+def test_spooled_under_otlp_replayed_native_without_types():
+    """A spool written with --upstream-protocol otlp (entries carry the agent's private metadata types) and replayed
+    after a restart with the native protocol: the log service gets WriteLogRequests without that field (the sink
+    prints any field proto/logagent/v1 does not define as unknown_fields), metadata as text, each record once."""
+    tmp = TempDir("otlp-spool-native")
+    target, port = dead_target(tmp)
+    spool = tmp.file("spool")
+    disk = ("--buffer", "disk", "--spool-dir", spool, "--drain-timeout-ms", "300", "--retry-max-ms", "200")
+    a = Agent(tmp, target, *(OTLP + disk)).start()
+    ids = ["%032x" % (i + 1) for i in range(300)]
+    records = [dict(TYPED, log_id=x) for x in ids]
+    send_records(a.socket, records)
+    wait_for(lambda: a.stats()["records"]["spooled"] == len(ids), 30, "all records spooled")
+    assert a.stop() == 0
+    sink = Sink(tmp, "--fail-first", "1", port=port).start()  # one retry: the batch is read back twice
+    a2 = Agent(tmp, sink.target, *disk, name="agent2").start()
+    st = a2.wait_flushed(len(ids))
+    sink.wait_count(len(ids))
+    assert a2.stop() == 0
+    summary = sink.stop()
+    entries = sink.entries()
+    assert sorted(e["log_id"] for e in entries) == ids and summary["duplicates"] == 0, summary
+    assert all("unknown_fields" not in e and e["metadata"] == TYPED_NATIVE_TEXT for e in entries), entries[0]
+    assert st["records"]["replayed"] == len(ids) and accounting_holds(st), st
+
+
 def agentd(*args):
     p = subprocess.run([os.path.join(BIN, "logagentd")] + list(args), capture_output=True, text=True, timeout=30,
                        env=dict(os.environ, LOGAGENT_CONFIG=""))
@@ -334,5 +360,6 @@ if __name__ == "__main__":
     run([test_every_field_decoded_as_sent, test_retries_deliver_exactly_once,
          test_partial_success_counted_upstream_rejected, test_disk_buffer_and_replay_after_restart,
          test_unimplemented_is_not_unary_in_otlp_mode, test_metadata_types_reach_otlp_typed,
-         test_native_upstream_gets_no_types_field, test_check_config_and_bad_resource_attr,
+         test_native_upstream_gets_no_types_field, test_spooled_under_otlp_replayed_native_without_types,
+         test_check_config_and_bad_resource_attr,
          test_independent_node_peer_decodes_the_export])

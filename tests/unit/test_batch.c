@@ -8,6 +8,7 @@
  * slices of every entry released from another thread after the batch is gone. The destroy callback runs exactly
  * once per slice. Run under ASan (use after free, leaks) and TSan (label threads). */
 #include "flush/batch.h"
+#include "pbwire.h"
 #include "check.h"
 
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 static size_t encode_entry(int i, uint8_t *buf, size_t cap)
 {
@@ -295,6 +297,47 @@ static void test_unary_entries_released_elsewhere(void)
     free(h.bb);
 }
 
+/* batch_strip_field: field 100 (the agent's metadata types) removed from every entry wherever it sits, frame
+ * headers shrinking where an entry falls under 128 bytes; the other fields and entries intact; an entry that does
+ * not parse refuses the whole batch unchanged. */
+static void test_strip_field(void)
+{
+    batch *b = batch_new(9, 0);
+    uint8_t e[400], *p;
+    for (int i = 0; i < 4; i++) {
+        size_t n = encode_entry(i, e, sizeof e);
+        p = e + n;
+        size_t pad = i == 1 ? 70 : 3; /* entry 1: 130+ bytes with the field, under 128 without */
+        *p++ = 0xa2; /* field 100, wire 2: tag varint 0xa2 0x06 */
+        *p++ = 0x06;
+        *p++ = (uint8_t)pad;
+        memset(p, 'x', pad);
+        p += pad;
+        if (i == 2) { /* field 100 in the middle too: before a message field written again */
+            p = pbw_put_bytes(p, 3, "message 2", 9);
+        }
+        CHECK_INT(batch_add(b, e, (size_t)(p - e)), 0);
+    }
+    size_t before = b->len;
+    long removed = batch_strip_field(b, 100);
+    CHECK(removed > 0 && (size_t)removed == before - b->len);
+    size_t len;
+    const uint8_t *req = batch_request(b, "agent-x", NULL, 0, &len);
+    check_request(req, len, 9, 4);
+    for (size_t i = 0; i < b->n; i++) { /* no field 100 left in any entry */
+        Logagent__V1__WriteLogRequest *w = logagent__v1__write_log_request__unpack(NULL, b->elen[i], b->buf + b->off[i]);
+        CHECK(w != NULL && w->base.n_unknown_fields == 0);
+        if (w)
+            logagent__v1__write_log_request__free_unpacked(w, NULL);
+    }
+    CHECK_INT(batch_strip_field(b, 100), 0); /* nothing left to remove */
+    b->buf[b->off[3]] = 0x0f; /* entry 3: a wire type that does not exist (7) */
+    size_t len3 = b->len;
+    CHECK_INT(batch_strip_field(b, 100), -EINVAL);
+    CHECK_INT(b->len, len3);
+    batch_free(b);
+}
+
 int main(void)
 {
     grpc_init();
@@ -305,6 +348,7 @@ int main(void)
     test_evict_and_load_while_shared();
     test_add_to_shared_copies();
     test_unary_entries_released_elsewhere();
+    test_strip_field();
     grpc_shutdown();
     return check_done("test_batch");
 }
