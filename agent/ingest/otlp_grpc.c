@@ -109,7 +109,8 @@ struct otlp_grpc {
     grpc_server_credentials *creds;
     grpc_completion_queue *cq;
     pthread_t thread;
-    int started; /* the server thread runs */
+    int server_started; /* grpc_server_start was called */
+    int started;        /* the server thread runs */
     otag t_shutdown;
     struct event *wake; /* main loop: calls are queued */
     pthread_mutex_t mu; /* the queue and `stopping` */
@@ -284,6 +285,11 @@ static int dispatch(otlp_grpc *g, otag *t, int ok)
 static void *server_main(void *arg)
 {
     otlp_grpc *g = arg;
+    int asked = 0; /* requested here, where they complete: no hand-off between threads that gRPC would hide */
+    for (int i = 0; i < SERVER_PENDING; i++)
+        asked += request_one(g) == 0;
+    if (!asked)
+        log_write(LOG_ERROR, "\"OTLP/gRPC: gRPC takes no call: every Export will wait\"");
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(g->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN || (ev.type == GRPC_OP_COMPLETE && dispatch(g, ev.tag, ev.success)))
@@ -486,7 +492,8 @@ static const peer_slot *call_peer(otlp_grpc *g, ocall *c)
     return &g->peers[fd];
 }
 
-/* One call, taken from the queue: decided, admitted and answered. */
+/* One call, taken from the queue: decided, admitted and answered (answer drops the handler's reference: c is not
+ * touched after it). */
 static void serve(otlp_grpc *g, ocall *c)
 {
     if (grpc_slice_str_cmp(c->details.method, EXPORT_METHOD) != 0) {
@@ -497,6 +504,7 @@ static void serve(otlp_grpc *g, ocall *c)
         answer(g, c, GRPC_STATUS_UNAVAILABLE, "out of memory: retry later", 0, 1);
         return;
     }
+    size_t len = c->len; /* c may be gone once answered (its last reference dropped on the server thread) */
     const peer_slot *ps = call_peer(g, c);
     creq rq = {.g = g, .src = ps->src, .peer = ps->peer, .now_ns = clock_real_ns(), .mono_ns = clock_mono_ns()};
     rq.src.hostname = g->hostname;
@@ -519,7 +527,7 @@ static void serve(otlp_grpc *g, ocall *c)
         answer_result(g, c, &rq);
     }
     if (rq.client) {
-        rq.client->bytes += c->len;
+        rq.client->bytes += len;
         clients_detach(g->st->clients, rq.client, rq.mono_ns);
     }
 }
@@ -692,17 +700,13 @@ void otlp_grpc_reload(otlp_grpc *g)
 
 int otlp_grpc_listen(otlp_grpc *g)
 {
+    grpc_server_start(g->server);
+    g->server_started = 1;
     if (pthread_create(&g->thread, NULL, server_main, g) != 0) {
         log_write(LOG_ERROR, "\"cannot start the OTLP/gRPC ingest's thread\"");
         return -EAGAIN;
     }
     g->started = 1; /* from here otlp_grpc_stop shuts the server down through the thread */
-    grpc_server_start(g->server);
-    for (int i = 0; i < SERVER_PENDING; i++)
-        if (request_one(g) < 0) {
-            log_write(LOG_ERROR, "\"cannot start the OTLP/gRPC ingest: gRPC takes no call\"");
-            return -ENOMEM;
-        }
     const char *cur = g->cfg->otlp_listen;
     char item[sizeof g->cfg->otlp_listen];
     int rc;
@@ -753,7 +757,16 @@ void otlp_grpc_free(otlp_grpc *g)
     if (!g)
         return;
     otlp_grpc_stop(g);
-    if (g->server) /* never started */
+    if (g->server && g->server_started) { /* started, but its thread never ran: shut it down here */
+        grpc_server_shutdown_and_notify(g->server, g->cq, &g->t_shutdown);
+        grpc_server_cancel_all_calls(g->server);
+        for (grpc_event ev;;) {
+            ev = grpc_completion_queue_next(g->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+            if (ev.type == GRPC_OP_COMPLETE && dispatch(g, ev.tag, ev.success))
+                break;
+        }
+    }
+    if (g->server)
         grpc_server_destroy(g->server);
     if (g->cq) { /* what completes after the server's end: the last answers' and closes' references */
         grpc_completion_queue_shutdown(g->cq);
