@@ -257,6 +257,43 @@ def test_opentelemetry_js_sdk_grpc_exporter():
         sdk_entries_ok(group, ("grpc",), n)
 
 
+def test_round_trip_otlp_in_otlp_out_keeps_types():
+    """OTLP in -> OTLP out: a LogRecord sent over OTLP/gRPC with attributes of every AnyValue type, exported by the
+    agent (--upstream-protocol otlp) to an independent OTLP peer (tests/interop/otlp_peer.js: @grpc/grpc-js and the
+    official schema), arrives with each attribute's type as sent; body, severity, time and ids as sent."""
+    node_path, why = node_peers()
+    if why:
+        print("   skip: independent OTLP peer not run: %s" % why)
+        return
+    from test_otlp import PEER
+    tmp = TempDir("otlp-grpc-roundtrip")
+    port_file, out = tmp.file("peer.port"), tmp.file("peer.jsonl")
+    with open(out, "wb") as f, open(tmp.file("peer.stderr"), "wb") as err:
+        peer = spawn(["node", PEER, port_file], stdout=f, stderr=err, env=dict(os.environ, NODE_PATH=node_path))
+    port = wait_for(lambda: peer.poll() is None and os.path.exists(port_file) and open(port_file).read().strip(),
+                    scaled(30), "node peer listening")
+    a = Agent(tmp, "127.0.0.1:%s" % port, "--upstream-protocol", "otlp", "--otlp-listen", "127.0.0.1:0",
+              "--flush-interval-ms", "20").start()
+    code, details, _, _ = export(addresses(a)[0], request(RESOURCE, RECORDS[:1]))
+    assert code == grpc.StatusCode.OK, (code, details)
+    a.wait_flushed(1)
+    got = wait_for(lambda: open(out).read().splitlines(), scaled(20), "the peer printed the record")
+    e = json.loads(got[0])
+    assert e["body"] == "card declined" and e["severity_text"] == "WARN" and e["severity_number"] == 13, e
+    assert e["time_unix_nano"] == str(RECORDS[0]["time_unix_nano"]), e
+    assert e["trace_id"] == bytes(range(1, 17)).hex() and e["span_id"] == bytes(range(1, 9)).hex(), e
+    assert e["resource"]["service.name"] == "checkout", e["resource"]
+    attrs = e["attributes"]
+    want = {"user": "u1", "ok": {"bool": True}, "n": {"int": "42"}, "ratio": {"double": 0.5},
+            "raw": {"bytes": "0001"}, "tags": {"array": ["a", {"int": "1"}]}, "ctx": {"kvlist": {"k": "v"}},
+            "shared": "from-record", "attributes.message": "attr named message",
+            "k8s.pod.name": "checkout-1", "host.cpu": {"int": "4"}}
+    assert {k: attrs.get(k) for k in want} == want, attrs
+    assert a.stop() == 0
+    peer.terminate()
+    assert peer.wait(timeout=scaled(10)) == 0
+
+
 if __name__ == "__main__":
     run([test_mapping_unix_and_tcp, test_bad_calls_and_rate_limit, test_full_buffer_unavailable_then_every_record_once,
-         test_allow_uids, test_opentelemetry_js_sdk_grpc_exporter])
+         test_allow_uids, test_opentelemetry_js_sdk_grpc_exporter, test_round_trip_otlp_in_otlp_out_keeps_types])
