@@ -1,7 +1,8 @@
 /* retry.c — retryable-status table and full-jitter backoff (see retry.h). */
 #include "flush/retry.h"
 
-#include "pbwire.h"
+#include <google/rpc/error_details.pb-c.h>
+#include <google/rpc/status.pb-c.h>
 
 #include <string.h>
 
@@ -40,65 +41,27 @@ int64_t retry_backoff_ms(unsigned attempt, int64_t initial_ms, int64_t max_ms, u
 
 #define RETRY_INFO_TYPE "type.googleapis.com/google.rpc.RetryInfo"
 
-/* RetryInfo { Duration retry_delay = 1; }  Duration { int64 seconds = 1; int32 nanos = 2; } */
-static int64_t retry_info_parse(const uint8_t *p, size_t n)
+/* A RetryInfo's delay in ms, or -1 when it has none or one out of range (negative, over a year, nanos >= 1 s). */
+static int64_t retry_info_ms(const ProtobufCBinaryData *value)
 {
-    const uint8_t *end = p + n, *d, *dur = NULL;
-    size_t dlen, durlen = 0;
-    uint32_t field;
-    int wire;
-    uint64_t v, secs = 0, nanos = 0;
-    while (p < end) {
-        if (pbw_get_field(&p, end, &field, &wire, &v, &d, &dlen) < 0)
-            return -1;
-        if (field == 1 && wire == 2) {
-            dur = d;
-            durlen = dlen;
-        }
-    }
-    if (!dur)
-        return -1;
-    end = dur + durlen;
-    while (dur < end) {
-        if (pbw_get_field(&dur, end, &field, &wire, &v, &d, &dlen) < 0)
-            return -1;
-        if (field == 1 && wire == 0)
-            secs = v;
-        else if (field == 2 && wire == 0)
-            nanos = v;
-    }
-    if ((int64_t)secs < 0 || secs > 86400 * 365 || nanos >= 1000000000)
-        return -1;
-    return (int64_t)secs * 1000 + (int64_t)(nanos / 1000000);
+    Google__Rpc__RetryInfo *ri = google__rpc__retry_info__unpack(NULL, value->len, value->data);
+    int64_t ms = -1;
+    const Google__Protobuf__Duration *d = ri ? ri->retry_delay : NULL;
+    if (d && d->seconds >= 0 && d->seconds <= 86400 * 365 && d->nanos >= 0 && d->nanos < 1000000000)
+        ms = d->seconds * 1000 + d->nanos / 1000000;
+    if (ri)
+        google__rpc__retry_info__free_unpacked(ri, NULL);
+    return ms;
 }
 
 int64_t retry_info_delay_ms(const uint8_t *p, size_t n)
 {
-    const uint8_t *end = p + n, *d;
-    size_t dlen;
-    uint32_t field;
-    int wire;
-    uint64_t v;
-    while (p < end) { /* google.rpc.Status { int32 code = 1; string message = 2; repeated Any details = 3; } */
-        if (pbw_get_field(&p, end, &field, &wire, &v, &d, &dlen) < 0)
-            return -1;
-        if (field != 3 || wire != 2)
-            continue;
-        const uint8_t *a = d, *aend = d + dlen, *val = NULL, *ad;
-        size_t vlen = 0, alen;
-        int is_retry_info = 0;
-        while (a < aend) { /* Any { string type_url = 1; bytes value = 2; } */
-            if (pbw_get_field(&a, aend, &field, &wire, &v, &ad, &alen) < 0)
-                return -1;
-            if (field == 1 && wire == 2)
-                is_retry_info = alen == sizeof RETRY_INFO_TYPE - 1 && memcmp(ad, RETRY_INFO_TYPE, alen) == 0;
-            else if (field == 2 && wire == 2) {
-                val = ad;
-                vlen = alen;
-            }
-        }
-        if (is_retry_info && val)
-            return retry_info_parse(val, vlen);
-    }
-    return -1;
+    Google__Rpc__Status *st = n ? google__rpc__status__unpack(NULL, n, p) : NULL;
+    int64_t ms = -1;
+    for (size_t i = 0; st && i < st->n_details && ms < 0; i++)
+        if (st->details[i]->type_url && strcmp(st->details[i]->type_url, RETRY_INFO_TYPE) == 0)
+            ms = retry_info_ms(&st->details[i]->value);
+    if (st)
+        google__rpc__status__free_unpacked(st, NULL);
+    return ms;
 }

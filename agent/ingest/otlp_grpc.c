@@ -31,6 +31,8 @@
 #include "sockpath.h"
 #include "tcplisten.h"
 
+#include <google/rpc/error_details.pb-c.h>
+#include <google/rpc/status.pb-c.h>
 #include <errno.h>
 #include <event2/listener.h>
 #include <grpc/byte_buffer.h>
@@ -307,24 +309,26 @@ static void count_answer(otlp_grpc *g, grpc_status_code code)
             stat_add(&g->gs->responses[i], 1);
 }
 
-/* google.rpc.Status {code = 1, message = 2, details = 3: Any {type_url = 1, value = 2: RetryInfo {retry_delay = 1:
- * Duration {seconds = 1, nanos = 2}}}}: what OTLP clients read to know when to retry. Returns its length. */
-static size_t retry_status(uint8_t *out, grpc_status_code code, const char *msg, size_t mlen)
+/* google.rpc.Status {code, message, details: [Any {RetryInfo {retry_delay}}]}: what OTLP clients read to know
+ * when to retry. msg is at most HTTP_JSON_ERROR_MAX + 200 bytes (answer cuts it). Returns the length written. */
+static size_t retry_status(uint8_t *out, grpc_status_code code, const char *msg)
 {
-    static const char type[] = "type.googleapis.com/google.rpc.RetryInfo";
-    uint8_t dur[24], ri[32], any[128], *p;
-    p = pbw_put_uint(dur, 1, RETRY_DELAY_MS / 1000);
-    if (RETRY_DELAY_MS % 1000)
-        p = pbw_put_uint(p, 2, (uint64_t)(RETRY_DELAY_MS % 1000) * 1000000);
-    p = pbw_put_bytes(ri, 1, dur, (size_t)(p - dur));
-    size_t rlen = (size_t)(p - ri);
-    p = pbw_put_bytes(any, 1, type, sizeof type - 1);
-    p = pbw_put_bytes(p, 2, ri, rlen);
-    size_t alen = (size_t)(p - any);
-    p = pbw_put_uint(out, 1, (uint64_t)code);
-    p = pbw_put_bytes(p, 2, msg, mlen);
-    p = pbw_put_bytes(p, 3, any, alen);
-    return (size_t)(p - out);
+    Google__Protobuf__Duration d = GOOGLE__PROTOBUF__DURATION__INIT;
+    d.seconds = RETRY_DELAY_MS / 1000;
+    d.nanos = (RETRY_DELAY_MS % 1000) * 1000000;
+    Google__Rpc__RetryInfo ri = GOOGLE__RPC__RETRY_INFO__INIT;
+    ri.retry_delay = &d;
+    uint8_t rib[32];
+    Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT, *details[1] = {&any};
+    any.type_url = (char *)"type.googleapis.com/google.rpc.RetryInfo";
+    any.value.data = rib;
+    any.value.len = google__rpc__retry_info__pack(&ri, rib);
+    Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
+    st.code = (int32_t)code;
+    st.message = (char *)msg;
+    st.n_details = 1;
+    st.details = details;
+    return google__rpc__status__pack(&st, out);
 }
 
 /* Answers c: code with msg; OK carries an ExportLogsServiceResponse (partial_success when `rejected`), UNAVAILABLE
@@ -332,9 +336,14 @@ static size_t retry_status(uint8_t *out, grpc_status_code code, const char *msg,
 static void answer(otlp_grpc *g, ocall *c, grpc_status_code code, const char *msg, size_t rejected, int retry)
 {
     uint8_t buf[HTTP_JSON_ERROR_MAX + 512], inner[HTTP_JSON_ERROR_MAX + 300], *p = buf;
+    char cut[HTTP_JSON_ERROR_MAX + 201];
     size_t mlen = strlen(msg);
-    if (mlen > HTTP_JSON_ERROR_MAX + 200)
+    if (mlen > HTTP_JSON_ERROR_MAX + 200) {
         mlen = HTTP_JSON_ERROR_MAX + 200;
+        memcpy(cut, msg, mlen);
+        cut[mlen] = 0;
+        msg = cut;
+    }
     grpc_op ops[2];
     grpc_metadata md;
     size_t n = 0;
@@ -352,7 +361,7 @@ static void answer(otlp_grpc *g, ocall *c, grpc_status_code code, const char *ms
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = c->reply;
     } else if (retry) {
-        c->status_bin = grpc_slice_from_copied_buffer((const char *)buf, retry_status(buf, code, msg, mlen));
+        c->status_bin = grpc_slice_from_copied_buffer((const char *)buf, retry_status(buf, code, msg));
         md.key = grpc_slice_from_static_string("grpc-status-details-bin");
         md.value = c->status_bin;
         ops[n].data.send_status_from_server.trailing_metadata_count = 1;
