@@ -349,6 +349,39 @@ def test_opentelemetry_js_sdk_through_the_agent():
     sdk_entries_ok(sink.entries(), ("http-json", "http-proto"), n)
 
 
+def test_sdk_retries_through_a_full_buffer():
+    """Backpressure as an application meets it: the JS SDK's OTLP/HTTP (protobuf) exporter sends 1,500 records to an
+    agent whose small buffer is full (the log service is down); the agent answers 503 + Retry-After, the SDK retries
+    (its own policy: up to 5 attempts within its 10 s timeout, honouring Retry-After), the service comes back, and
+    every record arrives — none lost, duplicates only as the same log_id (a retried request's records get the same
+    ids). (The JS SDK's gRPC exporter does not retry at all, whatever the status: docs/interop.md.)"""
+    node_path, why = node_peers()
+    if why:
+        print("   skip: OpenTelemetry JS SDK not run: %s" % why)
+        return
+    tmp = TempDir("otlp-http-sdk-full")
+    target, port = dead_target(tmp)
+    a = Agent(tmp, target, "--http-listen", "127.0.0.1:0", "--buffer-bytes", "128KiB", "--flush-interval-ms", "20",
+              "--retry-max-ms", "200").start()
+    n = 1500
+    url = "http://127.0.0.1:%d/v1/logs" % http_port(a)
+    p = spawn(["node", os.path.join(INTEROP, "otel_sdk_sender.js"), "http-proto", url, str(n)],
+              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, NODE_PATH=node_path))
+    wait_for(lambda: a.stats()["http"]["refused_full"] > 0, 60, "the agent refusing: buffer full")
+    sink = Sink(tmp, port=port).start()
+    out, err = p.communicate(timeout=scaled(120))
+    assert p.returncode == 0 and json.loads(out) == {"exported": n, "failed": 0}, (out, err[-2000:])
+    wait_for(lambda: len({e["log_id"] for e in sink.entries()}) >= n, scaled(60), "%d distinct log_ids" % n)
+    st = a.stats()
+    assert a.stop() == 0
+    summary = sink.stop()
+    assert summary["unique_log_ids"] == n, summary
+    messages = {e["message"] for e in sink.entries()}
+    assert messages == {"sdk http-proto %d" % i for i in range(n)}, len(messages)
+    h = st["http"]
+    assert h["responses"]["503"] >= 1 and h["refused_full"] >= 1 and h["records"] >= n, h
+
+
 if __name__ == "__main__":
     run([test_mapping_protobuf_json_and_gzip, test_bad_requests, test_full_buffer_503_then_every_record_once,
-         test_opentelemetry_js_sdk_through_the_agent])
+         test_opentelemetry_js_sdk_through_the_agent, test_sdk_retries_through_a_full_buffer])
