@@ -97,14 +97,25 @@ def test_mapping_unix_and_tcp():
     assert g["enabled"] and g["calls"] == 3 and g["responses"]["OK"] == 3 and g["records"] == n, g
     assert g["connections"]["total"] == 3 and g["request_bytes"] == 3 * len(req.SerializeToString()), g
     assert st["records"]["received"] == n, st["records"]
+    bare = SVC.ExportLogsServiceRequest()  # no resource at all, no severity, no time, no attributes
+    bare.resource_logs.add().scope_logs.add().log_records.add().body.string_value = "bare"
+    code, details, resp, _ = export(addrs[1], bare)
+    assert code == grpc.StatusCode.OK, (code, details)
+    sink.wait_count(n + 1)
+    bare_entry = [e for e in sink.entries() if e["message"] == "bare"]
+    assert len(bare_entry) == 1 and bare_entry[0]["service_name"] == "" and bare_entry[0]["level"] == "INFO" and \
+        bare_entry[0]["metadata"] == {}, bare_entry
+    st = a.wait_flushed(n + 1)
+    g = st["otlp_grpc"]
+    assert g["calls"] == 4 and g["records"] == n + 1, g
     status, metrics = http_get(a.stats_socket, "/metrics")
-    assert 'logagent_otlp_grpc_calls_total{code="OK"} 3' in metrics and "logagent_otlp_grpc_records_total 9" in \
+    assert 'logagent_otlp_grpc_calls_total{code="OK"} 4' in metrics and "logagent_otlp_grpc_records_total 10" in \
         metrics, metrics
     assert a.stop() == 0
     summary = sink.stop()
     # the same request's bytes give the same log_ids (a retry is kept once): three sends, three ids
-    assert summary["entries"] == n and summary["unique_log_ids"] == 3, summary
-    entries = sink.entries()
+    assert summary["entries"] == n + 1 and summary["unique_log_ids"] == 4, summary
+    entries = [e for e in sink.entries() if e["message"] != "bare"]
     unix = {"pid": os.getpid(), "uid": os.getuid()}
     for k, source in enumerate((unix, {"comm": "otlp-grpc", "pid": 0}, {"comm": "otlp-grpc", "pid": 0})):
         got = sorted(entries[3 * k:3 * k + 3], key=lambda e: e["timestamp_unix_nano"])
