@@ -301,6 +301,45 @@ def test_full_buffer_503_then_every_record_once():
     assert summary["unique_log_ids"] == n, summary
 
 
+def test_rate_limit_and_allow_uids():
+    """--rate-limit: an OTLP/HTTP request over it is answered 429 + Retry-After with a google.rpc.Status (code 8), the
+    records still the caller's; on unix: the peer's uid comes from the kernel (source) and --allow-uids refuses
+    another user's request with 403."""
+    from harness import UnixHTTPConnection
+    tmp = TempDir("otlp-http-limits")
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target, "--http-listen", "127.0.0.1:0", "--rate-limit", "5:5").start()
+    status, headers, data = post(http_port(a), request(RESOURCE, [{"body": "r%d" % i} for i in range(20)])
+                                 .SerializeToString())
+    doc = answer(status, headers, data)
+    assert status == 429 and headers.get("retry-after") == "1" and doc["code"] == 8, (status, headers, doc)
+    assert a.stats()["http"]["refused_rate_limited"] >= 1
+    assert a.stop() == 0
+
+    def post_unix(path, body):
+        c = UnixHTTPConnection(path, timeout=scaled(30))
+        c.request("POST", "/v1/logs", body=body, headers={"Content-Type": "application/x-protobuf"})
+        r = c.getresponse()
+        out = (r.status, r.read())
+        c.close()
+        return out
+    path = tmp.file("http.sock")
+    body = request(RESOURCE, [{"body": "from unix"}]).SerializeToString()
+    a = Agent(tmp, sink.target, "--http-listen", "unix:" + path, "--flush-interval-ms", "20", name="mine").start()
+    assert post_unix(path, body)[0] == 200
+    e = wait_for(lambda: ([e for e in sink.entries() if e["message"] == "from unix"] or [None])[0], 20,
+                 "the unix: record at the sink")
+    assert e["message"] == "from unix" and e["source"]["pid"] == os.getpid() and e["source"]["uid"] == os.getuid(), e
+    assert a.stop() == 0
+    a = Agent(tmp, sink.target, "--http-listen", "unix:" + path, "--allow-uids", str(os.getuid() + 4242),
+              name="others").start()
+    status, data = post_unix(path, body)
+    assert status == 403 and b"allow-uids" in data, (status, data)
+    assert a.stats()["records"]["received"] == 0
+    assert a.stop() == 0
+    sink.stop()
+
+
 def sdk_entries_ok(entries, kinds, n):
     """The records otel_sdk_sender.js sent with each exporter in kinds (n each), every field as the SDK set it."""
     seen = set()
@@ -384,4 +423,5 @@ def test_sdk_retries_through_a_full_buffer():
 
 if __name__ == "__main__":
     run([test_mapping_protobuf_json_and_gzip, test_bad_requests, test_full_buffer_503_then_every_record_once,
-         test_opentelemetry_js_sdk_through_the_agent, test_sdk_retries_through_a_full_buffer])
+         test_rate_limit_and_allow_uids, test_opentelemetry_js_sdk_through_the_agent,
+         test_sdk_retries_through_a_full_buffer])
