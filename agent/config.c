@@ -33,6 +33,7 @@ static const char *const FSYNC_NAMES[] = {"always", "interval", "never", NULL};
 static const char *const RATE_KEY_NAMES[] = {"pid", "uid", NULL};
 static const char *const PROTOCOL_NAMES[] = {"logagent", "otlp", NULL};
 static const char *const COMPRESSION_NAMES[] = {"none", "gzip", NULL};
+static const char *const LOG_FORMAT_NAMES[] = {"logfmt", "json", NULL};
 
 typedef struct opt {
     const char *name;
@@ -115,12 +116,13 @@ static const opt OPTS[] = {
     NUM(deadletter_max_bytes, T_SIZE, "64MiB", 0, 1ULL << 40,
         "bound of deadletter.log + deadletter.log.1 (oldest rotated out, counted); 0: refused records dropped"),
     NUM(log_level, T_LEVEL, "info", 0, 0, "debug|info|warn|error"),
+    ENUM(log_format, "logfmt", LOG_FORMAT_NAMES, "logfmt|json: the agent's own log lines on stderr (json: one object a line)"),
 };
 #define N_OPTS (sizeof OPTS / sizeof OPTS[0])
 _Static_assert(N_OPTS <= CONFIG_MAX_OPTS, "raise CONFIG_MAX_OPTS");
 
 /* What SIGHUP applies while running (config_apply_live); everything else needs a restart. */
-static const char *const LIVE_OPTS[] = {"log_level", "batch_max_records", "batch_max_bytes", "flush_interval_ms",
+static const char *const LIVE_OPTS[] = {"log_level", "log_format", "batch_max_records", "batch_max_bytes", "flush_interval_ms",
                                         "on_full", "health_failing_ms", "health_spool_pct", "upstream", "ca_file",
                                         "cert_file", "key_file", "tls_server_name", NULL};
 

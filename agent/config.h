@@ -94,6 +94,7 @@ typedef struct config {
     int spool_fsync;
     uint64_t deadletter_max_bytes; /* deadletter.log + .1 at most (rotation); 0: no dead-letter file */
     int log_level;
+    int log_format; /* LOG_FORMAT_LOGFMT or LOG_FORMAT_JSON (log.h) */
 
     /* bookkeeping, filled by config_load */
     char config_file[256];              /* the file read; "" when none */

@@ -20,6 +20,10 @@ static const char *const NAMES[] = {"debug", "info", "warn", "error"};
 
 void log_set_level(int level) { atomic_store(&g_level, level); }
 
+static _Atomic int g_format; /* enum log_format: process-wide, like the level */
+
+void log_set_format(int format) { atomic_store(&g_format, format); }
+
 void log_detect_journal(void)
 {
     const char *js = getenv("JOURNAL_STREAM");
@@ -38,6 +42,94 @@ int log_level_parse(const char *s)
     if (strcmp(s, "warning") == 0)
         return LOG_WARN;
     return -1;
+}
+
+/* Appends s[0..len) to out as the inside of a JSON string. Returns the new length (never past cap). */
+static size_t json_str(char *out, size_t o, size_t cap, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len && o + 7 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20) {
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    return o;
+}
+
+/* A logfmt value written as a JSON number may stay one: -?(0|[1-9][0-9]*)(.[0-9]+)?, at most 18 characters. */
+static int json_number(const char *v, size_t len)
+{
+    size_t i = v[0] == '-';
+    if (len > 18 || i >= len || (v[i] == '0' && i + 1 < len && v[i + 1] != '.'))
+        return 0;
+    size_t digits = 0, dot = 0;
+    for (; i < len; i++) {
+        if (v[i] == '.' && !dot && digits) {
+            dot = 1;
+            digits = 0;
+        } else if (v[i] >= '0' && v[i] <= '9') {
+            digits++;
+        } else {
+            return 0;
+        }
+    }
+    return digits > 0;
+}
+
+/* One logfmt line (key=value or key="quoted \\" value", space-separated) as one JSON object. Returns its length
+ * (at most cap - 1). */
+static size_t logfmt_to_json(const char *in, char *out, size_t cap)
+{
+    size_t o = 0;
+    out[o++] = '{';
+    const char *p = in;
+    while (*p && o + 16 < cap) {
+        while (*p == ' ')
+            p++;
+        const char *key = p;
+        while (*p && *p != '=' && *p != ' ')
+            p++;
+        size_t klen = (size_t)(p - key);
+        if (!klen)
+            break;
+        if (o > 1)
+            out[o++] = ',';
+        out[o++] = '"';
+        o = json_str(out, o, cap - 4, key, klen);
+        out[o++] = '"';
+        out[o++] = ':';
+        if (*p == '=' && p[1] == '"') { /* quoted: its \\" and \\\\ unescaped, then escaped for JSON */
+            out[o++] = '"';
+            for (p += 2; *p && *p != '"'; p++) {
+                if (*p == '\\' && p[1])
+                    p++;
+                o = json_str(out, o, cap - 3, p, 1);
+            }
+            if (*p == '"')
+                p++;
+            out[o++] = '"';
+            continue;
+        }
+        const char *v = *p == '=' ? ++p : p;
+        while (*p && *p != ' ')
+            p++;
+        size_t vlen = (size_t)(p - v);
+        if (json_number(v, vlen) && o + vlen + 3 < cap) {
+            memcpy(out + o, v, vlen);
+            o += vlen;
+        } else {
+            out[o++] = '"';
+            o = json_str(out, o, cap - 3, v, vlen);
+            out[o++] = '"';
+        }
+    }
+    out[o++] = '}';
+    return o;
 }
 
 void log_write(int level, const char *fmt, ...)
@@ -60,8 +152,17 @@ void log_write(int level, const char *fmt, ...)
     va_end(ap);
     if (n > (int)sizeof line - 2)
         n = (int)sizeof line - 2;
-    line[n++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+    char json[2 * sizeof line + 64];
+    const char *out = line;
+    if (atomic_load_explicit(&g_format, memory_order_relaxed) == LOG_FORMAT_JSON) {
+        line[n] = 0;
+        int skip = line[0] == '<' ? 3 : 0; /* the journal's <p> prefix stays in front */
+        memcpy(json, line, (size_t)skip);
+        n = skip + (int)logfmt_to_json(line + skip, json + skip, sizeof json - (size_t)skip - 1);
+        out = json;
+    }
+    ((char *)out)[n++] = '\n';
+    ssize_t w = write(STDERR_FILENO, out, (size_t)n);
     (void)w; /* nowhere to report a failure to write the log */
 }
 

@@ -1,6 +1,7 @@
-/* log.h — the agent's own log: one logfmt line per event on stderr.
+/* log.h — the agent's own log: one logfmt line per event on stderr (or, --log-format json, one JSON object).
  *
  *   ts=2026-11-29T01:02:03.456Z level=warn msg="malformed input, connection closed" pid=1234
+ *   {"ts":"2026-11-29T01:02:03.456Z","level":"warn","msg":"malformed input, connection closed","pid":1234}
  *
  * Thread-safe (each line is one write(2)). A log_limit lets a call site log the first occurrence and then at
  * most one line per interval, carrying the count of lines it suppressed meanwhile. */
@@ -12,7 +13,12 @@
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 
+enum log_format { LOG_FORMAT_LOGFMT = 0, LOG_FORMAT_JSON = 1 };
+
 void log_set_level(int level);
+/* --log-format json: each line becomes one JSON object with the same keys, {"ts":…,"level":…,"msg":…,"key":…}; a
+ * value is a JSON number when it is written as one (42, -1.5; not 0600), else a string. */
+void log_set_format(int format);
 
 /* When stderr is the journal's stream (systemd's JOURNAL_STREAM names its device and inode), every line starts
  * with its syslog priority, <7> debug, <6> info, <4> warn, <3> error, which journald reads and removes

@@ -66,6 +66,7 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
     char live[512], restart[512];
     config_apply_live(a->cfg, &next, live, sizeof live, restart, sizeof restart);
     log_set_level(a->cfg->log_level);
+    log_set_format(a->cfg->log_format);
     flusher_reload(a->fl, a->cfg);
     ingest_reload(a->in);
     if (a->hi)
@@ -177,6 +178,7 @@ int main(int argc, char **argv)
         return 0;
     }
     log_set_level(cfg.log_level);
+    log_set_format(cfg.log_format);
     log_detect_journal();
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();

@@ -169,6 +169,37 @@ def test_sighup_reload():
     assert len(msgs) == 18 and len(set(msgs)) == 18, msgs
 
 
+def test_log_format_json_and_back():
+    """--log-format json (here from the config file): every line the agent writes is one JSON object with ts, level,
+    msg and each field (numbers as numbers, the rest as strings: a mode 0600 stays "0600"), a warning with quotes and
+    SIGUSR1's stats document (a string holding JSON) included; SIGHUP back to logfmt changes the next lines."""
+    tmp = TempDir("logjson")
+    sink = Sink(tmp).start()
+    conf = write(tmp, "a.conf", "log-format = json\n")
+    a = Agent(tmp, sink.target, env={"LOGAGENT_CONFIG": conf}).start()
+    send_records(a.socket, [{"message": "x", "_bad": 1}])  # a reserved key: a warning line with fields
+    wait_for(lambda: "reserved _-key" in a.logtext(), 20, "the warning")
+    a.proc.send_signal(signal.SIGUSR1)
+    wait_for(lambda: '"msg":"stats"' in a.logtext(), 20, "the stats line")
+    lines = [json.loads(l) for l in a.logtext().splitlines()]
+    assert all(list(l)[:3] == ["ts", "level", "msg"] for l in lines), lines
+    started = [l for l in lines if l["msg"] == "logagentd started"][0]
+    assert started["ring_bytes"] > 0 and isinstance(started["ring_bytes"], int) and started["version"], started
+    stats_sock = [l for l in lines if l["msg"] == "stats socket listening"][0]
+    assert stats_sock["mode"] == "0600", stats_sock
+    warn = [l for l in lines if "reserved" in l["msg"]][0]
+    assert warn["level"] == "warn" and warn["comm"] and isinstance(warn["pid"], int), warn
+    doc = json.loads([l for l in lines if l["msg"] == "stats"][0]["stats"])
+    assert doc["records"]["received"] == 1, doc
+    write(tmp, "a.conf", "log-format = logfmt\n")
+    a.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in a.logtext(), 20, "reload logged")
+    last = a.logtext().splitlines()[-1]
+    assert last.startswith("ts=") and 'msg="configuration reloaded"' in last and "applied=log-format" in last, last
+    assert a.stop() == 0
+    sink.stop()
+
+
 def test_sigusr1_logs_stats():
     tmp = TempDir("usr1")
     sink = Sink(tmp).start()
@@ -200,5 +231,5 @@ def test_repeated_errors_are_rate_limited():
 
 if __name__ == "__main__":
     run([test_precedence_and_check_config, test_running_agent_uses_the_file,
-         test_config_errors_exit_2_naming_file_line_and_key, test_sighup_reload, test_sigusr1_logs_stats,
+         test_config_errors_exit_2_naming_file_line_and_key, test_sighup_reload, test_log_format_json_and_back, test_sigusr1_logs_stats,
          test_repeated_errors_are_rate_limited])

@@ -3,7 +3,10 @@
 #include "check.h"
 #include "log.h"
 
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static int64_t mono_ms(void)
 {
@@ -41,9 +44,42 @@ static void test_limit_counts_suppressed(void)
     CHECK_INT(log_limit_check(&l, 100), -1); /* a new interval began */
 }
 
+/* --log-format json: log_write's line read back from stderr (a pipe): numbers stay numbers only when JSON would
+ * read them as the same text, quoted values are unescaped then escaped for JSON, control bytes become \u00XX; and
+ * back to logfmt. */
+static void test_json_lines(void)
+{
+    int fds[2], saved = dup(STDERR_FILENO);
+    CHECK(pipe(fds) == 0 && saved >= 0);
+    dup2(fds[1], STDERR_FILENO);
+    log_set_format(LOG_FORMAT_JSON);
+    log_write(LOG_WARN, "\"a \\\"quoted\\\" word\" n=42 neg=-1.5 mode=0600 v=0.1.0 e=1e5 path=/x err=\"tab\there\" z=0");
+    log_set_format(LOG_FORMAT_LOGFMT);
+    log_write(LOG_WARN, "\"plain\" k=v");
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fds[1]);
+    char buf[2048];
+    ssize_t n = read(fds[0], buf, sizeof buf - 1);
+    close(fds[0]);
+    buf[n > 0 ? n : 0] = 0;
+    char *nl = strchr(buf, '\n');
+    CHECK(nl != NULL);
+    if (!nl)
+        return;
+    *nl = 0;
+    const char *tail = strstr(buf, "\"level\":");
+    CHECK(strncmp(buf, "{\"ts\":\"", 7) == 0 && tail != NULL);
+    CHECK_STR(tail ? tail : "", "\"level\":\"warn\",\"msg\":\"a \\\"quoted\\\" word\",\"n\":42,\"neg\":-1.5,"
+                                "\"mode\":\"0600\",\"v\":\"0.1.0\",\"e\":\"1e5\",\"path\":\"/x\","
+                                "\"err\":\"tab\\u0009here\",\"z\":0}");
+    CHECK(strncmp(nl + 1, "ts=", 3) == 0 && strstr(nl + 1, "msg=\"plain\" k=v\n") != NULL);
+}
+
 int main(void)
 {
     test_levels();
     test_limit_counts_suppressed();
+    test_json_lines();
     return check_done("test_log");
 }
