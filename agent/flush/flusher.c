@@ -114,8 +114,8 @@ static int reload(flusher *f, batch *b)
     int rc = dst ? spool_read(f->sp, &b->ref, dst) : -ENOMEM;
     if (rc == 0)
         rc = batch_load_end(b);
-    if (rc == 0 && !f->otlp && batch_strip_field(b, RECORD_F_META_TYPES) < 0)
-        rc = -EINVAL;
+    if (rc == 0 && !f->otlp)
+        batch_strip_field(b, RECORD_F_META_TYPES); /* an entry that does not parse: sent as it is, never dropped */
     if (rc == 0 && b->len != plen) {
         pthread_mutex_lock(&f->mu);
         f->acct.held_bytes = f->acct.held_bytes + b->len - plen;
