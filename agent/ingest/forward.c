@@ -25,6 +25,7 @@
  * with it; so does Message mode's option `metadata`. */
 #include "ingest/forward.h"
 
+#include "common/gunzip.h"
 #include "ingest/mpscan.h"
 #include "mpread.h"
 
@@ -32,7 +33,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 enum { FORWARD_KEEP_EV = 64 * 1024 }; /* event buffer bytes a connection's iterator keeps between messages */
 enum { FORWARD_SKIP = 2 };              /* entry: not an event (a group marker), go on with the next entry */
@@ -250,76 +250,20 @@ static int read_option(forward_iter *it, const uint8_t *p, const uint8_t *end, i
     return 0;
 }
 
-/* Inflates gzip data (one member or several concatenated) into it->inflated. Returns 0, -EBADMSG, -EMSGSIZE or
- * -ENOMEM. */
+/* Inflates gzip data (one member or several concatenated) into it->inflated (common/gunzip.h: at most
+ * opts->max_inflated bytes). Returns 0, -EBADMSG, -EMSGSIZE or -ENOMEM. */
 static int inflate_entries(forward_iter *it, const char *src, size_t len)
 {
-    size_t cap = len * 4 + 4096, max = it->opts->max_inflated;
-    if (cap > max)
-        cap = max;
-    char *out = malloc(cap + 1);
-    if (!out)
-        return -ENOMEM;
-    z_stream z;
-    memset(&z, 0, sizeof z);
-    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
-        free(out);
-        return -ENOMEM;
-    }
-    z.next_in = (Bytef *)src;
-    z.avail_in = (uInt)len;
-    size_t have = 0;
-    int rc = 0;
-    for (;;) {
-        if (have == cap) { /* one byte past max tells a bomb from data of exactly max bytes */
-            if (cap > max) {
-                rc = -EMSGSIZE;
-                break;
-            }
-            size_t ncap = cap * 2 > max ? max + 1 : cap * 2;
-            char *n = realloc(out, ncap + 1);
-            if (!n) {
-                rc = -ENOMEM;
-                break;
-            }
-            out = n;
-            cap = ncap;
-        }
-        z.next_out = (Bytef *)out + have;
-        z.avail_out = (uInt)(cap - have);
-        int zr = inflate(&z, Z_NO_FLUSH);
-        have = cap - z.avail_out;
-        if (zr == Z_STREAM_END) {
-            if (z.avail_in == 0)
-                break;
-            if (inflateReset(&z) != Z_OK) { /* another gzip member follows */
-                rc = -EBADMSG;
-                break;
-            }
-            continue;
-        }
-        if (zr == Z_BUF_ERROR && z.avail_out != 0) { /* input ended inside a member */
-            rc = -EBADMSG;
-            break;
-        }
-        if (zr != Z_OK && zr != Z_BUF_ERROR) {
-            rc = zr == Z_MEM_ERROR ? -ENOMEM : -EBADMSG;
-            break;
-        }
-    }
-    inflateEnd(&z);
-    if (rc == 0 && have > max)
-        rc = -EMSGSIZE;
-    if (rc < 0) {
-        free(out);
+    char *out;
+    size_t have;
+    int rc = gunzip(src, len, it->opts->max_inflated, &out, &have);
+    if (rc < 0)
         return rc;
-    }
     it->inflated = out;
     it->packed = out;
     it->packed_len = have;
     return 0;
 }
-
 
 /* forward_begin's failure: the iterator holds nothing. */
 static int begin_failed(forward_iter *it, int rc)
