@@ -76,6 +76,7 @@ static const opt OPTS[] = {
     STR(otlp_listen, "", "also take OTLP logs over gRPC (LogsService/Export) on unix:PATH and/or HOST:PORT, comma-separated (empty: off)"),
     NUM(otlp_max_request_bytes, T_SIZE, "4MiB", 1024, 64 << 20,
         "largest OTLP/gRPC request message; larger ones get RESOURCE_EXHAUSTED"),
+    NUM(otlp_max_connections, T_U64, "256", 1, 1000000, "OTLP/gRPC connections at once; more wait in the backlog"),
     STR(forward_message_keys, "message,log,msg", "Fluent Forward: record keys tried in order as the message"),
     STR(forward_listen, "", "also take Fluent Forward over TCP on HOST:PORT, no authentication (empty: off)"),
     NUM(health_failing_ms, T_MS, "60s", 1000, 86400000, "/healthz says 503 once the upstream fails this long"),

@@ -56,6 +56,7 @@ typedef struct config {
 #define OTLP_LISTEN_MAX 4
     char otlp_listen[272];       /* "unix:PATH" and/or "HOST:PORT", comma-separated: OTLP/gRPC ingest ("" = off) */
     uint64_t otlp_max_request_bytes; /* largest OTLP/gRPC request message */
+    uint64_t otlp_max_connections;   /* OTLP/gRPC connections open at once */
     char http_listen[128];       /* "unix:PATH" or "HOST:PORT": take records as JSON over HTTP ("" = off) */
     uint64_t http_max_body_bytes; /* largest HTTP request body; past it 413 */
     char forward_message_keys[128]; /* Fluent Forward: record keys tried in order as the message */

@@ -57,6 +57,8 @@ typedef struct otlp_grpc_stats {
     _Atomic uint64_t refused_full;                 /* records answered UNAVAILABLE, buffer full (the caller's) */
     _Atomic uint64_t refused_rate_limited;         /* records answered RESOURCE_EXHAUSTED (the caller's) */
     _Atomic uint64_t conn_total;                   /* connections accepted and handed to gRPC */
+    _Atomic uint64_t conn_active;                  /* ... open now (until gRPC or the client closes it) */
+    _Atomic uint64_t conn_max_reached;             /* times --otlp-max-connections stopped accepting */
     _Atomic uint64_t conn_refused_not_allowed;     /* closed at accept: not in --allow-uids/--allow-gids */
     int enabled;                                   /* --otlp-listen is set */
 } otlp_grpc_stats;

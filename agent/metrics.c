@@ -262,6 +262,10 @@ static void grpc_side(writer *w, const stats_view *v)
         "OTLP/gRPC records answered RESOURCE_EXHAUSTED for a sender over --rate-limit: still with the caller.",
         v->grpc_refused_rate_limited);
     one(w, "logagent_otlp_grpc_connections_total", "counter", "OTLP/gRPC connections accepted.", v->grpc_conn_total);
+    one(w, "logagent_otlp_grpc_connections_active", "gauge", "OTLP/gRPC connections open now.", v->grpc_conn_active);
+    one(w, "logagent_otlp_grpc_connections_max_reached_total", "counter",
+        "Times --otlp-max-connections stopped accepting (new OTLP/gRPC connections waited in the listen backlog).",
+        v->grpc_conn_max_reached);
     one(w, "logagent_otlp_grpc_connections_refused_total", "counter",
         "OTLP/gRPC connections closed at accept: the peer is not in --allow-uids/--allow-gids.", v->grpc_conn_refused);
 }

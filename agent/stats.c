@@ -76,6 +76,8 @@ static void grpc_collect(otlp_grpc_stats *g, stats_view *v)
     v->grpc_refused_rate_limited = stat_get(&g->refused_rate_limited);
     v->grpc_conn_total = stat_get(&g->conn_total);
     v->grpc_conn_refused = stat_get(&g->conn_refused_not_allowed);
+    v->grpc_conn_active = stat_get(&g->conn_active);
+    v->grpc_conn_max_reached = stat_get(&g->conn_max_reached);
 }
 
 void stats_collect(const stats_sources *src, stats_view *v)
@@ -244,10 +246,11 @@ static void put_grpc(textbuf *t, const stats_view *v)
 {
     put(t, "\"otlp_grpc\":{\"enabled\":%s,\"calls\":%llu,\"records\":%llu,\"request_bytes\":%llu,"
            "\"refused_full\":%llu,\"refused_rate_limited\":%llu,\"connections\":{\"total\":%llu,"
-           "\"refused_not_allowed\":%llu},\"responses\":{", v->grpc_enabled ? "true" : "false",
-        (unsigned long long)v->grpc_calls, (unsigned long long)v->grpc_records,
+           "\"active\":%llu,\"max_reached\":%llu,\"refused_not_allowed\":%llu},\"responses\":{",
+        v->grpc_enabled ? "true" : "false", (unsigned long long)v->grpc_calls, (unsigned long long)v->grpc_records,
         (unsigned long long)v->grpc_request_bytes, (unsigned long long)v->grpc_refused_full,
         (unsigned long long)v->grpc_refused_rate_limited, (unsigned long long)v->grpc_conn_total,
+        (unsigned long long)v->grpc_conn_active, (unsigned long long)v->grpc_conn_max_reached,
         (unsigned long long)v->grpc_conn_refused);
     for (size_t i = 0; i < STATS_GRPC_CODE_N; i++)
         put(t, "%s\"%s\":%llu", i ? "," : "", stats_grpc_code_names[i], (unsigned long long)v->grpc_responses[i]);

@@ -60,7 +60,7 @@ typedef struct stats_view {
     uint64_t http_refused_rate_limited, http_conn_active, http_conn_max_reached, http_timed_out;
     int grpc_enabled; /* --otlp-listen: otlp_grpc_stats, copied */
     uint64_t grpc_calls, grpc_responses[STATS_GRPC_CODE_N], grpc_records, grpc_request_bytes, grpc_refused_full;
-    uint64_t grpc_refused_rate_limited, grpc_conn_total, grpc_conn_refused;
+    uint64_t grpc_refused_rate_limited, grpc_conn_total, grpc_conn_refused, grpc_conn_active, grpc_conn_max_reached;
     uint64_t fwd_messages, fwd_events, fwd_acks, fwd_acks_failed; /* Fluent Forward on the ingest socket */
     flusher_snapshot f;
 } stats_view;

@@ -64,6 +64,7 @@
 #include "ingest/http_ingest.h"
 #include "log.h"
 #include "ingest/membudget.h"
+#include "ingest/otlp_grpc.h"
 #include "ingest/mpscan.h"
 #include "ingest/peer.h"
 #include "record.h"
@@ -1137,7 +1138,7 @@ static int listen_forward_tcp(ingest *in)
  * budget of acceptguard.h, minus the HTTP ingest's share). Logged at start when the limit lowers it. */
 static uint64_t conn_cap(const config *cfg)
 {
-    uint64_t budget = acceptguard_fd_budget(), http = http_ingest_fd_share(cfg);
+    uint64_t budget = acceptguard_fd_budget(), http = http_ingest_fd_share(cfg) + otlp_grpc_fd_share(cfg);
     uint64_t cap = budget > http + 1 ? budget - http : 1;
     if (cap >= cfg->max_connections)
         return cfg->max_connections;

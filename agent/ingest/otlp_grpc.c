@@ -35,6 +35,7 @@
 #include <google/rpc/status.pb-c.h>
 #include <errno.h>
 #include <event2/listener.h>
+#include <fcntl.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -92,6 +93,16 @@ typedef struct peer_slot {
     char peer[96]; /* for log lines */
 } peer_slot;
 
+/* The agent's watch on one connection it handed to gRPC: a duplicate of its descriptor, waited on for the close
+ * only (EV_CLOSED: EPOLLRDHUP, never woken by data), so the connection is counted until it ends, whoever ends it
+ * (the client's FIN, or gRPC's shutdown(2) before it closes its own descriptor). */
+typedef struct owatch {
+    otlp_grpc *g;
+    struct event *ev;
+    int fd;
+    struct owatch *prev, *next;
+} owatch;
+
 typedef struct lsn {
     otlp_grpc *g;
     struct evconnlistener *l;
@@ -118,10 +129,15 @@ struct otlp_grpc {
     pthread_mutex_t mu; /* the queue and `stopping` */
     ocall *head, *tail;
     int stopping;
+    int main_stopping; /* otlp_grpc_stop ran (main loop thread's copy: no lock) */
     lsn lis[OTLP_LISTEN_MAX];
     unsigned n_lis;
     peer_slot *peers; /* indexed by fd; main loop thread only */
     size_t n_peers;
+    owatch *watches;  /* the connections open now (conn_active of them) */
+    uint64_t cap;     /* --otlp-max-connections within the open-file budget */
+    int at_cap;       /* the listeners are stopped at the cap */
+    log_limit lim_cap;
     uint64_t serial;
     record_enc enc;
     admit *adm;
@@ -582,6 +598,88 @@ static int peers_put(otlp_grpc *g, int fd, const peer_slot *s)
     return 0;
 }
 
+uint64_t otlp_grpc_conn_cap(const config *cfg)
+{
+    if (!cfg->otlp_listen[0])
+        return 0;
+    uint64_t quarter = acceptguard_fd_budget() / 4;
+    if (quarter < 1)
+        quarter = 1;
+    return cfg->otlp_max_connections < quarter ? cfg->otlp_max_connections : quarter;
+}
+
+uint64_t otlp_grpc_fd_share(const config *cfg) { return 2 * otlp_grpc_conn_cap(cfg); }
+
+/* At the cap every listener stops (connections wait in the backlog); under it, they accept again. */
+static void limit(otlp_grpc *g)
+{
+    uint64_t active = stat_get(&g->gs->conn_active);
+    int at_cap = active >= g->cap;
+    if (at_cap == g->at_cap)
+        return;
+    g->at_cap = at_cap;
+    for (unsigned i = 0; i < g->n_lis; i++)
+        acceptguard_want(g->lis[i].guard, !at_cap);
+    if (!at_cap)
+        return;
+    stat_add(&g->gs->conn_max_reached, 1);
+    int64_t sup = log_limit_check(&g->lim_cap, 10000);
+    if (sup >= 0)
+        log_write(LOG_WARN, "\"OTLP/gRPC connections at --otlp-max-connections: new ones wait in the listen backlog\" "
+                            "connections=%llu suppressed=%lld", (unsigned long long)active, (long long)sup);
+}
+
+static void unwatch(owatch *w)
+{
+    otlp_grpc *g = w->g;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        g->watches = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    event_free(w->ev);
+    close(w->fd);
+    free(w);
+    stat_add(&g->gs->conn_active, (uint64_t)-1);
+}
+
+static void on_closed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    owatch *w = arg;
+    otlp_grpc *g = w->g;
+    unwatch(w);
+    if (!g->main_stopping)
+        limit(g);
+}
+
+/* Counts fd's connection until it ends. 0, or -errno (the caller closes the connection: it cannot be counted). */
+static int watch(otlp_grpc *g, int fd)
+{
+    owatch *w = calloc(1, sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    w->g = g;
+    w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (w->fd < 0 || !(w->ev = event_new(g->base, w->fd, EV_CLOSED, on_closed, w)) || event_add(w->ev, NULL) < 0) {
+        int rc = w->fd < 0 ? -errno : -ENOMEM;
+        if (w->ev)
+            event_free(w->ev);
+        if (w->fd >= 0)
+            close(w->fd);
+        free(w);
+        return rc;
+    }
+    w->next = g->watches;
+    if (w->next)
+        w->next->prev = w;
+    g->watches = w;
+    stat_add(&g->gs->conn_active, 1);
+    return 0;
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
     (void)l;
@@ -607,13 +705,17 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         snprintf(s.peer, sizeof s.peer, strchr(host, ':') ? "peer=[%s]:%s" : "peer=%s:%s", host, port);
         strcpy(s.src.comm, "otlp-grpc");
     }
-    if (peers_put(g, fd, &s) < 0) {
-        log_write(LOG_WARN, "\"OTLP/gRPC connection closed: out of memory\" %s", s.peer);
+    int rc = peers_put(g, fd, &s);
+    if (rc == 0)
+        rc = watch(g, fd);
+    if (rc < 0) {
+        log_write(LOG_WARN, "\"OTLP/gRPC connection closed: cannot count it\" %s error=\"%s\"", s.peer, strerror(-rc));
         close(fd);
         return;
     }
     stat_add(&g->gs->conn_total, 1);
     grpc_server_add_channel_from_fd(g->server, fd, g->creds); /* gRPC owns fd from here */
+    limit(g);
 }
 
 /* Binds one address of --otlp-listen. 0 or -errno (logged). */
@@ -689,6 +791,7 @@ otlp_grpc *otlp_grpc_new(struct event_base *base, const config *cfg, ring *r, in
         otlp_grpc_free(g);
         return NULL;
     }
+    g->cap = otlp_grpc_conn_cap(cfg);
     admit_set_requests(g->adm, "OTLP/gRPC", &g->gs->records, &g->gs->refused_full, &g->gs->refused_rate_limited);
     grpc_server_register_completion_queue(g->server, g->cq, NULL);
     g->enc.typed = cfg->upstream_protocol == PROTOCOL_OTLP; /* metadata types for otlp.c (record.h) */
@@ -743,6 +846,7 @@ void otlp_grpc_stop(otlp_grpc *g)
 {
     if (!g)
         return;
+    g->main_stopping = 1;
     unlisten(g);
     pthread_mutex_lock(&g->mu);
     g->stopping = 1;
@@ -787,6 +891,8 @@ void otlp_grpc_free(otlp_grpc *g)
     }
     if (g->creds)
         grpc_server_credentials_release(g->creds);
+    while (g->watches) /* gRPC has closed its descriptors: these are the last of the connections */
+        unwatch(g->watches);
     if (g->wake)
         event_free(g->wake);
     record_enc_free(&g->enc);

@@ -35,6 +35,12 @@ struct flusher;
 /* The stage for cfg->otlp_listen on the main loop `base`, counting into st (st->otlp_grpc its own). NULL when out
  * of memory or gRPC cannot make a server (logged). */
 otlp_grpc *otlp_grpc_new(struct event_base *base, const config *cfg, ring *r, ingest_stats *st);
+/* The descriptors the OTLP/gRPC connections may take at once (two each: gRPC's and the agent's watch on it), kept
+ * out of ingest's budget: --otlp-max-connections, at most a quarter of the open-file budget (acceptguard.h) each.
+ * 0 without --otlp-listen. */
+uint64_t otlp_grpc_fd_share(const config *cfg);
+/* How many connections that is. */
+uint64_t otlp_grpc_conn_cap(const config *cfg);
 /* --on-full drop-oldest: the flusher to ask for room. */
 void otlp_grpc_set_flusher(otlp_grpc *g, struct flusher *f);
 /* Binds every address of --otlp-listen and starts the server thread. 0, or -errno (logged). */

@@ -206,6 +206,51 @@ def test_full_buffer_unavailable_then_every_record_once():
     assert summary["unique_log_ids"] == n, summary
 
 
+def listen_backlog(port):
+    """Connections waiting in the accept queue of the IPv4 TCP listener on port (/proc/net/tcp's rx_queue of a
+    socket in state LISTEN)."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and int(cols[1].split(":")[1], 16) == port:
+                return int(cols[4].split(":")[1], 16)
+    return 0
+
+
+def test_max_connections():
+    """--otlp-max-connections 2: two clients connected, a third waits in the listen backlog (its call is answered
+    once one of the two closes); connections are counted until they end, whoever ends them, and the count falls to
+    0 when every client is gone."""
+    tmp = TempDir("otlp-grpc-conns")
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target, "--otlp-listen", "127.0.0.1:0", "--otlp-max-connections", "2",
+              "--flush-interval-ms", "20").start()
+    target = addresses(a)[0]
+    own = [("grpc.use_local_subchannel_pool", 1)]  # one connection per channel, not one shared by all
+    chans = [grpc.insecure_channel(target, options=own) for _ in range(3)]
+    calls = [ch.unary_unary(EXPORT, request_serializer=lambda b: b,
+                            response_deserializer=SVC.ExportLogsServiceResponse.FromString) for ch in chans]
+    for i in range(2):
+        calls[i](request(RESOURCE, [{"body": "c%d" % i}]).SerializeToString(), timeout=scaled(30))
+    g = a.stats()["otlp_grpc"]["connections"]
+    assert g["active"] == 2 and g["max_reached"] == 1 and g["total"] == 2, g
+    third = calls[2].future(request(RESOURCE, [{"body": "c2"}]).SerializeToString(), timeout=scaled(60))
+    wait_for(lambda: listen_backlog(int(target.rsplit(":", 1)[1])) >= 1, 20, "the third connection in the backlog")
+    assert not third.done() and a.stats()["otlp_grpc"]["connections"]["total"] == 2
+    assert "at --otlp-max-connections" in a.logtext()
+    chans[0].close()
+    third.result()  # answered once the first connection ended and the agent accepted the third
+    g = wait_for(lambda: (lambda c: c if c["total"] == 3 and c["active"] == 2 else None)(
+        a.stats()["otlp_grpc"]["connections"]), 20, "the third connection counted")
+    for ch in chans[1:]:
+        ch.close()
+    wait_for(lambda: a.stats()["otlp_grpc"]["connections"]["active"] == 0, 20, "every connection counted closed")
+    sink.wait_count(3)
+    assert sorted(e["message"] for e in sink.entries()) == ["c0", "c1", "c2"]
+    assert a.stop() == 0
+    sink.stop()
+
+
 def test_allow_uids():
     """A peer not in --allow-uids is closed at accept (counted, logged; nothing of it taken); TCP beside the
     allow-lists is refused by --check-config, which could not check it."""
@@ -307,4 +352,4 @@ def test_round_trip_otlp_in_otlp_out_keeps_types():
 
 if __name__ == "__main__":
     run([test_mapping_unix_and_tcp, test_bad_calls_and_rate_limit, test_full_buffer_unavailable_then_every_record_once,
-         test_allow_uids, test_opentelemetry_js_sdk_grpc_exporter, test_round_trip_otlp_in_otlp_out_keeps_types])
+         test_max_connections, test_allow_uids, test_opentelemetry_js_sdk_grpc_exporter, test_round_trip_otlp_in_otlp_out_keeps_types])
