@@ -708,8 +708,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     int rc = peers_put(g, fd, &s);
     if (rc == 0)
         rc = watch(g, fd);
-    if (rc < 0) {
-        log_write(LOG_WARN, "\"OTLP/gRPC connection closed: cannot count it\" %s error=\"%s\"", s.peer, strerror(-rc));
+    if (rc < 0) { /* out of memory or descriptors: refused, as accept(2) itself would have been */
+        log_bad(g, &g->lim_refused, "OTLP/gRPC connection closed: cannot count it", s.peer, strerror(-rc));
         close(fd);
         return;
     }
