@@ -1,5 +1,6 @@
 /* http_ingest.c — the HTTP/JSON ingest over evhttp: listening, routing, one request's records into the ring, and the
- * JSON answers (see http_ingest.h; the body -> records part is http_json.c).
+ * JSON answers (see http_ingest.h; the body -> records part is http_json.c; POST /v1/logs, OTLP/HTTP, is
+ * http_otlp.c, which shares this file's state and helpers through http_ingest_internal.h).
  *
  * DESIGN
  * evhttp hands us a request once its body is complete; everything then happens in that one callback, on the main
@@ -23,21 +24,11 @@
  * Connections: http_conns.h counts them (--http-max-connections), charges the request each is reading to the shared
  * --ingest-memory-bytes (pausing its reading past it) and closes one whose request takes longer than
  * --partial-record-timeout-ms as a whole. The listener is guarded against accept(2) errors (acceptguard.h). */
-#include "ingest/http_ingest.h"
+#include "ingest/http_ingest_internal.h"
 
-#include "acceptguard.h"
-#include "ingest/admit.h"
-#include "ingest/clients.h"
 #include "flush/flusher.h"
-#include "ingest/http_conns.h"
-#include "ingest/http_json.h"
-#include "ingest/otlp_in.h"
-#include "common/gunzip.h"
-#include "pbwire.h"
-#include "jsonstr.h"
-#include "log.h"
 #include "ingest/peer.h"
-#include "record.h"
+#include "jsonstr.h"
 #include "sockpath.h"
 #include "tcplisten.h"
 
@@ -61,51 +52,6 @@
 
 enum { LISTEN_BACKLOG = 1024, DRAIN_QUIET_MS = 100, DRAIN_MAX_MS = 2000, IDLE_TIMEOUT_S = 30, RETRY_AFTER_S = 1 };
 
-/* What became of one entry; also the answer's status when nothing was accepted. */
-enum outcome { OUT_OK, OUT_BAD, OUT_TOO_LARGE, OUT_FULL, OUT_NOMEM, OUT_LIMITED, OUT_DROPPED, OUT_N };
-
-struct http_ingest {
-    struct event_base *base;
-    const config *cfg;
-    ring *ring;
-    ingest_stats *st;
-    http_stats *hs;
-    struct flusher *flusher;
-    struct evhttp *http;
-    struct evhttp_bound_socket *bound;
-    acceptguard *guard; /* pauses the listener on accept errors instead of spinning */
-    http_conns *conns;  /* counts and bounds the connections, their pending bodies and request time */
-    int is_unix;
-    char path[108]; /* the socket file we bound and remove ("" when none) */
-    int stopping;
-    uint64_t serial; /* requests seen, for the client table's connection count */
-    record_enc enc;
-    char hostname[64];
-    log_limit lim_malformed, lim_invalid, lim_oversized, lim_refused;
-    admit *adm; /* every entry's fate and counters (admit.h), with --rate-limit for HTTP senders (a budget of their
-                 * own; TCP callers share sender 0) */
-};
-
-/* POST /v1/logs: OTLP/HTTP (otlp_in.h), beside http_json's two modes. */
-enum { MODE_OTLP = 2 };
-
-/* One request being answered (lives in on_request's frame). */
-typedef struct request {
-    http_ingest *h;
-    struct evhttp_request *req;
-    int mode; /* enum http_json_mode, or MODE_OTLP */
-    int otlp_json; /* MODE_OTLP: the body (and the answer) is OTLP's JSON, else protobuf */
-    record_source src;
-    char peer[96]; /* who, for log lines */
-    int64_t now_ns, mono_ns;
-    client_entry *client;
-    size_t entries, outcomes[OUT_N];
-    int full, shed;
-    struct evbuffer *ids;    /* the log_ids as JSON strings, comma-separated (one for write_log) */
-    struct evbuffer *errors; /* write_logs: the errors' JSON objects, comma-separated */
-    char first_error[HTTP_JSON_ERROR_MAX + 64];
-} request;
-
 static int64_t clock_ns(clockid_t id)
 {
     struct timespec ts;
@@ -116,7 +62,7 @@ static int64_t clock_ns(clockid_t id)
 /* ---- answers -------------------------------------------------------------------------------------------- */
 
 /* Appends s[0..n) as a JSON string (quoted; invalid UTF-8 as U+FFFD). Returns 0 or -1. */
-static int put_string(struct evbuffer *out, const char *s, size_t n)
+int http_put_string(struct evbuffer *out, const char *s, size_t n)
 {
     char small[512];
     size_t cap = n * 6 + 1;
@@ -130,7 +76,7 @@ static int put_string(struct evbuffer *out, const char *s, size_t n)
     return rc;
 }
 
-static size_t code_index(int code)
+size_t http_code_index(int code)
 {
     for (size_t i = 0; i < STATS_HTTP_CODE_N; i++)
         if (stats_http_codes[i] == code)
@@ -149,13 +95,13 @@ static void send_json(http_ingest *h, struct evhttp_request *req, int code, cons
     if (h->stopping)
         evhttp_add_header(hd, "Connection", "close");
     stat_add(&h->hs->requests, 1);
-    size_t i = code_index(code);
+    size_t i = http_code_index(code);
     if (i < STATS_HTTP_CODE_N)
         stat_add(&h->hs->responses[i], 1);
     evhttp_send_reply(req, code, reason, body);
 }
 
-static const char *reason_of(int code)
+const char *http_reason_of(int code)
 {
     switch (code) {
     case 200: return "OK";
@@ -180,10 +126,10 @@ static void send_error(http_ingest *h, struct evhttp_request *req, int code, int
         rc = evbuffer_add_printf(body, many ? "{\"success\":false,\"accepted\":0,\"log_ids\":[],\"errors\":[],"
                                             : "{\"success\":false,\"log_id\":\"\",") < 0;
     if (rc == 0)
-        rc = evbuffer_add_printf(body, "\"error_message\":") < 0 || put_string(body, msg, strlen(msg)) < 0 ||
+        rc = evbuffer_add_printf(body, "\"error_message\":") < 0 || http_put_string(body, msg, strlen(msg)) < 0 ||
              evbuffer_add_printf(body, "}\n") < 0;
     if (rc == 0)
-        send_json(h, req, code, reason_of(code), body);
+        send_json(h, req, code, http_reason_of(code), body);
     else
         send_json(h, req, 500, "Internal Server Error", NULL);
     if (body)
@@ -229,11 +175,11 @@ static void send_result(request *rq)
              (evbuffer_get_length(rq->ids) ? evbuffer_add_buffer(body, rq->ids) : evbuffer_add(body, "\"\"", 2)) < 0 ||
              evbuffer_add(body, ",", 1) < 0;
     if (rc == 0)
-        rc = evbuffer_add_printf(body, "\"error_message\":") < 0 || put_string(body, msg, strlen(msg)) < 0 ||
+        rc = evbuffer_add_printf(body, "\"error_message\":") < 0 || http_put_string(body, msg, strlen(msg)) < 0 ||
              evbuffer_add_printf(body, "}\n") < 0;
     int dropped_only = code == 503 && !rq->outcomes[OUT_FULL];
     if (rc == 0)
-        send_json(h, rq->req, code, dropped_only ? DROPPED_REASON : reason_of(code), body);
+        send_json(h, rq->req, code, dropped_only ? DROPPED_REASON : http_reason_of(code), body);
     else
         send_error(h, rq->req, 500, many, "out of memory");
     if (body)
@@ -243,7 +189,7 @@ static void send_result(request *rq)
 /* ---- entries -------------------------------------------------------------------------------------------- */
 
 /* The client entry of this request's records of one service_name (NULL when there is no table or no memory). */
-static client_entry *request_client(request *rq, const char *service, size_t len)
+client_entry *http_request_client(request *rq, const char *service, size_t len)
 {
     clients *t = rq->h->st->clients;
     if (!t)
@@ -259,7 +205,7 @@ static client_entry *request_client(request *rq, const char *service, size_t len
     return rq->client = clients_attach(t, rq->client, &rq->src, serial, service, len, rq->mono_ns);
 }
 
-static void log_refusal(request *rq, log_limit *l, const char *what, const char *detail)
+void http_log_refusal(request *rq, log_limit *l, const char *what, const char *detail)
 {
     int64_t suppressed = log_limit_check(l, 10000);
     if (suppressed >= 0)
@@ -278,7 +224,7 @@ static int note(request *rq, const http_json_entry *e, enum outcome out, const c
     if (many && e->index > 0)
         rc = evbuffer_add(rq->ids, ",", 1);
     if (rc == 0 && (many || out == OUT_OK))
-        rc = put_string(rq->ids, out == OUT_OK ? id : "", out == OUT_OK ? id_len : 0);
+        rc = http_put_string(rq->ids, out == OUT_OK ? id : "", out == OUT_OK ? id_len : 0);
     if (rc < 0 || out == OUT_OK || !many)
         return rc < 0 ? -ENOMEM : 0;
     struct evbuffer *b = rq->errors;
@@ -286,7 +232,7 @@ static int note(request *rq, const http_json_entry *e, enum outcome out, const c
     if (rc == 0 && e->line)
         rc = evbuffer_add_printf(b, "\"line\":%zu,", e->line) < 0;
     if (rc == 0)
-        rc = evbuffer_add_printf(b, "\"error\":") < 0 || put_string(b, error, strlen(error)) < 0 ||
+        rc = evbuffer_add_printf(b, "\"error\":") < 0 || http_put_string(b, error, strlen(error)) < 0 ||
              evbuffer_add_printf(b, ",\"retryable\":%s}",
                                  out == OUT_FULL || out == OUT_NOMEM || out == OUT_LIMITED ? "true" : "false") < 0;
     return rc ? -ENOMEM : 0;
@@ -326,7 +272,7 @@ static int answer_fate(request *rq, const http_json_entry *e, admit_fate fate, c
 
 /* http_json_fn: one entry of the body, through the one admission path — encoded like a socket record when
  * http_json made a record of it, refused as not a record (invalid_record) when it did not. */
-static int on_entry(void *arg, const http_json_entry *e)
+int http_on_entry(void *arg, const http_json_entry *e)
 {
     request *rq = arg;
     http_ingest *h = rq->h;
@@ -334,23 +280,23 @@ static int on_entry(void *arg, const http_json_entry *e)
     admit_from from = {.src = &rq->src, .peer = rq->peer, .mono_ns = rq->mono_ns, .full = rq->full};
     record_info info;
     if (e->status == HTTP_JSON_MALFORMED) { /* not JSON: no record at all, refused as the stream's bytes are */
-        client_entry *ce = rq->client ? rq->client : request_client(rq, "", 0);
+        client_entry *ce = rq->client ? rq->client : http_request_client(rq, "", 0);
         if (ce) {
             ce->rejected++;
             ce->last_seen_ns = rq->mono_ns;
         }
         stat_add(&h->st->malformed, 1);
-        log_refusal(rq, &h->lim_malformed, "HTTP entry is not JSON, skipped", e->error);
+        http_log_refusal(rq, &h->lim_malformed, "HTTP entry is not JSON, skipped", e->error);
         return note(rq, e, OUT_BAD, e->error, NULL, 0);
     }
     if (e->status != HTTP_JSON_OK) { /* JSON that is not a record: refused as the encoder refuses one */
         memset(&info, 0, sizeof info);
-        from.client = rq->client ? rq->client : request_client(rq, "", 0);
+        from.client = rq->client ? rq->client : http_request_client(rq, "", 0);
         from.detail = e->error;
         return answer_fate(rq, e, admit_record(h->adm, NULL, -EINVAL, &info, &from, NULL, NULL), &info, e->error);
     }
     int rc = record_encode(&h->enc, e->record, &rq->src, rq->now_ns, &info);
-    from.client = request_client(rq, info.service, info.service_len);
+    from.client = http_request_client(rq, info.service, info.service_len);
     return answer_fate(rq, e, admit_record(h->adm, &h->enc, rc, &info, &from, NULL, NULL), &info, "not a record");
 }
 
@@ -394,14 +340,14 @@ static void serve(request *rq, const char *body, size_t len)
     http_ingest *h = rq->h;
     int many = rq->mode == HTTP_JSON_MANY;
     http_json_error err;
-    int n = http_json_parse(body, len, rq->mode, on_entry, rq, &err);
+    int n = http_json_parse(body, len, rq->mode, http_on_entry, rq, &err);
     if (n == -EINVAL) {
         int malformed = err.status == HTTP_JSON_MALFORMED;
         stat_add(malformed ? &h->st->malformed : &h->st->invalid_record, 1);
-        client_entry *ce = request_client(rq, "", 0);
+        client_entry *ce = http_request_client(rq, "", 0);
         if (ce)
             ce->rejected++;
-        log_refusal(rq, malformed ? &h->lim_malformed : &h->lim_invalid,
+        http_log_refusal(rq, malformed ? &h->lim_malformed : &h->lim_invalid,
                     malformed ? "HTTP body is not JSON, refused" : "HTTP body is not a record, refused", err.text);
         send_error(h, rq->req, 400, many, err.text);
     } else if (n < 0 && !rq->outcomes[OUT_OK]) {
@@ -413,134 +359,6 @@ static void serve(request *rq, const char *body, size_t len)
     } else {
         send_result(rq);
     }
-}
-
-/* ---- OTLP/HTTP: POST /v1/logs -------------------------------------------------------------------------- */
-
-/* OTLP/HTTP's answers, in the request's own encoding: 200 with an ExportLogsServiceResponse (its partial_success
- * when records were refused), or a google.rpc.Status (code = the gRPC status that means the same) for the rest. */
-static void send_otlp(request *rq, int http_code, int grpc_code, const char *msg, size_t rejected)
-{
-    struct evbuffer *body = evbuffer_new();
-    size_t mlen = strlen(msg);
-    int rc = body ? 0 : -1;
-    if (rc == 0 && rq->otlp_json) {
-        if (http_code == 200 && !rejected)
-            rc = evbuffer_add_printf(body, "{}") < 0;
-        else if (http_code == 200)
-            rc = evbuffer_add_printf(body, "{\"partialSuccess\":{\"rejectedLogRecords\":\"%zu\",\"errorMessage\":",
-                                     rejected) < 0 || put_string(body, msg, mlen) < 0 || evbuffer_add(body, "}}", 2) < 0;
-        else
-            rc = evbuffer_add_printf(body, "{\"code\":%d,\"message\":", grpc_code) < 0 ||
-                 put_string(body, msg, mlen) < 0 || evbuffer_add(body, "}", 1) < 0;
-    } else if (rc == 0) { /* protobuf: at most two small messages, written by hand (pbwire.h) */
-        uint8_t buf[64 + HTTP_JSON_ERROR_MAX + 256], *p = buf, inner[32 + sizeof buf], *q = inner;
-        if (mlen > HTTP_JSON_ERROR_MAX + 200)
-            mlen = HTTP_JSON_ERROR_MAX + 200;
-        if (http_code == 200 && rejected) { /* partial_success = 1 {rejected_log_records = 1, error_message = 2} */
-            q = pbw_put_uint(q, 1, rejected);
-            q = pbw_put_bytes(q, 2, msg, mlen);
-            p = pbw_put_bytes(p, 1, inner, (size_t)(q - inner));
-        } else if (http_code != 200) { /* Status {code = 1, message = 2} */
-            p = pbw_put_uint(p, 1, (uint64_t)grpc_code);
-            p = pbw_put_bytes(p, 2, msg, mlen);
-        }
-        rc = evbuffer_add(body, buf, (size_t)(p - buf));
-    }
-    struct evkeyvalq *hd = evhttp_request_get_output_headers(rq->req);
-    evhttp_add_header(hd, "Content-Type", rq->otlp_json ? "application/json" : "application/x-protobuf");
-    if (http_code == 503 || http_code == 429)
-        evhttp_add_header(hd, "Retry-After", "1");
-    if (rq->h->stopping)
-        evhttp_add_header(hd, "Connection", "close");
-    stat_add(&rq->h->hs->requests, 1);
-    size_t i = code_index(rc == 0 ? http_code : 500);
-    if (i < STATS_HTTP_CODE_N)
-        stat_add(&rq->h->hs->responses[i], 1);
-    evhttp_send_reply(rq->req, rc == 0 ? http_code : 500, reason_of(rc == 0 ? http_code : 500), rc == 0 ? body : NULL);
-    if (body)
-        evbuffer_free(body);
-}
-
-/* After the records went through admission: retry the whole request when any did not fit (503; the records taken
- * before it come again with the same log_ids, which the service keeps once) or was over --rate-limit (429); else
- * 200, naming the records refused for good (partial_success: not retried by the client). */
-static void send_otlp_result(request *rq)
-{
-    const size_t *o = rq->outcomes;
-    size_t rejected = o[OUT_BAD] + o[OUT_TOO_LARGE];
-    char msg[sizeof rq->first_error + 64];
-    if (o[OUT_FULL] || o[OUT_DROPPED] || o[OUT_NOMEM])
-        send_otlp(rq, 503, 14, o[OUT_NOMEM] ? "out of memory: retry later" : "buffer full: retry later", 0);
-    else if (o[OUT_LIMITED])
-        send_otlp(rq, 429, 8, "over --rate-limit: retry later", 0);
-    else {
-        snprintf(msg, sizeof msg, "%zu of %zu log records refused; the first: %s", rejected, rq->entries,
-                 rq->first_error);
-        send_otlp(rq, 200, 0, rejected ? msg : "", rejected);
-    }
-}
-
-/* The body as OTLP says to read it: Content-Type picks the encoding (415 otherwise), Content-Encoding gzip is
- * inflated up to --http-max-body-bytes (a bomb gets 413). Returns the body to read (*owned: free it), or NULL after
- * answering. */
-static const char *otlp_body(request *rq, const char *body, size_t *len, char **owned)
-{
-    struct evkeyvalq *in = evhttp_request_get_input_headers(rq->req);
-    const char *ct = evhttp_find_header(in, "Content-Type"), *ce = evhttp_find_header(in, "Content-Encoding");
-    *owned = NULL;
-    if (ct && !strncasecmp(ct, "application/json", 16))
-        rq->otlp_json = 1;
-    else if (!ct || strncasecmp(ct, "application/x-protobuf", 22)) {
-        send_otlp(rq, 415, 3, "Content-Type must be application/x-protobuf or application/json", 0);
-        return NULL;
-    }
-    if (!ce || !strcasecmp(ce, "identity"))
-        return body;
-    if (strcasecmp(ce, "gzip")) {
-        send_otlp(rq, 415, 3, "Content-Encoding must be gzip or none", 0);
-        return NULL;
-    }
-    size_t max = rq->h->cfg->http_max_body_bytes;
-    int rc = gunzip(body, *len, max, owned, len);
-    if (rc == 0)
-        return *owned;
-    stat_add(rc == -EMSGSIZE ? &rq->h->st->oversized : &rq->h->st->malformed, 1);
-    char msg[160];
-    snprintf(msg, sizeof msg, "gzip body inflates past --http-max-body-bytes (%zu)", max);
-    if (rc == -EMSGSIZE)
-        send_otlp(rq, 413, 3, msg, 0);
-    else if (rc == -EBADMSG)
-        send_otlp(rq, 400, 3, "Content-Encoding gzip, but the body is not gzip data", 0);
-    else
-        send_otlp(rq, 503, 14, "out of memory: retry later", 0);
-    return NULL;
-}
-
-static void serve_otlp(request *rq, const char *body, size_t len)
-{
-    http_ingest *h = rq->h;
-    char *owned;
-    if (!(body = otlp_body(rq, body, &len, &owned)))
-        return;
-    http_json_error err;
-    int n = otlp_in_parse(body, len, rq->otlp_json ? OTLP_IN_JSON : OTLP_IN_PROTOBUF, on_entry, rq, &err);
-    if (n == -EINVAL) {
-        int malformed = err.status == HTTP_JSON_MALFORMED;
-        stat_add(malformed ? &h->st->malformed : &h->st->invalid_record, 1);
-        client_entry *ce = request_client(rq, "", 0);
-        if (ce)
-            ce->rejected++;
-        log_refusal(rq, malformed ? &h->lim_malformed : &h->lim_invalid, "OTLP/HTTP body refused", err.text);
-        send_otlp(rq, 400, 3, err.text, 0);
-    } else if (n < 0 && !rq->outcomes[OUT_OK]) {
-        send_otlp(rq, 503, 14, "out of memory: retry later", 0);
-    } else {
-        if (n < 0)
-            rq->outcomes[OUT_NOMEM]++;
-        send_otlp_result(rq);
-    }
-    free(owned);
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -569,7 +387,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     if (h->is_unix && !peer_allowed(h->cfg, bufferevent_getfd(evhttp_connection_get_bufferevent(
                                                  evhttp_request_get_connection(req))), &rq.src)) {
         stat_add(&h->st->conn_refused_not_allowed, 1);
-        log_refusal(&rq, &h->lim_refused, "HTTP request refused: peer not in --allow-uids/--allow-gids", "");
+        http_log_refusal(&rq, &h->lim_refused, "HTTP request refused: peer not in --allow-uids/--allow-gids", "");
         send_error(h, req, 403, mode == HTTP_JSON_MANY, "forbidden: this user is not in --allow-uids/--allow-gids");
         return;
     }
@@ -580,17 +398,17 @@ static void on_request(struct evhttp_request *req, void *arg)
         snprintf(msg, sizeof msg, "body of %zu bytes is over --http-max-body-bytes (%llu)", len,
                  (unsigned long long)h->cfg->http_max_body_bytes);
         stat_add(&h->st->oversized, 1);
-        client_entry *ce = request_client(&rq, "", 0);
+        client_entry *ce = http_request_client(&rq, "", 0);
         if (ce)
             ce->rejected++;
-        log_refusal(&rq, &h->lim_oversized, "HTTP body too large, refused", msg);
+        http_log_refusal(&rq, &h->lim_oversized, "HTTP body too large, refused", msg);
         send_error(h, req, 413, mode == HTTP_JSON_MANY, msg);
     } else {
         const char *body = len ? (const char *)evbuffer_pullup(in, -1) : ""; /* contiguous: jansson wants that */
         if (!body || !(rq.ids = evbuffer_new()) || !(rq.errors = evbuffer_new()))
             send_error(h, req, 500, mode == HTTP_JSON_MANY, "out of memory");
         else if (mode == MODE_OTLP)
-            serve_otlp(&rq, body, len);
+            http_otlp_serve(&rq, body, len);
         else
             serve(&rq, body, len);
     }
