@@ -41,32 +41,13 @@ def export(target, req, timeout=30, compression=None, method=EXPORT, raw=None):
 
 
 def fields(data):
-    """A protobuf message's fields as {number: [values]} (varints as ints, the rest as bytes): enough to read
-    google.rpc.Status, Any, RetryInfo and Duration, whose protos are not in the tree."""
-    out, i = {}, 0
-    while i < len(data):
-        key, i = varint(data, i)
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            v, i = varint(data, i)
-        elif wire == 2:
-            n, i = varint(data, i)
-            v, i = data[i:i + n], i + n
-        else:
-            raise AssertionError("unexpected wire type %d" % wire)
+    """A protobuf message's fields as {number: [values]} (test_otlp.pb_fields: varints as ints, the rest as bytes):
+    enough to read google.rpc.Status, Any, RetryInfo and Duration."""
+    from test_otlp import pb_fields
+    out = {}
+    for num, v in pb_fields(data):
         out.setdefault(num, []).append(v)
     return out
-
-
-def varint(data, i):
-    v, shift = 0, 0
-    while True:
-        b = data[i]
-        i += 1
-        v |= (b & 0x7f) << shift
-        shift += 7
-        if not b & 0x80:
-            return v, i
 
 
 def retry_delay_s(md):
