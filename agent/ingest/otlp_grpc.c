@@ -44,6 +44,8 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -704,6 +706,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         getnameinfo(sa, (socklen_t)salen, host, sizeof host, port, sizeof port, NI_NUMERICHOST | NI_NUMERICSERV);
         snprintf(s.peer, sizeof s.peer, strchr(host, ':') ? "peer=[%s]:%s" : "peer=%s:%s", host, port);
         strcpy(s.src.comm, "otlp-grpc");
+        int one = 1; /* what gRPC does to the sockets it accepts itself: without it, Nagle and the peer's delayed
+                      * ACK hold every answer ~40 ms */
+        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+            log_write(LOG_DEBUG, "\"OTLP/gRPC: TCP_NODELAY refused\" %s error=\"%s\"", s.peer, strerror(errno));
     }
     int rc = peers_put(g, fd, &s);
     if (rc == 0)
