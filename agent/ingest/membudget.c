@@ -6,7 +6,7 @@
 #include <malloc.h>
 #include <time.h>
 
-enum { TRIM_LARGE = 64 << 10, TRIM_AFTER = 4 << 20 };
+enum { TRIM_LARGE = 64 << 10, TRIM_AFTER = 4 << 20, TRIM_QUIET_MS = 1000 };
 
 static void put(_Atomic uint64_t *c, uint64_t v) { atomic_store_explicit(c, v, memory_order_relaxed); }
 static uint64_t get(_Atomic uint64_t *c) { return atomic_load_explicit(c, memory_order_relaxed); }
@@ -51,13 +51,14 @@ void membudget_freed(membudget *b, uint64_t bytes)
         return;
     lock(b);
     b->freed += bytes;
+    b->freed_at_ms = clock_mono_ms();
     unlock(b);
 }
 
 void membudget_trim(membudget *b)
 {
     lock(b);
-    int trim = b->freed >= TRIM_AFTER;
+    int trim = b->freed >= TRIM_AFTER && clock_mono_ms() - b->freed_at_ms >= TRIM_QUIET_MS;
     if (trim)
         b->freed = 0;
     unlock(b);

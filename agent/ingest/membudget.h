@@ -33,6 +33,7 @@ typedef struct membudget {
     const void *owner;               /* the connection allowed past the limit (NULL: none) */
     int over;                        /* a connection was refused since the total was last under 3/4 */
     uint64_t freed;                  /* bytes of large buffers freed since the last malloc_trim */
+    int64_t freed_at_ms;             /* CLOCK_MONOTONIC ms of the last such free */
     membudget_resume_fn resume[MEMBUDGET_USERS]; /* ingest's and the HTTP ingest's "resume your paused ones" */
     void *resume_arg[MEMBUDGET_USERS];
 } membudget;
@@ -64,7 +65,9 @@ void membudget_release(membudget *b, const void *who);
 /* A buffer of `bytes` was freed: large ones are counted toward the next malloc_trim. */
 void membudget_freed(membudget *b, uint64_t bytes);
 
-/* Once a second (ingest's sweep): when large buffers were freed since the last time, returns the free heap pages to
+/* Once a second (ingest's sweep): when large buffers were freed since the last time and none for a second (a burst
+ * is over: trimming while they keep coming would only make the next ones fault their pages in again), returns the
+ * free heap pages to
  * the system (main.c keeps buffers up to 32 MiB on the heap, which glibc would otherwise keep). */
 void membudget_trim(membudget *b);
 

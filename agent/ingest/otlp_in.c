@@ -729,6 +729,15 @@ static int parse_json(conv *c, const char *body, size_t len, http_json_fn fn, vo
     return rc;
 }
 
+/* protobuf-c's allocations for one request come from the request's zone (`doc`) and go with it: no malloc and
+ * free per field of every LogRecord (they were a fifth of the agent's CPU on OTLP ingest). */
+static void *zone_alloc(void *zone, size_t n) { return msgpack_zone_malloc(zone, n ? n : 1); }
+static void zone_free(void *zone, void *p)
+{
+    (void)zone;
+    (void)p;
+}
+
 int otlp_in_parse(const char *body, size_t len, enum otlp_in_format fmt, http_json_fn fn, void *arg,
                   http_json_error *err)
 {
@@ -740,15 +749,15 @@ int otlp_in_parse(const char *body, size_t len, enum otlp_in_format fmt, http_js
     } else if (fmt == OTLP_IN_JSON) {
         rc = parse_json(&c, body, len, fn, arg, err);
     } else {
+        ProtobufCAllocator za = {zone_alloc, zone_free, c.doc};
         ExportRequest *req = opentelemetry__proto__collector__logs__v1__export_logs_service_request__unpack(
-            NULL, len, (const uint8_t *)body);
-        if (!req) {
+            &za, len, (const uint8_t *)body);
+        if (!req) { /* (out of memory reads the same: protobuf-c does not tell them apart) */
             err->status = HTTP_JSON_MALFORMED;
             snprintf(err->text, sizeof err->text, "not an OTLP ExportLogsServiceRequest (protobuf)");
             rc = -EINVAL;
         } else {
-            rc = deliver_all(&c, req, NULL, fn, arg);
-            opentelemetry__proto__collector__logs__v1__export_logs_service_request__free_unpacked(req, NULL);
+            rc = deliver_all(&c, req, NULL, fn, arg); /* req lives in c.doc: freed with it below */
         }
     }
     if (c.zone)
