@@ -4,7 +4,7 @@
 #   logagent (component agent, section admin): logagentd, logagentctl, logagent-send, the systemd units,
 #     /etc/logagent/logagentd.conf (a conffile), the programs' man pages, deployment.md, the Python client module
 #     in /usr/lib/python3/dist-packages/logagent (Recommends: python3-msgpack, which it imports), and the
-#     maintainer scripts in deb/ (system user `logagent`, state folder, systemd reload).
+#     maintainer scripts in deb/ (system user `logagent`, state folder, systemd units through deb-systemd-helper).
 #   liblogagent1 (component lib, section libs): liblogagent.so.1 and its real file, the shlibs file that
 #     dpkg-shlibdeps reads for programs linked against it, and the ldconfig trigger (deb/lib/triggers).
 #   liblogagent-dev (component dev, section libdevel): logagent.h, the liblogagent.so link, liblogagent.a,

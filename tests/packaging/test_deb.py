@@ -1,5 +1,5 @@
 """test_deb.py — the three .debs, end to end: build them with CPack, read them, install them with dpkg, run the
-installed programs, purge them.
+installed programs, remove and reinstall the agent, purge them.
 
 The packages (packaging/cpack.cmake): `logagent` (the agent, its tools, units, config, Python module),
 `liblogagent1` (the shared library; named after its soname) and `liblogagent-dev` (header, .so link, static
@@ -10,8 +10,10 @@ tests/), its control fields and control files, its copyright and changelog. Inst
 `dpkg -i` (their Depends are all installed on a machine set up with packaging/install-deps.sh: nothing is
 fetched), runs /usr/sbin/logagentd --version and --check-config, logagentctl --help, compiles logagent(3)'s
 example against the installed library, verifies the installed units, imports the installed Python module,
-checks the `logagent` user; purges all three at once and checks everything is gone; then installs the agent
-and library alone (a host without C development), adds -dev, and purges them one by one in dependency order.
+checks the `logagent` user; enables the units as an admin would, removes and reinstalls `logagent` (the
+enablement survives, through deb-systemd-helper, without systemd running); purges all three at once and checks
+everything is gone (the enablement links too); then installs the agent and library alone (a host without C
+development), adds -dev, and purges them one by one in dependency order.
 
 Release suite only: skipped (exit 77, with the reason) under sanitizers, when not root, or when one of the
 packages is installed and this test did not install it. Other tests run in parallel: the installed
@@ -292,6 +294,9 @@ def test_install():
     assert st.st_uid == u.pw_uid and stat.S_IMODE(st.st_mode) == 0o750, "/var/lib/logagent: %o" % st.st_mode
     # The library's trigger ran ldconfig: the dynamic linker's cache has the soname.
     assert re.search(r"liblogagent\.so\.%s .*=> /" % soversion(), sh(["ldconfig", "-p"]).stdout)
+    # A fresh install enables nothing (the upstream is to be set first); deb-systemd-helper has its state.
+    assert not [p for p in unit_links() if p.startswith("/etc/")], "enabled by the install: %s" % unit_links()
+    assert [os.path.basename(p) for p in unit_links()] == sorted(u + ".dsh-also" for u in UNITS), unit_links()
 
 
 def test_installed_programs_run():
@@ -370,6 +375,35 @@ def test_installed_units_verify():
         assert p.returncode == 0 and not p.stdout and not p.stderr, p.stdout + p.stderr
 
 
+def unit_links():
+    """Paths under /etc/systemd/system (enablement links, masks) and in deb-systemd-helper's state that name
+    one of our units."""
+    found = []
+    for top in ["/etc/systemd/system"] + glob.glob("/var/lib/systemd/deb-systemd-helper-*"):
+        for folder, _dirs, files in os.walk(top):
+            found += [os.path.join(folder, f) for f in files if f.split(".dsh-also")[0] in UNITS]
+    return sorted(found)
+
+
+def is_enabled(unit):
+    return sh(["systemctl", "is-enabled", unit], check=False, env=CLEAN_ENV).stdout.strip()
+
+
+def test_enablement_survives_remove_and_reinstall():
+    # As an admin would (systemctl edits the links itself when systemd is not running), then `dpkg -r` of the
+    # agent alone: its units are masked, the library packages stay; a reinstall unmasks them, still enabled.
+    sh(["systemctl", "enable", "logagentd.service"], env=CLEAN_ENV)
+    assert [is_enabled(u) for u in UNITS] == ["enabled"] * 3, [is_enabled(u) for u in UNITS]
+    sh(["dpkg", "-r", AGENT], timeout=300)
+    assert not installed(AGENT) and installed(LIB) and installed(DEV)
+    assert [os.path.realpath("/etc/systemd/system/" + u) for u in UNITS] == ["/dev/null"] * 3, unit_links()
+    assert os.path.exists(CONF) and not os.path.exists("/usr/sbin/logagentd"), "remove keeps the config only"
+    assert all(os.path.lexists(p) for p in state["files"][LIB] + state["files"][DEV])
+    dpkg_install([AGENT])
+    assert [is_enabled(u) for u in UNITS] == ["enabled"] * 3, [is_enabled(u) for u in UNITS]
+    assert not [u for u in UNITS if os.path.lexists("/etc/systemd/system/" + u)], unit_links()
+
+
 def assert_gone(pkgs, extra=()):
     left = [p for pkg in pkgs for p in state["files"][pkg]] + list(extra)
     left = [p for p in left if os.path.lexists(p)]
@@ -380,6 +414,7 @@ def test_purge_removes_everything():
     purge_all()  # one dpkg call: dpkg purges -dev before the library it depends on
     assert not [p for p in PACKAGES if known_to_dpkg(p)], "still known to dpkg after dpkg --purge"
     assert_gone(PACKAGES, ["/etc/logagent", "/var/lib/logagent", PYMOD, "/usr/share/doc/" + AGENT])
+    assert not unit_links(), "left after purge: %s" % unit_links()
     assert "liblogagent" not in sh(["ldconfig", "-p"]).stdout
 
 
@@ -401,6 +436,7 @@ def test_purge_in_dependency_order():
     os.unlink(MARKER)
     assert not [p for p in PACKAGES if known_to_dpkg(p)]
     assert_gone(PACKAGES, ["/etc/logagent", "/var/lib/logagent", PYMOD])
+    assert not unit_links(), "left after purge: %s" % unit_links()
 
 
 def cleanup():
@@ -421,7 +457,7 @@ if __name__ == "__main__":
         run([test_build_the_packages, test_file_lists, test_control_fields, test_copyright_and_changelog,
              test_install, test_installed_programs_run, test_installed_check_config,
              test_installed_library_builds_the_man_page_example, test_installed_python_module,
-             test_installed_units_verify,
+             test_installed_units_verify, test_enablement_survives_remove_and_reinstall,
              test_purge_removes_everything, test_purge_in_dependency_order])
     finally:
         cleanup()
