@@ -14,7 +14,7 @@
 # link-to-shared-library-in-wrong-package). logagent-send links the static library, so `logagent` does not need
 # liblogagent1; its Depends are computed by dpkg-shlibdeps from the binaries, plus adduser.
 # Each package has /usr/share/doc/<package>/copyright and changelog.gz (from deb/copyright and deb/changelog).
-# tests/packaging/test_deb.py builds, inspects (file lists, control fields), installs and purges them.
+# tests/packaging/test_deb.py builds, inspects (file lists, control fields, lintian), installs and purges them.
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME logagent)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
