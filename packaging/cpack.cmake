@@ -74,7 +74,8 @@ agent restarts. It needs only libc.
 
 This package has the shared library. Build against it with ${LOGAGENT_DEB_DEV}.")
 # ldconfig through dpkg's trigger (deb/lib/triggers); deb/lib/trigger-only.cmake takes out the postinst and
-# postrm that CPack adds to run ldconfig a second time.
+# postrm that CPack adds to run ldconfig a second time (CPACK_POST_BUILD_SCRIPTS: CMake >= 3.19; an older CPack
+# leaves them in, harmless but for lintian's maintscript-calls-ldconfig).
 set(CPACK_DEBIAN_LIB_PACKAGE_CONTROL_EXTRA ${CMAKE_CURRENT_SOURCE_DIR}/deb/lib/triggers)
 set(CPACK_POST_BUILD_SCRIPTS ${CMAKE_CURRENT_SOURCE_DIR}/deb/lib/trigger-only.cmake)
 
