@@ -26,6 +26,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import agentstats  # noqa: E402
 
+try:
+    import log_client  # noqa: F401  installed with the logagent package (pip)
+except ImportError:
+    sys.path.append(os.path.normpath(os.path.join(HERE, "..", "..")))  # this checkout's client-shim/python
+
 LEVELS = ("INFO", "WARN", "ERROR", "DEBUG")
 MONITOR_TYPES = ("impression", "click", "conversion", "view")
 

@@ -65,7 +65,7 @@ stop_all() {
 	stop_one "$GUNICORN_PID"
 	stop_one "$AGENT_PID"
 	stop_one "$SINK_PID"
-	{ grep '^{' "$RUN_DIR/sink.log" | tail -1 | sed 's/^/run.sh: sink summary: /' >&2; } 2>/dev/null || true
+	grep '^{' "$RUN_DIR/sink.log" 2>/dev/null | tail -1 | sed 's/^/run.sh: sink summary: /' >&2 || true
 	if [ "$KEEP" = 0 ]; then
 		rm -rf "$RUN_DIR"
 	else
