@@ -4,7 +4,8 @@ settings, against a real agent and sink (and, for the original backend, examples
 
   - a view that calls log_client.client.write_log, requested through Django's test client: the result dict, and
     the record at the sink with the original's field rules (service_name default django-service, level names in
-    any case and anything else INFO, metadata as str(value), empty trace/span ids left out);
+    any case and anything else INFO, metadata as str(value), empty trace/span ids left out); the original's
+    endpoints routed with include("log_client.urls"): a write_log and a batch_write_test at the sink;
   - DjangoLogServiceClient: one instance however it is made (also from 16 threads at once), get_log_client() is
     it, server_address from settings.LOG_SERVICE_GRPC_SERVER (default localhost:50051), results of the
     original's shape; disconnect() and a write after it; LOGAGENT_SOCKET from settings, else the environment;
@@ -30,7 +31,7 @@ import django_project  # noqa: E402,F401  (Django set up with the example's sett
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from django.http import JsonResponse  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
-from django.urls import path  # noqa: E402
+from django.urls import include, path  # noqa: E402
 from harness import Agent, Sink, TempDir, run, scaled, spawn, wait_for  # noqa: E402
 from log_client import client as lc  # noqa: E402
 
@@ -52,7 +53,8 @@ def default_view(request):
 
 
 urls = types.ModuleType("compat_urls")
-urls.urlpatterns = [path("order/", order_view), path("plain/", default_view)]
+urls.urlpatterns = [path("order/", order_view), path("plain/", default_view),
+                    path("api/", include("log_client.urls"))]  # the original project's routing
 sys.modules["compat_urls"] = urls
 
 
@@ -74,10 +76,21 @@ def test_write_log_inside_a_django_request():
         assert res["success"] is True and LOG_ID.fullmatch(res["log_id"]) and res["error_message"] == "", res
         plain = c.get("/plain/").json()
         assert plain["success"], plain
+        # the original's endpoints from log_client.urls, on log_client.client's write_log
+        api = c.post("/api/write_log/", json.dumps({"message": "over the API", "level": "Warning",
+                                                    "metadata": {"n": 1}}), content_type="application/json")
+        assert api.status_code == 200 and api.json()["success"], api.content
+        rep = c.post("/api/batch_write_test/", json.dumps({"count": 5}), content_type="application/json").json()
+        assert (rep["backend"], rep["success_count"], rep["flushed"], len(rep["log_ids"])) == \
+            ("logagent", 5, True, 5), rep
         assert lc.get_log_client().socket_path == a.socket
         assert lc.get_log_client().flush(scaled(10))
-    sink.wait_count(2)
+    sink.wait_count(2 + 1 + 5)
     by_id = {e["log_id"]: e for e in sink.entries()}
+    e = by_id[api.json()["log_id"]]  # the original's rules: WARNING is no level of its, so INFO; metadata as text;
+    assert (e["level"], e["message"], e["metadata"]) == ("INFO", "over the API", {"n": "1"}), e
+    assert not e.get("service_name"), e  # the view passes service_name=None, which the original sent as ""
+    assert all(by_id[i]["service_name"] == "django-batch-test" for i in rep["log_ids"])
     e = by_id[res["log_id"]]
     assert (e["service_name"], e["level"], e["message"], e["trace_id"], e["span_id"]) == \
         ("shop", "WARN", "order placed", "t-1", "s-1"), e

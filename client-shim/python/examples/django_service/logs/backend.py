@@ -12,19 +12,11 @@ Both have the same call, write_log(message, service_name=None, level="INFO", tra
 **metadata), and the same result, {"success": bool, "log_id": str, "error_message": str}.
 """
 import threading
-from dataclasses import dataclass
-from typing import Callable, Optional
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from log_client import _original
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    write_log: Callable[..., dict]
-    flush: Optional[Callable[[float], bool]]  # None: every write_log call completes its record by itself
+from log_client.views import Backend
 
 
 _lock = threading.Lock()
