@@ -5,6 +5,8 @@ them, with small counts:
   - direct_test.py on the logagent backend against a real agent and sink: exit 0, its summary says the agent
     delivered every record, and the sink holds each test record exactly once with the original's test fields;
     on the original backend against examples/original/original_server.py: each record answered exactly once;
+  - test_client.py against the service on its original backend (served in this process by a threading wsgiref
+    server): exit 0, its summary says the original service answered them, each record there exactly once;
   - run.sh brought up (real logagent-sink, logagentd, gunicorn with 3 workers that gunicorn replaces every 10
     requests, so that many worker processes write), test_client.py run against it end to end (every scenario,
     the large one by --yes): exit 0, its summary says the agent delivered them; then run.sh stopped with SIGTERM:
@@ -20,15 +22,23 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import django_project  # noqa: E402  (paths; the tools themselves run in processes of their own)
+import django_project  # noqa: E402  (Django set up with the example's settings; the tools run as processes)
 from harness import BIN, Agent, Sink, TempDir, run, scaled, spawn, wait_for  # noqa: E402
 
 PY = "/usr/bin/python3"
 EXAMPLE = django_project.EXAMPLE_DIR
+ORIGINAL = os.path.join(django_project.CLIENT_DIR, "examples", "original")
+
+
+class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
 TEST_LEVELS = {"INFO", "WARN", "ERROR", "DEBUG"}
 TEST_META = {"adv_id", "aweme_id", "plan_id", "monitor_type", "co_id"}
 
@@ -83,10 +93,9 @@ def test_direct_test_logagent_backend():
 
 def test_direct_test_original_backend():
     tmp = TempDir("tools-direct-orig")
-    original = os.path.join(django_project.CLIENT_DIR, "examples", "original")
     port_file, out_file = tmp.file("orig.port"), tmp.file("orig.jsonl")
     err_f = open(tmp.file("orig.stderr"), "wb")
-    srv = spawn([PY, os.path.join(original, "original_server.py"), "--listen", "127.0.0.1:0", "--port-file",
+    srv = spawn([PY, os.path.join(ORIGINAL, "original_server.py"), "--listen", "127.0.0.1:0", "--port-file",
                  port_file, "--out", out_file], stdout=subprocess.DEVNULL, stderr=err_f)
     port = wait_for(lambda: os.path.exists(port_file) and open(port_file).read().strip(), 30, "original's port")
     rc, out, err = run_tool([os.path.join(EXAMPLE, "direct_test.py"), "--backend", "original", "--server",
@@ -101,6 +110,54 @@ def test_direct_test_original_backend():
     entries = [json.loads(x) for x in open(out_file)]
     check_test_records(entries, "django-direct-test", "direct", 50)
     assert len(entries) == 50, len(entries)
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_test_client_original_backend():
+    """test_client.py against the service on its original backend (DJANGO_LOG_BACKEND=original: the real
+    examples/original client, one unary WriteLog per record to original_server.py), served by wsgiref."""
+    tmp = TempDir("tools-client-orig")
+    port_file, out_file = tmp.file("orig.port"), tmp.file("orig.jsonl")
+    err_f = open(tmp.file("orig.stderr"), "wb")
+    srv = spawn([PY, os.path.join(ORIGINAL, "original_server.py"), "--listen", "127.0.0.1:0", "--port-file",
+                 port_file, "--out", out_file], stdout=subprocess.DEVNULL, stderr=err_f)
+    port = wait_for(lambda: os.path.exists(port_file) and open(port_file).read().strip(), 30, "original's port")
+    os.environ["ORIGINAL_LOG_SERVICE"] = "127.0.0.1:%s" % port
+    from django.test import override_settings
+    from django_service.wsgi import application
+    server = make_server("127.0.0.1", 0, application, server_class=ThreadingWSGIServer, handler_class=QuietHandler)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    try:
+        with override_settings(LOG_BACKEND="original",
+                               ORIGINAL_CLIENT_PATH=os.path.join(ORIGINAL, "original_client.py")):
+            t.start()
+            rc, out, err = run_tool([os.path.join(EXAMPLE, "test_client.py"), "--url",
+                                     "http://127.0.0.1:%d" % server.server_port, "--count", "20", "--batch", "5",
+                                     "--requests", "20", "--clients", "4", "--large", "30", "--workers", "4",
+                                     "--yes"], tool_env())
+    finally:
+        server.shutdown()
+        server.server_close()
+        t.join()
+        sys.modules["original_client"].close()
+        del os.environ["ORIGINAL_LOG_SERVICE"]
+    assert rc == 0, (rc, out, err)
+    assert "=== summary (http://127.0.0.1:%d, backend original) ===" % server.server_port in out, out
+    assert re.search(r"^concurrent_test \(large\) +30 +30 +0 +[\d.]+ +\d+ +- +-$", out, re.M), out
+    assert "total: 76 records, 76 written, 0 failed" in out and \
+        "delivered: each written record was answered by the original service (backend original)" in out, out
+    srv.send_signal(signal.SIGTERM)
+    assert srv.wait(timeout=scaled(30)) == 0
+    err_f.close()
+    entries = [json.loads(x) for x in open(out_file)]
+    assert len(entries) == 76 and len({e["log_id"] for e in entries}) == 76, len(entries)
+    by_service = collections.Counter(e["service_name"] for e in entries)
+    assert by_service == {"django-test-client": 1, "django-batch-test": 5, "django-concurrent-test": 50,
+                          "django-manual-test": 20}, by_service
 
 
 def alive(pid):
@@ -184,4 +241,5 @@ def test_run_sh_gunicorn_and_test_client():
 
 
 if __name__ == "__main__":
-    run([test_direct_test_logagent_backend, test_direct_test_original_backend, test_run_sh_gunicorn_and_test_client])
+    run([test_direct_test_logagent_backend, test_direct_test_original_backend, test_test_client_original_backend,
+         test_run_sh_gunicorn_and_test_client])

@@ -23,7 +23,6 @@ import logging
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-
 from dataclasses import dataclass
 from typing import Callable, Optional
 
