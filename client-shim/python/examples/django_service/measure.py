@@ -22,13 +22,14 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import agentstats  # noqa: E402
 
 
 def parse_args(argv):
@@ -63,20 +64,7 @@ def parse_args(argv):
 
 def stats_flushed(path):
     """records.flushed from the agent's /stats on its Unix socket."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    try:
-        s.connect(path)
-        s.sendall(b"GET /stats HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        s.close()
-    return json.loads(data.split(b"\r\n\r\n", 1)[1])["records"]["flushed"]
+    return agentstats.flushed(path)
 
 
 def wait_delivered(stats_socket, target, timeout=120):

@@ -25,7 +25,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent      # examples/django_service
 CLIENT_DIR = BASE_DIR.parent.parent                     # client-shim/python: this checkout's logagent module
 
 try:
-    import logagent  # noqa: F401  an installed logagent (pip, the .deb) wins
+    import log_client  # noqa: F401  an installed logagent package (pip) wins; log_client comes with it
+    import logagent  # noqa: F401
 except ImportError:
     sys.path.append(str(CLIENT_DIR))  # run from a checkout without installing anything
 
@@ -35,7 +36,7 @@ ALLOWED_HOSTS = [h.strip() for h in
                  os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",")
                  if h.strip()]
 
-INSTALLED_APPS = ["logs.apps.LogsConfig"]
+INSTALLED_APPS = ["logs.apps.LogsConfig", "log_client"]  # log_client: the original's app, on logagent
 MIDDLEWARE = []
 ROOT_URLCONF = "django_service.urls"
 WSGI_APPLICATION = "django_service.wsgi.application"

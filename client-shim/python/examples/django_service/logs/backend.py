@@ -5,27 +5,18 @@ settings.LOG_BACKEND (env DJANGO_LOG_BACKEND):
               flush() waits until the records are written to the agent's socket.
   "original"  write_log from settings.ORIGINAL_CLIENT_PATH (examples/original/original_client.py): one unary
               gRPC WriteLog per record to $ORIGINAL_LOG_SERVICE, what the service did before logagent.
-              The file is loaded by path, and only when this backend is chosen (the logagent backend needs
-              neither grpcio nor that file); its folder goes on sys.path so that modules beside it import.
+              The file is loaded by path (log_client/_original.py, shared with log_client's original
+              backend), and only when this backend is chosen (the logagent backend needs neither grpcio nor
+              that file); its folder goes on sys.path so that modules beside it import.
 Both have the same call, write_log(message, service_name=None, level="INFO", trace_id=None, span_id=None,
 **metadata), and the same result, {"success": bool, "log_id": str, "error_message": str}.
 """
-import importlib.util
-import os
-import sys
 import threading
-from dataclasses import dataclass
-from typing import Callable, Optional
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    write_log: Callable[..., dict]
-    flush: Optional[Callable[[float], bool]]  # None: every write_log call completes its record by itself
+from log_client import _original
+from log_client.views import Backend
 
 
 _lock = threading.Lock()
@@ -49,33 +40,6 @@ def _load(name, original_path):
         import logagent
         return Backend("logagent", logagent.write_log, logagent.flush)
     if name == "original":
-        mod = _load_original(original_path)
+        mod = _original.load(original_path, "DJANGO_LOG_BACKEND=original", "DJANGO_ORIGINAL_CLIENT")
         return Backend("original", mod.write_log, getattr(mod, "flush", None))
     raise ImproperlyConfigured("LOG_BACKEND must be 'logagent' or 'original', not %r" % (name,))
-
-
-def _load_original(path):
-    """The original client module, executed from its file as the module `original_client`."""
-    if not os.path.isfile(path):
-        raise ImproperlyConfigured(
-            "DJANGO_LOG_BACKEND=original needs the original service's client, %s, which does not exist "
-            "(set DJANGO_ORIGINAL_CLIENT to its path)" % path)
-    mod = sys.modules.get("original_client")
-    if mod is not None and os.path.abspath(getattr(mod, "__file__", "") or "") == os.path.abspath(path):
-        return mod
-    folder = os.path.dirname(os.path.abspath(path))
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    spec = importlib.util.spec_from_file_location("original_client", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["original_client"] = mod
-    try:
-        spec.loader.exec_module(mod)
-    except Exception as e:
-        del sys.modules["original_client"]
-        raise ImproperlyConfigured("cannot load the original client %s: %s: %s" % (path, type(e).__name__, e)) \
-            from e
-    if not callable(getattr(mod, "write_log", None)):
-        del sys.modules["original_client"]
-        raise ImproperlyConfigured("%s has no write_log function" % path)
-    return mod
