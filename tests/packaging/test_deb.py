@@ -39,6 +39,7 @@ CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}  # no L
 UNITS = ["logagentd.service", "logagentd.socket", "logagentd-stats.socket"]
 CONF = "/etc/logagent/logagentd.conf"
 PYMOD = "/usr/lib/python3/dist-packages/logagent"
+COMPAT = "/usr/lib/python3/dist-packages/log_client"  # the original Django project's import path
 HOMEPAGE = "https://github.com/logagent/logagent"
 state = {}
 
@@ -150,6 +151,8 @@ def expected_files():
         files[AGENT].add("/usr/bin/logagentctl")
     pydir = os.path.join(ROOT, "client-shim", "python", "logagent")
     files[AGENT] |= {PYMOD + "/" + f for f in os.listdir(pydir) if f.endswith(".py") and f != "bench.py"}
+    compat = os.path.join(ROOT, "client-shim", "python", "log_client")
+    files[AGENT] |= {COMPAT + "/" + f for f in os.listdir(compat) if f.endswith(".py")}
     for page in [p for p in os.listdir(MAN) if re.search(r"\.[1-8]$", p)]:
         section = page.rsplit(".", 1)[1]
         files[DEV if section == "3" else AGENT].add("/usr/share/man/man%s/%s.gz" % (section, page))
@@ -397,6 +400,13 @@ def test_installed_python_module():
     out = p.stdout.splitlines()
     assert out[0] == PYMOD + "/__init__.py", out
     assert out[1] == project_version(), out
+    # and the original Django project's import path, from the package (no Django settings: the environment's)
+    code = ("from log_client.client import write_log; import log_client; r = write_log('compat', service_name='deb');"
+            "print(log_client.__file__); print(r['success'])")
+    with tempfile.TemporaryDirectory(prefix="la-deb-py-") as d:
+        p = sh(["/usr/bin/python3", "-c", code], cwd=d, check=False,
+               env=dict(CLEAN_ENV, LOGAGENT_SOCKET=os.path.join(d, "none.sock")))
+    assert p.returncode == 0 and p.stdout.split() == [COMPAT + "/__init__.py", "True"], p.stdout + p.stderr
     assert out[2] == "['error_message', 'log_id', 'success']" and out[3] == "True", out
     assert os.path.isdir(PYMOD + "/__pycache__"), "python3 wrote no byte code (the purge check needs it)"
 
@@ -446,7 +456,7 @@ def assert_gone(pkgs, extra=()):
 def test_purge_removes_everything():
     purge_all()  # one dpkg call: dpkg purges -dev before the library it depends on
     assert not [p for p in PACKAGES if known_to_dpkg(p)], "still known to dpkg after dpkg --purge"
-    assert_gone(PACKAGES, ["/etc/logagent", "/var/lib/logagent", PYMOD, "/usr/share/doc/" + AGENT])
+    assert_gone(PACKAGES, ["/etc/logagent", "/var/lib/logagent", PYMOD, COMPAT, "/usr/share/doc/" + AGENT])
     assert not unit_links(), "left after purge: %s" % unit_links()
     assert "liblogagent" not in sh(["ldconfig", "-p"]).stdout
 
@@ -468,7 +478,7 @@ def test_purge_in_dependency_order():
     sh(["dpkg", "--purge", AGENT], timeout=300)
     os.unlink(MARKER)
     assert not [p for p in PACKAGES if known_to_dpkg(p)]
-    assert_gone(PACKAGES, ["/etc/logagent", "/var/lib/logagent", PYMOD])
+    assert_gone(PACKAGES, ["/etc/logagent", "/var/lib/logagent", PYMOD, COMPAT])
     assert not unit_links(), "left after purge: %s" % unit_links()
 
 
