@@ -34,6 +34,7 @@ static const char *const RATE_KEY_NAMES[] = {"pid", "uid", NULL};
 static const char *const PROTOCOL_NAMES[] = {"logagent", "otlp", NULL};
 static const char *const COMPRESSION_NAMES[] = {"none", "gzip", NULL};
 static const char *const LOG_FORMAT_NAMES[] = {"logfmt", "json", NULL};
+static const char *const LB_NAMES[] = {"round_robin", "pick_first", NULL};
 
 typedef struct opt {
     const char *name;
@@ -88,6 +89,8 @@ static const opt OPTS[] = {
     ENUM(upstream_compression, "none", COMPRESSION_NAMES,
          "none|gzip: compress every call's message to the log service (gRPC's grpc-encoding: gzip)"),
     STR(resource_attr, "", "KEY=VALUE,... attributes of where the agent runs, sent once per call (both protocols; a value may be ${env:NAME})"),
+    ENUM(upstream_lb, "round_robin", LB_NAMES,
+         "round_robin|pick_first: spread calls over every address the upstream names, or use the first that answers"),
     BOOL(upstream_tls, "false", "TLS to the log service (flag alone = true; or =true|false)"),
     STR(ca_file, "", "PEM CA certificates to verify the log service with (empty: gRPC's default roots)"),
     STR(cert_file, "", "PEM client certificate (chain) for mTLS; needs key-file"),

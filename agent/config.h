@@ -19,6 +19,7 @@ enum trusted_field { TRUSTED_CGROUP = 1, TRUSTED_CONTAINER_ID = 2 };
 enum buffer_mode { BUFFER_MEMORY = 0, BUFFER_DISK = 1 };
 enum upstream_protocol { PROTOCOL_LOGAGENT = 0, PROTOCOL_OTLP = 1 };
 enum upstream_compression { COMPRESSION_NONE = 0, COMPRESSION_GZIP = 1 };
+enum upstream_lb { LB_ROUND_ROBIN = 0, LB_PICK_FIRST = 1 };
 
 #define CONFIG_DEFAULT_FILE "/etc/logagent/logagentd.conf"
 #define CONFIG_MAX_OPTS 96
@@ -68,6 +69,7 @@ typedef struct config {
     int upstream_rpc;
     int upstream_protocol;       /* PROTOCOL_LOGAGENT (logagent.v1) or PROTOCOL_OTLP (LogsService/Export) */
     int upstream_compression;    /* COMPRESSION_NONE or COMPRESSION_GZIP: gRPC's message compression of every call */
+    int upstream_lb;             /* LB_ROUND_ROBIN or LB_PICK_FIRST: gRPC's load-balancing policy over the target */
     char resource_attr[1024];    /* otlp: "k=v,k2=v2" added to every resource */
     int upstream_tls;            /* 1: TLS to the upstream (the files below); 0: plaintext h2c */
     char ca_file[256];           /* PEM roots to verify the service ("" = gRPC's default roots) */

@@ -794,6 +794,7 @@ flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void
                           .methods = {cfg->batch_method, cfg->unary_method},
                           .reconnect_max_ms = cfg->retry_max_ms < 5000 ? (int64_t)cfg->retry_max_ms : 5000,
                           .gzip = cfg->upstream_compression == COMPRESSION_GZIP,
+                          .round_robin = cfg->upstream_lb == LB_ROUND_ROBIN,
                           .done = flusher_call_done,
                           .ctx = f};
     char err[256];

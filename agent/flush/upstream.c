@@ -70,6 +70,7 @@ struct upstream {
     void *method_handle[2];
     const char *methods[2];   /* the method paths (the flusher's config: they outlive us) */
     int64_t reconnect_max_ms; /* channel settings kept for a reload */
+    int round_robin;
     upstream_done_fn done;
     void *ctx;
     pthread_t thread;
@@ -318,6 +319,11 @@ static int make_channel(upstream *u, const char *target, const upstream_tls *tls
         {GRPC_ARG_INTEGER, (char *)GRPC_COMPRESSION_CHANNEL_DEFAULT_ALGORITHM,
          {.integer = u->gzip ? GRPC_COMPRESS_GZIP : GRPC_COMPRESS_NONE}},
         {GRPC_ARG_STRING, (char *)GRPC_ARG_PRIMARY_USER_AGENT_STRING, {.string = (char *)"logagent/" LOGAGENT_VERSION_STRING}},
+        /* --upstream-lb: gRPC's own policies, named in the channel's service config (the resolver's is not read) */
+        {GRPC_ARG_STRING, (char *)GRPC_ARG_SERVICE_CONFIG,
+         {.string = (char *)(u->round_robin ? "{\"loadBalancingConfig\":[{\"round_robin\":{}}]}"
+                                            : "{\"loadBalancingConfig\":[{\"pick_first\":{}}]}")}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_SERVICE_CONFIG_DISABLE_RESOLUTION, {.integer = 1}},
         {GRPC_ARG_STRING, (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, {.string = NULL}}, /* last: optional */
     };
     size_t nargs = sizeof args / sizeof args[0];
@@ -355,6 +361,7 @@ upstream *upstream_new(const upstream_config *cfg, char *err, size_t errlen)
     u->methods[0] = cfg->methods[0];
     u->methods[1] = cfg->methods[1];
     u->reconnect_max_ms = cfg->reconnect_max_ms;
+    u->round_robin = cfg->round_robin;
     pthread_mutex_init(&u->ch_mu, NULL);
     pthread_mutex_init(&u->mu, NULL);
     pthread_mutex_init(&u->tok_mu, NULL);

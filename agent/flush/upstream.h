@@ -42,6 +42,8 @@ typedef struct upstream_config {
     const char *methods[2]; /* full method paths, registered once */
     int64_t reconnect_max_ms;
     int gzip;               /* 1: every call's message is gzip-compressed (grpc-encoding: gzip) */
+    int round_robin;        /* 1: calls spread over every address of the target (gRPC's round_robin policy);
+                             * 0: pick_first, every call to the first address that answers */
     upstream_done_fn done;
     void *ctx;
 } upstream_config;

@@ -1,0 +1,63 @@
+"""test_fleet.py — an upstream that is a fleet (issue #18): three real logagent-sink instances behind one gRPC target
+(`ipv4:127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`), the real agent in front.
+
+--upstream-lb round_robin (the default) spreads the batches over all three, each within a fair share; pick_first
+sends all of them to one; an instance killed mid-run has its batches retried on the others, every record delivered
+(duplicates only as the same log_id, where an answer was lost with the instance)."""
+from harness import Agent, Sink, TempDir, accounting_holds, run, send_records, wait_for
+
+N = 6000
+
+
+def fleet(tmp, n=3):
+    sinks = [Sink(tmp, name="sink%d" % i).start() for i in range(n)]
+    return sinks, "ipv4:" + ",".join("127.0.0.1:%d" % s.port for s in sinks)
+
+
+def records(tag, n=N):
+    return [{"message": "%s %05d" % (tag, i), "log_id": "%s%027x" % (tag, i)} for i in range(n)]
+
+
+def test_round_robin_spreads_and_pick_first_does_not():
+    tmp = TempDir("fleet-lb")
+    sinks, target = fleet(tmp)
+    a = Agent(tmp, target, "--batch-max-records", "50", "--flush-interval-ms", "10").start()
+    send_records(a.socket, records("aaaaa"))
+    st = a.wait_flushed(N)
+    counts = [s.count() for s in sinks]
+    assert sum(counts) == N and min(counts) >= N // 3 // 2, counts  # each at least half its fair share
+    assert accounting_holds(st) and st["records"]["flushed"] == N, st["records"]
+    assert a.stop() == 0
+    b = Agent(tmp, target, "--upstream-lb", "pick_first", "--batch-max-records", "50", "--flush-interval-ms", "10",
+              name="first").start()
+    send_records(b.socket, records("bbbbb"))
+    b.wait_flushed(N)
+    assert b.stop() == 0
+    got = [len([e for e in s.entries() if e["message"].startswith("bbbbb")]) for s in sinks]
+    assert sorted(got) == [0, 0, N], got  # every call to the one that answered first
+    for s in sinks:
+        assert s.stop()["duplicates"] == 0
+
+
+def test_an_instance_dies_mid_run_nothing_lost():
+    tmp = TempDir("fleet-kill")
+    sinks, target = fleet(tmp)
+    a = Agent(tmp, target, "--batch-max-records", "50", "--flush-interval-ms", "10", "--retry-max-ms", "200").start()
+    send_records(a.socket, records("ccccc"))
+    wait_for(lambda: sinks[1].count() >= 200, 30, "the second instance taking batches")
+    sinks[1].kill()  # SIGKILL: calls in flight to it fail, their batches go to the other two
+    send_records(a.socket, records("ddddd"))
+    st = a.wait_flushed(2 * N, 120)
+    assert accounting_holds(st) and sum(st["records"]["dropped"].values()) == 0, st["records"]
+    ids = set()
+    for s in sinks:
+        ids |= {e["log_id"] for e in s.entries()}
+    want = {r["log_id"] for r in records("ccccc") + records("ddddd")}
+    assert ids == want, (len(ids), len(want - ids))
+    assert a.stop() == 0
+    for s in (sinks[0], sinks[2]):
+        s.stop()
+
+
+if __name__ == "__main__":
+    run([test_round_robin_spreads_and_pick_first_does_not, test_an_instance_dies_mid_run_nothing_lost])
