@@ -485,7 +485,7 @@ static void server_dispatch(struct server *s, struct call_tag *tag, int ok)
 
 static grpc_server *server_create(int no_compression)
 {
-	grpc_arg args[3];
+	grpc_arg args[5];
 	memset(args, 0, sizeof args);
 	args[0].type = GRPC_ARG_INTEGER;
 	args[0].key = (char *)GRPC_ARG_ALLOW_REUSEPORT; /* a port in use must fail, not be shared */
@@ -496,7 +496,14 @@ static grpc_server *server_create(int no_compression)
 	args[2].type = GRPC_ARG_INTEGER; /* bit 0: identity; the others are gRPC's compression algorithms */
 	args[2].key = (char *)GRPC_COMPRESSION_CHANNEL_ENABLED_ALGORITHMS_BITSET;
 	args[2].value.integer = no_compression ? 1 : (1 << GRPC_COMPRESS_ALGORITHMS_COUNT) - 1;
-	grpc_channel_args cargs = {3, args};
+	/* agents' keepalive pings (--upstream-keepalive, as often as a test sets it) are welcome, never a GOAWAY */
+	args[3].type = GRPC_ARG_INTEGER;
+	args[3].key = (char *)GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS;
+	args[3].value.integer = 100;
+	args[4].type = GRPC_ARG_INTEGER;
+	args[4].key = (char *)GRPC_ARG_HTTP2_MAX_PING_STRIKES;
+	args[4].value.integer = 0;
+	grpc_channel_args cargs = {5, args};
 	return grpc_server_create(&cargs, NULL);
 }
 

@@ -795,6 +795,8 @@ flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void
                           .reconnect_max_ms = cfg->retry_max_ms < 5000 ? (int64_t)cfg->retry_max_ms : 5000,
                           .gzip = cfg->upstream_compression == COMPRESSION_GZIP,
                           .round_robin = cfg->upstream_lb == LB_ROUND_ROBIN,
+                          .keepalive_ms = (int64_t)cfg->upstream_keepalive_ms,
+                          .keepalive_timeout_ms = (int64_t)cfg->upstream_keepalive_timeout_ms,
                           .done = flusher_call_done,
                           .ctx = f};
     char err[256];

@@ -15,6 +15,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -70,6 +71,7 @@ struct upstream {
     void *method_handle[2];
     const char *methods[2];   /* the method paths (the flusher's config: they outlive us) */
     int64_t reconnect_max_ms; /* channel settings kept for a reload */
+    int64_t keepalive_ms, keepalive_timeout_ms;
     int round_robin;
     upstream_done_fn done;
     void *ctx;
@@ -313,7 +315,13 @@ static int make_channel(upstream *u, const char *target, const upstream_tls *tls
          * short, failing as "Handshake read/write failed") */
         {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, {.integer = 20000}},
         {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, {.integer = (int)u->reconnect_max_ms}},
-        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = 30000}},
+        /* --upstream-keepalive: pings while calls are in flight (never on an idle channel: servers refuse those by
+         * default), so an instance that died without a FIN (evicted pod, SIGSTOP, a dropped route) is noticed in
+         * keepalive + timeout, not at the call's deadline or TCP's minutes; gRPC's default is no pings (INT_MAX) */
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIME_MS,
+         {.integer = u->keepalive_ms > 0 ? (int)u->keepalive_ms : INT_MAX}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = (int)u->keepalive_timeout_ms}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, {.integer = 0}},
         {GRPC_ARG_INTEGER, (char *)GRPC_ARG_ENABLE_RETRIES, {.integer = 0}}, /* retries are ours */
         /* --upstream-compression: gRPC compresses each message and says so in grpc-encoding (see gzip_refused) */
         {GRPC_ARG_INTEGER, (char *)GRPC_COMPRESSION_CHANNEL_DEFAULT_ALGORITHM,
@@ -362,6 +370,8 @@ upstream *upstream_new(const upstream_config *cfg, char *err, size_t errlen)
     u->methods[1] = cfg->methods[1];
     u->reconnect_max_ms = cfg->reconnect_max_ms;
     u->round_robin = cfg->round_robin;
+    u->keepalive_ms = cfg->keepalive_ms;
+    u->keepalive_timeout_ms = cfg->keepalive_timeout_ms;
     pthread_mutex_init(&u->ch_mu, NULL);
     pthread_mutex_init(&u->mu, NULL);
     pthread_mutex_init(&u->tok_mu, NULL);

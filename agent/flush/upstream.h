@@ -42,6 +42,9 @@ typedef struct upstream_config {
     const char *methods[2]; /* full method paths, registered once */
     int64_t reconnect_max_ms;
     int gzip;               /* 1: every call's message is gzip-compressed (grpc-encoding: gzip) */
+    int64_t keepalive_ms;   /* HTTP/2 PING every this long while calls are in flight; an instance that does not
+                             * answer within keepalive_timeout_ms is dropped (its calls fail, retried elsewhere) */
+    int64_t keepalive_timeout_ms;
     int round_robin;        /* 1: calls spread over every address of the target (gRPC's round_robin policy);
                              * 0: pick_first, every call to the first address that answers */
     upstream_done_fn done;

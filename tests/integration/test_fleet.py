@@ -59,5 +59,35 @@ def test_an_instance_dies_mid_run_nothing_lost():
         s.stop()
 
 
+def test_keepalive_drops_a_stopped_instance():
+    """An instance that stops answering without closing its connections (SIGSTOP: the kernel still ACKs, the
+    process answers nothing — an evicted pod, a dead route) is noticed by the HTTP/2 pings: with
+    --upstream-keepalive-ms 500ms and its timeout 1s, and calls allowed two minutes, every record is delivered by the
+    other two while it is still stopped (the batches stuck on it fail at the ping timeout and are retried)."""
+    import signal
+    tmp = TempDir("fleet-stop")
+    sinks, target = fleet(tmp)
+    a = Agent(tmp, target, "--batch-max-records", "50", "--flush-interval-ms", "10", "--retry-max-ms", "200",
+              "--rpc-timeout-ms", "120s", "--upstream-keepalive-ms", "500ms", "--upstream-keepalive-timeout-ms", "1s").start()
+    send_records(a.socket, records("eeeee"))
+    wait_for(lambda: sinks[1].count() >= 200, 30, "the second instance taking batches")
+    sinks[1].proc.send_signal(signal.SIGSTOP)
+    try:
+        send_records(a.socket, records("fffff"))
+        st = a.wait_flushed(2 * N, 60)  # well under the 120 s call deadline: the pings found it
+        assert accounting_holds(st), st["records"]
+        ids = set()
+        for s in sinks:
+            ids |= {e["log_id"] for e in s.entries()}
+        want = {r["log_id"] for r in records("eeeee") + records("fffff")}
+        assert want <= ids, len(want - ids)
+    finally:
+        sinks[1].proc.send_signal(signal.SIGCONT)
+    assert a.stop() == 0
+    for s in sinks:
+        s.stop()
+
+
 if __name__ == "__main__":
-    run([test_round_robin_spreads_and_pick_first_does_not, test_an_instance_dies_mid_run_nothing_lost])
+    run([test_round_robin_spreads_and_pick_first_does_not, test_an_instance_dies_mid_run_nothing_lost,
+         test_keepalive_drops_a_stopped_instance])
