@@ -270,6 +270,31 @@ static void grpc_side(writer *w, const stats_view *v)
         "OTLP/gRPC connections closed at accept: the peer is not in --allow-uids/--allow-gids.", v->grpc_conn_refused);
 }
 
+/* Per instance of the fleet (flusher_instance): calls, failures and time by gRPC's peer address. */
+static void instance_side(writer *w, const stats_view *v)
+{
+    const flusher_snapshot *f = &v->f;
+    static const char *const names[3] = {"logagent_upstream_instance_calls_total",
+                                         "logagent_upstream_instance_failures_total",
+                                         "logagent_upstream_instance_call_seconds_total"};
+    static const char *const helps[3] = {
+        "Upstream calls completed, by the instance that answered (--upstream-lb spreads them over a fleet).",
+        "Upstream calls that failed, by instance (\"none\": the call reached no instance).",
+        "Time of the upstream calls from send to answer, by instance (divide by the calls for the mean)."};
+    for (int k = 0; k < 3; k++) {
+        family(w, names[k], "counter", helps[k]);
+        for (unsigned i = 0; i < f->n_inst; i++) {
+            char addr[200], labels[240];
+            label_escape(addr, sizeof addr, f->inst[i].address);
+            snprintf(labels, sizeof labels, "address=\"%s\"", addr);
+            if (k < 2)
+                sample(w, names[k], labels, k == 0 ? f->inst[i].calls : f->inst[i].failures);
+            else
+                sample_f(w, names[k], labels, f->inst[i].seconds);
+        }
+    }
+}
+
 static void upstream_side(writer *w, const stats_view *v, const config *cfg)
 {
     const flusher_snapshot *f = &v->f;
@@ -390,6 +415,7 @@ int metrics_render(const stats_view *v, const config *cfg, const health_report *
     ingest_side(&w, v, cfg);
     http_side(&w, v);
     grpc_side(&w, v);
+    instance_side(&w, v);
     forward_side(&w, v);
     upstream_side(&w, v, cfg);
     spool_side(&w, v, cfg);

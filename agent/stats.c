@@ -201,13 +201,21 @@ static void put_upstream(textbuf *t, const stats_view *v, const config *cfg)
     double failing_s = f->failing && f->failing_since_ms ? (double)(v->now_ms - f->failing_since_ms) / 1000.0 : 0;
     put(t, "\"batches\":{\"sent\":%llu,\"failed\":%llu,\"retried\":%llu,\"unary_calls\":%llu},"
            "\"upstream\":{\"state\":\"%s\",\"protocol\":\"%s\",\"mode\":\"%s\",\"compression\":\"%s\",\"target\":\"%s\","
-           "\"last_error\":\"%s\",\"failing_seconds\":%.3f},",
+           "\"last_error\":\"%s\",\"failing_seconds\":%.3f,\"instances\":[",
         (unsigned long long)f->batches_sent, (unsigned long long)f->batches_failed,
         (unsigned long long)f->batches_retried, (unsigned long long)f->unary_calls, f->failing ? "failing" : "ok",
         cfg->upstream_protocol == PROTOCOL_OTLP ? "otlp" : "logagent",
         cfg->upstream_protocol == PROTOCOL_OTLP ? "export" : f->unary ? "unary" : "batch",
         cfg->upstream_compression != COMPRESSION_GZIP ? "none" : f->gzip_refused ? "gzip_refused" : "gzip", target, err,
         failing_s < 0 ? 0 : failing_s);
+    for (unsigned i = 0; i < f->n_inst; i++) { /* each instance of the fleet that calls reached */
+        const flusher_instance *in = &f->inst[i];
+        char addr[400];
+        json_str_escape(addr, sizeof addr, in->address, strlen(in->address));
+        put(t, "%s{\"address\":\"%s\",\"calls\":%llu,\"failures\":%llu,\"seconds\":%.6f}", i ? "," : "", addr,
+            (unsigned long long)in->calls, (unsigned long long)in->failures, in->seconds);
+    }
+    put(t, "]},");
 }
 
 static void put_spool(textbuf *t, const stats_view *v, const config *cfg)

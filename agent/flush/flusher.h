@@ -33,6 +33,15 @@ typedef struct flusher_hist_set {
     uint64_t count;      /* observations: completed calls */
 } flusher_hist_set;
 
+/* Calls per instance of the log service (--upstream-lb spreads them over a fleet): the first FLUSHER_INSTANCES - 1
+ * addresses that answer keep their own row, later ones share the last ("other"). */
+enum { FLUSHER_INSTANCES = 16 };
+typedef struct flusher_instance {
+    char address[64];  /* gRPC's name of the peer ("ipv4:10.0.0.2:4317"), "none" when the call reached none */
+    uint64_t calls, failures;
+    double seconds;    /* their time, send to answer */
+} flusher_instance;
+
 typedef struct flusher_snapshot {
     uint64_t taken;            /* records taken out of the ring */
     uint64_t batching;         /* in the batch being built */
@@ -59,6 +68,8 @@ typedef struct flusher_snapshot {
     char last_error[200];
     double latency_ms[3];      /* p50, p90, p99 of call latency */
     flusher_hist_set hist;
+    flusher_instance inst[FLUSHER_INSTANCES];
+    unsigned n_inst;
     int has_spool;
     spool_stats spool;
 } flusher_snapshot;

@@ -317,10 +317,36 @@ static void unary_done(flusher *f, batch_call *c, const upstream_reply *r)
         flusher_settle(f, b);
 }
 
+/* One call's answer in its instance's row (flusher.h, flusher_instance). Caller holds mu. */
+static void note_instance_locked(flusher *f, const char *peer, int status, double seconds)
+{
+    flusher_snapshot *a = &f->acct;
+    const char *name = peer && peer[0] ? peer : "none";
+    unsigned i = 0;
+    while (i < a->n_inst && strncmp(a->inst[i].address, name, sizeof a->inst[i].address - 1) != 0)
+        i++;
+    if (i == a->n_inst) {
+        if (i == FLUSHER_INSTANCES - 1) /* the last row: every address past the first 15 */
+            name = "other";
+        i = i < FLUSHER_INSTANCES ? i : FLUSHER_INSTANCES - 1;
+        if (i == a->n_inst) {
+            snprintf(a->inst[i].address, sizeof a->inst[i].address, "%s", name);
+            a->n_inst++;
+        }
+    }
+    a->inst[i].calls++;
+    a->inst[i].failures += status != 0;
+    a->inst[i].seconds += seconds;
+}
+
 void flusher_call_done(void *ctx, void *arg, const upstream_reply *r)
 {
     flusher *f = ctx;
     batch_call *c = arg;
+    double secs = (double)(clock_mono_ns() - c->b->sent_ns) / 1e9; /* before batch_done: it may free the batch */
+    pthread_mutex_lock(&f->mu);
+    note_instance_locked(f, r->peer, r->status, secs);
+    pthread_mutex_unlock(&f->mu);
     if (c->index == BATCH_WHOLE)
         batch_done(f, c->b, r);
     else

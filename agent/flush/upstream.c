@@ -167,8 +167,9 @@ static void finish(upstream *u, ucall *c, int ok)
         if (grpc_slice_str_cmp(c->trailing_md.metadata[i].key, "grpc-status-details-bin") == 0)
             r.retry_after_ms = retry_info_delay_ms(GRPC_SLICE_START_PTR(c->trailing_md.metadata[i].value),
                                                    GRPC_SLICE_LENGTH(c->trailing_md.metadata[i].value));
-    char *details = grpc_slice_to_c_string(c->details);
+    char *details = grpc_slice_to_c_string(c->details), *peer = grpc_call_get_peer(c->call);
     r.details = details ? details : "";
+    r.peer = peer ? peer : "";
     gzip_refused(u, c, &r);
     grpc_slice flat = grpc_empty_slice();
     if (r.status == GRPC_STATUS_OK && c->recv) {
@@ -184,6 +185,7 @@ static void finish(upstream *u, ucall *c, int ok)
     u->done(u->ctx, c->arg, &r);
     grpc_slice_unref(flat);
     gpr_free(details);
+    gpr_free(peer);
     ucall_free(c);
 }
 

@@ -23,6 +23,7 @@ typedef struct upstream_reply {
     const uint8_t *body;  /* response message, or NULL */
     size_t body_len;
     int64_t retry_after_ms; /* google.rpc.RetryInfo from grpc-status-details-bin, or -1 */
+    const char *peer;     /* the instance that answered, as gRPC names it ("ipv4:10.0.0.2:4317"); "" when none did */
 } upstream_reply;
 
 typedef void (*upstream_done_fn)(void *ctx, void *call_arg, const upstream_reply *r);

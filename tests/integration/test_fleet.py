@@ -4,7 +4,7 @@
 --upstream-lb round_robin (the default) spreads the batches over all three, each within a fair share; pick_first
 sends all of them to one; an instance killed mid-run has its batches retried on the others, every record delivered
 (duplicates only as the same log_id, where an answer was lost with the instance)."""
-from harness import Agent, Sink, TempDir, accounting_holds, run, send_records, wait_for
+from harness import Agent, Sink, TempDir, accounting_holds, http_get, run, send_records, wait_for
 
 N = 6000
 
@@ -27,6 +27,14 @@ def test_round_robin_spreads_and_pick_first_does_not():
     counts = [s.count() for s in sinks]
     assert sum(counts) == N and min(counts) >= N // 3 // 2, counts  # each at least half its fair share
     assert accounting_holds(st) and st["records"]["flushed"] == N, st["records"]
+    # per instance: every sink's calls as the sink counted them, no failures
+    inst = {i["address"]: i for i in st["upstream"]["instances"]}
+    for s in sinks:
+        row = inst["ipv4:127.0.0.1:%d" % s.port]
+        assert row["failures"] == 0 and row["calls"] == s.count() // 50 and row["seconds"] > 0, (row, s.count())
+    status, text = http_get(a.stats_socket, "/metrics")
+    assert 'logagent_upstream_instance_calls_total{address="ipv4:127.0.0.1:%d"} %d' % (
+        sinks[0].port, inst["ipv4:127.0.0.1:%d" % sinks[0].port]["calls"]) in text
     assert a.stop() == 0
     b = Agent(tmp, target, "--upstream-lb", "pick_first", "--batch-max-records", "50", "--flush-interval-ms", "10",
               name="first").start()
@@ -54,6 +62,8 @@ def test_an_instance_dies_mid_run_nothing_lost():
         ids |= {e["log_id"] for e in s.entries()}
     want = {r["log_id"] for r in records("ccccc") + records("ddddd")}
     assert ids == want, (len(ids), len(want - ids))
+    inst = {i["address"]: i for i in a.stats()["upstream"]["instances"]}
+    assert inst["ipv4:127.0.0.1:%d" % sinks[1].port]["failures"] >= 1 or inst.get("none"), inst
     assert a.stop() == 0
     for s in (sinks[0], sinks[2]):
         s.stop()
