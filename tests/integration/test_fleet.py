@@ -9,8 +9,8 @@ from harness import Agent, Sink, TempDir, accounting_holds, http_get, run, send_
 N = 6000
 
 
-def fleet(tmp, n=3):
-    sinks = [Sink(tmp, name="sink%d" % i).start() for i in range(n)]
+def fleet(tmp, n=3, *args):
+    sinks = [Sink(tmp, *args, name="sink%d" % i).start() for i in range(n)]
     return sinks, "ipv4:" + ",".join("127.0.0.1:%d" % s.port for s in sinks)
 
 
@@ -47,10 +47,11 @@ def test_round_robin_spreads_and_pick_first_does_not():
         assert s.stop()["duplicates"] == 0
 
 
-def test_an_instance_dies_mid_run_nothing_lost():
+def test_an_instance_dies_mid_run_nothing_lost(otlp=False):
     tmp = TempDir("fleet-kill")
-    sinks, target = fleet(tmp)
-    a = Agent(tmp, target, "--batch-max-records", "50", "--flush-interval-ms", "10", "--retry-max-ms", "200").start()
+    sinks, target = fleet(tmp, 3, *(("--protocol", "otlp") if otlp else ()))
+    a = Agent(tmp, target, "--batch-max-records", "50", "--flush-interval-ms", "10", "--retry-max-ms", "200",
+              *(("--upstream-protocol", "otlp") if otlp else ())).start()
     send_records(a.socket, records("ccccc"))
     wait_for(lambda: sinks[1].count() >= 200, 30, "the second instance taking batches")
     sinks[1].kill()  # SIGKILL: calls in flight to it fail, their batches go to the other two
@@ -67,6 +68,12 @@ def test_an_instance_dies_mid_run_nothing_lost():
     assert a.stop() == 0
     for s in (sinks[0], sinks[2]):
         s.stop()
+
+
+def test_otlp_upstream_fleet():
+    """The same with --upstream-protocol otlp: three OTLP services (the sink in --protocol otlp), one killed mid-run,
+    every record delivered."""
+    test_an_instance_dies_mid_run_nothing_lost(otlp=True)
 
 
 def test_keepalive_drops_a_stopped_instance():
@@ -100,4 +107,4 @@ def test_keepalive_drops_a_stopped_instance():
 
 if __name__ == "__main__":
     run([test_round_robin_spreads_and_pick_first_does_not, test_an_instance_dies_mid_run_nothing_lost,
-         test_keepalive_drops_a_stopped_instance])
+         test_otlp_upstream_fleet, test_keepalive_drops_a_stopped_instance])
