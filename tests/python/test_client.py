@@ -255,6 +255,25 @@ def test_fork_child_writes_through_its_own_connection():
     assert a.stop() == 0
 
 
+def test_log_ids_unique_without_a_system_call_each():
+    """Log ids come from a generator of the client's own, seeded from the OS once per process (and again in a forked
+    child: test_fork_child_writes_through_its_own_connection would see duplicates otherwise): 200,000 ids of one
+    process are distinct 32-hex strings, and two processes whose application seeds Python's `random` with the same
+    value still write different ids."""
+    code = ("import logagent, random, sys; random.seed(42);"
+            "ids = [logagent.write_log('x', service_name='ids')['log_id'] for _ in range(%d)];"
+            "sys.stdout.write('\\n'.join(ids))")
+    env = dict(os.environ, LOGAGENT_SOCKET="/nonexistent/agent.sock", LOGAGENT_CLIENT_EXIT_FLUSH_TIMEOUT_MS="0",
+               LOGAGENT_CLIENT_BUFFER_BYTES="128MiB")  # no agent: every record waits in the buffer, none refused
+    runs = [subprocess.run([sys.executable, "-c", code % n], capture_output=True, text=True, env=env, timeout=120)
+            for n in (200000, 1000)]
+    ids = [r.stdout.split() for r in runs]
+    assert all(r.returncode == 0 for r in runs), [r.stderr[-500:] for r in runs]
+    assert len(ids[0]) == 200000 and len(set(ids[0])) == 200000, len(set(ids[0]))
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids[0][:1000] + ids[1])
+    assert not set(ids[0]) & set(ids[1])
+
+
 class PacedWriter(threading.Thread):
     """Writes "w-%06d" about every millisecond (the pace is the scenario, not a synchronisation)."""
 
@@ -584,7 +603,7 @@ def test_import_without_msgpack_names_the_package():
 
 if __name__ == "__main__":
     run([test_import_without_msgpack_names_the_package, test_write_log_fields_arrive_exactly, test_error_rows, test_8_threads_1000_records_exactly_once,
-         test_fork_child_writes_through_its_own_connection,
+         test_fork_child_writes_through_its_own_connection, test_log_ids_unique_without_a_system_call_each,
          test_record_cut_by_a_disconnect_is_resent_whole_written_ones_never,
          test_agent_killed_and_restarted_under_a_running_writer, test_exit_without_flush_still_delivers,
          test_multiprocessing_child_delivers_without_flush, test_environment_knobs_tune_the_process_wide_client,
