@@ -58,6 +58,7 @@ typedef struct batch {
     uint8_t *state;       /* unary: per-entry outcome (batch_entry_state) */
     int spooled;          /* has a frame in the spool (ref), held there until its fate is settled */
     int evicted;          /* spooled and its bytes freed from memory: read back (batch_load_begin/end) before sending */
+    int earlier_run;      /* found in the spool at start-up: written by an earlier run, maybe for the other protocol */
     spool_ref ref;
     batch_call whole;     /* call argument in batch mode */
     batch_call *calls;    /* call arguments in unary mode, one per entry */

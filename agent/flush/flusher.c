@@ -114,7 +114,7 @@ static int reload(flusher *f, batch *b)
     int rc = dst ? spool_read(f->sp, &b->ref, dst) : -ENOMEM;
     if (rc == 0)
         rc = batch_load_end(b);
-    if (rc == 0 && !f->otlp)
+    if (rc == 0 && !f->otlp && b->earlier_run) /* only an earlier run can have written for the other protocol */
         batch_strip_field(b, RECORD_F_META_TYPES); /* an entry that does not parse: sent as it is, never dropped */
     if (rc == 0 && b->len != plen) {
         pthread_mutex_lock(&f->mu);
@@ -621,7 +621,7 @@ static void maybe_trim(flusher *f, int idle, int64_t now)
 {
     if (!idle || LIVE(f, freed_bytes) < TRIM_AFTER_BYTES || now - LIVE(f, freed_at_ms) < TRIM_QUIET_MS)
         return;
-    atomic_store_explicit(&f->freed_bytes, 0, memory_order_relaxed);
+    atomic_exchange_explicit(&f->freed_bytes, 0, memory_order_relaxed);
     malloc_trim(0);
 }
 
@@ -684,7 +684,7 @@ static int open_spool(flusher *f)
             return -ENOMEM;
         b->n = ref.n;
         b->len = ref.len;
-        b->spooled = b->evicted = 1;
+        b->spooled = b->evicted = b->earlier_run = 1;
         b->ref = ref;
         /* the spool hands frames out oldest first: append (ids of a partial-reject retry repeat their parent's) */
         if (tail)

@@ -159,6 +159,17 @@ static int gzip_refused(upstream *u, const ucall *c, upstream_reply *r)
     return 1;
 }
 
+/* gRPC's peer of a finished call as an instance's address, or "" when the call reached none: gRPC then names the
+ * channel's target ("logs.example:4317", "ipv4:10.0.0.1:4317,10.0.0.2:4317"), not an address. */
+static const char *peer_instance(const char *peer)
+{
+    if (!peer || strchr(peer, ','))
+        return "";
+    if (strncmp(peer, "ipv4:", 5) && strncmp(peer, "ipv6:", 5) && strncmp(peer, "unix:", 5))
+        return "";
+    return peer;
+}
+
 /* Runs the done callback for a finished call, with the response flattened into one slice. */
 static void finish(upstream *u, ucall *c, int ok)
 {
@@ -169,7 +180,7 @@ static void finish(upstream *u, ucall *c, int ok)
                                                    GRPC_SLICE_LENGTH(c->trailing_md.metadata[i].value));
     char *details = grpc_slice_to_c_string(c->details), *peer = grpc_call_get_peer(c->call);
     r.details = details ? details : "";
-    r.peer = peer ? peer : "";
+    r.peer = peer_instance(peer);
     gzip_refused(u, c, &r);
     grpc_slice flat = grpc_empty_slice();
     if (r.status == GRPC_STATUS_OK && c->recv) {

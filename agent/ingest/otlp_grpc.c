@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <event2/listener.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -56,7 +57,8 @@
 
 #define EXPORT_METHOD "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
-enum { SERVER_PENDING = 16, LISTEN_BACKLOG = 1024, RETRY_DELAY_MS = 1000 };
+enum { SERVER_PENDING = 16, LISTEN_BACKLOG = 1024, RETRY_DELAY_MS = 1000, CONN_IDLE_MS = 60000,
+       CONN_AGE_MS = 600000, CONN_AGE_GRACE_MS = 30000, MAX_STREAMS = 64 };
 
 /* What became of one record; the call's answer comes from the worst. */
 enum outcome { OUT_OK, OUT_BAD, OUT_FULL, OUT_NOMEM, OUT_LIMITED, OUT_N };
@@ -95,9 +97,10 @@ typedef struct peer_slot {
     char peer[96]; /* for log lines */
 } peer_slot;
 
-/* The agent's watch on one connection it handed to gRPC: a duplicate of its descriptor, waited on for the close
- * only (EV_CLOSED: EPOLLRDHUP, never woken by data), so the connection is counted until it ends, whoever ends it
- * (the client's FIN, or gRPC's shutdown(2) before it closes its own descriptor). */
+/* The agent's watch on one connection it handed to gRPC: a duplicate of its descriptor, edge-triggered (one wake-up
+ * per arrival of data, never a busy loop while gRPC has not read it yet) and checked with poll(2) for the end, so the
+ * connection is counted until it ends, whoever ends it (the client's FIN or reset, or gRPC's shutdown(2) before it
+ * closes its own descriptor). */
 typedef struct owatch {
     otlp_grpc *g;
     struct event *ev;
@@ -230,10 +233,16 @@ static void on_new(ocall *c)
 static void flatten(ocall *c)
 {
     grpc_byte_buffer_reader r;
-    if (!c->request || !grpc_byte_buffer_reader_init(&r, c->request))
+    if (!c->request)
+        return; /* no message at all (the client half-closed): an empty request */
+    if (!grpc_byte_buffer_reader_init(&r, c->request)) {
+        c->flat_failed = 1;
         return;
+    }
     grpc_slice all = grpc_byte_buffer_reader_readall(&r);
     grpc_byte_buffer_reader_destroy(&r);
+    grpc_byte_buffer_destroy(c->request); /* one copy of the message at a time */
+    c->request = NULL;
     size_t n = GRPC_SLICE_LENGTH(all);
     if ((c->body = malloc(n ? n : 1))) {
         memcpy(c->body, GRPC_SLICE_START_PTR(all), n);
@@ -508,7 +517,8 @@ static void answer_result(otlp_grpc *g, ocall *c, creq *rq)
 /* Who sent c: the connection's entry by the "fd:N" gRPC names it with. */
 static const peer_slot *call_peer(otlp_grpc *g, ocall *c)
 {
-    static const peer_slot unknown = {1, {.comm = "otlp-grpc"}, "peer=unknown"};
+    static const peer_slot unknown = {1, {.pid = 0, .uid = (uint32_t)-1, .gid = (uint32_t)-1, .comm = "otlp-grpc"},
+                                      "peer=unknown"};
     char *name = grpc_call_get_peer(c->call);
     long fd = -1;
     if (name && strncmp(name, "fd:", 3) == 0)
@@ -648,9 +658,13 @@ static void unwatch(owatch *w)
 
 static void on_closed(evutil_socket_t fd, short what, void *arg)
 {
-    (void)fd;
     (void)what;
     owatch *w = arg;
+    /* woken by an edge: data (gRPC reads it), or the end — a FIN (EV_CLOSED), a reset or hang-up (libevent reports
+     * those as EV_READ only); poll says which */
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
+        return;
     otlp_grpc *g = w->g;
     unwatch(w);
     if (!g->main_stopping)
@@ -665,7 +679,8 @@ static int watch(otlp_grpc *g, int fd)
         return -ENOMEM;
     w->g = g;
     w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (w->fd < 0 || !(w->ev = event_new(g->base, w->fd, EV_CLOSED, on_closed, w)) || event_add(w->ev, NULL) < 0) {
+    if (w->fd < 0 || !(w->ev = event_new(g->base, w->fd, EV_READ | EV_CLOSED | EV_ET | EV_PERSIST, on_closed, w)) ||
+        event_add(w->ev, NULL) < 0) {
         int rc = w->fd < 0 ? -errno : -ENOMEM;
         if (w->ev)
             event_free(w->ev);
@@ -781,15 +796,19 @@ otlp_grpc *otlp_grpc_new(struct event_base *base, const config *cfg, ring *r, in
     if (gethostname(g->hostname, sizeof g->hostname - 1) < 0)
         strcpy(g->hostname, "unknown");
     grpc_init();
-    grpc_arg args[2];
-    memset(args, 0, sizeof args);
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = (int)cfg->otlp_max_request_bytes;
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
-    args[1].value.integer = 0;
-    grpc_channel_args cargs = {2, args};
+    /* A connection holds one of --otlp-max-connections until it ends: an idle one is closed after a minute (an
+     * SDK reconnects on its next export), and every one after ten (so one that never sends anything, or a
+     * client that keeps a channel for ever, cannot keep the slot); streams per connection are bounded, as the
+     * messages received and not yet taken are held in memory. */
+    grpc_arg args[] = {
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)cfg->otlp_max_request_bytes}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_CONNECTION_IDLE_MS, {.integer = CONN_IDLE_MS}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_CONNECTION_AGE_MS, {.integer = CONN_AGE_MS}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, {.integer = CONN_AGE_GRACE_MS}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = MAX_STREAMS}},
+    };
+    grpc_channel_args cargs = {sizeof args / sizeof args[0], args};
     if (record_enc_init(&g->enc) < 0 || !(g->adm = admit_new(ADMIT_REQUEST, cfg, r, st)) ||
         !(g->wake = event_new(base, -1, 0, on_wake, g)) || !(g->cq = grpc_completion_queue_create_for_next(NULL)) ||
         !(g->server = grpc_server_create(&cargs, NULL)) || !(g->creds = grpc_insecure_server_credentials_create())) {
