@@ -53,12 +53,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EXPORT_METHOD "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
 enum { SERVER_PENDING = 16, LISTEN_BACKLOG = 1024, RETRY_DELAY_MS = 1000, CONN_IDLE_MS = 60000,
-       CONN_AGE_MS = 600000, CONN_AGE_GRACE_MS = 30000, MAX_STREAMS = 64 };
+       CONN_AGE_MS = 600000, CONN_AGE_GRACE_MS = 30000, MAX_STREAMS = 64, STOP_GRACE_MS = 500 };
 
 /* What became of one record; the call's answer comes from the worst. */
 enum outcome { OUT_OK, OUT_BAD, OUT_FULL, OUT_NOMEM, OUT_LIMITED, OUT_N };
@@ -883,8 +884,17 @@ void otlp_grpc_stop(otlp_grpc *g)
     if (!g->started)
         return;
     grpc_server_shutdown_and_notify(g->server, g->cq, &g->t_shutdown);
-    grpc_server_cancel_all_calls(g->server);
-    pthread_join(g->thread, NULL);
+    /* the answers just started (and calls about to finish) get STOP_GRACE_MS to reach their clients, which then
+     * retry knowing why; what is still running after that is cancelled */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += STOP_GRACE_MS * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    if (pthread_timedjoin_np(g->thread, NULL, &until) != 0) {
+        grpc_server_cancel_all_calls(g->server);
+        pthread_join(g->thread, NULL);
+    }
     g->started = 0;
     grpc_server_destroy(g->server);
     g->server = NULL;
