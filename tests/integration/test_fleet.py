@@ -63,8 +63,10 @@ def test_an_instance_dies_mid_run_nothing_lost(otlp=False):
         ids |= {e["log_id"] for e in s.entries()}
     want = {r["log_id"] for r in records("ccccc") + records("ddddd")}
     assert ids == want, (len(ids), len(want - ids))
+    # (whether a call to the killed instance failed depends on whether one was in flight when it died: gRPC may
+    # simply stop picking it, so nothing is asserted about its failures)
     inst = {i["address"]: i for i in a.stats()["upstream"]["instances"]}
-    assert inst["ipv4:127.0.0.1:%d" % sinks[1].port]["failures"] >= 1 or inst.get("none"), inst
+    assert sum(i["calls"] - i["failures"] for i in inst.values()) >= 2 * N // 50, inst
     assert a.stop() == 0
     for s in (sinks[0], sinks[2]):
         s.stop()
