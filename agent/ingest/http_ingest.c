@@ -335,6 +335,17 @@ static int route(const char *path)
     return -1;
 }
 
+void http_body_refused(request *rq, const http_json_error *err, const char *what)
+{
+    http_ingest *h = rq->h;
+    int malformed = err->status == HTTP_JSON_MALFORMED;
+    stat_add(malformed ? &h->st->malformed : &h->st->invalid_record, 1);
+    client_entry *ce = http_request_client(rq, "", 0);
+    if (ce)
+        ce->rejected++;
+    http_log_refusal(rq, malformed ? &h->lim_malformed : &h->lim_invalid, what, err->text);
+}
+
 static void serve(request *rq, const char *body, size_t len)
 {
     http_ingest *h = rq->h;
@@ -342,13 +353,8 @@ static void serve(request *rq, const char *body, size_t len)
     http_json_error err;
     int n = http_json_parse(body, len, rq->mode, http_on_entry, rq, &err);
     if (n == -EINVAL) {
-        int malformed = err.status == HTTP_JSON_MALFORMED;
-        stat_add(malformed ? &h->st->malformed : &h->st->invalid_record, 1);
-        client_entry *ce = http_request_client(rq, "", 0);
-        if (ce)
-            ce->rejected++;
-        http_log_refusal(rq, malformed ? &h->lim_malformed : &h->lim_invalid,
-                    malformed ? "HTTP body is not JSON, refused" : "HTTP body is not a record, refused", err.text);
+        http_body_refused(rq, &err, err.status == HTTP_JSON_MALFORMED ? "HTTP body is not JSON, refused"
+                                                                        : "HTTP body is not a record, refused");
         send_error(h, rq->req, 400, many, err.text);
     } else if (n < 0 && !rq->outcomes[OUT_OK]) {
         send_error(h, rq->req, 500, many, "out of memory");

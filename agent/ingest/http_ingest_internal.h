@@ -72,6 +72,9 @@ const char *http_reason_of(int code);
 client_entry *http_request_client(request *rq, const char *service, size_t len);
 /* A refusal's warning line, rate-limited by l, naming the peer. */
 void http_log_refusal(request *rq, log_limit *l, const char *what, const char *detail);
+/* A whole body refused by its parser (err): counted malformed or invalid_record, against the request's client, and
+ * logged as `what` (rate-limited). The caller answers. */
+void http_body_refused(request *rq, const http_json_error *err, const char *what);
 /* http_json_fn: one entry of a body (HTTP/JSON's or OTLP's), through the one admission path; noted in rq. */
 int http_on_entry(void *arg, const http_json_entry *e);
 

@@ -117,19 +117,13 @@ static const char *otlp_body(request *rq, const char *body, size_t *len, char **
 
 void http_otlp_serve(request *rq, const char *body, size_t len)
 {
-    http_ingest *h = rq->h;
     char *owned;
     if (!(body = otlp_body(rq, body, &len, &owned)))
         return;
     http_json_error err;
     int n = otlp_in_parse(body, len, rq->otlp_json ? OTLP_IN_JSON : OTLP_IN_PROTOBUF, http_on_entry, rq, &err);
     if (n == -EINVAL) {
-        int malformed = err.status == HTTP_JSON_MALFORMED;
-        stat_add(malformed ? &h->st->malformed : &h->st->invalid_record, 1);
-        client_entry *ce = http_request_client(rq, "", 0);
-        if (ce)
-            ce->rejected++;
-        http_log_refusal(rq, malformed ? &h->lim_malformed : &h->lim_invalid, "OTLP/HTTP body refused", err.text);
+        http_body_refused(rq, &err, "OTLP/HTTP body refused");
         send_otlp(rq, 400, 3, err.text, 0);
     } else if (n < 0 && !rq->outcomes[OUT_OK]) {
         send_otlp(rq, 503, 14, "out of memory: retry later", 0);

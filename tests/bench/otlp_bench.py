@@ -60,63 +60,64 @@ def build(n_requests, n_records):
     return out
 
 
-def send_grpc(target, bodies, count, n_records, threads):
-    import grpc
+def run_threads(threads, count, n_records, make_sender):
+    """threads client threads send requests (make_sender(t) returns the thread's send(body) function) taken in
+    turn from bodies until count records have been sent."""
     done = [0]
     lock = threading.Lock()
 
     def worker(t):
-        with grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) as ch:
-            call = ch.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export")
-            i = t
-            while True:
-                with lock:
-                    if done[0] >= count:
-                        return
-                    done[0] += n_records
-                while True:  # a full buffer answers UNAVAILABLE: the same request again, as an SDK would
-                    try:
-                        call(bodies[i % len(bodies)], timeout=60)
-                        break
-                    except grpc.RpcError as e:
-                        if e.code() != grpc.StatusCode.UNAVAILABLE:
-                            raise
-                        time.sleep(0.05)
-                i += threads
-    ts = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-
-
-def send_http(port, bodies, count, n_records, threads):
-    done = [0]
-    lock = threading.Lock()
-
-    def worker(t):
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        i = t
+        send, i = make_sender(t), t
         while True:
             with lock:
                 if done[0] >= count:
                     return
                 done[0] += n_records
-            while True:  # 503: the buffer is full, the same request again after a pause
-                c.request("POST", "/v1/logs", body=bodies[i % len(bodies)],
-                          headers={"Content-Type": "application/x-protobuf"})
-                r = c.getresponse()
-                r.read()
-                if r.status == 200:
-                    break
-                assert r.status == 503, r.status
-                time.sleep(0.05)
+            send(i)
             i += threads
     ts = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
+
+
+def send_grpc(target, bodies, count, n_records, threads):
+    import grpc
+
+    def sender(t):
+        ch = grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        call = ch.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export")
+
+        def send(i):
+            while True:  # a full buffer answers UNAVAILABLE: the same request again, as an SDK would
+                try:
+                    call(bodies[i % len(bodies)], timeout=60)
+                    return
+                except grpc.RpcError as e:
+                    if e.code() != grpc.StatusCode.UNAVAILABLE:
+                        raise
+                    time.sleep(0.05)
+        return send
+    run_threads(threads, count, n_records, sender)
+
+
+def send_http(port, bodies, count, n_records, threads):
+    def sender(t):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+        def send(i):
+            while True:  # 503: the buffer is full, the same request again after a pause
+                c.request("POST", "/v1/logs", body=bodies[i % len(bodies)],
+                          headers={"Content-Type": "application/x-protobuf"})
+                r = c.getresponse()
+                r.read()
+                if r.status == 200:
+                    return
+                assert r.status == 503, r.status
+                time.sleep(0.05)
+        return send
+    run_threads(threads, count, n_records, sender)
 
 
 def main():
