@@ -31,12 +31,25 @@ typedef struct mpr_value {
     } v;
 } mpr_value;
 
+/* A big-endian number of n bytes (1, 2, 4 or 8: the only widths msgpack has) at p: one load each. */
 static inline uint64_t mpr_be(const uint8_t *p, int n)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
+    uint16_t h;
+    uint32_t w;
+    uint64_t d;
+    switch (n) {
+    case 1:
+        return p[0];
+    case 2:
+        memcpy(&h, p, 2);
+        return __builtin_bswap16(h);
+    case 4:
+        memcpy(&w, p, 4);
+        return __builtin_bswap32(w);
+    default:
+        memcpy(&d, p, 8);
+        return __builtin_bswap64(d);
+    }
 }
 
 /* Reads the payload of a str/bin/ext whose length field is n bytes wide at *p. */

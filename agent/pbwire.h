@@ -43,12 +43,42 @@ static inline size_t pbw_len_field_size(size_t n) { return 1 + pbw_varint_size(n
 /* Size of a varint field (tag < 16); proto3 omits zero values, so callers skip v == 0. */
 static inline size_t pbw_varint_field_size(uint64_t v) { return 1 + pbw_varint_size(v); }
 
+/* memcpy for the short strings a record is made of (keys, ids, levels: mostly under 32 bytes) without a call:
+ * two overlapping fixed-size moves. Longer ones go to memcpy. */
+static inline void pbw_copy(uint8_t *dst, const void *src, size_t n)
+{
+    const uint8_t *s = src;
+    if (n >= 16 && n <= 32) {
+        uint8_t a[16], b[16];
+        memcpy(a, s, 16);
+        memcpy(b, s + n - 16, 16);
+        memcpy(dst, a, 16);
+        memcpy(dst + n - 16, b, 16);
+    } else if (n >= 8 && n < 16) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + n - 8, &b, 8);
+    } else if (n >= 4 && n < 8) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(dst, &a, 4);
+        memcpy(dst + n - 4, &b, 4);
+    } else if (n < 4) {
+        for (size_t i = 0; i < n; i++)
+            dst[i] = s[i];
+    } else {
+        memcpy(dst, s, n);
+    }
+}
+
 static inline uint8_t *pbw_put_bytes(uint8_t *p, uint32_t field, const void *data, size_t n)
 {
     p = pbw_put_tag(p, field, PBW_LEN);
     p = pbw_put_varint(p, n);
-    if (n)
-        memcpy(p, data, n);
+    pbw_copy(p, data, n);
     return p + n;
 }
 

@@ -328,6 +328,31 @@ static void test_timestamps(void)
     CHECK_INT(record_parse_rfc3339("2024-01-01T00:00:00", 19, &v), -EINVAL);
     CHECK_INT(record_parse_rfc3339("2000-02-29T00:00:00Z", 20, &v), 0);   /* divisible by 400: leap */
     CHECK_INT(record_parse_rfc3339("1900-02-29T00:00:00Z", 20, &v), -EINVAL); /* by 100: not */
+    /* the fraction: up to nanoseconds, digits past them read and ignored; lower-case and space separators */
+    CHECK_INT(record_parse_rfc3339("1970-01-01t00:00:01.123456789123z", 33, &v), 0);
+    CHECK_INT(v, 1123456789LL);
+    CHECK_INT(record_parse_rfc3339("1970-01-01 00:00:00.5Z", 22, &v), 0);
+    CHECK_INT(v, 500000000LL);
+    CHECK_INT(record_parse_rfc3339("1970-01-01T00:00:00.Z", 21, &v), -EINVAL);
+    /* offsets: east is earlier in UTC; truncated and out-of-range ones are refused */
+    CHECK_INT(record_parse_rfc3339("1970-01-01T05:30:00+05:30", 25, &v), 0);
+    CHECK_INT(v, 0);
+    CHECK_INT(record_parse_rfc3339("1970-01-01T00:00:00-00:01", 25, &v), 0);
+    CHECK_INT(v, 60000000000LL);
+    CHECK_INT(record_parse_rfc3339("1970-01-01T00:00:00+05:3", 24, &v), -EINVAL);
+    CHECK_INT(record_parse_rfc3339("1970-01-01T00:00:00+24:00", 25, &v), -EINVAL);
+    CHECK_INT(record_parse_rfc3339("1970-01-01T00:00:00+05-30", 25, &v), -EINVAL);
+    CHECK_INT(record_parse_rfc3339("1970-01-01T00:00:00Z ", 21, &v), -EINVAL);
+    /* every place of the fixed part must be a digit or its separator; the length is checked before any read */
+    static const char good[] = "2024-06-15T12:34:56Z";
+    for (size_t i = 0; i + 1 < sizeof good; i++) {
+        char bad[sizeof good];
+        memcpy(bad, good, sizeof good);
+        bad[i] = bad[i] == '5' ? 'x' : '/';
+        CHECK_INT(record_parse_rfc3339(bad, sizeof good - 1, &v), -EINVAL);
+        CHECK_INT(record_parse_rfc3339(good, i, &v), -EINVAL);
+    }
+    CHECK_INT(record_parse_rfc3339(good, sizeof good - 1, &v), 0);
 }
 
 /* Values that are not times are kept as metadata `timestamp` (their text form), counted, the receive time used:
@@ -877,6 +902,21 @@ static void test_numbers(void)
         snprintf(want, sizeof want, "%lld", (long long)is[i]);
         CHECK_STR(got, want);
         CHECK(strtoll(got, NULL, 10) == is[i]);
+    }
+    /* every digit count (the formatter writes two digits a step): 10^k - 1, 10^k, 10^k + 1 and their negatives */
+    for (uint64_t pow = 1, k = 0; k < 20; k++, pow *= 10) {
+        uint64_t around[3] = {pow - 1, pow, pow + 1};
+        for (int j = 0; j < 3; j++) {
+            number_text(pk_u64, &around[j], got, sizeof got);
+            snprintf(want, sizeof want, "%llu", (unsigned long long)around[j]);
+            CHECK_STR(got, want);
+            if (around[j] == 0 || around[j] > (uint64_t)INT64_MAX)
+                continue;
+            int64_t neg = -(int64_t)around[j];
+            number_text(pk_i64, &neg, got, sizeof got);
+            snprintf(want, sizeof want, "%lld", (long long)neg);
+            CHECK_STR(got, want);
+        }
     }
     /* doubles: zeros, subnormals, the integer limits of a double, the edges of the printf-free range, decimals */
     static const double ds[] = {0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308,
