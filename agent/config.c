@@ -59,7 +59,7 @@ static const opt OPTS[] = {
     STR(allow_uids, "", "only these users may send (names or numbers, comma-separated; empty: anyone)"),
     STR(allow_gids, "", "only members of these groups may send (with allow-uids: either suffices)"),
     NUM(max_connections, T_U64, "4096", 1, 1000000, "ingest connections at once; more wait in the listen backlog"),
-    NUM(ingest_threads, T_U64, "1", 0, 16,
+    NUM(ingest_threads, T_U64, "0", 0, 16,
         "ingest event loops (0: the CPUs the agent may use, by affinity and cgroup cpu.max, at most 4)"),
     NUM(partial_record_timeout_ms, T_MS, "30s", 100, 86400000, "close a connection holding a partial record this long"),
     NUM(ingest_memory_bytes, T_SIZE, "32MiB", 1 << 20, 16ULL << 30,

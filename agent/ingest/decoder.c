@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 struct decoder_old {
     struct decoder_old *next;
@@ -17,10 +18,34 @@ struct decoder_old {
     uint8_t *buf;
 };
 
+/* Buffers of DECODER_MAP_BYTES or more (a connection sending large records) are mappings of their own, so that
+ * freeing one gives its pages back at once. From malloc they would stay resident: an ingest loop other than the main
+ * thread allocates from its own arena, whose top glibc trims neither by itself (main.c raises the trim threshold
+ * for the batches) nor in malloc_trim (which trims only the main arena's top). */
+enum { DECODER_MAP_BYTES = 256 << 10 };
+
+static uint8_t *buf_alloc(size_t cap)
+{
+    if (cap < DECODER_MAP_BYTES)
+        return malloc(cap);
+    void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void buf_free(uint8_t *buf, size_t cap)
+{
+    if (!buf)
+        return;
+    if (cap < DECODER_MAP_BYTES)
+        free(buf);
+    else
+        munmap(buf, cap);
+}
+
 int decoder_init(decoder *d, size_t first, uint64_t max_record, uint64_t max_array)
 {
     memset(d, 0, sizeof *d);
-    d->buf = malloc(first);
+    d->buf = buf_alloc(first);
     if (!d->buf)
         return -ENOMEM;
     d->cap = d->first = first;
@@ -33,7 +58,7 @@ static void free_old(decoder *d)
 {
     for (decoder_old *o = d->old, *next; o; o = next) {
         next = o->next;
-        free(o->buf);
+        buf_free(o->buf, o->cap);
         free(o);
     }
     d->old = NULL;
@@ -43,7 +68,7 @@ static void free_old(decoder *d)
 void decoder_free(decoder *d)
 {
     free_old(d);
-    free(d->buf);
+    buf_free(d->buf, d->cap);
     free(d->lens);
     memset(d, 0, sizeof *d);
 }
@@ -83,10 +108,10 @@ uint8_t *decoder_space(decoder *d, size_t want, size_t *room)
         size_t cap = d->cap;
         while (cap < live + want)
             cap *= 2;
-        uint8_t *nb = malloc(cap);
+        uint8_t *nb = buf_alloc(cap);
         decoder_old *o = d->pinned ? malloc(sizeof *o) : NULL;
         if (!nb || (d->pinned && !o)) {
-            free(nb);
+            buf_free(nb, cap);
             free(o);
             return NULL;
         }
@@ -98,7 +123,7 @@ uint8_t *decoder_space(decoder *d, size_t want, size_t *room)
             d->old = o;
             d->old_bytes += ocap;
         } else {
-            free(ob);
+            buf_free(ob, ocap);
         }
     }
     *room = d->cap - d->end;
@@ -182,9 +207,9 @@ int decoder_shrink(decoder *d, size_t above)
 {
     if (!d->buf || d->cap <= above || d->start != d->end || d->pinned || mpscan_mid_record(&d->scan))
         return 0;
-    free(d->buf);
+    buf_free(d->buf, d->cap);
     d->start = d->end = d->scanned = d->obj_start = 0;
-    d->buf = malloc(d->first);
+    d->buf = buf_alloc(d->first);
     d->cap = d->buf ? d->first : 0;
     return d->buf ? 1 : -ENOMEM;
 }
