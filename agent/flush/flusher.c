@@ -904,18 +904,17 @@ void flusher_free(flusher *f)
     free(f);
 }
 
-static double percentile_locked(const flusher *f, double q)
+double flusher_lat_quantile_ms(const uint64_t lat[FLUSHER_LAT_N + 1], double q)
 {
-    const uint64_t *hist = f->acct.hist.lat;
     uint64_t total = 0, seen = 0;
     for (size_t i = 0; i <= FLUSHER_LAT_N; i++)
-        total += hist[i];
+        total += lat[i];
     if (total == 0)
         return 0;
-    for (size_t i = 0; i <= FLUSHER_LAT_N; i++) {
-        seen += hist[i];
+    for (size_t i = 0; i < FLUSHER_LAT_N; i++) {
+        seen += lat[i];
         if ((double)seen >= q * (double)total)
-            return i < FLUSHER_LAT_N ? flusher_lat_bounds_ms[i] : flusher_lat_bounds_ms[FLUSHER_LAT_N - 1];
+            return flusher_lat_bounds_ms[i];
     }
     return flusher_lat_bounds_ms[FLUSHER_LAT_N - 1];
 }
@@ -932,8 +931,8 @@ void flusher_snapshot_get(flusher *f, flusher_snapshot *s)
     s->gzip_refused = f->up ? upstream_gzip_refused(f->up) : 0;
     s->heartbeat_ms = LIVE(f, heartbeat_ms);
     s->stall_since_ms = LIVE(f, stall_since_ms);
-    s->latency_ms[0] = percentile_locked(f, 0.50);
-    s->latency_ms[1] = percentile_locked(f, 0.90);
-    s->latency_ms[2] = percentile_locked(f, 0.99);
+    s->latency_ms[0] = flusher_lat_quantile_ms(f->acct.hist.lat, 0.50);
+    s->latency_ms[1] = flusher_lat_quantile_ms(f->acct.hist.lat, 0.90);
+    s->latency_ms[2] = flusher_lat_quantile_ms(f->acct.hist.lat, 0.99);
     pthread_mutex_unlock(&f->mu);
 }

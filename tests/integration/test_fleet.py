@@ -33,8 +33,14 @@ def test_round_robin_spreads_and_pick_first_does_not():
         row = inst["ipv4:127.0.0.1:%d" % s.port]
         assert row["failures"] == 0 and row["calls"] == s.count() // 50 and row["seconds"] > 0, (row, s.count())
     status, text = http_get(a.stats_socket, "/metrics")
-    assert 'logagent_upstream_instance_calls_total{address="ipv4:127.0.0.1:%d"} %d' % (
-        sinks[0].port, inst["ipv4:127.0.0.1:%d" % sinks[0].port]["calls"]) in text
+    for s in sinks:  # the latency histogram per address: as many observations as calls, percentiles from its buckets
+        addr = "ipv4:127.0.0.1:%d" % s.port
+        row = inst[addr]
+        assert 'logagent_upstream_instance_calls_total{address="%s"} %d' % (addr, row["calls"]) in text
+        assert 'logagent_upstream_instance_call_seconds_count{address="%s"} %d' % (addr, row["calls"]) in text
+        assert 'logagent_upstream_instance_call_seconds_bucket{address="%s",le="+Inf"} %d' % (addr, row["calls"]) in text
+        lat = row["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= 60000, row
     assert a.stop() == 0
     b = Agent(tmp, target, "--upstream-lb", "pick_first", "--batch-max-records", "50", "--flush-interval-ms", "10",
               name="first").start()
