@@ -181,6 +181,68 @@ def test_keepalive_drops_a_stopped_instance():
         s.stop()
 
 
+def private_hosts(path):
+    """A preexec_fn: the child gets its own mount namespace in which `path` is bind-mounted on /etc/hosts (root
+    only; nothing outside the child sees it, and it goes with the child). Editing `path` in place (same inode) is
+    what the child's lookups see next."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def apply():
+        CLONE_NEWNS, MS_REC, MS_PRIVATE, MS_BIND = 0x20000, 0x4000, 0x40000, 0x1000
+        if (libc.unshare(CLONE_NEWNS) != 0 or libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0
+                or libc.mount(path.encode(), b"/etc/hosts", None, MS_BIND, None) != 0):
+            os._exit(97)
+    return apply
+
+
+def write_hosts(path, address):
+    with open(path, "w") as f:  # in place: the bind mount follows the inode
+        f.write("127.0.0.1 localhost\n%s logagent-fleet-test\n" % address)
+
+
+def test_dns_refresh_follows_the_name():
+    """--upstream-dns-refresh-ms: the upstream is a DNS name (dns:///logagent-fleet-test:P, from an /etc/hosts of
+    the agent's own, bind-mounted in a private mount namespace) naming the instance on 127.0.0.1; the name is
+    moved to another instance, on 127.0.0.2, while the first stays up and healthy. gRPC alone never looks again
+    (no connection failed); the agent's lookup sees the change and rebuilds the channel: every record sent after
+    the new instance took one goes to it. Root only (CI runs as root)."""
+    if os.geteuid() != 0:
+        print("skip: not root (a private /etc/hosts needs a mount namespace; CI runs as root)")
+        return
+    tmp = TempDir("fleet-dns")
+    first = Sink(tmp, name="first").start()
+    second = Sink(tmp, "--listen", "127.0.0.2:%d" % first.port, name="second").start()
+    assert second.port == first.port, (first.port, second.port)
+    hosts = tmp.file("hosts")
+    write_hosts(hosts, "127.0.0.1")
+    a = Agent(tmp, "dns:///logagent-fleet-test:%d" % first.port, "--upstream-dns-refresh-ms", "100ms",
+              "--flush-interval-ms", "10")
+    a.preexec = private_hosts(hosts)
+    a.start()
+    send_records(a.socket, records("aaaaa", 1000))
+    a.wait_flushed(1000)
+    assert first.count() == 1000 and second.count() == 0, (first.count(), second.count())
+    write_hosts(hosts, "127.0.0.2")
+    probes = []
+
+    def probe():  # a few records at a time until the second instance takes some
+        batch = [{"message": "probe", "log_id": "ddddd%027x" % (len(probes) + i)} for i in range(10)]
+        probes.extend(batch)
+        send_records(a.socket, batch)
+        return second.count() > 0
+    wait_for(probe, 30, "the renamed instance taking calls")
+    a.wait_flushed(1000 + len(probes))
+    at_first = first.count()
+    send_records(a.socket, records("bbbbb", 1000))
+    st = a.wait_flushed(2000 + len(probes))
+    assert accounting_holds(st) and sum(st["records"]["dropped"].values()) == 0, st["records"]
+    assert first.count() == at_first, (at_first, first.count())  # nothing more to the old address
+    assert "upstream addresses changed" in a.logtext(), a.logtext()[-2000:]
+    assert a.stop() == 0
+    assert first.stop()["duplicates"] == 0 and second.stop()["duplicates"] == 0
+
+
 if __name__ == "__main__":
     run([test_round_robin_spreads_and_pick_first_does_not, test_an_instance_dies_mid_run_nothing_lost,
-         test_otlp_upstream_fleet, test_keepalive_drops_a_stopped_instance])
+         test_otlp_upstream_fleet, test_keepalive_drops_a_stopped_instance, test_dns_refresh_follows_the_name])
