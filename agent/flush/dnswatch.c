@@ -86,8 +86,10 @@ static int resolve(const char *host, char *out, size_t cap)
         const void *a = ai->ai_family == AF_INET ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
                       : ai->ai_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
                                                   : NULL;
-        if (a && inet_ntop(ai->ai_family, a, text[n], sizeof text[n]))
-            sorted[n] = text[n], n++;
+        if (a && inet_ntop(ai->ai_family, a, text[n], sizeof text[n])) {
+            sorted[n] = text[n];
+            n++;
+        }
     }
     freeaddrinfo(res);
     qsort(sorted, (size_t)n, sizeof sorted[0], cmp_str);
