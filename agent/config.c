@@ -93,6 +93,8 @@ static const opt OPTS[] = {
         "HTTP/2 ping to the log service this often while calls are in flight (0: none)"),
     NUM(upstream_keepalive_timeout_ms, T_MS, "10s", 100, 3600000,
         "an instance that does not answer a ping this long is dropped and its calls retried elsewhere"),
+    NUM(upstream_dns_refresh_ms, T_MS, "0", 0, 86400000,
+        "look the upstream's DNS name up again this often; other addresses: a new channel (0: on failures only)"),
     ENUM(upstream_lb, "round_robin", LB_NAMES,
          "round_robin|pick_first: spread calls over every address the upstream names, or use the first that answers"),
     BOOL(upstream_tls, "false", "TLS to the log service (flag alone = true; or =true|false)"),

@@ -72,6 +72,7 @@ typedef struct config {
     int upstream_lb;             /* LB_ROUND_ROBIN or LB_PICK_FIRST: gRPC's load-balancing policy over the target */
     uint64_t upstream_keepalive_ms;         /* HTTP/2 PING interval while calls are in flight (0: none) */
     uint64_t upstream_keepalive_timeout_ms; /* ... and how long one may go unanswered */
+    uint64_t upstream_dns_refresh_ms;       /* look the upstream's DNS name up again this often (0: gRPC's own only) */
     char resource_attr[1024];    /* otlp: "k=v,k2=v2" added to every resource */
     int upstream_tls;            /* 1: TLS to the upstream (the files below); 0: plaintext h2c */
     char ca_file[256];           /* PEM roots to verify the service ("" = gRPC's default roots) */

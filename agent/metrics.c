@@ -99,22 +99,35 @@ static void label_escape(char *out, size_t cap, const char *s)
     out[o] = 0;
 }
 
-/* A histogram from per-range counts (n bounds, counts[n] above the last) into cumulative buckets. */
-static void histogram(writer *w, const char *name, const char *help, const double *bounds, double scale,
-                      const uint64_t *counts, size_t n, double sum, uint64_t count)
+/* One series of a histogram: per-range counts (n bounds, counts[n] above the last) into cumulative buckets, with
+ * `labels` (NULL: none) before `le` and on _sum and _count. */
+static void histogram_series(writer *w, const char *name, const char *labels, const double *bounds, double scale,
+                             const uint64_t *counts, size_t n, double sum, uint64_t count)
 {
-    char bucket[96], labels[64];
+    char bucket[96], le[320], tail[96];
     snprintf(bucket, sizeof bucket, "%s_bucket", name);
-    family(w, name, "histogram", help);
+    const char *sep = labels ? "," : "";
+    labels = labels ? labels : "";
     uint64_t cum = 0;
     for (size_t i = 0; i < n; i++) {
         cum += counts[i];
-        snprintf(labels, sizeof labels, "le=\"%.9g\"", bounds[i] * scale);
-        sample(w, bucket, labels, cum);
+        snprintf(le, sizeof le, "%s%sle=\"%.9g\"", labels, sep, bounds[i] * scale);
+        sample(w, bucket, le, cum);
     }
-    sample(w, bucket, "le=\"+Inf\"", cum + counts[n]);
-    char num[32];
-    put(w, "%s_sum %s\n%s_count %llu\n", name, exact(num, sizeof num, sum), name, (unsigned long long)count);
+    snprintf(le, sizeof le, "%s%sle=\"+Inf\"", labels, sep);
+    sample(w, bucket, le, cum + counts[n]);
+    snprintf(tail, sizeof tail, "%s_sum", name);
+    sample_f(w, tail, labels[0] ? labels : NULL, sum);
+    snprintf(tail, sizeof tail, "%s_count", name);
+    sample(w, tail, labels[0] ? labels : NULL, count);
+}
+
+/* A histogram family with one unlabelled series. */
+static void histogram(writer *w, const char *name, const char *help, const double *bounds, double scale,
+                      const uint64_t *counts, size_t n, double sum, uint64_t count)
+{
+    family(w, name, "histogram", help);
+    histogram_series(w, name, NULL, bounds, scale, counts, n, sum, count);
 }
 
 static void records(writer *w, const stats_view *v)
@@ -270,27 +283,30 @@ static void grpc_side(writer *w, const stats_view *v)
         "OTLP/gRPC connections closed at accept: the peer is not in --allow-uids/--allow-gids.", v->grpc_conn_refused);
 }
 
-/* Per instance of the fleet (flusher_instance): calls, failures and time by gRPC's peer address. */
+/* Per instance of the fleet (flusher_instance): calls and failures by gRPC's peer address, and the calls' latency
+ * as one histogram series per address (its _count equals the calls). */
 static void instance_side(writer *w, const stats_view *v)
 {
     const flusher_snapshot *f = &v->f;
     static const char *const names[3] = {"logagent_upstream_instance_calls_total",
                                          "logagent_upstream_instance_failures_total",
-                                         "logagent_upstream_instance_call_seconds_total"};
+                                         "logagent_upstream_instance_call_seconds"};
     static const char *const helps[3] = {
         "Upstream calls completed, by the instance that answered (--upstream-lb spreads them over a fleet).",
         "Upstream calls that failed, by instance (\"none\": the call reached no instance).",
-        "Time of the upstream calls from send to answer, by instance (divide by the calls for the mean)."};
+        "Upstream call latency, send to answer, by instance (the buckets of logagent_flush_duration_seconds)."};
     for (int k = 0; k < 3; k++) {
-        family(w, names[k], "counter", helps[k]);
+        family(w, names[k], k < 2 ? "counter" : "histogram", helps[k]);
         for (unsigned i = 0; i < f->n_inst; i++) {
+            const flusher_instance *in = &f->inst[i];
             char addr[200], labels[240];
-            label_escape(addr, sizeof addr, f->inst[i].address);
+            label_escape(addr, sizeof addr, in->address);
             snprintf(labels, sizeof labels, "address=\"%s\"", addr);
             if (k < 2)
-                sample(w, names[k], labels, k == 0 ? f->inst[i].calls : f->inst[i].failures);
+                sample(w, names[k], labels, k == 0 ? in->calls : in->failures);
             else
-                sample_f(w, names[k], labels, f->inst[i].seconds);
+                histogram_series(w, names[k], labels, flusher_lat_bounds_ms, 0.001, in->lat, FLUSHER_LAT_N,
+                                 in->seconds, in->calls);
         }
     }
 }

@@ -1,8 +1,9 @@
 /* metrics.h — GET /metrics: a stats_view in the Prometheus text exposition format 0.0.4.
  *
  * Every family has HELP and TYPE lines and the `logagent_` prefix; counters end in `_total`; histograms (flush
- * latency, batch records, batch bytes) have cumulative `le` buckets ending at +Inf, `_sum` and `_count`. The numbers
- * are /stats' numbers (same stats_view), so the two agree for the same traffic. docs/metrics.md lists them all. */
+ * latency, batch records, batch bytes, latency per upstream instance) have cumulative `le` buckets ending at +Inf,
+ * `_sum` and `_count`. The numbers are /stats' numbers (same stats_view), so the two agree for the same traffic.
+ * docs/metrics.md lists them all. */
 #ifndef LOGAGENT_METRICS_H
 #define LOGAGENT_METRICS_H
 

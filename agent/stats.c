@@ -212,8 +212,11 @@ static void put_upstream(textbuf *t, const stats_view *v, const config *cfg)
         const flusher_instance *in = &f->inst[i];
         char addr[400];
         json_str_escape(addr, sizeof addr, in->address, strlen(in->address));
-        put(t, "%s{\"address\":\"%s\",\"calls\":%llu,\"failures\":%llu,\"seconds\":%.6f}", i ? "," : "", addr,
-            (unsigned long long)in->calls, (unsigned long long)in->failures, in->seconds);
+        put(t, "%s{\"address\":\"%s\",\"calls\":%llu,\"failures\":%llu,\"seconds\":%.6f,"
+               "\"latency_ms\":{\"p50\":%g,\"p90\":%g,\"p99\":%g}}", i ? "," : "", addr,
+            (unsigned long long)in->calls, (unsigned long long)in->failures, in->seconds,
+            flusher_lat_quantile_ms(in->lat, 0.50), flusher_lat_quantile_ms(in->lat, 0.90),
+            flusher_lat_quantile_ms(in->lat, 0.99));
     }
     put(t, "]},");
 }

@@ -711,24 +711,57 @@ static void set_live(flusher *f, const config *cfg)
 
 int64_t flusher_heartbeat_ms(flusher *f) { return atomic_load_explicit(&f->heartbeat_ms, memory_order_relaxed); }
 
+/* The channel settings of cfg, kept for a later rebuild. Caller holds chan_mu. */
+static void keep_channel_settings(flusher *f, const config *cfg)
+{
+    snprintf(f->target, sizeof f->target, "%s", cfg->upstream);
+    f->chan_tls = cfg->upstream_tls;
+    snprintf(f->chan_ca, sizeof f->chan_ca, "%s", cfg->ca_file);
+    snprintf(f->chan_cert, sizeof f->chan_cert, "%s", cfg->cert_file);
+    snprintf(f->chan_key, sizeof f->chan_key, "%s", cfg->key_file);
+    snprintf(f->chan_server_name, sizeof f->chan_server_name, "%s", cfg->tls_server_name);
+}
+
 /* SIGHUP: a new channel when the upstream moved, or with TLS on (cert-manager rotates the files in place: they are
  * read again). Calls in flight finish on the old channel; batches held are sent on the new one. */
 static void reload_channel(flusher *f, const config *cfg)
 {
+    pthread_mutex_lock(&f->chan_mu);
     int moved = strcmp(cfg->upstream, f->target) != 0;
-    if (!f->up || (!moved && !cfg->upstream_tls))
+    if (!f->up || (!moved && !cfg->upstream_tls)) {
+        pthread_mutex_unlock(&f->chan_mu);
         return;
+    }
     upstream_tls tls = {.ca_file = cfg->ca_file, .cert_file = cfg->cert_file, .key_file = cfg->key_file,
                         .server_name = cfg->tls_server_name};
     char err[256];
     if (upstream_reload(f->up, cfg->upstream, cfg->upstream_tls ? &tls : NULL, err, sizeof err) < 0) {
         log_write(LOG_ERROR, "\"reload: the new upstream settings cannot be used, the running channel is kept\" "
                              "upstream=%s error=\"%s\"", cfg->upstream, err);
+        pthread_mutex_unlock(&f->chan_mu);
         return;
     }
     log_write(LOG_INFO, "\"upstream channel rebuilt\" upstream=%s previous=%s tls=%s", cfg->upstream, f->target,
               cfg->upstream_tls ? "files-read-again" : "off");
-    snprintf(f->target, sizeof f->target, "%s", cfg->upstream);
+    keep_channel_settings(f, cfg);
+    pthread_mutex_unlock(&f->chan_mu);
+    if (moved)
+        dnswatch_retarget(f->dns, cfg->upstream);
+}
+
+/* --upstream-dns-refresh-ms (the dnswatch thread): the upstream's name gives other addresses now. A new channel
+ * with the running settings resolves it again and connects to every address; calls in flight finish on the old. */
+static void dns_changed(void *arg, const char *addresses)
+{
+    flusher *f = arg;
+    pthread_mutex_lock(&f->chan_mu);
+    upstream_tls tls = {.ca_file = f->chan_ca, .cert_file = f->chan_cert, .key_file = f->chan_key,
+                        .server_name = f->chan_server_name};
+    char err[256];
+    if (upstream_reload(f->up, f->target, f->chan_tls ? &tls : NULL, err, sizeof err) < 0)
+        log_write(LOG_ERROR, "\"upstream addresses changed but the channel cannot be rebuilt: the running one is "
+                             "kept\" upstream=%s addresses=%s error=\"%s\"", f->target, addresses, err);
+    pthread_mutex_unlock(&f->chan_mu);
 }
 
 void flusher_reload(flusher *f, const config *cfg)
@@ -774,6 +807,7 @@ flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void
     f->batch_budget = cfg->buffer_bytes > ring_capacity(r) * 2 ? cfg->buffer_bytes - ring_capacity(r)
                                                                 : ring_capacity(r);
     pthread_mutex_init(&f->mu, NULL);
+    pthread_mutex_init(&f->chan_mu, NULL);
     pthread_cond_init(&f->cv, NULL);
     if (getrandom(&f->rng, sizeof f->rng, 0) != sizeof f->rng || f->rng == 0)
         f->rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
@@ -787,7 +821,7 @@ flusher *flusher_new(const config *cfg, ring *r, flusher_space_fn on_space, void
     }
     upstream_tls tls = {.ca_file = cfg->ca_file, .cert_file = cfg->cert_file, .key_file = cfg->key_file,
                         .server_name = cfg->tls_server_name};
-    snprintf(f->target, sizeof f->target, "%s", cfg->upstream);
+    keep_channel_settings(f, cfg); /* no other thread yet: chan_mu not needed */
     upstream_config uc = {.target = cfg->upstream,
                           .tls = cfg->upstream_tls ? &tls : NULL,
                           .token_file = cfg->token_file[0] ? cfg->token_file : NULL,
@@ -835,6 +869,7 @@ int flusher_start(flusher *f)
     if (rc != 0)
         return -rc;
     f->started = 1;
+    f->dns = dnswatch_start(f->target, (int64_t)f->cfg.upstream_dns_refresh_ms, dns_changed, f);
     return 0;
 }
 
@@ -872,6 +907,8 @@ void flusher_want_spooled(flusher *f) { atomic_store(&f->want_spooled, 1); }
 
 void flusher_stop(flusher *f, int64_t drain_ms)
 {
+    dnswatch_stop(f->dns); /* no rebuild while the last calls drain */
+    f->dns = NULL;
     if (!f->started)
         return;
     pthread_mutex_lock(&f->mu);
@@ -889,6 +926,7 @@ void flusher_free(flusher *f)
 {
     if (!f)
         return;
+    dnswatch_stop(f->dns); /* when flusher_stop was not called */
     upstream_free(f->up); /* waits for calls still completing */
     batch_free(f->cur);
     for (batch *b = f->retry_head, *next; b; b = next) {
@@ -900,22 +938,22 @@ void flusher_free(flusher *f)
     resattr_free(f->res);
     doorbell_close(&f->bell);
     pthread_mutex_destroy(&f->mu);
+    pthread_mutex_destroy(&f->chan_mu);
     pthread_cond_destroy(&f->cv);
     free(f);
 }
 
-static double percentile_locked(const flusher *f, double q)
+double flusher_lat_quantile_ms(const uint64_t lat[FLUSHER_LAT_N + 1], double q)
 {
-    const uint64_t *hist = f->acct.hist.lat;
     uint64_t total = 0, seen = 0;
     for (size_t i = 0; i <= FLUSHER_LAT_N; i++)
-        total += hist[i];
+        total += lat[i];
     if (total == 0)
         return 0;
-    for (size_t i = 0; i <= FLUSHER_LAT_N; i++) {
-        seen += hist[i];
+    for (size_t i = 0; i < FLUSHER_LAT_N; i++) {
+        seen += lat[i];
         if ((double)seen >= q * (double)total)
-            return i < FLUSHER_LAT_N ? flusher_lat_bounds_ms[i] : flusher_lat_bounds_ms[FLUSHER_LAT_N - 1];
+            return flusher_lat_bounds_ms[i];
     }
     return flusher_lat_bounds_ms[FLUSHER_LAT_N - 1];
 }
@@ -932,8 +970,8 @@ void flusher_snapshot_get(flusher *f, flusher_snapshot *s)
     s->gzip_refused = f->up ? upstream_gzip_refused(f->up) : 0;
     s->heartbeat_ms = LIVE(f, heartbeat_ms);
     s->stall_since_ms = LIVE(f, stall_since_ms);
-    s->latency_ms[0] = percentile_locked(f, 0.50);
-    s->latency_ms[1] = percentile_locked(f, 0.90);
-    s->latency_ms[2] = percentile_locked(f, 0.99);
+    s->latency_ms[0] = flusher_lat_quantile_ms(f->acct.hist.lat, 0.50);
+    s->latency_ms[1] = flusher_lat_quantile_ms(f->acct.hist.lat, 0.90);
+    s->latency_ms[2] = flusher_lat_quantile_ms(f->acct.hist.lat, 0.99);
     pthread_mutex_unlock(&f->mu);
 }

@@ -23,6 +23,10 @@ extern const double flusher_lat_bounds_ms[FLUSHER_LAT_N];
 extern const double flusher_size_bounds[FLUSHER_SIZE_N];
 extern const double flusher_bytes_bounds[FLUSHER_BYTES_N];
 
+/* The q-quantile (0..1) of a latency histogram (flusher_hist_set.lat, flusher_instance.lat) in ms: the upper bound
+ * of the bucket it falls in (the last bound when it lies above them all); 0 when empty. */
+double flusher_lat_quantile_ms(const uint64_t lat[FLUSHER_LAT_N + 1], double q);
+
 typedef struct flusher_hist_set {
     uint64_t lat[FLUSHER_LAT_N + 1];
     double lat_sum_s;
@@ -40,6 +44,7 @@ typedef struct flusher_instance {
     char address[64];  /* gRPC's name of the peer ("ipv4:10.0.0.2:4317"), "none" when the call reached none */
     uint64_t calls, failures;
     double seconds;    /* their time, send to answer */
+    uint64_t lat[FLUSHER_LAT_N + 1]; /* the same times in flusher_lat_bounds_ms' ranges (one per call) */
 } flusher_instance;
 
 typedef struct flusher_snapshot {

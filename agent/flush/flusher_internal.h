@@ -11,6 +11,7 @@
 #include "flush/flusher.h"
 
 #include "flush/batch.h"
+#include "flush/dnswatch.h"
 #include "doorbell.h"
 #include "log.h"
 #include "flush/otlp.h"
@@ -46,7 +47,14 @@ struct flusher {
     _Atomic int64_t freed_at_ms;
     size_t low_water;
     char agent_id[160];
-    char target[sizeof ((config *)0)->upstream]; /* the channel's target now (flusher_reload: main thread only) */
+    /* the channel's settings now, for a rebuild: SIGHUP's (reload_channel, main thread) and --upstream-dns-refresh-ms'
+     * (dns_changed, the dnswatch thread); chan_mu serializes the two and guards these */
+    pthread_mutex_t chan_mu;
+    char target[sizeof ((config *)0)->upstream];
+    int chan_tls;
+    char chan_ca[sizeof ((config *)0)->ca_file], chan_cert[sizeof ((config *)0)->cert_file];
+    char chan_key[sizeof ((config *)0)->key_file], chan_server_name[sizeof ((config *)0)->tls_server_name];
+    dnswatch *dns; /* --upstream-dns-refresh-ms; NULL: off (started by flusher_start, stopped by flusher_stop) */
 
     /* flusher thread only */
     batch *cur;

@@ -337,6 +337,7 @@ static void note_instance_locked(flusher *f, const char *peer, int status, doubl
     a->inst[i].calls++;
     a->inst[i].failures += status != 0;
     a->inst[i].seconds += seconds;
+    a->inst[i].lat[bucket_of(flusher_lat_bounds_ms, FLUSHER_LAT_N, seconds * 1000.0)]++;
 }
 
 void flusher_call_done(void *ctx, void *arg, const upstream_reply *r)

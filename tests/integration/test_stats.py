@@ -62,14 +62,17 @@ def check_exposition(text):
         assert fam.documentation, fam.name
         if fam.type == "counter":
             assert all(s.name.endswith("_total") for s in fam.samples), fam
-        if fam.type == "histogram":
-            buckets = [s for s in fam.samples if s.name.endswith("_bucket")]
-            les = [float(s.labels["le"]) for s in buckets]
-            counts = [s.value for s in buckets]
-            assert les == sorted(les) and les[-1] == float("inf"), les
-            assert counts == sorted(counts), "buckets not cumulative: %s %s" % (fam.name, counts)
-            count = [s.value for s in fam.samples if s.name == fam.name + "_count"]
-            assert count == [counts[-1]], (fam.name, count, counts)
+        if fam.type == "histogram":  # each series (its labels but le: one per address for the instances')
+            series = {tuple(sorted((k, v) for k, v in s.labels.items() if k != "le")) for s in fam.samples}
+            for key in series:
+                mine = [s for s in fam.samples if tuple(sorted((k, v) for k, v in s.labels.items() if k != "le")) == key]
+                buckets = [s for s in mine if s.name.endswith("_bucket")]
+                les = [float(s.labels["le"]) for s in buckets]
+                counts = [s.value for s in buckets]
+                assert les == sorted(les) and les[-1] == float("inf"), (fam.name, key, les)
+                assert counts == sorted(counts), "buckets not cumulative: %s %s %s" % (fam.name, key, counts)
+                count = [s.value for s in mine if s.name == fam.name + "_count"]
+                assert count == [counts[-1]], (fam.name, key, count, counts)
         for s in fam.samples:
             values[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return values
