@@ -40,6 +40,8 @@ import weakref
 
 from . import _record
 
+_fast_pack = _record.fast_pack  # logagent._speedups.pack (C) when loaded (_record.implementation), else None
+
 DEFAULT_SOCKET = "/run/logagent/ingest.sock"
 DEFAULT_BUFFER_BYTES = 4 << 20
 MIN_BUFFER_BYTES = 1 << 10
@@ -144,7 +146,10 @@ class Client:
         meta = metadata or {}
         try:
             now = timestamp_ns if timestamp_ns is not None else time.time_ns()
-            data = _record.pack(_record.build(message, service_name, level, trace_id, span_id, meta, log_id, now))
+            data = None if _fast_pack is None else _fast_pack(message, service_name, level, trace_id, span_id, meta,
+                                                              log_id, now)
+            if data is None:  # no C encoder, or a record only the Python one handles
+                data = _record.pack(_record.build(message, service_name, level, trace_id, span_id, meta, log_id, now))
         except _record.RecordError as e:
             return self._reject(str(e))
         except Exception as e:  # a str() or isoformat() of the caller's object that raised
