@@ -215,7 +215,8 @@ def leak_check(calls):
     tracemalloc.stop()
     assert refcounts(watched) == before, (refcounts(watched), before)
     assert grown < 64 << 10, "tracemalloc: %d bytes more after %d calls" % (grown, calls // 10)
-    assert rss_grown < 8 << 20, "RSS grew %d bytes over %d calls" % (rss_grown, calls)
+    if "asan" not in os.environ.get("LD_PRELOAD", ""):  # ASan keeps freed memory in quarantine: RSS grows
+        assert rss_grown < 8 << 20, "RSS grew %d bytes over %d calls" % (rss_grown, calls)
     return grown, rss_grown
 
 
@@ -239,7 +240,8 @@ def test_the_implementation_this_run_must_have():
     if want:
         assert logagent.implementation == want, (logagent.implementation, want, logagent.__path__)
     assert (_record.fast_pack is None) == (logagent.implementation == "python")
-    if os.environ.get("LOGAGENT_PURE_PYTHON") == "1" and os.environ.get("LOGAGENT_SPEEDUPS_DIR"):
+    if (os.environ.get("LOGAGENT_PURE_PYTHON") == "1" and os.environ.get("LOGAGENT_SPEEDUPS_DIR")
+            and not os.environ.get("LOGAGENT_ASAN_RUNTIME")):  # (an instrumented module loads only under ASan)
         from logagent import _speedups  # the module is there: the variable alone chose the Python encoder
         assert _speedups.FORMAT == 1
 
