@@ -36,10 +36,15 @@ struct out {
 /* Outcome of packing a value: done, not understood (take the Python path), or out of memory (raised). */
 enum { PACK_OK = 0, PACK_FALLBACK = 1, PACK_NOMEM = -1 };
 
-static int out_reserve(struct out *o, size_t n)
+static int out_grow(struct out *o, size_t n);
+
+static inline int out_reserve(struct out *o, size_t n)
 {
-    if (o->cap - o->len >= n)
-        return PACK_OK;
+    return o->cap - o->len >= n ? PACK_OK : out_grow(o, n);
+}
+
+static int out_grow(struct out *o, size_t n)
+{
     size_t cap = o->cap * 2;
     while (cap - o->len < n)
         cap *= 2;
@@ -256,11 +261,14 @@ static int put_value(struct out *o, PyObject *v, int open)
 enum { K_MESSAGE, K_LEVEL, K_SERVICE, K_TRACE, K_SPAN, K_LOG_ID, K_TIMESTAMP, K_OTHER };
 static const char *const core_names[] = {"message", "level", "service_name", "trace_id", "span_id", "log_id",
                                          "timestamp"};
+static const unsigned char core_lens[] = {7, 5, 12, 8, 7, 6, 9};
 
 static int core_key(const char *s, Py_ssize_t n)
 {
+    if (n < 5 || n > 12)
+        return K_OTHER;
     for (int i = 0; i < K_OTHER; i++)
-        if ((size_t)n == strlen(core_names[i]) && memcmp(s, core_names[i], (size_t)n) == 0)
+        if (n == core_lens[i] && s[0] == core_names[i][0] && memcmp(s, core_names[i], (size_t)n) == 0)
             return i;
     return K_OTHER;
 }
@@ -300,7 +308,7 @@ static int count_entries(const struct call *c, size_t *count, PyObject **timesta
 
 static int put_core(struct out *o, int key, PyObject *v)
 {
-    int r = put_utf8(o, core_names[key], (Py_ssize_t)strlen(core_names[key]));
+    int r = put_utf8(o, core_names[key], core_lens[key]);
     return r != PACK_OK ? r : put_value(o, v, 1);
 }
 
