@@ -7,7 +7,11 @@ against the Python encoder it accelerates (_record.py, the reference):
   core keys in the metadata, and the values only the Python path handles: datetimes, sets, big ints, subclasses,
   objects, lone surrogates, over-deep nesting) packed by both, with the log id and time fixed: the same bytes, or
   the same error; the C encoder itself must take every plain record;
-- a million calls: the reference counts of the arguments unchanged, tracemalloc's and the process's memory flat;
+- write_log in C (Client.write_log and logagent.write_log) against the Python one, call by call with the log id
+  generator in the same state: the same result or exception (odd signatures too), the same bytes to _enqueue
+  (the "now" timestamps aside), the same counters;
+- a million calls of pack() and of the C write_log: the reference counts of the arguments unchanged,
+  tracemalloc's and the process's memory flat;
 - the same checks in a child under PYTHONMALLOC=debug, and in ASan builds (LOGAGENT_ASAN_RUNTIME) in a child
   with the ASan runtime preloaded into /usr/bin/python3 (detect_leaks=0: the interpreter's own allocations).
 
@@ -181,6 +185,88 @@ def differential(count, seed):
     return taken
 
 
+def capture_client(max_record_bytes=None):
+    """A Client whose _enqueue keeps the bytes instead of buffering them (the C write_log calls it by name too)."""
+    c = logagent.Client("/nonexistent/logagent-test.sock", max_record_bytes=max_record_bytes)
+    got = []
+
+    def enqueue(data):
+        got.append(data)
+        return "" if len(got) % 97 else "logagent buffer full (test): record dropped"  # some refusals too
+    c._enqueue = enqueue
+    return c, got
+
+
+def same_but_now(a, b):
+    """Two records' bytes equal once the "now" timestamps (uint64 after the key) are zeroed."""
+    key = b"\xa9timestamp\xcf"
+    def zero(x):
+        i = x.find(key)
+        return x if i < 0 else x[:i + len(key)] + bytes(8) + x[i + len(key) + 8:]
+    return zero(a) == zero(b)
+
+
+def odd_calls(rnd):
+    """(args, kwargs) of write_log calls the C writer must bind, hand back or refuse as the Python one does."""
+    calls = [(("m",), {}), (("m", "svc", "WARN", "t", "s"), {"a": 1}), (("m", None, None), {"x": [1, {"y": b"z"}]}),
+             ((), {"message": "kw", "level": "ERROR", "log_id": "mine", "timestamp": 1765130400.5}),
+             ((), {}), (("m", "a", "b", "c", "d", "e"), {}), (("m",), {"message": "twice"}),
+             (("m", "svc"), {"service_name": "twice"}), ((None,), {}), ((5,), {"a": 1}), ((Text("sub"),), {}),
+             (("m",), {"when": datetime.datetime(2026, 12, 7, 18, 0)}), (("m",), {"deep": deep(31)}),
+             (("m",), {"deep": deep(32)}), (("m",), {"broken": Broken()}), (("m",), {"big": "x" * 5000}),
+             (("lone \udc80",), {}), (("m",), {"timestamp": datetime.datetime(2026, 12, 7, 18, 0)}),
+             (("m",), {"k%d" % i: i for i in range(40)}), (("m",), {Text("subkey"): 1}),
+             (("m",), {"service_name": None, "trace_id": "tr", "_x": 1})]
+    for _ in range(3000):
+        message, service, level, trace, span, meta = rand_call(rnd, rnd.random() < 0.7)
+        meta = {k: v for k, v in meta.items() if isinstance(k, str)}  # keywords are str
+        kw = {k: v for k, v in (("service_name", service), ("level", level), ("trace_id", trace),
+                                ("span_id", span)) if rnd.random() < 0.8}
+        clash = [k for k in kw if k in meta]
+        if clash:
+            continue
+        kw.update(meta)
+        calls.append(((message,), kw) if rnd.random() < 0.8 else ((), dict(kw, message=message)))
+    return calls
+
+
+def writer_differential(seed):
+    """Client.write_log in C against the Python one, call by call with the same log id generator state: the same
+    result (or exception), the same bytes handed to _enqueue, the same counters."""
+    from logagent import _client
+    cc, got_c = capture_client(4096)
+    pc, got_p = capture_client(4096)
+    py_write = logagent.Client.write_log.__get__(pc)
+    assert type(cc.write_log) is not type(py_write)
+    rnd = random.Random(seed)
+    for i, (args, kw) in enumerate(odd_calls(rnd)):
+        state = _client._ids.getstate()
+        r_c = outcome(lambda: cc.write_log(*args, **kw), ())
+        _client._ids.setstate(state)
+        r_p = outcome(lambda: py_write(*args, **kw), ())
+        assert r_c == r_p, "call %d %r %r:\nC:      %r\nPython: %r" % (i, args, kw, r_c, r_p)
+        assert len(got_c) == len(got_p) and (not got_c or same_but_now(got_c[-1], got_p[-1])), (i, args, kw)
+    keys = ("written", "dropped", "rejected")
+    assert [cc.get_stats()[k] for k in keys] == [pc.get_stats()[k] for k in keys]
+    # the module's write_log on the process-wide client, the same way
+    _client.close_default(0)
+    dc = logagent.configure(socket_path="/nonexistent/logagent-test.sock")
+    got = []
+    dc._enqueue = lambda data: got.append(data) or ""
+    for args, kw in odd_calls(random.Random(seed))[:300]:
+        state = _client._ids.getstate()
+        r_c = outcome(lambda: logagent.write_log(*args, **kw), ())
+        n = len(got)
+        _client._ids.setstate(state)
+        r_p = outcome(lambda: logagent._write_log_py(*args, **kw), ())
+        assert r_c == r_p, (args, kw, r_c, r_p)
+        assert len(got) in (n, n + 1) and (len(got) == n or same_but_now(got[-1], got[-2])), (args, kw)
+    _client.close_default(0)
+    cc.close(0)
+    pc.close(0)
+    return len(got_c)
+
+
 def refcounts(objs):
     return [sys.getrefcount(o) for o in objs]
 
@@ -196,6 +282,11 @@ def leak_check(calls):
     other = ("m", None, None, None, None, {"when": datetime.date(2026, 12, 7), "n": nested}, "0" * 32, 1)
     watched = [o for o in list(plain) + list(other) + list(meta.values()) + list(nested.values()) + nested["list"]
                if o is not None and type(o) is not bool]  # singletons: their counts move with the interpreter
+    client, _ = capture_client()
+    client._enqueue = lambda data: ""
+    write = client.write_log  # the C writer: binding, id, pack, _enqueue, result dict
+    w_args, w_kw = plain[:5], dict(meta)
+    watched.append(w_kw)
     before = refcounts(watched)
 
     def loop(n):
@@ -203,6 +294,10 @@ def leak_check(calls):
             assert fast(*plain) is not None
         for _ in range(n // 10):
             assert fast(*other) is None
+        for _ in range(n):
+            assert write(*w_args, **w_kw)["success"]
+        for _ in range(n // 10):
+            assert write(*other[:5], **other[5])["success"]  # the fallback
 
     loop(calls // 10)  # warm-up: caches, the allocator's arenas
     rss0 = rss()
@@ -214,6 +309,7 @@ def leak_check(calls):
     grown = tracemalloc.get_traced_memory()[0] - start
     tracemalloc.stop()
     assert refcounts(watched) == before, (refcounts(watched), before)
+    client.close(0)
     assert grown < 64 << 10, "tracemalloc: %d bytes more after %d calls" % (grown, calls // 10)
     if "asan" not in os.environ.get("LD_PRELOAD", ""):  # ASan keeps freed memory in quarantine: RSS grows
         assert rss_grown < 8 << 20, "RSS grew %d bytes over %d calls" % (rss_grown, calls)
@@ -228,9 +324,11 @@ def rss():
 def checks(count, calls):
     t0 = time.monotonic()
     taken = differential(count, seed=19)
+    writes = writer_differential(seed=19)
     grown, rss_grown = leak_check(calls)
-    print("   %s: %d random calls of each kind, %d taken by C; %d calls: RSS +%d B, then tracemalloc +%d B (%.1fs)" % (
-        logagent.implementation, count, taken, calls, rss_grown, grown, time.monotonic() - t0))
+    print("   %s: %d random calls of each kind, %d taken by C; write_log C vs Python: %d records; %d calls: RSS +%d B, "
+          "then tracemalloc +%d B (%.1fs)" % (logagent.implementation, count, taken, writes, calls, rss_grown, grown,
+                                              time.monotonic() - t0))
 
 
 # ---- the tests ----
@@ -243,7 +341,7 @@ def test_the_implementation_this_run_must_have():
     if (os.environ.get("LOGAGENT_PURE_PYTHON") == "1" and os.environ.get("LOGAGENT_SPEEDUPS_DIR")
             and not os.environ.get("LOGAGENT_ASAN_RUNTIME")):  # (an instrumented module loads only under ASan)
         from logagent import _speedups  # the module is there: the variable alone chose the Python encoder
-        assert _speedups.FORMAT == 1
+        assert _speedups.FORMAT == 2
 
 
 def test_both_encoders_give_the_same_bytes():
@@ -285,7 +383,7 @@ def test_under_asan():
         print("   skip: not an ASan build")
         return
     assert os.path.exists(runtime), runtime
-    run_child(child_env(LD_PRELOAD=runtime, PYTHONMALLOC="malloc",
+    run_child(child_env(LD_PRELOAD=runtime, PYTHONMALLOC="malloc", LOGAGENT_CHECK_CALLS="100000",
                         ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1",
                         UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"), "ASan")
 
@@ -293,7 +391,7 @@ def test_under_asan():
 if __name__ == "__main__":
     if sys.argv[1:] == ["--child"]:
         assert logagent.implementation == "c", logagent.__path__
-        checks(count=1000, calls=200000)
+        checks(count=1000, calls=int(os.environ.get("LOGAGENT_CHECK_CALLS", "200000")))
         sys.exit(0)
     run([test_the_implementation_this_run_must_have, test_both_encoders_give_the_same_bytes,
          test_under_pythonmalloc_debug, test_under_asan])

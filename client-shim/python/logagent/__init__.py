@@ -49,6 +49,12 @@ def write_log(message, service_name=None, level="INFO", trace_id=None, span_id=N
     return c.write(message, service_name, level, trace_id, span_id, metadata)
 
 
+# The same function in C when logagent._speedups is loaded (implementation == "c"): it binds the arguments, packs
+# the record and calls the client's _enqueue itself, and calls this one for every call it does not take.
+_write_log_py = write_log
+write_log = _client.make_writer(None, _write_log_py)
+
+
 def flush(timeout=5.0):
     """Waits until the records queued so far are written to the agent's socket (up to timeout seconds; None:
     forever). Returns False when time ran out (agent down or slow)."""

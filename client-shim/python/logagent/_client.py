@@ -102,6 +102,8 @@ class Client:
         self._init_state()
         with _proc_lock:
             _live.add(self)
+        if type(self).write_log is Client.write_log:  # (a subclass's own write_log stays)
+            self.write_log = make_writer(self, Client.write_log.__get__(self))
 
     def _init_state(self):
         """Fresh locks, empty buffer, zero counters, no socket, no thread (also the child's state after fork)."""
@@ -438,6 +440,15 @@ def _connect(path):
 # Its own instance, not the `random` module's: an application's random.seed(42) must not make two processes write
 # the same ids. getrandbits is one C call under the GIL: safe from every thread.
 _ids = random.Random(os.urandom(32))
+
+
+def make_writer(client, fallback):
+    """write_log in C on client (None: the process-wide client, default_client() at each call) when the extension
+    is loaded, else fallback: the pure-Python write_log of the same signature, which the C one calls for every
+    call it does not take itself (logagent/_speedups.c, writer)."""
+    if _record.writer is None:
+        return fallback
+    return _record.writer(client, default_client, fallback, _ids.getrandbits)
 
 
 def _reseed_ids():

@@ -15,9 +15,10 @@ Metadata rules (the same as pack.c's):
 - nesting is bounded by the agent's decoder (32 open containers, the record map included): a deeper value is
   refused here with an error, because the agent would close the connection on it (counted `malformed`).
 
-encode() is what the client calls: logagent._speedups.pack (C, _speedups.c) when the extension is built and
-importable, for the records it understands, else pack(build(...)) here. Both give the same bytes for the same
-call (tests/python/test_speedups.py). LOGAGENT_PURE_PYTHON=1 in the environment at import time forces this
+With the extension (logagent._speedups, _speedups.c) built and importable, write_log runs in C (writer: the
+arguments bound, the record packed, the client's _enqueue called) and Client.write packs with its pack(), for the
+records they understand; everything else comes here, pack(build(...)). Both give the same bytes for the same
+call (tests/python/test_speedups.py); encode() is that choice as one function. LOGAGENT_PURE_PYTHON=1 in the environment at import time forces this
 module's path; `implementation` says which one runs: "c" or "python".
 """
 import datetime
@@ -140,20 +141,22 @@ def pack(rec):
 
 
 def _load_speedups():
-    """logagent._speedups' pack, or None: not built, not importable, or LOGAGENT_PURE_PYTHON set (not "0")."""
+    """logagent._speedups, or None: not built, not importable, or LOGAGENT_PURE_PYTHON set (not "0")."""
     if os.environ.get("LOGAGENT_PURE_PYTHON", "") not in ("", "0"):
         return None
     try:
         from . import _speedups
     except ImportError:
         return None
-    if getattr(_speedups, "FORMAT", None) != 1:  # a build of another version of this file: not ours
+    if getattr(_speedups, "FORMAT", None) != 2:  # a build of another version of _speedups.c: not ours
         return None
-    return _speedups.pack
+    return _speedups
 
 
-fast_pack = _load_speedups()
-implementation = "python" if fast_pack is None else "c"
+_speedups = _load_speedups()
+fast_pack = None if _speedups is None else _speedups.pack  # pack() in C: bytes, or None for the Python path
+writer = None if _speedups is None else _speedups.writer  # write_log in C (see _client.make_writer)
+implementation = "python" if _speedups is None else "c"
 
 
 def encode(message, service_name, level, trace_id, span_id, metadata, log_id, now_ns):
