@@ -10,8 +10,8 @@ Rows, each at 1 and 50 threads (--threads), all measured end to end (delivered r
                    — `logagent-bench --original HOST:PORT`. A record is delivered when its call returns.
   python           logagent's Python client (module logagent), pure Python (LOGAGENT_PURE_PYTHON=1) → logagentd →
                    logagent-sink — `logagent-bench --python --stats-socket S`
-  python + C       the same with its C encoder, logagent._speedups (built by CMake into BUILD/python, which goes
-                   on PYTHONPATH); the report's `implementation` must say "c"
+  python-c         the same with its C part, logagent._speedups: write_log and the record encoder in C (built by
+                   CMake into BUILD/python, which goes on PYTHONPATH); the report's `implementation` must say "c"
   C library        liblogagent → logagentd → logagent-sink — `logagent-bench --socket S --stats-socket S`
   HTTP, 1/request  POST /api/write_log/ per record → logagentd (--http-listen) → logagent-sink —
                    `logagent-bench --http unix:P --stats-socket S`
@@ -27,7 +27,7 @@ process's CPU per record (utime+stime of the logagent-bench process; for the Pyt
 cpu_seconds, from the start to the flush: the writers, the sender thread, and making each record's values — the
 machine is shared, so CPU is the steadier figure).
 
-A second table, "write_log on one thread", is the Python client's per-call cost, pure and with the C encoder:
+A second table, "write_log on one thread", is the Python client's per-call cost, pure and with its C part:
 `python3 -m logagent.bench --prebuilt 1000 --workers 1` (the threads cycle 1,000 argument sets made before the
 start, so nothing but write_log and the sender are measured) through a fresh agent and sink, end to end: CPU µs
 per call (the process's utime+stime / calls), wall µs per call (until the flush), delivered records/s.
@@ -62,7 +62,7 @@ HTTP_SKIPPED = "skipped: agent has no --http-listen"
 PATHS = [
     ("original", "original design: unary gRPC WriteLog per record (Python)", 2000, 10000),
     ("python", "logagent Python client, pure Python", 100000, 100000),
-    ("python-c", "logagent Python client, C encoder (_speedups)", 100000, 100000),
+    ("python-c", "logagent Python client, its C part (logagent._speedups)", 100000, 100000),
     ("c", "logagent C library (liblogagent)", 500000, 500000),
     ("http", "logagent HTTP ingest, 1 record/request", 50000, 100000),
     ("http-batch", "logagent HTTP ingest, NDJSON batches", 500000, 500000),
@@ -271,7 +271,7 @@ def print_calls(args, calls):
     print("`python3 -m logagent.bench --prebuilt 1000 --workers 1 --count %d`, fresh agent and sink each run; "
           "median of %d run(s)" % (args.calls, args.repeat))
     print()
-    print("| encoder | CPU µs per call (utime+stime) | wall µs per call | delivered rec/s |")
+    print("| implementation | CPU µs per call (utime+stime) | wall µs per call | delivered rec/s |")
     print("| --- | --- | --- | --- |")
     for c in calls:
         reps = c["reports"]
@@ -334,7 +334,7 @@ def main():
     calls = []
     if args.calls > 0 and (not args.only or any(k.startswith("python") for k in args.only)):
         calls = [{"key": "calls-python", "label": "pure Python", "reports": []},
-                 {"key": "calls-python-c", "label": "C encoder (logagent._speedups)", "reports": []}]
+                 {"key": "calls-python-c", "label": "C (logagent._speedups)", "reports": []}]
     errors = []
     load0 = loadavg()
     for rep in range(1, args.repeat + 1):

@@ -3,7 +3,8 @@ logagentd's Unix socket, plus the process-wide state (live clients, fork handler
 the LOGAGENT_CLIENT_* environment variables it is made from).
 
 DESIGN (the same as liblogagent's, client-shim/logagent.c)
-A writer encodes its record outside any lock (_record.py), then, under the client's lock, appends the bytes to
+A writer encodes its record outside any lock (_record.py; with logagent._speedups loaded, Client.write_log and
+logagent.write_log are C functions that bind, pack and call _enqueue themselves: make_writer), then, under the client's lock, appends the bytes to
 `_pending` (a deque of whole records). The sender thread takes records off `_pending` (up to SEND_BATCH bytes),
 joins them into one buffer and writes it to the socket outside the lock, so writers never wait on I/O.
 Writers wake the sender only when it is idle; with little data pending it lingers up to 1 ms so that a slow

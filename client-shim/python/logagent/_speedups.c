@@ -1,19 +1,22 @@
-/* _speedups.c — logagent._speedups: one write_log call packed to msgpack bytes in C, the hot part of the Python
- * client (issue #19). _record.py stays the reference: this file packs exactly what
- * _record.pack(_record.build(...)) packs, byte for byte, for the records it understands, and answers None for
- * every other record so that the caller takes the pure-Python path (tests/python/test_speedups.py compares the
- * two on thousands of random calls).
+/* _speedups.c — logagent._speedups: write_log in C, the hot part of the Python client (issue #19).
+ *
+ * pack(): one call's record as msgpack bytes, exactly what _record.pack(_record.build(...)) packs, byte for byte,
+ * for the records it understands, and None for every other record, so that the caller takes the pure-Python
+ * path. writer(): a write_log (logagent.write_log, Client.write_log) that binds the arguments, packs the record,
+ * draws its id and calls the client's own _enqueue, and hands every call it does not take to the pure-Python
+ * write_log unchanged. _record.py stays the reference: tests/python/test_speedups.py compares both paths on
+ * thousands of random calls, call by call.
  *
  * Understood ("plain"): values whose exact type is str (valid UTF-8: no lone surrogates), int within
  * [-2^63, 2^64-1], float, bool, None, bytes, and dicts, lists and tuples of those (non-empty containers at most
  * MAX_DEPTH open at once, dict keys themselves plain scalars); metadata keys of exact type str. Everything else
  * (subclasses, sets, datetimes, big ints, other objects, over-deep nesting) goes to the Python path, whose
  * conversions call the caller's own code (str(), isoformat()) and whose errors carry the record's words.
- * No Python code runs here: the arguments cannot change under the encoder, and no lock is needed beyond the GIL.
+ * No Python code runs while a record is packed: the arguments cannot change under the encoder.
  *
- * The buffer, lock, sender thread, fork and exit handling stay in _client.py: the C library's writer
- * (client-shim/logagent.c) has its own buffer, thread and fork handlers, which would give a Python process two
- * of each and change what flush(), get_stats() and the fork rules mean; see docs/python.md.
+ * The buffer, lock, sender thread, fork and exit handling stay in _client.py (the writer calls Client._enqueue):
+ * liblogagent's writer (client-shim/logagent.c) has its own buffer, thread and fork handlers, which would give a
+ * Python process two of each and change what flush(), get_stats() and the fork rules mean; see docs/python.md.
  *
  * The stable ABI (Py_LIMITED_API 3.10, one .abi3.so for every CPython >= 3.10) when the build asks for it. */
 #define PY_SSIZE_T_CLEAN
@@ -573,7 +576,12 @@ static int random_id(WriterState *s, char *dst)
     Py_DECREF(high);
     if (PyErr_Occurred())
         return -1;
-    snprintf(dst, LOG_ID_LEN + 1, "%016llx%016llx", hi, lo);
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        dst[i] = digits[(hi >> (60 - 4 * i)) & 15];
+        dst[16 + i] = digits[(lo >> (60 - 4 * i)) & 15];
+    }
+    dst[LOG_ID_LEN] = '\0';
     return 0;
 }
 
