@@ -103,7 +103,7 @@ class Client:
         self._init_state()
         with _proc_lock:
             _live.add(self)
-        if type(self).write_log is Client.write_log:  # (a subclass's own write_log stays)
+        if type(self).write_log is Client.write_log and type(self).write is Client.write:  # (a subclass's own stay)
             self.write_log = make_writer(self, Client.write_log.__get__(self))
 
     def _init_state(self):

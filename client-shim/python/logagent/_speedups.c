@@ -654,10 +654,10 @@ static PyObject *hand_over(PyObject *client, PyObject *data, const char *id)
     return res;
 }
 
-static PyObject *writer_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+static PyObject *writer_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     WriterState *s = (WriterState *)self;
-    Py_ssize_t nargs = (Py_ssize_t)nargsf, nkw = kwnames ? PyTuple_Size(kwnames) : 0, count;
+    Py_ssize_t nkw = kwnames ? PyTuple_Size(kwnames) : 0, count;
     PyObject *p[P_COUNT], *small[2 * META_STACK], **kv = small, *client = NULL, *data = NULL, *res = NULL;
     char id[LOG_ID_LEN + 1];
     int ok = 0;
