@@ -4,7 +4,7 @@ set -eu
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev \
   libevent-dev libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libmsgpack-dev zlib1g-dev \
   libinih-dev libjansson-dev libsystemd-dev \
-  python3 python3-msgpack python3-prometheus-client python3-yaml curl dpkg-dev lintian systemd \
+  python3 python3-dev python3-msgpack python3-prometheus-client python3-yaml curl dpkg-dev lintian systemd \
   python3-django python3-grpcio python3-protobuf protobuf-compiler python3-fluent-logger gunicorn"
 # Node.js and npm run the interop tests' real peers (tests/interop: the OpenTelemetry JS SDK, @grpc/grpc-js); a
 # machine that already has a node (e.g. from NodeSource) keeps it.

@@ -122,7 +122,8 @@ def test_build_the_packages():
         "-DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON"], timeout=300)
     # What has an install rule (the test tools logagent-sink and logagent-bench have none);
     # logagentctl exists once the operator CLI is in the tree.
-    targets = ["logagentd", "logagent-send", "logagent", "logagent_static", "logagent_man", "logagent_changelog"]
+    targets = ["logagentd", "logagent-send", "logagent", "logagent_static", "logagent_man", "logagent_changelog",
+               "logagent_speedups"]
     targets += [t for t in ("logagentctl",) if target_exists(BUILD, t)]
     state["ctl"] = "logagentctl" in targets
     if not state["ctl"]:
@@ -151,6 +152,7 @@ def expected_files():
         files[AGENT].add("/usr/bin/logagentctl")
     pydir = os.path.join(ROOT, "client-shim", "python", "logagent")
     files[AGENT] |= {PYMOD + "/" + f for f in os.listdir(pydir) if f.endswith(".py") and f != "bench.py"}
+    files[AGENT].add(PYMOD + "/_speedups.abi3.so")  # the module's C encoder (client-shim/python/CMakeLists.txt)
     compat = os.path.join(ROOT, "client-shim", "python", "log_client")
     files[AGENT] |= {COMPAT + "/" + f for f in os.listdir(compat) if f.endswith(".py")}
     for page in [p for p in os.listdir(MAN) if re.search(r"\.[1-8]$", p)]:
@@ -388,11 +390,12 @@ def test_installed_library_builds_the_man_page_example():
 
 def test_installed_python_module():
     # From a folder outside the repo, with the system's python3 and no PYTHONPATH: the packaged module is the one
-    # imported; its version is the package's; write_log works (no agent there: the record waits in the client's
+    # imported, with its C encoder; its version is the package's; write_log works (no agent there: the record waits in the client's
     # buffer, success True, then is counted as dropped at exit). Byte code is written (as an app would), so the
     # purge below also checks that prerm removes it.
     code = ("import logagent, sys; r = logagent.write_log('from the .deb', service_name='deb-test');"
-            "print(logagent.__file__); print(logagent.__version__); print(sorted(r)); print(r['success'])")
+            "print(logagent.__file__); print(logagent.__version__); print(sorted(r)); print(r['success']);"
+            "print(logagent.implementation)")
     with tempfile.TemporaryDirectory(prefix="la-deb-py-") as d:
         p = sh(["/usr/bin/python3", "-c", code], cwd=d, check=False,
                env=dict(CLEAN_ENV, LOGAGENT_SOCKET=os.path.join(d, "none.sock")))
@@ -408,6 +411,7 @@ def test_installed_python_module():
                env=dict(CLEAN_ENV, LOGAGENT_SOCKET=os.path.join(d, "none.sock")))
     assert p.returncode == 0 and p.stdout.split() == [COMPAT + "/__init__.py", "True"], p.stdout + p.stderr
     assert out[2] == "['error_message', 'log_id', 'success']" and out[3] == "True", out
+    assert out[4] == "c", "the packaged C encoder (_speedups.abi3.so) did not load: %s" % out
     assert os.path.isdir(PYMOD + "/__pycache__"), "python3 wrote no byte code (the purge check needs it)"
 
 

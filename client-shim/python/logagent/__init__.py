@@ -15,12 +15,16 @@ LOGAGENT_CLIENT_MAX_RECORD_BYTES, LOGAGENT_CLIENT_EXIT_FLUSH_TIMEOUT_MS; see REA
 Module-level functions use the process-wide client; logagent.Client makes others. LogAgentHandler plugs the
 standard logging module (and Django's LOGGING) into the same client. See README.md beside this package.
 """
-from . import _client
-from ._client import DEFAULT_SOCKET, Client, close_default, configure, default_client
-from .handler import LogAgentHandler
+# A build tree's logagent/ folder on sys.path (the tests' PYTHONPATH: CMake builds _speedups there, never in the
+# source tree) joins this package's path, so `from . import _speedups` finds the extension beside the sources.
+__path__ = __import__("pkgutil").extend_path(__path__, __name__)
+from . import _client  # noqa: E402
+from ._client import DEFAULT_SOCKET, Client, close_default, configure, default_client  # noqa: E402
+from ._record import implementation  # noqa: E402  "c": the C encoder (logagent._speedups) runs; "python": not
+from .handler import LogAgentHandler  # noqa: E402
 
 __all__ = ["Client", "LogAgentHandler", "write_log", "flush", "close", "get_stats", "get_client", "configure",
-           "DEFAULT_SOCKET"]
+           "DEFAULT_SOCKET", "implementation"]
 __version__ = "0.1.0"
 
 
@@ -43,6 +47,12 @@ def write_log(message, service_name=None, level="INFO", trace_id=None, span_id=N
     except ValueError as e:
         return {"success": False, "log_id": "", "error_message": _cannot_create(e)}
     return c.write(message, service_name, level, trace_id, span_id, metadata)
+
+
+# The same function in C when logagent._speedups is loaded (implementation == "c"): it binds the arguments, packs
+# the record and calls the client's _enqueue itself, and calls this one for every call it does not take.
+_write_log_py = write_log
+write_log = _client.make_writer(None, _write_log_py)
 
 
 def flush(timeout=5.0):

@@ -3,7 +3,8 @@ logagentd's Unix socket, plus the process-wide state (live clients, fork handler
 the LOGAGENT_CLIENT_* environment variables it is made from).
 
 DESIGN (the same as liblogagent's, client-shim/logagent.c)
-A writer encodes its record outside any lock (_record.py), then, under the client's lock, appends the bytes to
+A writer encodes its record outside any lock (_record.py; with logagent._speedups loaded, Client.write_log and
+logagent.write_log are C functions that bind, pack and call _enqueue themselves: make_writer), then, under the client's lock, appends the bytes to
 `_pending` (a deque of whole records). The sender thread takes records off `_pending` (up to SEND_BATCH bytes),
 joins them into one buffer and writes it to the socket outside the lock, so writers never wait on I/O.
 Writers wake the sender only when it is idle; with little data pending it lingers up to 1 ms so that a slow
@@ -39,6 +40,8 @@ import warnings
 import weakref
 
 from . import _record
+
+_fast_pack = _record.fast_pack  # logagent._speedups.pack (C) when loaded (_record.implementation), else None
 
 DEFAULT_SOCKET = "/run/logagent/ingest.sock"
 DEFAULT_BUFFER_BYTES = 4 << 20
@@ -100,6 +103,8 @@ class Client:
         self._init_state()
         with _proc_lock:
             _live.add(self)
+        if type(self).write_log is Client.write_log and type(self).write is Client.write:  # (a subclass's own stay)
+            self.write_log = make_writer(self, Client.write_log.__get__(self))
 
     def _init_state(self):
         """Fresh locks, empty buffer, zero counters, no socket, no thread (also the child's state after fork)."""
@@ -144,7 +149,10 @@ class Client:
         meta = metadata or {}
         try:
             now = timestamp_ns if timestamp_ns is not None else time.time_ns()
-            data = _record.pack(_record.build(message, service_name, level, trace_id, span_id, meta, log_id, now))
+            data = None if _fast_pack is None else _fast_pack(message, service_name, level, trace_id, span_id, meta,
+                                                              log_id, now)
+            if data is None:  # no C encoder, or a record only the Python one handles
+                data = _record.pack(_record.build(message, service_name, level, trace_id, span_id, meta, log_id, now))
         except _record.RecordError as e:
             return self._reject(str(e))
         except Exception as e:  # a str() or isoformat() of the caller's object that raised
@@ -433,6 +441,15 @@ def _connect(path):
 # Its own instance, not the `random` module's: an application's random.seed(42) must not make two processes write
 # the same ids. getrandbits is one C call under the GIL: safe from every thread.
 _ids = random.Random(os.urandom(32))
+
+
+def make_writer(client, fallback):
+    """write_log in C on client (None: the process-wide client, default_client() at each call) when the extension
+    is loaded, else fallback: the pure-Python write_log of the same signature, which the C one calls for every
+    call it does not take itself (logagent/_speedups.c, writer)."""
+    if _record.writer is None:
+        return fallback
+    return _record.writer(client, default_client, fallback, _ids.getrandbits)
 
 
 def _reseed_ids():

@@ -14,8 +14,15 @@ Metadata rules (the same as pack.c's):
   date or time as ISO 8601, a set as a list, an int outside 64 bits and any other object as str(value).
 - nesting is bounded by the agent's decoder (32 open containers, the record map included): a deeper value is
   refused here with an error, because the agent would close the connection on it (counted `malformed`).
+
+With the extension (logagent._speedups, _speedups.c) built and importable, write_log runs in C (writer: the
+arguments bound, the record packed, the client's _enqueue called) and Client.write packs with its pack(), for the
+records they understand; everything else comes here, pack(build(...)). Both give the same bytes for the same
+call (tests/python/test_speedups.py); encode() is that choice as one function. LOGAGENT_PURE_PYTHON=1 in the environment at import time forces this
+module's path; `implementation` says which one runs: "c" or "python".
 """
 import datetime
+import os
 
 try:
     import msgpack
@@ -131,3 +138,32 @@ def pack(rec):
         return msgpack.packb(rec, use_bin_type=True, default=_text, unicode_errors="surrogateescape")
     except UnicodeEncodeError:
         return msgpack.packb(rec, use_bin_type=True, default=_text, unicode_errors="replace")
+
+
+def _load_speedups():
+    """logagent._speedups, or None: not built, not importable, or LOGAGENT_PURE_PYTHON set (not "0")."""
+    if os.environ.get("LOGAGENT_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from . import _speedups
+    except ImportError:
+        return None
+    if getattr(_speedups, "FORMAT", None) != 2:  # a build of another version of _speedups.c: not ours
+        return None
+    return _speedups
+
+
+_speedups = _load_speedups()
+fast_pack = None if _speedups is None else _speedups.pack  # pack() in C: bytes, or None for the Python path
+writer = None if _speedups is None else _speedups.writer  # write_log in C (see _client.make_writer)
+implementation = "python" if _speedups is None else "c"
+
+
+def encode(message, service_name, level, trace_id, span_id, metadata, log_id, now_ns):
+    """The msgpack bytes of one call: pack(build(...)), through the C encoder when it is loaded and understands
+    the record. Raises RecordError (and whatever a str() of the caller's object raises) as build/pack do."""
+    if fast_pack is not None:
+        data = fast_pack(message, service_name, level, trace_id, span_id, metadata, log_id, now_ns)
+        if data is not None:
+            return data
+    return pack(build(message, service_name, level, trace_id, span_id, metadata, log_id, now_ns))

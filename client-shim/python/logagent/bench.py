@@ -3,7 +3,7 @@ one Python process (like the original's ThreadPoolExecutor), through this packag
 original design, printing the same JSON report as logagent-bench.
 
     python3 -m logagent.bench [--socket PATH] --count N --workers W [--stats-socket PATH] [--block-ms MS]
-                              [--per-worker-client] [--buffer-bytes N] [--flush-timeout-ms MS]
+                              [--per-worker-client] [--buffer-bytes N] [--flush-timeout-ms MS] [--prebuilt N]
     python3 -m logagent.bench --original HOST:PORT --count N --workers W [--original-path DIR]
 
 (`logagent-bench --python ...` and `logagent-bench --original HOST:PORT ...` run exactly this.)
@@ -18,6 +18,10 @@ timestamp=...) with the concurrent test's record shape (the same as logagent-ben
   agent's GET /stats until records.flushed has grown by success_count and reports delivered,
   delivered_per_second and e2e_duration_seconds (from the start of sending); the bench must be the agent's only
   writer meanwhile.
+- The report adds the encoder that ran (`implementation`: "c" or "python", see logagent/_record.py) and the
+  process's CPU (utime+stime, the writers and the sender thread) from the start to the flush: cpu_seconds and
+  cpu_us_per_record. --prebuilt N: the threads cycle N argument sets made before the start, so that the CPU per
+  record is write_log's own (tests/bench/compare.py's "write_log on one thread" table).
 - --original HOST:PORT: original_client.write_log (one unary gRPC WriteLog per record, waiting for the answer;
   client-shim/python/examples/original, or --original-path). A record is delivered when its call returns
   success, so delivered = success_count and the end-to-end figures equal the sending ones.
@@ -84,13 +88,45 @@ def worker(write, counter, count, seed, tally, oks):
     oks.append(ok)
 
 
-def run_threads(workers, make_write, count, tally):
+def prebuilt_calls(n):
+    """n write_log argument sets of the same shape as worker()'s, made before the clock starts (--prebuilt)."""
+    rnd = random.Random(0)
+    utc = datetime.timezone.utc
+    return [("Concurrent test log entry %d" % i,
+             dict(service_name=SERVICE, level=LEVELS[rnd.randrange(4)], trace_id="concurrent-trace-%06d" % i,
+                  span_id="concurrent-span-%06d" % i, adv_id=rnd.randint(1000000, 9999999),
+                  aweme_id=rnd.randint(100000000, 999999999), plan_id=rnd.randint(10000, 99999),
+                  monitor_type=MONITOR_TYPES[rnd.randrange(4)], co_id=rnd.randint(1000, 9999),
+                  timestamp=datetime.datetime.now(utc).isoformat(timespec="microseconds")))
+            for i in range(n)]
+
+
+def prebuilt_worker(calls):
+    """A worker() writing calls[i % len(calls)] as record i: write_log's own cost, without making the values."""
+    def run(write, counter, count, seed, tally, oks):
+        ok = 0
+        n = len(calls)
+        while True:
+            i = next(counter)
+            if i > count:
+                break
+            message, kw = calls[i % n]
+            r = write(message, **kw)
+            if r["success"]:
+                ok += 1
+            else:
+                tally.note(r["error_message"])
+        oks.append(ok)
+    return run
+
+
+def run_threads(workers, make_write, count, tally, work=worker):
     """Starts the workers (make_write(i) gives thread i its write function); returns the records accepted."""
     counter = itertools.count(1)
     oks = []
     threads = []
     for i in range(workers):
-        t = threading.Thread(target=worker, args=(make_write(i), counter, count, i + 1, tally, oks),
+        t = threading.Thread(target=work, args=(make_write(i), counter, count, i + 1, tally, oks),
                              name="bench-%d" % i, daemon=True)
         try:
             t.start()
@@ -170,15 +206,21 @@ def run_logagent(args, tally):
 
     if not args.per_worker_client:
         make_write(0)
+    work = prebuilt_worker(prebuilt_calls(args.prebuilt)) if args.prebuilt else worker
     t0 = time.monotonic()
-    ok = run_threads(args.workers, make_write, args.count, tally)
+    cpu0 = os.times()
+    ok = run_threads(args.workers, make_write, args.count, tally, work)
     for c in clients:
         if not c.flush(flush_timeout):
             tally.note("flush: not every record reached the agent's socket within %s ms" % args.flush_timeout_ms,
                        is_record=False)
     duration = time.monotonic() - t0
+    cpu1 = os.times()
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)  # the writers and the sender thread
+    from . import implementation
     extra = {"mode": "python", "client": "per-worker" if args.per_worker_client else "shared",
-             "block_ms": args.block_ms}
+             "block_ms": args.block_ms, "implementation": implementation, "prebuilt": args.prebuilt,
+             "cpu_seconds": round(cpu, 3), "cpu_us_per_record": round(cpu / max(ok, 1) * 1e6, 3)}
     return ok, duration, extra, t0, clients
 
 
@@ -238,6 +280,9 @@ def parse_args(argv):
     ap.add_argument("--buffer-bytes", type=int, default=None, help="client buffer bound (default 4 MiB)")
     ap.add_argument("--flush-timeout-ms", type=int, default=60000, help="final flush bound (default 60000; -1 "
                                                                         "forever)")
+    ap.add_argument("--prebuilt", type=int, default=0, metavar="N",
+                    help="cycle N argument sets made before the start, instead of making each record's values in "
+                         "the loop: write_log's own cost (default 0: make them)")
     ap.add_argument("--stats-socket", metavar="PATH", help="end to end: poll this agent stats socket after sending")
     ap.add_argument("--stats-timeout-ms", type=int, default=60000, help="give up waiting (default 60000; -1 "
                                                                         "forever)")
@@ -248,6 +293,8 @@ def parse_args(argv):
         ap.error("--workers needs a number from 1 to 1024")
     if args.block_ms < -1 or args.flush_timeout_ms < -1 or args.stats_timeout_ms < -1:
         ap.error("--block-ms, --flush-timeout-ms and --stats-timeout-ms take -1, 0 or a number of ms")
+    if args.prebuilt < 0 or (args.prebuilt and args.original):
+        ap.error("--prebuilt needs a positive number, and the Python client (not --original)")
     if args.buffer_bytes is not None and args.buffer_bytes < 1:
         ap.error("--buffer-bytes needs a positive number")
     if args.original:

@@ -1,0 +1,769 @@
+/* _speedups.c — logagent._speedups: write_log in C, the hot part of the Python client (issue #19).
+ *
+ * pack(): one call's record as msgpack bytes, exactly what _record.pack(_record.build(...)) packs, byte for byte,
+ * for the records it understands, and None for every other record, so that the caller takes the pure-Python
+ * path. writer(): a write_log (logagent.write_log, Client.write_log) that binds the arguments, packs the record,
+ * draws its id and calls the client's own _enqueue, and hands every call it does not take to the pure-Python
+ * write_log unchanged. _record.py stays the reference: tests/python/test_speedups.py compares both paths on
+ * thousands of random calls, call by call.
+ *
+ * Understood ("plain"): values whose exact type is str (valid UTF-8: no lone surrogates), int within
+ * [-2^63, 2^64-1], float, bool, None, bytes, and dicts, lists and tuples of those (non-empty containers at most
+ * MAX_DEPTH open at once, dict keys themselves plain scalars); metadata keys of exact type str. Everything else
+ * (subclasses, sets, datetimes, big ints, other objects, over-deep nesting) goes to the Python path, whose
+ * conversions call the caller's own code (str(), isoformat()) and whose errors carry the record's words.
+ * No Python code runs while a record is packed: the arguments cannot change under the encoder.
+ *
+ * The buffer, lock, sender thread, fork and exit handling stay in _client.py (the writer calls Client._enqueue):
+ * liblogagent's writer (client-shim/logagent.c) has its own buffer, thread and fork handlers, which would give a
+ * Python process two of each and change what flush(), get_stats() and the fork rules mean; see docs/python.md.
+ *
+ * The stable ABI (Py_LIMITED_API 3.10, one .abi3.so for every CPython >= 3.10) when the build asks for it. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_DEPTH 32 /* _record.MAX_DEPTH: non-empty containers open at once, the record map included */
+#define STACK_BYTES 1024
+
+/* A growable output buffer: the first STACK_BYTES in place, then the heap. */
+struct out {
+    unsigned char *p;
+    size_t len, cap;
+    unsigned char small[STACK_BYTES];
+};
+
+/* Outcome of packing a value: done, not understood (take the Python path), or out of memory (raised). */
+enum { PACK_OK = 0, PACK_FALLBACK = 1, PACK_NOMEM = -1 };
+
+static int out_grow(struct out *o, size_t n);
+
+static inline int out_reserve(struct out *o, size_t n)
+{
+    return o->cap - o->len >= n ? PACK_OK : out_grow(o, n);
+}
+
+static int out_grow(struct out *o, size_t n)
+{
+    size_t cap = o->cap * 2;
+    while (cap - o->len < n)
+        cap *= 2;
+    unsigned char *p = o->p == o->small ? PyMem_Malloc(cap) : PyMem_Realloc(o->p, cap);
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return PACK_NOMEM;
+    }
+    if (o->p == o->small)
+        memcpy(p, o->small, o->len);
+    o->p = p;
+    o->cap = cap;
+    return PACK_OK;
+}
+
+static void out_free(struct out *o)
+{
+    if (o->p != o->small)
+        PyMem_Free(o->p);
+}
+
+static void put_be(unsigned char *d, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--) {
+        d[i] = (unsigned char)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+/* A type byte and a big-endian number of `bytes` bytes (0: the type byte alone). */
+static int put_head(struct out *o, unsigned char type, uint64_t v, int bytes)
+{
+    if (out_reserve(o, 1 + (size_t)bytes) != PACK_OK)
+        return PACK_NOMEM;
+    o->p[o->len] = type;
+    put_be(o->p + o->len + 1, v, bytes);
+    o->len += 1 + (size_t)bytes;
+    return PACK_OK;
+}
+
+static int put_raw(struct out *o, const void *s, size_t n)
+{
+    if (out_reserve(o, n) != PACK_OK)
+        return PACK_NOMEM;
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+    return PACK_OK;
+}
+
+/* msgpack-python's integer forms: the smallest unsigned form for >= 0, the smallest signed one below. */
+static int put_uint(struct out *o, uint64_t v)
+{
+    if (v < 128)
+        return put_head(o, (unsigned char)v, 0, 0);
+    if (v < 256)
+        return put_head(o, 0xcc, v, 1);
+    if (v < 65536)
+        return put_head(o, 0xcd, v, 2);
+    if (v <= 0xffffffffu)
+        return put_head(o, 0xce, v, 4);
+    return put_head(o, 0xcf, v, 8);
+}
+
+static int put_int(struct out *o, long long v)
+{
+    if (v >= 0)
+        return put_uint(o, (uint64_t)v);
+    if (v >= -32)
+        return put_head(o, (unsigned char)(0xe0 | (v + 32)), 0, 0);
+    if (v >= -128)
+        return put_head(o, 0xd0, (uint64_t)v, 1);
+    if (v >= -32768)
+        return put_head(o, 0xd1, (uint64_t)v, 2);
+    if (v >= -2147483648LL)
+        return put_head(o, 0xd2, (uint64_t)v, 4);
+    return put_head(o, 0xd3, (uint64_t)v, 8);
+}
+
+/* A str, bin, array or map header: fix form (when fix_max > 0 and n < fix_max), else 8 (str and bin only), 16
+ * or 32 bits of length. */
+static int put_len(struct out *o, size_t n, unsigned char fix, size_t fix_max, unsigned char t8, unsigned char t16)
+{
+    if (n < fix_max)
+        return put_head(o, (unsigned char)(fix | n), 0, 0);
+    if (t8 && n < 256)
+        return put_head(o, t8, n, 1);
+    if (n < 65536)
+        return put_head(o, t16, n, 2);
+    if (n > 0xffffffffu)
+        return PACK_FALLBACK; /* msgpack refuses it: the Python path says so */
+    return put_head(o, (unsigned char)(t16 + 1), n, 4);
+}
+
+static int put_utf8(struct out *o, const char *s, Py_ssize_t n)
+{
+    int r = put_len(o, (size_t)n, 0xa0, 32, 0xd9, 0xda);
+    return r != PACK_OK ? r : put_raw(o, s, (size_t)n);
+}
+
+static int put_str(struct out *o, PyObject *v)
+{
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+    if (s == NULL) { /* lone surrogates: the Python path's surrogateescape/replace retries */
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
+            return PACK_NOMEM;
+        PyErr_Clear();
+        return PACK_FALLBACK;
+    }
+    return put_utf8(o, s, n);
+}
+
+static int put_long(struct out *o, PyObject *v)
+{
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow == 0)
+        return x == -1 && PyErr_Occurred() ? PACK_NOMEM : put_int(o, x);
+    if (overflow < 0)
+        return PACK_FALLBACK; /* below -2^63: sent as text by the Python path */
+    unsigned long long u = PyLong_AsUnsignedLongLong(v);
+    if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return PACK_NOMEM;
+        PyErr_Clear();
+        return PACK_FALLBACK; /* above 2^64-1: text */
+    }
+    return put_uint(o, u);
+}
+
+static int put_double(struct out *o, double d)
+{
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    return put_head(o, 0xcb, bits, 8);
+}
+
+static int put_bytes(struct out *o, PyObject *v)
+{
+    char *s;
+    Py_ssize_t n;
+    if (PyBytes_AsStringAndSize(v, &s, &n) < 0)
+        return PACK_NOMEM;
+    int r = put_len(o, (size_t)n, 0, 0, 0xc4, 0xc5);
+    return r != PACK_OK ? r : put_raw(o, s, (size_t)n);
+}
+
+/* A plain scalar (see the top of the file), or PACK_FALLBACK for anything else. */
+static int put_scalar(struct out *o, PyObject *v)
+{
+    PyTypeObject *t = Py_TYPE(v);
+    if (t == &PyUnicode_Type)
+        return put_str(o, v);
+    if (t == &PyLong_Type)
+        return put_long(o, v);
+    if (v == Py_None)
+        return put_head(o, 0xc0, 0, 0);
+    if (v == Py_True || v == Py_False)
+        return put_head(o, v == Py_True ? 0xc3 : 0xc2, 0, 0);
+    if (t == &PyFloat_Type) {
+        double d = PyFloat_AsDouble(v);
+        return d == -1.0 && PyErr_Occurred() ? PACK_NOMEM : put_double(o, d);
+    }
+    if (t == &PyBytes_Type)
+        return put_bytes(o, v);
+    return PACK_FALLBACK;
+}
+
+static int put_value(struct out *o, PyObject *v, int open);
+
+static int put_dict(struct out *o, PyObject *v, int open)
+{
+    Py_ssize_t n = PyDict_Size(v), pos = 0;
+    if (n > 0 && open >= MAX_DEPTH)
+        return PACK_FALLBACK; /* the Python path raises "nested deeper than ..." */
+    int r = put_len(o, (size_t)n, 0x80, 16, 0, 0xde);
+    PyObject *k, *x;
+    while (r == PACK_OK && PyDict_Next(v, &pos, &k, &x)) {
+        r = put_scalar(o, k);
+        if (r == PACK_OK)
+            r = put_value(o, x, open + 1);
+    }
+    return r;
+}
+
+static int put_sequence(struct out *o, PyObject *v, int open, int is_list)
+{
+    Py_ssize_t n = is_list ? PyList_Size(v) : PyTuple_Size(v);
+    if (n > 0 && open >= MAX_DEPTH)
+        return PACK_FALLBACK;
+    int r = put_len(o, (size_t)n, 0x90, 16, 0, 0xdc);
+    for (Py_ssize_t i = 0; r == PACK_OK && i < n; i++) {
+        PyObject *x = is_list ? PyList_GetItem(v, i) : PyTuple_GetItem(v, i); /* borrowed */
+        if (x == NULL)
+            return PACK_NOMEM;
+        r = put_value(o, x, open + 1);
+    }
+    return r;
+}
+
+/* A metadata or core value with `open` containers already open around it (1: the record map). */
+static int put_value(struct out *o, PyObject *v, int open)
+{
+    PyTypeObject *t = Py_TYPE(v);
+    if (t == &PyDict_Type)
+        return put_dict(o, v, open);
+    if (t == &PyList_Type || t == &PyTuple_Type)
+        return put_sequence(o, v, open, t == &PyList_Type);
+    return put_scalar(o, v);
+}
+
+/* The core keys _record.build writes itself; a metadata key equal to one of them is left out (`timestamp` is
+ * placed with the core keys instead). */
+enum { K_MESSAGE, K_LEVEL, K_SERVICE, K_TRACE, K_SPAN, K_LOG_ID, K_TIMESTAMP, K_OTHER };
+static const char *const core_names[] = {"message", "level", "service_name", "trace_id", "span_id", "log_id",
+                                         "timestamp"};
+static const unsigned char core_lens[] = {7, 5, 12, 8, 7, 6, 9};
+
+static int core_key(const char *s, Py_ssize_t n)
+{
+    if (n < 5 || n > 12)
+        return K_OTHER;
+    for (int i = 0; i < K_OTHER; i++)
+        if (n == core_lens[i] && s[0] == core_names[i][0] && memcmp(s, core_names[i], (size_t)n) == 0)
+            return i;
+    return K_OTHER;
+}
+
+/* One call: the core arguments (service, trace, span: Py_None when not given; level: Py_None for "INFO"), the
+ * metadata as parallel arrays of keys and values (a dict's items, or a call's extra keywords), and the log id
+ * (NULL: 32 placeholder bytes whose offset pack_record stores in log_id_at, for the writer to fill in). */
+struct call {
+    PyObject *message, *service, *level, *trace, *span, *log_id, *now;
+    PyObject *const *keys;
+    PyObject *const *vals;
+    Py_ssize_t count;
+    size_t log_id_at;
+};
+
+#define LOG_ID_LEN 32
+
+/* Counts the record map's entries (core keys first, as _record.build places them) and finds the metadata's
+ * `timestamp`. Returns PACK_OK, or PACK_FALLBACK for a metadata key that is not a str. */
+static int count_entries(const struct call *c, const int *given, size_t *count, PyObject **timestamp)
+{
+    size_t n = 0;
+    for (int i = 0; i < K_OTHER; i++)
+        n += (size_t)given[i];
+    *timestamp = NULL;
+    for (Py_ssize_t i = 0; i < c->count; i++) {
+        Py_ssize_t len;
+        if (Py_TYPE(c->keys[i]) != &PyUnicode_Type)
+            return PACK_FALLBACK;
+        const char *s = PyUnicode_AsUTF8AndSize(c->keys[i], &len);
+        if (s == NULL) {
+            PyErr_Clear();
+            return PACK_FALLBACK;
+        }
+        int ck = core_key(s, len);
+        if (ck == K_TIMESTAMP)
+            *timestamp = c->vals[i];
+        else if (ck == K_OTHER || !given[ck])
+            n++;
+    }
+    *count = n;
+    return PACK_OK;
+}
+
+static int put_core(struct out *o, int key, PyObject *v)
+{
+    int r = put_utf8(o, core_names[key], core_lens[key]);
+    return r != PACK_OK ? r : put_value(o, v, 1);
+}
+
+static int put_log_id(struct out *o, struct call *c)
+{
+    int r = put_utf8(o, core_names[K_LOG_ID], core_lens[K_LOG_ID]);
+    if (r != PACK_OK || c->log_id != NULL)
+        return r != PACK_OK ? r : put_value(o, c->log_id, 1);
+    r = put_head(o, 0xd9, LOG_ID_LEN, 1); /* str8, as msgpack packs a 32-char str */
+    c->log_id_at = o->len;
+    return r != PACK_OK ? r : put_raw(o, "                                ", LOG_ID_LEN);
+}
+
+static int pack_record(struct out *o, struct call *c)
+{
+    int given[K_OTHER] = {1, 1, c->service != Py_None, c->trace != Py_None, c->span != Py_None, 1, 1};
+    size_t count;
+    PyObject *ts;
+    int r = count_entries(c, given, &count, &ts);
+    if (r == PACK_OK)
+        r = put_len(o, count, 0x80, 16, 0, 0xde);
+    if (r == PACK_OK)
+        r = put_core(o, K_MESSAGE, c->message);
+    if (r == PACK_OK && c->level == Py_None) { /* "level": "INFO" */
+        r = put_utf8(o, "level", 5);
+        if (r == PACK_OK)
+            r = put_utf8(o, "INFO", 4);
+    } else if (r == PACK_OK) {
+        r = put_core(o, K_LEVEL, c->level);
+    }
+    PyObject *opt[] = {c->service, c->trace, c->span};
+    for (int i = 0; r == PACK_OK && i < 3; i++)
+        if (opt[i] != Py_None)
+            r = put_core(o, K_SERVICE + i, opt[i]);
+    if (r == PACK_OK)
+        r = put_log_id(o, c);
+    if (r == PACK_OK)
+        r = put_core(o, K_TIMESTAMP, ts != NULL ? ts : c->now);
+    for (Py_ssize_t i = 0; r == PACK_OK && i < c->count; i++) {
+        Py_ssize_t len;
+        const char *s = PyUnicode_AsUTF8AndSize(c->keys[i], &len); /* cached by count_entries: cannot fail */
+        if (s == NULL)
+            return PACK_NOMEM;
+        int ck = core_key(s, len);
+        if (ck != K_OTHER && given[ck])
+            continue;
+        r = put_utf8(o, s, len);
+        if (r == PACK_OK)
+            r = put_value(o, c->vals[i], 1);
+    }
+    return r;
+}
+
+/* The record as a bytes object; Py_None when only the Python path can pack it; NULL with an exception set. */
+static PyObject *pack_call(struct call *c)
+{
+    struct out o;
+    o.p = o.small;
+    o.len = 0;
+    o.cap = sizeof o.small;
+    int r = pack_record(&o, c);
+    PyObject *res = NULL;
+    if (r == PACK_OK)
+        res = PyBytes_FromStringAndSize((const char *)o.p, (Py_ssize_t)o.len);
+    else if (r == PACK_FALLBACK)
+        res = Py_NewRef(Py_None);
+    out_free(&o);
+    return res;
+}
+
+#define META_STACK 32
+
+PyDoc_STRVAR(pack_doc,
+"pack(message, service_name, level, trace_id, span_id, metadata, log_id, now_ns) -> bytes or None\n\n"
+"The msgpack bytes of _record.pack(_record.build(...)) for the same arguments (metadata: a dict), or None\n"
+"when the record holds something only the Python path handles (then call it).");
+
+static PyObject *speedups_pack(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_Format(PyExc_TypeError, "pack() takes 8 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *meta = args[5];
+    if (Py_TYPE(args[0]) != &PyUnicode_Type || Py_TYPE(meta) != &PyDict_Type)
+        Py_RETURN_NONE;
+    PyObject *small[2 * META_STACK], **kv = small;
+    Py_ssize_t n = PyDict_Size(meta), pos = 0, i = 0;
+    if (n > META_STACK && (kv = PyMem_Malloc(2 * (size_t)n * sizeof *kv)) == NULL)
+        return PyErr_NoMemory();
+    PyObject *k, *v;
+    while (i < n && PyDict_Next(meta, &pos, &k, &v)) { /* borrowed: nothing below runs Python code */
+        kv[i] = k;
+        kv[n + i] = v;
+        i++;
+    }
+    struct call c = {args[0], args[1], args[2], args[3], args[4], args[6], args[7], kv, kv + n, i, 0};
+    PyObject *res = pack_call(&c);
+    if (kv != small)
+        PyMem_Free(kv);
+    return res;
+}
+
+/* ---- write_log in C ----------------------------------------------------------------------------------------
+ *
+ * writer(client, get_client, fallback, getrandbits) -> a builtin function with write_log's signature:
+ * (message, service_name=None, level="INFO", trace_id=None, span_id=None, **metadata). It does what
+ * _client.Client.write does for the calls it understands — message an exact str, arguments bound as the
+ * signature says, a record pack() takes — and hands every other call, unchanged, to fallback (the pure-Python
+ * write_log with the same signature), so errors and conversions stay the Python path's:
+ *   1. the client: `client`, or get_client() (the process-wide one; an exception from it: fallback);
+ *   2. the record packed with a placeholder id, before any random bits are drawn (so a fallback draws them the
+ *      same way as the Python path: one getrandbits(128) per record that gets an id);
+ *   3. the id: getrandbits(128) as 32 lowercase hex digits, written into the record;
+ *   4. the limit: a record above client.max_record goes to client._reject(...) with the Python path's words;
+ *   5. client._enqueue(data): the Python client's buffer, lock, sender thread, fork and exit handling, unchanged;
+ *      its answer ("" or why not) becomes the result dict.
+ * The state it holds (the client, the callables) is garbage-collected like any object: a Client holding its own
+ * writer is a cycle the collector can break. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *client;      /* NULL: get_client() each call */
+    PyObject *get_client;
+    PyObject *fallback;
+    PyObject *getrandbits;
+} WriterState;
+
+static PyObject *str_enqueue, *str_reject, *str_max_record, *str_success, *str_log_id, *str_error_message,
+    *str_empty, *int_128, *int_64;
+
+static int state_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    WriterState *s = (WriterState *)self;
+    Py_VISIT(s->client);
+    Py_VISIT(s->get_client);
+    Py_VISIT(s->fallback);
+    Py_VISIT(s->getrandbits);
+    return 0;
+}
+
+static int state_clear(PyObject *self)
+{
+    WriterState *s = (WriterState *)self;
+    Py_CLEAR(s->client);
+    Py_CLEAR(s->get_client);
+    Py_CLEAR(s->fallback);
+    Py_CLEAR(s->getrandbits);
+    return 0;
+}
+
+static void state_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    state_clear(self);
+    freefunc free_fn = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    free_fn(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot state_slots[] = {
+    {Py_tp_traverse, (void *)state_traverse},
+    {Py_tp_clear, (void *)state_clear},
+    {Py_tp_dealloc, (void *)state_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec state_spec = {
+    .name = "logagent._speedups.WriterState",
+    .basicsize = sizeof(WriterState),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = state_slots,
+};
+
+static PyTypeObject *state_type; /* made once at import, never changed */
+
+/* fallback(*args, **kwargs) from a vectorcall's arguments. */
+static PyObject *call_fallback(WriterState *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t nkw = kwnames ? PyTuple_Size(kwnames) : 0;
+    PyObject *tuple = PyTuple_New(nargs), *kw = nkw ? PyDict_New() : NULL, *res = NULL;
+    if (tuple == NULL || (nkw && kw == NULL))
+        goto out;
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        PyTuple_SetItem(tuple, i, Py_NewRef(args[i])); /* steals the new reference */
+    for (Py_ssize_t i = 0; i < nkw; i++)
+        if (PyDict_SetItem(kw, PyTuple_GetItem(kwnames, i), args[nargs + i]) < 0)
+            goto out;
+    res = PyObject_Call(s->fallback, tuple, kw);
+out:
+    Py_XDECREF(tuple);
+    Py_XDECREF(kw);
+    return res;
+}
+
+enum { P_MESSAGE, P_SERVICE, P_LEVEL, P_TRACE, P_SPAN, P_COUNT }; /* write_log's parameters, in order */
+
+/* Binds the arguments as write_log's signature does. Returns 0, or -1 when only Python can say what happens
+ * (a missing message, a parameter given twice, too many positionals: the fallback raises the TypeError). */
+static int bind_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **p, PyObject **keys,
+                     PyObject **vals, Py_ssize_t *count)
+{
+    static const int param_of[K_OTHER] = {P_MESSAGE, P_LEVEL, P_SERVICE, P_TRACE, P_SPAN, -1, -1};
+    if (nargs > P_COUNT)
+        return -1;
+    for (int i = 0; i < P_COUNT; i++)
+        p[i] = i < nargs ? args[i] : NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_Size(kwnames) : 0, m = 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *k = PyTuple_GetItem(kwnames, i);
+        Py_ssize_t len;
+        const char *s = Py_TYPE(k) == &PyUnicode_Type ? PyUnicode_AsUTF8AndSize(k, &len) : NULL;
+        if (s == NULL) {
+            PyErr_Clear();
+            return -1;
+        }
+        int ck = core_key(s, len), param = ck == K_OTHER ? -1 : param_of[ck];
+        if (param < 0) {
+            keys[m] = k;
+            vals[m++] = args[nargs + i];
+        } else if (p[param] != NULL) {
+            return -1;
+        } else {
+            p[param] = args[nargs + i];
+        }
+    }
+    *count = m;
+    return p[P_MESSAGE] != NULL ? 0 : -1;
+}
+
+static PyObject *result(PyObject *ok, PyObject *log_id, PyObject *error)
+{
+    PyObject *d = PyDict_New();
+    if (d != NULL && (PyDict_SetItem(d, str_success, ok) < 0 || PyDict_SetItem(d, str_log_id, log_id) < 0 ||
+                      PyDict_SetItem(d, str_error_message, error) < 0))
+        Py_CLEAR(d);
+    return d;
+}
+
+/* 32 lowercase hex digits of getrandbits(128) ("%032x" as _client.py writes them) into dst[33]; 0 or -1 with an
+ * exception set. */
+static int random_id(WriterState *s, char *dst)
+{
+    PyObject *bits = PyObject_CallFunctionObjArgs(s->getrandbits, int_128, NULL);
+    if (bits == NULL)
+        return -1;
+    PyObject *high = PyNumber_Rshift(bits, int_64);
+    unsigned long long lo = PyLong_AsUnsignedLongLongMask(bits);
+    Py_DECREF(bits);
+    if (high == NULL)
+        return -1;
+    unsigned long long hi = PyLong_AsUnsignedLongLongMask(high);
+    Py_DECREF(high);
+    if (PyErr_Occurred())
+        return -1;
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        dst[i] = digits[(hi >> (60 - 4 * i)) & 15];
+        dst[16 + i] = digits[(lo >> (60 - 4 * i)) & 15];
+    }
+    dst[LOG_ID_LEN] = '\0';
+    return 0;
+}
+
+static PyObject *now_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) < 0) /* time.time_ns()'s clock */
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+}
+
+/* The packed record with its id (ok: 1), or ok 0 for "ask the fallback" (no exception), or NULL and ok -1 with an
+ * exception set. */
+static PyObject *record(WriterState *s, PyObject *const *p, PyObject **keys, PyObject **vals, Py_ssize_t count,
+                        char *id, int *ok)
+{
+    *ok = -1;
+    PyObject *now = now_ns();
+    if (now == NULL)
+        return NULL;
+    struct call c = {p[P_MESSAGE], p[P_SERVICE] ? p[P_SERVICE] : Py_None, p[P_LEVEL] ? p[P_LEVEL] : Py_None,
+                     p[P_TRACE] ? p[P_TRACE] : Py_None, p[P_SPAN] ? p[P_SPAN] : Py_None, NULL, now, keys, vals,
+                     count, 0};
+    PyObject *data = pack_call(&c);
+    Py_DECREF(now);
+    if (data == NULL || data == Py_None) { /* out of memory in C, or a record for the Python path: ask it */
+        PyErr_Clear();
+        Py_XDECREF(data);
+        *ok = 0;
+        return NULL;
+    }
+    if (random_id(s, id) < 0) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    memcpy(PyBytes_AsString(data) + c.log_id_at, id, LOG_ID_LEN); /* a new object no one else has seen */
+    *ok = 1;
+    return data;
+}
+
+/* client._enqueue(data) or, above client.max_record, client._reject(...); the result dict. */
+static PyObject *hand_over(PyObject *client, PyObject *data, const char *id)
+{
+    PyObject *limit = PyObject_GetAttr(client, str_max_record);
+    if (limit == NULL)
+        return NULL;
+    Py_ssize_t n = PyBytes_Size(data), max = PyLong_AsSsize_t(limit);
+    Py_DECREF(limit);
+    if (max == -1 && PyErr_Occurred())
+        return NULL;
+    if (n > max) {
+        PyObject *msg = PyUnicode_FromFormat("record too large (%zd bytes, limit %zd): record dropped", n, max);
+        PyObject *res = msg ? PyObject_CallMethodObjArgs(client, str_reject, msg, NULL) : NULL;
+        Py_XDECREF(msg);
+        return res;
+    }
+    PyObject *err = PyObject_CallMethodObjArgs(client, str_enqueue, data, NULL);
+    if (err == NULL)
+        return NULL;
+    int failed = PyObject_IsTrue(err);
+    PyObject *res = NULL;
+    if (failed == 0) {
+        PyObject *log_id = PyUnicode_FromStringAndSize(id, LOG_ID_LEN);
+        res = log_id ? result(Py_True, log_id, str_empty) : NULL;
+        Py_XDECREF(log_id);
+    } else if (failed > 0) {
+        res = result(Py_False, str_empty, err);
+    }
+    Py_DECREF(err);
+    return res;
+}
+
+static PyObject *writer_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    WriterState *s = (WriterState *)self;
+    Py_ssize_t nkw = kwnames ? PyTuple_Size(kwnames) : 0, count;
+    PyObject *p[P_COUNT], *small[2 * META_STACK], **kv = small, *client = NULL, *data = NULL, *res = NULL;
+    char id[LOG_ID_LEN + 1];
+    int ok = 0;
+    if (nkw > META_STACK && (kv = PyMem_Malloc(2 * (size_t)nkw * sizeof *kv)) == NULL)
+        return PyErr_NoMemory();
+    if (bind_args(args, nargs, kwnames, p, kv, kv + (nkw > META_STACK ? nkw : META_STACK), &count) < 0 ||
+        Py_TYPE(p[P_MESSAGE]) != &PyUnicode_Type)
+        goto fallback; /* the Python path's TypeError, or its "invalid argument" result */
+    client = s->client ? Py_NewRef(s->client) : PyObject_CallNoArgs(s->get_client);
+    if (client == NULL) { /* no process-wide client (a bad LOGAGENT_CLIENT_* value): the Python path says why */
+        PyErr_Clear();
+        goto fallback;
+    }
+    data = record(s, p, kv, kv + (nkw > META_STACK ? nkw : META_STACK), count, id, &ok);
+    if (ok == 1)
+        res = hand_over(client, data, id);
+    if (ok != 0)
+        goto out;
+fallback:
+    res = call_fallback(s, args, nargs, kwnames);
+out:
+    Py_XDECREF(client);
+    Py_XDECREF(data);
+    if (kv != small)
+        PyMem_Free(kv);
+    return res;
+}
+
+PyDoc_STRVAR(write_log_doc,
+"write_log($self, /, message, service_name=None, level='INFO', trace_id=None, span_id=None, **metadata)\n--\n\n"
+"Queues one record for the agent. Returns {\"success\": bool, \"log_id\": str, \"error_message\": str}.\n\n"
+"logagent's write_log with its record packed in C (logagent._speedups); the same call, result and\n"
+"guarantees as the pure-Python one (logagent.implementation says which one runs). success: the record is\n"
+"queued (in the agent's socket, or in this process's buffer while the agent is away); log_id: 32 lowercase\n"
+"hex chars made here and sent with the record (\"\" on failure); error_message: why not, otherwise.\n"
+"Metadata values may be of any type; timestamp= replaces \"now\". Never raises for a bad record.");
+
+static PyMethodDef writer_def = {"write_log", (PyCFunction)(void (*)(void))writer_call,
+                                 METH_FASTCALL | METH_KEYWORDS, write_log_doc};
+
+PyDoc_STRVAR(writer_doc,
+"writer(client, get_client, fallback, getrandbits) -> write_log\n\n"
+"A write_log in C on `client` (None: get_client() at each call, the process-wide client). fallback: the\n"
+"pure-Python write_log of the same signature, called with the same arguments for every call the C path does\n"
+"not take; getrandbits: the log id generator's (_client._ids.getrandbits).");
+
+static PyObject *speedups_writer(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "writer() takes 4 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    allocfunc alloc = (allocfunc)PyType_GetSlot(state_type, Py_tp_alloc);
+    WriterState *s = (WriterState *)alloc(state_type, 0);
+    if (s == NULL)
+        return NULL;
+    s->client = args[0] == Py_None ? NULL : Py_NewRef(args[0]);
+    s->get_client = Py_NewRef(args[1]);
+    s->fallback = Py_NewRef(args[2]);
+    s->getrandbits = Py_NewRef(args[3]);
+    PyObject *f = PyCFunction_NewEx(&writer_def, (PyObject *)s, NULL);
+    Py_DECREF(s);
+    return f;
+}
+
+static PyMethodDef speedups_methods[] = {
+    {"pack", (PyCFunction)(void (*)(void))speedups_pack, METH_FASTCALL, pack_doc},
+    {"writer", (PyCFunction)(void (*)(void))speedups_writer, METH_FASTCALL, writer_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "logagent._speedups",
+    .m_doc = "The Python client's record encoder and write_log in C (see _record.py, the reference).",
+    .m_size = 0,
+    .m_methods = speedups_methods,
+};
+
+/* The constants the writer uses, made once (interned strings, two ints, the state type). */
+static int init_constants(void)
+{
+    struct { PyObject **p; const char *s; } strs[] = {
+        {&str_enqueue, "_enqueue"}, {&str_reject, "_reject"}, {&str_max_record, "max_record"},
+        {&str_success, "success"}, {&str_log_id, "log_id"}, {&str_error_message, "error_message"},
+        {&str_empty, ""},
+    };
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        if (*strs[i].p == NULL && (*strs[i].p = PyUnicode_InternFromString(strs[i].s)) == NULL)
+            return -1;
+    if ((int_128 == NULL && (int_128 = PyLong_FromLong(128)) == NULL) ||
+        (int_64 == NULL && (int_64 = PyLong_FromLong(64)) == NULL))
+        return -1;
+    if (state_type == NULL && (state_type = (PyTypeObject *)PyType_FromSpec(&state_spec)) == NULL)
+        return -1;
+    return 0;
+}
+
+PyMODINIT_FUNC PyInit__speedups(void)
+{
+    if (init_constants() < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&speedups_module);
+    /* FORMAT: what pack() and writer() take and give; _record.py loads no other. */
+    if (m != NULL && (PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0 ||
+                      PyModule_AddIntConstant(m, "FORMAT", 2) < 0))
+        Py_CLEAR(m);
+    return m;
+}

@@ -1,0 +1,398 @@
+"""test_speedups.py — logagent._speedups, the Python client's C encoder (client-shim/python/logagent/_speedups.c),
+against the Python encoder it accelerates (_record.py, the reference):
+
+- the implementation this run must have (LOGAGENT_TEST_IMPLEMENTATION, set by tests/python/CMakeLists.txt) is the
+  one `logagent.implementation` reports, and LOGAGENT_PURE_PYTHON=1 alone forces the pure one;
+- differential: thousands of random write_log argument sets (every msgpack size boundary, nested containers,
+  core keys in the metadata, and the values only the Python path handles: datetimes, sets, big ints, subclasses,
+  objects, lone surrogates, over-deep nesting) packed by both, with the log id and time fixed: the same bytes, or
+  the same error; the C encoder itself must take every plain record;
+- write_log in C (Client.write_log and logagent.write_log) against the Python one, call by call with the log id
+  generator in the same state: the same result or exception (odd signatures too), the same bytes to _enqueue
+  (the "now" timestamps aside), the same counters;
+- a million calls of pack() and of the C write_log: the reference counts of the arguments unchanged,
+  tracemalloc's and the process's memory flat;
+- the same checks in a child under PYTHONMALLOC=debug (200,000 calls), and in ASan builds (LOGAGENT_ASAN_RUNTIME)
+  in a child with the ASan runtime preloaded into /usr/bin/python3 (30,000 calls: memory errors, not leaks, are
+  what ASan adds; detect_leaks=0: the interpreter's own allocations).
+
+Delivery through the real agent with the C encoder is every other tests/python test's python_NAME run."""
+import datetime
+import enum
+import os
+import random
+import subprocess
+import sys
+import time
+import tracemalloc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "client-shim", "python"))
+
+import logagent  # noqa: E402
+from logagent import _record  # noqa: E402
+from harness import run, scaled  # noqa: E402
+
+PY = "/usr/bin/python3"
+CORE = ("message", "level", "service_name", "trace_id", "span_id", "log_id", "timestamp")
+
+
+class Level(enum.IntEnum):
+    HIGH = 7
+
+
+class Text(str):
+    pass
+
+
+class Thing:
+    def __str__(self):
+        return "a thing"
+
+
+class Broken:
+    def __str__(self):
+        raise RuntimeError("no text")
+
+
+def boundary_ints():
+    out = [0, 1, -1]
+    for b in (5, 7, 8, 15, 16, 31, 32, 63, 64):
+        for v in (1 << b, -(1 << b)):
+            out += [v - 1, v, v + 1]
+    return out
+
+
+INTS = boundary_ints()  # some beyond 64 bits: sent as text by the Python path
+PLAIN_INTS = [v for v in INTS if -(1 << 63) <= v < (1 << 64)]
+LENGTHS = (0, 1, 31, 32, 255, 256, 65535, 65536)
+
+
+def rand_str(rnd):
+    n = rnd.choice(LENGTHS) if rnd.random() < 0.1 else rnd.randrange(40)
+    alphabet = rnd.choice(("abc xyz", "é€😀ü", "a\x00\n\"\\"))
+    piece = "".join(rnd.choices(alphabet, k=min(n, 64)))
+    return (piece * (n // 64 + 1))[:n]  # long ones repeat a random piece: the generator stays cheap
+
+
+def rand_scalar(rnd, plain):
+    kind = rnd.randrange(8 if plain else 17)
+    if kind == 0:
+        return rand_str(rnd)
+    if kind == 1:
+        return rnd.choice(PLAIN_INTS if plain else INTS) if rnd.random() < 0.5 else rnd.randrange(-10 ** 6, 10 ** 6)
+    if kind == 2:
+        return rnd.choice((0.0, -0.0, 1.5, -2.25e300, float("inf"), float("-inf"), float("nan"), rnd.random()))
+    if kind == 3:
+        return rnd.choice((True, False))
+    if kind == 4:
+        return None
+    if kind == 5:
+        n = rnd.choice(LENGTHS) if rnd.random() < 0.1 else 5
+        return (rnd.randbytes(min(n, 64)) * (n // 64 + 1))[:n]
+    if kind == 6:
+        return "log-%d" % rnd.randrange(1000)
+    if kind == 7:
+        return rnd.randrange(1 << 64)
+    # only the Python path: it converts these (or raises)
+    return rnd.choice((
+        lambda: datetime.datetime(2026, 12, 7, 18, 0, rnd.randrange(60), tzinfo=datetime.timezone.utc),
+        lambda: datetime.datetime(2026, 12, 7, 18, 0, rnd.randrange(60)),
+        lambda: datetime.date(2026, 12, 7), lambda: datetime.time(18, 1, 2),
+        lambda: 1 << 64, lambda: -(1 << 63) - 1, lambda: 10 ** 30,
+        lambda: Level.HIGH, lambda: Text("sub"), lambda: Thing(), lambda: bytearray(b"ba"),
+        lambda: memoryview(b"mv"), lambda: "lone \udc80 surrogate", lambda: {1, 2}, lambda: frozenset(),
+        lambda: Broken(), lambda: complex(1, 2),
+    ))()
+
+
+def rand_value(rnd, plain, depth=0):
+    r = rnd.random()
+    if depth < 40 and r < 0.12:
+        n = rnd.choice((0, 1, 2, 3, 16, 17)) if rnd.random() < 0.2 else rnd.randrange(4)
+        keys = [rand_scalar(rnd, True) if rnd.random() < 0.3 else "k%d" % i for i in range(n)]
+        if not plain and rnd.random() < 0.2:
+            keys.append(rnd.choice(((1, 2), 1 << 70, "k0", Thing())))
+        d = {}
+        for k in keys:
+            try:
+                d[k] = rand_value(rnd, plain, depth + 1)
+            except TypeError:  # an unhashable key
+                pass
+        return d
+    if depth < 40 and r < 0.22:
+        items = [rand_value(rnd, plain, depth + 1) for _ in range(rnd.choice((0, 1, 15, 16)) if rnd.random() < 0.2
+                                                                   else rnd.randrange(4))]
+        return items if rnd.random() < 0.7 else tuple(items)
+    return rand_scalar(rnd, plain)
+
+
+def deep(n):
+    v = "bottom"
+    for i in range(n):
+        v = [v] if i % 2 else {"d": v}
+    return v
+
+
+def rand_call(rnd, plain):
+    """(message, service_name, level, trace_id, span_id, metadata) of one random write_log."""
+    def core():
+        return None if rnd.random() < 0.3 else (rand_str(rnd) if rnd.random() < 0.7 else rand_value(rnd, plain))
+    meta = {}
+    for _ in range(rnd.choice((0, 1, 5, 14, 15, 16, 20))):
+        k = rnd.choice(CORE + ("_reserved",)) if rnd.random() < 0.2 else rand_str(rnd) or "k"
+        if rnd.random() < 0.05:
+            meta[k] = deep(rnd.choice((29, 30, 31, 32)))
+        elif k == "timestamp" and rnd.random() < 0.5:
+            meta[k] = rnd.choice(("2026-12-07T18:00:00Z", 1765130400123456789, 1765130400.5))
+        else:
+            meta[k] = rand_value(rnd, plain)
+    if not plain and rnd.random() < 0.05:
+        meta[rnd.choice((7, b"bytes key", ("t",)))] = "non-str key"  # Client.write(metadata=...) takes any dict
+    level = rnd.choice((None, "INFO", "warn", "TRACE", 5)) if rnd.random() < 0.7 else core()
+    return (rand_str(rnd) if rnd.random() < 0.9 else "Concurrent test log entry 1", core(), level, core(), core(),
+            meta)
+
+
+def outcome(f, args):
+    try:
+        return f(*args)
+    except Exception as e:  # RecordError, or what a str() of the caller's object raised
+        return (type(e), str(e))
+
+
+def reference(*a):
+    return _record.pack(_record.build(*a))
+
+
+def differential(count, seed):
+    """count random calls of each kind (plain only, then anything): encode() == the Python path."""
+    fast = _record.fast_pack
+    rnd = random.Random(seed)
+    taken = 0
+    for plain in (True, False):
+        for i in range(count):
+            call = rand_call(rnd, plain) + ("%032x" % rnd.getrandbits(128), rnd.randrange(1 << 63))
+            want = outcome(reference, call)
+            got = outcome(_record.encode, call)
+            assert got == want, "call %d (plain=%s): %r\nC/encode: %r\nPython:   %r" % (i, plain, call, got, want)
+            if fast is not None:
+                direct = fast(*call)
+                assert direct is None or direct == want, (call, direct, want)
+                if plain and isinstance(want, bytes):
+                    assert direct is not None, "a plain record left to the Python path: %r" % (call,)
+                taken += direct is not None
+    return taken
+
+
+def capture_client(max_record_bytes=None):
+    """A Client whose _enqueue keeps the bytes instead of buffering them (the C write_log calls it by name too)."""
+    c = logagent.Client("/nonexistent/logagent-test.sock", max_record_bytes=max_record_bytes)
+    got = []
+
+    def enqueue(data):
+        got.append(data)
+        return "" if len(got) % 97 else "logagent buffer full (test): record dropped"  # some refusals too
+    c._enqueue = enqueue
+    return c, got
+
+
+def same_but_now(a, b):
+    """Two records' bytes equal once the "now" timestamps (uint64 after the key) are zeroed."""
+    key = b"\xa9timestamp\xcf"
+    def zero(x):
+        i = x.find(key)
+        return x if i < 0 else x[:i + len(key)] + bytes(8) + x[i + len(key) + 8:]
+    return zero(a) == zero(b)
+
+
+def odd_calls(rnd):
+    """(args, kwargs) of write_log calls the C writer must bind, hand back or refuse as the Python one does."""
+    calls = [(("m",), {}), (("m", "svc", "WARN", "t", "s"), {"a": 1}), (("m", None, None), {"x": [1, {"y": b"z"}]}),
+             ((), {"message": "kw", "level": "ERROR", "log_id": "mine", "timestamp": 1765130400.5}),
+             ((), {}), (("m", "a", "b", "c", "d", "e"), {}), (("m",), {"message": "twice"}),
+             (("m", "svc"), {"service_name": "twice"}), ((None,), {}), ((5,), {"a": 1}), ((Text("sub"),), {}),
+             (("m",), {"when": datetime.datetime(2026, 12, 7, 18, 0)}), (("m",), {"deep": deep(31)}),
+             (("m",), {"deep": deep(32)}), (("m",), {"broken": Broken()}), (("m",), {"big": "x" * 5000}),
+             (("lone \udc80",), {}), (("m",), {"timestamp": datetime.datetime(2026, 12, 7, 18, 0)}),
+             (("m",), {"k%d" % i: i for i in range(40)}), (("m",), {Text("subkey"): 1}),
+             (("m",), {"service_name": None, "trace_id": "tr", "_x": 1})]
+    for _ in range(3000):
+        message, service, level, trace, span, meta = rand_call(rnd, rnd.random() < 0.7)
+        meta = {k: v for k, v in meta.items() if isinstance(k, str)}  # keywords are str
+        kw = {k: v for k, v in (("service_name", service), ("level", level), ("trace_id", trace),
+                                ("span_id", span)) if rnd.random() < 0.8}
+        clash = [k for k in kw if k in meta]
+        if clash:
+            continue
+        kw.update(meta)
+        calls.append(((message,), kw) if rnd.random() < 0.8 else ((), dict(kw, message=message)))
+    return calls
+
+
+def writer_differential(seed):
+    """Client.write_log in C against the Python one, call by call with the same log id generator state: the same
+    result (or exception), the same bytes handed to _enqueue, the same counters."""
+    from logagent import _client
+    cc, got_c = capture_client(4096)
+    pc, got_p = capture_client(4096)
+    py_write = logagent.Client.write_log.__get__(pc)
+    assert type(cc.write_log) is not type(py_write)
+    rnd = random.Random(seed)
+    for i, (args, kw) in enumerate(odd_calls(rnd)):
+        state = _client._ids.getstate()
+        r_c = outcome(lambda: cc.write_log(*args, **kw), ())
+        _client._ids.setstate(state)
+        r_p = outcome(lambda: py_write(*args, **kw), ())
+        assert r_c == r_p, "call %d %r %r:\nC:      %r\nPython: %r" % (i, args, kw, r_c, r_p)
+        assert len(got_c) == len(got_p) and (not got_c or same_but_now(got_c[-1], got_p[-1])), (i, args, kw)
+    keys = ("written", "dropped", "rejected")
+    assert [cc.get_stats()[k] for k in keys] == [pc.get_stats()[k] for k in keys]
+    # the module's write_log on the process-wide client, the same way
+    _client.close_default(0)
+    dc = logagent.configure(socket_path="/nonexistent/logagent-test.sock")
+    got = []
+    dc._enqueue = lambda data: got.append(data) or ""
+    for args, kw in odd_calls(random.Random(seed))[:300]:
+        state = _client._ids.getstate()
+        r_c = outcome(lambda: logagent.write_log(*args, **kw), ())
+        n = len(got)
+        _client._ids.setstate(state)
+        r_p = outcome(lambda: logagent._write_log_py(*args, **kw), ())
+        assert r_c == r_p, (args, kw, r_c, r_p)
+        assert len(got) in (n, n + 1) and (len(got) == n or same_but_now(got[-1], got[-2])), (args, kw)
+    _client.close_default(0)
+    cc.close(0)
+    pc.close(0)
+    return len(got_c)
+
+
+def refcounts(objs):
+    return [sys.getrefcount(o) for o in objs]
+
+
+def leak_check(calls):
+    """calls of the C encoder (plain records, and records it hands back to the Python path): the arguments'
+    reference counts unchanged, tracemalloc's traced memory and the process's RSS flat."""
+    fast = _record.fast_pack
+    nested = {"list": [1, -200, 3.5, None, True, b"\x00\xff", "é"], "t": (1 << 63, -(1 << 63)), "d": {"a": {}}}
+    meta = {"adv_id": 1234567, "monitor_type": "click", "nested": nested, "timestamp": "2026-12-07T18:00:00Z",
+            "big": "x" * 5000}
+    plain = ("Concurrent test log entry 1", "svc", "INFO", "trace", "span", meta, "0" * 32, 1765130400000000000)
+    other = ("m", None, None, None, None, {"when": datetime.date(2026, 12, 7), "n": nested}, "0" * 32, 1)
+    watched = [o for o in list(plain) + list(other) + list(meta.values()) + list(nested.values()) + nested["list"]
+               if o is not None and type(o) is not bool]  # singletons: their counts move with the interpreter
+    client, _ = capture_client()
+    client._enqueue = lambda data: ""
+    write = client.write_log  # the C writer: binding, id, pack, _enqueue, result dict
+    w_args, w_kw = plain[:5], dict(meta)
+    watched.append(w_kw)
+    before = refcounts(watched)
+
+    def loop(n):
+        for _ in range(n):
+            assert fast(*plain) is not None
+        for _ in range(n // 10):
+            assert fast(*other) is None
+        for _ in range(n):
+            assert write(*w_args, **w_kw)["success"]
+        for _ in range(n // 10):
+            assert write(*other[:5], **other[5])["success"]  # the fallback
+
+    loop(calls // 10)  # warm-up: caches, the allocator's arenas
+    rss0 = rss()
+    loop(calls)
+    rss_grown = rss() - rss0
+    tracemalloc.start()  # slows every allocation down: a tenth of the calls
+    start = tracemalloc.get_traced_memory()[0]
+    loop(calls // 10)
+    grown = tracemalloc.get_traced_memory()[0] - start
+    tracemalloc.stop()
+    assert refcounts(watched) == before, (refcounts(watched), before)
+    client.close(0)
+    assert grown < 64 << 10, "tracemalloc: %d bytes more after %d calls" % (grown, calls // 10)
+    if "asan" not in os.environ.get("LD_PRELOAD", ""):  # ASan keeps freed memory in quarantine: RSS grows
+        assert rss_grown < 8 << 20, "RSS grew %d bytes over %d calls" % (rss_grown, calls)
+    return grown, rss_grown
+
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def checks(count, calls):
+    t0 = time.monotonic()
+    taken = differential(count, seed=19)
+    writes = writer_differential(seed=19)
+    grown, rss_grown = leak_check(calls)
+    print("   %s: %d random calls of each kind, %d taken by C; write_log C vs Python: %d records; %d calls: RSS +%d B, "
+          "then tracemalloc +%d B (%.1fs)" % (logagent.implementation, count, taken, writes, calls, rss_grown, grown,
+                                              time.monotonic() - t0))
+
+
+# ---- the tests ----
+
+def test_the_implementation_this_run_must_have():
+    want = os.environ.get("LOGAGENT_TEST_IMPLEMENTATION")
+    if want:
+        assert logagent.implementation == want, (logagent.implementation, want, logagent.__path__)
+    assert (_record.fast_pack is None) == (logagent.implementation == "python")
+    if (os.environ.get("LOGAGENT_PURE_PYTHON") == "1" and os.environ.get("LOGAGENT_SPEEDUPS_DIR")
+            and not os.environ.get("LOGAGENT_ASAN_RUNTIME")):  # (an instrumented module loads only under ASan)
+        from logagent import _speedups  # the module is there: the variable alone chose the Python encoder
+        assert _speedups.FORMAT == 2
+
+
+def test_both_encoders_give_the_same_bytes():
+    if logagent.implementation != "c":
+        print("   the Python encoder only: nothing to compare")
+        return
+    checks(count=3000, calls=1000000)
+
+
+def child_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("LOGAGENT_PURE_PYTHON", "LOGAGENT_TEST_IMPLEMENTATION")}
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(HERE, "..", "..", "client-shim", "python"),
+                                         os.environ["LOGAGENT_SPEEDUPS_DIR"]])
+    env.update(extra)
+    return env
+
+
+def run_child(env, what):
+    p = subprocess.run([PY, os.path.abspath(__file__), "--child"], env=env, capture_output=True, text=True,
+                       timeout=scaled(240))
+    sys.stdout.write(p.stdout)
+    assert p.returncode == 0, "%s: exit %d\n%s" % (what, p.returncode, p.stderr[-4000:])
+    assert "c: " in p.stdout, "%s: the child did not run the C encoder:\n%s" % (what, p.stdout)
+
+
+def test_under_pythonmalloc_debug():
+    """The allocator's debug hooks: a write past a PyMem block, a double free, a call without the GIL abort."""
+    if logagent.implementation != "c":
+        print("   skip: this run has the Python encoder (the python_speedups run does this)")
+        return
+    run_child(child_env(PYTHONMALLOC="debug"), "PYTHONMALLOC=debug")
+
+
+def test_under_asan():
+    """ASan builds: the instrumented module in /usr/bin/python3 with the ASan runtime preloaded; PYTHONMALLOC=malloc
+    so that ASan sees every Python allocation too."""
+    runtime = os.environ.get("LOGAGENT_ASAN_RUNTIME")
+    if not runtime:
+        print("   skip: not an ASan build")
+        return
+    assert os.path.exists(runtime), runtime
+    run_child(child_env(LD_PRELOAD=runtime, PYTHONMALLOC="malloc", LOGAGENT_CHECK_CALLS="30000",
+                        ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1",
+                        UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"), "ASan")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--child"]:
+        assert logagent.implementation == "c", logagent.__path__
+        checks(count=1000, calls=int(os.environ.get("LOGAGENT_CHECK_CALLS", "200000")))
+        sys.exit(0)
+    run([test_the_implementation_this_run_must_have, test_both_encoders_give_the_same_bytes,
+         test_under_pythonmalloc_debug, test_under_asan])
