@@ -29,6 +29,7 @@ struct sink_opts {
 	const char *port_file;
 	int no_batch;
 	int no_compression;
+	int store_before_delay;
 	int otlp;
 	int quiet;
 	double fail_rate;
@@ -44,7 +45,7 @@ struct sink_opts {
 enum opt_id {
 	OPT_LISTEN = 1, OPT_OUT, OPT_NO_BATCH, OPT_QUIET, OPT_PORT_FILE, OPT_FAIL_RATE, OPT_FAIL_CODE,
 	OPT_FAIL_FIRST, OPT_DELAY_MS, OPT_REJECT_RATE, OPT_SEED, OPT_RETRY_AFTER_MS, OPT_TLS_CERT, OPT_TLS_KEY,
-	OPT_TLS_CLIENT_CA, OPT_TOKEN_FILE, OPT_PROTOCOL, OPT_NO_COMPRESSION, OPT_HELP
+	OPT_TLS_CLIENT_CA, OPT_TOKEN_FILE, OPT_PROTOCOL, OPT_NO_COMPRESSION, OPT_STORE_BEFORE_DELAY, OPT_HELP
 };
 
 /* The option table drives getopt_long and --help. */
@@ -63,6 +64,7 @@ static const struct opt_spec {
 	{"fail-code", "NAME|N", OPT_FAIL_CODE, "status of failed calls, e.g. UNAVAILABLE (default), RESOURCE_EXHAUSTED, 8"},
 	{"fail-first", "N", OPT_FAIL_FIRST, "fail the first N calls with --fail-code"},
 	{"delay-ms", "N", OPT_DELAY_MS, "answer each call N ms after it arrived (other calls go on meanwhile)"},
+	{"store-before-delay", NULL, OPT_STORE_BEFORE_DELAY, "with --delay-ms: store each call's entries when it arrives and answer it after the delay (a kill in between loses the answers of stored calls: the client's duplicates)"},
 	{"reject-rate", "P", OPT_REJECT_RATE, "reject this share (0..1) of each batch's entries as retryable"},
 	{"seed", "N", OPT_SEED, "seed of the random choices (default 1)"},
 	{"retry-after-ms", "N", OPT_RETRY_AFTER_MS, "failed calls carry google.rpc.RetryInfo asking for N ms (grpc-status-details-bin)"},
@@ -148,6 +150,7 @@ static void apply_opt(struct sink_opts *o, enum opt_id id, const char *flag, con
 		break;
 	case OPT_NO_BATCH: o->no_batch = 1; break;
 	case OPT_NO_COMPRESSION: o->no_compression = 1; break;
+	case OPT_STORE_BEFORE_DELAY: o->store_before_delay = 1; break;
 	case OPT_QUIET: o->quiet = 1; break;
 	case OPT_PORT_FILE:
 		if (!*v)
@@ -354,6 +357,7 @@ int main(int argc, char **argv)
 
 	grpc_init();
 	struct server_config sc = {.listen = o.listen, .no_batch = o.no_batch, .no_compression = o.no_compression, .otlp = o.otlp, .delay_ms = o.delay_ms,
+				   .store_before_delay = o.store_before_delay,
 				   .fail_rate = o.fail_rate, .fail_first = o.fail_first, .fail_code = o.fail_code,
 				   .retry_after_ms = o.retry_after_ms, .ledger = ledger, .rng = &rng,
 				   .tls_cert = o.tls_cert, .tls_key = o.tls_key, .tls_client_ca = o.tls_client_ca,

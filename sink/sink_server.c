@@ -45,6 +45,10 @@ struct sink_call {
 	int closed;     /* RECV_CLOSE_ON_SERVER completed: the call is over for the client */
 	int cancelled;  /* ... and it ended without our answer */
 	int64_t due_ns; /* --delay-ms: when to answer (GPR_CLOCK_MONOTONIC) */
+	int decided;    /* --store-before-delay: stored (or refused) at arrival; the answer below waits for due_ns */
+	grpc_status_code d_status;
+	const char *d_details;
+	int d_injected;
 	struct sink_call *next_due;
 	struct call_tag t_new, t_recv, t_close, t_send;
 };
@@ -388,7 +392,7 @@ static struct answer call_decide(struct sink_call *c)
 static void call_answer(struct sink_call *c)
 {
 	if (!c->closed && !c->srv->stopping) {
-		struct answer a = call_decide(c);
+		struct answer a = c->decided ? (struct answer){c->d_status, c->d_details, c->d_injected} : call_decide(c);
 		grpc_slice details = grpc_slice_from_static_string(a.details ? a.details : "");
 		grpc_op ops[2];
 		size_t n = 0;
@@ -430,6 +434,13 @@ static void on_received(struct sink_call *c, int ok)
 		return;
 	}
 	c->due_ns = now_ns() + (int64_t)s->cfg.delay_ms * 1000000;
+	if (s->cfg.store_before_delay) { /* stored now, answered later: a kill in between loses stored calls' answers */
+		struct answer a = call_decide(c);
+		c->decided = 1;
+		c->d_status = a.status;
+		c->d_details = a.details;
+		c->d_injected = a.injected;
+	}
 	if (s->due_tail)
 		s->due_tail->next_due = c;
 	else

@@ -17,6 +17,7 @@ struct server_config {
 	int no_compression;         /* only identity-encoded messages (gRPC refuses the others) */
 	int otlp;                   /* serve OTLP LogsService/Export instead of logagent.v1.LogService */
 	long delay_ms;              /* each answer waits this long (other calls go on meanwhile) */
+	int store_before_delay;     /* with delay_ms: store at arrival, answer after the delay */
 	double fail_rate;           /* share of calls failed on purpose */
 	uint64_t fail_first;        /* the first N calls fail on purpose */
 	grpc_status_code fail_code; /* status of failed calls */
