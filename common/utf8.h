@@ -44,7 +44,7 @@ static inline size_t utf8_seq_len(const uint8_t *p, size_t n)
 /* 1 when all of p[0..n) is valid UTF-8. ASCII is passed over eight bytes at a time without the full check (the
  * common case on the record path, where every str value is checked). */
 /* Are all of p[0..n) ASCII? A few word loads (overlapping at the ends), no byte loop: keys and values are short. */
-static inline int utf8_all_ascii(const uint8_t *p, size_t n)
+static inline __attribute__((always_inline)) int utf8_all_ascii(const uint8_t *p, size_t n)
 {
     if (n >= 8) {
         uint64_t acc = 0, w;
