@@ -151,6 +151,15 @@ static inline __attribute__((always_inline)) int mpr_read(const uint8_t **p, con
         return -EINVAL;
     uint8_t c = *(*p)++;
     uint64_t v;
+    if ((c & 0xe0) == 0xa0) { /* fixstr, most keys and values: before the table's indirect jump */
+        out->type = MPR_STR;
+        out->len = c & 0x1f;
+        if ((size_t)(end - *p) < out->len)
+            return -EINVAL;
+        out->ptr = (const char *)*p;
+        *p += out->len;
+        return 0;
+    }
     switch ((enum mpr_class)mpr_class_of[c]) {
     case MPR_C_POSFIX:
         out->type = MPR_UINT;
