@@ -352,6 +352,55 @@ def test_both_encoders_give_the_same_bytes():
     checks(count=3000, calls=1000000)
 
 
+# ---- the review of the C writer (both implementations: each must behave as the pure-Python client does) ----
+
+SOCK = "/nonexistent/logagent-test.sock"
+
+
+def test_mock_patch_of_the_class_is_honoured():
+    """mock.patch of Client.write_log or Client.write: a Client made inside the patch calls the mock (the C writer
+    must not take over), and making one never reads attributes a mock does not have (Client.write_log.__get__)."""
+    from unittest import mock
+    with mock.patch.object(logagent.Client, "write_log") as m:
+        c = logagent.Client(SOCK)
+        c.write_log("m", level="WARN")
+        m.assert_called_once_with("m", level="WARN")
+        c.close(0)
+    with mock.patch.object(logagent.Client, "write_log", autospec=True) as m:
+        c = logagent.Client(SOCK)
+        c.write_log("m")
+        m.assert_called_once_with(c, "m")
+        c.close(0)
+    with mock.patch.object(logagent.Client, "write", return_value={"success": True, "log_id": "x",
+                                                                   "error_message": ""}) as m:
+        c = logagent.Client(SOCK)
+        assert c.write_log("m", a=1)["log_id"] == "x"
+        m.assert_called_once_with("m", None, "INFO", None, None, {"a": 1})
+        c.close(0)
+    c = logagent.Client(SOCK)  # after the patches: the C writer again where there is one
+    assert ("write_log" in vars(c)) == (logagent.implementation == "c"), vars(c).get("write_log")
+    c.close(0)
+
+
+def test_an_unused_client_dies_without_the_collector():
+    """Pure mode: no Client <-> bound write_log cycle, so an unused Client is freed by reference counting alone
+    (with the C writer the cycle is there, and the collector breaks it)."""
+    import gc
+    import weakref
+    gc.collect()
+    gc.disable()
+    try:
+        c = logagent.Client(SOCK)
+        ref = weakref.ref(c)
+        del c
+        if logagent.implementation == "python":
+            assert ref() is None, gc.get_referrers(ref())
+    finally:
+        gc.enable()
+    gc.collect()
+    assert ref() is None
+
+
 def child_env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in ("LOGAGENT_PURE_PYTHON", "LOGAGENT_TEST_IMPLEMENTATION")}
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(HERE, "..", "..", "client-shim", "python"),
@@ -394,5 +443,8 @@ if __name__ == "__main__":
         assert logagent.implementation == "c", logagent.__path__
         checks(count=1000, calls=int(os.environ.get("LOGAGENT_CHECK_CALLS", "200000")))
         sys.exit(0)
-    run([test_the_implementation_this_run_must_have, test_both_encoders_give_the_same_bytes,
-         test_under_pythonmalloc_debug, test_under_asan])
+    tests = [test_the_implementation_this_run_must_have, test_mock_patch_of_the_class_is_honoured,
+             test_an_unused_client_dies_without_the_collector, test_both_encoders_give_the_same_bytes,
+             test_under_pythonmalloc_debug, test_under_asan]
+    only = os.environ.get("LOGAGENT_TEST_ONLY")  # a comma-separated list of test names (while working on one)
+    run([t for t in tests if not only or t.__name__ in only.split(",")])

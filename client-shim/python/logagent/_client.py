@@ -103,8 +103,13 @@ class Client:
         self._init_state()
         with _proc_lock:
             _live.add(self)
-        if type(self).write_log is Client.write_log and type(self).write is Client.write:  # (a subclass's own stay)
-            self.write_log = make_writer(self, Client.write_log.__get__(self))
+        # The C write_log as this instance's attribute, when the extension is loaded and neither write_log nor write
+        # is overridden (a subclass's own, or a mock patched onto the class, stays in charge). Compared with the
+        # originals taken once below the class, not Client.write_log as it is now (a mock.patch of the class).
+        # Pure mode sets no attribute (no Client <-> bound method cycle: an unused Client dies without the gc).
+        cls = type(self)
+        if _record.writer is not None and cls.write_log is _WRITE_LOG and cls.write is _WRITE:
+            self.write_log = make_writer(self, _WRITE_LOG.__get__(self))
 
     def _init_state(self):
         """Fresh locks, empty buffer, zero counters, no socket, no thread (also the child's state after fork)."""
@@ -406,6 +411,9 @@ class Client:
 
     def __repr__(self):
         return "<logagent.Client %s>" % self.socket_path
+
+
+_WRITE_LOG, _WRITE = Client.write_log, Client.write  # the originals (Client.__init__: is the C writer in charge?)
 
 
 def _strerror(e):
