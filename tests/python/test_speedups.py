@@ -401,6 +401,22 @@ def test_an_unused_client_dies_without_the_collector():
     assert ref() is None
 
 
+def test_write_log_pickles():
+    """logagent.write_log pickles (ProcessPoolExecutor.submit(logagent.write_log, ...)) and unpickles as itself;
+    a Client's write_log does not (its Client, locks and a socket, does not pickle)."""
+    import pickle
+    for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+        assert pickle.loads(pickle.dumps(logagent.write_log, proto)) is logagent.write_log, proto
+    assert logagent.write_log.__module__ == "logagent"
+    c = logagent.Client(SOCK)
+    try:
+        pickle.dumps(c.write_log)
+        raise AssertionError("a Client's write_log pickled")
+    except TypeError:
+        pass
+    c.close(0)
+
+
 def child_env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in ("LOGAGENT_PURE_PYTHON", "LOGAGENT_TEST_IMPLEMENTATION")}
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(HERE, "..", "..", "client-shim", "python"),
@@ -444,7 +460,8 @@ if __name__ == "__main__":
         checks(count=1000, calls=int(os.environ.get("LOGAGENT_CHECK_CALLS", "200000")))
         sys.exit(0)
     tests = [test_the_implementation_this_run_must_have, test_mock_patch_of_the_class_is_honoured,
-             test_an_unused_client_dies_without_the_collector, test_both_encoders_give_the_same_bytes,
+             test_an_unused_client_dies_without_the_collector, test_write_log_pickles,
+             test_both_encoders_give_the_same_bytes,
              test_under_pythonmalloc_debug, test_under_asan]
     only = os.environ.get("LOGAGENT_TEST_ONLY")  # a comma-separated list of test names (while working on one)
     run([t for t in tests if not only or t.__name__ in only.split(",")])

@@ -438,7 +438,11 @@ static PyObject *speedups_pack(PyObject *self, PyObject *const *args, Py_ssize_t
  *   5. client._enqueue(data): the Python client's buffer, lock, sender thread, fork and exit handling, unchanged;
  *      its answer ("" or why not) becomes the result dict.
  * The state it holds (the client, the callables) is garbage-collected like any object: a Client holding its own
- * writer is a cycle the collector can break. */
+ * writer is a cycle the collector can break.
+ * Pickling: a builtin function pickles as getattr(its __self__, name), so the state's __reduce__ decides. The
+ * process-wide writer (no client) reduces to importlib.import_module(fallback.__module__), "logagent": unpickling
+ * gives logagent.write_log, as pickling the pure-Python function does (ProcessPoolExecutor.submit(write_log, ...)).
+ * A client's writer raises TypeError, as pickling the bound method of a Client (locks, a socket) does. */
 
 typedef struct {
     PyObject_HEAD
@@ -481,7 +485,33 @@ static void state_dealloc(PyObject *self)
     Py_DECREF(tp);
 }
 
+/* __reduce__: see the comment at the top of this section. */
+static PyObject *state_reduce(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    WriterState *s = (WriterState *)self;
+    if (s->client != NULL || s->fallback == NULL) {
+        PyErr_SetString(PyExc_TypeError, "cannot pickle a logagent.Client's write_log (pickle logagent.write_log, "
+                                         "or make the Client in the process that writes)");
+        return NULL;
+    }
+    PyObject *name = PyObject_GetAttrString(s->fallback, "__module__");
+    PyObject *importlib = name ? PyImport_ImportModule("importlib") : NULL;
+    PyObject *import = importlib ? PyObject_GetAttrString(importlib, "import_module") : NULL;
+    PyObject *res = import ? Py_BuildValue("(O(O))", import, name) : NULL;
+    Py_XDECREF(import);
+    Py_XDECREF(importlib);
+    Py_XDECREF(name);
+    return res;
+}
+
+static PyMethodDef state_methods[] = {
+    {"__reduce__", state_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyType_Slot state_slots[] = {
+    {Py_tp_methods, state_methods},
     {Py_tp_traverse, (void *)state_traverse},
     {Py_tp_clear, (void *)state_clear},
     {Py_tp_dealloc, (void *)state_dealloc},
@@ -718,7 +748,9 @@ static PyObject *speedups_writer(PyObject *self, PyObject *const *args, Py_ssize
     s->get_client = Py_NewRef(args[1]);
     s->fallback = Py_NewRef(args[2]);
     s->getrandbits = Py_NewRef(args[3]);
-    PyObject *f = PyCFunction_NewEx(&writer_def, (PyObject *)s, NULL);
+    PyObject *module = PyObject_GetAttrString(args[2], "__module__"); /* the fallback's: "logagent" */
+    PyObject *f = module ? PyCFunction_NewEx(&writer_def, (PyObject *)s, module) : NULL;
+    Py_XDECREF(module);
     Py_DECREF(s);
     return f;
 }
