@@ -342,7 +342,7 @@ def test_the_implementation_this_run_must_have():
     if (os.environ.get("LOGAGENT_PURE_PYTHON") == "1" and os.environ.get("LOGAGENT_SPEEDUPS_DIR")
             and not os.environ.get("LOGAGENT_ASAN_RUNTIME")):  # (an instrumented module loads only under ASan)
         from logagent import _speedups  # the module is there: the variable alone chose the Python encoder
-        assert _speedups.FORMAT == 2
+        assert _speedups.FORMAT == 3
 
 
 def test_both_encoders_give_the_same_bytes():
@@ -417,6 +417,25 @@ def test_write_log_pickles():
     c.close(0)
 
 
+def test_default_client_and_ids_are_looked_up_per_call():
+    """logagent.write_log finds default_client, and every write_log _client._ids, at each call (as the Python
+    path's globals do): mock.patch.object(logagent, "default_client", ...) and a replaced _client._ids count."""
+    import random as random_module
+    from unittest import mock
+    from logagent import _client
+    c, got = capture_client()
+    with mock.patch.object(logagent, "default_client", return_value=c) as m:
+        assert logagent.write_log("to the mock's client", a=1)["success"]
+    assert m.call_count == 1 and len(got) == 1 and b"to the mock's client" in got[0], (m.call_count, got)
+    want = "%032x" % random_module.Random(5).getrandbits(128)
+    with mock.patch.object(_client, "_ids", random_module.Random(5)):
+        assert c.write_log("m")["log_id"] == want
+    with mock.patch.object(_client, "_ids", random_module.Random(5)), \
+            mock.patch.object(logagent, "default_client", return_value=c):
+        assert logagent.write_log("m")["log_id"] == want
+    c.close(0)
+
+
 def child_env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in ("LOGAGENT_PURE_PYTHON", "LOGAGENT_TEST_IMPLEMENTATION")}
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(HERE, "..", "..", "client-shim", "python"),
@@ -461,7 +480,7 @@ if __name__ == "__main__":
         sys.exit(0)
     tests = [test_the_implementation_this_run_must_have, test_mock_patch_of_the_class_is_honoured,
              test_an_unused_client_dies_without_the_collector, test_write_log_pickles,
-             test_both_encoders_give_the_same_bytes,
+             test_default_client_and_ids_are_looked_up_per_call, test_both_encoders_give_the_same_bytes,
              test_under_pythonmalloc_debug, test_under_asan]
     only = os.environ.get("LOGAGENT_TEST_ONLY")  # a comma-separated list of test names (while working on one)
     run([t for t in tests if not only or t.__name__ in only.split(",")])

@@ -451,13 +451,14 @@ def _connect(path):
 _ids = random.Random(os.urandom(32))
 
 
-def make_writer(client, fallback):
-    """write_log in C on client (None: the process-wide client, default_client() at each call) when the extension
-    is loaded, else fallback: the pure-Python write_log of the same signature, which the C one calls for every
-    call it does not take itself (logagent/_speedups.c, writer)."""
+def make_writer(client, fallback, names=None):
+    """write_log in C on client (None: the process-wide client, names["default_client"]() at each call, names being
+    logagent's globals()) when the extension is loaded, else fallback: the pure-Python write_log of the same
+    signature, which the C one calls for every call it does not take itself (logagent/_speedups.c, writer). Like
+    the Python path, the C one looks default_client and this module's _ids up at each call (mock.patch works)."""
     if _record.writer is None:
         return fallback
-    return _record.writer(client, default_client, fallback, _ids.getrandbits)
+    return _record.writer(client, names, fallback, globals())
 
 
 def _reseed_ids():

@@ -425,15 +425,18 @@ static PyObject *speedups_pack(PyObject *self, PyObject *const *args, Py_ssize_t
 
 /* ---- write_log in C ----------------------------------------------------------------------------------------
  *
- * writer(client, get_client, fallback, getrandbits) -> a builtin function with write_log's signature:
+ * writer(client, names, fallback, ids_names) -> a builtin function with write_log's signature:
  * (message, service_name=None, level="INFO", trace_id=None, span_id=None, **metadata). It does what
  * _client.Client.write does for the calls it understands — message an exact str, arguments bound as the
  * signature says, a record pack() takes — and hands every other call, unchanged, to fallback (the pure-Python
  * write_log with the same signature), so errors and conversions stay the Python path's:
- *   1. the client: `client`, or get_client() (the process-wide one; an exception from it: fallback);
+ *   1. the client: `client`, or names["default_client"]() (the process-wide one, looked up at each call in
+ *      logagent's globals as the Python write_log does, so a mock.patch of logagent.default_client is honoured;
+ *      an exception from it: fallback);
  *   2. the record packed with a placeholder id, before any random bits are drawn (so a fallback draws them the
  *      same way as the Python path: one getrandbits(128) per record that gets an id);
- *   3. the id: getrandbits(128) as 32 lowercase hex digits, written into the record;
+ *   3. the id: ids_names["_ids"].getrandbits(128) (_client's generator, looked up at each call as Client.write
+ *      does) as 32 lowercase hex digits, written into the record;
  *   4. the limit: a record above client.max_record goes to client._reject(...) with the Python path's words;
  *   5. client._enqueue(data): the Python client's buffer, lock, sender thread, fork and exit handling, unchanged;
  *      its answer ("" or why not) becomes the result dict.
@@ -446,22 +449,31 @@ static PyObject *speedups_pack(PyObject *self, PyObject *const *args, Py_ssize_t
 
 typedef struct {
     PyObject_HEAD
-    PyObject *client;      /* NULL: get_client() each call */
-    PyObject *get_client;
+    PyObject *client;      /* NULL: names["default_client"]() each call */
+    PyObject *names;       /* logagent's globals (a dict), or NULL with a client */
     PyObject *fallback;
-    PyObject *getrandbits;
+    PyObject *ids_names;   /* _client's globals (a dict): "_ids", the log id generator */
 } WriterState;
 
 static PyObject *str_enqueue, *str_reject, *str_max_record, *str_success, *str_log_id, *str_error_message,
-    *str_empty, *int_128, *int_64;
+    *str_empty, *str_default_client, *str_ids, *str_getrandbits, *int_128, *int_64;
+
+/* names[name] as a new reference, or NULL with NameError (the Python path's LOAD_GLOBAL; builtins aside). */
+static PyObject *global(PyObject *names, PyObject *name)
+{
+    PyObject *v = PyDict_GetItemWithError(names, name); /* borrowed */
+    if (v == NULL && !PyErr_Occurred())
+        PyErr_Format(PyExc_NameError, "name '%U' is not defined", name);
+    return v ? Py_NewRef(v) : NULL;
+}
 
 static int state_traverse(PyObject *self, visitproc visit, void *arg)
 {
     WriterState *s = (WriterState *)self;
     Py_VISIT(s->client);
-    Py_VISIT(s->get_client);
+    Py_VISIT(s->names);
     Py_VISIT(s->fallback);
-    Py_VISIT(s->getrandbits);
+    Py_VISIT(s->ids_names);
     return 0;
 }
 
@@ -469,9 +481,9 @@ static int state_clear(PyObject *self)
 {
     WriterState *s = (WriterState *)self;
     Py_CLEAR(s->client);
-    Py_CLEAR(s->get_client);
+    Py_CLEAR(s->names);
     Py_CLEAR(s->fallback);
-    Py_CLEAR(s->getrandbits);
+    Py_CLEAR(s->ids_names);
     return 0;
 }
 
@@ -590,11 +602,13 @@ static PyObject *result(PyObject *ok, PyObject *log_id, PyObject *error)
     return d;
 }
 
-/* 32 lowercase hex digits of getrandbits(128) ("%032x" as _client.py writes them) into dst[33]; 0 or -1 with an
+/* 32 lowercase hex digits of _ids.getrandbits(128) ("%032x" as _client.py writes them) into dst[33]; 0 or -1 with an
  * exception set. */
 static int random_id(WriterState *s, char *dst)
 {
-    PyObject *bits = PyObject_CallFunctionObjArgs(s->getrandbits, int_128, NULL);
+    PyObject *ids = global(s->ids_names, str_ids);
+    PyObject *bits = ids ? PyObject_CallMethodObjArgs(ids, str_getrandbits, int_128, NULL) : NULL;
+    Py_XDECREF(ids);
     if (bits == NULL)
         return -1;
     PyObject *high = PyNumber_Rshift(bits, int_64);
@@ -696,7 +710,13 @@ static PyObject *writer_call(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (bind_args(args, nargs, kwnames, p, kv, kv + (nkw > META_STACK ? nkw : META_STACK), &count) < 0 ||
         Py_TYPE(p[P_MESSAGE]) != &PyUnicode_Type)
         goto fallback; /* the Python path's TypeError, or its "invalid argument" result */
-    client = s->client ? Py_NewRef(s->client) : PyObject_CallNoArgs(s->get_client);
+    if (s->client != NULL) {
+        client = Py_NewRef(s->client);
+    } else {
+        PyObject *get_client = global(s->names, str_default_client);
+        client = get_client ? PyObject_CallNoArgs(get_client) : NULL;
+        Py_XDECREF(get_client);
+    }
     if (client == NULL) { /* no process-wide client (a bad LOGAGENT_CLIENT_* value): the Python path says why */
         PyErr_Clear();
         goto fallback;
@@ -729,10 +749,11 @@ static PyMethodDef writer_def = {"write_log", (PyCFunction)(void (*)(void))write
                                  METH_FASTCALL | METH_KEYWORDS, write_log_doc};
 
 PyDoc_STRVAR(writer_doc,
-"writer(client, get_client, fallback, getrandbits) -> write_log\n\n"
-"A write_log in C on `client` (None: get_client() at each call, the process-wide client). fallback: the\n"
-"pure-Python write_log of the same signature, called with the same arguments for every call the C path does\n"
-"not take; getrandbits: the log id generator's (_client._ids.getrandbits).");
+"writer(client, names, fallback, ids_names) -> write_log\n\n"
+"A write_log in C on `client` (None: names['default_client']() at each call, the process-wide client; names:\n"
+"logagent's globals(), or None with a client). fallback: the pure-Python write_log of the same signature,\n"
+"called with the same arguments for every call the C path does not take; ids_names: _client's globals(),\n"
+"where _ids, the log id generator, is looked up at each call.");
 
 static PyObject *speedups_writer(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -740,14 +761,19 @@ static PyObject *speedups_writer(PyObject *self, PyObject *const *args, Py_ssize
         PyErr_Format(PyExc_TypeError, "writer() takes 4 arguments (%zd given)", nargs);
         return NULL;
     }
+    if ((args[0] == Py_None && !PyDict_Check(args[1])) || (args[1] != Py_None && !PyDict_Check(args[1])) ||
+        !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "writer(): names (None with a client) and ids_names must be dicts");
+        return NULL;
+    }
     allocfunc alloc = (allocfunc)PyType_GetSlot(state_type, Py_tp_alloc);
     WriterState *s = (WriterState *)alloc(state_type, 0);
     if (s == NULL)
         return NULL;
     s->client = args[0] == Py_None ? NULL : Py_NewRef(args[0]);
-    s->get_client = Py_NewRef(args[1]);
+    s->names = args[1] == Py_None ? NULL : Py_NewRef(args[1]);
     s->fallback = Py_NewRef(args[2]);
-    s->getrandbits = Py_NewRef(args[3]);
+    s->ids_names = Py_NewRef(args[3]);
     PyObject *module = PyObject_GetAttrString(args[2], "__module__"); /* the fallback's: "logagent" */
     PyObject *f = module ? PyCFunction_NewEx(&writer_def, (PyObject *)s, module) : NULL;
     Py_XDECREF(module);
@@ -775,7 +801,8 @@ static int init_constants(void)
     struct { PyObject **p; const char *s; } strs[] = {
         {&str_enqueue, "_enqueue"}, {&str_reject, "_reject"}, {&str_max_record, "max_record"},
         {&str_success, "success"}, {&str_log_id, "log_id"}, {&str_error_message, "error_message"},
-        {&str_empty, ""},
+        {&str_empty, ""}, {&str_default_client, "default_client"}, {&str_ids, "_ids"},
+        {&str_getrandbits, "getrandbits"},
     };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         if (*strs[i].p == NULL && (*strs[i].p = PyUnicode_InternFromString(strs[i].s)) == NULL)
@@ -795,7 +822,7 @@ PyMODINIT_FUNC PyInit__speedups(void)
     PyObject *m = PyModule_Create(&speedups_module);
     /* FORMAT: what pack() and writer() take and give; _record.py loads no other. */
     if (m != NULL && (PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0 ||
-                      PyModule_AddIntConstant(m, "FORMAT", 2) < 0))
+                      PyModule_AddIntConstant(m, "FORMAT", 3) < 0))
         Py_CLEAR(m);
     return m;
 }
