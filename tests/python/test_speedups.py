@@ -436,6 +436,25 @@ def test_default_client_and_ids_are_looked_up_per_call():
     c.close(0)
 
 
+def test_only_a_value_error_from_default_client_is_an_answer():
+    """write_log answers a ValueError from default_client() (no process-wide client) with a result; any other
+    exception (KeyboardInterrupt, RuntimeError) reaches the caller, in both implementations."""
+    from unittest import mock
+    with mock.patch.object(logagent, "default_client", side_effect=ValueError("logagent: bad value")):
+        r = logagent.write_log("m")
+    assert r == {"success": False, "log_id": "", "error_message": "cannot create the logagent client: bad value"}, r
+    c, got = capture_client()
+    for exc in (RuntimeError("boom"), KeyboardInterrupt()):
+        with mock.patch.object(logagent, "default_client", side_effect=[exc, c]) as m:  # (a second call: a client)
+            try:
+                logagent.write_log("m", a=1)
+                raise AssertionError("%r was swallowed" % (exc,))
+            except type(exc) as e:
+                assert e is exc
+        assert m.call_count == 1 and not got, (m.call_count, got)
+    c.close(0)
+
+
 def child_env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in ("LOGAGENT_PURE_PYTHON", "LOGAGENT_TEST_IMPLEMENTATION")}
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(HERE, "..", "..", "client-shim", "python"),
@@ -480,7 +499,8 @@ if __name__ == "__main__":
         sys.exit(0)
     tests = [test_the_implementation_this_run_must_have, test_mock_patch_of_the_class_is_honoured,
              test_an_unused_client_dies_without_the_collector, test_write_log_pickles,
-             test_default_client_and_ids_are_looked_up_per_call, test_both_encoders_give_the_same_bytes,
+             test_default_client_and_ids_are_looked_up_per_call,
+             test_only_a_value_error_from_default_client_is_an_answer, test_both_encoders_give_the_same_bytes,
              test_under_pythonmalloc_debug, test_under_asan]
     only = os.environ.get("LOGAGENT_TEST_ONLY")  # a comma-separated list of test names (while working on one)
     run([t for t in tests if not only or t.__name__ in only.split(",")])

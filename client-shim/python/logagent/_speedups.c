@@ -432,7 +432,7 @@ static PyObject *speedups_pack(PyObject *self, PyObject *const *args, Py_ssize_t
  * write_log with the same signature), so errors and conversions stay the Python path's:
  *   1. the client: `client`, or names["default_client"]() (the process-wide one, looked up at each call in
  *      logagent's globals as the Python write_log does, so a mock.patch of logagent.default_client is honoured;
- *      an exception from it: fallback);
+ *      a ValueError from it: fallback, which says why; any other exception propagates, as in the Python path);
  *   2. the record packed with a placeholder id, before any random bits are drawn (so a fallback draws them the
  *      same way as the Python path: one getrandbits(128) per record that gets an id);
  *   3. the id: ids_names["_ids"].getrandbits(128) (_client's generator, looked up at each call as Client.write
@@ -718,6 +718,8 @@ static PyObject *writer_call(PyObject *self, PyObject *const *args, Py_ssize_t n
         Py_XDECREF(get_client);
     }
     if (client == NULL) { /* no process-wide client (a bad LOGAGENT_CLIENT_* value): the Python path says why */
+        if (!PyErr_ExceptionMatches(PyExc_ValueError))
+            goto out; /* the Python path catches ValueError only: anything else is the caller's */
         PyErr_Clear();
         goto fallback;
     }
