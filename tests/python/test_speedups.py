@@ -455,6 +455,31 @@ def test_only_a_value_error_from_default_client_is_an_answer():
     c.close(0)
 
 
+def test_max_record_of_any_number_type():
+    """client.max_record set to a float or an int beyond 64 bits works as in the Python path (compared, and "%d"
+    in the words); one that does not compare with an int raises the Python path's TypeError."""
+    c, got = capture_client()
+    c.max_record = 1e6
+    assert c.write_log("m")["success"] and len(got) == 1
+    c.max_record = 10.0
+    r = c.write_log("m", a="x" * 20)
+    assert not r["success"] and r["error_message"].startswith("record too large (") and \
+        r["error_message"].endswith(" bytes, limit 10): record dropped"), r
+    c.max_record = 1 << 70
+    assert c.write_log("m")["success"] and len(got) == 2
+    c.max_record = 10
+    r = c.write_log("m", a="x" * 20)
+    assert r["error_message"].endswith(" bytes, limit 10): record dropped"), r
+    c.max_record = "ten"
+    try:
+        c.write_log("m")
+        raise AssertionError("a str max_record compared")
+    except TypeError:
+        pass
+    assert c.get_stats()["rejected"] == 2, c.get_stats()
+    c.close(0)
+
+
 def child_env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in ("LOGAGENT_PURE_PYTHON", "LOGAGENT_TEST_IMPLEMENTATION")}
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(HERE, "..", "..", "client-shim", "python"),
@@ -500,7 +525,7 @@ if __name__ == "__main__":
     tests = [test_the_implementation_this_run_must_have, test_mock_patch_of_the_class_is_honoured,
              test_an_unused_client_dies_without_the_collector, test_write_log_pickles,
              test_default_client_and_ids_are_looked_up_per_call,
-             test_only_a_value_error_from_default_client_is_an_answer, test_both_encoders_give_the_same_bytes,
+             test_only_a_value_error_from_default_client_is_an_answer, test_max_record_of_any_number_type, test_both_encoders_give_the_same_bytes,
              test_under_pythonmalloc_debug, test_under_asan]
     only = os.environ.get("LOGAGENT_TEST_ONLY")  # a comma-separated list of test names (while working on one)
     run([t for t in tests if not only or t.__name__ in only.split(",")])

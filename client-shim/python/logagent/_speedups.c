@@ -666,22 +666,48 @@ static PyObject *record(WriterState *s, PyObject *const *p, PyObject **keys, PyO
     return data;
 }
 
+/* The words of client._reject for a record of n bytes above client.max_record (limit), as the Python path's
+ * "%d" % limit makes them; NULL with no exception when n is within the limit; NULL with one on an error (a limit
+ * that does not compare with an int: the Python path's TypeError). An int limit is the fast case; any other
+ * (a float, an int beyond Py_ssize_t) is compared and formatted by Python, as Client.write does. */
+static PyObject *too_large(Py_ssize_t n, PyObject *limit)
+{
+    if (PyLong_Check(limit)) {
+        Py_ssize_t max = PyLong_AsSsize_t(limit);
+        if (max != -1 || !PyErr_Occurred()) {
+            return n > max ? PyUnicode_FromFormat("record too large (%zd bytes, limit %zd): record dropped", n, max)
+                           : NULL;
+        }
+        PyErr_Clear(); /* beyond Py_ssize_t: Python's comparison below */
+    }
+    PyObject *size = PyLong_FromSsize_t(n), *msg = NULL;
+    int above = size ? PyObject_RichCompareBool(size, limit, Py_GT) : -1;
+    if (above > 0) {
+        PyObject *fmt = PyUnicode_FromString("record too large (%d bytes, limit %d): record dropped");
+        PyObject *args = fmt ? PyTuple_Pack(2, size, limit) : NULL;
+        msg = args ? PyUnicode_Format(fmt, args) : NULL;
+        Py_XDECREF(args);
+        Py_XDECREF(fmt);
+    }
+    Py_XDECREF(size);
+    return msg;
+}
+
 /* client._enqueue(data) or, above client.max_record, client._reject(...); the result dict. */
 static PyObject *hand_over(PyObject *client, PyObject *data, const char *id)
 {
     PyObject *limit = PyObject_GetAttr(client, str_max_record);
     if (limit == NULL)
         return NULL;
-    Py_ssize_t n = PyBytes_Size(data), max = PyLong_AsSsize_t(limit);
+    PyObject *msg = too_large(PyBytes_Size(data), limit);
     Py_DECREF(limit);
-    if (max == -1 && PyErr_Occurred())
-        return NULL;
-    if (n > max) {
-        PyObject *msg = PyUnicode_FromFormat("record too large (%zd bytes, limit %zd): record dropped", n, max);
-        PyObject *res = msg ? PyObject_CallMethodObjArgs(client, str_reject, msg, NULL) : NULL;
-        Py_XDECREF(msg);
+    if (msg != NULL) {
+        PyObject *res = PyObject_CallMethodObjArgs(client, str_reject, msg, NULL);
+        Py_DECREF(msg);
         return res;
     }
+    if (PyErr_Occurred())
+        return NULL;
     PyObject *err = PyObject_CallMethodObjArgs(client, str_enqueue, data, NULL);
     if (err == NULL)
         return NULL;
