@@ -47,11 +47,18 @@ static inline int out_reserve(struct out *o, size_t n)
     return o->cap - o->len >= n ? PACK_OK : out_grow(o, n);
 }
 
+/* Room for n more bytes: the capacity doubled until they fit, never beyond PY_SSIZE_T_MAX (PyMem's bound, and no
+ * size_t wrap on 32-bit machines: a length that cannot be had is MemoryError, then the Python path's answer). */
 static int out_grow(struct out *o, size_t n)
 {
-    size_t cap = o->cap * 2;
-    while (cap - o->len < n)
-        cap *= 2;
+    const size_t most = (size_t)PY_SSIZE_T_MAX;
+    if (o->len > most || n > most - o->len) {
+        PyErr_NoMemory();
+        return PACK_NOMEM;
+    }
+    size_t need = o->len + n, cap = o->cap; /* cap >= STACK_BYTES > 0 */
+    while (cap < need)
+        cap = cap <= most / 2 ? cap * 2 : most;
     unsigned char *p = o->p == o->small ? PyMem_Malloc(cap) : PyMem_Realloc(o->p, cap);
     if (p == NULL) {
         PyErr_NoMemory();
