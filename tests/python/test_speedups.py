@@ -433,6 +433,16 @@ def test_default_client_and_ids_are_looked_up_per_call():
     with mock.patch.object(_client, "_ids", random_module.Random(5)), \
             mock.patch.object(logagent, "default_client", return_value=c):
         assert logagent.write_log("m")["log_id"] == want
+
+    class NotBits:
+        def getrandbits(self, k):
+            return "not an int"
+    with mock.patch.object(_client, "_ids", NotBits()):  # the Python path's TypeError ("%032x" % str), in both
+        try:
+            c.write_log("m")
+            raise AssertionError("a str made a log id")
+        except TypeError:
+            pass
     c.close(0)
 
 
@@ -480,6 +490,18 @@ def test_max_record_of_any_number_type():
     c.close(0)
 
 
+def test_writer_state_cannot_be_made_from_python():
+    """The C writer's state is made by _speedups.writer() only (an empty one from Python would have no fallback)."""
+    if logagent.implementation != "c":
+        print("   skip: no C writer in this run")
+        return
+    try:
+        type(logagent.write_log.__self__)()
+        raise AssertionError("WriterState() made one")
+    except TypeError:
+        pass
+
+
 def child_env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in ("LOGAGENT_PURE_PYTHON", "LOGAGENT_TEST_IMPLEMENTATION")}
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(HERE, "..", "..", "client-shim", "python"),
@@ -525,7 +547,8 @@ if __name__ == "__main__":
     tests = [test_the_implementation_this_run_must_have, test_mock_patch_of_the_class_is_honoured,
              test_an_unused_client_dies_without_the_collector, test_write_log_pickles,
              test_default_client_and_ids_are_looked_up_per_call,
-             test_only_a_value_error_from_default_client_is_an_answer, test_max_record_of_any_number_type, test_both_encoders_give_the_same_bytes,
+             test_only_a_value_error_from_default_client_is_an_answer, test_max_record_of_any_number_type,
+             test_writer_state_cannot_be_made_from_python, test_both_encoders_give_the_same_bytes,
              test_under_pythonmalloc_debug, test_under_asan]
     only = os.environ.get("LOGAGENT_TEST_ONLY")  # a comma-separated list of test names (while working on one)
     run([t for t in tests if not only or t.__name__ in only.split(",")])

@@ -540,7 +540,7 @@ static PyType_Slot state_slots[] = {
 static PyType_Spec state_spec = {
     .name = "logagent._speedups.WriterState",
     .basicsize = sizeof(WriterState),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION, /* writer() makes them */
     .slots = state_slots,
 };
 
@@ -619,13 +619,16 @@ static int random_id(WriterState *s, char *dst)
     if (bits == NULL)
         return -1;
     PyObject *high = PyNumber_Rshift(bits, int_64);
-    unsigned long long lo = PyLong_AsUnsignedLongLongMask(bits);
-    Py_DECREF(bits);
-    if (high == NULL)
+    if (high == NULL) {
+        Py_DECREF(bits);
         return -1;
-    unsigned long long hi = PyLong_AsUnsignedLongLongMask(high);
+    }
+    unsigned long long lo = PyLong_AsUnsignedLongLongMask(bits), hi = (unsigned long long)-1;
+    Py_DECREF(bits);
+    if (lo != (unsigned long long)-1 || !PyErr_Occurred())
+        hi = PyLong_AsUnsignedLongLongMask(high);
     Py_DECREF(high);
-    if (PyErr_Occurred())
+    if (hi == (unsigned long long)-1 && PyErr_Occurred())
         return -1;
     static const char digits[] = "0123456789abcdef";
     for (int i = 0; i < 16; i++) {
