@@ -342,7 +342,7 @@ def test_the_implementation_this_run_must_have():
     if (os.environ.get("LOGAGENT_PURE_PYTHON") == "1" and os.environ.get("LOGAGENT_SPEEDUPS_DIR")
             and not os.environ.get("LOGAGENT_ASAN_RUNTIME")):  # (an instrumented module loads only under ASan)
         from logagent import _speedups  # the module is there: the variable alone chose the Python encoder
-        assert _speedups.FORMAT == 2
+        assert _speedups.FORMAT == 3
 
 
 def test_both_encoders_give_the_same_bytes():
@@ -350,6 +350,156 @@ def test_both_encoders_give_the_same_bytes():
         print("   the Python encoder only: nothing to compare")
         return
     checks(count=3000, calls=1000000)
+
+
+# ---- the review of the C writer (both implementations: each must behave as the pure-Python client does) ----
+
+SOCK = "/nonexistent/logagent-test.sock"
+
+
+def test_mock_patch_of_the_class_is_honoured():
+    """mock.patch of Client.write_log or Client.write: a Client made inside the patch calls the mock (the C writer
+    must not take over), and making one never reads attributes a mock does not have (Client.write_log.__get__)."""
+    from unittest import mock
+    with mock.patch.object(logagent.Client, "write_log") as m:
+        c = logagent.Client(SOCK)
+        c.write_log("m", level="WARN")
+        m.assert_called_once_with("m", level="WARN")
+        c.close(0)
+    with mock.patch.object(logagent.Client, "write_log", autospec=True) as m:
+        c = logagent.Client(SOCK)
+        c.write_log("m")
+        m.assert_called_once_with(c, "m")
+        c.close(0)
+    with mock.patch.object(logagent.Client, "write", return_value={"success": True, "log_id": "x",
+                                                                   "error_message": ""}) as m:
+        c = logagent.Client(SOCK)
+        assert c.write_log("m", a=1)["log_id"] == "x"
+        m.assert_called_once_with("m", None, "INFO", None, None, {"a": 1})
+        c.close(0)
+    c = logagent.Client(SOCK)  # after the patches: the C writer again where there is one
+    assert ("write_log" in vars(c)) == (logagent.implementation == "c"), vars(c).get("write_log")
+    c.close(0)
+
+
+def test_an_unused_client_dies_without_the_collector():
+    """Pure mode: no Client <-> bound write_log cycle, so an unused Client is freed by reference counting alone
+    (with the C writer the cycle is there, and the collector breaks it)."""
+    import gc
+    import weakref
+    gc.collect()
+    gc.disable()
+    try:
+        c = logagent.Client(SOCK)
+        ref = weakref.ref(c)
+        del c
+        if logagent.implementation == "python":
+            assert ref() is None, gc.get_referrers(ref())
+    finally:
+        gc.enable()
+    gc.collect()
+    assert ref() is None
+
+
+def test_write_log_pickles():
+    """logagent.write_log pickles (ProcessPoolExecutor.submit(logagent.write_log, ...)) and unpickles as itself;
+    a Client's write_log does not (its Client, locks and a socket, does not pickle)."""
+    import pickle
+    for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+        assert pickle.loads(pickle.dumps(logagent.write_log, proto)) is logagent.write_log, proto
+    assert logagent.write_log.__module__ == "logagent"
+    c = logagent.Client(SOCK)
+    try:
+        pickle.dumps(c.write_log)
+        raise AssertionError("a Client's write_log pickled")
+    except TypeError:
+        pass
+    c.close(0)
+
+
+def test_default_client_and_ids_are_looked_up_per_call():
+    """logagent.write_log finds default_client, and every write_log _client._ids, at each call (as the Python
+    path's globals do): mock.patch.object(logagent, "default_client", ...) and a replaced _client._ids count."""
+    import random as random_module
+    from unittest import mock
+    from logagent import _client
+    c, got = capture_client()
+    with mock.patch.object(logagent, "default_client", return_value=c) as m:
+        assert logagent.write_log("to the mock's client", a=1)["success"]
+    assert m.call_count == 1 and len(got) == 1 and b"to the mock's client" in got[0], (m.call_count, got)
+    want = "%032x" % random_module.Random(5).getrandbits(128)
+    with mock.patch.object(_client, "_ids", random_module.Random(5)):
+        assert c.write_log("m")["log_id"] == want
+    with mock.patch.object(_client, "_ids", random_module.Random(5)), \
+            mock.patch.object(logagent, "default_client", return_value=c):
+        assert logagent.write_log("m")["log_id"] == want
+
+    class NotBits:
+        def getrandbits(self, k):
+            return "not an int"
+    with mock.patch.object(_client, "_ids", NotBits()):  # the Python path's TypeError ("%032x" % str), in both
+        try:
+            c.write_log("m")
+            raise AssertionError("a str made a log id")
+        except TypeError:
+            pass
+    c.close(0)
+
+
+def test_only_a_value_error_from_default_client_is_an_answer():
+    """write_log answers a ValueError from default_client() (no process-wide client) with a result; any other
+    exception (KeyboardInterrupt, RuntimeError) reaches the caller, in both implementations."""
+    from unittest import mock
+    with mock.patch.object(logagent, "default_client", side_effect=ValueError("logagent: bad value")):
+        r = logagent.write_log("m")
+    assert r == {"success": False, "log_id": "", "error_message": "cannot create the logagent client: bad value"}, r
+    c, got = capture_client()
+    for exc in (RuntimeError("boom"), KeyboardInterrupt()):
+        with mock.patch.object(logagent, "default_client", side_effect=[exc, c]) as m:  # (a second call: a client)
+            try:
+                logagent.write_log("m", a=1)
+                raise AssertionError("%r was swallowed" % (exc,))
+            except type(exc) as e:
+                assert e is exc
+        assert m.call_count == 1 and not got, (m.call_count, got)
+    c.close(0)
+
+
+def test_max_record_of_any_number_type():
+    """client.max_record set to a float or an int beyond 64 bits works as in the Python path (compared, and "%d"
+    in the words); one that does not compare with an int raises the Python path's TypeError."""
+    c, got = capture_client()
+    c.max_record = 1e6
+    assert c.write_log("m")["success"] and len(got) == 1
+    c.max_record = 10.0
+    r = c.write_log("m", a="x" * 20)
+    assert not r["success"] and r["error_message"].startswith("record too large (") and \
+        r["error_message"].endswith(" bytes, limit 10): record dropped"), r
+    c.max_record = 1 << 70
+    assert c.write_log("m")["success"] and len(got) == 2
+    c.max_record = 10
+    r = c.write_log("m", a="x" * 20)
+    assert r["error_message"].endswith(" bytes, limit 10): record dropped"), r
+    c.max_record = "ten"
+    try:
+        c.write_log("m")
+        raise AssertionError("a str max_record compared")
+    except TypeError:
+        pass
+    assert c.get_stats()["rejected"] == 2, c.get_stats()
+    c.close(0)
+
+
+def test_writer_state_cannot_be_made_from_python():
+    """The C writer's state is made by _speedups.writer() only (an empty one from Python would have no fallback)."""
+    if logagent.implementation != "c":
+        print("   skip: no C writer in this run")
+        return
+    try:
+        type(logagent.write_log.__self__)()
+        raise AssertionError("WriterState() made one")
+    except TypeError:
+        pass
 
 
 def child_env(**extra):
@@ -394,5 +544,11 @@ if __name__ == "__main__":
         assert logagent.implementation == "c", logagent.__path__
         checks(count=1000, calls=int(os.environ.get("LOGAGENT_CHECK_CALLS", "200000")))
         sys.exit(0)
-    run([test_the_implementation_this_run_must_have, test_both_encoders_give_the_same_bytes,
-         test_under_pythonmalloc_debug, test_under_asan])
+    tests = [test_the_implementation_this_run_must_have, test_mock_patch_of_the_class_is_honoured,
+             test_an_unused_client_dies_without_the_collector, test_write_log_pickles,
+             test_default_client_and_ids_are_looked_up_per_call,
+             test_only_a_value_error_from_default_client_is_an_answer, test_max_record_of_any_number_type,
+             test_writer_state_cannot_be_made_from_python, test_both_encoders_give_the_same_bytes,
+             test_under_pythonmalloc_debug, test_under_asan]
+    only = os.environ.get("LOGAGENT_TEST_ONLY")  # a comma-separated list of test names (while working on one)
+    run([t for t in tests if not only or t.__name__ in only.split(",")])

@@ -52,7 +52,7 @@ def write_log(message, service_name=None, level="INFO", trace_id=None, span_id=N
 # The same function in C when logagent._speedups is loaded (implementation == "c"): it binds the arguments, packs
 # the record and calls the client's _enqueue itself, and calls this one for every call it does not take.
 _write_log_py = write_log
-write_log = _client.make_writer(None, _write_log_py)
+write_log = _client.make_writer(None, _write_log_py, globals())
 
 
 def flush(timeout=5.0):

@@ -103,8 +103,13 @@ class Client:
         self._init_state()
         with _proc_lock:
             _live.add(self)
-        if type(self).write_log is Client.write_log and type(self).write is Client.write:  # (a subclass's own stay)
-            self.write_log = make_writer(self, Client.write_log.__get__(self))
+        # The C write_log as this instance's attribute, when the extension is loaded and neither write_log nor write
+        # is overridden (a subclass's own, or a mock patched onto the class, stays in charge). Compared with the
+        # originals taken once below the class, not Client.write_log as it is now (a mock.patch of the class).
+        # Pure mode sets no attribute (no Client <-> bound method cycle: an unused Client dies without the gc).
+        cls = type(self)
+        if _record.writer is not None and cls.write_log is _WRITE_LOG and cls.write is _WRITE:
+            self.write_log = make_writer(self, _WRITE_LOG.__get__(self))
 
     def _init_state(self):
         """Fresh locks, empty buffer, zero counters, no socket, no thread (also the child's state after fork)."""
@@ -408,6 +413,9 @@ class Client:
         return "<logagent.Client %s>" % self.socket_path
 
 
+_WRITE_LOG, _WRITE = Client.write_log, Client.write  # the originals (Client.__init__: is the C writer in charge?)
+
+
 def _strerror(e):
     if isinstance(e, OSError) and e.errno:
         return os.strerror(e.errno)
@@ -443,13 +451,14 @@ def _connect(path):
 _ids = random.Random(os.urandom(32))
 
 
-def make_writer(client, fallback):
-    """write_log in C on client (None: the process-wide client, default_client() at each call) when the extension
-    is loaded, else fallback: the pure-Python write_log of the same signature, which the C one calls for every
-    call it does not take itself (logagent/_speedups.c, writer)."""
+def make_writer(client, fallback, names=None):
+    """write_log in C on client (None: the process-wide client, names["default_client"]() at each call, names being
+    logagent's globals()) when the extension is loaded, else fallback: the pure-Python write_log of the same
+    signature, which the C one calls for every call it does not take itself (logagent/_speedups.c, writer). Like
+    the Python path, the C one looks default_client and this module's _ids up at each call (mock.patch works)."""
     if _record.writer is None:
         return fallback
-    return _record.writer(client, default_client, fallback, _ids.getrandbits)
+    return _record.writer(client, names, fallback, globals())
 
 
 def _reseed_ids():

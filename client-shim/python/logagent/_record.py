@@ -148,7 +148,7 @@ def _load_speedups():
         from . import _speedups
     except ImportError:
         return None
-    if getattr(_speedups, "FORMAT", None) != 2:  # a build of another version of _speedups.c: not ours
+    if getattr(_speedups, "FORMAT", None) != 3:  # a build of another version of _speedups.c: not ours
         return None
     return _speedups
 

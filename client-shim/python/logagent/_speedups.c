@@ -47,11 +47,18 @@ static inline int out_reserve(struct out *o, size_t n)
     return o->cap - o->len >= n ? PACK_OK : out_grow(o, n);
 }
 
+/* Room for n more bytes: the capacity doubled until they fit, never beyond PY_SSIZE_T_MAX (PyMem's bound, and no
+ * size_t wrap on 32-bit machines: a length that cannot be had is MemoryError, then the Python path's answer). */
 static int out_grow(struct out *o, size_t n)
 {
-    size_t cap = o->cap * 2;
-    while (cap - o->len < n)
-        cap *= 2;
+    const size_t most = (size_t)PY_SSIZE_T_MAX;
+    if (o->len > most || n > most - o->len) {
+        PyErr_NoMemory();
+        return PACK_NOMEM;
+    }
+    size_t need = o->len + n, cap = o->cap; /* cap >= STACK_BYTES > 0 */
+    while (cap < need)
+        cap = cap <= most / 2 ? cap * 2 : most;
     unsigned char *p = o->p == o->small ? PyMem_Malloc(cap) : PyMem_Realloc(o->p, cap);
     if (p == NULL) {
         PyErr_NoMemory();
@@ -425,39 +432,55 @@ static PyObject *speedups_pack(PyObject *self, PyObject *const *args, Py_ssize_t
 
 /* ---- write_log in C ----------------------------------------------------------------------------------------
  *
- * writer(client, get_client, fallback, getrandbits) -> a builtin function with write_log's signature:
+ * writer(client, names, fallback, ids_names) -> a builtin function with write_log's signature:
  * (message, service_name=None, level="INFO", trace_id=None, span_id=None, **metadata). It does what
  * _client.Client.write does for the calls it understands — message an exact str, arguments bound as the
  * signature says, a record pack() takes — and hands every other call, unchanged, to fallback (the pure-Python
  * write_log with the same signature), so errors and conversions stay the Python path's:
- *   1. the client: `client`, or get_client() (the process-wide one; an exception from it: fallback);
+ *   1. the client: `client`, or names["default_client"]() (the process-wide one, looked up at each call in
+ *      logagent's globals as the Python write_log does, so a mock.patch of logagent.default_client is honoured;
+ *      a ValueError from it: fallback, which says why; any other exception propagates, as in the Python path);
  *   2. the record packed with a placeholder id, before any random bits are drawn (so a fallback draws them the
  *      same way as the Python path: one getrandbits(128) per record that gets an id);
- *   3. the id: getrandbits(128) as 32 lowercase hex digits, written into the record;
+ *   3. the id: ids_names["_ids"].getrandbits(128) (_client's generator, looked up at each call as Client.write
+ *      does) as 32 lowercase hex digits, written into the record;
  *   4. the limit: a record above client.max_record goes to client._reject(...) with the Python path's words;
  *   5. client._enqueue(data): the Python client's buffer, lock, sender thread, fork and exit handling, unchanged;
  *      its answer ("" or why not) becomes the result dict.
  * The state it holds (the client, the callables) is garbage-collected like any object: a Client holding its own
- * writer is a cycle the collector can break. */
+ * writer is a cycle the collector can break.
+ * Pickling: a builtin function pickles as getattr(its __self__, name), so the state's __reduce__ decides. The
+ * process-wide writer (no client) reduces to importlib.import_module(fallback.__module__), "logagent": unpickling
+ * gives logagent.write_log, as pickling the pure-Python function does (ProcessPoolExecutor.submit(write_log, ...)).
+ * A client's writer raises TypeError, as pickling the bound method of a Client (locks, a socket) does. */
 
 typedef struct {
     PyObject_HEAD
-    PyObject *client;      /* NULL: get_client() each call */
-    PyObject *get_client;
+    PyObject *client;      /* NULL: names["default_client"]() each call */
+    PyObject *names;       /* logagent's globals (a dict), or NULL with a client */
     PyObject *fallback;
-    PyObject *getrandbits;
+    PyObject *ids_names;   /* _client's globals (a dict): "_ids", the log id generator */
 } WriterState;
 
 static PyObject *str_enqueue, *str_reject, *str_max_record, *str_success, *str_log_id, *str_error_message,
-    *str_empty, *int_128, *int_64;
+    *str_empty, *str_default_client, *str_ids, *str_getrandbits, *int_128, *int_64;
+
+/* names[name] as a new reference, or NULL with NameError (the Python path's LOAD_GLOBAL; builtins aside). */
+static PyObject *global(PyObject *names, PyObject *name)
+{
+    PyObject *v = PyDict_GetItemWithError(names, name); /* borrowed */
+    if (v == NULL && !PyErr_Occurred())
+        PyErr_Format(PyExc_NameError, "name '%U' is not defined", name);
+    return v ? Py_NewRef(v) : NULL;
+}
 
 static int state_traverse(PyObject *self, visitproc visit, void *arg)
 {
     WriterState *s = (WriterState *)self;
     Py_VISIT(s->client);
-    Py_VISIT(s->get_client);
+    Py_VISIT(s->names);
     Py_VISIT(s->fallback);
-    Py_VISIT(s->getrandbits);
+    Py_VISIT(s->ids_names);
     return 0;
 }
 
@@ -465,9 +488,9 @@ static int state_clear(PyObject *self)
 {
     WriterState *s = (WriterState *)self;
     Py_CLEAR(s->client);
-    Py_CLEAR(s->get_client);
+    Py_CLEAR(s->names);
     Py_CLEAR(s->fallback);
-    Py_CLEAR(s->getrandbits);
+    Py_CLEAR(s->ids_names);
     return 0;
 }
 
@@ -481,7 +504,33 @@ static void state_dealloc(PyObject *self)
     Py_DECREF(tp);
 }
 
+/* __reduce__: see the comment at the top of this section. */
+static PyObject *state_reduce(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    WriterState *s = (WriterState *)self;
+    if (s->client != NULL || s->fallback == NULL) {
+        PyErr_SetString(PyExc_TypeError, "cannot pickle a logagent.Client's write_log (pickle logagent.write_log, "
+                                         "or make the Client in the process that writes)");
+        return NULL;
+    }
+    PyObject *name = PyObject_GetAttrString(s->fallback, "__module__");
+    PyObject *importlib = name ? PyImport_ImportModule("importlib") : NULL;
+    PyObject *import = importlib ? PyObject_GetAttrString(importlib, "import_module") : NULL;
+    PyObject *res = import ? Py_BuildValue("(O(O))", import, name) : NULL;
+    Py_XDECREF(import);
+    Py_XDECREF(importlib);
+    Py_XDECREF(name);
+    return res;
+}
+
+static PyMethodDef state_methods[] = {
+    {"__reduce__", state_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyType_Slot state_slots[] = {
+    {Py_tp_methods, state_methods},
     {Py_tp_traverse, (void *)state_traverse},
     {Py_tp_clear, (void *)state_clear},
     {Py_tp_dealloc, (void *)state_dealloc},
@@ -491,7 +540,7 @@ static PyType_Slot state_slots[] = {
 static PyType_Spec state_spec = {
     .name = "logagent._speedups.WriterState",
     .basicsize = sizeof(WriterState),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION, /* writer() makes them */
     .slots = state_slots,
 };
 
@@ -560,21 +609,26 @@ static PyObject *result(PyObject *ok, PyObject *log_id, PyObject *error)
     return d;
 }
 
-/* 32 lowercase hex digits of getrandbits(128) ("%032x" as _client.py writes them) into dst[33]; 0 or -1 with an
+/* 32 lowercase hex digits of _ids.getrandbits(128) ("%032x" as _client.py writes them) into dst[33]; 0 or -1 with an
  * exception set. */
 static int random_id(WriterState *s, char *dst)
 {
-    PyObject *bits = PyObject_CallFunctionObjArgs(s->getrandbits, int_128, NULL);
+    PyObject *ids = global(s->ids_names, str_ids);
+    PyObject *bits = ids ? PyObject_CallMethodObjArgs(ids, str_getrandbits, int_128, NULL) : NULL;
+    Py_XDECREF(ids);
     if (bits == NULL)
         return -1;
     PyObject *high = PyNumber_Rshift(bits, int_64);
-    unsigned long long lo = PyLong_AsUnsignedLongLongMask(bits);
-    Py_DECREF(bits);
-    if (high == NULL)
+    if (high == NULL) {
+        Py_DECREF(bits);
         return -1;
-    unsigned long long hi = PyLong_AsUnsignedLongLongMask(high);
+    }
+    unsigned long long lo = PyLong_AsUnsignedLongLongMask(bits), hi = (unsigned long long)-1;
+    Py_DECREF(bits);
+    if (lo != (unsigned long long)-1 || !PyErr_Occurred())
+        hi = PyLong_AsUnsignedLongLongMask(high);
     Py_DECREF(high);
-    if (PyErr_Occurred())
+    if (hi == (unsigned long long)-1 && PyErr_Occurred())
         return -1;
     static const char digits[] = "0123456789abcdef";
     for (int i = 0; i < 16; i++) {
@@ -622,22 +676,48 @@ static PyObject *record(WriterState *s, PyObject *const *p, PyObject **keys, PyO
     return data;
 }
 
+/* The words of client._reject for a record of n bytes above client.max_record (limit), as the Python path's
+ * "%d" % limit makes them; NULL with no exception when n is within the limit; NULL with one on an error (a limit
+ * that does not compare with an int: the Python path's TypeError). An int limit is the fast case; any other
+ * (a float, an int beyond Py_ssize_t) is compared and formatted by Python, as Client.write does. */
+static PyObject *too_large(Py_ssize_t n, PyObject *limit)
+{
+    if (PyLong_Check(limit)) {
+        Py_ssize_t max = PyLong_AsSsize_t(limit);
+        if (max != -1 || !PyErr_Occurred()) {
+            return n > max ? PyUnicode_FromFormat("record too large (%zd bytes, limit %zd): record dropped", n, max)
+                           : NULL;
+        }
+        PyErr_Clear(); /* beyond Py_ssize_t: Python's comparison below */
+    }
+    PyObject *size = PyLong_FromSsize_t(n), *msg = NULL;
+    int above = size ? PyObject_RichCompareBool(size, limit, Py_GT) : -1;
+    if (above > 0) {
+        PyObject *fmt = PyUnicode_FromString("record too large (%d bytes, limit %d): record dropped");
+        PyObject *args = fmt ? PyTuple_Pack(2, size, limit) : NULL;
+        msg = args ? PyUnicode_Format(fmt, args) : NULL;
+        Py_XDECREF(args);
+        Py_XDECREF(fmt);
+    }
+    Py_XDECREF(size);
+    return msg;
+}
+
 /* client._enqueue(data) or, above client.max_record, client._reject(...); the result dict. */
 static PyObject *hand_over(PyObject *client, PyObject *data, const char *id)
 {
     PyObject *limit = PyObject_GetAttr(client, str_max_record);
     if (limit == NULL)
         return NULL;
-    Py_ssize_t n = PyBytes_Size(data), max = PyLong_AsSsize_t(limit);
+    PyObject *msg = too_large(PyBytes_Size(data), limit);
     Py_DECREF(limit);
-    if (max == -1 && PyErr_Occurred())
-        return NULL;
-    if (n > max) {
-        PyObject *msg = PyUnicode_FromFormat("record too large (%zd bytes, limit %zd): record dropped", n, max);
-        PyObject *res = msg ? PyObject_CallMethodObjArgs(client, str_reject, msg, NULL) : NULL;
-        Py_XDECREF(msg);
+    if (msg != NULL) {
+        PyObject *res = PyObject_CallMethodObjArgs(client, str_reject, msg, NULL);
+        Py_DECREF(msg);
         return res;
     }
+    if (PyErr_Occurred())
+        return NULL;
     PyObject *err = PyObject_CallMethodObjArgs(client, str_enqueue, data, NULL);
     if (err == NULL)
         return NULL;
@@ -666,8 +746,16 @@ static PyObject *writer_call(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (bind_args(args, nargs, kwnames, p, kv, kv + (nkw > META_STACK ? nkw : META_STACK), &count) < 0 ||
         Py_TYPE(p[P_MESSAGE]) != &PyUnicode_Type)
         goto fallback; /* the Python path's TypeError, or its "invalid argument" result */
-    client = s->client ? Py_NewRef(s->client) : PyObject_CallNoArgs(s->get_client);
+    if (s->client != NULL) {
+        client = Py_NewRef(s->client);
+    } else {
+        PyObject *get_client = global(s->names, str_default_client);
+        client = get_client ? PyObject_CallNoArgs(get_client) : NULL;
+        Py_XDECREF(get_client);
+    }
     if (client == NULL) { /* no process-wide client (a bad LOGAGENT_CLIENT_* value): the Python path says why */
+        if (!PyErr_ExceptionMatches(PyExc_ValueError))
+            goto out; /* the Python path catches ValueError only: anything else is the caller's */
         PyErr_Clear();
         goto fallback;
     }
@@ -699,10 +787,11 @@ static PyMethodDef writer_def = {"write_log", (PyCFunction)(void (*)(void))write
                                  METH_FASTCALL | METH_KEYWORDS, write_log_doc};
 
 PyDoc_STRVAR(writer_doc,
-"writer(client, get_client, fallback, getrandbits) -> write_log\n\n"
-"A write_log in C on `client` (None: get_client() at each call, the process-wide client). fallback: the\n"
-"pure-Python write_log of the same signature, called with the same arguments for every call the C path does\n"
-"not take; getrandbits: the log id generator's (_client._ids.getrandbits).");
+"writer(client, names, fallback, ids_names) -> write_log\n\n"
+"A write_log in C on `client` (None: names['default_client']() at each call, the process-wide client; names:\n"
+"logagent's globals(), or None with a client). fallback: the pure-Python write_log of the same signature,\n"
+"called with the same arguments for every call the C path does not take; ids_names: _client's globals(),\n"
+"where _ids, the log id generator, is looked up at each call.");
 
 static PyObject *speedups_writer(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -710,15 +799,22 @@ static PyObject *speedups_writer(PyObject *self, PyObject *const *args, Py_ssize
         PyErr_Format(PyExc_TypeError, "writer() takes 4 arguments (%zd given)", nargs);
         return NULL;
     }
+    if ((args[0] == Py_None && !PyDict_Check(args[1])) || (args[1] != Py_None && !PyDict_Check(args[1])) ||
+        !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "writer(): names (None with a client) and ids_names must be dicts");
+        return NULL;
+    }
     allocfunc alloc = (allocfunc)PyType_GetSlot(state_type, Py_tp_alloc);
     WriterState *s = (WriterState *)alloc(state_type, 0);
     if (s == NULL)
         return NULL;
     s->client = args[0] == Py_None ? NULL : Py_NewRef(args[0]);
-    s->get_client = Py_NewRef(args[1]);
+    s->names = args[1] == Py_None ? NULL : Py_NewRef(args[1]);
     s->fallback = Py_NewRef(args[2]);
-    s->getrandbits = Py_NewRef(args[3]);
-    PyObject *f = PyCFunction_NewEx(&writer_def, (PyObject *)s, NULL);
+    s->ids_names = Py_NewRef(args[3]);
+    PyObject *module = PyObject_GetAttrString(args[2], "__module__"); /* the fallback's: "logagent" */
+    PyObject *f = module ? PyCFunction_NewEx(&writer_def, (PyObject *)s, module) : NULL;
+    Py_XDECREF(module);
     Py_DECREF(s);
     return f;
 }
@@ -743,7 +839,8 @@ static int init_constants(void)
     struct { PyObject **p; const char *s; } strs[] = {
         {&str_enqueue, "_enqueue"}, {&str_reject, "_reject"}, {&str_max_record, "max_record"},
         {&str_success, "success"}, {&str_log_id, "log_id"}, {&str_error_message, "error_message"},
-        {&str_empty, ""},
+        {&str_empty, ""}, {&str_default_client, "default_client"}, {&str_ids, "_ids"},
+        {&str_getrandbits, "getrandbits"},
     };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         if (*strs[i].p == NULL && (*strs[i].p = PyUnicode_InternFromString(strs[i].s)) == NULL)
@@ -763,7 +860,7 @@ PyMODINIT_FUNC PyInit__speedups(void)
     PyObject *m = PyModule_Create(&speedups_module);
     /* FORMAT: what pack() and writer() take and give; _record.py loads no other. */
     if (m != NULL && (PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0 ||
-                      PyModule_AddIntConstant(m, "FORMAT", 2) < 0))
+                      PyModule_AddIntConstant(m, "FORMAT", 3) < 0))
         Py_CLEAR(m);
     return m;
 }
