@@ -76,7 +76,7 @@ typedef struct ingest_stats {
     _Atomic uint64_t dropped_full;     /* --on-full drop-newest: records refused because the ring was full */
     _Atomic uint64_t dropped_rate_limited; /* --rate-limit: records of a sender over its rate */
     _Atomic uint64_t dropped_nomem;    /* read from a socket, then lost: the agent could not allocate (admit.h) */
-    _Atomic uint64_t conn_active;
+    _Atomic uint64_t conn_active; /* summed over the loops: +1 at accept (loop 0), -1 at close (the serving loop) */
     _Atomic uint64_t conn_total;
     _Atomic uint64_t conn_max_reached;         /* times --max-connections stopped accepting */
     _Atomic uint64_t conn_fd_limit_reached;    /* times the open-file budget (below --max-connections) did */

@@ -862,6 +862,7 @@ static void handoff_push(ingest *to, int fd, const record_source *src, uint64_t 
     if (!h) {
         log_write(LOG_ERROR, "\"out of memory accepting a connection\"");
         close(fd);
+        stat_add(&to->loop0->st->conn_active, (uint64_t)-1); /* counted by dispatch, on loop 0's thread */
         conn_gone(to->loop0);
         return;
     }
@@ -894,6 +895,10 @@ static void on_handoff(evutil_socket_t fd, short what, void *arg)
 static void dispatch(ingest *in, int fd, const record_source *src)
 {
     atomic_fetch_add_explicit(&in->conns_open, 1, memory_order_relaxed);
+    /* connections.active from the accept on: one waiting in a loop's handoff list is open too (a reader waiting
+     * for 0 must not see it between loops). Counted in loop 0's counters, uncounted in the serving loop's: only
+     * /stats' sum over the loops means something. */
+    stat_add(&in->st->conn_active, 1);
     uint64_t serial = ++in->serials;
     ingest *to = pick_loop(in, src);
     if (to == in)
@@ -933,6 +938,7 @@ static void conn_new(ingest *in, int fd, const record_source *srcp, uint64_t ser
         log_write(LOG_ERROR, "\"out of memory accepting a connection\"");
         free(c);
         close(fd);
+        stat_add(&in->st->conn_active, (uint64_t)-1);
         conn_gone(in);
         return;
     }
@@ -955,7 +961,6 @@ static void conn_new(ingest *in, int fd, const record_source *srcp, uint64_t ser
     else
         in->tail = c;
     in->conns = c;
-    stat_add(&in->st->conn_active, 1);
     stat_add(&in->st->conn_total, 1);
     if (!in->paused)
         event_add(c->ev, NULL);

@@ -275,8 +275,10 @@ def flusher_at_budget(st):
 
 
 def fill(a, http, until):
-    """Writes filler chunks (on the socket, or in HTTP batches) until until(stats) holds after one."""
-    for _ in range(2000):
+    """Writes filler chunks (on the socket, or in HTTP batches) until until(stats) holds after one. A socket chunk
+    is read when the agent has taken its connection (connections.total) and none is open, or reading paused."""
+    total = a.stats()["connections"]["total"]
+    for i in range(2000):
         if http:
             post(a, MANY, fillers(FILLER))
         else:
@@ -284,8 +286,11 @@ def fill(a, http, until):
             s.connect(a.socket)
             s.sendall(b"".join(msgpack.packb(r) for r in fillers(FILLER)))
             s.close()  # not waited for: under block the agent stops reading
-        st = wait_for(lambda: (lambda s: s if s["connections"]["active"] == 0 or s["backpressure_active"] else None)(
-            a.stats()), 30, "filler chunk read")
+
+        def read(st, want=total + i + 1):
+            c = st["connections"]
+            return st if http or st["backpressure_active"] or (c["total"] >= want and c["active"] == 0) else None
+        st = wait_for(lambda: read(a.stats()), 30, "filler chunk read")
         if until(st):
             return st
     raise AssertionError("the buffer never filled")
