@@ -142,6 +142,19 @@ static const uint8_t mpr_class_of[256] = {
     [0xdc ... 0xdd] = MPR_C_ARRAY, [0xde ... 0xdf] = MPR_C_MAP, [0xe0 ... 0xff] = MPR_C_NEGFIX,
 };
 
+/* A fixstr (header byte c, already read) of c & 0x1f bytes at *p. */
+static inline __attribute__((always_inline)) int mpr_fixstr(const uint8_t **p, const uint8_t *end, uint8_t c,
+                                                            mpr_value *out)
+{
+    out->type = MPR_STR;
+    out->len = c & 0x1f;
+    if ((size_t)(end - *p) < out->len)
+        return -EINVAL;
+    out->ptr = (const char *)*p;
+    *p += out->len;
+    return 0;
+}
+
 /* Reads one value's header at *p (< end) and moves *p past it (past the payload for str/bin/ext; to the first item
  * for array/map). Returns 0, or -EINVAL when the input ends inside it or holds 0xc1. Always inlined: it is the
  * record encoder's inner step (a call per value cost ~15% of the record step). */
@@ -151,15 +164,8 @@ static inline __attribute__((always_inline)) int mpr_read(const uint8_t **p, con
         return -EINVAL;
     uint8_t c = *(*p)++;
     uint64_t v;
-    if ((c & 0xe0) == 0xa0) { /* fixstr, most keys and values: before the table's indirect jump */
-        out->type = MPR_STR;
-        out->len = c & 0x1f;
-        if ((size_t)(end - *p) < out->len)
-            return -EINVAL;
-        out->ptr = (const char *)*p;
-        *p += out->len;
-        return 0;
-    }
+    if ((c & 0xe0) == 0xa0) /* fixstr, most keys and values: before the table's indirect jump */
+        return mpr_fixstr(p, end, c, out);
     switch ((enum mpr_class)mpr_class_of[c]) {
     case MPR_C_POSFIX:
         out->type = MPR_UINT;
@@ -169,14 +175,8 @@ static inline __attribute__((always_inline)) int mpr_read(const uint8_t **p, con
         out->type = MPR_INT;
         out->v.i = (int8_t)c;
         return 0;
-    case MPR_C_FIXSTR:
-        out->type = MPR_STR;
-        out->len = c & 0x1f;
-        if ((size_t)(end - *p) < out->len)
-            return -EINVAL;
-        out->ptr = (const char *)*p;
-        *p += out->len;
-        return 0;
+    case MPR_C_FIXSTR: /* taken above */
+        return mpr_fixstr(p, end, c, out);
     case MPR_C_FIXMAP:
         out->type = MPR_MAP;
         out->len = c & 0x0f;

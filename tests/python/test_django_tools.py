@@ -91,13 +91,20 @@ def test_direct_test_logagent_backend():
     assert a.stop() == 0
 
 
-def test_direct_test_original_backend():
-    tmp = TempDir("tools-direct-orig")
+def start_original(tmp):
+    """The original service (examples/original's server) on a free port: (process, port, its output file, its
+    stderr file, which the caller closes)."""
     port_file, out_file = tmp.file("orig.port"), tmp.file("orig.jsonl")
     err_f = open(tmp.file("orig.stderr"), "wb")
     srv = spawn([PY, os.path.join(ORIGINAL, "original_server.py"), "--listen", "127.0.0.1:0", "--port-file",
                  port_file, "--out", out_file], stdout=subprocess.DEVNULL, stderr=err_f)
     port = wait_for(lambda: os.path.exists(port_file) and open(port_file).read().strip(), 30, "original's port")
+    return srv, port, out_file, err_f
+
+
+def test_direct_test_original_backend():
+    tmp = TempDir("tools-direct-orig")
+    srv, port, out_file, err_f = start_original(tmp)
     rc, out, err = run_tool([os.path.join(EXAMPLE, "direct_test.py"), "--backend", "original", "--server",
                              "127.0.0.1:%s" % port, "--count", "20", "--large", "30", "--workers", "4"], tool_env())
     assert rc == 0, (rc, out, err)
@@ -121,11 +128,7 @@ def test_test_client_original_backend():
     """test_client.py against the service on its original backend (DJANGO_LOG_BACKEND=original: the real
     examples/original client, one unary WriteLog per record to original_server.py), served by wsgiref."""
     tmp = TempDir("tools-client-orig")
-    port_file, out_file = tmp.file("orig.port"), tmp.file("orig.jsonl")
-    err_f = open(tmp.file("orig.stderr"), "wb")
-    srv = spawn([PY, os.path.join(ORIGINAL, "original_server.py"), "--listen", "127.0.0.1:0", "--port-file",
-                 port_file, "--out", out_file], stdout=subprocess.DEVNULL, stderr=err_f)
-    port = wait_for(lambda: os.path.exists(port_file) and open(port_file).read().strip(), 30, "original's port")
+    srv, port, out_file, err_f = start_original(tmp)
     os.environ["ORIGINAL_LOG_SERVICE"] = "127.0.0.1:%s" % port
     from django.test import override_settings
     from django_service.wsgi import application

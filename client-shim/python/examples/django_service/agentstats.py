@@ -48,3 +48,13 @@ def wait_flushed(path, target, timeout):
             return n, None
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+def report_delivered(path, before, ok, t0, timeout):
+    """After ok records written from t0 (time.perf_counter()) with records.flushed at `before`: waits until they
+    are delivered, prints the count (and the delivered rate when all came in time); returns (delivered, rate or
+    None)."""
+    n, t2 = wait_flushed(path, before + ok, timeout)
+    rate = ok / (t2 - t0) if t2 is not None else None
+    print("delivered by the agent: %d%s" % (n - before, "" if rate is None else ", %.0f records/s delivered" % rate))
+    return n - before, rate

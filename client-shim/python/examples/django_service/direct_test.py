@@ -93,12 +93,7 @@ def concurrent_test(a, client, name, first, count):
            "rate": ok / seconds if seconds > 0 else 0.0, "errors": errors, "delivered": None, "delivered_rate": None}
     print("written: %d ok, %d failed in %.3f s: %.0f records/s" % (ok, count - ok, seconds, res["rate"]))
     if before is not None:
-        n, t2 = agentstats.wait_flushed(a.stats_socket, before + ok, a.wait)
-        res["delivered"] = n - before
-        if t2 is not None:
-            res["delivered_rate"] = ok / (t2 - t0)
-        print("delivered by the agent: %d%s" % (res["delivered"], "" if t2 is None else
-                                                  ", %.0f records/s delivered" % res["delivered_rate"]))
+        res["delivered"], res["delivered_rate"] = agentstats.report_delivered(a.stats_socket, before, ok, t0, a.wait)
     for e in errors[:5]:
         print("  error: %s" % e)
     return res

@@ -94,12 +94,8 @@ class Run:
                "delivered_rate": None}
         print("written: %d of %d in %.3f s: %.0f records/s" % (ok, records, seconds, row["rate"]))
         if before is not None and self.backend == "logagent":  # unknown until a test endpoint says
-            n, t2 = agentstats.wait_flushed(self.a.stats_socket, before + ok, self.a.wait)
-            row["delivered"] = n - before
-            if t2 is not None:
-                row["delivered_rate"] = ok / (t2 - t0)
-            print("delivered by the agent: %d%s" % (row["delivered"], "" if t2 is None else
-                                                      ", %.0f records/s delivered" % row["delivered_rate"]))
+            row["delivered"], row["delivered_rate"] = agentstats.report_delivered(self.a.stats_socket, before, ok, t0,
+                                                                                   self.a.wait)
         for e in errors[:5]:
             print("  error: %s" % e)
         self.rows.append(row)
