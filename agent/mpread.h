@@ -110,18 +110,33 @@ static inline int mpr_read_ext(const uint8_t **p, const uint8_t *end, uint8_t c,
     return mpr_payload(p, end, c == 0xc7 ? 1 : c == 0xc8 ? 2 : 4, MPR_EXT, out); /* ext 8/16/32 */
 }
 
-static inline int mpr_read_num(const uint8_t **p, const uint8_t *end, uint8_t c, mpr_value *out)
+/* An integer of header byte c (0xcc..0xcf uint 8..64, 0xd0..0xd3 int 8..64). Where eight bytes are left one load
+ * reads any width (its top bytes are the number: shifted down, arithmetically for the signed ones), so the width,
+ * which varies from value to value (a uint16 here, a uint32 there), costs no branch. */
+static inline __attribute__((always_inline)) int mpr_read_num(const uint8_t **p, const uint8_t *end, uint8_t c,
+                                                              mpr_value *out)
 {
+    int w = 1 << (c & 3);
     uint64_t v;
-    int w = 1 << (c & 3); /* 0xcc..0xcf uint 8..64, 0xd0..0xd3 int 8..64 */
-    if (mpr_fixed(p, end, w, &v) < 0)
-        return -EINVAL;
+    int64_t s;
+    if (end - *p >= 8) {
+        uint64_t x;
+        memcpy(&x, *p, 8);
+        x = __builtin_bswap64(x);
+        int shift = 64 - 8 * w;
+        v = x >> shift;
+        s = (int64_t)x >> shift;
+        *p += w;
+    } else {
+        if (mpr_fixed(p, end, w, &v) < 0)
+            return -EINVAL;
+        s = w == 1 ? (int8_t)v : w == 2 ? (int16_t)v : w == 4 ? (int32_t)v : (int64_t)v;
+    }
     if (c <= 0xcf) {
         out->type = MPR_UINT;
         out->v.u = v;
         return 0;
     }
-    int64_t s = w == 1 ? (int8_t)v : w == 2 ? (int16_t)v : w == 4 ? (int32_t)v : (int64_t)v;
     out->type = s < 0 ? MPR_INT : MPR_UINT; /* msgpack-c's rule: a signed type holding >= 0 is positive */
     out->v.i = s;
     return 0;
@@ -166,6 +181,8 @@ static inline __attribute__((always_inline)) int mpr_read(const uint8_t **p, con
     uint64_t v;
     if ((c & 0xe0) == 0xa0) /* fixstr, most keys and values: before the table's indirect jump */
         return mpr_fixstr(p, end, c, out);
+    if ((uint8_t)(c - 0xcc) < 8) /* integers, most of the other values: the same */
+        return mpr_read_num(p, end, c, out);
     switch ((enum mpr_class)mpr_class_of[c]) {
     case MPR_C_POSFIX:
         out->type = MPR_UINT;

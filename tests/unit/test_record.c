@@ -828,14 +828,17 @@ static void test_meta_types_exported(void)
 
 /* ---- numbers formatted by hand ------------------------------------------------------------------------ */
 
-/* The metadata text of {"message": "m", "v": <packed by pack(t, arg)>}. */
-static void number_text(void (*pack)(tc *, const void *), const void *arg, char *out, size_t cap)
+/* The metadata text of {"message": "m", "v": <packed by pack(t, arg)>}, with "v" last (the reader's path near the
+ * end of the input) and with "v" followed by a pair (its path with eight bytes ahead): both must agree. */
+static void number_text_at(void (*pack)(tc *, const void *), const void *arg, int last, char *out, size_t cap)
 {
     tc t;
-    tc_begin(&t, 2);
+    tc_begin(&t, last ? 2 : 3);
     kv(&t, "message", "m");
     key(&t, "v");
     pack(&t, arg);
+    if (!last)
+        kv(&t, "z", "padding past eight bytes");
     record_info info;
     int rc;
     Logagent__V1__WriteLogRequest *r = run(&t, &info, &rc);
@@ -845,9 +848,26 @@ static void number_text(void (*pack)(tc *, const void *), const void *arg, char 
         logagent__v1__write_log_request__free_unpacked(r, NULL);
 }
 
+static void number_text(void (*pack)(tc *, const void *), const void *arg, char *out, size_t cap)
+{
+    char mid[64];
+    number_text_at(pack, arg, 1, out, cap);
+    number_text_at(pack, arg, 0, mid, sizeof mid);
+    CHECK_STR(mid, out);
+}
+
 static void pk_u64(tc *t, const void *a) { msgpack_pack_uint64(&t->pk, *(const uint64_t *)a); }
 static void pk_i64(tc *t, const void *a) { msgpack_pack_int64(&t->pk, *(const int64_t *)a); }
 static void pk_f64(tc *t, const void *a) { msgpack_pack_double(&t->pk, *(const double *)a); }
+#define I64(a) (*(const int64_t *)(a))
+static void pk_fix_u8(tc *t, const void *a) { msgpack_pack_fix_uint8(&t->pk, (uint8_t)I64(a)); }
+static void pk_fix_u16(tc *t, const void *a) { msgpack_pack_fix_uint16(&t->pk, (uint16_t)I64(a)); }
+static void pk_fix_u32(tc *t, const void *a) { msgpack_pack_fix_uint32(&t->pk, (uint32_t)I64(a)); }
+static void pk_fix_u64(tc *t, const void *a) { msgpack_pack_fix_uint64(&t->pk, (uint64_t)I64(a)); }
+static void pk_fix_i8(tc *t, const void *a) { msgpack_pack_fix_int8(&t->pk, (int8_t)I64(a)); }
+static void pk_fix_i16(tc *t, const void *a) { msgpack_pack_fix_int16(&t->pk, (int16_t)I64(a)); }
+static void pk_fix_i32(tc *t, const void *a) { msgpack_pack_fix_int32(&t->pk, (int32_t)I64(a)); }
+static void pk_fix_i64(tc *t, const void *a) { msgpack_pack_fix_int64(&t->pk, I64(a)); }
 
 /* What the text of a double must be: the shortest "%.15g".."%.17g" that strtod reads back as v, ".0" added when
  * it reads as an integer (docs/protocol.md) — the printf definition the hand-written formatter replaces. */
@@ -902,6 +922,25 @@ static void test_numbers(void)
         snprintf(want, sizeof want, "%lld", (long long)is[i]);
         CHECK_STR(got, want);
         CHECK(strtoll(got, NULL, 10) == is[i]);
+    }
+    /* every integer header at a width of its own (msgpack-c packs the smallest; other packers need not): a signed
+     * header holding a non-negative number is a positive integer, sign extension from each width */
+    static const struct {
+        void (*pack)(tc *, const void *);
+        int64_t v;
+        const char *want;
+    } widths[] = {
+        {pk_fix_u8, 200, "200"},        {pk_fix_u16, 7, "7"},         {pk_fix_u16, 65535, "65535"},
+        {pk_fix_u32, 9, "9"},           {pk_fix_u32, 4294967295LL, "4294967295"},
+        {pk_fix_u64, 5, "5"},           {pk_fix_i8, -1, "-1"},        {pk_fix_i8, 5, "5"},
+        {pk_fix_i8, -128, "-128"},      {pk_fix_i16, -2, "-2"},       {pk_fix_i16, 300, "300"},
+        {pk_fix_i16, -32768, "-32768"}, {pk_fix_i32, -3, "-3"},       {pk_fix_i32, 70000, "70000"},
+        {pk_fix_i32, -2147483648LL, "-2147483648"},                   {pk_fix_i64, -4, "-4"},
+        {pk_fix_i64, 6, "6"},           {pk_fix_i64, INT64_MIN, "-9223372036854775808"},
+    };
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
+        number_text(widths[i].pack, &widths[i].v, got, sizeof got);
+        CHECK_STR(got, widths[i].want);
     }
     /* every digit count (the formatter writes two digits a step): 10^k - 1, 10^k, 10^k + 1 and their negatives */
     for (uint64_t pow = 1, k = 0; k < 20; k++, pow *= 10) {
