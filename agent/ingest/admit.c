@@ -213,7 +213,10 @@ static admit_fate refusal(admit *a, const record_enc *enc, int rc, const record_
     char tb[160];
     int http = a->kind == ADMIT_REQUEST;
     client_entry *ce = from->client;
-    if (ce) {
+    if (ce && from->tally) {
+        from->tally->bytes += from->wire;
+        from->tally->last_seen_ns = from->mono_ns;
+    } else if (ce) {
         ce->bytes += from->wire;
         ce->last_seen_ns = from->mono_ns;
     }
@@ -253,7 +256,9 @@ admit_fate admit_record(admit *a, const record_enc *enc, int rc, const record_in
         return full(a, enc, info, from, held, held_len);
     if (http)
         stat_add(a->req_records, 1);
-    if (ce)
+    if (ce && from->tally)
+        from->tally->records++;
+    else if (ce)
         ce->records++;
     taken(a, info, from);
     return ADMIT_QUEUED;

@@ -56,6 +56,7 @@ typedef struct admit_from {
     const record_source *src; /* its pid or uid is the --rate-limit key; pid/uid/comm name it in log lines */
     const char *peer;         /* log text naming it instead of src (HTTP: `pid=… uid=… comm=…`, `peer=ADDR:PORT`) */
     client_entry *client;     /* its /stats/clients entry, NULL when not attributed */
+    client_tally *tally;      /* or NULL: where client's records, bytes and last_seen go (its connection folds it) */
     size_t wire;              /* bytes it took on the wire, added to client->bytes (HTTP counts whole bodies: 0) */
     int64_t mono_ns;          /* CLOCK_MONOTONIC now: rate limit, last_seen */
     int full;                 /* request: an earlier entry of the same request did not fit (order is kept) */

@@ -128,6 +128,8 @@ typedef struct conn {
     char cgroup[CGROUP_PATH_MAX];         /* --trusted-fields: src.cgroup / src.container_id point here */
     char container_id[CGROUP_ID_LEN + 1];
     client_entry *client; /* per-client counters of the current (pid, comm, service_name); NULL before any */
+    client_tally tally;   /* client's counts since the last fold (clients.h): folded after each read, on a change
+                           * of entry and before the connection detaches */
     uint64_t serial;      /* connection number, for the client table */
     size_t read_size;     /* bytes asked of the next read(2): READ_FIRST .. READ_CHUNK */
     uint8_t *held; /* an encoded record waiting for ring space */
@@ -219,6 +221,7 @@ static client_entry *conn_client(conn *c, const char *service, size_t len, int64
     size_t key = clients_key_len(service, len);
     if (c->client && clients_same_service(c->client, service, key))
         return c->client;
+    clients_tally_fold(c->client, &c->tally);
     return c->client = clients_attach(c->in->clients, c->client, &c->src, c->serial, service, len, mono);
 }
 
@@ -265,7 +268,7 @@ static void offer_record(conn *c, int rc, const record_info *info, size_t wire, 
 {
     ingest *in = c->in;
     admit_from from = {.src = &c->src, .client = conn_client(c, info->service, info->service_len, mono),
-                       .wire = wire, .mono_ns = mono};
+                       .tally = &c->tally, .wire = wire, .mono_ns = mono};
     if (admit_record(in->adm, &in->enc, rc, info, &from, &c->held, &c->held_len) == ADMIT_HELD)
         pause_all(in, c->held_len);
 }
@@ -660,6 +663,7 @@ static void conn_free(conn *c)
         c->next->prev = c->prev;
     if (in->tail == c)
         in->tail = c->prev;
+    clients_tally_fold(c->client, &c->tally);
     clients_detach(in->clients, c->client, clock_mono_ns());
     event_free(c->ev);
     close(c->fd);
@@ -768,6 +772,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     if (c->eof || c->fail)
         event_del(c->ev);
     int drained = process(c);
+    clients_tally_fold(c->client, &c->tally);
     if (c->decoded != decoded) /* a record done: if it was the one allowed past the budget, others get a turn */
         membudget_release(in->mem, c);
     if (drained)
@@ -1021,7 +1026,9 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     atomic_store_explicit(&in->st->paused_since_ns, 0, memory_order_relaxed);
     for (conn *c = in->conns, *next; c; c = next) {
         next = c->next;
-        conn_maybe_close(c, process(c));
+        int drained = process(c);
+        clients_tally_fold(c->client, &c->tally);
+        conn_maybe_close(c, drained);
         if (in->paused) { /* c holds a record again: it goes first next time, those served go last */
             rotate_to(in, c);
             break;
