@@ -10,6 +10,7 @@ logagent-send and raw socket clients).
 - Forward acks on connections spread over 2 threads: each answered on its own connection after its events.
 - SIGTERM with 2 threads and records still in the clients' sockets behind a full ring: everything drained.
 Counts are smaller under sanitizers (LOGAGENT_TEST_THREADS_PER_CLIENT overrides)."""
+import json
 import os
 import re
 import signal
@@ -19,8 +20,8 @@ import threading
 
 import msgpack
 
-from harness import (BIN, SAN, Agent, Sink, TempDir, accounting_holds, dead_target, recv_ack, run, scaled,
-                     send_records, spawn, wait_for)
+from harness import (BIN, SAN, Agent, Sink, TempDir, accounting_holds, dead_target, http_get, recv_ack, run,
+                     scaled, send_records, spawn, wait_for)
 
 SEND = os.path.join(BIN, "logagent-send")
 CLIENTS = 16
@@ -64,6 +65,11 @@ def exactly_once_in_order(threads):
                                                                                           st["connections"])
     # logagent-send's syncs (empty Forward messages with a chunk), answered on each client's own loop
     assert st["forward"]["acks"] >= CLIENTS and st["forward"]["acks_failed"] == 0, st["forward"]
+    # /stats/clients: each client's records in its own row, every one counted (a connection's counts are folded
+    # into the shared row once per read: none may be left behind when it closes)
+    rows = json.loads(http_get(a.stats_socket, "/stats/clients?top=100")[1])["clients"]
+    got = {r["service_name"]: r["records"] for r in rows if r["service_name"].startswith("client-")}
+    assert got == {"client-%d" % c: PER_CLIENT for c in range(CLIENTS)}, got
     summary = sink.stop()
     assert summary["entries"] == total and summary["unique_log_ids"] == total and summary["duplicates"] == 0, summary
     last = [-1] * CLIENTS
