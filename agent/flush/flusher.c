@@ -450,9 +450,12 @@ static void seal(flusher *f, int64_t now)
         return;
     spool_ref ref;
     int rc = spool_append(f->sp, b->id, (uint32_t)b->n, b->buf, b->len, &ref);
+    atomic_store(&f->spool_stuck, rc < 0);
     if (rc < 0) {
         f->seal_retry_ms = now + 50;
         f->cur_full = 1;
+        if (f->cfg.on_full == FULL_DROP_NEWEST && atomic_load(&f->want_space) && atomic_exchange(&f->want_space, 0))
+            f->on_space(f->space_arg); /* a record held on the full ring: it is dropped now (flusher_disk_has_room) */
         if (rc == -ENOSPC || rc == -EDQUOT)
             return; /* the filesystem is full: the spool logs each episode once */
         int64_t suppressed = log_limit_check(&f->spool_log, 10000);
@@ -890,6 +893,8 @@ void flusher_shed_oldest(flusher *f, size_t need)
     atomic_store(&f->shed, 1);
     doorbell_ring(&f->bell);
 }
+
+int flusher_disk_has_room(flusher *f) { return f->disk && !atomic_load(&f->spool_stuck); }
 
 void flusher_spooled(flusher *f, uint64_t *settled, uint64_t *lost)
 {

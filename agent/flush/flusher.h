@@ -95,6 +95,11 @@ void flusher_want_space(flusher *f);
  * ring) until an eighth of the ring is free, and at least twice a `need`-byte record with its header (so a record
  * of that size fits wherever the ring wraps), then on_space. */
 void flusher_shed_oldest(flusher *f, size_t need);
+/* Any thread: 1 when a full ring is only a moment's (--buffer disk, and the spool took the last batch it was offered:
+ * the ring drains into it), 0 when the disk buffer itself is full or failing, or without --buffer disk. --on-full
+ * drop-newest drops only when this is 0; when the spool stops taking batches the flusher calls on_space (once per
+ * flusher_want_space) so that a connection held on a full ring is looked at again and its record dropped. */
+int flusher_disk_has_room(flusher *f);
 
 /* --buffer disk, Forward acks (ingest.c). Records are numbered 1, 2, ... in the order they enter the ring (every
  * producer runs on the main loop thread and counts ingest_stats.received as it reserves, so record k is the one

@@ -83,6 +83,7 @@ struct flusher {
     resattr *res;       /* --resource-attr, expanded (read-only once made; both protocols); NULL: none */
     spool *sp;          /* NULL without --spool-dir */
     int disk;           /* --buffer disk: every batch goes through the spool */
+    _Atomic int spool_stuck; /* disk mode: the last append failed (spool full, disk full, I/O error); 0 once one works */
     log_limit spool_log;
     int64_t seal_retry_ms; /* disk mode: spool full or failing, try sealing again at this time */
     flusher_snapshot acct; /* the counters (latency and text filled at snapshot time) */

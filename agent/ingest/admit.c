@@ -11,6 +11,7 @@
  * by nothing else, so a record moves exactly one fate counter plus, when taken, these two. */
 #include "ingest/admit.h"
 
+#include "flush/flusher.h"
 #include "ingest/ratelimit.h"
 #include "log.h"
 
@@ -32,6 +33,7 @@ struct admit {
     /* ADMIT_REQUEST: the stage's own counters and its name in log lines (admit_set_requests; HTTP by default) */
     const char *req_name;
     _Atomic uint64_t *req_records, *req_full, *req_limited;
+    struct flusher *flusher; /* admit_set_flusher: asked whether a full ring is only a moment's (--buffer disk) */
 };
 
 admit *admit_new(admit_kind kind, const config *cfg, ring *r, ingest_stats *st)
@@ -49,6 +51,16 @@ admit *admit_new(admit_kind kind, const config *cfg, ring *r, ingest_stats *st)
         return NULL;
     }
     return a;
+}
+
+void admit_set_flusher(admit *a, struct flusher *f) { a->flusher = f; }
+
+/* --on-full drop-newest drops when the buffer is full: the ring, or with --buffer disk the spool — while the spool
+ * takes batches, a full ring is only the moment before the flusher moves it there, and the record waits as under
+ * block (held, or "full, retry" for a request). */
+static int drops_newest(const admit *a)
+{
+    return a->cfg->on_full == FULL_DROP_NEWEST && !(a->flusher && flusher_disk_has_room(a->flusher));
 }
 
 void admit_set_requests(admit *a, const char *name, _Atomic uint64_t *records, _Atomic uint64_t *refused_full,
@@ -184,7 +196,7 @@ static admit_fate full(admit *a, const record_enc *enc, const record_info *info,
                        uint8_t **held, size_t *held_len)
 {
     char tb[160];
-    if (a->cfg->on_full == FULL_DROP_NEWEST) {
+    if (drops_newest(a)) {
         note_log(a, LIM_FULL, from, text(a, LIM_FULL, 0, tb, sizeof tb), 0);
         return drop(a, &a->st->dropped_full, 1, info, from, ADMIT_DROPPED_FULL);
     }
@@ -264,13 +276,20 @@ admit_fate admit_record(admit *a, const record_enc *enc, int rc, const record_in
     return ADMIT_QUEUED;
 }
 
-int admit_queue_held(admit *a, const uint8_t *data, size_t len, client_entry *client)
+int admit_queue_held(admit *a, const uint8_t *data, size_t len, client_entry *client, const record_source *src)
 {
-    if (queue(a, NULL, data, len) < 0)
+    if (queue(a, NULL, data, len) >= 0) {
+        if (client)
+            client->records++;
+        return 0;
+    }
+    if (!drops_newest(a))
         return -ENOBUFS;
-    if (client)
-        client->records++;
-    return 0;
+    char tb[160]; /* drop-newest, and the spool stopped taking batches while the record waited: dropped now */
+    admit_from from = {.src = src, .client = client};
+    note_log(a, LIM_FULL, &from, text(a, LIM_FULL, 0, tb, sizeof tb), 0);
+    drop(a, &a->st->dropped_full, 0, NULL, &from, ADMIT_DROPPED_FULL);
+    return -EAGAIN;
 }
 
 admit_fate admit_unqueued(admit *a, const record_enc *enc, int rc, const record_info *info, const admit_from *from)

@@ -87,8 +87,15 @@ admit_fate admit_record(admit *a, const record_enc *enc, int rc, const record_in
  * client's `dropped`, its reserved keys and unknown level counted as taken). */
 admit_fate admit_unqueued(admit *a, const record_enc *enc, int rc, const record_info *info, const admit_from *from);
 
-/* A record held earlier (ADMIT_HELD) into the ring. Returns 0 (received; client->records), or -ENOBUFS when there is
- * still no room (nothing counted: the caller keeps holding it). */
-int admit_queue_held(admit *a, const uint8_t *data, size_t len, client_entry *client);
+/* A record held earlier (ADMIT_HELD) into the ring. Returns 0 (received; client->records), -ENOBUFS when there is
+ * still no room (nothing counted: the caller keeps holding it), or -EAGAIN when it can wait no longer: --on-full
+ * drop-newest with a spool that stopped taking batches meanwhile — dropped (dropped.buffer_full, client->dropped,
+ * logged for src); the caller frees it and reads on. */
+int admit_queue_held(admit *a, const uint8_t *data, size_t len, client_entry *client, const record_source *src);
+
+/* The flusher (NULL: none), asked by --on-full drop-newest whether a full ring is only a moment's: with --buffer
+ * disk, records wait (held, or "full, retry") while the spool takes batches, and are dropped once it does not. */
+struct flusher;
+void admit_set_flusher(admit *a, struct flusher *f);
 
 #endif

@@ -527,7 +527,11 @@ http_ingest *http_ingest_new(struct event_base *base, const config *cfg, ring *r
 
 uint64_t http_ingest_fd_share(const config *cfg) { return http_conns_cap(cfg); }
 
-void http_ingest_set_flusher(http_ingest *h, struct flusher *f) { h->flusher = f; }
+void http_ingest_set_flusher(http_ingest *h, struct flusher *f)
+{
+    h->flusher = f;
+    admit_set_flusher(h->adm, f);
+}
 
 void http_ingest_reload(http_ingest *h)
 {

@@ -521,11 +521,12 @@ static int process(conn *c)
     ingest *in = c->in;
     if (c->held) {
         /* c->client: the held record's entry (nothing of c was handled since) */
-        if (admit_queue_held(in->adm, c->held, c->held_len, c->client) < 0) {
+        int rc = admit_queue_held(in->adm, c->held, c->held_len, c->client, &c->src);
+        if (rc == -ENOBUFS) {
             pause_all(in, c->held_len);
             return 0;
         }
-        free(c->held);
+        free(c->held); /* queued, or dropped (drop-newest: the spool stopped taking batches while it waited) */
         c->held = NULL;
     }
     int64_t now = clock_real_ns(), mono = clock_mono_ns();
@@ -1343,8 +1344,10 @@ void ingest_reload(ingest *in)
 
 void ingest_set_flusher(ingest *in, struct flusher *f)
 {
-    for (unsigned i = 0; i < in->n_loops; i++)
+    for (unsigned i = 0; i < in->n_loops; i++) {
         in->loops[i]->flusher = f;
+        admit_set_flusher(in->loops[i]->adm, f);
+    }
     if (f)
         flusher_set_spooled_fn(f, spooled_ring, in); /* --buffer disk: one loop */
 }

@@ -825,7 +825,11 @@ otlp_grpc *otlp_grpc_new(struct event_base *base, const config *cfg, ring *r, in
     return g;
 }
 
-void otlp_grpc_set_flusher(otlp_grpc *g, struct flusher *f) { g->flusher = f; }
+void otlp_grpc_set_flusher(otlp_grpc *g, struct flusher *f)
+{
+    g->flusher = f;
+    admit_set_flusher(g->adm, f);
+}
 
 void otlp_grpc_reload(otlp_grpc *g)
 {

@@ -193,8 +193,44 @@ def test_full_spool_is_backpressure_not_loss():
     assert a.stop() == 0
 
 
+def test_drop_newest_drops_only_once_the_spool_is_full():
+    """--on-full drop-newest with --buffer disk: the buffer is the spool. A burst many times the ring, the service
+    down, the spool with room: nothing is dropped (the ring's moment of fullness waits for the flusher to move it to
+    disk). Then more than the spool holds: the newest are dropped and counted, the writer is not held up, and when
+    the service returns the oldest — the whole first burst — are delivered."""
+    tmp = TempDir("dropnewest-disk")
+    target, port = dead_target(tmp)
+    a = disk_agent(tmp, target, "--on-full", "drop-newest", "--buffer-bytes", "256KiB", "--spool-max-bytes", "2MiB",
+                   "--batch-max-records", "500")
+    first = records(10000, "f")
+    send_records(a.socket, first)  # ~6x the ring (128 KiB) in one write
+    st = wait_for(lambda: (lambda s: s if s["records"]["spooled"] + sum(s["records"]["dropped"].values()) ==
+                           len(first) else None)(a.stats()), 30, "the first burst spooled or dropped")
+    assert st["records"]["spooled"] == len(first) and sum(st["records"]["dropped"].values()) == 0, st["records"]
+    more = records(60000, "m")  # ~3x what the spool has left
+    t0 = time.monotonic()
+    send_records(a.socket, more)
+    wait_for(lambda: a.stats()["records"]["received"] == len(first) + len(more), scaled(60), "all received")
+    taken_s = time.monotonic() - t0
+    st = a.stats()
+    r = st["records"]
+    assert r["dropped"]["buffer_full"] > 0 and sum(r["dropped"].values()) == r["dropped"]["buffer_full"], r
+    assert st["spool"]["bytes"] <= 2 << 20 and accounting_holds(st), st
+    assert "buffer full: record dropped (--on-full drop-newest)" in a.logtext()
+    sink = Sink(tmp, port=port).start()
+    settled = wait_for(lambda: (lambda s: s if s["records"]["flushed"] + s["records"]["dropped"]["buffer_full"] ==
+                                len(first) + len(more) and accounting_holds(s) else None)(a.stats()), 120,
+                       "everything delivered or dropped")
+    got = ids_of(sink)
+    assert set(x["log_id"] for x in first) <= got, "records of the first burst were lost"
+    assert len(got) == settled["records"]["flushed"], (len(got), settled["records"])
+    print("     drop-newest, disk: %d dropped of %d; the writer's second burst took %.2fs" %
+          (r["dropped"]["buffer_full"], len(first) + len(more), taken_s))
+    assert a.stop() == 0
+
+
 if __name__ == "__main__":
     run([test_sigkill_after_spooling_delivers_everything_after_restart, test_sigkill_mid_stream_loses_only_unspooled,
          test_torn_tail_and_flipped_bytes_are_counted_not_fatal, test_graceful_stop_with_service_down_keeps_records_spooled,
          test_memory_mode_with_spool_dir_spills_at_shutdown, test_refused_batches_go_to_dead_letter,
-         test_full_spool_is_backpressure_not_loss])
+         test_full_spool_is_backpressure_not_loss, test_drop_newest_drops_only_once_the_spool_is_full])

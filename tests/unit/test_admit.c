@@ -232,14 +232,14 @@ static void test_full_block(void)
     CHECK_COUNTS(minus(read_counts(&b.st, &b.ce), before), .reserved = 1, .level_unknown = 1, .c_rejected = 1,
                  .c_bytes = 10);
     before = read_counts(&b.st, &b.ce);
-    CHECK_INT(admit_queue_held(b.a, held, len, &b.ce), -ENOBUFS); /* still full: nothing counted */
+    CHECK_INT(admit_queue_held(b.a, held, len, &b.ce, &b.src), -ENOBUFS); /* still full: nothing counted */
     CHECK_COUNTS(minus(read_counts(&b.st, &b.ce), before), .received = 0);
     size_t l;
     for (int i = 0; i < n && ring_peek(b.r, &l); i++) /* the flusher takes everything */
         ring_consume(b.r);
     ring_release(b.r);
     atomic_store(&b.st.paused_since_ns, 5); /* a stream queues even with a pause on the clock */
-    CHECK_INT(admit_queue_held(b.a, held, len, &b.ce), 0);
+    CHECK_INT(admit_queue_held(b.a, held, len, &b.ce, &b.src), 0);
     CHECK_COUNTS(minus(read_counts(&b.st, &b.ce), before), .received = 1, .c_records = 1);
     free(held);
     bench_free(&b);
