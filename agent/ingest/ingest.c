@@ -1359,7 +1359,7 @@ static void count_one(conn *c, const uint8_t *p, size_t len, size_t wire)
 {
     ingest *in = c->in;
     record_info info = {0};
-    int rc = p ? record_encode_raw(&in->enc, p, len, &c->src, 0, &info) : -ENOMEM;
+    int rc = p ? record_prepare_raw(&in->enc, p, len, &c->src, 0, &info) : -ENOMEM; /* sized, never written */
     int64_t mono = clock_mono_ns();
     admit_from from = {.src = &c->src, .client = conn_client(c, info.service, info.service_len, mono),
                        .wire = wire, .mono_ns = mono};

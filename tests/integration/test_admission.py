@@ -23,6 +23,7 @@ everything it sent is admitted); an HTTP answer comes after admission."""
 import http.client
 import json
 import os
+import re
 import socket
 
 import msgpack
@@ -378,9 +379,40 @@ def test_full_block():
     assert not problems, "\n".join(problems)
 
 
+def test_left_at_shutdown():
+    """Events the agent read but could not queue before it stopped — the log service down, --on-full block, the ring
+    full part-way through PackedForward messages read in one go — are dropped.shutdown and counted as taken, their
+    reserved keys too (ingest.c's count_unqueued): in the last log line every event received is counted once, with
+    its two keys, and unsent; more were received at the stop than before it (the held event and the read ones)."""
+    tmp = TempDir("adm-shutdown")
+    target, _ = dead_target(tmp)
+    a = agent(tmp, "agent", target, *FULL_ARGS, "--drain-timeout-ms", "300").start()
+    per, msgs = 400, 10  # 10 messages of ~26 KiB (--forward-max-message-bytes: a quarter of the 128 KiB buffer)
+    data = b"".join(stream_bytes("fwd_packed", [dict(MARKED, message="left %d %d" % (m, i)) for i in range(per)])
+                    for m in range(msgs))
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(a.socket)
+    s.setblocking(False)
+    try:
+        s.send(data)  # as much as the socket takes: the agent stops reading once its buffer is full
+    except BlockingIOError:
+        pass
+    st = wait_for(lambda: (lambda st: st if st["backpressure_active"] else None)(a.stats()), 30, "the ring full")
+    before = st["records"]
+    assert before["received"] < per * msgs and before["rejected"]["reserved_key"] == 2 * (before["received"] + 1), \
+        before  # the held event's keys are counted when it is held
+    assert a.stop() == 0
+    s.close()
+    last = [l for l in a.logtext().splitlines() if 'msg="stopped"' in l][-1]
+    got = {k: int(v) for k, v in re.findall(r" (\w+)=(\d+)", last)}
+    assert got["received"] >= before["received"] + 2, (before, last)
+    assert got["unsent"] == got["dropped_shutdown"] == got["received"] and got["flushed"] == 0, last
+    assert got["rejected_reserved_key"] == 2 * got["received"], last
+
 if __name__ == "__main__":
     import sys
-    tests = [test_cases_on_every_path, test_over_rate_limit, test_full_drop_newest, test_full_block]
+    tests = [test_cases_on_every_path, test_over_rate_limit, test_full_drop_newest, test_full_block,
+             test_left_at_shutdown]
     if len(sys.argv) > 1:
         tests = [t for t in tests if t.__name__ in sys.argv[1:]]
     run(tests)
