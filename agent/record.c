@@ -697,12 +697,20 @@ static int meta_pair(record_enc *e, const mpr_value *k, const uint8_t **p, const
 /* Field `which` is taken from the pair at `pair` (its key's first byte): the last of a repeated key wins, and the
  * pair it replaces is kept as metadata under the same key (nothing a client sent is discarded silently;
  * docs/protocol.md). */
-static int take(record_enc *e, fields *f, int which, const uint8_t *pair, const uint8_t *end, record_info *info)
+static __attribute__((noinline)) int take_repeat(record_enc *e, const uint8_t *prev, const uint8_t *end,
+                                                  record_info *info);
+
+static inline __attribute__((always_inline)) int take(record_enc *e, fields *f, int which, const uint8_t *pair,
+                                                      const uint8_t *end, record_info *info)
 {
     const uint8_t *prev = f->taken[which];
     f->taken[which] = pair;
-    if (!prev)
-        return 0;
+    return prev ? take_repeat(e, prev, end, info) : 0; /* the first of its key: no call (every field pair) */
+}
+
+/* A repeated field's earlier pair (at prev) as metadata. */
+static int take_repeat(record_enc *e, const uint8_t *prev, const uint8_t *end, record_info *info)
+{
     mpr_value k;
     if (mpr_read(&prev, end, &k) < 0)
         return -EINVAL;
