@@ -60,6 +60,9 @@ typedef struct batch {
     int evicted;          /* spooled and its bytes freed from memory: read back (batch_load_begin/end) before sending */
     int earlier_run;      /* found in the spool at start-up: written by an earlier run, maybe for the other protocol */
     spool_ref ref;
+    int pinned;           /* not spooled itself, but its records are in segment pin_seg (a retry batch the spool had
+                           * no room for keeps its parent's frame on disk: spool_hold), released when it settles */
+    uint64_t pin_seg;
     batch_call whole;     /* call argument in batch mode */
     batch_call *calls;    /* call arguments in unary mode, one per entry */
     struct batch *next;   /* retry queue link */

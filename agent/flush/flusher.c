@@ -77,6 +77,8 @@ void flusher_settle(flusher *f, batch *b)
         return;
     if (b->spooled)
         spool_release(f->sp, b->ref.seg);
+    if (b->pinned)
+        spool_release(f->sp, b->pin_seg);
     atomic_fetch_add_explicit(&f->freed_bytes, b->cap, memory_order_relaxed);
     atomic_store_explicit(&f->freed_at_ms, clock_mono_ms(), memory_order_relaxed);
     batch_free(b);
@@ -539,10 +541,15 @@ static int wait_ms_locked(flusher *f, int64_t now)
 static void spill_locked(flusher *f, batch *b)
 {
     spool_ref ref;
-    if (b->n > 0 && f->sp && spool_append(f->sp, b->id, (uint32_t)b->n, b->buf, b->len, &ref) == 0)
+    if (b->n > 0 && f->sp && spool_append(f->sp, b->id, (uint32_t)b->n, b->buf, b->len, &ref) == 0) {
         f->acct.spooled += b->n;
-    else
+        if (b->pinned) /* its own frame now: the parent's need not be replayed for it */
+            spool_release(f->sp, b->pin_seg);
+    } else if (b->pinned) {
+        f->acct.spooled += b->n; /* on disk in its parent's frame (held), replayed by the next run */
+    } else {
         f->acct.dropped_shutdown += b->n;
+    }
     batch_free(b);
 }
 

@@ -161,8 +161,16 @@ static void settle_entries_locked(flusher *f, batch *b, const uint8_t *state, in
     if (db)
         dead_letter_locked(f, db, status, reason);
     batch_free(db);
-    if (rb && f->disk && spool_append(f->sp, rb->id, (uint32_t)rb->n, rb->buf, rb->len, &rb->ref) == 0)
+    if (rb && f->disk && spool_append(f->sp, rb->id, (uint32_t)rb->n, rb->buf, rb->len, &rb->ref) == 0) {
         rb->spooled = 1;
+    } else if (rb && f->sp && (b->spooled || b->pinned)) {
+        /* no room in the spool for it (full, or the disk): its records stay on disk in the frame they came from,
+         * held for it — a restart replays that frame whole (the entries already delivered again, as for any
+         * frame of a segment not yet settled) rather than lose what was acknowledged as spooled */
+        rb->pinned = 1;
+        rb->pin_seg = b->spooled ? b->ref.seg : b->pin_seg;
+        spool_hold(f->sp, rb->pin_seg);
+    }
     if (rb && retry_expired(f, rb)) {
         f->acct.dropped_retry_expired += rb->n;
         flusher_settle(f, rb);

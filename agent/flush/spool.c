@@ -547,6 +547,15 @@ int spool_read(spool *sp, const spool_ref *ref, uint8_t *buf)
     return rc;
 }
 
+void spool_hold(spool *sp, uint64_t num)
+{
+    pthread_mutex_lock(&sp->mu);
+    seg *s = seg_find(sp, num);
+    if (s)
+        s->live++;
+    pthread_mutex_unlock(&sp->mu);
+}
+
 void spool_release(spool *sp, uint64_t num)
 {
     pthread_mutex_lock(&sp->mu);

@@ -75,6 +75,10 @@ int spool_read(spool *sp, const spool_ref *ref, uint8_t *buf);
  * the last one and the segment is full. */
 void spool_release(spool *sp, uint64_t seg);
 
+/* One more holder of segment `seg` (released by spool_release like a batch): keeps its frames on disk, and replayed
+ * at the next start, until then. No-op when the segment is gone. */
+void spool_hold(spool *sp, uint64_t seg);
+
 /* Writes a refused batch to deadletter.log, rotating it to deadletter.log.1 first when the two would pass
  * --deadletter-max-bytes (the records of the old .1 are counted dead_letter_evicted_records). Returns 0;
  * -EFBIG when the frame alone is over half the bound (or there is no dead-letter file); or -errno (nothing of

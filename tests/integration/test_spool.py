@@ -15,6 +15,9 @@ import msgpack
 from harness import Agent, Sink, TempDir, accounting_holds, dead_target, run, scaled, send_records, wait_for
 
 
+T0 = 1725013845
+
+
 def disk_agent(tmp, target, *args, name="agent"):
     return Agent(tmp, target, "--buffer", "disk", "--spool-dir", tmp.file("spool"), "--retry-initial-ms", "20",
                  "--retry-max-ms", "200", *args, name=name).start()
@@ -229,8 +232,68 @@ def test_drop_newest_drops_only_once_the_spool_is_full():
     assert a.stop() == 0
 
 
+def test_retry_batch_without_room_keeps_its_records_on_disk():
+    """--buffer disk, the spool full, and the service refusing every entry of a batch as retryable: the retry batch
+    has no room in the spool, so its records stay in the frame they came from (held for it) — acknowledged to a
+    Forward client as spooled, they are still on disk when the agent is killed, and the next run delivers them.
+    (Before: the parent's frame was released and its segment deleted, the records lived only in memory.)"""
+    import threading
+    tmp = TempDir("pinned")
+    sink1 = Sink(tmp, "--reject-rate", "1", "--delay-ms", "3000", name="sink1").start()
+    port = sink1.port
+    # batches of 800 records (~100 KiB) each fill a segment of their own (1 MiB / 16); 10 fill the spool
+    args = ("--spool-max-bytes", "1MiB", "--batch-max-records", "800", "--max-inflight", "1", "--flush-interval-ms",
+            "20", "--retry-initial-ms", "60000", "--retry-max-ms", "60000")
+    a = disk_agent(tmp, sink1.target, *args)
+    m, n = 80, 200  # Forward messages of 200 events with a chunk each: 16,000 records, more than the spool holds
+    data = b"".join(msgpack.packb(["t", [[T0, {"message": "pinned %02d %03d" % (k, i), "log_id": "%016d%016d" % (k, i)}]
+                                         for i in range(n)], {"chunk": "c%02d" % k}]) for k in range(m))
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(a.socket)
+    acked, up = [], msgpack.Unpacker(raw=False)
+
+    def read_acks():
+        try:
+            while True:
+                got = s.recv(1 << 16)
+                if not got:
+                    return
+                up.feed(got)
+                acked.extend(x["ack"] for x in up)
+        except OSError:
+            return
+    reader = threading.Thread(target=read_acks, daemon=True)
+    reader.start()
+    threading.Thread(target=lambda: _send_quietly(s, data), daemon=True).start()
+    # the first answer (after 3 s) refuses every entry: its retry batch waits in memory, not spooled
+    st = wait_for(lambda: (lambda st: st if st["records"]["retry_wait"] > 0 else None)(a.stats()), 60,
+                  "a retry batch the spool had no room for")
+    assert "spool full" in a.logtext(), a.logtext()
+    promised = list(acked)  # acknowledged before the kill: spooled, so they must survive it
+    assert len(promised) >= 4, (promised, st["records"])  # at least the first batch's four chunks
+    a.kill()
+    s.close()
+    sink1.stop()
+    sink2 = Sink(tmp, port=port, name="sink2").start()  # the service, healthy, where the agent looks for it
+    b = disk_agent(tmp, sink2.target, *args, name="b")
+    want = set("%016d%016d" % (int(c[1:]), i) for c in promised for i in range(n))
+    st = wait_for(lambda: (lambda st: st if st["records"]["replayed"] > 0 and st["records"]["flushed"] ==
+                           st["records"]["replayed"] else None)(b.stats()), 60, "the spool replayed and delivered")
+    missing = want - ids_of(sink2)
+    assert not missing, "%d acknowledged records lost (of %d): %s" % (len(missing), len(want), st["records"])
+    assert b.stop() == 0
+
+
+def _send_quietly(s, data):
+    try:
+        s.sendall(data)
+    except OSError:
+        pass  # the agent was killed
+
+
 if __name__ == "__main__":
     run([test_sigkill_after_spooling_delivers_everything_after_restart, test_sigkill_mid_stream_loses_only_unspooled,
          test_torn_tail_and_flipped_bytes_are_counted_not_fatal, test_graceful_stop_with_service_down_keeps_records_spooled,
          test_memory_mode_with_spool_dir_spills_at_shutdown, test_refused_batches_go_to_dead_letter,
-         test_full_spool_is_backpressure_not_loss, test_drop_newest_drops_only_once_the_spool_is_full])
+         test_full_spool_is_backpressure_not_loss, test_drop_newest_drops_only_once_the_spool_is_full,
+         test_retry_batch_without_room_keeps_its_records_on_disk])
