@@ -630,12 +630,14 @@ static int buffer_put(Buffer *b, const void *p, size_t n)
 {
     if ((unsigned long long)b->pending_bytes + (unsigned long long)b->io_left + n > (unsigned long long)b->cap)
         return APP_FULL;
-    if (b->start > 0 && b->len + n > b->cap_data) { /* taken bytes at the front: reuse them first */
+    /* Out of room at the end: reuse the taken space at the front when it is at least as large as what would move
+     * (so each byte is moved at most once per time it is taken: amortised O(1)), else grow. */
+    if (b->start > 0 && b->len + n > b->cap_data && b->start >= b->len - b->start) {
         memmove(b->data, b->data + b->start, b->len - b->start);
         b->len -= b->start;
         b->start = 0;
     }
-    if (b->first > 0 && b->nrec == b->cap_lens) {
+    if (b->first > 0 && b->nrec == b->cap_lens && b->first >= b->nrec - b->first) {
         memmove(b->lens, b->lens + b->first, (b->nrec - b->first) * sizeof *b->lens);
         b->nrec -= b->first;
         b->first = 0;
