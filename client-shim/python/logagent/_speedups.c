@@ -384,12 +384,17 @@ static int pack_record(struct out *o, struct call *c)
 }
 
 /* The record as a bytes object; Py_None when only the Python path can pack it; NULL with an exception set. */
+static void out_init(struct out *o)
+{
+    o->p = o->small;
+    o->len = 0;
+    o->cap = sizeof o->small;
+}
+
 static PyObject *pack_call(struct call *c)
 {
     struct out o;
-    o.p = o.small;
-    o.len = 0;
-    o.cap = sizeof o.small;
+    out_init(&o);
     int r = pack_record(&o, c);
     PyObject *res = NULL;
     if (r == PACK_OK)
@@ -672,7 +677,8 @@ static int buffer_wake(Buffer *b, int was)
     return 0;
 }
 
-/* enqueue for bytes p[0, n) of `data` (the bytes object, for the slow path): "" or why not, NULL on an error. */
+/* enqueue for the record p[0, n): "" or why not, NULL on an error. data: the same bytes as an object for the slow
+ * path, or NULL (the C write_log's record, still in its own memory: made into bytes only if the slow path needs it). */
 static PyObject *buffer_enqueue_bytes(Buffer *b, PyObject *data, const char *p, Py_ssize_t n)
 {
     if (b->open && b->owner != NULL) {
@@ -688,7 +694,12 @@ static PyObject *buffer_enqueue_bytes(Buffer *b, PyObject *data, const char *p, 
         PyErr_SetString(PyExc_RuntimeError, "logagent: a Buffer without its client");
         return NULL;
     }
-    return PyObject_CallFunctionObjArgs(b->slow, b->owner, data, NULL);
+    PyObject *made = data == NULL ? PyBytes_FromStringAndSize(p, n) : NULL;
+    if (data == NULL && made == NULL)
+        return NULL;
+    PyObject *res = PyObject_CallFunctionObjArgs(b->slow, b->owner, data ? data : made, NULL);
+    Py_XDECREF(made);
+    return res;
 }
 
 static int bytes_of(PyObject *data, char **p, Py_ssize_t *n)
@@ -1047,33 +1058,27 @@ static PyObject *now_ns(void)
     return PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
 }
 
-/* The packed record with its id (ok: 1), or ok 0 for "ask the fallback" (no exception), or NULL and ok -1 with an
- * exception set. */
-static PyObject *record(WriterState *s, PyObject *const *p, PyObject **keys, PyObject **vals, Py_ssize_t count,
-                        char *id, int *ok)
+/* The record packed into o (an initialised out) with its id: 1; or 0 for "ask the fallback" (no exception); or -1
+ * with an exception set. */
+static int record(WriterState *s, PyObject *const *p, PyObject **keys, PyObject **vals, Py_ssize_t count, char *id,
+                  struct out *o)
 {
-    *ok = -1;
     PyObject *now = now_ns();
     if (now == NULL)
-        return NULL;
+        return -1;
     struct call c = {p[P_MESSAGE], p[P_SERVICE] ? p[P_SERVICE] : Py_None, p[P_LEVEL] ? p[P_LEVEL] : Py_None,
                      p[P_TRACE] ? p[P_TRACE] : Py_None, p[P_SPAN] ? p[P_SPAN] : Py_None, NULL, now, keys, vals,
                      count, 0};
-    PyObject *data = pack_call(&c);
+    int r = pack_record(o, &c);
     Py_DECREF(now);
-    if (data == NULL || data == Py_None) { /* out of memory in C, or a record for the Python path: ask it */
+    if (r != PACK_OK) { /* out of memory in C, or a record for the Python path: ask it */
         PyErr_Clear();
-        Py_XDECREF(data);
-        *ok = 0;
-        return NULL;
+        return 0;
     }
-    if (random_id(s, id) < 0) {
-        Py_DECREF(data);
-        return NULL;
-    }
-    memcpy(PyBytes_AsString(data) + c.log_id_at, id, LOG_ID_LEN); /* a new object no one else has seen */
-    *ok = 1;
-    return data;
+    if (random_id(s, id) < 0)
+        return -1;
+    memcpy(o->p + c.log_id_at, id, LOG_ID_LEN); /* our own memory: nothing else has seen it */
+    return 1;
 }
 
 /* The words of client._reject for a record of n bytes above client.max_record (limit), as the Python path's
@@ -1103,13 +1108,13 @@ static PyObject *too_large(Py_ssize_t n, PyObject *limit)
     return msg;
 }
 
-/* client._enqueue(data) or, above client.max_record, client._reject(...); the result dict. */
-static PyObject *hand_over(PyObject *client, PyObject *data, const char *id)
+/* client._enqueue(the record in o) or, above client.max_record, client._reject(...); the result dict. */
+static PyObject *hand_over(PyObject *client, const struct out *o, const char *id)
 {
     PyObject *limit = PyObject_GetAttr(client, str_max_record);
     if (limit == NULL)
         return NULL;
-    PyObject *msg = too_large(PyBytes_Size(data), limit);
+    PyObject *msg = too_large((Py_ssize_t)o->len, limit);
     Py_DECREF(limit);
     if (msg != NULL) {
         PyObject *res = PyObject_CallMethodObjArgs(client, str_reject, msg, NULL);
@@ -1121,11 +1126,15 @@ static PyObject *hand_over(PyObject *client, PyObject *data, const char *id)
     PyObject *enqueue = PyObject_GetAttr(client, str_enqueue), *err = NULL;
     if (enqueue == NULL)
         return NULL;
-    Buffer *b = buffer_of(enqueue); /* the C buffer's own enqueue: no Python call for a record that fits */
-    if (b != NULL)
-        err = buffer_enqueue_bytes(b, data, PyBytes_AsString(data), PyBytes_Size(data));
-    else
-        err = PyObject_CallFunctionObjArgs(enqueue, data, NULL);
+    Buffer *b = buffer_of(enqueue); /* the C buffer's own enqueue: no Python call, no bytes object for a record
+                                     * that fits */
+    if (b != NULL) {
+        err = buffer_enqueue_bytes(b, NULL, (const char *)o->p, (Py_ssize_t)o->len);
+    } else {
+        PyObject *data = PyBytes_FromStringAndSize((const char *)o->p, (Py_ssize_t)o->len);
+        err = data ? PyObject_CallFunctionObjArgs(enqueue, data, NULL) : NULL;
+        Py_XDECREF(data);
+    }
     Py_DECREF(enqueue);
     if (err == NULL)
         return NULL;
@@ -1146,9 +1155,11 @@ static PyObject *writer_call(PyObject *self, PyObject *const *args, Py_ssize_t n
 {
     WriterState *s = (WriterState *)self;
     Py_ssize_t nkw = kwnames ? PyTuple_Size(kwnames) : 0, count;
-    PyObject *p[P_COUNT], *small[2 * META_STACK], **kv = small, *client = NULL, *data = NULL, *res = NULL;
+    PyObject *p[P_COUNT], *small[2 * META_STACK], **kv = small, *client = NULL, *res = NULL;
     char id[LOG_ID_LEN + 1];
     int ok = 0;
+    struct out o; /* the record, packed in place (the first STACK_BYTES on this stack) */
+    out_init(&o);
     if (nkw > META_STACK && (kv = PyMem_Malloc(2 * (size_t)nkw * sizeof *kv)) == NULL)
         return PyErr_NoMemory();
     if (bind_args(args, nargs, kwnames, p, kv, kv + (nkw > META_STACK ? nkw : META_STACK), &count) < 0 ||
@@ -1167,16 +1178,16 @@ static PyObject *writer_call(PyObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_Clear();
         goto fallback;
     }
-    data = record(s, p, kv, kv + (nkw > META_STACK ? nkw : META_STACK), count, id, &ok);
+    ok = record(s, p, kv, kv + (nkw > META_STACK ? nkw : META_STACK), count, id, &o);
     if (ok == 1)
-        res = hand_over(client, data, id);
+        res = hand_over(client, &o, id);
     if (ok != 0)
         goto out;
 fallback:
     res = call_fallback(s, args, nargs, kwnames);
 out:
     Py_XDECREF(client);
-    Py_XDECREF(data);
+    out_free(&o);
     if (kv != small)
         PyMem_Free(kv);
     return res;
