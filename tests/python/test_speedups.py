@@ -482,8 +482,9 @@ SOCK = "/nonexistent/logagent-test.sock"
 
 
 def test_mock_patch_of_the_class_is_honoured():
-    """mock.patch of Client.write_log or Client.write: a Client made inside the patch calls the mock (the C writer
-    must not take over), and making one never reads attributes a mock does not have (Client.write_log.__get__)."""
+    """mock.patch of Client.write_log, Client.write or Client._enqueue, and a subclass's _enqueue: a Client made inside
+    the patch calls the mock (neither the C writer nor the C buffer's enqueue takes over), and making one never reads
+    attributes a mock does not have (Client.write_log.__get__)."""
     from unittest import mock
     with mock.patch.object(logagent.Client, "write_log") as m:
         c = logagent.Client(SOCK)
@@ -501,8 +502,21 @@ def test_mock_patch_of_the_class_is_honoured():
         assert c.write_log("m", a=1)["log_id"] == "x"
         m.assert_called_once_with("m", None, "INFO", None, None, {"a": 1})
         c.close(0)
-    c = logagent.Client(SOCK)  # after the patches: the C writer again where there is one
+    with mock.patch.object(logagent.Client, "_enqueue", return_value="") as m:  # the buffer's enqueue stands aside
+        c = logagent.Client(SOCK)
+        assert "_enqueue" not in vars(c) and c.write_log("m", a=1)["success"]
+        assert m.call_count == 1 and b"\xa1m" in m.call_args[0][0], m.call_args
+        c.close(0)
+
+    class Sub(logagent.Client):
+        def _enqueue(self, data):
+            return "sub: " + str(len(data))
+    c = Sub(SOCK)
+    assert c.write_log("m")["error_message"].startswith("sub: "), c.write_log("m")
+    c.close(0)
+    c = logagent.Client(SOCK)  # after the patches: the C writer and the C buffer's enqueue again where there are
     assert ("write_log" in vars(c)) == (logagent.implementation == "c"), vars(c).get("write_log")
+    assert ("_enqueue" in vars(c)) == (logagent.implementation == "c"), vars(c).get("_enqueue")
     c.close(0)
 
 
