@@ -650,7 +650,8 @@ static int buffer_put(Buffer *b, const void *p, size_t n)
     if (grow((void **)&b->data, &b->cap_data, b->len + n, 1, 64 << 10) < 0 ||
         grow((void **)&b->lens, &b->cap_lens, b->nrec + 1, sizeof *b->lens, 256) < 0)
         return -1;
-    memcpy(b->data + b->len, p, n);
+    if (n > 0) /* (an empty record: data may still be NULL) */
+        memcpy(b->data + b->len, p, n);
     b->len += n;
     b->lens[b->nrec++] = n;
     b->pending_bytes += (long long)n;
@@ -761,7 +762,7 @@ static PyObject *buffer_take(PyObject *self, PyObject *arg)
         total += b->lens[b->first + k++];
     if (grow((void **)&b->io_ends, &b->cap_io, k, sizeof *b->io_ends, 256) < 0)
         return NULL;
-    PyObject *io = PyBytes_FromStringAndSize((const char *)b->data + b->start, (Py_ssize_t)total);
+    PyObject *io = PyBytes_FromStringAndSize(total ? (const char *)b->data + b->start : "", (Py_ssize_t)total);
     if (io == NULL)
         return NULL;
     size_t end = 0;
