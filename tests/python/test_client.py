@@ -11,6 +11,7 @@ whose agent is down exits within the exit flush.
 Runs with Debian's /usr/bin/python3 and python3-msgpack; the module comes from client-shim/python (PYTHONPATH,
 or the path below when run by hand)."""
 import datetime
+import json
 import os
 import re
 import signal
@@ -253,6 +254,106 @@ def test_fork_child_writes_through_its_own_connection():
     assert a.stats()["connections"]["total"] == 5  # the parent's connection and one per child
     assert logagent.close() is True
     assert a.stop() == 0
+
+
+def test_fork_with_records_waiting_in_the_buffer():
+    """Records waiting in the client's buffer (the agent not there yet) when the process forks: the child starts
+    with an empty buffer and zero counters, and its records are its own; the parent's stay the parent's, untouched,
+    and arrive when the agent comes. The buffer is the C one (logagent._speedups.Buffer) in the python_client run,
+    _client._PyBuffer in the pure one."""
+    tmp = TempDir("forkbuf")
+    sink = Sink(tmp).start()
+    a = Agent(tmp, sink.target, "--flush-interval-ms", "10")  # not started yet: its socket is not there
+    c = logagent.Client(a.socket)
+    want = "Buffer" if logagent.implementation == "c" else "_PyBuffer"
+    assert type(c._buf).__name__ == want, type(c._buf)
+    ids = [c.write_log("pre-%03d" % i, service_name="forkbuf")["log_id"] for i in range(50)]
+    assert all(ids), ids
+    before = c.get_stats()
+    assert before["written"] == 50 and before["sent"] == 0 and before["buffered_bytes"] > 0, before
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            os.close(r)
+            st0 = c.get_stats()
+            ok = [c.write_log("child-%d" % i)["success"] for i in range(5)]
+            os.write(w, json.dumps([st0, ok, c.get_stats()]).encode())
+            code = 0
+        finally:
+            os._exit(code)  # no exit flush: the child's records never reach the agent
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        child = json.loads(f.read().decode())
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    st0, ok, st1 = child
+    assert st0 == {"written": 0, "sent": 0, "dropped": 0, "rejected": 0, "reconnects": 0, "buffered_bytes": 0,
+                   "connected": False, "last_error": "", "socket_path": a.socket}, st0
+    assert all(ok) and st1["written"] == 5 and 0 < st1["buffered_bytes"] < before["buffered_bytes"], (ok, st1)
+    after = c.get_stats()
+    assert (after["written"], after["sent"], after["buffered_bytes"]) == (50, 0, before["buffered_bytes"]), after
+    a.start()
+    assert c.flush(scaled(10)) is True
+    sink.wait_count(50)
+    a.wait_flushed(50)
+    summary = sink.stop()
+    entries = sink.entries()
+    assert summary["entries"] == 50 and summary["duplicates"] == 0, summary
+    assert sorted(e["message"] for e in entries) == ["pre-%03d" % i for i in range(50)], entries[:3]
+    assert {e["log_id"] for e in entries} == set(ids)
+    st = c.get_stats()
+    assert (st["written"], st["sent"], st["dropped"], st["buffered_bytes"]) == (50, 50, 0, 0), st
+    assert c.close() is True
+    assert a.stop() == 0
+
+
+COUNTERS_SCRIPT = r"""
+import json, sys, time
+import logagent
+c = logagent.Client(sys.argv[1], buffer_bytes=4096, max_record_bytes=2048)
+out = [logagent.implementation, type(c._buf).__name__, c.write_log("first", timestamp=1)["success"]]
+deadline = time.monotonic() + 20
+while not c.get_stats()["last_error"] and time.monotonic() < deadline:  # the same words in both: "agent down: ..."
+    time.sleep(0.01)
+for i in range(60):
+    r = c.write_log("record %03d" % i, timestamp=1, level="WARN", n=i, pad="p" * (i * 7 % 300))
+    out.append([r["success"], r["error_message"], len(r["log_id"])])
+out.append(c.write_log("x" * 3000, timestamp=1)["error_message"])
+out.append(c.write_log(5)["error_message"])
+out.append(c.get_stats())
+out.append(c.flush(0.2))
+out.append(c.close(0))
+out.append(c.write_log("after", timestamp=1)["error_message"])
+out.append(c.get_stats())
+print(json.dumps(out))
+"""
+
+
+def test_counters_equal_in_both_implementations():
+    """The same calls through a Client with the C buffer and one with the Python buffer, in two processes (agent
+    down, a 4 KiB buffer filling up, a record too large, a bad message, flush, close, a write after close): the
+    same results and the same get_stats() at each step."""
+    if logagent.implementation != "c":
+        print("   skip: the python_client run compares both")
+        return
+    tmp = TempDir("counters")
+    missing = tmp.file("missing.sock")
+    outs = {}
+    for pure in ("0", "1"):
+        env = dict(os.environ, LOGAGENT_PURE_PYTHON=pure)
+        p = subprocess.run([PY, "-c", COUNTERS_SCRIPT, missing], env=env, capture_output=True, text=True,
+                           timeout=scaled(60))
+        assert p.returncode == 0, (pure, p.stderr)
+        outs[pure] = json.loads(p.stdout)
+    assert outs["0"][:2] == ["c", "Buffer"] and outs["1"][:2] == ["python", "_PyBuffer"], (outs["0"][:2],
+                                                                                        outs["1"][:2])
+    c_out, py_out = outs["0"][2:], outs["1"][2:]
+    assert any(not r[0] for r in c_out[1:61]) and any(r[0] for r in c_out[1:61]), c_out  # some fit, some not
+    for i, (x, y) in enumerate(zip(c_out, py_out)):
+        assert x == y, "step %d:\nC:      %r\nPython: %r" % (i, x, y)
+    assert len(c_out) == len(py_out)
+    print("   %d steps alike; stats at the end: %r" % (len(c_out), c_out[-1]))
 
 
 def test_log_ids_unique_without_a_system_call_each():
@@ -603,7 +704,8 @@ def test_import_without_msgpack_names_the_package():
 
 if __name__ == "__main__":
     run([test_import_without_msgpack_names_the_package, test_write_log_fields_arrive_exactly, test_error_rows, test_8_threads_1000_records_exactly_once,
-         test_fork_child_writes_through_its_own_connection, test_log_ids_unique_without_a_system_call_each,
+         test_fork_child_writes_through_its_own_connection, test_fork_with_records_waiting_in_the_buffer,
+         test_counters_equal_in_both_implementations, test_log_ids_unique_without_a_system_call_each,
          test_record_cut_by_a_disconnect_is_resent_whole_written_ones_never,
          test_agent_killed_and_restarted_under_a_running_writer, test_exit_without_flush_still_delivers,
          test_multiprocessing_child_delivers_without_flush, test_environment_knobs_tune_the_process_wide_client,

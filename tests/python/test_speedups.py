@@ -268,6 +268,108 @@ def writer_differential(seed):
     return len(got_c)
 
 
+class Owner:
+    """A stand-in Client for a bare Buffer: counts the wakes its enqueue asks for."""
+    def __init__(self):
+        self.wakes = 0
+
+    def _wake(self):
+        self.wakes += 1
+
+
+def slow_path(owner, data):
+    """A stand-in Client._enqueue for a bare Buffer (its slow path): keeps nothing, says so."""
+    return "" if len(data) % 2 else "logagent buffer full (test): record dropped"
+
+
+def buffer_ops(rnd, n):
+    """n random operations on a Buffer, as (name, argument or None) pairs: every method, records of every size."""
+    ops = []
+    for _ in range(n):
+        k = rnd.random()
+        if k < 0.45:
+            ops.append(("append" if rnd.random() < 0.5 else "enqueue", bytes(rnd.choice([0, 1, 7, 100, 1000, 5000]))))
+        elif k < 0.55:
+            ops.append(("take", rnd.choice([1, 64, 4096, 1 << 20])))
+        elif k < 0.75:
+            ops.append(("advance", rnd.random()))
+        elif k < 0.8:
+            ops.append(("rewind", None))
+        elif k < 0.87:
+            ops.append(("idle" if rnd.random() < 0.5 else "linger", None))
+        elif k < 0.93:
+            ops.append(("state", rnd.choice([0, 1, 2, 3])))
+        elif k < 0.97:
+            ops.append(("open", rnd.random() < 0.7))
+        else:
+            ops.append(("clear" if rnd.random() < 0.7 else "reset", None))
+    return ops
+
+
+BUFFER_ATTRS = ("pending_bytes", "io_left", "buffered", "io_off", "enq_bytes", "done_bytes", "written", "sent",
+                "state", "open", "cap", "linger_bytes")
+
+
+def apply_op(buf, owner, op, arg, io):
+    """One operation on buf (io: [the batch in flight]); its answer."""
+    if op in ("append", "enqueue", "take"):
+        r = getattr(buf, op)(arg)
+        if op == "take":
+            io[0] = r
+        return r
+    if op == "advance":
+        left = len(io[0]) - buf.io_off
+        n = int(left * arg) if left else 0
+        return buf.advance(n) if n else 0
+    if op in ("state", "open"):
+        setattr(buf, op, arg)
+        return None
+    r = getattr(buf, op)()
+    if op in ("clear", "reset"):
+        io[0] = b""
+    return r
+
+
+def buffer_differential(seed, runs=40, n=400):
+    """_speedups.Buffer against _client._PyBuffer (its Python twin, the reference): the same random operations, the
+    same answers and the same attributes after each one (the counters get_stats() reads among them); enqueue's wakes
+    and slow path (owner._wake, slow(owner, data)) the same. Returns the operations run."""
+    from logagent import _client, _speedups
+    rnd = random.Random(seed)
+    done = 0
+    for run_no in range(runs):
+        cap, linger = rnd.choice([(1024, 256), (8192, 2048), (1 << 20, 64 << 10)])
+        owners = [Owner(), Owner()]
+        bufs = [_speedups.Buffer(owners[0], slow_path, cap, linger), _client._PyBuffer(owners[1], slow_path, cap, linger)]
+        ios = [[b""], [b""]]
+        for op, arg in buffer_ops(rnd, n):
+            answers = []
+            for buf, owner, io in zip(bufs, owners, ios):
+                if op == "enqueue" and isinstance(buf, _client._PyBuffer):
+                    answers.append(py_enqueue(buf, owner, arg))  # the Python client's _enqueue, less the lock
+                else:
+                    answers.append(apply_op(buf, owner, op, arg, io))
+            assert answers[0] == answers[1], (run_no, op, arg, answers)
+            assert ios[0][0] == ios[1][0], (run_no, op)
+            got = [[getattr(b, a) for a in BUFFER_ATTRS] for b in bufs]
+            assert got[0] == got[1], (run_no, op, arg, list(zip(BUFFER_ATTRS, *got)))
+            assert owners[0].wakes == owners[1].wakes, (run_no, op, owners[0].wakes, owners[1].wakes)
+            done += 1
+    return done
+
+
+def py_enqueue(buf, owner, data):
+    """What the C Buffer's enqueue does, in the terms of the Python one (_speedups.c): append while open, wake when
+    append says so, else the slow path."""
+    if buf.open:
+        got = buf.append(data)
+        if got == 1:
+            owner._wake()
+        if got != 2:
+            return ""
+    return slow_path(owner, data)
+
+
 def refcounts(objs):
     return [sys.getrefcount(o) for o in objs]
 
@@ -286,6 +388,14 @@ def leak_check(calls):
     client, _ = capture_client()
     client._enqueue = lambda data: ""
     write = client.write_log  # the C writer: binding, id, pack, _enqueue, result dict
+    # the C buffer behind a C writer: appends, wakes, its slow path (full), takes, partial sends, rewinds
+    from logagent import _speedups
+    bclient, _ = capture_client()
+    owner = Owner()
+    buf = _speedups.Buffer(owner, slow_path, 256 << 10, 16 << 10)
+    buf.open = True
+    bclient._enqueue = buf.enqueue
+    bwrite = bclient.write_log
     w_args, w_kw = plain[:5], dict(meta)
     watched.append(w_kw)
     before = refcounts(watched)
@@ -299,6 +409,17 @@ def leak_check(calls):
             assert write(*w_args, **w_kw)["success"]
         for _ in range(n // 10):
             assert write(*other[:5], **other[5])["success"]  # the fallback
+        for i in range(n):
+            r = bwrite(*w_args, **w_kw)
+            assert r["success"] or r["error_message"] == "logagent buffer full (test): record dropped", r
+            if i % 64 == 0:
+                buf.state = 1 if i % 128 else 2  # idle, lingering: the next appends wake the owner
+            if i % 100 == 99:
+                io = buf.take(1 << 30 if i % 200 else 4096)
+                buf.advance(len(io) // 3)
+                buf.rewind()
+                buf.advance(len(io) - buf.io_off)
+                assert buf.buffered == buf.pending_bytes
 
     loop(calls // 10)  # warm-up: caches, the allocator's arenas
     rss0 = rss()
@@ -310,7 +431,9 @@ def leak_check(calls):
     grown = tracemalloc.get_traced_memory()[0] - start
     tracemalloc.stop()
     assert refcounts(watched) == before, (refcounts(watched), before)
+    assert owner.wakes > 0 and buf.written > 0 and buf.sent > 0, (owner.wakes, buf.written, buf.sent)
     client.close(0)
+    bclient.close(0)
     assert grown < 64 << 10, "tracemalloc: %d bytes more after %d calls" % (grown, calls // 10)
     if "asan" not in os.environ.get("LD_PRELOAD", ""):  # ASan keeps freed memory in quarantine: RSS grows
         assert rss_grown < 8 << 20, "RSS grew %d bytes over %d calls" % (rss_grown, calls)
@@ -326,10 +449,11 @@ def checks(count, calls):
     t0 = time.monotonic()
     taken = differential(count, seed=19)
     writes = writer_differential(seed=19)
+    ops = buffer_differential(seed=19)
     grown, rss_grown = leak_check(calls)
-    print("   %s: %d random calls of each kind, %d taken by C; write_log C vs Python: %d records; %d calls: RSS +%d B, "
-          "then tracemalloc +%d B (%.1fs)" % (logagent.implementation, count, taken, writes, calls, rss_grown, grown,
-                                              time.monotonic() - t0))
+    print("   %s: %d random calls of each kind, %d taken by C; write_log C vs Python: %d records; Buffer C vs Python: "
+          "%d operations; %d calls: RSS +%d B, then tracemalloc +%d B (%.1fs)" % (
+              logagent.implementation, count, taken, writes, ops, calls, rss_grown, grown, time.monotonic() - t0))
 
 
 # ---- the tests ----
@@ -342,7 +466,7 @@ def test_the_implementation_this_run_must_have():
     if (os.environ.get("LOGAGENT_PURE_PYTHON") == "1" and os.environ.get("LOGAGENT_SPEEDUPS_DIR")
             and not os.environ.get("LOGAGENT_ASAN_RUNTIME")):  # (an instrumented module loads only under ASan)
         from logagent import _speedups  # the module is there: the variable alone chose the Python encoder
-        assert _speedups.FORMAT == 3
+        assert _speedups.FORMAT == 4
 
 
 def test_both_encoders_give_the_same_bytes():
@@ -358,8 +482,9 @@ SOCK = "/nonexistent/logagent-test.sock"
 
 
 def test_mock_patch_of_the_class_is_honoured():
-    """mock.patch of Client.write_log or Client.write: a Client made inside the patch calls the mock (the C writer
-    must not take over), and making one never reads attributes a mock does not have (Client.write_log.__get__)."""
+    """mock.patch of Client.write_log, Client.write or Client._enqueue, and a subclass's _enqueue: a Client made inside
+    the patch calls the mock (neither the C writer nor the C buffer's enqueue takes over), and making one never reads
+    attributes a mock does not have (Client.write_log.__get__)."""
     from unittest import mock
     with mock.patch.object(logagent.Client, "write_log") as m:
         c = logagent.Client(SOCK)
@@ -377,8 +502,21 @@ def test_mock_patch_of_the_class_is_honoured():
         assert c.write_log("m", a=1)["log_id"] == "x"
         m.assert_called_once_with("m", None, "INFO", None, None, {"a": 1})
         c.close(0)
-    c = logagent.Client(SOCK)  # after the patches: the C writer again where there is one
+    with mock.patch.object(logagent.Client, "_enqueue", return_value="") as m:  # the buffer's enqueue stands aside
+        c = logagent.Client(SOCK)
+        assert "_enqueue" not in vars(c) and c.write_log("m", a=1)["success"]
+        assert m.call_count == 1 and b"\xa1m" in m.call_args[0][0], m.call_args
+        c.close(0)
+
+    class Sub(logagent.Client):
+        def _enqueue(self, data):
+            return "sub: " + str(len(data))
+    c = Sub(SOCK)
+    assert c.write_log("m")["error_message"].startswith("sub: "), c.write_log("m")
+    c.close(0)
+    c = logagent.Client(SOCK)  # after the patches: the C writer and the C buffer's enqueue again where there are
     assert ("write_log" in vars(c)) == (logagent.implementation == "c"), vars(c).get("write_log")
+    assert ("_enqueue" in vars(c)) == (logagent.implementation == "c"), vars(c).get("_enqueue")
     c.close(0)
 
 

@@ -4,27 +4,37 @@ the LOGAGENT_CLIENT_* environment variables it is made from).
 
 DESIGN (the same as liblogagent's, client-shim/logagent.c)
 A writer encodes its record outside any lock (_record.py; with logagent._speedups loaded, Client.write_log and
-logagent.write_log are C functions that bind, pack and call _enqueue themselves: make_writer), then, under the client's lock, appends the bytes to
-`_pending` (a deque of whole records). The sender thread takes records off `_pending` (up to SEND_BATCH bytes),
-joins them into one buffer and writes it to the socket outside the lock, so writers never wait on I/O.
-Writers wake the sender only when it is idle; with little data pending it lingers up to 1 ms so that a slow
-trickle of records still goes out in few large sends (a flush or a writer out of room cuts that short).
+logagent.write_log are C functions that bind, pack and enqueue themselves: make_writer), then appends the bytes to
+the client's buffer, `_buf`: _speedups.Buffer (C) when the extension is loaded, else _PyBuffer (its Python twin,
+the reference; the same methods and answers). The sender thread takes whole records off it (up to SEND_BATCH
+bytes) as one bytes object and writes it to the socket outside the lock, so writers never wait on I/O. Writers
+wake the sender only when it is idle; with little data pending it lingers up to 1 ms so that a slow trickle of
+records still goes out in few large sends (a flush or a writer out of room cuts that short).
 
-Invariants (under _lock):
-  - _pending_bytes + _io_left <= cap: the bound on buffered bytes. A record that does not fit is dropped and
+Locking: _lock (a threading.Lock) orders the sender's state, the waiters, the socket and the counters that only
+change under it (dropped, rejected, reconnects). With _PyBuffer every buffer call is made under _lock. With the C
+buffer, a record that fits while the sender runs goes in through the buffer's own enqueue (this instance's
+_enqueue) under the GIL alone: each Buffer method runs whole without releasing it, so it is atomic with respect to
+every Python thread, and the sender's "nothing pending: I wait" is one call (idle(), linger()) that a writer cannot
+slip between. Everything else (the first record, a full buffer, a closed client) takes the slow path, Client._enqueue,
+under _lock, exactly as the pure client does.
+
+Invariants:
+  - buf.pending_bytes + buf.io_left <= cap: the bound on buffered bytes. A record that does not fit is dropped and
     counted, or its writer waits up to block_timeout seconds for room (default 0: drop at once).
-  - _enq_bytes counts bytes ever appended, _done_bytes bytes written to the socket. When a connection breaks
-    mid-record, the sender rewinds to the start of the record it cut (and _done_bytes with it): the agent
+  - buf.enq_bytes counts bytes ever appended, buf.done_bytes bytes written to the socket. When a connection breaks
+    mid-record, the sender rewinds to the start of the record it cut (and done_bytes with it): the agent
     discards a partial record, so that record is sent again whole on the next connection. A record that was
     fully written is never sent again (records the kernel took before the agent died may be lost; log_id lets
     a service drop any duplicate).
-  - flush() waits for _done_bytes to reach _enq_bytes as it was at the call.
+  - flush() waits for done_bytes to reach enq_bytes as it was at the call.
   - _sock is set and closed under _lock, so close() can shutdown() it to unblock a send to an agent that
     stopped reading, and a forked child sees a consistent value to close.
 
 fork(): os.register_at_fork handlers take the process lock and every live client's lock before the fork, so
-the child copies consistent state. The child then gives each client new locks, an empty buffer, zeroed
-counters and no socket (its copy of the parent's connection is closed) and no sender thread: its next write
+the child copies consistent state (the C buffer is consistent at any moment another thread can run: its methods
+hold the GIL from start to end). The child then gives each client new locks, an empty buffer (reset in place),
+zeroed counters and no socket (its copy of the parent's connection is closed) and no sender thread: its next write
 starts its own thread and connection. Records buffered in the parent at fork time stay the parent's.
 """
 import atexit
@@ -57,7 +67,8 @@ CONNECT_TIMEOUT_S = 1.0
 _SUN_PATH_MAX = 107         # sizeof(sockaddr_un.sun_path) - 1 on Linux
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
 
-_BUSY, _IDLE, _LINGER = 0, 1, 2
+_BUSY, _IDLE, _LINGER, _WAKING = 0, 1, 2, 3  # the sender's state (Buffer.state); WAKING: a writer is waking it
+_APPENDED, _WAKE, _FULL = 0, 1, 2             # Buffer.append's answers
 
 # Process-wide state: the live clients (for the fork and exit handlers) and the default client. _proc_lock
 # guards both; it is an RLock so that the default client can be created while it is held.
@@ -68,6 +79,92 @@ _default = None
 
 def _fail(message):
     return {"success": False, "log_id": "", "error_message": message}
+
+
+class _PyBuffer:
+    """A Client's queued records and the counters its writers change: the pure-Python twin of _speedups.Buffer
+    (_speedups.c says what each method promises), used when the C part is not loaded. Here every method is
+    called with the Client's lock held; the C one needs only the GIL (each of its methods runs whole under it),
+    so that a C write_log appends without the Python lock (enqueue, the writers' path, is the C one's only)."""
+
+    def __init__(self, owner, slow, cap, linger_bytes):
+        self.cap = cap
+        self.linger_bytes = linger_bytes
+        self.reset()
+
+    def reset(self):
+        self.clear()
+        self.enq_bytes = self.done_bytes = self.written = self.sent = 0
+        self.state = _BUSY
+        self.open = False
+
+    def clear(self):
+        self._pending = collections.deque()
+        self._ends = []
+        self._rec = 0
+        self.pending_bytes = self.io_left = self.io_off = 0
+
+    @property
+    def buffered(self):
+        return self.pending_bytes + self.io_left
+
+    def append(self, data):
+        n = len(data)
+        if self.pending_bytes + self.io_left + n > self.cap:
+            return _FULL
+        self._pending.append(data)
+        self.pending_bytes += n
+        self.enq_bytes += n
+        self.written += 1
+        if self.state == _IDLE or (self.state == _LINGER and self.pending_bytes >= self.linger_bytes):
+            self.state = _WAKING
+            return _WAKE
+        return _APPENDED
+
+    def idle(self):
+        if self.pending_bytes:
+            return False
+        self.state = _IDLE
+        return True
+
+    def linger(self):
+        if self.pending_bytes >= self.linger_bytes:
+            return False
+        self.state = _LINGER
+        return True
+
+    def take(self, limit):
+        parts, ends, total = [], [], 0
+        p = self._pending
+        while p and (not parts or total < limit):
+            r = p.popleft()
+            parts.append(r)
+            total += len(r)
+            ends.append(total)
+        self.pending_bytes -= total
+        self.io_left = total
+        self.io_off = self._rec = 0
+        self._ends = ends
+        return b"".join(parts)
+
+    def advance(self, n):
+        if n < 0 or self.io_off + n > self.io_left + self.io_off:  # (io_left + io_off: the batch's size)
+            raise ValueError("logagent Buffer.advance: beyond the batch in flight")
+        self.io_off += n
+        self.io_left -= n
+        self.done_bytes += n
+        ends, rec = self._ends, self._rec
+        while rec < len(ends) and ends[rec] <= self.io_off:
+            rec += 1
+        done, self._rec = rec - self._rec, rec
+        self.sent += done
+        return done
+
+    def rewind(self):
+        start = self._ends[self._rec - 1] if self._rec else 0
+        self.io_left += self.io_off - start
+        self.done_bytes -= self.io_off - start
+        self.io_off = start
 
 
 class Client:
@@ -99,7 +196,13 @@ class Client:
         self.max_record = min(self.cap, MAX_RECORD_BYTES if max_record_bytes is None else int(max_record_bytes))
         self.block_timeout = block_timeout
         self.exit_flush_timeout = exit_flush_timeout
-        self._linger_bytes = min(self.cap // 4, LINGER_BYTES)
+        # The queued records: in C when the extension is loaded (_speedups.Buffer), else _PyBuffer; the same
+        # methods and answers. Its enqueue is this instance's _enqueue unless the class overrides _enqueue: a record
+        # that fits then goes in without this client's lock (the slow path, Client._enqueue, takes it).
+        cls = type(self)
+        self._buf = _Buffer(self, _ENQUEUE, self.cap, min(self.cap // 4, LINGER_BYTES))
+        if _record.Buffer is not None and cls._enqueue is _ENQUEUE:
+            self._enqueue = self._buf.enqueue
         self._init_state()
         with _proc_lock:
             _live.add(self)
@@ -107,31 +210,26 @@ class Client:
         # is overridden (a subclass's own, or a mock patched onto the class, stays in charge). Compared with the
         # originals taken once below the class, not Client.write_log as it is now (a mock.patch of the class).
         # Pure mode sets no attribute (no Client <-> bound method cycle: an unused Client dies without the gc).
-        cls = type(self)
         if _record.writer is not None and cls.write_log is _WRITE_LOG and cls.write is _WRITE:
             self.write_log = make_writer(self, _WRITE_LOG.__get__(self))
 
     def _init_state(self):
-        """Fresh locks, empty buffer, zero counters, no socket, no thread (also the child's state after fork)."""
+        """Fresh locks, empty buffer, zero counters, no socket, no thread (also the child's state after fork: the
+        buffer is reset in place, since the C write_log may hold its enqueue)."""
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)   # sender: records arrived, or stop
         self._room = threading.Condition(self._lock)   # writers: room freed
         self._done = threading.Condition(self._lock)   # flushers: bytes written
-        self._pending = collections.deque()
-        self._pending_bytes = 0
-        self._io_left = 0
-        self._enq_bytes = 0
-        self._done_bytes = 0
+        self._buf.reset()  # nothing queued, written, sent; not open: the next write starts the sender
         self._sock = None
         self._thread = None
         self._closed = False
         self._stopping = False
-        self._io_state = _BUSY
         self._room_waiters = 0
         self._done_waiters = 0
         self._connects = 0
         self._last_error = ""
-        self._written = self._sent = self._dropped = self._reconnects = self._rejected = 0
+        self._dropped = self._reconnects = self._rejected = 0
 
     # ---- writing ----
 
@@ -176,9 +274,11 @@ class Client:
         return _fail(message)
 
     def _enqueue(self, data):
-        """Appends one encoded record, waiting for room as block_timeout says. Returns "" or an error message."""
-        n = len(data)
+        """Appends one encoded record, waiting for room as block_timeout says. Returns "" or an error message.
+        With the C buffer, this is its slow path: the buffer's own enqueue (this instance's _enqueue) appends a
+        record that fits while the sender runs, without this lock, and calls this for everything else."""
         deadline = None
+        buf = self._buf
         with self._lock:
             if self._closed:
                 self._rejected += 1
@@ -187,10 +287,13 @@ class Client:
                 err = self._start_locked()
                 if err:
                     return err
-            while self._pending_bytes + self._io_left + n > self.cap:
+            while True:
+                got = buf.append(data)
+                if got != _FULL:
+                    break
                 if self._stopping or self.block_timeout == 0:
                     return self._full_locked()
-                if self._io_state == _LINGER:
+                if buf.state == _LINGER:
                     self._work.notify()
                 if self.block_timeout is not None and deadline is None:
                     deadline = time.monotonic() + self.block_timeout
@@ -202,13 +305,14 @@ class Client:
                     self._room.wait(left)
                 finally:  # (a KeyboardInterrupt in the wait must not leave a phantom waiter)
                     self._room_waiters -= 1
-            self._pending.append(data)
-            self._pending_bytes += n
-            self._enq_bytes += n
-            self._written += 1
-            if self._io_state == _IDLE or (self._io_state == _LINGER and self._pending_bytes >= self._linger_bytes):
+            if got == _WAKE:  # the sender was idle, or lingering and now has enough
                 self._work.notify()
         return ""
+
+    def _wake(self):
+        """Wakes the sender for the C buffer's enqueue, which found it idle (once per idle spell, not per record)."""
+        with self._lock:
+            self._work.notify()
 
     def _full_locked(self):
         self._dropped += 1
@@ -227,14 +331,14 @@ class Client:
             self._dropped += 1
             return "cannot start the logagent sender thread (%s): record dropped" % e
         self._thread = t
+        self._buf.open = True  # from now on a record that fits goes in without this lock
         return ""
 
     # ---- the sender thread ----
 
     def _run(self):
-        io = b""
-        ends = []       # ends[i]: offset just past record i of io
-        off = rec = 0   # bytes of io written (rewound to a record start on a broken connection); records done
+        io = b""        # the batch in flight; buf.io_off: bytes of it written (rewound to a record start on a
+        buf = self._buf  # broken connection)
         backoff = 0.0
         progressed = False  # a record was completed on the current connection
         lingered = False
@@ -242,22 +346,20 @@ class Client:
         lock.acquire()
         try:
             while not self._stopping:
-                if off == len(io):
-                    if not self._pending:
-                        self._io_state = _IDLE
+                if buf.io_off == len(io):
+                    # idle() and linger() check and set the state in one step: a C writer appending in between
+                    # would otherwise see BUSY and not wake a sender about to wait
+                    if buf.idle():
                         self._work.wait()
-                        self._io_state = _BUSY
+                        buf.state = _BUSY
                         continue
-                    if (not lingered and self._pending_bytes < self._linger_bytes and not self._done_waiters
-                            and not self._room_waiters):
-                        self._io_state = _LINGER
+                    if not lingered and not self._done_waiters and not self._room_waiters and buf.linger():
                         self._work.wait(LINGER_S)
-                        self._io_state = _BUSY
+                        buf.state = _BUSY
                         lingered = True
                         continue
                     lingered = False
-                    io, ends = self._take_locked()
-                    off = rec = 0
+                    io = buf.take(SEND_BATCH)
                 if self._sock is None:
                     if backoff:
                         self._work.wait(backoff)  # close() wakes it
@@ -282,6 +384,7 @@ class Client:
                     self._last_error = ""
                     progressed = False
                 sock = self._sock
+                off = buf.io_off
                 lock.release()
                 try:
                     n = sock.send(memoryview(io)[off:off + SEND_BATCH], _SEND_FLAGS)
@@ -291,12 +394,7 @@ class Client:
                 finally:
                     lock.acquire()
                 if err is None and n > 0:
-                    off += n
-                    self._io_left -= n
-                    self._done_bytes += n
-                    while rec < len(ends) and ends[rec] <= off:
-                        rec += 1
-                        self._sent += 1
+                    if buf.advance(n):  # records completed
                         progressed = True
                     if progressed:
                         backoff = 0.0
@@ -305,10 +403,7 @@ class Client:
                 # EPIPE, ECONNRESET, ...: send the cut record again whole on a new connection. A connection that
                 # broke before completing any record backs off, so an agent that keeps closing on us cannot make
                 # this a busy loop.
-                start = ends[rec - 1] if rec else 0
-                self._io_left += off - start
-                self._done_bytes -= off - start
-                off = start
+                buf.rewind()
                 self._last_error = "connection to %s lost: %s" % (self.socket_path, _strerror(err))
                 self._close_sock_locked()
                 if not progressed:
@@ -317,18 +412,6 @@ class Client:
             self._close_sock_locked()
             self._wake_waiters_locked()
             lock.release()
-
-    def _take_locked(self):
-        parts, ends, total = [], [], 0
-        p = self._pending
-        while p and total < SEND_BATCH:
-            r = p.popleft()
-            parts.append(r)
-            total += len(r)
-            ends.append(total)
-        self._pending_bytes -= total
-        self._io_left = total
-        return b"".join(parts), ends
 
     def _wake_waiters_locked(self):
         if self._room_waiters:
@@ -349,15 +432,16 @@ class Client:
         down or slow) or the client is closed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            target = self._enq_bytes
-            while self._done_bytes < target:
+            buf = self._buf
+            target = buf.enq_bytes
+            while buf.done_bytes < target:
                 if self._stopping or self._thread is None:
                     return False
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
                 self._done_waiters += 1
-                if self._io_state == _LINGER:
+                if buf.state == _LINGER:
                     self._work.notify()
                 try:
                     self._done.wait(left)
@@ -373,10 +457,11 @@ class Client:
             flushed = self.flush(timeout)
         else:
             with self._lock:
-                flushed = self._done_bytes >= self._enq_bytes
+                flushed = self._buf.done_bytes >= self._buf.enq_bytes
         with self._lock:
             if self._closed:
                 return flushed
+            self._buf.open = False  # first: a C writer appends no more, and takes the slow path ("closed")
             self._closed = self._stopping = True
             if self._sock is not None:
                 try:
@@ -390,9 +475,8 @@ class Client:
         if thread is not None and thread is not threading.current_thread():
             thread.join()
         with self._lock:
-            self._dropped += self._written - self._sent  # queued but never fully written
-            self._pending.clear()
-            self._pending_bytes = self._io_left = 0
+            self._dropped += self._buf.written - self._buf.sent  # queued but never fully written
+            self._buf.clear()
         with _proc_lock:
             _live.discard(self)
         return flushed
@@ -402,10 +486,11 @@ class Client:
         left unsent at close), rejected (refused by write_log: bad argument, too large, client closed),
         reconnects (connects after the first), buffered_bytes (waiting now), connected, last_error (why the
         agent cannot be reached)."""
-        with self._lock:
-            return {"written": self._written, "sent": self._sent, "dropped": self._dropped,
+        with self._lock:  # (the C buffer's counters change without it, but each read is whole: written >= sent)
+            buf = self._buf
+            return {"written": buf.written, "sent": buf.sent, "dropped": self._dropped,
                     "rejected": self._rejected, "reconnects": self._reconnects,
-                    "buffered_bytes": self._pending_bytes + self._io_left,
+                    "buffered_bytes": buf.buffered,
                     "connected": self._sock is not None, "last_error": self._last_error,
                     "socket_path": self.socket_path}
 
@@ -413,7 +498,9 @@ class Client:
         return "<logagent.Client %s>" % self.socket_path
 
 
-_WRITE_LOG, _WRITE = Client.write_log, Client.write  # the originals (Client.__init__: is the C writer in charge?)
+# the originals (Client.__init__: is the C writer, or the C buffer's enqueue, in charge?)
+_WRITE_LOG, _WRITE, _ENQUEUE = Client.write_log, Client.write, Client._enqueue
+_Buffer = _PyBuffer if _record.Buffer is None else _record.Buffer
 
 
 def _strerror(e):

@@ -148,7 +148,7 @@ def _load_speedups():
         from . import _speedups
     except ImportError:
         return None
-    if getattr(_speedups, "FORMAT", None) != 3:  # a build of another version of _speedups.c: not ours
+    if getattr(_speedups, "FORMAT", None) != 4:  # a build of another version of _speedups.c: not ours
         return None
     return _speedups
 
@@ -156,6 +156,7 @@ def _load_speedups():
 _speedups = _load_speedups()
 fast_pack = None if _speedups is None else _speedups.pack  # pack() in C: bytes, or None for the Python path
 writer = None if _speedups is None else _speedups.writer  # write_log in C (see _client.make_writer)
+Buffer = None if _speedups is None else _speedups.Buffer  # a Client's queued records in C (_client._PyBuffer's twin)
 implementation = "python" if _speedups is None else "c"
 
 

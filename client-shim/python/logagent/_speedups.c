@@ -14,13 +14,16 @@
  * conversions call the caller's own code (str(), isoformat()) and whose errors carry the record's words.
  * No Python code runs while a record is packed: the arguments cannot change under the encoder.
  *
- * The buffer, lock, sender thread, fork and exit handling stay in _client.py (the writer calls Client._enqueue):
- * liblogagent's writer (client-shim/logagent.c) has its own buffer, thread and fork handlers, which would give a
- * Python process two of each and change what flush(), get_stats() and the fork rules mean; see docs/python.md.
+ * Buffer: a Client's queued records and the counters its writers change (_client._PyBuffer is its Python twin), so
+ * that a plain record goes from write_log's arguments into the buffer without a Python lock or Python code. The
+ * lock, the sender thread, fork and exit handling stay in _client.py: liblogagent's writer (client-shim/logagent.c)
+ * has its own buffer, thread and fork handlers, which would give a Python process two of each and change what
+ * flush(), get_stats() and the fork rules mean; see docs/python.md.
  *
  * The stable ABI (Py_LIMITED_API 3.10, one .abi3.so for every CPython >= 3.10) when the build asks for it. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -381,12 +384,17 @@ static int pack_record(struct out *o, struct call *c)
 }
 
 /* The record as a bytes object; Py_None when only the Python path can pack it; NULL with an exception set. */
+static void out_init(struct out *o)
+{
+    o->p = o->small;
+    o->len = 0;
+    o->cap = sizeof o->small;
+}
+
 static PyObject *pack_call(struct call *c)
 {
     struct out o;
-    o.p = o.small;
-    o.len = 0;
-    o.cap = sizeof o.small;
+    out_init(&o);
     int r = pack_record(&o, c);
     PyObject *res = NULL;
     if (r == PACK_OK)
@@ -445,7 +453,8 @@ static PyObject *speedups_pack(PyObject *self, PyObject *const *args, Py_ssize_t
  *   3. the id: ids_names["_ids"].getrandbits(128) (_client's generator, looked up at each call as Client.write
  *      does) as 32 lowercase hex digits, written into the record;
  *   4. the limit: a record above client.max_record goes to client._reject(...) with the Python path's words;
- *   5. client._enqueue(data): the Python client's buffer, lock, sender thread, fork and exit handling, unchanged;
+ *   5. client._enqueue(data): the C Buffer's own enqueue when that is what the attribute holds (called directly:
+ *      no Python call for a record that fits), else whatever it is (the Python Client._enqueue, a test's stand-in);
  *      its answer ("" or why not) becomes the result dict.
  * The state it holds (the client, the callables) is garbage-collected like any object: a Client holding its own
  * writer is a cycle the collector can break.
@@ -545,6 +554,409 @@ static PyType_Spec state_spec = {
 };
 
 static PyTypeObject *state_type; /* made once at import, never changed */
+
+/* ---- the client's buffer in C ------------------------------------------------------------------------------
+ *
+ * Buffer(owner, slow, cap, linger_bytes): the bytes a Client has queued for its sender thread, and the counters
+ * its writers change, so that a write_log of a plain record appends without a Python lock and without running
+ * Python code (issue #19: with 50 threads, the Python lock convoyed with the GIL). _client._PyBuffer is the same
+ * object in Python (the pure client, and the reference): same methods, same attributes, same answers.
+ *
+ * No lock of its own: every method runs start to end holding the GIL and calls no Python code (but enqueue's
+ * wake and slow path, after its own work is done), so each is atomic with respect to every other Python thread.
+ * The Client's lock still orders everything else (the sender's state, waiters, the socket); the methods that
+ * make a decision the writers must see (idle, linger) take it in one call, so that a writer appending between
+ * the sender's check and its wait cannot be missed.
+ *
+ *   enqueue(data) -> "" or why not: the writers' path (Client._enqueue on an instance whose class does not
+ *       override it; the C write_log calls it directly). While the sender runs (open) and the record fits, it
+ *       appends and counts; when the sender is idle (or lingering with linger_bytes pending) it marks it WAKING
+ *       and calls owner._wake() (the Condition, under the Client's lock: once per idle spell, not per record).
+ *       Anything else (not started, closed, full: the words and waits of the Python code) is slow(owner, data),
+ *       Client._enqueue itself, which calls append() under the lock.
+ *   append(data) -> 0 appended, 1 appended and the sender must be woken (state set WAKING), 2 full (no room
+ *       under cap for pending + in-flight bytes).
+ *   idle() -> True and state IDLE when nothing is pending; linger() -> True and state LINGER when less than
+ *       linger_bytes is pending.
+ *   take(limit) -> bytes: whole records off the front while under limit (at least one), now in flight
+ *       (io_left); advance(n): n of them written (done_bytes, io_off; returns the records completed, counted
+ *       in sent); rewind(): back to the start of the record a broken connection cut (it goes again whole).
+ *   clear(): nothing pending or in flight (close); reset(): that, counters zeroed, state BUSY, not open (the
+ *       forked child's fresh state).
+ * Attributes: pending_bytes, io_left, buffered (their sum, one read), io_off, enq_bytes, done_bytes, written,
+ * sent (read-only), state and open (the sender's, written under the Client's lock). */
+
+enum { ST_BUSY = 0, ST_IDLE = 1, ST_LINGER = 2, ST_WAKING = 3 }; /* _client._BUSY, _IDLE, _LINGER, _WAKING */
+enum { APP_OK = 0, APP_WAKE = 1, APP_FULL = 2 };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *owner; /* the Client (a cycle the collector breaks, as the C write_log's is) */
+    PyObject *slow;  /* Client._enqueue, the Python function: slow(owner, data) */
+    unsigned char *data; /* pending records: data[start, len) */
+    size_t start, len, cap_data;
+    size_t *lens; /* pending record lengths: lens[first, nrec) */
+    size_t first, nrec, cap_lens;
+    size_t *io_ends; /* the batch in flight: ends of its records, io_n of them; io_rec completed */
+    size_t io_n, io_rec, cap_io, io_size;
+    long long cap, linger_bytes;
+    long long pending_bytes, io_left, io_off, enq_bytes, done_bytes, written, sent;
+    int state, open;
+} Buffer;
+
+static PyTypeObject *buffer_type; /* made once at import, never changed */
+static PyObject *str_wake;
+
+/* Room for more entries of `size` bytes at *p (capacity *capacity, used `used`): doubled until `need` fit. */
+static int grow(void **p, size_t *capacity, size_t need, size_t size, size_t least)
+{
+    if (need <= *capacity)
+        return 0;
+    size_t c = *capacity ? *capacity : least;
+    while (c < need) {
+        if (c > (size_t)PY_SSIZE_T_MAX / 2 / size) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        c *= 2;
+    }
+    void *q = PyMem_Realloc(*p, c * size);
+    if (q == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *p = q;
+    *capacity = c;
+    return 0;
+}
+
+/* Appends one record of n bytes (APP_* or -1 with MemoryError). */
+static int buffer_put(Buffer *b, const void *p, size_t n)
+{
+    if ((unsigned long long)b->pending_bytes + (unsigned long long)b->io_left + n > (unsigned long long)b->cap)
+        return APP_FULL;
+    /* Out of room at the end: reuse the taken space at the front when it is at least as large as what would move
+     * (so each byte is moved at most once per time it is taken: amortised O(1)), else grow. */
+    if (b->start > 0 && b->len + n > b->cap_data && b->start >= b->len - b->start) {
+        memmove(b->data, b->data + b->start, b->len - b->start);
+        b->len -= b->start;
+        b->start = 0;
+    }
+    if (b->first > 0 && b->nrec == b->cap_lens && b->first >= b->nrec - b->first) {
+        memmove(b->lens, b->lens + b->first, (b->nrec - b->first) * sizeof *b->lens);
+        b->nrec -= b->first;
+        b->first = 0;
+    }
+    if (grow((void **)&b->data, &b->cap_data, b->len + n, 1, 64 << 10) < 0 ||
+        grow((void **)&b->lens, &b->cap_lens, b->nrec + 1, sizeof *b->lens, 256) < 0)
+        return -1;
+    if (n > 0) /* (an empty record: data may still be NULL) */
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->lens[b->nrec++] = n;
+    b->pending_bytes += (long long)n;
+    b->enq_bytes += (long long)n;
+    b->written++;
+    if (b->state == ST_IDLE || (b->state == ST_LINGER && b->pending_bytes >= b->linger_bytes)) {
+        b->state = ST_WAKING; /* one writer wakes it; the others see WAKING */
+        return APP_WAKE;
+    }
+    return APP_OK;
+}
+
+/* owner._wake(); on an error (a KeyboardInterrupt in its lock wait) the sender is left marked idle again, so the
+ * next writer wakes it: the record itself is queued either way. */
+static int buffer_wake(Buffer *b, int was)
+{
+    PyObject *r = PyObject_CallMethodObjArgs(b->owner, str_wake, NULL);
+    if (r == NULL) {
+        if (b->state == ST_WAKING)
+            b->state = was;
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* enqueue for the record p[0, n): "" or why not, NULL on an error. data: the same bytes as an object for the slow
+ * path, or NULL (the C write_log's record, still in its own memory: made into bytes only if the slow path needs it). */
+static PyObject *buffer_enqueue_bytes(Buffer *b, PyObject *data, const char *p, Py_ssize_t n)
+{
+    if (b->open && b->owner != NULL) {
+        int was = b->state, r = buffer_put(b, p, (size_t)n);
+        if (r < 0)
+            return NULL;
+        if (r == APP_WAKE && buffer_wake(b, was) < 0)
+            return NULL;
+        if (r != APP_FULL)
+            return Py_NewRef(str_empty);
+    }
+    if (b->slow == NULL || b->owner == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "logagent: a Buffer without its client");
+        return NULL;
+    }
+    PyObject *made = data == NULL ? PyBytes_FromStringAndSize(p, n) : NULL;
+    if (data == NULL && made == NULL)
+        return NULL;
+    PyObject *res = PyObject_CallFunctionObjArgs(b->slow, b->owner, data ? data : made, NULL);
+    Py_XDECREF(made);
+    return res;
+}
+
+static int bytes_of(PyObject *data, char **p, Py_ssize_t *n)
+{
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "logagent Buffer: a record must be bytes");
+        return -1;
+    }
+    return PyBytes_AsStringAndSize(data, p, n);
+}
+
+static PyObject *buffer_enqueue(PyObject *self, PyObject *data)
+{
+    char *p;
+    Py_ssize_t n;
+    if (bytes_of(data, &p, &n) < 0)
+        return NULL;
+    return buffer_enqueue_bytes((Buffer *)self, data, p, n);
+}
+
+static PyObject *buffer_append(PyObject *self, PyObject *data)
+{
+    char *p;
+    Py_ssize_t n;
+    if (bytes_of(data, &p, &n) < 0)
+        return NULL;
+    int r = buffer_put((Buffer *)self, p, (size_t)n);
+    return r < 0 ? NULL : PyLong_FromLong(r);
+}
+
+static PyObject *buffer_idle(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    Buffer *b = (Buffer *)self;
+    if (b->pending_bytes != 0)
+        Py_RETURN_FALSE;
+    b->state = ST_IDLE;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *buffer_linger(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    Buffer *b = (Buffer *)self;
+    if (b->pending_bytes >= b->linger_bytes)
+        Py_RETURN_FALSE;
+    b->state = ST_LINGER;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *buffer_take(PyObject *self, PyObject *arg)
+{
+    Buffer *b = (Buffer *)self;
+    Py_ssize_t limit = PyLong_AsSsize_t(arg);
+    if (limit == -1 && PyErr_Occurred())
+        return NULL;
+    size_t total = 0, k = 0, avail = b->nrec - b->first;
+    while (k < avail && (k == 0 || total < (size_t)limit))
+        total += b->lens[b->first + k++];
+    if (grow((void **)&b->io_ends, &b->cap_io, k, sizeof *b->io_ends, 256) < 0)
+        return NULL;
+    PyObject *io = PyBytes_FromStringAndSize(total ? (const char *)b->data + b->start : "", (Py_ssize_t)total);
+    if (io == NULL)
+        return NULL;
+    size_t end = 0;
+    for (size_t i = 0; i < k; i++)
+        b->io_ends[i] = end += b->lens[b->first + i];
+    b->first += k;
+    b->start += total;
+    if (b->first == b->nrec)
+        b->first = b->nrec = b->start = b->len = 0; /* empty: start over at the front */
+    b->io_n = k;
+    b->io_rec = 0;
+    b->io_size = total;
+    b->io_off = 0;
+    b->pending_bytes -= (long long)total;
+    b->io_left = (long long)total;
+    return io;
+}
+
+static PyObject *buffer_advance(PyObject *self, PyObject *arg)
+{
+    Buffer *b = (Buffer *)self;
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 0 || (size_t)b->io_off + (size_t)n > b->io_size) {
+        PyErr_SetString(PyExc_ValueError, "logagent Buffer.advance: beyond the batch in flight");
+        return NULL;
+    }
+    b->io_off += n;
+    b->io_left -= n;
+    b->done_bytes += n;
+    long done = 0;
+    while (b->io_rec < b->io_n && b->io_ends[b->io_rec] <= (size_t)b->io_off) {
+        b->io_rec++;
+        done++;
+    }
+    b->sent += done;
+    return PyLong_FromLong(done);
+}
+
+static PyObject *buffer_rewind(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    Buffer *b = (Buffer *)self;
+    long long start = b->io_rec ? (long long)b->io_ends[b->io_rec - 1] : 0, cut = b->io_off - start;
+    b->io_left += cut;
+    b->done_bytes -= cut;
+    b->io_off = start;
+    Py_RETURN_NONE;
+}
+
+static void buffer_empty(Buffer *b)
+{
+    b->start = b->len = b->first = b->nrec = 0;
+    b->io_n = b->io_rec = b->io_size = 0;
+    b->pending_bytes = b->io_left = b->io_off = 0;
+}
+
+static PyObject *buffer_clear(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    buffer_empty((Buffer *)self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *buffer_reset(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    Buffer *b = (Buffer *)self;
+    buffer_empty(b);
+    b->enq_bytes = b->done_bytes = b->written = b->sent = 0;
+    b->state = ST_BUSY;
+    b->open = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *buffer_buffered(PyObject *self, void *unused)
+{
+    (void)unused;
+    Buffer *b = (Buffer *)self;
+    return PyLong_FromLongLong(b->pending_bytes + b->io_left);
+}
+
+static int buffer_init(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    Buffer *b = (Buffer *)self;
+    PyObject *owner, *slow;
+    long long cap, linger;
+    if (kwargs != NULL && PyDict_Size(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "Buffer() takes no keyword arguments");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(args, "OOLL:Buffer", &owner, &slow, &cap, &linger))
+        return -1;
+    if (cap < 0 || linger < 0) {
+        PyErr_SetString(PyExc_ValueError, "Buffer(): cap and linger_bytes must be >= 0");
+        return -1;
+    }
+    Py_CLEAR(b->owner);
+    Py_CLEAR(b->slow);
+    b->owner = Py_NewRef(owner);
+    b->slow = Py_NewRef(slow);
+    b->cap = cap;
+    b->linger_bytes = linger;
+    buffer_reset(self, NULL);
+    return 0;
+}
+
+static int buffer_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Buffer *b = (Buffer *)self;
+    Py_VISIT(b->owner);
+    Py_VISIT(b->slow);
+    return 0;
+}
+
+static int buffer_clear_refs(PyObject *self)
+{
+    Buffer *b = (Buffer *)self;
+    Py_CLEAR(b->owner);
+    Py_CLEAR(b->slow);
+    return 0;
+}
+
+static void buffer_dealloc(PyObject *self)
+{
+    Buffer *b = (Buffer *)self;
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    buffer_clear_refs(self);
+    PyMem_Free(b->data);
+    PyMem_Free(b->lens);
+    PyMem_Free(b->io_ends);
+    freefunc free_fn = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    free_fn(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef buffer_methods[] = {
+    {"enqueue", buffer_enqueue, METH_O, "enqueue(data) -> '' or why not: the writers' path (see _speedups.c)"},
+    {"append", buffer_append, METH_O, "append(data) -> 0 appended, 1 appended (wake the sender), 2 full"},
+    {"idle", buffer_idle, METH_NOARGS, "idle() -> True (state IDLE) when nothing is pending"},
+    {"linger", buffer_linger, METH_NOARGS, "linger() -> True (state LINGER) when less than linger_bytes is pending"},
+    {"take", buffer_take, METH_O, "take(limit) -> bytes: whole records off the front, now in flight"},
+    {"advance", buffer_advance, METH_O, "advance(n) -> records completed by n more bytes written"},
+    {"rewind", buffer_rewind, METH_NOARGS, "rewind(): back to the start of the record in flight"},
+    {"clear", buffer_clear, METH_NOARGS, "clear(): nothing pending or in flight"},
+    {"reset", buffer_reset, METH_NOARGS, "reset(): clear(), counters zeroed, state BUSY, not open"},
+    {NULL, NULL, 0, NULL},
+};
+
+#define BUF_RO(name) {#name, T_LONGLONG, offsetof(Buffer, name), READONLY, NULL}
+static PyMemberDef buffer_members[] = {
+    BUF_RO(cap), BUF_RO(linger_bytes), BUF_RO(pending_bytes), BUF_RO(io_left), BUF_RO(io_off), BUF_RO(enq_bytes),
+    BUF_RO(done_bytes), BUF_RO(written), BUF_RO(sent),
+    {"state", T_INT, offsetof(Buffer, state), 0, NULL},
+    {"open", T_INT, offsetof(Buffer, open), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef buffer_getset[] = {
+    {"buffered", buffer_buffered, NULL, "pending_bytes + io_left, read at once", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot buffer_slots[] = {
+    {Py_tp_init, (void *)buffer_init},
+    {Py_tp_methods, buffer_methods},
+    {Py_tp_members, buffer_members},
+    {Py_tp_getset, buffer_getset},
+    {Py_tp_traverse, (void *)buffer_traverse},
+    {Py_tp_clear, (void *)buffer_clear_refs},
+    {Py_tp_dealloc, (void *)buffer_dealloc},
+    {Py_tp_doc, (void *)"Buffer(owner, slow, cap, linger_bytes): a Client's queued records (see _speedups.c)"},
+    {0, NULL},
+};
+
+static PyType_Spec buffer_spec = {
+    .name = "logagent._speedups.Buffer",
+    .basicsize = sizeof(Buffer),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = buffer_slots,
+};
+
+/* The Buffer behind a bound enqueue (client._enqueue as Client.__init__ sets it), or NULL: call it as Python. */
+static Buffer *buffer_of(PyObject *method)
+{
+    if (!PyCFunction_Check(method) || PyCFunction_GetFunction(method) != buffer_enqueue)
+        return NULL;
+    PyObject *self = PyCFunction_GetSelf(method); /* borrowed */
+    if (self == NULL || Py_TYPE(self) != buffer_type)
+        return NULL;
+    return (Buffer *)self;
+}
 
 /* fallback(*args, **kwargs) from a vectorcall's arguments. */
 static PyObject *call_fallback(WriterState *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -647,33 +1059,27 @@ static PyObject *now_ns(void)
     return PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
 }
 
-/* The packed record with its id (ok: 1), or ok 0 for "ask the fallback" (no exception), or NULL and ok -1 with an
- * exception set. */
-static PyObject *record(WriterState *s, PyObject *const *p, PyObject **keys, PyObject **vals, Py_ssize_t count,
-                        char *id, int *ok)
+/* The record packed into o (an initialised out) with its id: 1; or 0 for "ask the fallback" (no exception); or -1
+ * with an exception set. */
+static int record(WriterState *s, PyObject *const *p, PyObject **keys, PyObject **vals, Py_ssize_t count, char *id,
+                  struct out *o)
 {
-    *ok = -1;
     PyObject *now = now_ns();
     if (now == NULL)
-        return NULL;
+        return -1;
     struct call c = {p[P_MESSAGE], p[P_SERVICE] ? p[P_SERVICE] : Py_None, p[P_LEVEL] ? p[P_LEVEL] : Py_None,
                      p[P_TRACE] ? p[P_TRACE] : Py_None, p[P_SPAN] ? p[P_SPAN] : Py_None, NULL, now, keys, vals,
                      count, 0};
-    PyObject *data = pack_call(&c);
+    int r = pack_record(o, &c);
     Py_DECREF(now);
-    if (data == NULL || data == Py_None) { /* out of memory in C, or a record for the Python path: ask it */
+    if (r != PACK_OK) { /* out of memory in C, or a record for the Python path: ask it */
         PyErr_Clear();
-        Py_XDECREF(data);
-        *ok = 0;
-        return NULL;
+        return 0;
     }
-    if (random_id(s, id) < 0) {
-        Py_DECREF(data);
-        return NULL;
-    }
-    memcpy(PyBytes_AsString(data) + c.log_id_at, id, LOG_ID_LEN); /* a new object no one else has seen */
-    *ok = 1;
-    return data;
+    if (random_id(s, id) < 0)
+        return -1;
+    memcpy(o->p + c.log_id_at, id, LOG_ID_LEN); /* our own memory: nothing else has seen it */
+    return 1;
 }
 
 /* The words of client._reject for a record of n bytes above client.max_record (limit), as the Python path's
@@ -703,13 +1109,13 @@ static PyObject *too_large(Py_ssize_t n, PyObject *limit)
     return msg;
 }
 
-/* client._enqueue(data) or, above client.max_record, client._reject(...); the result dict. */
-static PyObject *hand_over(PyObject *client, PyObject *data, const char *id)
+/* client._enqueue(the record in o) or, above client.max_record, client._reject(...); the result dict. */
+static PyObject *hand_over(PyObject *client, const struct out *o, const char *id)
 {
     PyObject *limit = PyObject_GetAttr(client, str_max_record);
     if (limit == NULL)
         return NULL;
-    PyObject *msg = too_large(PyBytes_Size(data), limit);
+    PyObject *msg = too_large((Py_ssize_t)o->len, limit);
     Py_DECREF(limit);
     if (msg != NULL) {
         PyObject *res = PyObject_CallMethodObjArgs(client, str_reject, msg, NULL);
@@ -718,7 +1124,19 @@ static PyObject *hand_over(PyObject *client, PyObject *data, const char *id)
     }
     if (PyErr_Occurred())
         return NULL;
-    PyObject *err = PyObject_CallMethodObjArgs(client, str_enqueue, data, NULL);
+    PyObject *enqueue = PyObject_GetAttr(client, str_enqueue), *err = NULL;
+    if (enqueue == NULL)
+        return NULL;
+    Buffer *b = buffer_of(enqueue); /* the C buffer's own enqueue: no Python call, no bytes object for a record
+                                     * that fits */
+    if (b != NULL) {
+        err = buffer_enqueue_bytes(b, NULL, (const char *)o->p, (Py_ssize_t)o->len);
+    } else {
+        PyObject *data = PyBytes_FromStringAndSize((const char *)o->p, (Py_ssize_t)o->len);
+        err = data ? PyObject_CallFunctionObjArgs(enqueue, data, NULL) : NULL;
+        Py_XDECREF(data);
+    }
+    Py_DECREF(enqueue);
     if (err == NULL)
         return NULL;
     int failed = PyObject_IsTrue(err);
@@ -738,9 +1156,11 @@ static PyObject *writer_call(PyObject *self, PyObject *const *args, Py_ssize_t n
 {
     WriterState *s = (WriterState *)self;
     Py_ssize_t nkw = kwnames ? PyTuple_Size(kwnames) : 0, count;
-    PyObject *p[P_COUNT], *small[2 * META_STACK], **kv = small, *client = NULL, *data = NULL, *res = NULL;
+    PyObject *p[P_COUNT], *small[2 * META_STACK], **kv = small, *client = NULL, *res = NULL;
     char id[LOG_ID_LEN + 1];
     int ok = 0;
+    struct out o; /* the record, packed in place (the first STACK_BYTES on this stack) */
+    out_init(&o);
     if (nkw > META_STACK && (kv = PyMem_Malloc(2 * (size_t)nkw * sizeof *kv)) == NULL)
         return PyErr_NoMemory();
     if (bind_args(args, nargs, kwnames, p, kv, kv + (nkw > META_STACK ? nkw : META_STACK), &count) < 0 ||
@@ -759,16 +1179,16 @@ static PyObject *writer_call(PyObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_Clear();
         goto fallback;
     }
-    data = record(s, p, kv, kv + (nkw > META_STACK ? nkw : META_STACK), count, id, &ok);
+    ok = record(s, p, kv, kv + (nkw > META_STACK ? nkw : META_STACK), count, id, &o);
     if (ok == 1)
-        res = hand_over(client, data, id);
+        res = hand_over(client, &o, id);
     if (ok != 0)
         goto out;
 fallback:
     res = call_fallback(s, args, nargs, kwnames);
 out:
     Py_XDECREF(client);
-    Py_XDECREF(data);
+    out_free(&o);
     if (kv != small)
         PyMem_Free(kv);
     return res;
@@ -840,7 +1260,7 @@ static int init_constants(void)
         {&str_enqueue, "_enqueue"}, {&str_reject, "_reject"}, {&str_max_record, "max_record"},
         {&str_success, "success"}, {&str_log_id, "log_id"}, {&str_error_message, "error_message"},
         {&str_empty, ""}, {&str_default_client, "default_client"}, {&str_ids, "_ids"},
-        {&str_getrandbits, "getrandbits"},
+        {&str_getrandbits, "getrandbits"}, {&str_wake, "_wake"},
     };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         if (*strs[i].p == NULL && (*strs[i].p = PyUnicode_InternFromString(strs[i].s)) == NULL)
@@ -849,6 +1269,8 @@ static int init_constants(void)
         (int_64 == NULL && (int_64 = PyLong_FromLong(64)) == NULL))
         return -1;
     if (state_type == NULL && (state_type = (PyTypeObject *)PyType_FromSpec(&state_spec)) == NULL)
+        return -1;
+    if (buffer_type == NULL && (buffer_type = (PyTypeObject *)PyType_FromSpec(&buffer_spec)) == NULL)
         return -1;
     return 0;
 }
@@ -860,7 +1282,8 @@ PyMODINIT_FUNC PyInit__speedups(void)
     PyObject *m = PyModule_Create(&speedups_module);
     /* FORMAT: what pack() and writer() take and give; _record.py loads no other. */
     if (m != NULL && (PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0 ||
-                      PyModule_AddIntConstant(m, "FORMAT", 3) < 0))
+                      PyModule_AddIntConstant(m, "FORMAT", 4) < 0 ||
+                      PyModule_AddObjectRef(m, "Buffer", (PyObject *)buffer_type) < 0))
         Py_CLEAR(m);
     return m;
 }
