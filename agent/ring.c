@@ -21,6 +21,13 @@
  * [tail, read) before it publishes the new tail with a release store. A producer acquires `tail` before
  * it computes free space, so the zeroing happens-before its writes into that space.
  *
+ * Chunks (ring_reserve_in): a producer thread claims a span of the ring with one CAS and carves its records out of
+ * it without touching `head` again, so several producers do not take turns on head's cache line per record (that
+ * CAS and the records' shared lines were ~17% of the agent's CPU with two ingest loops, perf). Inside the span the
+ * invariant holds as for any reservation: bytes not written yet are zero, so the consumer stops at the first record
+ * not yet carved; ring_chunk_close publishes the unused rest as one padding header. Records come out in order per
+ * producer; across producers in the order of their chunks, not of their records.
+ *
  * `head` and `tail` sit on their own cache lines; the consumer's `read` and its last-peeked length live on
  * a third, touched only by the consumer. */
 #include "ring.h"
@@ -104,11 +111,10 @@ size_t ring_used_bytes(const ring *r)
     return h > t ? (size_t)(h - t) : 0;
 }
 
-void *ring_reserve(ring *r, size_t len)
+/* Claims `need` contiguous bytes (a multiple of 8) at head: their position in *at, padding the end of the array first
+ * when they would straddle it. Returns 0, or -1 when the ring has no room. */
+static int reserve_span(ring *r, size_t need, uint64_t *at)
 {
-    if (len > ring_max_record(r))
-        return NULL;
-    size_t need = align8(RING_HDR + len);
     uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
     RING_AFTER_HEAD_LOAD(r);
     uint64_t pad, total;
@@ -122,7 +128,7 @@ void *ring_reserve(ring *r, size_t len)
              * between the two loads (tail > h, and the subtraction wrapped). A head loaded after the acquire of
              * tail is never older than it (the consumer saw those records committed), so reload and retry. */
             if (h - t <= r->cap)
-                return NULL;
+                return -1;
             h = atomic_load_explicit(&r->head, memory_order_relaxed);
             continue;
         }
@@ -133,9 +139,53 @@ void *ring_reserve(ring *r, size_t len)
     if (pad)
         atomic_store_explicit(&hdr_at(r, h)->word, RING_F_COMMIT | RING_F_PAD | (uint32_t)pad,
                               memory_order_release);
-    ring_hdr *hd = hdr_at(r, h + pad);
+    *at = h + pad;
+    return 0;
+}
+
+void *ring_reserve(ring *r, size_t len)
+{
+    uint64_t at;
+    if (len > ring_max_record(r) || reserve_span(r, align8(RING_HDR + len), &at) < 0)
+        return NULL;
+    ring_hdr *hd = hdr_at(r, at);
     hd->len = (uint32_t)len;
     return (uint8_t *)hd + RING_HDR;
+}
+
+/* A chunk's size: 1/64 of the ring (so that a producer's open chunk never holds much of it), 1..16 KiB. */
+static size_t chunk_bytes(const ring *r)
+{
+    size_t n = r->cap / 64;
+    return n < 1024 ? 1024 : n > (16u << 10) ? (16u << 10) : n;
+}
+
+void *ring_reserve_in(ring *r, ring_chunk *c, size_t len)
+{
+    size_t need = align8(RING_HDR + len);
+    if (c->end - c->pos < need) {
+        ring_chunk_close(r, c);
+        size_t want = chunk_bytes(r);
+        if (need * 2 > want) /* a large record: a reservation of its own */
+            return ring_reserve(r, len);
+        uint64_t at;
+        if (reserve_span(r, want, &at) < 0)
+            return NULL;
+        c->pos = at;
+        c->end = at + want;
+    }
+    ring_hdr *hd = hdr_at(r, c->pos); /* zero (outside [tail, head) at reservation, unwritten since) */
+    hd->len = (uint32_t)len;
+    c->pos += need;
+    return (uint8_t *)hd + RING_HDR;
+}
+
+void ring_chunk_close(ring *r, ring_chunk *c)
+{
+    if (c->end > c->pos) /* the unused rest, published as padding: the consumer skips it */
+        atomic_store_explicit(&hdr_at(r, c->pos)->word, RING_F_COMMIT | RING_F_PAD | (uint32_t)(c->end - c->pos),
+                              memory_order_release);
+    c->pos = c->end = 0;
 }
 
 void ring_commit(ring *r, void *rec)

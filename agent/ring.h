@@ -29,6 +29,22 @@ void ring_commit(ring *r, void *rec);
  * as padding, which the consumer skips, so the consumer is never held at it. Like ring_commit: the exact pointer
  * ring_reserve returned, once, and no write to the span after it. */
 void ring_abort(ring *r, void *rec);
+/* A producer's own span of the ring (zeroed: none open), for ring_reserve_in: records carved from it cost no CAS on
+ * the ring's shared head. Owned by one thread. The consumer stops at the first record of an open chunk not yet
+ * carved and committed, so the producer closes it (ring_chunk_close) before it stops producing for a while: at the
+ * end of each burst (ingest: after each connection's records are taken), and before it waits for room. Records
+ * of one chunk come out in the order they were carved; chunks in the order they were claimed — so a producer that
+ * needs ring order to equal the order of its admissions across threads (Forward acks with --buffer disk) uses
+ * ring_reserve. */
+typedef struct ring_chunk {
+    uint64_t pos, end;
+} ring_chunk;
+/* As ring_reserve, from c (claiming a new chunk when c has no room; a record over half a chunk is reserved alone).
+ * The record is committed with ring_commit / ring_abort as any other. NULL when the ring is full (c is then
+ * closed). */
+void *ring_reserve_in(ring *r, ring_chunk *c, size_t len);
+/* Publishes the rest of c as padding and empties it. Call before the consumer must see past c. */
+void ring_chunk_close(ring *r, ring_chunk *c);
 /* Convenience: reserve + memcpy + commit. Returns 0, or -ENOBUFS when full, -EMSGSIZE when too large. */
 int ring_push(ring *r, const void *data, size_t len);
 

@@ -34,6 +34,7 @@ struct admit {
     const char *req_name;
     _Atomic uint64_t *req_records, *req_full, *req_limited;
     struct flusher *flusher; /* admit_set_flusher: asked whether a full ring is only a moment's (--buffer disk) */
+    ring_chunk *chunk;       /* admit_set_chunk: the caller's own span of the ring (NULL: each record reserved alone) */
 };
 
 admit *admit_new(admit_kind kind, const config *cfg, ring *r, ingest_stats *st)
@@ -54,6 +55,8 @@ admit *admit_new(admit_kind kind, const config *cfg, ring *r, ingest_stats *st)
 }
 
 void admit_set_flusher(admit *a, struct flusher *f) { a->flusher = f; }
+
+void admit_set_chunk(admit *a, ring_chunk *c) { a->chunk = c; }
 
 /* --on-full drop-newest drops when the buffer is full: the ring, or with --buffer disk the spool — while the spool
  * takes batches, a full ring is only the moment before the flusher moves it there, and the record waits as under
@@ -179,7 +182,7 @@ static int queue(admit *a, const record_enc *enc, const uint8_t *data, size_t le
 {
     if (a->kind == ADMIT_REQUEST && stat_get(&a->st->paused_since_ns))
         return -ENOBUFS;
-    uint8_t *p = ring_reserve(a->ring, len);
+    uint8_t *p = a->chunk ? ring_reserve_in(a->ring, a->chunk, len) : ring_reserve(a->ring, len);
     if (!p)
         return -ENOBUFS;
     if (enc)

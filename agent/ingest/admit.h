@@ -98,4 +98,8 @@ int admit_queue_held(admit *a, const uint8_t *data, size_t len, client_entry *cl
 struct flusher;
 void admit_set_flusher(admit *a, struct flusher *f);
 
+/* Records go into the ring through c, the caller's chunk (ring.h: no CAS on the ring's head per record), which the
+ * caller closes at the end of each burst; NULL (the default): each record reserved alone. */
+void admit_set_chunk(admit *a, ring_chunk *c);
+
 #endif

@@ -152,6 +152,7 @@ struct ingest {
     struct event_base *base;
     const config *cfg;
     ring *ring;
+    ring_chunk chunk; /* this loop's span of the ring (admit_set_chunk); closed after each connection's burst */
     ingest_stats *st;
     struct flusher *flusher;
     struct evconnlistener *listener;
@@ -236,6 +237,7 @@ static client_entry *conn_blame(conn *c)
 /* Stops reading every connection: the ring had no room for a record of `need` bytes (which its connection holds). */
 static void pause_all(ingest *in, size_t need)
 {
+    ring_chunk_close(in->ring, &in->chunk); /* what the flusher is to drain must not wait behind it */
     if (in->paused)
         return;
     in->paused = 1;
@@ -514,9 +516,18 @@ static void forward_refused(conn *c, int rc, size_t wire, int64_t mono)
     }
 }
 
-/* Queues the held record and every complete record buffered on c, until done or the ring is full.
- * Returns 1 when everything buffered is queued, 0 when paused. */
+static int take_buffered(conn *c);
+
+/* Queues the held record and every complete record buffered on c, until done or the ring is full, and closes the
+ * loop's chunk of the ring (the flusher sees past it). Returns 1 when everything buffered is queued, 0 when paused. */
 static int process(conn *c)
+{
+    int drained = take_buffered(c);
+    ring_chunk_close(c->in->ring, &c->in->chunk);
+    return drained;
+}
+
+static int take_buffered(conn *c)
 {
     ingest *in = c->in;
     if (c->held) {
@@ -1226,6 +1237,8 @@ static ingest *loop_new(struct event_base *base, const config *cfg, ring *r, ing
         ok = ok && in->limit_ev;
     }
     in->adm = admit_new(ADMIT_STREAM, cfg, r, st);
+    if (in->adm && cfg->buffer != BUFFER_DISK) /* disk: Forward acks need ring order = admission order */
+        admit_set_chunk(in->adm, &in->chunk);
     struct timeval second = {1, 0};
     if (!ok || membudget_on_resume(in->mem, mem_resume_soon, in) < 0 || !in->clients || !in->adm ||
         record_enc_init(&in->enc) < 0 || event_add(in->sweep_ev, &second) < 0) {

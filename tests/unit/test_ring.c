@@ -1,6 +1,6 @@
-/* test_ring.c — the lock-free ring: one producer, many producers, wrap-around, full and empty, ring_abort, a
- * multi-thread stress run checking every record exactly once and in order per producer (ring_push, and written in
- * place with aborts among them; run under TSan too), and a run where the ring can never be full, so that any
+/* test_ring.c — the lock-free ring: one producer, many producers, wrap-around, full and empty, ring_abort, chunks
+ * (ring_reserve_in), a multi-thread stress run checking every record exactly once and in order per producer
+ * (ring_push, written in place with aborts among them, and from each producer's chunk; run under TSan too), and a run where the ring can never be full, so that any
  * "full" answer from ring_reserve is a bug. */
 #include "check.h"
 #include "ring.h"
@@ -175,13 +175,96 @@ static void test_abort(void)
     ring_free(r);
 }
 
+/* ring_reserve_in: records carved from a producer's chunk come out in order as they are committed; the consumer
+ * stops at the first not yet carved, and skips the rest once the chunk is closed; a record over half a chunk is
+ * reserved alone; a full ring answers NULL with the chunk closed, so everything produced can be drained. */
+static void test_chunks(void)
+{
+    ring *r = ring_new(64 * 1024); /* chunks of 1 KiB */
+    ring_chunk c = {0, 0};
+    size_t len;
+    char *a = ring_reserve_in(r, &c, 100), *b = ring_reserve_in(r, &c, 100), *d = ring_reserve_in(r, &c, 100);
+    CHECK(a && b && d && b > a && d > b);
+    CHECK_INT(ring_used_bytes(r), 1024); /* one CAS for the chunk */
+    memset(a, 'a', 100), memset(b, 'b', 100), memset(d, 'd', 100);
+    ring_commit(r, a);
+    ring_commit(r, b);
+    const char *p = ring_peek(r, &len);
+    CHECK(p && len == 100 && p[0] == 'a');
+    ring_consume(r);
+    p = ring_peek(r, &len);
+    CHECK(p && len == 100 && p[0] == 'b');
+    ring_consume(r);
+    CHECK(ring_peek(r, &len) == NULL); /* d carved, not committed */
+    ring_commit(r, d);
+    CHECK((p = ring_peek(r, &len)) && p[0] == 'd');
+    ring_consume(r);
+    CHECK(ring_peek(r, &len) == NULL); /* the chunk's rest: not carved yet, the consumer waits */
+    char *big = ring_reserve_in(r, &c, 700); /* over half a chunk: alone, after the closed chunk */
+    CHECK(big != NULL && c.pos == 0 && c.end == 0);
+    memset(big, 'B', 700);
+    ring_commit(r, big);
+    CHECK((p = ring_peek(r, &len)) && len == 700 && p[0] == 'B');
+    ring_consume(r);
+    ring_release(r);
+    CHECK_INT(ring_used_bytes(r), 0);
+    /* laps around the array, chunks closed at random places: every record once, in order */
+    uint32_t next = 0, seen = 0;
+    for (uint32_t i = 0; i < 20000; i++) {
+        size_t n = 8 + (i * 37) % 300;
+        char *s = ring_reserve_in(r, &c, n);
+        CHECK(s != NULL);
+        if (!s)
+            break;
+        memset(s, 0, n);
+        memcpy(s, &i, 4);
+        ring_commit(r, s);
+        if (i % 11 == 10)
+            ring_chunk_close(r, &c);
+        if (i % 50 == 49) {
+            ring_chunk_close(r, &c);
+            while ((p = ring_peek(r, &len)) != NULL) {
+                uint32_t got;
+                memcpy(&got, p, 4);
+                CHECK_INT(got, next);
+                next = got + 1, seen++;
+                ring_consume(r);
+            }
+            ring_release(r);
+        }
+    }
+    CHECK_INT(seen, 20000);
+    CHECK_INT(ring_used_bytes(r), 0);
+    /* full: NULL with the chunk closed; the consumer then drains all that was committed */
+    uint32_t made = 0;
+    for (char *s; (s = ring_reserve_in(r, &c, 200)) != NULL; made++) {
+        memcpy(s, &made, 4);
+        ring_commit(r, s);
+    }
+    CHECK(made > 200 && c.pos == 0 && c.end == 0);
+    uint32_t drained = 0;
+    while ((p = ring_peek(r, &len)) != NULL) {
+        uint32_t got;
+        memcpy(&got, p, 4);
+        CHECK_INT(got, drained);
+        drained++;
+        ring_consume(r);
+    }
+    CHECK_INT(drained, made);
+    ring_release(r);
+    CHECK_INT(ring_used_bytes(r), 0);
+    ring_free(r);
+}
+
 enum { PRODUCERS = 4 };
 
 typedef struct prod_arg {
     ring *r;
     uint32_t id;
     uint32_t count;
-    int inplace; /* reserve/write/commit, every fifth record first reserved, written and aborted */
+    int inplace; /* reserve/write/commit, every fifth record first reserved, written and aborted; 2: the same from
+                  * the producer's own chunk (ring_reserve_in), closed every seventh record and at the end */
+    ring_chunk chunk;
     int aborted;
 } prod_arg;
 
@@ -196,7 +279,7 @@ static void *producer(void *arg)
         for (size_t i = 8; i < n; i++)
             rec[i] = (uint8_t)(seq ^ i);
         if (a->inplace && seq % 5 == 3 && !a->aborted) { /* written in place, then given up: never seen */
-            uint8_t *slot = ring_reserve(a->r, n);
+            uint8_t *slot = a->inplace == 2 ? ring_reserve_in(a->r, &a->chunk, n) : ring_reserve(a->r, n);
             if (!slot) {
                 sched_yield();
                 continue;
@@ -207,11 +290,13 @@ static void *producer(void *arg)
             continue;
         }
         a->aborted = 0;
-        uint8_t *slot = a->inplace ? ring_reserve(a->r, n) : NULL;
+        uint8_t *slot = a->inplace == 2 ? ring_reserve_in(a->r, &a->chunk, n) : a->inplace ? ring_reserve(a->r, n) : NULL;
         if (slot) { /* reserve -> write in place -> commit, as the record step does */
             memcpy(slot, rec, n);
             ring_commit(a->r, slot);
             seq++;
+            if (a->inplace == 2 && (seq % 7 == 0 || seq == a->count))
+                ring_chunk_close(a->r, &a->chunk); /* the end of a burst */
         } else if (!a->inplace && ring_push(a->r, rec, n) == 0) {
             seq++;
         } else {
@@ -227,7 +312,7 @@ static void test_stress_mpsc(uint32_t per_producer, int inplace)
     pthread_t t[PRODUCERS];
     prod_arg args[PRODUCERS];
     for (uint32_t i = 0; i < PRODUCERS; i++) {
-        args[i] = (prod_arg){r, i, per_producer, inplace, 0};
+        args[i] = (prod_arg){.r = r, .id = i, .count = per_producer, .inplace = inplace};
         pthread_create(&t[i], NULL, producer, &args[i]);
     }
     uint32_t next[PRODUCERS] = {0};
@@ -357,8 +442,10 @@ int main(void)
     test_wrap_around();
     test_commit_order();
     test_abort();
+    test_chunks();
     test_stress_mpsc(n ? (uint32_t)atoi(n) : 200000, 0);
     test_stress_mpsc(n ? (uint32_t)atoi(n) / 2 : 100000, 1);
+    test_stress_mpsc(n ? (uint32_t)atoi(n) / 2 : 100000, 2);
     test_never_full(n ? (uint32_t)atoi(n) : 200000);
     return check_done("test_ring");
 }
