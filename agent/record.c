@@ -435,7 +435,9 @@ static inline __attribute__((always_inline)) int value_span(record_enc *e, const
     if (v->type == MPR_STR)
         return str_span(e, v->ptr, v->len, out, info);
     size_t off = e->text_len;
-    int rc = text_put_scalar(e, v, p, end, 0);
+    const uint8_t *q = *p; /* a copy to the call: the caller's cursor can stay in a register (see classify_pair) */
+    int rc = text_put_scalar(e, v, &q, end, 0);
+    *p = q;
     if (rc < 0)
         return rc;
     *out = (record_span){NULL, off, e->text_len - off};
@@ -694,6 +696,17 @@ static int meta_pair(record_enc *e, const mpr_value *k, const uint8_t **p, const
     return add_meta(e, ks, vs, value_type(&v));
 }
 
+/* A pair with a str key as metadata, both headers read (k, v): a container value's items are next at *p. */
+static inline __attribute__((always_inline)) int meta_kv(record_enc *e, const mpr_value *k, const mpr_value *v,
+                                                         const uint8_t **p, const uint8_t *end, record_info *info)
+{
+    record_span ks, vs;
+    int rc = str_span(e, k->ptr, k->len, &ks, info);
+    if (rc < 0 || (rc = value_span(e, v, p, end, &vs, info)) < 0)
+        return rc;
+    return add_meta(e, ks, vs, value_type(v));
+}
+
 /* Field `which` is taken from the pair at `pair` (its key's first byte): the last of a repeated key wins, and the
  * pair it replaces is kept as metadata under the same key (nothing a client sent is discarded silently;
  * docs/protocol.md). */
@@ -718,29 +731,38 @@ static int take_repeat(record_enc *e, const uint8_t *prev, const uint8_t *end, r
 }
 
 /* One key/value of the record map: a direct field, the timestamp, a reserved key, or metadata. The pair starts at
- * *p; *p moves past it. */
-static int classify_pair(record_enc *e, const uint8_t **p, const uint8_t *end, fields *f, record_info *info)
+ * *p; *p moves past it. Inlined into the walk with its cursor q, which no call that stays a call ever gets the
+ * address of (they get a copy): so q lives in a register, not in memory (reloaded after every store the walk makes
+ * through a byte pointer, which may alias it) — the headers' chain of loads was the step's longest. */
+static inline __attribute__((always_inline)) int classify_pair(record_enc *e, const uint8_t **p, const uint8_t *end,
+                                                               fields *f, record_info *info)
 {
-    const uint8_t *pair = *p;
+    const uint8_t *pair = *p, *q = pair, *t;
     mpr_value k, v;
     int rc;
-    if (mpr_read(p, end, &k) < 0)
+    if (mpr_read(&q, end, &k) < 0)
         return -EINVAL;
-    if (k.type != MPR_STR)
-        return meta_pair(e, &k, p, end, info); /* a non-string key: its text form */
-    if (mpr_read(p, end, &v) < 0)
+    if (k.type != MPR_STR) { /* a non-string key: its text form */
+        rc = meta_pair(e, &k, (t = q, &t), end, info);
+        *p = t;
+        return rc;
+    }
+    if (mpr_read(&q, end, &v) < 0)
         return -EINVAL;
     if (k.len > 0 && k.ptr[0] == '_') {
         info->reserved_keys++;
         if (v.type == MPR_ARRAY || v.type == MPR_MAP)
             note_container(e, 1);
-        return skip_items(e, &v, p, end, 1);
+        rc = skip_items(e, &v, (t = q, &t), end, 1);
+        *p = t;
+        return rc;
     }
     int which = field_of(&k);
     if (which == K_MESSAGE) {
         if (v.type != MPR_STR)
             return -EINVAL;
         f->has_message = 1;
+        *p = q;
         if ((rc = take(e, f, K_MESSAGE, pair, end, info)) < 0)
             return rc;
         return str_span(e, v.ptr, v.len, &f->message, info);
@@ -752,19 +774,21 @@ static int classify_pair(record_enc *e, const uint8_t **p, const uint8_t *end, f
         f->has_log_id |= which == K_LOGID;
         if ((rc = take(e, f, which, pair, end, info)) < 0)
             return rc;
-        return value_span(e, &v, p, end, span[which], info);
+        rc = value_span(e, &v, &q, end, span[which], info);
+        *p = q;
+        return rc;
     }
     int64_t ts;
     if (which == K_TS && parse_timestamp(&v, &ts) == 0) {
         f->ts = ts; /* only on success: a failed parse may have written a partial value */
+        *p = q;
         return take(e, f, K_TS, pair, end, info);
     }
     if (which == K_TS)
         info->timestamp_unparsed = 1;
-    *p = pair; /* metadata: read the pair again as one */
-    if (mpr_read(p, end, &k) < 0)
-        return -EINVAL;
-    return meta_pair(e, &k, p, end, info);
+    rc = meta_kv(e, &k, &v, &q, end, info); /* metadata */
+    *p = q;
+    return rc;
 }
 
 static int classify(record_enc *e, const uint8_t **p, const uint8_t *end, uint32_t pairs, fields *f,
