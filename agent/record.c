@@ -647,7 +647,7 @@ static int field_of(const mpr_value *k)
 }
 
 /* The RECORD_T_* tag of a metadata value (record.h). */
-static char value_type(const mpr_value *v)
+static inline char value_type(const mpr_value *v)
 {
     switch (v->type) {
     case MPR_UINT:
@@ -672,9 +672,14 @@ static char value_type(const mpr_value *v)
     }
 }
 
-static int add_meta(record_enc *e, record_span key, record_span val, char type)
+static __attribute__((noinline)) int grow_kv(record_enc *e)
 {
-    if (grow((void **)&e->kv, &e->kv_cap, e->n_kv + 1, sizeof *e->kv) < 0)
+    return grow((void **)&e->kv, &e->kv_cap, e->n_kv + 1, sizeof *e->kv);
+}
+
+static inline __attribute__((always_inline)) int add_meta(record_enc *e, record_span key, record_span val, char type)
+{
+    if (e->n_kv >= e->kv_cap && grow_kv(e) < 0) /* the table grows rarely: once per encoder, to its largest record */
         return -ENOMEM;
     e->kv[e->n_kv++] = (record_kv){key, val, type};
     return 0;
