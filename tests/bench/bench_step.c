@@ -90,6 +90,7 @@ typedef struct run_result {
 typedef struct taker {
     record_enc *e;
     ring *r;
+    ring_chunk chunk; /* as an ingest loop in memory mode: records carved from its chunk, closed after each read */
     const record_source *src;
     int64_t now;
     long done;
@@ -108,7 +109,7 @@ static int take(void *arg, mpscan *s, const uint8_t *p, size_t avail, size_t *us
         *used = avail;
         return 1;
     }
-    uint8_t *slot = ring_reserve(t->r, t->e->out_len);
+    uint8_t *slot = ring_reserve_in(t->r, &t->chunk, t->e->out_len);
     if (slot) {
         record_write(t->e, slot);
         ring_commit(t->r, slot);
@@ -130,7 +131,7 @@ static int run(const unsigned char *recs, size_t len, long count, size_t read_si
     if (!r || decoder_init(&d, 4096, 1 << 20, 16 << 20) < 0 || record_enc_init(&e) < 0)
         return -ENOMEM;
     e.text_limit = 1 << 20;
-    taker tk = {&e, r, &src, 1765000000000000000LL, 0, 0};
+    taker tk = {.e = &e, .r = r, .src = &src, .now = 1765000000000000000LL};
     if (one_walk)
         decoder_set_taker(&d, take, &tk);
     long done = 0;
@@ -156,13 +157,14 @@ static int run(const unsigned char *recs, size_t len, long count, size_t read_si
             record_info info;
             if (record_prepare_raw(&e, p, plen, &src, now, &info) < 0)
                 return -EINVAL;
-            uint8_t *slot = ring_reserve(r, e.out_len); /* as admission does: sized, then written in place */
+            uint8_t *slot = ring_reserve_in(r, &tk.chunk, e.out_len); /* as admission: sized, written in place */
             if (!slot)
                 return -ENOBUFS;
             record_write(&e, slot);
             ring_commit(r, slot);
             done++;
         }
+        ring_chunk_close(r, &tk.chunk); /* the end of a read's records, as ingest's process() */
         size_t got;
         while (ring_peek(r, &got)) /* the flusher's side, so the ring never fills */
             ring_consume(r);
