@@ -290,7 +290,7 @@ def buffer_ops(rnd, n):
         if k < 0.45:
             ops.append(("append" if rnd.random() < 0.5 else "enqueue", bytes(rnd.choice([0, 1, 7, 100, 1000, 5000]))))
         elif k < 0.55:
-            ops.append(("take", rnd.choice([1, 64, 4096, 1 << 20])))
+            ops.append(("take", rnd.choice([-1, 0, 1, 64, 4096, 1 << 20])))  # (<= 0: one record, as 1)
         elif k < 0.75:
             ops.append(("advance", rnd.random()))
         elif k < 0.8:

@@ -757,6 +757,8 @@ static PyObject *buffer_take(PyObject *self, PyObject *arg)
     Py_ssize_t limit = PyLong_AsSsize_t(arg);
     if (limit == -1 && PyErr_Occurred())
         return NULL;
+    if (limit < 0)
+        limit = 0; /* one record, as _PyBuffer (not a size_t that takes them all) */
     size_t total = 0, k = 0, avail = b->nrec - b->first;
     while (k < avail && (k == 0 || total < (size_t)limit))
         total += b->lens[b->first + k++];
