@@ -429,6 +429,50 @@ def test_agent_killed_and_restarted_under_a_running_writer():
     assert a2.stop() == 0
 
 
+def interrupt_the_wake(c):
+    """A write_log whose wake of the idle sender is interrupted (a KeyboardInterrupt in the Condition's notify: in the
+    C buffer's Client._wake, or in the pure client's Client._enqueue) after its record is queued: the sender sleeps
+    on a record. Returns the stats after it."""
+    from logagent import _client
+    wait_for(lambda: c._buf.state == _client._IDLE, 10, "the sender idle")
+    calls = []
+
+    def interrupted():
+        calls.append(1)
+        del c._work.notify  # once
+        raise KeyboardInterrupt
+
+    c._work.notify = interrupted
+    try:
+        c.write_log("interrupted", service_name="wakeint")
+        raise AssertionError("the interrupt did not reach the caller")
+    except KeyboardInterrupt:
+        pass
+    assert calls == [1], calls
+    return c.get_stats()
+
+
+def test_an_interrupted_wake_strands_no_record():
+    """A KeyboardInterrupt while a writer wakes the idle sender leaves its record queued (written counts it), and the
+    sender asleep: flush() (and so close() and the exit flush) wakes it and delivers it; and, as docs/python.md says,
+    the next write wakes it too (the pure client's state was left WAKING: no later writer woke it)."""
+    tmp, sink, a = pair("wakeint")
+    c = logagent.Client(a.socket)
+    assert c.write_log("first", service_name="wakeint")["success"]
+    assert c.flush(scaled(10)) is True
+    st = interrupt_the_wake(c)
+    assert (st["written"], st["sent"]) == (2, 1), st
+    assert c.flush(scaled(5)) is True, c.get_stats()  # False before: nothing woke the sender
+    st = interrupt_the_wake(c)
+    assert (st["written"], st["sent"]) == (3, 2), st
+    assert c.write_log("next", service_name="wakeint")["success"]
+    wait_for(lambda: c.get_stats()["sent"] == 4, 10, "the next write to wake the sender")
+    assert c.close() is True
+    sink.wait_count(4)
+    assert sorted(e["message"] for e in sink.entries()) == ["first", "interrupted", "interrupted", "next"]
+    assert a.stop() == 0
+
+
 def test_record_cut_by_a_disconnect_is_resent_whole_written_ones_never():
     """A listener that takes one whole record, then a part of a large one, and hangs up: the cut record reaches
     the real agent that replaces it, whole and once; the fully written one is not sent again."""
@@ -706,7 +750,7 @@ if __name__ == "__main__":
     run([test_import_without_msgpack_names_the_package, test_write_log_fields_arrive_exactly, test_error_rows, test_8_threads_1000_records_exactly_once,
          test_fork_child_writes_through_its_own_connection, test_fork_with_records_waiting_in_the_buffer,
          test_counters_equal_in_both_implementations, test_log_ids_unique_without_a_system_call_each,
-         test_record_cut_by_a_disconnect_is_resent_whole_written_ones_never,
+         test_an_interrupted_wake_strands_no_record, test_record_cut_by_a_disconnect_is_resent_whole_written_ones_never,
          test_agent_killed_and_restarted_under_a_running_writer, test_exit_without_flush_still_delivers,
          test_multiprocessing_child_delivers_without_flush, test_environment_knobs_tune_the_process_wide_client,
          test_bad_environment_values_are_reported_in_every_result])

@@ -288,6 +288,7 @@ class Client:
                 if err:
                     return err
             while True:
+                was = buf.state
                 got = buf.append(data)
                 if got != _FULL:
                     break
@@ -306,7 +307,12 @@ class Client:
                 finally:  # (a KeyboardInterrupt in the wait must not leave a phantom waiter)
                     self._room_waiters -= 1
             if got == _WAKE:  # the sender was idle, or lingering and now has enough
-                self._work.notify()
+                try:
+                    self._work.notify()
+                except BaseException:  # (a KeyboardInterrupt): not left WAKING, the next writer wakes it (as in C)
+                    if buf.state == _WAKING:
+                        buf.state = was
+                    raise
         return ""
 
     def _wake(self):
@@ -441,7 +447,7 @@ class Client:
                 if left is not None and left <= 0:
                     return False
                 self._done_waiters += 1
-                if buf.state == _LINGER:
+                if buf.state != _BUSY:  # lingering; or asleep on records whose writer's wake was interrupted
                     self._work.notify()
                 try:
                     self._done.wait(left)

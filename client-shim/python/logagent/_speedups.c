@@ -607,6 +607,8 @@ typedef struct {
 static PyTypeObject *buffer_type; /* made once at import, never changed */
 static PyObject *str_wake;
 
+#define KEEP_BYTES (1u << 20) /* an emptied buffer keeps its arrays up to this size (records: 1/64 of it) */
+
 /* Room for more entries of `size` bytes at *p (capacity *capacity, used `used`): doubled until `need` fit. */
 static int grow(void **p, size_t *capacity, size_t need, size_t size, size_t least)
 {
@@ -751,12 +753,31 @@ static PyObject *buffer_linger(PyObject *self, PyObject *unused)
     Py_RETURN_TRUE;
 }
 
+/* Nothing pending: start over at the front, and give back arrays a backlog grew beyond what a busy sender needs
+ * (a few batches), so that a Client keeps no more memory after the agent's absence than before it. */
+static void buffer_drained(Buffer *b)
+{
+    b->first = b->nrec = b->start = b->len = 0;
+    if (b->cap_data > KEEP_BYTES) {
+        PyMem_Free(b->data);
+        b->data = NULL;
+        b->cap_data = 0;
+    }
+    if (b->cap_lens > KEEP_BYTES / 64) {
+        PyMem_Free(b->lens);
+        b->lens = NULL;
+        b->cap_lens = 0;
+    }
+}
+
 static PyObject *buffer_take(PyObject *self, PyObject *arg)
 {
     Buffer *b = (Buffer *)self;
     Py_ssize_t limit = PyLong_AsSsize_t(arg);
     if (limit == -1 && PyErr_Occurred())
         return NULL;
+    if (limit < 0)
+        limit = 0; /* one record, as _PyBuffer (not a size_t that takes them all) */
     size_t total = 0, k = 0, avail = b->nrec - b->first;
     while (k < avail && (k == 0 || total < (size_t)limit))
         total += b->lens[b->first + k++];
@@ -771,7 +792,7 @@ static PyObject *buffer_take(PyObject *self, PyObject *arg)
     b->first += k;
     b->start += total;
     if (b->first == b->nrec)
-        b->first = b->nrec = b->start = b->len = 0; /* empty: start over at the front */
+        buffer_drained(b);
     b->io_n = k;
     b->io_rec = 0;
     b->io_size = total;
@@ -816,7 +837,7 @@ static PyObject *buffer_rewind(PyObject *self, PyObject *unused)
 
 static void buffer_empty(Buffer *b)
 {
-    b->start = b->len = b->first = b->nrec = 0;
+    buffer_drained(b);
     b->io_n = b->io_rec = b->io_size = 0;
     b->pending_bytes = b->io_left = b->io_off = 0;
 }
