@@ -236,15 +236,15 @@ def test_retry_batch_without_room_keeps_its_records_on_disk():
     """--buffer disk, the spool full, and the service refusing every entry of a batch as retryable: the retry batch
     has no room in the spool, so its records stay in the frame they came from (held for it) — acknowledged to a
     Forward client as spooled, they are still on disk when the agent is killed, and the next run delivers them.
-    (Before: the parent's frame was released and its segment deleted, the records lived only in memory.)"""
+    (Before: the parent's frame was released and its segment deleted, the records lived only in memory.) The service
+    is down until the spool is full, so the first answer always finds it full."""
     import threading
     tmp = TempDir("pinned")
-    sink1 = Sink(tmp, "--reject-rate", "1", "--delay-ms", "3000", name="sink1").start()
-    port = sink1.port
+    target, port = dead_target(tmp)
     # batches of 800 records (~100 KiB) each fill a segment of their own (1 MiB / 16); 10 fill the spool
     args = ("--spool-max-bytes", "1MiB", "--batch-max-records", "800", "--max-inflight", "1", "--flush-interval-ms",
-            "20", "--retry-initial-ms", "60000", "--retry-max-ms", "60000")
-    a = disk_agent(tmp, sink1.target, *args)
+            "20", "--retry-initial-ms", "100", "--retry-max-ms", "300")
+    a = disk_agent(tmp, target, *args)
     m, n = 80, 200  # Forward messages of 200 events with a chunk each: 16,000 records, more than the spool holds
     data = b"".join(msgpack.packb(["t", [[T0, {"message": "pinned %02d %03d" % (k, i), "log_id": "%016d%016d" % (k, i)}]
                                          for i in range(n)], {"chunk": "c%02d" % k}]) for k in range(m))
@@ -262,13 +262,12 @@ def test_retry_batch_without_room_keeps_its_records_on_disk():
                 acked.extend(x["ack"] for x in up)
         except OSError:
             return
-    reader = threading.Thread(target=read_acks, daemon=True)
-    reader.start()
+    threading.Thread(target=read_acks, daemon=True).start()
     threading.Thread(target=lambda: _send_quietly(s, data), daemon=True).start()
-    # the first answer (after 3 s) refuses every entry: its retry batch waits in memory, not spooled
+    wait_for(lambda: "spool full" in a.logtext(), 60, "the spool full")
+    sink1 = Sink(tmp, "--reject-rate", "1", port=port, name="sink1").start()  # every entry refused, retryable
     st = wait_for(lambda: (lambda st: st if st["records"]["retry_wait"] > 0 else None)(a.stats()), 60,
                   "a retry batch the spool had no room for")
-    assert "spool full" in a.logtext(), a.logtext()
     promised = list(acked)  # acknowledged before the kill: spooled, so they must survive it
     assert len(promised) >= 4, (promised, st["records"])  # at least the first batch's four chunks
     a.kill()
