@@ -456,7 +456,7 @@ static void seal(flusher *f, int64_t now)
     if (rc < 0) {
         f->seal_retry_ms = now + 50;
         f->cur_full = 1;
-        if (f->cfg.on_full == FULL_DROP_NEWEST && atomic_load(&f->want_space) && atomic_exchange(&f->want_space, 0))
+        if (LIVE(f, on_full) == FULL_DROP_NEWEST && atomic_load(&f->want_space) && atomic_exchange(&f->want_space, 0))
             f->on_space(f->space_arg); /* a record held on the full ring: it is dropped now (flusher_disk_has_room) */
         if (rc == -ENOSPC || rc == -EDQUOT)
             return; /* the filesystem is full: the spool logs each episode once */
@@ -717,6 +717,7 @@ static void set_live(flusher *f, const config *cfg)
     atomic_store_explicit(&f->max_records, cfg->batch_max_records, memory_order_relaxed);
     atomic_store_explicit(&f->max_bytes, cfg->batch_max_bytes, memory_order_relaxed);
     atomic_store_explicit(&f->interval_ms, cfg->flush_interval_ms, memory_order_relaxed);
+    atomic_store_explicit(&f->on_full, (int)cfg->on_full, memory_order_relaxed);
 }
 
 int64_t flusher_heartbeat_ms(flusher *f) { return atomic_load_explicit(&f->heartbeat_ms, memory_order_relaxed); }

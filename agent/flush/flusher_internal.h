@@ -38,6 +38,7 @@ struct flusher {
     _Atomic size_t shed_need; /* ... for a record of this many bytes (the largest asked since the last shed) */
     /* what SIGHUP may change (flusher_reload); read with relaxed loads, never through cfg */
     _Atomic uint64_t max_records, max_bytes, interval_ms;
+    _Atomic int on_full; /* --on-full (live: SIGHUP): drop-newest is woken when the spool stops taking batches */
     /* for /healthz's "ring stuck" (flusher thread writes, relaxed; read by flusher_snapshot_get): when its loop
      * last turned, and since when it has found records in the ring but could take none (0: it is keeping up) */
     _Atomic int64_t heartbeat_ms, stall_since_ms;

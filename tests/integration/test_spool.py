@@ -283,6 +283,39 @@ def test_retry_batch_without_room_keeps_its_records_on_disk():
     assert b.stop() == 0
 
 
+def test_sighup_to_drop_newest_with_the_spool_full():
+    """--on-full is a live setting: with --buffer disk, the spool full and ingest paused under block, a SIGHUP that
+    makes it drop-newest resumes reading (the flusher wakes the held connection by the live setting, not the one it
+    started with): the writer finishes, the newest are dropped and counted, nothing the spool holds is lost."""
+    import threading
+    tmp = TempDir("hup-dropnewest")
+    target, port = dead_target(tmp)
+    conf = tmp.file("a.conf")
+    with open(conf, "w") as f:
+        f.write("on-full = block\n")
+    a = Agent(tmp, target, "--buffer", "disk", "--spool-dir", tmp.file("spool"), "--spool-max-bytes", "1MiB",
+              "--buffer-bytes", "1MiB", "--retry-initial-ms", "20", "--retry-max-ms", "200",
+              env={"LOGAGENT_CONFIG": conf}).start()
+    sent = records(40000, "h")
+    writer = threading.Thread(target=send_records, args=(a.socket, sent), daemon=True)
+    writer.start()
+    wait_for(lambda: a.stats()["backpressure_active"] and "spool full" in a.logtext(), 60, "the spool full, paused")
+    assert writer.is_alive() and a.stats()["records"]["dropped"]["buffer_full"] == 0  # block: the writer waits
+    with open(conf, "w") as f:
+        f.write("on-full = drop-newest\n")
+    a.proc.send_signal(signal.SIGHUP)
+    writer.join(scaled(60))
+    assert not writer.is_alive(), "the writer is still held after the switch to drop-newest: %s" % a.stats()
+    st = wait_for(lambda: (lambda s: s if s["records"]["received"] == len(sent) else None)(a.stats()), 30,
+                  "every record received")
+    assert st["records"]["dropped"]["buffer_full"] > 0 and accounting_holds(st), st["records"]
+    sink = Sink(tmp, port=port).start()
+    st = wait_for(lambda: (lambda s: s if s["records"]["flushed"] + s["records"]["dropped"]["buffer_full"] ==
+                           len(sent) and accounting_holds(s) else None)(a.stats()), 120, "delivered or dropped")
+    assert len(ids_of(sink)) == st["records"]["flushed"], (len(ids_of(sink)), st["records"])
+    assert a.stop() == 0
+
+
 def _send_quietly(s, data):
     try:
         s.sendall(data)
@@ -295,4 +328,4 @@ if __name__ == "__main__":
          test_torn_tail_and_flipped_bytes_are_counted_not_fatal, test_graceful_stop_with_service_down_keeps_records_spooled,
          test_memory_mode_with_spool_dir_spills_at_shutdown, test_refused_batches_go_to_dead_letter,
          test_full_spool_is_backpressure_not_loss, test_drop_newest_drops_only_once_the_spool_is_full,
-         test_retry_batch_without_room_keeps_its_records_on_disk])
+         test_retry_batch_without_room_keeps_its_records_on_disk, test_sighup_to_drop_newest_with_the_spool_full])
