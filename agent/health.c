@@ -74,7 +74,11 @@ static void check_spool(const stats_view *v, const config *cfg, health_report *o
     /* only while batches still live there: settled ones leave their segment's space reusable (the append segment
      * is kept until the next append needs the room) */
     int live = f->spooled + f->in_flight > 0;
-    if (live && f->spool.bytes * 100 >= cfg->health_spool_pct * cfg->spool_max_bytes) {
+    if (f->spool.disk_full) { /* appends fail for lack of space on the filesystem, whatever --spool-max-bytes says */
+        out->reasons |= HEALTH_SPOOL_FULL;
+        add_line(out->text, sizeof out->text, "spool filesystem full (ENOSPC/EDQUOT) at %s of %s: batches wait in "
+                 "memory, then --on-full applies", used, max);
+    } else if (live && f->spool.bytes * 100 >= cfg->health_spool_pct * cfg->spool_max_bytes) {
         out->reasons |= HEALTH_SPOOL_FULL;
         add_line(out->text, sizeof out->text, "spool %llu%% full (%s of %s)", pct, used, max);
     }

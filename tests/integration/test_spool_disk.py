@@ -130,6 +130,8 @@ def test_disk_full_blocks_then_delivers_everything_once():
         assert t.is_alive(), "the writer should be blocked by the full disk"
         assert metric(a, "logagent_spool_disk_full") == 1
         assert metric(a, "logagent_spool_disk_full_episodes_total") == 1
+        status, body = http_get(a.stats_socket, "/healthz")  # the 4 MiB spool is far below --spool-max-bytes
+        assert status == 503 and "spool filesystem full" in body, (status, body)
         sink = Sink(tmp, port=port).start()
         t.join(120)
         assert not t.is_alive()
