@@ -687,29 +687,34 @@ static inline __attribute__((always_inline)) int add_meta(record_enc *e, record_
 
 /* A pair as metadata: its key's text form (a str key as is), its value's text form. k is read; the value is
  * next at *p. */
+/* The metadata entry of key text ks and value v (its header read; a container's items next at *p). */
+static inline __attribute__((always_inline)) int meta_value(record_enc *e, record_span ks, const mpr_value *v,
+                                                            const uint8_t **p, const uint8_t *end, record_info *info)
+{
+    record_span vs;
+    int rc = value_span(e, v, p, end, &vs, info);
+    return rc < 0 ? rc : add_meta(e, ks, vs, value_type(v));
+}
+
 static int meta_pair(record_enc *e, const mpr_value *k, const uint8_t **p, const uint8_t *end, record_info *info)
 {
-    record_span ks, vs;
+    record_span ks;
     mpr_value v;
     int rc = value_span(e, k, p, end, &ks, info);
     if (rc < 0)
         return rc;
     if (mpr_read(p, end, &v) < 0)
         return -EINVAL;
-    if ((rc = value_span(e, &v, p, end, &vs, info)) < 0)
-        return rc;
-    return add_meta(e, ks, vs, value_type(&v));
+    return meta_value(e, ks, &v, p, end, info);
 }
 
 /* A pair with a str key as metadata, both headers read (k, v): a container value's items are next at *p. */
 static inline __attribute__((always_inline)) int meta_kv(record_enc *e, const mpr_value *k, const mpr_value *v,
                                                          const uint8_t **p, const uint8_t *end, record_info *info)
 {
-    record_span ks, vs;
+    record_span ks;
     int rc = str_span(e, k->ptr, k->len, &ks, info);
-    if (rc < 0 || (rc = value_span(e, v, p, end, &vs, info)) < 0)
-        return rc;
-    return add_meta(e, ks, vs, value_type(v));
+    return rc < 0 ? rc : meta_value(e, ks, v, p, end, info);
 }
 
 /* Field `which` is taken from the pair at `pair` (its key's first byte): the last of a repeated key wins, and the

@@ -128,8 +128,8 @@ typedef struct conn {
     char cgroup[CGROUP_PATH_MAX];         /* --trusted-fields: src.cgroup / src.container_id point here */
     char container_id[CGROUP_ID_LEN + 1];
     client_entry *client; /* per-client counters of the current (pid, comm, service_name); NULL before any */
-    client_tally tally;   /* client's counts since the last fold (clients.h): folded after each read, on a change
-                           * of entry and before the connection detaches */
+    client_tally tally;   /* client's counts since the last fold (clients.h): folded at the end of each process(), on
+                           * a change of entry and before the connection detaches */
     uint64_t serial;      /* connection number, for the client table */
     size_t read_size;     /* bytes asked of the next read(2): READ_FIRST .. READ_CHUNK */
     uint8_t *held; /* an encoded record waiting for ring space */
@@ -518,12 +518,14 @@ static void forward_refused(conn *c, int rc, size_t wire, int64_t mono)
 
 static int take_buffered(conn *c);
 
-/* Queues the held record and every complete record buffered on c, until done or the ring is full, and closes the
- * loop's chunk of the ring (the flusher sees past it). Returns 1 when everything buffered is queued, 0 when paused. */
+/* Queues the held record and every complete record buffered on c, until done or the ring is full; then ends the
+ * burst: closes the loop's chunk of the ring (the flusher sees past it) and folds c's tally into its client entry.
+ * Returns 1 when everything buffered is queued, 0 when paused. */
 static int process(conn *c)
 {
     int drained = take_buffered(c);
     ring_chunk_close(c->in->ring, &c->in->chunk);
+    clients_tally_fold(c->client, &c->tally);
     return drained;
 }
 
@@ -784,7 +786,6 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     if (c->eof || c->fail)
         event_del(c->ev);
     int drained = process(c);
-    clients_tally_fold(c->client, &c->tally);
     if (c->decoded != decoded) /* a record done: if it was the one allowed past the budget, others get a turn */
         membudget_release(in->mem, c);
     if (drained)
@@ -1038,9 +1039,7 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     atomic_store_explicit(&in->st->paused_since_ns, 0, memory_order_relaxed);
     for (conn *c = in->conns, *next; c; c = next) {
         next = c->next;
-        int drained = process(c);
-        clients_tally_fold(c->client, &c->tally);
-        conn_maybe_close(c, drained);
+        conn_maybe_close(c, process(c));
         if (in->paused) { /* c holds a record again: it goes first next time, those served go last */
             rotate_to(in, c);
             break;
