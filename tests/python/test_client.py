@@ -522,6 +522,57 @@ def test_record_cut_by_a_disconnect_is_resent_whole_written_ones_never():
     assert a.stop() == 0
 
 
+def test_the_sender_takes_half_the_buffer_at_once():
+    """Records queued while the agent is away go out in takes of half the buffer's bound (2 MiB of the default
+    4 MiB), not 256 KiB: every take is one trip of the sender through the GIL, which 50 busy writer threads make
+    long (issue #19). A listener that accepts and does not read holds a take in flight: its size is the client's
+    bytes in flight. Then it reads them all: every record once, in order."""
+    import msgpack
+    from logagent import _client
+    assert [_client.send_batch(n) for n in (1 << 10, 4 << 20, 64 << 20)] == [256 << 10, 2 << 20, 4 << 20]
+    tmp = TempDir("take")
+    path = tmp.file("ingest.sock")
+    c = logagent.Client(path)  # the default bound, 4 MiB
+    ids = [c.write_log("queued 0", payload="q" * 1000)["log_id"]]
+    # The sender takes this one before it finds no agent (it then keeps it in flight through its backoff)
+    wait_for(lambda: c._buf.io_left > 0, 10, "the first record taken")
+    ids += [c.write_log("queued %d" % i, payload="q" * 1000)["log_id"] for i in range(1, 3000)]  # ~3.2 MiB
+    assert all(ids), "a record was not queued"
+    total = c._buf.buffered
+    assert 3 << 20 < total < 4 << 20, total
+    fake = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    fake.bind(path)
+    fake.listen(1)
+    fake.settimeout(scaled(10))
+    conn, _ = fake.accept()  # the sender's reconnect (its backoff is at most 1 s)
+    conn.settimeout(scaled(10))
+    # The first record goes into the socket's buffer; the next take is half the bound, blocked in send() since
+    # nobody reads.
+    in_flight = lambda: c._buf.io_left + c._buf.io_off  # noqa: E731
+    try:
+        flight = wait_for(lambda: in_flight() >= 2 << 20 and in_flight(), 10, "a take of 2 MiB in flight")
+    except AssertionError as e:
+        raise AssertionError("%s (%d bytes in flight)" % (e, in_flight()))
+    one = total // 3000 + 1
+    assert flight < (2 << 20) + one, flight
+    assert total - flight - one <= c._buf.pending_bytes <= total - flight, (total, flight, c._buf.pending_bytes)
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=8 << 20)
+    got = []
+    while len(got) < 3000:
+        data = conn.recv(1 << 20)
+        assert data, "the client closed with %d of 3000 records read" % len(got)
+        unpacker.feed(data)
+        got.extend(unpacker)
+    assert [r["message"] for r in got] == ["queued %d" % i for i in range(3000)]
+    assert [r["log_id"] for r in got] == ids
+    assert c.flush(scaled(10)) is True
+    cs = c.get_stats()
+    assert cs["sent"] == 3000 and cs["dropped"] == 0 and cs["buffered_bytes"] == 0, cs
+    assert c.close(timeout=0) is True
+    conn.close()
+    fake.close()
+
+
 def _mp_child(n):
     for i in range(n):
         logagent.write_log("mp-%05d" % i, service_name="pool-worker")
@@ -751,6 +802,7 @@ if __name__ == "__main__":
          test_fork_child_writes_through_its_own_connection, test_fork_with_records_waiting_in_the_buffer,
          test_counters_equal_in_both_implementations, test_log_ids_unique_without_a_system_call_each,
          test_an_interrupted_wake_strands_no_record, test_record_cut_by_a_disconnect_is_resent_whole_written_ones_never,
+         test_the_sender_takes_half_the_buffer_at_once,
          test_agent_killed_and_restarted_under_a_running_writer, test_exit_without_flush_still_delivers,
          test_multiprocessing_child_delivers_without_flush, test_environment_knobs_tune_the_process_wide_client,
          test_bad_environment_values_are_reported_in_every_result])

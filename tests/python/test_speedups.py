@@ -630,8 +630,9 @@ def test_max_record_of_any_number_type():
 
 def test_a_drained_buffer_gives_its_memory_back():
     """A Client's buffer (the C one in the python_speedups run, _PyBuffer in the pure one) after a backlog: the agent
-    away, 8 MiB of records queued, then all of them sent. Its memory goes back once it is empty (the C Buffer kept
-    its arrays at their largest, ~16 MiB here, for as long as the Client lived); each record is 1 KiB."""
+    away, 8 MiB of records queued, then all of them sent. Its memory goes back once it is empty and the sender goes
+    idle (the C Buffer kept its arrays at their largest, ~16 MiB here, for as long as the Client lived; it keeps them
+    while writers stream, not freeing and regrowing them at every take that empties it); each record is 1 KiB."""
     from logagent import _client
     tracemalloc.start()
     try:
@@ -645,6 +646,7 @@ def test_a_drained_buffer_gives_its_memory_back():
                 io = buf.take(256 << 10)
                 buf.advance(len(io))
             del io
+            assert buf.idle() is True  # the sender finds it empty and sleeps: the arrays go back then
             left = tracemalloc.get_traced_memory()[0] - base
             assert peak > 8 << 20 and left < 1 << 20, (type(buf).__name__, peak, left)
         buf.append(bytes(1024))  # and it still works

@@ -6,8 +6,9 @@ DESIGN (the same as liblogagent's, client-shim/logagent.c)
 A writer encodes its record outside any lock (_record.py; with logagent._speedups loaded, Client.write_log and
 logagent.write_log are C functions that bind, pack and enqueue themselves: make_writer), then appends the bytes to
 the client's buffer, `_buf`: _speedups.Buffer (C) when the extension is loaded, else _PyBuffer (its Python twin,
-the reference; the same methods and answers). The sender thread takes whole records off it (up to SEND_BATCH
-bytes) as one bytes object and writes it to the socket outside the lock, so writers never wait on I/O. Writers
+the reference; the same methods and answers). The sender thread takes whole records off it (up to half the buffer's
+bound: send_batch()) as one bytes object and writes it to the socket outside the lock, so writers never wait on
+I/O. Writers
 wake the sender only when it is idle; with little data pending it lingers up to 1 ms so that a slow trickle of
 records still goes out in few large sends (a flush or a writer out of room cuts that short).
 
@@ -58,7 +59,8 @@ DEFAULT_BUFFER_BYTES = 4 << 20
 MIN_BUFFER_BYTES = 1 << 10
 MAX_RECORD_BYTES = 1 << 20  # the agent's default --max-record-bytes
 DEFAULT_EXIT_FLUSH_TIMEOUT = 1.0
-SEND_BATCH = 256 << 10      # bytes the sender takes off the buffer at once
+SEND_BATCH_MIN = 256 << 10  # bytes the sender takes off the buffer at once: send_batch()
+SEND_BATCH_MAX = 4 << 20
 LINGER_BYTES = 64 << 10
 LINGER_S = 0.001
 BACKOFF_MIN_S = 0.01
@@ -66,6 +68,16 @@ BACKOFF_MAX_S = 1.0
 CONNECT_TIMEOUT_S = 1.0
 _SUN_PATH_MAX = 107         # sizeof(sockaddr_un.sun_path) - 1 on Linux
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
+
+def send_batch(cap):
+    """Bytes the sender takes off a buffer bounded at cap in one go: half the bound (the writers keep the other
+    half while it is written), within [SEND_BATCH_MIN, SEND_BATCH_MAX]. Every take is one trip of the sender
+    through the GIL, which it shares with the writers: with 50 busy writer threads CPython hands it the GIL only
+    after its switch interval (5 ms), so 256 KiB takes starved it and filled the buffer (writers then waited for
+    room: 55,000 context switches for 300,000 records); 2 MiB takes need a tenth of the trips (issue #19,
+    docs/python.md). The socket is blocking, so one send() writes the whole take."""
+    return min(max(cap // 2, SEND_BATCH_MIN), SEND_BATCH_MAX)
+
 
 _BUSY, _IDLE, _LINGER, _WAKING = 0, 1, 2, 3  # the sender's state (Buffer.state); WAKING: a writer is waking it
 _APPENDED, _WAKE, _FULL = 0, 1, 2             # Buffer.append's answers
@@ -196,6 +208,7 @@ class Client:
         self.max_record = min(self.cap, MAX_RECORD_BYTES if max_record_bytes is None else int(max_record_bytes))
         self.block_timeout = block_timeout
         self.exit_flush_timeout = exit_flush_timeout
+        self._send_batch = send_batch(self.cap)
         # The queued records: in C when the extension is loaded (_speedups.Buffer), else _PyBuffer; the same
         # methods and answers. Its enqueue is this instance's _enqueue unless the class overrides _enqueue: a record
         # that fits then goes in without this client's lock (the slow path, Client._enqueue, takes it).
@@ -365,7 +378,7 @@ class Client:
                         lingered = True
                         continue
                     lingered = False
-                    io = buf.take(SEND_BATCH)
+                    io = buf.take(self._send_batch)
                 if self._sock is None:
                     if backoff:
                         self._work.wait(backoff)  # close() wakes it
@@ -393,7 +406,7 @@ class Client:
                 off = buf.io_off
                 lock.release()
                 try:
-                    n = sock.send(memoryview(io)[off:off + SEND_BATCH], _SEND_FLAGS)
+                    n = sock.send(memoryview(io)[off:], _SEND_FLAGS)
                     err = None
                 except OSError as e:
                     n, err = 0, e
