@@ -580,7 +580,7 @@ static int parse_timestamp(const mpr_value *v, int64_t *ns)
 
 /* Canonical upper-case name of a level, or NULL when it is not one we know (TRACE DEBUG INFO WARN/WARNING ERROR
  * FATAL/CRITICAL, any case). */
-static const char *level_canonical(const char *s, size_t n)
+static inline __attribute__((always_inline)) const char *level_canonical(const char *s, size_t n)
 {
     char up[8];
     if (n < 4 || n > 8)
@@ -613,16 +613,35 @@ static uint64_t rng_next(uint64_t s[2]) /* xorshift128+ */
     return s[1] + b;
 }
 
+/* The 8 low nibbles of v as lower-case hex at o, the lowest first. On a little-endian machine, 8 at once: each nibble
+ * spread to a byte of its own (byte i = nibble i), then '0' added to all and 'a' - '0' - 10 more to those >= 10
+ * (a nibble + 6 carries into bit 4 exactly then): a loop of a table lookup per digit was 5% of a Forward event. */
+static inline void hex8(char *o, uint32_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t y = v;
+    y = (y | y << 16) & 0x0000ffff0000ffffULL;
+    y = (y | y << 8) & 0x00ff00ff00ff00ffULL;
+    y = (y | y << 4) & 0x0f0f0f0f0f0f0f0fULL;
+    uint64_t ge10 = ((y + 0x0606060606060606ULL) >> 4) & 0x0101010101010101ULL;
+    y += 0x3030303030303030ULL + ge10 * ('a' - '0' - 10);
+    memcpy(o, &y, 8);
+#else
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 8; i++, v >>= 4)
+        o[i] = hex[v & 15];
+#endif
+}
+
 static int new_log_id(record_enc *e, record_span *out)
 {
-    static const char hex[] = "0123456789abcdef";
     if (text_reserve(e, 32) < 0)
         return -ENOMEM;
     char *o = e->text + e->text_len;
-    for (int w = 0; w < 2; w++) {
+    for (int w = 0; w < 2; w++, o += 16) {
         uint64_t v = rng_next(e->rng);
-        for (int i = 0; i < 16; i++, v >>= 4)
-            *o++ = hex[v & 15];
+        hex8(o, (uint32_t)v);
+        hex8(o + 8, (uint32_t)(v >> 32));
     }
     *out = (record_span){NULL, e->text_len, 32};
     e->text_len += 32;
@@ -632,7 +651,7 @@ static int new_log_id(record_enc *e, record_span *out)
 /* ---- classify and emit ----------------------------------------------------------------------------- */
 
 /* The field a str key names (K_*), or -1 for metadata: told apart by length first. */
-static int field_of(const mpr_value *k)
+static inline __attribute__((always_inline)) int field_of(const mpr_value *k)
 {
     const char *s = k->ptr;
     switch (k->len) {
@@ -801,14 +820,9 @@ static inline __attribute__((always_inline)) int classify_pair(record_enc *e, co
     return rc;
 }
 
-static int classify(record_enc *e, const uint8_t **p, const uint8_t *end, uint32_t pairs, fields *f,
-                    record_info *info)
+/* After the pairs: the message required, the level made canonical (INFO when absent), a log_id made when absent. */
+static inline __attribute__((always_inline)) int classify_end(record_enc *e, fields *f, record_info *info)
 {
-    for (uint32_t i = 0; i < pairs; i++) {
-        int rc = classify_pair(e, p, end, f, info);
-        if (rc < 0)
-            return rc;
-    }
     if (!f->has_message)
         return -EINVAL;
     if (!f->has_level || f->level.len == 0) {
@@ -825,9 +839,87 @@ static int classify(record_enc *e, const uint8_t **p, const uint8_t *end, uint32
     return 0;
 }
 
+static int classify(record_enc *e, const uint8_t **p, const uint8_t *end, uint32_t pairs, fields *f,
+                    record_info *info)
+{
+    for (uint32_t i = 0; i < pairs; i++) {
+        int rc = classify_pair(e, p, end, f, info);
+        if (rc < 0)
+            return rc;
+    }
+    return classify_end(e, f, info);
+}
+
+/* A pair of a record in parts whose str key one of r's renames names: metadata under the rename's `to` (1, *p past
+ * it), or 0 when its key is not renamed (*p unmoved). */
+static int renamed_pair(record_enc *e, const record_parts *r, const uint8_t **p, record_info *info)
+{
+    const uint8_t *q = *p;
+    mpr_value k, v;
+    if (mpr_read(&q, r->end, &k) < 0)
+        return -EINVAL;
+    if (k.type != MPR_STR)
+        return 0;
+    for (unsigned i = 0; i < r->n_renames; i++) {
+        const record_rename *m = &r->renames[i];
+        if (k.len != m->from_len || memcmp(k.ptr, m->from, k.len))
+            continue;
+        if (mpr_read(&q, r->end, &v) < 0)
+            return -EINVAL;
+        int rc = meta_value(e, span_direct(m->to, m->to_len), &v, &q, r->end, info);
+        *p = q;
+        return rc < 0 ? rc : 1;
+    }
+    return 0;
+}
+
+/* The fields a record in parts gives first (as record_parts' map has them: service_name, timestamp, message, the
+ * extra pair), then its pairs. */
+static int classify_parts(record_enc *e, const record_parts *r, fields *f, record_info *info)
+{
+    int rc = str_span(e, r->service, r->service_len, &f->service, info);
+    if (rc < 0)
+        return rc;
+    f->ts = r->ts_ns;
+    f->has_message = 1;
+    if (r->message) {
+        const uint8_t *q = r->message;
+        mpr_value v;
+        if (mpr_read(&q, r->end, &v) < 0 || v.type != MPR_STR)
+            return -EINVAL;
+        if ((rc = str_span(e, v.ptr, v.len, &f->message, info)) < 0)
+            return rc;
+    }
+    if (r->extra) {
+        const uint8_t *q = r->extra;
+        mpr_value v;
+        if (mpr_read(&q, r->extra_end, &v) < 0)
+            return -EINVAL;
+        rc = meta_value(e, span_direct(r->extra_key, strlen(r->extra_key)), &v, &q, r->extra_end, info);
+        if (rc < 0)
+            return rc;
+    }
+    const uint8_t *p = r->pairs;
+    for (uint32_t i = 0; i < r->n; i++) {
+        if (p == r->skip) {
+            p = r->skip_end;
+            continue;
+        }
+        if (r->n_renames && (rc = renamed_pair(e, r, &p, info)) != 0) {
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        if ((rc = classify_pair(e, &p, r->end, f, info)) < 0)
+            return rc;
+    }
+    return classify_end(e, f, info);
+}
+
 static size_t opt_len(const char *s) { return s ? strlen(s) : 0; }
 
-static size_t source_size(const record_source *s, size_t comm_len, size_t host_len)
+static inline __attribute__((always_inline)) size_t source_size(const record_source *s, size_t comm_len,
+                                                                size_t host_len)
 {
     size_t n = 0;
     if (opt_len(s->cgroup))
@@ -881,7 +973,7 @@ static uint8_t *put_types(uint8_t *p, const record_enc *e, size_t n)
 }
 
 /* Sizes the entry of the record classified into e->f (sent by src): e->out_len, and what record_write needs. */
-static void plan(record_enc *e, const record_source *src)
+static inline __attribute__((always_inline)) void plan(record_enc *e, const record_source *src)
 {
     const fields *f = &e->f;
     e->src = src;
@@ -955,28 +1047,25 @@ static inline __attribute__((always_inline)) void zero_fields(fields *f)
         w[i] = z;
 }
 
-int record_prepare_raw(record_enc *e, const void *data, size_t len, const record_source *src, int64_t now_ns,
-                       record_info *info)
+/* A record's classification starts: nothing noticed, nothing converted or planned, no field (zero_fields). */
+static inline __attribute__((always_inline)) void start(record_enc *e, record_info *info)
 {
     memset(info, 0, sizeof *info);
     e->text_len = 0;
     e->n_kv = 0;
     e->out_len = 0;
     e->out_pending = 0;
-    const uint8_t *p = data, *end = p + len;
-    mpr_value m;
-    if (mpr_read(&p, end, &m) < 0 || m.type != MPR_MAP)
-        return -EINVAL;
-    fields *f = &e->f;
-    zero_fields(f);
-    f->ts = now_ns;
+    zero_fields(&e->f);
     e->nesting = 1; /* the record map */
-    int rc = classify(e, &p, end, m.len, f, info);
-    if (rc == 0) {
-        info->wire_len = (size_t)(p - (const uint8_t *)data);
-        info->nesting = e->nesting;
-    }
-    if (f->service.len > 0) { /* also on failure: the stats attribute a refused record to its service */
+}
+
+/* After classify's answer rc: the record's service noted (also on failure: the stats attribute a refused record to
+ * its service), then on success its log_id, and its entry planned. Returns rc. */
+static inline __attribute__((always_inline)) int prepared(record_enc *e, int rc, const record_source *src,
+                                                         record_info *info)
+{
+    fields *f = &e->f;
+    if (f->service.len > 0) {
         info->service = span_ptr(e, &f->service);
         info->service_len = f->service.len;
     }
@@ -987,6 +1076,30 @@ int record_prepare_raw(record_enc *e, const void *data, size_t len, const record
     plan(e, src);
     e->out_pending = 1;
     return 0;
+}
+
+int record_prepare_raw(record_enc *e, const void *data, size_t len, const record_source *src, int64_t now_ns,
+                       record_info *info)
+{
+    const uint8_t *p = data, *end = p + len;
+    mpr_value m;
+    start(e, info);
+    if (mpr_read(&p, end, &m) < 0 || m.type != MPR_MAP)
+        return -EINVAL;
+    fields *f = &e->f;
+    f->ts = now_ns;
+    int rc = classify(e, &p, end, m.len, f, info);
+    if (rc == 0) {
+        info->wire_len = (size_t)(p - (const uint8_t *)data);
+        info->nesting = e->nesting;
+    }
+    return prepared(e, rc, src, info);
+}
+
+int record_prepare_parts(record_enc *e, const record_parts *r, const record_source *src, record_info *info)
+{
+    start(e, info);
+    return prepared(e, classify_parts(e, r, &e->f, info), src, info);
 }
 
 int record_encode_raw(record_enc *e, const void *data, size_t len, const record_source *src, int64_t now_ns,

@@ -113,6 +113,36 @@ int record_encode_raw(record_enc *e, const void *data, size_t len, const record_
 int record_prepare_raw(record_enc *e, const void *data, size_t len, const record_source *src, int64_t now_ns,
                        record_info *info);
 
+/* A key a record in parts keeps under another name (record_parts). */
+typedef struct record_rename {
+    const char *from, *to;
+    size_t from_len, to_len;
+} record_rename;
+
+/* A record given in parts: fields its caller has read already, then the pairs of a map — a Fluent Forward event
+ * (forward.c), whose tag, time and chosen message are not among its record's pairs. record_prepare_parts plans
+ * exactly the entry record_prepare_raw plans for the map {"service_name": service, "timestamp": ts_ns, "message":
+ * message (or ""), [extra_key: extra,] then every pair but the one at skip, a pair whose str key is a rename's
+ * `from` under its `to`} (test_forward and fuzz_forward compare the two byte for byte), without that map being
+ * written: the pairs are read where they are. */
+typedef struct record_parts {
+    const char *service;     /* the service_name's text (UTF-8 checked as a str value's) */
+    size_t service_len;
+    int64_t ts_ns;           /* the timestamp, >= 0 */
+    const uint8_t *message;  /* the message's value: a str's msgpack bytes inside [pairs, end), or NULL for "" */
+    const uint8_t *extra, *extra_end; /* a value's msgpack bytes kept as metadata under extra_key, or NULL */
+    const char *extra_key;
+    const uint8_t *pairs, *end; /* the map's pairs (walked whole by the caller: every length within end) */
+    uint32_t n;
+    const uint8_t *skip, *skip_end; /* the pair left out (its bytes), or NULL */
+    const record_rename *renames;
+    unsigned n_renames;
+} record_parts;
+
+/* record_prepare_raw for a record in parts (above); record_write writes it. r and the bytes it points to must stay
+ * as they are until record_write. Returns as record_prepare_raw (info->wire_len and nesting are not set). */
+int record_prepare_parts(record_enc *e, const record_parts *r, const record_source *src, record_info *info);
+
 /* Writes the entry record_prepare_raw planned (or record_encode_raw wrote into e->out) into dst: e->out_len bytes,
  * no allocation, no system call, cannot fail. Returns the bytes written (e->out_len). */
 size_t record_write(const record_enc *e, uint8_t *dst);

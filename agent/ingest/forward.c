@@ -570,6 +570,43 @@ static int write_event(forward_iter *it, const mpr_value *t, const uint8_t *tp, 
     return 1;
 }
 
+/* The keys a record's own pairs are renamed from (the mapped ones), as record_parts takes them. */
+static const record_rename part_renames[4] = {
+    {"service_name", "record_service_name", 12, 19},
+    {"timestamp", "record_timestamp", 9, 16},
+    {"message", "record_message", 7, 14},
+    {"forward_metadata", "record_forward_metadata", 16, 23},
+};
+
+/* The event in it->parts (it->has_parts) when its time is a valid time (else the map carries the time as sent:
+ * write_event). Returns it->has_parts. */
+static int in_parts(forward_iter *it, const mpr_value *t, const uint8_t *meta, size_t meta_len, uint32_t meta_pairs,
+                    const rec_walk *w)
+{
+    int64_t ns;
+    it->has_parts = time_ns(t, &ns) == 0;
+    if (!it->has_parts)
+        return 0;
+    int has_meta = meta && meta_pairs > 0;
+    record_parts *r = &it->parts;
+    r->service = it->tag_str;
+    r->service_len = it->tag_str_len;
+    r->ts_ns = ns;
+    r->message = w->msg ? w->msg_val : NULL;
+    r->extra = has_meta ? meta : NULL;
+    r->extra_end = has_meta ? meta + meta_len : NULL;
+    r->extra_key = "forward_metadata";
+    r->pairs = w->pairs;
+    r->end = w->end;
+    r->n = w->n;
+    r->skip = w->msg;
+    r->skip_end = w->msg_end;
+    r->renames = part_renames;
+    /* no pair to rename (the message's own key aside: it is skipped): no key compared */
+    r->n_renames = w->n_mapped == (uint32_t)(w->msg && w->msg_mapped) ? 0 : has_meta ? 4 : 3;
+    return 1;
+}
+
 /* One event: time t (its bytes tp[0..tlen)), metadata (a map's bytes, or NULL), the record at *p (moved past it).
  * Returns 1 with the event in *map / *len, -EMSGSIZE when the event passes max_record as msgpack (its entry: 1 +
  * time + (1 + metadata) + record; meta_pairs: the metadata's pairs), -EINVAL for a record that is not a map or a time that is not a number or ext,
@@ -601,6 +638,11 @@ static int event(forward_iter *it, const mpr_value *t, const uint8_t *tp, size_t
     }
     if (!ok)
         return -EINVAL;
+    if (in_parts(it, t, meta, meta_len, meta_pairs, &w) && it->lazy) {
+        *map = NULL;
+        *len = 0;
+        return 1;
+    }
     return write_event(it, t, tp, tlen, meta, meta_len, meta_pairs, &w, map, len);
 }
 

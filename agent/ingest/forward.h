@@ -22,12 +22,17 @@
  * forward.c reads the message's own bytes (mpread.h: every length bounded, no object tree) and hands each event out
  * as the msgpack bytes of that map, written into the iterator's buffer: a small header and the mapped keys, then
  * the record's pairs copied as sent — so the caller encodes it with record_encode_raw, the native records'
- * classifier. Only the option map's `chunk` is decoded by msgpack-c (for the ack).
+ * classifier. With `lazy` set (ingest's hot path), an event whose time is a valid time is handed out in parts
+ * instead (it->parts: the tag, the time in ns, the message's and the metadata's bytes, the record's pairs where they
+ * are, the keys to rename): record_prepare_parts gives the same entry without the map being written or read
+ * again. Only the option map's `chunk` is decoded by msgpack-c (for the ack).
  *
  * No libevent here: unit tests and fuzz targets drive it directly. A forward_iter borrows the message's bytes: the
  * caller keeps them in place (the decoder pinned) until forward_iter_reset or the iteration ends. */
 #ifndef LOGAGENT_FORWARD_H
 #define LOGAGENT_FORWARD_H
+
+#include "record.h"
 
 #include <msgpack.h>
 #include <stddef.h>
@@ -67,6 +72,9 @@ typedef struct forward_iter {
     uint8_t *ev;                   /* owned: the event handed out, as a msgpack map */
     size_t ev_cap;
     int deep;                      /* the entry just read had a container inside a value (forward.c) */
+    int lazy;                      /* set by the caller (kept by forward_iter_reset): events in parts when they can be */
+    int has_parts;                 /* the event just handed out is also in `parts` */
+    record_parts parts;            /* that event in parts (pointing into the message's bytes): record_prepare_parts */
 } forward_iter;
 
 /* Fills o with the default message keys (message, log, msg) and max_inflated = 8 * max_record, max_record. */
@@ -88,7 +96,9 @@ void forward_iter_free(forward_iter *it);
 int forward_begin(forward_iter *it, const void *msg, size_t len);
 
 /* The next event as the msgpack bytes of a native record map, *map / *len (valid until the next call or reset):
- * the caller encodes them with record_encode_raw. Returns 1 for an event, 0 when there are no more, -EINVAL for an
+ * the caller encodes them with record_encode_raw. With it->lazy set, *map may be NULL (*len 0): the event is in
+ * it->parts only (record_prepare_parts). it->has_parts says whether it->parts holds the event (either way; the
+ * same entry). Returns 1 for an event, 0 when there are no more, -EINVAL for an
  * entry that is not [time, record] or [[time, map], record] with a map record and a number or ext time (skip it,
  * invalid_record; calling again goes on with the next one, except in packed modes where bytes that are not
  * msgpack, or a truncated entry, end the message), -EMSGSIZE for an event over opts->max_record bytes (skip it,

@@ -286,6 +286,15 @@ static void handle_native(conn *c, const uint8_t *p, size_t len, size_t wire, in
     offer_record(c, rc, &info, wire, mono);
 }
 
+/* A Forward event handed out in parts (forward.h: the iterator's lazy mode): classified and sized where its pairs
+ * are, then written by admission into the ring as handle_native's. */
+static void handle_parts(conn *c, const record_parts *r, size_t wire, int64_t mono)
+{
+    record_info info;
+    int rc = record_prepare_parts(&c->in->enc, r, &c->src, &info);
+    offer_record(c, rc, &info, wire, mono);
+}
+
 /* decoder_taker: a native record wholly in c's buffer, just read, with nothing of c before it still waiting —
  * encoded in the one walk that also checks it (mpscan_walked), and admitted as process would. Declined (0) when
  * records must wait (paused, a held record, a Forward message being handed out) or the walk did not settle it.
@@ -452,7 +461,10 @@ static int forward_drain(conn *c, size_t wire, int64_t now, int64_t mono)
         int rc = forward_next(&c->fwd, &ev, &len);
         if (rc == 1) {
             stat_add(&in->st->fwd_events, 1);
-            handle_native(c, ev, len, wire, now, mono);
+            if (ev)
+                handle_native(c, ev, len, wire, now, mono);
+            else
+                handle_parts(c, &c->fwd.parts, wire, mono);
             wire = 0; /* the message's bytes count once, with its first event */
             continue;
         }
@@ -971,6 +983,7 @@ static void conn_new(ingest *in, int fd, const record_source *srcp, uint64_t ser
     c->read_size = READ_FIRST;
     c->serial = serial;
     forward_iter_init(&c->fwd, &in->fwd_opts);
+    c->fwd.lazy = 1; /* events in parts: record_prepare_parts reads their pairs where they are */
     /* EV_CLOSED: a short-lived client's data and its close are handled in one turn */
     c->ev = event_new(in->base, fd, EV_READ | EV_CLOSED | EV_PERSIST, on_readable, c);
     c->next = in->conns;
@@ -1384,6 +1397,7 @@ static void count_forward(conn *c, size_t wire)
 {
     const uint8_t *ev;
     size_t len;
+    c->fwd.lazy = 0; /* each event as its map: count_one sizes native maps */
     for (int rc; forward_active(&c->fwd) && (rc = forward_next(&c->fwd, &ev, &len)) != 0; wire = 0) {
         if (rc == 1 || rc == -ENOMEM)
             count_one(c, rc == 1 ? ev : NULL, len, wire);

@@ -24,6 +24,8 @@
  *    time's decimal text);
  *  - record_encode_raw calls an event invalid_record (every event has a string message);
  *  - forward.c and the oracle disagree (a verdict, the chunk, an event's encoded bytes or what it noticed);
+ *  - an event forward.c also gives in parts (forward.h: ingest's lazy mode) encodes otherwise from them
+ *    (record_prepare_parts: another answer, other bytes, other notes);
  *  - two iterations of the same message disagree (events, results), or the ack does not decode to {"ack": chunk};
  *  - heap in use passes 64 x max(max_record, the item budget) + 4 x the message limit + 2 MiB. */
 #include "fuzz_common.h"
@@ -60,7 +62,7 @@ typedef struct ctx {
     ref_forward_iter ref_it;
     msgpack_unpacked msg; /* the oracle's view of the message */
     msgpack_unpacked ev;  /* an event's map, decoded to check its shape */
-    record_enc enc, ref_enc;
+    record_enc enc, ref_enc, parts_enc; /* parts_enc: the event from forward.c's parts (record_prepare_parts) */
     record_source src;
     msgpack_sbuffer sb; /* packed objects, to compare them */
 } ctx;
@@ -162,6 +164,23 @@ static uint64_t check_event(ctx *c, const uint8_t *map, size_t len, const msgpac
     FUZZ_CHECK(rc != 0 || (info.reserved_keys == ref_info.reserved_keys && info.level_unknown == ref_info.level_unknown &&
                            info.timestamp_unparsed == ref_info.timestamp_unparsed &&
                            info.utf8_repaired == ref_info.utf8_repaired), "the event's record_info differs");
+    if (c->it.has_parts) { /* the same event in parts (ingest's lazy mode): the same answer, bytes and notes */
+        record_info pinfo;
+        c->parts_enc.rng[0] = 0x9e3779b97f4a7c15ULL;
+        c->parts_enc.rng[1] = 0xbf58476d1ce4e5b9ULL;
+        int prc = record_prepare_parts(&c->parts_enc, &c->it.parts, &c->src, &pinfo);
+        FUZZ_CHECK(prc == rc, "record_prepare_parts said %d, record_encode_raw %d", prc, rc);
+        if (prc == 0) {
+            uint8_t *out = malloc(c->parts_enc.out_len ? c->parts_enc.out_len : 1);
+            FUZZ_CHECK(out != NULL, "malloc");
+            size_t n = record_write(&c->parts_enc, out);
+            FUZZ_CHECK(n == c->enc.out_len && !memcmp(out, c->enc.out, n), "the event in parts encodes otherwise");
+            free(out);
+            FUZZ_CHECK(pinfo.reserved_keys == info.reserved_keys && pinfo.level_unknown == info.level_unknown &&
+                           pinfo.timestamp_unparsed == info.timestamp_unparsed &&
+                           pinfo.utf8_repaired == info.utf8_repaired, "the event in parts notices otherwise");
+        }
+    }
     h = fuzz_fnv(h, map, len);
     int32_t r32 = rc;
     return fuzz_fnv(h, &r32, sizeof r32);
@@ -287,8 +306,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ref_forward_iter_init(&c.ref_it, &c.ref_opts);
     msgpack_unpacked_init(&c.msg);
     msgpack_unpacked_init(&c.ev);
-    FUZZ_CHECK(record_enc_init(&c.enc) == 0 && record_enc_init(&c.ref_enc) == 0, "record_enc_init");
-    c.enc.text_limit = c.ref_enc.text_limit = 64u << 10;
+    FUZZ_CHECK(record_enc_init(&c.enc) == 0 && record_enc_init(&c.ref_enc) == 0 && record_enc_init(&c.parts_enc) == 0,
+               "record_enc_init");
+    c.enc.text_limit = c.ref_enc.text_limit = c.parts_enc.text_limit = 64u << 10;
     c.src = (record_source){.pid = 4242, .uid = 1000, .gid = 1001, .comm = "fuzz-client", .hostname = "fuzzhost"};
     msgpack_sbuffer_init(&c.sb);
     run(&c, data + 1, size - 1, max_message, reads[(data[0] >> 4) & 3]);
@@ -298,6 +318,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     msgpack_unpacked_destroy(&c.ev);
     record_enc_free(&c.enc);
     record_enc_free(&c.ref_enc);
+    record_enc_free(&c.parts_enc);
     msgpack_sbuffer_destroy(&c.sb);
     uint64_t items = max_message / 16 > max_record ? max_message / 16 : max_record;
     size_t bound = 64 * (size_t)items + 4 * (size_t)max_message + (2u << 20);

@@ -70,15 +70,46 @@ static int begin(forward_iter *it)
     return forward_begin(it, msg_copy, sb.size);
 }
 
-/* forward_next, with the event's map bytes unpacked into *ev (valid until the next call). */
+static record_enc enc_map, enc_parts; /* the same event encoded from its map and from its parts */
+static const record_source src = {.pid = 7, .uid = 1000, .gid = 1000, .comm = "fluent-bit", .hostname = "h"};
+static unsigned parts_compared;
+
+/* The entry record_encode_raw gives for the event's map and the one record_prepare_parts gives for its parts (the
+ * log_id generators in the same state): the same bytes, the same answer and the same things noticed. */
+static void same_entry(const forward_iter *it, const uint8_t *map, size_t len)
+{
+    record_info a, b;
+    memcpy(enc_parts.rng, enc_map.rng, sizeof enc_map.rng);
+    int ra = record_encode_raw(&enc_map, map, len, &src, 0, &a);
+    int rb = record_prepare_parts(&enc_parts, &it->parts, &src, &b);
+    CHECK_INT(rb, ra);
+    CHECK_INT(b.reserved_keys, a.reserved_keys);
+    CHECK_INT(b.level_unknown, a.level_unknown);
+    CHECK_INT(b.timestamp_unparsed, a.timestamp_unparsed);
+    CHECK_INT(b.utf8_repaired, a.utf8_repaired);
+    CHECK(b.service_len == a.service_len && (!a.service_len || !memcmp(b.service, a.service, a.service_len)));
+    if (ra < 0 || rb < 0)
+        return;
+    uint8_t *out = malloc(enc_parts.out_len);
+    CHECK_INT(record_write(&enc_parts, out), enc_map.out_len);
+    CHECK(enc_parts.out_len == enc_map.out_len && !memcmp(out, enc_map.out, enc_map.out_len));
+    free(out);
+    parts_compared++;
+}
+
+/* forward_next, with the event's map bytes unpacked into *ev (valid until the next call); an event also in parts
+ * gives the same entry both ways (same_entry). */
 static int next(forward_iter *it, msgpack_object *ev)
 {
     const uint8_t *map;
     size_t len, off = 0;
     int rc = forward_next(it, &map, &len);
     if (rc == 1) {
+        CHECK(map != NULL); /* not lazy: the map always */
         CHECK(msgpack_unpack_next(&up, (const char *)map, len, &off) == MSGPACK_UNPACK_SUCCESS && off == len);
         *ev = up.data;
+        if (it->has_parts)
+            same_entry(it, map, len);
     }
     return rc;
 }
@@ -619,11 +650,110 @@ static void test_bad_times_kept(void)
     forward_iter_free(&it);
 }
 
+/* Records that take every turn of the classification, as Forward events: in parts they give the same entries as
+ * their maps (same_entry, through next), and a lazy iterator hands them out in parts only. */
+static void test_parts_same_entry(void)
+{
+    forward_iter it, lazy;
+    forward_iter_init(&it, &opts);
+    forward_iter_init(&lazy, &opts);
+    lazy.lazy = 1;
+    unsigned before = parts_compared;
+    start_pack();
+    msgpack_pack_array(&pk, 2);
+    str("t\xff\xfeg"); /* invalid UTF-8 in the tag: repaired in service_name */
+    msgpack_pack_array(&pk, 9);
+    /* 1: the usual Fluent Bit record: `log` the message, no key renamed */
+    msgpack_pack_array(&pk, 2), event_time(1725013845, 1);
+    msgpack_pack_map(&pk, 3);
+    str("log"), str("line one");
+    str("level"), str("warning");
+    str("trace_id"), str("abc");
+    /* 2: renamed keys, a message that is not a str (record_message) while `msg` is the message, a repeated level,
+     * a reserved key, a non-str key, containers, a log_id, invalid UTF-8 in the message */
+    msgpack_pack_array(&pk, 2), msgpack_pack_int64(&pk, 1700000000);
+    msgpack_pack_map(&pk, 12);
+    str("message"), msgpack_pack_int(&pk, 5);
+    str("service_name"), str("own");
+    str("level"), str("debug");
+    str("msg"), str("bad \xc3 utf8");
+    str("timestamp"), str("2024-01-01T00:00:00Z");
+    str("_secret"), str("x");
+    msgpack_pack_int(&pk, 42), str("int key");
+    str("nested"), msgpack_pack_map(&pk, 1), str("a"), msgpack_pack_array(&pk, 2), msgpack_pack_nil(&pk),
+        msgpack_pack_true(&pk);
+    str("level"), str("LOUD");
+    str("log_id"), str("0123456789abcdef0123456789abcdef");
+    str("f"), msgpack_pack_double(&pk, 0.1);
+    str("big"), msgpack_pack_uint64(&pk, UINT64_MAX);
+    /* 3: no message at all; span_id, bin, ext */
+    msgpack_pack_array(&pk, 2), msgpack_pack_double(&pk, 1.25);
+    msgpack_pack_map(&pk, 3);
+    str("span_id"), str("s1");
+    str("b"), msgpack_pack_bin_with_body(&pk, "\x00\x01", 2);
+    str("e"), msgpack_pack_ext_with_body(&pk, "xyz", 3, 7);
+    /* 4: v2 with metadata (forward_metadata) and a record key of that name (record_forward_metadata) */
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_array(&pk, 2), event_time(1725013845, 2), msgpack_pack_map(&pk, 1), str("k"), str("v");
+    msgpack_pack_map(&pk, 2);
+    str("forward_metadata"), str("mine");
+    str("message"), str("v2 line");
+    /* 5: v2 with empty metadata; `message` a str (the message, skipped in place), `log` then metadata */
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_array(&pk, 2), event_time(1725013845, 3), msgpack_pack_map(&pk, 0);
+    msgpack_pack_map(&pk, 2);
+    str("log"), str("not the message");
+    str("message"), str("the message");
+    /* 6: an empty record */
+    msgpack_pack_array(&pk, 2), msgpack_pack_int64(&pk, 1);
+    msgpack_pack_map(&pk, 0);
+    /* 7: a bad time (kept as sent in the map): not in parts */
+    msgpack_pack_array(&pk, 2), msgpack_pack_int64(&pk, -5);
+    msgpack_pack_map(&pk, 1), str("message"), str("old");
+    /* 8: a message key twice: the first wins; an unknown level */
+    msgpack_pack_array(&pk, 2), msgpack_pack_int64(&pk, 2);
+    msgpack_pack_map(&pk, 3);
+    str("msg"), str("first");
+    str("msg"), str("second");
+    str("level"), str("chatty");
+    /* 9: a group marker (skipped), not an event */
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_array(&pk, 2), event_time(0xffffffffu, 0), msgpack_pack_map(&pk, 0);
+    msgpack_pack_map(&pk, 0);
+    CHECK_INT(begin(&it), 0);
+    msgpack_object ev;
+    int events = 0, parts = 0;
+    for (int rc; (rc = next(&it, &ev)) != 0;) {
+        CHECK_INT(rc, 1);
+        events++;
+        parts += it.has_parts;
+    }
+    CHECK_INT(events, 8);
+    CHECK_INT(parts, 7); /* all but the bad time */
+    CHECK_INT(parts_compared - before, 7);
+    /* lazy: the same events, in parts only (map NULL) but the bad time's, which comes as its map */
+    CHECK_INT(forward_begin(&lazy, msg_copy, sb.size), 0);
+    const uint8_t *map;
+    size_t len;
+    int n = 0, maps = 0;
+    for (int rc; (rc = forward_next(&lazy, &map, &len)) != 0; n++) {
+        CHECK_INT(rc, 1);
+        CHECK(map ? !lazy.has_parts && len > 0 : lazy.has_parts && len == 0);
+        maps += map != NULL;
+    }
+    CHECK_INT(n, 8);
+    CHECK_INT(maps, 1);
+    forward_iter_free(&it);
+    forward_iter_free(&lazy);
+}
+
 int main(void)
 {
     msgpack_sbuffer_init(&sb);
     msgpack_unpacked_init(&up);
     forward_opts_default(&opts, 1 << 20);
+    CHECK_INT(record_enc_init(&enc_map), 0);
+    CHECK_INT(record_enc_init(&enc_parts), 0);
     test_times();
     test_message_mode_mapping();
     test_forward_mode_bad_entries();
@@ -634,6 +764,10 @@ int main(void)
     test_v2_entries();
     test_message_mode_option_metadata();
     test_bad_times_kept();
+    test_parts_same_entry();
+    CHECK(parts_compared >= 30); /* every test's events with a valid time went both ways */
+    record_enc_free(&enc_map);
+    record_enc_free(&enc_parts);
     msgpack_unpacked_destroy(&up);
     msgpack_sbuffer_destroy(&sb);
     free(msg_copy);

@@ -536,6 +536,45 @@ static void test_log_ids_unique(void)
     }
 }
 
+/* A made log_id is the generator's next two 64-bit values (xorshift128+) in hex, each value's lowest nibble first:
+ * the digits record.c writes 8 at a time checked against a digit at a time, over states that give every nibble. */
+static void test_log_id_digits(void)
+{
+    static const uint64_t states[][2] = {{1, 2}, {0x0123456789abcdefULL, 0xfedcba9876543210ULL},
+                                         {UINT64_MAX, UINT64_MAX}, {0x9e3779b97f4a7c15ULL, 0xbf58476d1ce4e5b9ULL}};
+    for (size_t n = 0; n < sizeof states / sizeof states[0]; n++) {
+        record_enc e;
+        CHECK_INT(record_enc_init(&e), 0);
+        uint64_t st[2] = {states[n][0], states[n][1]};
+        memcpy(e.rng, st, sizeof st);
+        char want[33];
+        for (int w = 0; w < 2; w++) { /* xorshift128+, as record.c's rng_next */
+            uint64_t a = st[0], b = st[1];
+            st[0] = b;
+            a ^= a << 23;
+            st[1] = a ^ b ^ (a >> 17) ^ (b >> 26);
+            uint64_t v = st[1] + b;
+            for (int i = 0; i < 16; i++, v >>= 4)
+                want[16 * w + i] = "0123456789abcdef"[v & 15];
+        }
+        want[32] = 0;
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "message", 7);
+        msgpack_pack_str_with_body(&pk, "m", 1);
+        record_info info;
+        CHECK_INT(record_encode_raw(&e, sb.data, sb.size, &SRC, NOW, &info), 0);
+        CHECK(info.log_id_len == 32 && !memcmp(info.log_id, want, 32));
+        if (info.log_id_len == 32 && memcmp(info.log_id, want, 32))
+            fprintf(stderr, "log_id %.32s, want %s\n", info.log_id, want);
+        msgpack_sbuffer_destroy(&sb);
+        record_enc_free(&e);
+    }
+}
+
 /* Hostile shapes found by fuzzing: container keys nested as keys (their escaped JSON used to double per level),
  * and timestamps beyond int64 nanoseconds (2262). */
 static void test_hostile_shapes(void)
@@ -1039,6 +1078,7 @@ int main(void)
     test_reserved_and_nonstring_keys();
     test_invalid();
     test_log_ids_unique();
+    test_log_id_digits();
     test_meta_types_field();
     test_meta_types_exported();
     return check_done("test_record");
