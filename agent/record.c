@@ -157,7 +157,7 @@ static unsigned u64_len(uint64_t v)
 /* The text of v (with '-' when neg) appended to e->text, its digits written in place from the right: its length is
  * known first. (Digits formatted into a local buffer and copied out by one wide load cost a failed store
  * forwarding, ~70% of this function's time in perf.) */
-static int text_put_u64(record_enc *e, uint64_t v, int neg)
+static inline __attribute__((always_inline)) int text_put_u64(record_enc *e, uint64_t v, int neg)
 {
     size_t n = u64_len(v) + (neg != 0);
     if (e->text_limit && e->text_len + n > e->text_limit)
@@ -435,9 +435,14 @@ static inline __attribute__((always_inline)) int value_span(record_enc *e, const
     if (v->type == MPR_STR)
         return str_span(e, v->ptr, v->len, out, info);
     size_t off = e->text_len;
-    const uint8_t *q = *p; /* a copy to the call: the caller's cursor can stay in a register (see classify_pair) */
-    int rc = text_put_scalar(e, v, &q, end, 0);
-    *p = q;
+    int rc;
+    if (v->type == MPR_UINT) { /* ids and counts, most metadata that is not a str: text_put_scalar's case inline */
+        rc = text_put_u64(e, v->v.u, 0);
+    } else {
+        const uint8_t *q = *p; /* a copy to the call: the caller's cursor can stay in a register (see classify_pair) */
+        rc = text_put_scalar(e, v, &q, end, 0);
+        *p = q;
+    }
     if (rc < 0)
         return rc;
     *out = (record_span){NULL, off, e->text_len - off};

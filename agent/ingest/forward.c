@@ -135,28 +135,35 @@ static int read_whole(const uint8_t **p, const uint8_t *end, mpr_value *v)
     return skip_items(v, p, end);
 }
 
-/* read_whole with the usual headers of a record's keys and values (fixstr, positive fixint) read here: a walk over a
- * record calls it twice per pair. */
-static inline int read_whole_fast(const uint8_t **p, const uint8_t *end, mpr_value *v)
+/* read_whole with the usual headers of a record's keys and values (fixstr, fixint, other integers) read here, for
+ * walk_record, twice per pair: it needs their types and ends, not an integer's value (left unset). Takes and
+ * returns the cursor (NULL: -EINVAL), so that the walk's stays in a register (only the slow path's copy has its
+ * address taken). */
+static inline const uint8_t *read_whole_fast(const uint8_t *q, const uint8_t *end, mpr_value *v)
 {
-    const uint8_t *q = *p;
+    if (q < end && (uint8_t)(*q - 0xcc) < 8) { /* uint 8/16/32/64, int 8/16/32/64 */
+        size_t w = (size_t)1 << (*q & 3);
+        if ((size_t)(end - q - 1) < w)
+            return NULL;
+        v->type = *q <= 0xcf ? MPR_UINT : MPR_INT;
+        return q + 1 + w;
+    }
     if (q < end && *q >= 0xa0 && *q <= 0xbf) {
         size_t n = *q & 0x1f;
         if ((size_t)(end - q - 1) < n)
-            return -EINVAL;
+            return NULL;
         v->type = MPR_STR;
         v->len = (uint32_t)n;
         v->ptr = (const char *)q + 1;
-        *p = q + 1 + n;
-        return 0;
+        return q + 1 + n;
     }
     if (q < end && *q <= 0x7f) {
         v->type = MPR_UINT;
         v->v.u = *q;
-        *p = q + 1;
-        return 0;
+        return q + 1;
     }
-    return read_whole(p, end, v);
+    const uint8_t *t = q;
+    return read_whole(&t, end, v) < 0 ? NULL : t;
 }
 
 static int is_time(const mpr_value *v)
@@ -344,7 +351,7 @@ static const char *const renamed[4] = {"record_service_name", "record_timestamp"
                                        "record_forward_metadata"};
 
 /* Which of the first `set` mapped keys a str key is, or -1: told apart by length first. */
-static int mapped_key(const mpr_value *k, int set)
+static inline int mapped_key(const mpr_value *k, int set)
 {
     switch (k->len) {
     case 12: return memcmp(k->ptr, mapped[0], 12) ? -1 : 0;
@@ -371,37 +378,37 @@ static int walk_record(forward_iter *it, const uint8_t **p, const uint8_t *end, 
                        rec_walk *w)
 {
     const forward_opts *o = it->opts;
-    memset(w, 0, sizeof *w);
-    w->pairs = *p;
-    w->n = n;
-    w->msg_rank = o->n_message_keys;
+    const uint8_t *q = *p, *msg = NULL, *msg_val = NULL, *msg_end = NULL;
+    unsigned rank = o->n_message_keys;
+    uint32_t n_mapped = 0;
+    int deep = 0, msg_mapped = 0;
     for (uint32_t i = 0; i < n; i++) {
-        const uint8_t *kp = *p, *vp;
+        const uint8_t *kp = q, *vp;
         mpr_value k, v;
-        if (read_whole_fast(p, end, &k) < 0)
+        if (!(vp = read_whole_fast(q, end, &k)) || !(q = read_whole_fast(vp, end, &v)))
             return -EINVAL;
-        vp = *p;
-        if (read_whole_fast(p, end, &v) < 0)
-            return -EINVAL;
+        deep |= v.type >= MPR_ARRAY;
         if (k.type != MPR_STR) {
-            it->deep |= k.type >= MPR_ARRAY || v.type >= MPR_ARRAY;
+            deep |= k.type >= MPR_ARRAY;
             continue;
         }
-        it->deep |= v.type >= MPR_ARRAY;
         int m = mapped_key(&k, set);
-        w->n_mapped += m >= 0;
+        n_mapped += m >= 0;
         if (v.type != MPR_STR)
             continue;
-        for (unsigned r = 0; r < w->msg_rank; r++) {
+        for (unsigned r = 0; r < rank; r++) {
             if (k.len == o->message_key_lens[r] && !memcmp(k.ptr, o->message_keys[r], k.len)) {
-                w->msg = kp, w->msg_val = vp, w->msg_end = *p;
-                w->msg_rank = r;
-                w->msg_mapped = m >= 0;
+                msg = kp, msg_val = vp, msg_end = q;
+                rank = r;
+                msg_mapped = m >= 0;
                 break;
             }
         }
     }
-    w->end = *p;
+    it->deep |= deep;
+    *w = (rec_walk){.pairs = *p, .end = q, .n = n, .msg = msg, .msg_val = msg_val, .msg_end = msg_end,
+                    .msg_rank = rank, .msg_mapped = msg_mapped, .n_mapped = n_mapped};
+    *p = q;
     return 0;
 }
 
@@ -619,7 +626,7 @@ static int event(forward_iter *it, const mpr_value *t, const uint8_t *tp, size_t
     int set = meta && meta_pairs > 0 ? 4 : 3;
     const uint8_t *rp = *p;
     mpr_value r;
-    rec_walk w;
+    rec_walk w = {0}; /* (set by walk_record on success only) */
     if (mpr_read(p, end, &r) < 0)
         return -EINVAL;
     int ok = r.type == MPR_MAP && is_time(t);
