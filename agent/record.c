@@ -118,7 +118,7 @@ static inline __attribute__((always_inline)) int str_span(record_enc *e, const c
 
 /* ---- text forms ------------------------------------------------------------------------------------ */
 
-/* "00" .. "99": integers are written two digits a step (half the divisions of one a step). */
+/* "00" .. "99": integers are written two digits a table entry (u64_digits). */
 static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
                                      "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
                                      "8081828384858687888990919293949596979899";
@@ -126,7 +126,14 @@ static const char digit_pairs[201] = "000102030405060708091011121314151617181920
 /* Decimal digits of v at the end of buf[20]; returns where they start. */
 static char *u64_digits(char *end, uint64_t v)
 {
-    while (v >= 100) {
+    while (v >= 10000) { /* four digits a step: one 64-bit division, then two of a 32-bit remainder */
+        uint32_t r = (uint32_t)(v % 10000);
+        v /= 10000;
+        end -= 4;
+        memcpy(end, digit_pairs + 2 * (r / 100), 2);
+        memcpy(end + 2, digit_pairs + 2 * (r % 100), 2);
+    }
+    if (v >= 100) {
         unsigned r = (unsigned)(v % 100);
         v /= 100;
         end -= 2;

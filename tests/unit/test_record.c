@@ -981,7 +981,8 @@ static void test_numbers(void)
         number_text(widths[i].pack, &widths[i].v, got, sizeof got);
         CHECK_STR(got, widths[i].want);
     }
-    /* every digit count (the formatter writes two digits a step): 10^k - 1, 10^k, 10^k + 1 and their negatives */
+    /* every digit count (the formatter writes four digits a step, then two, then one): 10^k - 1, 10^k, 10^k + 1 and
+     * their negatives */
     for (uint64_t pow = 1, k = 0; k < 20; k++, pow *= 10) {
         uint64_t around[3] = {pow - 1, pow, pow + 1};
         for (int j = 0; j < 3; j++) {
