@@ -775,6 +775,10 @@ static int take_repeat(record_enc *e, const uint8_t *prev, const uint8_t *end, r
  * *p; *p moves past it. Inlined into the walk with its cursor q, which no call that stays a call ever gets the
  * address of (they get a copy): so q lives in a register, not in memory (reloaded after every store the walk makes
  * through a byte pointer, which may alias it) — the headers' chain of loads was the step's longest. */
+static inline __attribute__((always_inline)) int classify_kv(record_enc *e, const uint8_t *pair, const mpr_value *kp,
+                                                             const mpr_value *vp, const uint8_t **p,
+                                                             const uint8_t *end, fields *f, record_info *info);
+
 static inline __attribute__((always_inline)) int classify_pair(record_enc *e, const uint8_t **p, const uint8_t *end,
                                                                fields *f, record_info *info)
 {
@@ -790,23 +794,37 @@ static inline __attribute__((always_inline)) int classify_pair(record_enc *e, co
     }
     if (mpr_read(&q, end, &v) < 0)
         return -EINVAL;
-    if (k.len > 0 && k.ptr[0] == '_') {
+    rc = classify_kv(e, pair, &k, &v, &q, end, f, info);
+    *p = q;
+    return rc;
+}
+
+/* classify_pair's str-keyed pair at `pair`, both headers read (k, v): the value's items (if any) next at *p, which
+ * moves past the pair. */
+static inline __attribute__((always_inline)) int classify_kv(record_enc *e, const uint8_t *pair, const mpr_value *kp,
+                                                             const mpr_value *vp, const uint8_t **p,
+                                                             const uint8_t *end, fields *f, record_info *info)
+{
+    const uint8_t *q = *p, *t;
+    const mpr_value *k = kp, *v = vp; /* (no copies: pointers to the caller's headers) */
+    int rc;
+    if (k->len > 0 && k->ptr[0] == '_') {
         info->reserved_keys++;
-        if (v.type == MPR_ARRAY || v.type == MPR_MAP)
+        if (v->type == MPR_ARRAY || v->type == MPR_MAP)
             note_container(e, 1);
-        rc = skip_items(e, &v, (t = q, &t), end, 1);
+        rc = skip_items(e, v, (t = q, &t), end, 1);
         *p = t;
         return rc;
     }
-    int which = field_of(&k);
+    int which = field_of(k);
     if (which == K_MESSAGE) {
-        if (v.type != MPR_STR)
+        if (v->type != MPR_STR)
             return -EINVAL;
         f->has_message = 1;
         *p = q;
         if ((rc = take(e, f, K_MESSAGE, pair, end, info)) < 0)
             return rc;
-        return str_span(e, v.ptr, v.len, &f->message, info);
+        return str_span(e, v->ptr, v->len, &f->message, info);
     }
     record_span *span[K_COUNT] = {[K_SERVICE] = &f->service, [K_LEVEL] = &f->level, [K_TRACE] = &f->trace,
                                   [K_SPAN] = &f->span, [K_LOGID] = &f->log_id};
@@ -815,19 +833,19 @@ static inline __attribute__((always_inline)) int classify_pair(record_enc *e, co
         f->has_log_id |= which == K_LOGID;
         if ((rc = take(e, f, which, pair, end, info)) < 0)
             return rc;
-        rc = value_span(e, &v, &q, end, span[which], info);
+        rc = value_span(e, v, &q, end, span[which], info);
         *p = q;
         return rc;
     }
     int64_t ts;
-    if (which == K_TS && parse_timestamp(&v, &ts) == 0) {
+    if (which == K_TS && parse_timestamp(v, &ts) == 0) {
         f->ts = ts; /* only on success: a failed parse may have written a partial value */
         *p = q;
         return take(e, f, K_TS, pair, end, info);
     }
     if (which == K_TS)
         info->timestamp_unparsed = 1;
-    rc = meta_kv(e, &k, &v, &q, end, info); /* metadata */
+    rc = meta_kv(e, k, v, &q, end, info); /* metadata */
     *p = q;
     return rc;
 }
@@ -862,31 +880,33 @@ static int classify(record_enc *e, const uint8_t **p, const uint8_t *end, uint32
     return classify_end(e, f, info);
 }
 
-/* A pair of a record in parts whose str key one of r's renames names: metadata under the rename's `to` (1, *p past
- * it), or 0 when its key is not renamed (*p unmoved). */
-static int renamed_pair(record_enc *e, const record_parts *r, const uint8_t **p, record_info *info)
+/* The index of the rename whose `from` str key k is, or -1. */
+static inline int rename_of(const record_parts *r, const mpr_value *k)
 {
-    const uint8_t *q = *p;
-    mpr_value k, v;
-    if (mpr_read(&q, r->end, &k) < 0)
-        return -EINVAL;
-    if (k.type != MPR_STR)
-        return 0;
-    for (unsigned i = 0; i < r->n_renames; i++) {
-        const record_rename *m = &r->renames[i];
-        if (k.len != m->from_len || memcmp(k.ptr, m->from, k.len))
-            continue;
-        if (mpr_read(&q, r->end, &v) < 0)
-            return -EINVAL;
-        int rc = meta_value(e, span_direct(m->to, m->to_len), &v, &q, r->end, info);
-        *p = q;
-        return rc < 0 ? rc : 1;
-    }
-    return 0;
+    for (unsigned i = 0; i < r->n_renames; i++) /* (the first byte before memcmp's call: most keys differ there) */
+        if (k->len == r->renames[i].from_len && k->ptr[0] == r->renames[i].from[0] &&
+            !memcmp(k->ptr, r->renames[i].from, k->len))
+            return (int)i;
+    return -1;
 }
 
-/* The fields a record in parts gives first (as record_parts' map has them: service_name, timestamp, message, the
- * extra pair), then its pairs. */
+/* The rank (< best) of the message key str key k is, or best when it is none of the first best. */
+static inline unsigned message_rank(const record_parts *r, const mpr_value *k, unsigned best)
+{
+    for (unsigned i = 0; i < best; i++)
+        if (k->len == r->message_key_lens[i] && k->len > 0 && k->ptr[0] == r->message_keys[i][0] &&
+            !memcmp(k->ptr, r->message_keys[i], k->len))
+            return i;
+    return best;
+}
+
+/* The fields a record in parts gives first (as record_parts' map has them: service_name, timestamp, the extra pair),
+ * then its pairs in one walk, the message among them: a pair that may be the message (a str value under a message
+ * key of a better rank than any so far) is taken as metadata (under its rename, if any) and its table entry noted;
+ * at the end the best one's entry leaves the table and its value is the message. So the table, and the entry, are
+ * what the map would give, where that pair was left out of the pairs. A message key that names a field or a
+ * reserved key (a `--forward-message-keys` of level, say) would be classified otherwise when not chosen: -EAGAIN,
+ * for the caller to take the event as its map (forward_settle). On success info->wire_len is the pairs' bytes. */
 static int classify_parts(record_enc *e, const record_parts *r, fields *f, record_info *info)
 {
     int rc = str_span(e, r->service, r->service_len, &f->service, info);
@@ -894,14 +914,6 @@ static int classify_parts(record_enc *e, const record_parts *r, fields *f, recor
         return rc;
     f->ts = r->ts_ns;
     f->has_message = 1;
-    if (r->message) {
-        const uint8_t *q = r->message;
-        mpr_value v;
-        if (mpr_read(&q, r->end, &v) < 0 || v.type != MPR_STR)
-            return -EINVAL;
-        if ((rc = str_span(e, v.ptr, v.len, &f->message, info)) < 0)
-            return rc;
-    }
     if (r->extra) {
         const uint8_t *q = r->extra;
         mpr_value v;
@@ -911,20 +923,60 @@ static int classify_parts(record_enc *e, const record_parts *r, fields *f, recor
         if (rc < 0)
             return rc;
     }
-    const uint8_t *p = r->pairs;
+    const uint8_t *p = r->pairs, *end = r->end;
+    unsigned best = r->n_message_keys;
+    size_t msg_kv = SIZE_MAX;
     for (uint32_t i = 0; i < r->n; i++) {
-        if (p == r->skip) {
-            p = r->skip_end;
-            continue;
-        }
-        if (r->n_renames && (rc = renamed_pair(e, r, &p, info)) != 0) {
-            if (rc < 0)
+        const uint8_t *q = p;
+        mpr_value k, v;
+        if (mpr_read(&q, end, &k) < 0)
+            return -EINVAL;
+        if (k.type != MPR_STR) { /* a non-string key: its text form */
+            if ((rc = classify_pair(e, &p, end, f, info)) < 0)
                 return rc;
             continue;
         }
-        if ((rc = classify_pair(e, &p, r->end, f, info)) < 0)
+        if (mpr_read(&q, end, &v) < 0)
+            return -EINVAL;
+        uint64_t bit = record_len_bit(k.len);
+        unsigned rank = v.type == MPR_STR && (r->message_lens & bit) ? message_rank(r, &k, best) : best;
+        if (rank == 0 && best > 0) { /* the first key's first str: the message, whatever follows (none ranks before) */
+            if ((rc = str_span(e, v.ptr, v.len, &f->message, info)) < 0)
+                return rc;
+            best = 0;
+            p = q;
+            continue;
+        }
+        int m = r->rename_lens & bit ? rename_of(r, &k) : -1;
+        if (rank < best) { /* the message so far: metadata until a better one comes */
+            record_span ks;
+            if (m < 0 && (field_of(&k) >= 0 || (k.len > 0 && k.ptr[0] == '_')))
+                return -EAGAIN;
+            if (m >= 0)
+                ks = span_direct(r->renames[m].to, r->renames[m].to_len);
+            else if ((rc = str_span(e, k.ptr, k.len, &ks, info)) < 0)
+                return rc;
+            if ((rc = meta_value(e, ks, &v, &q, end, info)) < 0)
+                return rc;
+            best = rank;
+            msg_kv = e->n_kv - 1;
+        } else if (m >= 0) { /* a key the mapping sets itself: kept under its rename */
+            if ((rc = meta_value(e, span_direct(r->renames[m].to, r->renames[m].to_len), &v, &q, end, info)) < 0)
+                return rc;
+        } else if ((rc = classify_kv(e, p, &k, &v, &q, end, f, info)) < 0) {
             return rc;
+        }
+        p = q;
     }
+    if (best == 0)
+        msg_kv = SIZE_MAX; /* an earlier candidate stays metadata */
+    if (msg_kv != SIZE_MAX) {
+        f->message = e->kv[msg_kv].val;
+        memmove(&e->kv[msg_kv], &e->kv[msg_kv + 1], (e->n_kv - msg_kv - 1) * sizeof *e->kv);
+        e->n_kv--;
+    }
+    info->wire_len = (size_t)(p - r->pairs);
+    info->nesting = e->nesting;
     return classify_end(e, f, info);
 }
 

@@ -120,27 +120,35 @@ typedef struct record_rename {
 } record_rename;
 
 /* A record given in parts: fields its caller has read already, then the pairs of a map — a Fluent Forward event
- * (forward.c), whose tag, time and chosen message are not among its record's pairs. record_prepare_parts plans
- * exactly the entry record_prepare_raw plans for the map {"service_name": service, "timestamp": ts_ns, "message":
- * message (or ""), [extra_key: extra,] then every pair but the one at skip, a pair whose str key is a rename's
- * `from` under its `to`} (test_forward and fuzz_forward compare the two byte for byte), without that map being
- * written: the pairs are read where they are. */
+ * (forward.c), whose tag and time are not among its record's pairs. record_prepare_parts plans exactly the entry
+ * record_prepare_raw plans for the map {"service_name": service, "timestamp": ts_ns, "message": the message (or ""),
+ * [extra_key: extra,] then every pair but the message's, a pair whose str key is a rename's `from` under its `to`},
+ * where the message is the first pair with a str value under the first of message_keys that has one
+ * (test_forward and fuzz_forward compare the two byte for byte), in one walk over the pairs where they are. */
 typedef struct record_parts {
     const char *service;     /* the service_name's text (UTF-8 checked as a str value's) */
     size_t service_len;
     int64_t ts_ns;           /* the timestamp, >= 0 */
-    const uint8_t *message;  /* the message's value: a str's msgpack bytes inside [pairs, end), or NULL for "" */
     const uint8_t *extra, *extra_end; /* a value's msgpack bytes kept as metadata under extra_key, or NULL */
     const char *extra_key;
-    const uint8_t *pairs, *end; /* the map's pairs (walked whole by the caller: every length within end) */
+    const uint8_t *pairs, *end; /* the map's n pairs start at pairs, somewhere before end (every length checked) */
     uint32_t n;
-    const uint8_t *skip, *skip_end; /* the pair left out (its bytes), or NULL */
+    const char *const *message_keys; /* in order of preference; n_message_keys of them */
+    const size_t *message_key_lens;
+    unsigned n_message_keys;
     const record_rename *renames;
     unsigned n_renames;
+    uint64_t message_lens, rename_lens; /* bit min(n, 63) set when a message key / a rename's `from` has n bytes: a key
+                                         * of another length is not compared (record_parts_lens sets them) */
 } record_parts;
 
+/* The bit of a key length in record_parts' message_lens and rename_lens. */
+static inline uint64_t record_len_bit(size_t n) { return (uint64_t)1 << (n < 63 ? n : 63); }
+
 /* record_prepare_raw for a record in parts (above); record_write writes it. r and the bytes it points to must stay
- * as they are until record_write. Returns as record_prepare_raw (info->wire_len and nesting are not set). */
+ * as they are until record_write. Returns as record_prepare_raw, or -EAGAIN for a message key that names a field or
+ * a reserved key (encode the map instead). On success info->wire_len is the pairs' size in bytes (where they end)
+ * and info->nesting the containers on the deepest path (the map counts 1). */
 int record_prepare_parts(record_enc *e, const record_parts *r, const record_source *src, record_info *info);
 
 /* Writes the entry record_prepare_raw planned (or record_encode_raw wrote into e->out) into dst: e->out_len bytes,

@@ -1,4 +1,4 @@
-/* forward.c — Fluent Forward protocol messages -> native record maps (see forward.h).
+/* forward.c — Fluent Forward protocol messages -> events in parts or native record maps (see forward.h).
  *
  * DESIGN
  * The message's bytes are read where they lie (mpread.h: one header at a time, every length checked against the
@@ -9,7 +9,14 @@
  * native record); compressed entries inflate into a buffer of at most opts->max_inflated bytes (a decompression
  * bomb stops there and the message is refused as oversized).
  *
- * An event is written as msgpack into the iterator's buffer `ev`: the map header, service_name (the tag's bytes),
+ * Ingest's iterators are lazy (forward.h): a plain-looking event (a valid time, a map record, no v2 metadata) is
+ * handed out in parts before its record is walked (event_lazy: the tag, the time, the pairs' start and count, the
+ * message keys, the keys to rename), record_prepare_parts finds the message and classifies the pairs in its one walk,
+ * and forward_settle moves on past the record — or, for a record that was not plain (a container inside: a packed
+ * entry then needs mpscan's verdict first; over max_record; not encoded), rewinds to the entry and sets `redo`, so
+ * that the next call hands the same entry out the way below, whose verdicts and map are the reference.
+ *
+ * Otherwise an event is written as msgpack into the iterator's buffer `ev`: the map header, service_name (the tag's bytes),
  * timestamp, message (the chosen value's bytes), forward_metadata (the metadata map's bytes), then the record's
  * pairs as sent — runs of them copied at once, the chosen message pair left out, a pair whose key the mapping sets
  * written under record_<key>. One walk over the record finds the message and the keys to rename (and its end);
@@ -75,6 +82,8 @@ void forward_iter_init(forward_iter *it, const forward_opts *opts)
 {
     memset(it, 0, sizeof *it);
     it->opts = opts;
+    for (unsigned i = 0; i < opts->n_message_keys; i++)
+        it->message_lens |= record_len_bit(opts->message_key_lens[i]);
     msgpack_unpacked_init(&it->opt);
 }
 
@@ -98,6 +107,7 @@ void forward_iter_reset(forward_iter *it)
     it->packed_len = it->packed_off = 0;
     it->cur = it->end = NULL;
     it->entries_left = 0;
+    it->lazy_pending = it->redo = 0;
 }
 
 void forward_iter_free(forward_iter *it)
@@ -585,32 +595,33 @@ static const record_rename part_renames[4] = {
     {"forward_metadata", "record_forward_metadata", 16, 23},
 };
 
-/* The event in it->parts (it->has_parts) when its time is a valid time (else the map carries the time as sent:
- * write_event). Returns it->has_parts. */
-static int in_parts(forward_iter *it, const mpr_value *t, const uint8_t *meta, size_t meta_len, uint32_t meta_pairs,
-                    const rec_walk *w)
+/* The event at rp (its record map's bytes; time t, tlen bytes; metadata meta[0..meta_len), meta_pairs pairs) in
+ * it->parts, its record not walked yet, when the iterator is lazy and the event plainly qualifies: a valid time, a
+ * map record, nothing deep in the entry so far (v2 metadata is), not an entry being handed out again
+ * (forward_settle). Returns 1 then (it->lazy_pending set), else 0: the event as its map. */
+static int event_lazy(forward_iter *it, const mpr_value *t, size_t tlen, const uint8_t *meta, size_t meta_len,
+                      uint32_t meta_pairs, const uint8_t *rp, const uint8_t *end)
 {
+    if (!it->lazy || it->deep || it->redo) /* (redo: cleared when forward_next returns) */
+        return 0;
     int64_t ns;
-    it->has_parts = time_ns(t, &ns) == 0;
-    if (!it->has_parts)
+    const uint8_t *q = rp;
+    mpr_value r;
+    if (!is_time(t) || time_ns(t, &ns) < 0 || mpr_read(&q, end, &r) < 0 || r.type != MPR_MAP)
         return 0;
     int has_meta = meta && meta_pairs > 0;
-    record_parts *r = &it->parts;
-    r->service = it->tag_str;
-    r->service_len = it->tag_str_len;
-    r->ts_ns = ns;
-    r->message = w->msg ? w->msg_val : NULL;
-    r->extra = has_meta ? meta : NULL;
-    r->extra_end = has_meta ? meta + meta_len : NULL;
-    r->extra_key = "forward_metadata";
-    r->pairs = w->pairs;
-    r->end = w->end;
-    r->n = w->n;
-    r->skip = w->msg;
-    r->skip_end = w->msg_end;
-    r->renames = part_renames;
-    /* no pair to rename (the message's own key aside: it is skipped): no key compared */
-    r->n_renames = w->n_mapped == (uint32_t)(w->msg && w->msg_mapped) ? 0 : has_meta ? 4 : 3;
+    const forward_opts *o = it->opts;
+    it->parts = (record_parts){.service = it->tag_str, .service_len = it->tag_str_len, .ts_ns = ns,
+                               .extra = has_meta ? meta : NULL, .extra_end = has_meta ? meta + meta_len : NULL,
+                               .extra_key = "forward_metadata", .pairs = q, .end = end, .n = r.len,
+                               .message_keys = o->message_keys, .message_key_lens = o->message_key_lens,
+                               .n_message_keys = o->n_message_keys, .renames = part_renames,
+                               .n_renames = has_meta ? 4 : 3, .message_lens = it->message_lens,
+                               .rename_lens = record_len_bit(12) | record_len_bit(9) | record_len_bit(7) |
+                                              (has_meta ? record_len_bit(16) : 0)};
+    it->lazy_rp = rp;
+    it->lazy_sent = 1 + tlen + (meta ? 1 + meta_len : 0); /* + the record's bytes: event's measure */
+    it->lazy_pending = 1;
     return 1;
 }
 
@@ -627,6 +638,11 @@ static int event(forward_iter *it, const mpr_value *t, const uint8_t *tp, size_t
     const uint8_t *rp = *p;
     mpr_value r;
     rec_walk w = {0}; /* (set by walk_record on success only) */
+    if (event_lazy(it, t, tlen, meta, meta_len, meta_pairs, rp, end)) {
+        *map = NULL; /* in parts; *p stays: forward_settle moves on past the record, or hands it out again */
+        *len = 0;
+        return 1;
+    }
     if (mpr_read(p, end, &r) < 0)
         return -EINVAL;
     int ok = r.type == MPR_MAP && is_time(t);
@@ -645,11 +661,6 @@ static int event(forward_iter *it, const mpr_value *t, const uint8_t *tp, size_t
     }
     if (!ok)
         return -EINVAL;
-    if (in_parts(it, t, meta, meta_len, meta_pairs, &w) && it->lazy) {
-        *map = NULL;
-        *len = 0;
-        return 1;
-    }
     return write_event(it, t, tp, tlen, meta, meta_len, meta_pairs, &w, map, len);
 }
 
@@ -688,7 +699,12 @@ static int next_inline(forward_iter *it, const uint8_t **map, size_t *len)
 {
     const uint8_t *start = it->cur;
     it->entries_left--;
+    it->deep = 0;
     int rc = entry(it, &it->cur, it->end, map, len);
+    if (it->lazy_pending) { /* forward_settle moves it->cur past the entry, or back to its start */
+        it->lazy_at = start;
+        return rc;
+    }
     if (rc == -EINVAL) { /* the entry's end: passed over whole (mpscan vouched for the message) */
         it->cur = start;
         if (mpr_skip(&it->cur, it->end, 1) < 0)
@@ -712,6 +728,10 @@ static int next_packed(forward_iter *it, const uint8_t **map, size_t *len)
     const uint8_t *p = (const uint8_t *)it->packed + it->packed_off, *q = p;
     it->deep = 0;
     int rc = entry(it, &q, p + left, map, len);
+    if (it->lazy_pending) { /* forward_settle moves packed_off past the entry, or leaves it for the entry again */
+        it->lazy_at = p;
+        return rc;
+    }
     if (rc != -EINVAL && !it->deep && (size_t)(q - p) <= it->opts->max_record) {
         it->packed_off += (size_t)(q - p);
         return rc;
@@ -737,7 +757,16 @@ static int next_packed(forward_iter *it, const uint8_t **map, size_t *len)
     return entry(it, &q, p + used, map, len);
 }
 
+static int next_event(forward_iter *it, const uint8_t **map, size_t *len);
+
 int forward_next(forward_iter *it, const uint8_t **map, size_t *len)
+{
+    int rc = next_event(it, map, len);
+    it->redo = 0; /* the entry forward_settle sent back is handed out (both of next_packed's reads of it included) */
+    return rc;
+}
+
+static int next_event(forward_iter *it, const uint8_t **map, size_t *len)
 {
     int rc = FORWARD_SKIP;
     switch (it->mode) {
@@ -749,6 +778,8 @@ int forward_next(forward_iter *it, const uint8_t **map, size_t *len)
             mpr_read(&p, p + it->single_time_len, &t); /* both read at forward_begin: cannot fail */
             if (mp)
                 mpr_read(&mp, mp + it->opt_meta_len, &m);
+            it->lazy_at = it->single_record;
+            it->deep = 0;
             return event(it, &t, it->single_time, it->single_time_len, it->opt_meta, it->opt_meta_len, m.len, &rp,
                          rp + it->single_record_len, map, len);
         }
@@ -771,6 +802,31 @@ int forward_next(forward_iter *it, const uint8_t **map, size_t *len)
     }
     it->mode = 0; /* done; `chunk` stays for the caller until forward_iter_reset */
     return 0;
+}
+
+int forward_settle(forward_iter *it, int rc, const record_info *info)
+{
+    if (!it->lazy_pending)
+        return 0;
+    it->lazy_pending = 0;
+    const uint8_t *past = it->parts.pairs + (rc == 0 ? info->wire_len : 0); /* the record's end, on success */
+    size_t max = it->opts->max_record;
+    /* as the map would have been taken: nothing deep (packed entries: no mpscan verdict needed), within max_record
+     * as sent (else event measures it as msgpack-c would pack it), a whole packed entry within max_record */
+    if (rc == 0 && info->nesting <= 1 && it->lazy_sent + (size_t)(past - it->lazy_rp) <= max &&
+        (it->mode < FORWARD_PACKED || (size_t)(past - it->lazy_at) <= max)) {
+        if (it->mode == FORWARD_FORWARD)
+            it->cur = past;
+        else if (it->mode >= FORWARD_PACKED)
+            it->packed_off = (size_t)(past - (const uint8_t *)it->packed);
+        return 0;
+    }
+    if (it->mode == FORWARD_FORWARD) /* the entry again, the old way: its map, or its verdict */
+        it->cur = it->lazy_at, it->entries_left++;
+    else if (it->mode == FORWARD_MESSAGE)
+        it->entries_left = 1;
+    it->redo = 1;
+    return -EAGAIN;
 }
 
 size_t forward_pack_ack(const msgpack_object *chunk, char *buf, size_t cap)

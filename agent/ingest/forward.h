@@ -23,9 +23,10 @@
  * as the msgpack bytes of that map, written into the iterator's buffer: a small header and the mapped keys, then
  * the record's pairs copied as sent — so the caller encodes it with record_encode_raw, the native records'
  * classifier. With `lazy` set (ingest's hot path), an event whose time is a valid time is handed out in parts
- * instead (it->parts: the tag, the time in ns, the message's and the metadata's bytes, the record's pairs where they
- * are, the keys to rename): record_prepare_parts gives the same entry without the map being written or read
- * again. Only the option map's `chunk` is decoded by msgpack-c (for the ack).
+ * instead, before its record is walked (it->parts: the tag, the time in ns, the record's pairs where they are, the
+ * message keys, the keys to rename): record_prepare_parts finds the message and classifies the pairs in one walk,
+ * the same entry without the map being written or read again, and forward_settle moves on (or hands the entry out
+ * again as its map when it was not plain). Only the option map's `chunk` is decoded by msgpack-c (for the ack).
  *
  * No libevent here: unit tests and fuzz targets drive it directly. A forward_iter borrows the message's bytes: the
  * caller keeps them in place (the decoder pinned) until forward_iter_reset or the iteration ends. */
@@ -73,8 +74,12 @@ typedef struct forward_iter {
     size_t ev_cap;
     int deep;                      /* the entry just read had a container inside a value (forward.c) */
     int lazy;                      /* set by the caller (kept by forward_iter_reset): events in parts when they can be */
-    int has_parts;                 /* the event just handed out is also in `parts` */
-    record_parts parts;            /* that event in parts (pointing into the message's bytes): record_prepare_parts */
+    record_parts parts;            /* the event handed out in parts (into the message's bytes): record_prepare_parts */
+    int lazy_pending;              /* it was, and forward_settle has not been called yet */
+    int redo;                      /* forward_settle sent it back: the next event is that entry, as its map */
+    const uint8_t *lazy_at, *lazy_rp; /* the pending entry's first byte, its record map's first byte */
+    size_t lazy_sent;              /* its entry's bytes but the record's (event's max_record measure) */
+    uint64_t message_lens;         /* the message keys' lengths (record_parts.message_lens), from opts at init */
 } forward_iter;
 
 /* Fills o with the default message keys (message, log, msg) and max_inflated = 8 * max_record, max_record. */
@@ -97,8 +102,8 @@ int forward_begin(forward_iter *it, const void *msg, size_t len);
 
 /* The next event as the msgpack bytes of a native record map, *map / *len (valid until the next call or reset):
  * the caller encodes them with record_encode_raw. With it->lazy set, *map may be NULL (*len 0): the event is in
- * it->parts only (record_prepare_parts). it->has_parts says whether it->parts holds the event (either way; the
- * same entry). Returns 1 for an event, 0 when there are no more, -EINVAL for an
+ * it->parts, its record not walked yet; the caller classifies it (record_prepare_parts) and calls forward_settle
+ * before anything else. Returns 1 for an event, 0 when there are no more, -EINVAL for an
  * entry that is not [time, record] or [[time, map], record] with a map record and a number or ext time (skip it,
  * invalid_record; calling again goes on with the next one, except in packed modes where bytes that are not
  * msgpack, or a truncated entry, end the message), -EMSGSIZE for an event over opts->max_record bytes (skip it,
@@ -106,6 +111,13 @@ int forward_begin(forward_iter *it, const void *msg, size_t len);
  * on with the next one). Every call makes progress: at most one call per entry (a packed entry: per entry that
  * starts) plus the final 0. */
 int forward_next(forward_iter *it, const uint8_t **map, size_t *len);
+
+/* After an event handed out in parts: rc and info are record_prepare_parts' answer for it->parts. Returns 0 when
+ * that answer stands (the event is the map's, byte for byte: the iterator moves past it), or -EAGAIN when the event
+ * must be taken as its map (the next forward_next hands the same entry out again, as its map or as its verdict):
+ * a record with a container inside (a packed entry then needs mpscan's verdict first), one over max_record, one
+ * record_prepare_parts did not encode (its map gives the authoritative verdict). 0 when nothing is pending. */
+int forward_settle(forward_iter *it, int rc, const record_info *info);
 
 /* True while forward_begin succeeded and forward_next has not returned 0 yet. */
 int forward_active(const forward_iter *it);

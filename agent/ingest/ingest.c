@@ -287,12 +287,18 @@ static void handle_native(conn *c, const uint8_t *p, size_t len, size_t wire, in
 }
 
 /* A Forward event handed out in parts (forward.h: the iterator's lazy mode): classified and sized where its pairs
- * are, then written by admission into the ring as handle_native's. */
-static void handle_parts(conn *c, const record_parts *r, size_t wire, int64_t mono)
+ * are, in one walk, then written by admission into the ring as handle_native's. Returns 0, or -EAGAIN when
+ * forward_settle sends it back to be taken as its map (nothing counted). */
+static int handle_parts(conn *c, size_t wire, int64_t mono)
 {
+    ingest *in = c->in;
     record_info info;
-    int rc = record_prepare_parts(&c->in->enc, r, &c->src, &info);
+    int rc = record_prepare_parts(&in->enc, &c->fwd.parts, &c->src, &info);
+    if (forward_settle(&c->fwd, rc, &info) < 0)
+        return -EAGAIN;
+    stat_add(&in->st->fwd_events, 1);
     offer_record(c, rc, &info, wire, mono);
+    return 0;
 }
 
 /* decoder_taker: a native record wholly in c's buffer, just read, with nothing of c before it still waiting —
@@ -459,12 +465,14 @@ static int forward_drain(conn *c, size_t wire, int64_t now, int64_t mono)
     size_t len;
     while (!in->paused) {
         int rc = forward_next(&c->fwd, &ev, &len);
+        if (rc == 1 && !ev) { /* in parts */
+            if (handle_parts(c, wire, mono) == 0)
+                wire = 0;
+            continue; /* (-EAGAIN: not plain, the next forward_next hands the same entry out as its map) */
+        }
         if (rc == 1) {
             stat_add(&in->st->fwd_events, 1);
-            if (ev)
-                handle_native(c, ev, len, wire, now, mono);
-            else
-                handle_parts(c, &c->fwd.parts, wire, mono);
+            handle_native(c, ev, len, wire, now, mono);
             wire = 0; /* the message's bytes count once, with its first event */
             continue;
         }

@@ -24,8 +24,8 @@
  *    time's decimal text);
  *  - record_encode_raw calls an event invalid_record (every event has a string message);
  *  - forward.c and the oracle disagree (a verdict, the chunk, an event's encoded bytes or what it noticed);
- *  - an event forward.c also gives in parts (forward.h: ingest's lazy mode) encodes otherwise from them
- *    (record_prepare_parts: another answer, other bytes, other notes);
+ *  - a message's events taken as ingest takes them (forward.h's lazy mode: in parts, record_prepare_parts and
+ *    forward_settle, or the map of an entry sent back) differ from their maps' entries (a verdict, bytes, notes);
  *  - two iterations of the same message disagree (events, results), or the ack does not decode to {"ack": chunk};
  *  - heap in use passes 64 x max(max_record, the item budget) + 4 x the message limit + 2 MiB. */
 #include "fuzz_common.h"
@@ -164,23 +164,6 @@ static uint64_t check_event(ctx *c, const uint8_t *map, size_t len, const msgpac
     FUZZ_CHECK(rc != 0 || (info.reserved_keys == ref_info.reserved_keys && info.level_unknown == ref_info.level_unknown &&
                            info.timestamp_unparsed == ref_info.timestamp_unparsed &&
                            info.utf8_repaired == ref_info.utf8_repaired), "the event's record_info differs");
-    if (c->it.has_parts) { /* the same event in parts (ingest's lazy mode): the same answer, bytes and notes */
-        record_info pinfo;
-        c->parts_enc.rng[0] = 0x9e3779b97f4a7c15ULL;
-        c->parts_enc.rng[1] = 0xbf58476d1ce4e5b9ULL;
-        int prc = record_prepare_parts(&c->parts_enc, &c->it.parts, &c->src, &pinfo);
-        FUZZ_CHECK(prc == rc, "record_prepare_parts said %d, record_encode_raw %d", prc, rc);
-        if (prc == 0) {
-            uint8_t *out = malloc(c->parts_enc.out_len ? c->parts_enc.out_len : 1);
-            FUZZ_CHECK(out != NULL, "malloc");
-            size_t n = record_write(&c->parts_enc, out);
-            FUZZ_CHECK(n == c->enc.out_len && !memcmp(out, c->enc.out, n), "the event in parts encodes otherwise");
-            free(out);
-            FUZZ_CHECK(pinfo.reserved_keys == info.reserved_keys && pinfo.level_unknown == info.level_unknown &&
-                           pinfo.timestamp_unparsed == info.timestamp_unparsed &&
-                           pinfo.utf8_repaired == info.utf8_repaired, "the event in parts notices otherwise");
-        }
-    }
     h = fuzz_fnv(h, map, len);
     int32_t r32 = rc;
     return fuzz_fnv(h, &r32, sizeof r32);
@@ -200,6 +183,61 @@ static void check_ack(ctx *c, const msgpack_object *chunk)
     FUZZ_CHECK(u.data.type == MSGPACK_OBJECT_MAP && u.data.via.map.size == 1 && str_eq(&u.data.via.map.ptr[0].key, "ack")
                    && same_object(c, &u.data.via.map.ptr[0].val, chunk), "ack is not {\"ack\": chunk}");
     msgpack_unpacked_destroy(&u);
+}
+
+/* The entries of the message p[0..len) as one iterator gives them (lazy: as ingest takes them, an event in parts
+ * through record_prepare_parts and forward_settle, or its map when sent back; else every event's map through
+ * record_encode_raw), as a digest of every verdict, entry's bytes and notes, the log_id generator seeded alike for
+ * each event. limit: the calls forward_next may take (each sent-back entry adds one). */
+static uint64_t entries_digest(ctx *c, const uint8_t *p, size_t len, int lazy, uint64_t limit)
+{
+    forward_iter it;
+    forward_iter_init(&it, &c->opts);
+    it.lazy = lazy;
+    uint64_t h = FUZZ_FNV_INIT, calls = 0, sent_back = 0;
+    int32_t rc = forward_begin(&it, p, len);
+    h = fuzz_fnv(h, &rc, sizeof rc);
+    while (rc == 0) {
+        FUZZ_CHECK(++calls <= limit + sent_back, "forward_next (lazy %d) did not end within its calls", lazy);
+        const uint8_t *map;
+        size_t mlen;
+        record_info info;
+        int32_t next = forward_next(&it, &map, &mlen), erc = 0;
+        c->parts_enc.rng[0] = 0x9e3779b97f4a7c15ULL;
+        c->parts_enc.rng[1] = 0xbf58476d1ce4e5b9ULL;
+        if (next == 1 && !map) {
+            FUZZ_CHECK(lazy, "an event in parts from an iterator that is not lazy");
+            erc = record_prepare_parts(&c->parts_enc, &it.parts, &c->src, &info);
+            if (forward_settle(&it, erc, &info) < 0) {
+                FUZZ_CHECK(++sent_back <= limit, "forward_settle sent back more entries than there are");
+                continue;
+            }
+            if (erc == 0) {
+                uint8_t *out = malloc(c->parts_enc.out_len ? c->parts_enc.out_len : 1);
+                FUZZ_CHECK(out != NULL, "malloc");
+                FUZZ_CHECK(record_write(&c->parts_enc, out) == c->parts_enc.out_len, "record_write's length");
+                h = fuzz_fnv(h, out, c->parts_enc.out_len);
+                free(out);
+            }
+        } else if (next == 1) {
+            erc = record_encode_raw(&c->parts_enc, map, mlen, &c->src, NOW_NS, &info);
+            if (erc == 0)
+                h = fuzz_fnv(h, c->parts_enc.out, c->parts_enc.out_len);
+        }
+        h = fuzz_fnv(h, &next, sizeof next);
+        if (next == 1) {
+            h = fuzz_fnv(h, &erc, sizeof erc);
+            if (erc == 0) {
+                uint32_t notes[4] = {info.reserved_keys, (uint32_t)info.level_unknown, (uint32_t)info.timestamp_unparsed,
+                                     (uint32_t)info.utf8_repaired};
+                h = fuzz_fnv(h, notes, sizeof notes);
+            }
+        }
+        if (next == 0)
+            break;
+    }
+    forward_iter_free(&it);
+    return h;
 }
 
 /* One message (its bytes p[0..len), as the decoder handed them out) through forward_begin / forward_next and the
@@ -245,6 +283,8 @@ static uint64_t iterate(ctx *c, const uint8_t *p, size_t len)
             h = check_event(c, map, mlen, &ref, h);
     }
     FUZZ_CHECK(!forward_active(&c->it) && forward_next(&c->it, &map, &mlen) == 0, "active (or more events) after 0");
+    FUZZ_CHECK(entries_digest(c, p, len, 1, limit) == entries_digest(c, p, len, 0, limit),
+               "the message's events taken as ingest takes them (in parts) differ from their maps'");
     if (c->it.chunk)
         check_ack(c, c->it.chunk);
     forward_iter_reset(&c->it);
