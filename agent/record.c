@@ -775,8 +775,8 @@ static int take_repeat(record_enc *e, const uint8_t *prev, const uint8_t *end, r
  * *p; *p moves past it. Inlined into the walk with its cursor q, which no call that stays a call ever gets the
  * address of (they get a copy): so q lives in a register, not in memory (reloaded after every store the walk makes
  * through a byte pointer, which may alias it) — the headers' chain of loads was the step's longest. */
-static inline __attribute__((always_inline)) int classify_kv(record_enc *e, const uint8_t *pair, const mpr_value *kp,
-                                                             const mpr_value *vp, const uint8_t **p,
+static inline __attribute__((always_inline)) int classify_kv(record_enc *e, const uint8_t *pair, const mpr_value *k,
+                                                             const mpr_value *v, const uint8_t **p,
                                                              const uint8_t *end, fields *f, record_info *info);
 
 static inline __attribute__((always_inline)) int classify_pair(record_enc *e, const uint8_t **p, const uint8_t *end,
@@ -801,12 +801,11 @@ static inline __attribute__((always_inline)) int classify_pair(record_enc *e, co
 
 /* classify_pair's str-keyed pair at `pair`, both headers read (k, v): the value's items (if any) next at *p, which
  * moves past the pair. */
-static inline __attribute__((always_inline)) int classify_kv(record_enc *e, const uint8_t *pair, const mpr_value *kp,
-                                                             const mpr_value *vp, const uint8_t **p,
+static inline __attribute__((always_inline)) int classify_kv(record_enc *e, const uint8_t *pair, const mpr_value *k,
+                                                             const mpr_value *v, const uint8_t **p,
                                                              const uint8_t *end, fields *f, record_info *info)
 {
     const uint8_t *q = *p, *t;
-    const mpr_value *k = kp, *v = vp; /* (no copies: pointers to the caller's headers) */
     int rc;
     if (k->len > 0 && k->ptr[0] == '_') {
         info->reserved_keys++;

@@ -356,18 +356,21 @@ int forward_begin(forward_iter *it, const void *msg, size_t len)
 
 /* The keys the mapping sets itself (the last only when the event has metadata), and where a record's own key of
  * that name goes instead. */
-static const char *const mapped[4] = {"service_name", "timestamp", "message", "forward_metadata"};
-static const char *const renamed[4] = {"record_service_name", "record_timestamp", "record_message",
-                                       "record_forward_metadata"};
+static const record_rename renames[4] = {
+    {"service_name", "record_service_name", 12, 19},
+    {"timestamp", "record_timestamp", 9, 16},
+    {"message", "record_message", 7, 14},
+    {"forward_metadata", "record_forward_metadata", 16, 23},
+};
 
 /* Which of the first `set` mapped keys a str key is, or -1: told apart by length first. */
 static inline int mapped_key(const mpr_value *k, int set)
 {
     switch (k->len) {
-    case 12: return memcmp(k->ptr, mapped[0], 12) ? -1 : 0;
-    case 9: return memcmp(k->ptr, mapped[1], 9) ? -1 : 1;
-    case 7: return memcmp(k->ptr, mapped[2], 7) ? -1 : 2;
-    case 16: return set == 4 && !memcmp(k->ptr, mapped[3], 16) ? 3 : -1;
+    case 12: return memcmp(k->ptr, renames[0].from, 12) ? -1 : 0;
+    case 9: return memcmp(k->ptr, renames[1].from, 9) ? -1 : 1;
+    case 7: return memcmp(k->ptr, renames[2].from, 7) ? -1 : 2;
+    case 16: return set == 4 && !memcmp(k->ptr, renames[3].from, 16) ? 3 : -1;
     default: return -1;
     }
 }
@@ -545,7 +548,7 @@ static uint8_t *put_pairs(uint8_t *o, const rec_walk *w, int set)
             continue;
         int m = k.type == MPR_STR ? mapped_key(&k, set) : -1;
         if (m >= 0) /* a key the mapping sets itself: kept under record_<key> */
-            o = put_bytes(put_str(o, renamed[m], strlen(renamed[m])), vp, (size_t)(p - vp));
+            o = put_bytes(put_str(o, renames[m].to, renames[m].to_len), vp, (size_t)(p - vp));
         else
             o = put_bytes(o, kp, (size_t)(p - kp));
     }
@@ -587,14 +590,6 @@ static int write_event(forward_iter *it, const mpr_value *t, const uint8_t *tp, 
     return 1;
 }
 
-/* The keys a record's own pairs are renamed from (the mapped ones), as record_parts takes them. */
-static const record_rename part_renames[4] = {
-    {"service_name", "record_service_name", 12, 19},
-    {"timestamp", "record_timestamp", 9, 16},
-    {"message", "record_message", 7, 14},
-    {"forward_metadata", "record_forward_metadata", 16, 23},
-};
-
 /* The event at rp (its record map's bytes; time t, tlen bytes; metadata meta[0..meta_len), meta_pairs pairs) in
  * it->parts, its record not walked yet, when the iterator is lazy and the event plainly qualifies: a valid time, a
  * map record, nothing deep in the entry so far (v2 metadata is), not an entry being handed out again
@@ -615,10 +610,12 @@ static int event_lazy(forward_iter *it, const mpr_value *t, size_t tlen, const u
                                .extra = has_meta ? meta : NULL, .extra_end = has_meta ? meta + meta_len : NULL,
                                .extra_key = "forward_metadata", .pairs = q, .end = end, .n = r.len,
                                .message_keys = o->message_keys, .message_key_lens = o->message_key_lens,
-                               .n_message_keys = o->n_message_keys, .renames = part_renames,
+                               .n_message_keys = o->n_message_keys, .renames = renames,
                                .n_renames = has_meta ? 4 : 3, .message_lens = it->message_lens,
-                               .rename_lens = record_len_bit(12) | record_len_bit(9) | record_len_bit(7) |
-                                              (has_meta ? record_len_bit(16) : 0)};
+                               .rename_lens = record_len_bit(renames[0].from_len) |
+                                              record_len_bit(renames[1].from_len) |
+                                              record_len_bit(renames[2].from_len) |
+                                              (has_meta ? record_len_bit(renames[3].from_len) : 0)};
     it->lazy_rp = rp;
     it->lazy_sent = 1 + tlen + (meta ? 1 + meta_len : 0); /* + the record's bytes: event's measure */
     it->lazy_pending = 1;

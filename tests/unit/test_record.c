@@ -558,19 +558,15 @@ static void test_log_id_digits(void)
                 want[16 * w + i] = "0123456789abcdef"[v & 15];
         }
         want[32] = 0;
-        msgpack_sbuffer sb;
-        msgpack_packer pk;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 1);
-        msgpack_pack_str_with_body(&pk, "message", 7);
-        msgpack_pack_str_with_body(&pk, "m", 1);
+        tc t;
+        tc_begin(&t, 1);
+        kv(&t, "message", "m");
         record_info info;
-        CHECK_INT(record_encode_raw(&e, sb.data, sb.size, &SRC, NOW, &info), 0);
+        CHECK_INT(record_encode_raw(&e, t.sb.data, t.sb.size, &SRC, NOW, &info), 0);
         CHECK(info.log_id_len == 32 && !memcmp(info.log_id, want, 32));
         if (info.log_id_len == 32 && memcmp(info.log_id, want, 32))
             fprintf(stderr, "log_id %.32s, want %s\n", info.log_id, want);
-        msgpack_sbuffer_destroy(&sb);
+        msgpack_sbuffer_destroy(&t.sb);
         record_enc_free(&e);
     }
 }
