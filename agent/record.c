@@ -712,7 +712,7 @@ static inline __attribute__((always_inline)) int add_meta(record_enc *e, record_
 {
     if (e->n_kv >= e->kv_cap && grow_kv(e) < 0) /* the table grows rarely: once per encoder, to its largest record */
         return -ENOMEM;
-    e->kv[e->n_kv++] = (record_kv){key, val, type};
+    e->kv[e->n_kv++] = (record_kv){key, val, type, 0};
     return 0;
 }
 
@@ -1002,6 +1002,40 @@ static inline __attribute__((always_inline)) size_t source_size(const record_sou
     return n;
 }
 
+/* The RecordSource field (tag, length src_len, submessage) of src, whose comm and hostname are comm_len and host_len
+ * bytes long, at p: returns the end. */
+static inline __attribute__((always_inline)) uint8_t *put_source(uint8_t *p, const record_source *src, size_t comm_len,
+                                                                size_t host_len, size_t src_len)
+{
+    p = pbw_put_tag(p, F_SOURCE, PBW_LEN);
+    p = pbw_put_varint(p, src_len);
+    if (src->pid)
+        p = pbw_put_uint(p, 1, (uint64_t)(int64_t)src->pid);
+    if (src->uid)
+        p = pbw_put_uint(p, 2, src->uid);
+    if (src->gid)
+        p = pbw_put_uint(p, 3, src->gid);
+    if (comm_len)
+        p = pbw_put_bytes(p, 4, src->comm, comm_len);
+    if (host_len)
+        p = pbw_put_bytes(p, 5, src->hostname, host_len);
+    if (opt_len(src->cgroup))
+        p = pbw_put_bytes(p, 6, src->cgroup, opt_len(src->cgroup));
+    if (opt_len(src->container_id))
+        p = pbw_put_bytes(p, 7, src->container_id, opt_len(src->container_id));
+    return p;
+}
+
+size_t record_source_wire(const record_source *src, uint8_t *buf, size_t cap)
+{
+    size_t comm_len = strnlen(src->comm, sizeof src->comm);
+    size_t host_len = src->hostname ? strlen(src->hostname) : 0;
+    size_t src_len = source_size(src, comm_len, host_len);
+    if (src_len == 0 || pbw_len_field_size(src_len) > cap)
+        return 0;
+    return (size_t)(put_source(buf, src, comm_len, host_len, src_len) - buf);
+}
+
 static inline __attribute__((always_inline)) uint8_t *put_str(uint8_t *p, uint32_t field, const record_enc *e,
                                                              const record_span *s)
 {
@@ -1041,17 +1075,25 @@ static inline __attribute__((always_inline)) void plan(record_enc *e, const reco
     const fields *f = &e->f;
     e->src = src;
     e->n_types = types_len(e);
-    e->comm_len = src ? strnlen(src->comm, sizeof src->comm) : 0;
-    e->host_len = src && src->hostname ? strlen(src->hostname) : 0;
-    e->src_len = src ? source_size(src, e->comm_len, e->host_len) : 0;
-    size_t total = str_size(&f->service) + str_size(&f->level) + str_size(&f->message) + str_size(&f->trace) +
+    size_t total = 0;
+    if (src && src->wire) { /* a connection's: encoded once (record_source_wire) */
+        e->src_len = 0;
+        total += src->wire_len;
+    } else {
+        e->comm_len = src ? strnlen(src->comm, sizeof src->comm) : 0;
+        e->host_len = src && src->hostname ? strlen(src->hostname) : 0;
+        e->src_len = src ? source_size(src, e->comm_len, e->host_len) : 0;
+        if (e->src_len)
+            total += pbw_len_field_size(e->src_len);
+    }
+    total += str_size(&f->service) + str_size(&f->level) + str_size(&f->message) + str_size(&f->trace) +
                    str_size(&f->span) + str_size(&f->log_id);
-    for (size_t i = 0; i < e->n_kv; i++)
-        total += pbw_len_field_size(str_size(&e->kv[i].key) + str_size(&e->kv[i].val));
+    for (size_t i = 0; i < e->n_kv; i++) { /* (< 4 GiB: every input is at most 64 MiB, its text forms 6x that) */
+        e->kv[i].wire = (uint32_t)(str_size(&e->kv[i].key) + str_size(&e->kv[i].val));
+        total += pbw_len_field_size(e->kv[i].wire);
+    }
     if (f->ts)
         total += pbw_varint_field_size((uint64_t)f->ts);
-    if (e->src_len)
-        total += pbw_len_field_size(e->src_len);
     e->out_len = total + types_size(e->n_types);
 }
 
@@ -1068,30 +1110,18 @@ size_t record_write(const record_enc *e, uint8_t *dst)
     for (size_t i = 0; i < e->n_kv; i++) {
         const record_kv *kv = &e->kv[i];
         p = pbw_put_tag(p, F_META, PBW_LEN);
-        p = pbw_put_varint(p, str_size(&kv->key) + str_size(&kv->val));
+        p = pbw_put_varint(p, kv->wire);
         p = put_str(p, 1, e, &kv->key);
         p = put_str(p, 2, e, &kv->val);
     }
     p = put_str(p, F_LOGID, e, &f->log_id);
     if (f->ts)
         p = pbw_put_uint(p, F_TS, (uint64_t)f->ts);
-    if (e->src_len) {
-        p = pbw_put_tag(p, F_SOURCE, PBW_LEN);
-        p = pbw_put_varint(p, e->src_len);
-        if (src->pid)
-            p = pbw_put_uint(p, 1, (uint64_t)(int64_t)src->pid);
-        if (src->uid)
-            p = pbw_put_uint(p, 2, src->uid);
-        if (src->gid)
-            p = pbw_put_uint(p, 3, src->gid);
-        if (e->comm_len)
-            p = pbw_put_bytes(p, 4, src->comm, e->comm_len);
-        if (e->host_len)
-            p = pbw_put_bytes(p, 5, src->hostname, e->host_len);
-        if (opt_len(src->cgroup))
-            p = pbw_put_bytes(p, 6, src->cgroup, opt_len(src->cgroup));
-        if (opt_len(src->container_id))
-            p = pbw_put_bytes(p, 7, src->container_id, opt_len(src->container_id));
+    if (src && src->wire) {
+        memcpy(p, src->wire, src->wire_len);
+        p += src->wire_len;
+    } else if (e->src_len) {
+        p = put_source(p, src, e->comm_len, e->host_len, e->src_len);
     }
     p = put_types(p, e, e->n_types);
     return (size_t)(p - dst);

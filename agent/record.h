@@ -21,7 +21,16 @@ typedef struct record_source {
     const char *hostname; /* borrowed, NUL-terminated */
     const char *cgroup;       /* --trusted-fields: borrowed, NUL-terminated, or NULL */
     const char *container_id; /* likewise */
+    const uint8_t *wire;      /* the fields above as their entries' RecordSource field (record_source_wire), kept by
+                               * the source's owner as long as the source; NULL: record_write encodes them per record */
+    size_t wire_len;
 } record_source;
+
+/* src's RecordSource field as record_write puts it in an entry (tag, length, submessage) into buf (cap bytes):
+ * its length, or 0 when there is none (nothing to send) or it does not fit. A source that sends many records (a
+ * connection) points its `wire` at these bytes once its fields are final: each entry then copies them rather than
+ * measures and encodes the fields (a change to the fields afterwards needs the wire made again, or NULL). */
+size_t record_source_wire(const record_source *src, uint8_t *buf, size_t cap);
 
 /* What the mapping noticed about one record, for the counters. */
 typedef struct record_info {
@@ -46,7 +55,8 @@ typedef struct record_span {
 typedef struct record_kv {
     record_span key;
     record_span val;
-    char type; /* its msgpack type as a RECORD_T_* tag */
+    char type;     /* its msgpack type as a RECORD_T_* tag */
+    uint32_t wire; /* the MetadataEntry's size in the entry (key and value fields), set when the entry is planned */
 } record_kv;
 
 /* Metadata types for `--upstream-protocol otlp` (record_enc.typed). The entry then carries, in field
@@ -92,7 +102,7 @@ typedef struct record_enc {
     int out_pending;   /* record_prepare_raw: the entry (out_len bytes) is planned, not written: record_write */
     record_fields f;   /* the record last classified, and what record_write needs to write it: */
     const record_source *src;
-    size_t n_types, comm_len, host_len, src_len;
+    size_t n_types, comm_len, host_len, src_len; /* src_len: the source's submessage; 0 when it has a wire */
     int nesting; /* the walk so far: deepest nesting of containers seen */
 } record_enc;
 

@@ -127,6 +127,7 @@ typedef struct conn {
     record_source src;
     char cgroup[CGROUP_PATH_MAX];         /* --trusted-fields: src.cgroup / src.container_id point here */
     char container_id[CGROUP_ID_LEN + 1];
+    uint8_t src_wire[768]; /* src as its records' RecordSource field, encoded once (src.wire points here) */
     client_entry *client; /* per-client counters of the current (pid, comm, service_name); NULL before any */
     client_tally tally;   /* client's counts since the last fold (clients.h): folded at the end of each process(), on
                            * a change of entry and before the connection detaches */
@@ -988,6 +989,8 @@ static void conn_new(ingest *in, int fd, const record_source *srcp, uint64_t ser
         c->src.cgroup = in->cfg->trusted_mask & TRUSTED_CGROUP ? c->cgroup : NULL;
         c->src.container_id = in->cfg->trusted_mask & TRUSTED_CONTAINER_ID ? c->container_id : NULL;
     }
+    c->src.wire_len = record_source_wire(&c->src, c->src_wire, sizeof c->src_wire); /* 0: encoded per record */
+    c->src.wire = c->src.wire_len ? c->src_wire : NULL;
     c->read_size = READ_FIRST;
     c->serial = serial;
     forward_iter_init(&c->fwd, &in->fwd_opts);

@@ -1058,6 +1058,77 @@ static void test_raw_truncated(void)
     record_enc_free(&e);
 }
 
+/* An entry written with its source's wire (record_source_wire, as a connection keeps it) is byte for byte the entry
+ * written from the source's fields, for every shape of source; a wire that does not fit is refused (0). */
+static uint8_t *prepared_entry(const record_source *src, size_t *len)
+{
+    tc t;
+    tc_begin(&t, 3);
+    kv(&t, "message", "m");
+    kv(&t, "user", "alice");
+    key(&t, "n");
+    msgpack_pack_uint64(&t.pk, 12345);
+    record_enc e;
+    CHECK_INT(record_enc_init(&e), 0);
+    e.rng[0] = 1, e.rng[1] = 2; /* the same log_id both ways */
+    record_info info;
+    CHECK_INT(record_prepare_raw(&e, t.sb.data, t.sb.size, src, NOW, &info), 0);
+    uint8_t *w = malloc(e.out_len);
+    CHECK(w != NULL);
+    *len = w ? record_write(&e, w) : 0;
+    CHECK_INT(*len, e.out_len);
+    record_enc_free(&e);
+    msgpack_sbuffer_destroy(&t.sb);
+    return w;
+}
+
+static void test_source_wire(void)
+{
+    static char cg[200];
+    memset(cg, 'c', sizeof cg - 1);
+    const record_source cases[] = {
+        SRC,
+        {.pid = 7, .uid = 1, .gid = 2, .comm = "abcdefghijklmno", .hostname = "h", .cgroup = "/kubepods/pod1/x",
+         .container_id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+        {.comm = "forward", .hostname = "host"},           /* a TCP peer: no credentials */
+        {.pid = -1, .uid = 4294967295u, .gid = 65534},        /* extremes, no comm, no hostname */
+        {.comm = "", .hostname = NULL},                        /* nothing: no source field */
+        {.pid = 1, .hostname = "h", .cgroup = cg},            /* a long cgroup path */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        record_source plain = cases[i], wired = cases[i];
+        uint8_t wire[768];
+        size_t n = record_source_wire(&wired, wire, sizeof wire);
+        CHECK(i == 4 ? n == 0 : n > 2);
+        if (n) {
+            CHECK_INT(record_source_wire(&wired, wire, n - 1), 0); /* one byte short: refused */
+            CHECK_INT(record_source_wire(&wired, wire, n), n);
+        }
+        wired.wire = n ? wire : NULL;
+        wired.wire_len = n;
+        size_t la, lb;
+        uint8_t *a = prepared_entry(&plain, &la), *b = prepared_entry(&wired, &lb);
+        CHECK(a && b && la == lb && memcmp(a, b, la) == 0);
+        Logagent__V1__WriteLogRequest *r = b ? logagent__v1__write_log_request__unpack(NULL, lb, b) : NULL;
+        CHECK(r != NULL);
+        if (r) {
+            CHECK_STR(r->message, "m");
+            CHECK_STR(meta(r, "n"), "12345");
+            CHECK(i == 4 ? r->source == NULL : r->source != NULL);
+            if (r->source) {
+                CHECK_INT(r->source->pid, cases[i].pid);
+                CHECK_INT(r->source->uid, cases[i].uid);
+                CHECK_STR(r->source->comm, cases[i].comm);
+                CHECK_STR(r->source->hostname, cases[i].hostname ? cases[i].hostname : "");
+                CHECK_STR(r->source->cgroup, cases[i].cgroup ? cases[i].cgroup : "");
+            }
+            logagent__v1__write_log_request__free_unpacked(r, NULL);
+        }
+        free(a);
+        free(b);
+    }
+}
+
 int main(void)
 {
     test_numbers();
@@ -1065,6 +1136,7 @@ int main(void)
     test_hostile_shapes();
     test_text_limit();
     test_direct_fields_and_source();
+    test_source_wire();
     test_value_types();
     test_utf8_and_empty();
     test_big_message();
