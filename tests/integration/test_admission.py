@@ -382,8 +382,8 @@ def test_full_block():
 def test_left_at_shutdown():
     """Events the agent read but could not queue before it stopped — the log service down, --on-full block, the ring
     full part-way through PackedForward messages read in one go — are dropped.shutdown and counted as taken, their
-    reserved keys too (ingest.c's count_unqueued): in the last log line every event received is counted once, with
-    its two keys, and unsent; more were received at the stop than before it (the held event and the read ones)."""
+    reserved keys and unknown level too (ingest.c's count_unqueued): in the last log line every event received is
+    counted once, with its two keys and its level, and unsent; more were received at the stop than before it (the held event and the read ones)."""
     tmp = TempDir("adm-shutdown")
     target, _ = dead_target(tmp)
     a = agent(tmp, "agent", target, *FULL_ARGS, "--drain-timeout-ms", "300").start()
@@ -408,6 +408,7 @@ def test_left_at_shutdown():
     assert got["received"] >= before["received"] + 2, (before, last)
     assert got["unsent"] == got["dropped_shutdown"] == got["received"] and got["flushed"] == 0, last
     assert got["rejected_reserved_key"] == 2 * got["received"], last
+    assert got["level_unknown"] == got["received"], last  # each event's unknown level too, counted once
 
 if __name__ == "__main__":
     import sys
