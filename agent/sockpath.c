@@ -1,6 +1,8 @@
 /* sockpath.c — see sockpath.h. */
 #include "sockpath.h"
 
+#include "log.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -103,4 +105,15 @@ const char *sockpath_refusal(int err, const char *step)
     if (at_path && err == -EEXIST)
         return "exists and is not a socket";
     return strerror(-err);
+}
+
+void sockpath_log_failure(const char *path, int err, const char *step, const char *path_name,
+                          const char *listen_name)
+{
+    const char *why = sockpath_refusal(err, step);
+    if (why)
+        log_write(LOG_ERROR, "\"cannot use %s\" socket=%s error=\"%s\"", path_name, path, why);
+    else
+        log_write(LOG_ERROR, "\"cannot listen on %s\" socket=%s step=%s error=\"%s\"", listen_name, path, step,
+                  strerror(-err));
 }

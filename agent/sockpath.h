@@ -28,4 +28,10 @@ int sockpath_open(const char *path, unsigned mode, long gid, int backlog, int *r
  * is not a socket", or strerror's text; NULL at a later step (the path was fine: bind, chown or listen failed). */
 const char *sockpath_refusal(int err, const char *step);
 
+/* Logs (error) why sockpath_open refused `path` (`"cannot use <path_name>" error="<sockpath_refusal's words>"`) or
+ * failed at a later step (`"cannot listen on <listen_name>" step=... error="<strerror>"`). The ingest socket has
+ * texts of its own (ingest.c). */
+void sockpath_log_failure(const char *path, int err, const char *step, const char *path_name,
+                          const char *listen_name);
+
 #endif

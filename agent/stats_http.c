@@ -233,12 +233,7 @@ static int unix_listen(const char *path, const config *cfg)
     /* the group was resolved (and refused when unknown) by config_load */
     int fd = sockpath_open(path, (unsigned)cfg->stats_socket_mode, cfg->stats_socket_gid, 64, &removed, &step);
     if (fd < 0) {
-        const char *why = sockpath_refusal(fd, step);
-        if (why)
-            log_write(LOG_ERROR, "\"cannot use the stats socket path\" socket=%s error=\"%s\"", path, why);
-        else
-            log_write(LOG_ERROR, "\"cannot listen on the stats socket\" socket=%s step=%s error=\"%s\"", path, step,
-                      strerror(-fd));
+        sockpath_log_failure(path, fd, step, "the stats socket path", "the stats socket");
         return fd;
     }
     log_write(LOG_INFO, "\"stats socket listening\" socket=%s mode=%04llo group=%s", path,

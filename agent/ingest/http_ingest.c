@@ -447,12 +447,7 @@ static int unix_listen(const char *path, const config *cfg)
     if (removed)
         log_write(LOG_INFO, "\"removed stale http socket\" socket=%s", path);
     if (fd < 0) {
-        const char *why = sockpath_refusal(fd, step);
-        if (why)
-            log_write(LOG_ERROR, "\"cannot use the --http-listen socket path\" socket=%s error=\"%s\"", path, why);
-        else
-            log_write(LOG_ERROR, "\"cannot listen on --http-listen\" socket=%s step=%s error=\"%s\"", path, step,
-                      strerror(-fd));
+        sockpath_log_failure(path, fd, step, "the --http-listen socket path", "--http-listen");
         return fd;
     }
     log_write(LOG_INFO, "\"http listening\" socket=%s", path);
