@@ -1087,7 +1087,7 @@ static inline __attribute__((always_inline)) void plan(record_enc *e, const reco
             total += pbw_len_field_size(e->src_len);
     }
     total += str_size(&f->service) + str_size(&f->level) + str_size(&f->message) + str_size(&f->trace) +
-                   str_size(&f->span) + str_size(&f->log_id);
+             str_size(&f->span) + str_size(&f->log_id);
     for (size_t i = 0; i < e->n_kv; i++) { /* (< 4 GiB: every input is at most 64 MiB, its text forms 6x that) */
         e->kv[i].wire = (uint32_t)(str_size(&e->kv[i].key) + str_size(&e->kv[i].val));
         total += pbw_len_field_size(e->kv[i].wire);
