@@ -72,6 +72,7 @@ typedef struct ingest_stats {
     _Atomic uint64_t truncated;      /* partial records discarded at disconnect */
     _Atomic uint64_t reserved_key;   /* `_`-keys dropped */
     _Atomic uint64_t level_unknown;  /* levels kept as sent */
+    _Atomic uint64_t timestamp_unparsed; /* timestamps that did not parse, kept in metadata */
     _Atomic uint64_t dropped_shutdown; /* complete records read but not queued when the agent stopped */
     _Atomic uint64_t dropped_full;     /* --on-full drop-newest: records refused because the ring was full */
     _Atomic uint64_t dropped_rate_limited; /* --rate-limit: records of a sender over its rate */

@@ -119,8 +119,8 @@ static void ensure_parent_dir(const char *path)
 }
 
 /* The last line: the totals, every drop and reject reason, by the names /stats and /metrics use
- * (dropped_<reason>, rejected_<reason>), and the levels kept as sent (level_unknown), read through the same
- * stats_collect. */
+ * (dropped_<reason>, rejected_<reason>), the levels kept as sent and the timestamps that did not parse
+ * (level_unknown, timestamp_unparsed), read through the same stats_collect. */
 static void report_final(const stats_sources *src)
 {
     stats_view v;
@@ -135,10 +135,10 @@ static void report_final(const stats_sources *src)
                               (unsigned long long)v.rejected[i]);
     uint64_t unsent = v.dropped[STATS_DROP_SHUTDOWN];
     log_write(LOG_INFO, "\"stopped\" received=%llu flushed=%llu unsent=%llu spooled=%llu replayed=%llu "
-                        "dead_letter=%llu%s level_unknown=%llu",
+                        "dead_letter=%llu%s level_unknown=%llu timestamp_unparsed=%llu",
               (unsigned long long)v.received, (unsigned long long)v.f.flushed, (unsigned long long)unsent,
               (unsigned long long)v.f.spooled, (unsigned long long)v.f.replayed, (unsigned long long)v.f.dead_letter,
-              reasons, (unsigned long long)v.level_unknown);
+              reasons, (unsigned long long)v.level_unknown, (unsigned long long)v.timestamp_unparsed);
 }
 
 /* Binds (or takes from systemd) the ingest socket. */

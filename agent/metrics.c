@@ -150,6 +150,8 @@ static void records(writer *w, const stats_view *v)
         "Records found in the spool at start-up (received by an earlier run).", f->replayed);
     one(w, "logagent_records_level_unknown_total", "counter", "Records whose level was kept as sent (not a known level).",
         v->level_unknown);
+    one(w, "logagent_records_timestamp_unparsed_total", "counter",
+        "Records whose timestamp did not parse (kept in metadata; the agent's receive time used).", v->timestamp_unparsed);
     family(w, "logagent_records_held", "gauge", "Records in the agent now, by where they are.");
     const char *where[] = {"ring", "batching", "in_flight", "retry_wait", "spooled"};
     uint64_t held[] = {v->in_ring, f->batching, f->in_flight, f->retry_wait, f->spooled};

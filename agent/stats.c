@@ -101,6 +101,7 @@ void stats_collect(const stats_sources *src, stats_view *v)
     v->rejected[3] = STAT_SUM(in, truncated);
     v->rejected[4] = STAT_SUM(in, reserved_key);
     v->level_unknown = STAT_SUM(in, level_unknown);
+    v->timestamp_unparsed = STAT_SUM(in, timestamp_unparsed);
     v->bytes_received = STAT_SUM(in, bytes_received);
     v->conn_active = STAT_SUM(in, conn_active);
     v->conn_total = STAT_SUM(in, conn_total);
@@ -189,7 +190,8 @@ static void put_records(textbuf *t, const stats_view *v)
     put_map(t, "rejected", stats_reject_names, v->rejected, STATS_REJECT_N);
     put(t, ",");
     put_map(t, "dropped", stats_drop_names, v->dropped, STATS_DROP_N);
-    put(t, ",\"level_unknown\":%llu},", (unsigned long long)v->level_unknown);
+    put(t, ",\"level_unknown\":%llu,\"timestamp_unparsed\":%llu},", (unsigned long long)v->level_unknown,
+        (unsigned long long)v->timestamp_unparsed);
 }
 
 static void put_upstream(textbuf *t, const stats_view *v, const config *cfg)

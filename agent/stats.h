@@ -46,7 +46,7 @@ typedef struct stats_view {
     uint64_t in_ring;
     uint64_t rejected[STATS_REJECT_N];
     uint64_t dropped[STATS_DROP_N];
-    uint64_t level_unknown, bytes_received, conn_active, conn_total, pauses;
+    uint64_t level_unknown, timestamp_unparsed, bytes_received, conn_active, conn_total, pauses;
     uint64_t conn_max_reached, conn_refused_not_allowed, conn_timed_out;
     uint64_t conn_fd_limit_reached, accept_errors[ACCEPT_ERR_N];
     uint64_t mem_limit, mem_used, mem_pauses, mem_paused_now; /* --ingest-memory-bytes (membudget.h) */

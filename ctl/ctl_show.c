@@ -64,6 +64,7 @@ static void show_records(FILE *out, json_t *d)
     row(out, "replayed", ctl_text(d, "records.replayed", v, sizeof v), "found in the spool at start-up");
     row(out, "dead letter", ctl_text(d, "records.dead_letter", v, sizeof v), "refused, kept in deadletter.log");
     row(out, "level unknown", ctl_text(d, "records.level_unknown", v, sizeof v), "levels kept as sent");
+    row(out, "time unparsed", ctl_text(d, "records.timestamp_unparsed", v, sizeof v), "timestamps kept in metadata");
     row(out, "bytes received", ctl_text(d, "bytes_received", v, sizeof v),
         ctl_path(d, "bytes_received") ? ctl_bytes(ctl_num(d, "bytes_received"), a, sizeof a) : NULL);
 }

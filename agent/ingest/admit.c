@@ -141,6 +141,8 @@ static void taken(admit *a, const record_info *info, const admit_from *from)
     }
     if (info->level_unknown)
         stat_add(&a->st->level_unknown, 1);
+    if (info->timestamp_unparsed)
+        stat_add(&a->st->timestamp_unparsed, 1);
 }
 
 /* Dropped at ingest (received, then dropped with `reason`): the record is the agent's, so it was taken. */

@@ -15,8 +15,8 @@
  *     `dropped.buffer_full`, `dropped.rate_limited`, `dropped.out_of_memory`), one `records.rejected.*` reason
  *     (`invalid_record`, `oversized`: the client's bad input), or one "still the caller's" counter (HTTP only:
  *     `http.refused_full`, `http.refused_rate_limited`; a 500 counts only its response);
- *   - `reserved_key` (per `_`-key) and `level_unknown` are counted for an encoded record the agent takes (received,
- *     or held to be), never for one refused or left with its caller;
+ *   - `reserved_key` (per `_`-key), `level_unknown` and `timestamp_unparsed` are counted for an encoded record the
+ *     agent takes (received, or held to be), never for one refused or left with its caller;
  *   - an allocation failure is the agent's trouble, never the client's bad input: dropped.out_of_memory (stream) or
  *     a 500 (request);
  *   - the sender's client entry (clients.h) moves with the totals: `records` with received-and-queued, `dropped` with

@@ -101,7 +101,7 @@ def send(agent, path, recs):
 def snapshot(agent):
     st = agent.stats()
     r = st["records"]
-    out = {"received": r["received"], "level_unknown": r["level_unknown"],
+    out = {"received": r["received"], "level_unknown": r["level_unknown"], "timestamp_unparsed": r["timestamp_unparsed"],
            "http.refused_full": st["http"]["refused_full"],
            "http.refused_rate_limited": st["http"]["refused_rate_limited"]}
     for k, v in r["rejected"].items():
@@ -150,6 +150,8 @@ CASES = [
     ("reserved_key", [{"message": "reserved", "_pid": 1, "_comm": "init"}],
      plus(TAKEN, {"rejected.reserved_key": 2, "client.rejected": 2}), 1),
     ("level_unknown", [{"message": "loud", "level": "LOUD"}], plus(TAKEN, {"level_unknown": 1}), 1),
+    ("timestamp_unparsed", [{"message": "when", "timestamp": "yesterday at noon"}],
+     plus(TAKEN, {"timestamp_unparsed": 1}), 1),
     # 600 one-byte ints (~0.6 KiB of msgpack) become "[1,1,…]" (1.2 KiB of text): past --batch-max-bytes 1KiB - 256
     ("too_large_converted", [dict(MARKED, message="converted", n=[1] * 600)], OVERSIZED, 0),
     # a plain string is not converted: the encoded entry alone is past the limit
@@ -157,10 +159,11 @@ CASES = [
 ]
 
 # Forward's mapping keeps an event without a string message (message "", every key in metadata)
-FATE = {("fwd", "no_message"): (TAKEN, 1), ("fwd", "message_not_string"): (TAKEN, 1)}
+FATE = {("fwd", "no_message"): (TAKEN, 1), ("fwd", "message_not_string"): (TAKEN, 1),
+        ("fwd", "timestamp_unparsed"): (TAKEN, 1)}  # (and a record's timestamp key is kept as record_timestamp)
 
 HTTP_STATUS = {"good": 200, "no_message": 400, "message_not_string": 400, "not_a_map": 400, "reserved_key": 200,
-               "level_unknown": 200, "too_large_converted": 413, "too_large_encoded": 413}
+               "level_unknown": 200, "timestamp_unparsed": 200, "too_large_converted": 413, "too_large_encoded": 413}
 
 
 def tag(rec, case_id):

@@ -368,7 +368,8 @@ def test_bad_message_mode_record_not_a_map():
 def test_bad_event_times_keep_their_events():
     """A time that is a number or ext but not a valid time (a short EventTime, nanoseconds >= 10^9, before 1970,
     NaN, past 2262) does not lose the event: it arrives with the receive time and the time as sent in metadata
-    `timestamp`, like a native record's bad timestamp (docs/protocol.md); nothing is counted rejected."""
+    `timestamp`, like a native record's bad timestamp (docs/protocol.md); nothing is counted rejected, each is counted
+    records.timestamp_unparsed."""
     sink, a = start("bad_times")
     rows = [(msgpack.ExtType(0, b"\x00\x01"), "AAE="), (event_time(T0, 10**9), "ZtGfVTuaygA="), (-5, "-5"),
             (-1.5, "-1.5"), (float("nan"), "NaN"), (2**64 - 1, "18446744073709551615")]
@@ -386,6 +387,7 @@ def test_bad_event_times_keep_their_events():
         assert e["metadata"] == {"timestamp": kept}, e
         assert lo <= e["timestamp_unix_nano"] <= hi, e
     assert sum(st["records"]["rejected"].values()) == 0, st["records"]
+    assert st["records"]["timestamp_unparsed"] == len(rows), st["records"]
     assert st["forward"]["events"] == len(rows), st["forward"]
 
 

@@ -124,6 +124,7 @@ def metrics_agree(st, m):
              ("logagent_records_dead_letter_total", {}, r["dead_letter"]),
              ("logagent_records_replayed_total", {}, r["replayed"]),
              ("logagent_records_level_unknown_total", {}, r["level_unknown"]),
+             ("logagent_records_timestamp_unparsed_total", {}, r["timestamp_unparsed"]),
              ("logagent_received_bytes_total", {}, st["bytes_received"]),
              ("logagent_connections_total", {}, st["connections"]["total"]),
              ("logagent_connections_active", {}, st["connections"]["active"]),
@@ -203,10 +204,12 @@ def test_known_traffic_stats_and_metrics_say_exactly_that():
     # the last line names every drop and reject reason with /stats' and /metrics' words, and the same numbers
     last = [l for l in a.logtext().splitlines() if 'msg="stopped"' in l][-1]
     got = dict(re.findall(r" (\w+)=(\d+)", last))
-    want_keys = {"received", "flushed", "unsent", "spooled", "replayed", "dead_letter"}
+    want_keys = {"received", "flushed", "unsent", "spooled", "replayed", "dead_letter", "level_unknown",
+                 "timestamp_unparsed"}
     want_keys |= {"dropped_" + k for k in doc["records"]["dropped"]} | {"rejected_" + k for k in want}
     assert set(got) == want_keys, (sorted(got), sorted(want_keys))
     assert all(int(got["rejected_" + k]) == v for k, v in want.items()), last
+    assert all(int(got[k]) == doc["records"][k] for k in ("level_unknown", "timestamp_unparsed")), (last, doc["records"])
     assert int(got["received"]) == int(got["flushed"]) == total and int(got["unsent"]) == 0, last
 
 
