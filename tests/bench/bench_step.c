@@ -130,7 +130,7 @@ static int run(const unsigned char *recs, size_t len, long count, size_t read_si
     record_source src = {.pid = 4242, .uid = 1000, .gid = 1000, .comm = "bench", .hostname = "bench-host"};
     uint8_t wire[128]; /* encoded once, as a connection's source is (ingest.c's conn_new) */
     src.wire_len = record_source_wire(&src, wire, sizeof wire);
-    src.wire = wire;
+    src.wire = src.wire_len ? wire : NULL;
     if (!r || decoder_init(&d, 4096, 1 << 20, 16 << 20) < 0 || record_enc_init(&e) < 0)
         return -ENOMEM;
     e.text_limit = 1 << 20;
