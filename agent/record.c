@@ -879,12 +879,17 @@ static int classify(record_enc *e, const uint8_t **p, const uint8_t *end, uint32
     return classify_end(e, f, info);
 }
 
+/* Str key k is s (n bytes): the length, then the first byte before memcmp's call (most keys differ there). */
+static inline int key_is(const mpr_value *k, const char *s, size_t n)
+{
+    return k->len == n && n > 0 && k->ptr[0] == s[0] && !memcmp(k->ptr, s, n);
+}
+
 /* The index of the rename whose `from` str key k is, or -1. */
 static inline int rename_of(const record_parts *r, const mpr_value *k)
 {
-    for (unsigned i = 0; i < r->n_renames; i++) /* (the first byte before memcmp's call: most keys differ there) */
-        if (k->len == r->renames[i].from_len && k->ptr[0] == r->renames[i].from[0] &&
-            !memcmp(k->ptr, r->renames[i].from, k->len))
+    for (unsigned i = 0; i < r->n_renames; i++)
+        if (key_is(k, r->renames[i].from, r->renames[i].from_len))
             return (int)i;
     return -1;
 }
@@ -893,8 +898,7 @@ static inline int rename_of(const record_parts *r, const mpr_value *k)
 static inline unsigned message_rank(const record_parts *r, const mpr_value *k, unsigned best)
 {
     for (unsigned i = 0; i < best; i++)
-        if (k->len == r->message_key_lens[i] && k->len > 0 && k->ptr[0] == r->message_keys[i][0] &&
-            !memcmp(k->ptr, r->message_keys[i], k->len))
+        if (key_is(k, r->message_keys[i], r->message_key_lens[i]))
             return i;
     return best;
 }
@@ -947,21 +951,20 @@ static int classify_parts(record_enc *e, const record_parts *r, fields *f, recor
             continue;
         }
         int m = r->rename_lens & bit ? rename_of(r, &k) : -1;
-        if (rank < best) { /* the message so far: metadata until a better one comes */
+        if (rank < best && m < 0 && (field_of(&k) >= 0 || (k.len > 0 && k.ptr[0] == '_')))
+            return -EAGAIN;
+        if (rank < best || m >= 0) { /* the message so far (metadata until a better one comes), or a renamed key */
             record_span ks;
-            if (m < 0 && (field_of(&k) >= 0 || (k.len > 0 && k.ptr[0] == '_')))
-                return -EAGAIN;
-            if (m >= 0)
+            if (m >= 0) /* a key the mapping sets itself: kept under its rename */
                 ks = span_direct(r->renames[m].to, r->renames[m].to_len);
             else if ((rc = str_span(e, k.ptr, k.len, &ks, info)) < 0)
                 return rc;
             if ((rc = meta_value(e, ks, &v, &q, end, info)) < 0)
                 return rc;
-            best = rank;
-            msg_kv = e->n_kv - 1;
-        } else if (m >= 0) { /* a key the mapping sets itself: kept under its rename */
-            if ((rc = meta_value(e, span_direct(r->renames[m].to, r->renames[m].to_len), &v, &q, end, info)) < 0)
-                return rc;
+            if (rank < best) {
+                best = rank;
+                msg_kv = e->n_kv - 1;
+            }
         } else if ((rc = classify_kv(e, p, &k, &v, &q, end, f, info)) < 0) {
             return rc;
         }

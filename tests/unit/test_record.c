@@ -1058,8 +1058,7 @@ static void test_raw_truncated(void)
     record_enc_free(&e);
 }
 
-/* An entry written with its source's wire (record_source_wire, as a connection keeps it) is byte for byte the entry
- * written from the source's fields, for every shape of source; a wire that does not fit is refused (0). */
+/* A small record's entry, planned and written with src as its sender (malloc'd; *len its bytes). */
 static uint8_t *prepared_entry(const record_source *src, size_t *len)
 {
     tc t;
@@ -1082,6 +1081,8 @@ static uint8_t *prepared_entry(const record_source *src, size_t *len)
     return w;
 }
 
+/* An entry written with its source's wire (record_source_wire, as a connection keeps it) is byte for byte the entry
+ * written from the source's fields, for every shape of source; a wire that does not fit is refused (0). */
 static void test_source_wire(void)
 {
     static char cg[200];
